@@ -1,0 +1,517 @@
+//! The canonical reading: what every stage after `normalize` speaks.
+//!
+//! A [`Reading`] is one measurement event of one device (a blood-pressure panel, one SpO2 value,
+//! one temperature) with its codes (LOINC + IEEE 11073 MDC), UCUM units, times, room, patient and
+//! data-quality flags. Its JSON form is the public contract of DESIGN §6: `vitalsd decode` prints
+//! it, the `reading` outbox format writes it, and the queue stores it.
+//!
+//! Numbers are [`Decimal`]s, not floats, so the device's precision survives from decode to the
+//! forwarded value (a thermometer's `37.60` is written as `37.60`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A configured device's stable id (`[[device]] id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A configured sink's stable id (`[[sink]] id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SinkId(String);
+
+impl SinkId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The stable id of a reading, a UUIDv7 assigned once at capture. It is the FHIR
+/// `Observation.identifier` and the HL7 MSH-10, so retries and resends stay idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReadingId(Uuid);
+
+impl ReadingId {
+    /// A new time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+    pub fn from_uuid(u: Uuid) -> Self {
+        Self(u)
+    }
+    pub fn uuid(&self) -> Uuid {
+        self.0
+    }
+    /// 16 bytes, big-endian: sorts by capture time.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        *self.0.as_bytes()
+    }
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(b))
+    }
+}
+
+impl Default for ReadingId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ReadingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for ReadingId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// What was measured. The kinds of DESIGN §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    BloodPressure,
+    HeartRate,
+    BodyTemperature,
+    Spo2,
+    RespiratoryRate,
+    BodyWeight,
+    BodyHeight,
+    Bmi,
+    Ecg,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::BloodPressure,
+        Kind::HeartRate,
+        Kind::BodyTemperature,
+        Kind::Spo2,
+        Kind::RespiratoryRate,
+        Kind::BodyWeight,
+        Kind::BodyHeight,
+        Kind::Bmi,
+        Kind::Ecg,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::BloodPressure => "blood_pressure",
+            Kind::HeartRate => "heart_rate",
+            Kind::BodyTemperature => "body_temperature",
+            Kind::Spo2 => "spo2",
+            Kind::RespiratoryRate => "respiratory_rate",
+            Kind::BodyWeight => "body_weight",
+            Kind::BodyHeight => "body_height",
+            Kind::Bmi => "bmi",
+            Kind::Ecg => "ecg",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown reading kind `{s}`"))
+    }
+}
+
+/// A UCUM unit code (`mm[Hg]`, `Cel`, `/min`, `%`, `kg`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ucum(String);
+
+impl Ucum {
+    pub fn new(code: impl Into<String>) -> Self {
+        Self(code.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Ucum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An exact decimal number `mantissa × 10^-scale` that keeps the device's precision.
+/// Serialised as a bare JSON number with exactly `scale` fraction digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decimal {
+    mantissa: i64,
+    scale: u8,
+}
+
+/// The largest scale a [`Decimal`] keeps; more fraction digits than this are a parse error.
+pub const MAX_SCALE: u8 = 12;
+
+impl Decimal {
+    pub const fn new(mantissa: i64, scale: u8) -> Self {
+        Self { mantissa, scale }
+    }
+    pub const fn from_int(v: i64) -> Self {
+        Self::new(v, 0)
+    }
+    pub fn mantissa(&self) -> i64 {
+        self.mantissa
+    }
+    pub fn scale(&self) -> u8 {
+        self.scale
+    }
+    pub fn to_f64(&self) -> f64 {
+        // Precision loss is accepted: f64 is only used for range checks and conversions.
+        #[allow(clippy::cast_precision_loss)]
+        let m = self.mantissa as f64;
+        m / 10f64.powi(i32::from(self.scale))
+    }
+    /// Rounds `v` half away from zero to `scale` fraction digits. `None` when not finite or
+    /// out of range.
+    pub fn from_f64(v: f64, scale: u8) -> Option<Self> {
+        if !v.is_finite() || scale > MAX_SCALE {
+            return None;
+        }
+        let scaled = (v * 10f64.powi(i32::from(scale))).round();
+        #[allow(clippy::cast_precision_loss)]
+        if scaled.abs() >= i64::MAX as f64 {
+            return None;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Self::new(scaled as i64, scale))
+    }
+}
+
+impl fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.mantissa);
+        }
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        let abs = self.mantissa.unsigned_abs();
+        let div = 10u64.pow(u32::from(self.scale));
+        write!(
+            f,
+            "{sign}{}.{:0width$}",
+            abs / div,
+            abs % div,
+            width = usize::from(self.scale)
+        )
+    }
+}
+
+/// Why a string is not a [`Decimal`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a decimal number")]
+pub struct DecimalError(pub String);
+
+impl FromStr for Decimal {
+    type Err = DecimalError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || DecimalError(s.chars().take(40).collect());
+        let t = s.trim();
+        let (neg, body) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        if int.is_empty() && frac.is_empty() {
+            return Err(err());
+        }
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let scale = u8::try_from(frac.len()).map_err(|_| err())?;
+        if scale > MAX_SCALE {
+            return Err(err());
+        }
+        let digits = format!("{int}{frac}");
+        let m: i64 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| err())?
+        };
+        Ok(Self::new(if neg { -m } else { m }, scale))
+    }
+}
+
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.to_string())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Decimal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+        raw.get().parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a value that was expected is absent (FHIR `dataAbsentReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbsentReason {
+    Unknown,
+    Error,
+    NotANumber,
+    PositiveInfinity,
+    NegativeInfinity,
+}
+
+impl AbsentReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AbsentReason::Unknown => "unknown",
+            AbsentReason::Error => "error",
+            AbsentReason::NotANumber => "not-a-number",
+            AbsentReason::PositiveInfinity => "positive-infinity",
+            AbsentReason::NegativeInfinity => "negative-infinity",
+        }
+    }
+}
+
+/// One coded value of a reading (a component of a panel, or the single value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Value {
+    /// LOINC code (`8480-6`).
+    pub code: String,
+    /// IEEE 11073-10101 MDC code (`150021`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdc: Option<u32>,
+    /// Short name used in flags and readable output (`systolic`).
+    pub name: String,
+    /// `null` when the device reported a special value; then `absent` says why.
+    pub value: Option<Decimal>,
+    pub unit: Ucum,
+    /// Measurement site for temperatures (`oral`, `axillary`, `tympanic`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absent: Option<AbsentReason>,
+}
+
+/// The device that produced a reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfo {
+    pub id: DeviceId,
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+}
+
+/// A patient identifier: an MRN and the system (OID/URI) that issued it.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientRef {
+    pub id: String,
+    pub system: String,
+}
+
+impl fmt::Debug for PatientRef {
+    /// Patient identifiers never reach the ordinary log: `Debug` shows a short hash only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PatientRef(#{})", self.masked())
+    }
+}
+
+impl PatientRef {
+    /// A short, stable, non-reversible tag for logs (first 8 hex digits of an FNV-1a hash).
+    pub fn masked(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.system.bytes().chain([0u8]).chain(self.id.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{:08x}", h >> 32)
+    }
+}
+
+/// A data-quality fact about a reading (`clock_untrusted`, `out_of_range:systolic`,
+/// `device:artifact`, `rejected:...`). Flags starting with `rejected:` mean the reading
+/// failed a hard limit and is kept in dead-letter rather than forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Flag(String);
+
+impl Flag {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn clock_untrusted() -> Self {
+        Self::new("clock_untrusted")
+    }
+    pub fn out_of_range(name: &str) -> Self {
+        Self(format!("out_of_range:{name}"))
+    }
+    pub fn device(what: &str) -> Self {
+        Self(format!("device:{what}"))
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The canonical reading (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reading {
+    /// Assigned at capture; `null` in `vitalsd decode` output.
+    pub id: Option<ReadingId>,
+    pub device: DeviceInfo,
+    pub room: Option<String>,
+    pub patient: Option<PatientRef>,
+    pub kind: Kind,
+    /// When the measurement was taken, as vitalsd trusts it (device time when trusted, else
+    /// receipt time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The time the device reported, if it reports one.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub device_time: Option<OffsetDateTime>,
+    pub values: Vec<Value>,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+impl Reading {
+    /// The dedupe key of DESIGN §3.2: (device, kind, device time, values). A device that sends
+    /// the same measurement again (memory recall, gateway replay) yields the same key. Devices
+    /// that report no time of their own fall back to the receipt time, so only an exact
+    /// replay within the same second is recognised for them.
+    pub fn dedupe_key(&self) -> String {
+        use std::fmt::Write;
+        let t = self.device_time.unwrap_or(self.received_at);
+        let mut k = format!(
+            "{}|{}|{}",
+            self.device.id,
+            self.kind,
+            t.unix_timestamp()
+        );
+        for v in &self.values {
+            let _ = write!(
+                k,
+                "|{}={}",
+                v.name,
+                v.value.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        k
+    }
+
+    pub fn has_flag(&self, prefix: &str) -> bool {
+        self.flags.iter().any(|f| f.as_str().starts_with(prefix))
+    }
+
+    /// The hard-limit rejection reason, if normalisation rejected this reading.
+    pub fn rejection(&self) -> Option<&str> {
+        self.flags
+            .iter()
+            .find_map(|f| f.as_str().strip_prefix("rejected:"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_keeps_trailing_zeros() {
+        let d: Decimal = "37.60".parse().unwrap();
+        assert_eq!(d.to_string(), "37.60");
+        assert_eq!(serde_json::to_string(&d).unwrap(), "37.60");
+        let back: Decimal = serde_json::from_str("37.60").unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn decimal_handles_signs_and_small_values() {
+        assert_eq!("-0.05".parse::<Decimal>().unwrap().to_string(), "-0.05");
+        assert_eq!("120".parse::<Decimal>().unwrap().to_string(), "120");
+        assert!("1e5".parse::<Decimal>().is_err());
+        assert!("".parse::<Decimal>().is_err());
+        assert!("--1".parse::<Decimal>().is_err());
+        assert_eq!(Decimal::from_f64(37.0, 1).unwrap().to_string(), "37.0");
+        assert_eq!(Decimal::from_f64(-0.25, 1).unwrap().to_string(), "-0.3");
+    }
+
+    #[test]
+    fn patient_debug_never_shows_the_identifier() {
+        let p = PatientRef {
+            id: "MRN0012345".into(),
+            system: "urn:oid:1.2.3".into(),
+        };
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("MRN0012345"), "{shown}");
+    }
+
+    #[test]
+    fn kind_round_trips_through_its_name() {
+        for k in Kind::ALL {
+            assert_eq!(k.as_str().parse::<Kind>().unwrap(), k);
+        }
+    }
+}
