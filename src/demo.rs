@@ -1,1 +1,242 @@
-//! demo (in progress)
+//! `vitalsd demo`: the whole pipeline with no configuration and no hardware.
+//!
+//! Creates a pseudo-terminal per simulated device, plays each device's real wire format into
+//! it (a Nonin oximeter in ASCII mode in two rooms, and a bridge sending blood pressure,
+//! temperature and weight as reading JSON), runs the daemon on those ports with a FHIR NDJSON
+//! outbox in `DIR/outbox`, and prints every delivered reading as one readable line.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{
+    Config, DaemonConfig, DeviceConfig, DeviceTransport, FileSinkConfig, FlowControl, LogFormat,
+    OutboxFormat, Parity, PatientConfig, PatientMode, SerialSettings, SinkConfig,
+};
+use crate::decode::Options;
+use crate::reading::{DeviceId, Reading, SinkId};
+use crate::simulate;
+
+struct DemoDevice {
+    id: &'static str,
+    driver: &'static str,
+    room: &'static str,
+    every: Duration,
+    options: &'static [(&'static str, &'static str)],
+}
+
+const DEVICES: &[DemoDevice] = &[
+    DemoDevice {
+        id: "exam1-oximeter",
+        driver: "nonin-ascii",
+        room: "exam-1",
+        every: Duration::from_secs(20),
+        options: &[("report", "spot"), ("settle", "8s")],
+    },
+    DemoDevice {
+        id: "exam2-vitals-bridge",
+        driver: "json",
+        room: "exam-2",
+        every: Duration::from_secs(4),
+        options: &[],
+    },
+    DemoDevice {
+        id: "exam3-oximeter",
+        driver: "nonin-ascii",
+        room: "exam-3",
+        every: Duration::from_secs(20),
+        options: &[("report", "spot"), ("settle", "8s")],
+    },
+];
+
+/// A pseudo-terminal whose device side vitalsd opens like a serial port.
+struct Pty {
+    master: OwnedFd,
+    /// Kept open so the device side never sees a hang-up before vitalsd opens it.
+    _slave: OwnedFd,
+    path: PathBuf,
+}
+
+fn open_pty() -> anyhow::Result<Pty> {
+    let pty = nix::pty::openpty(None, None).context("cannot create a pseudo-terminal")?;
+    let mut t = nix::sys::termios::tcgetattr(pty.slave.as_fd()).context("tcgetattr")?;
+    nix::sys::termios::cfmakeraw(&mut t);
+    nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &t)
+        .context("tcsetattr")?;
+    let path = nix::unistd::ttyname(pty.slave.as_fd()).context("ttyname")?;
+    Ok(Pty {
+        master: pty.master,
+        _slave: pty.slave,
+        path,
+    })
+}
+
+pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
+    let outbox = dir.join("outbox");
+    let cancel = crate::cli::shutdown_on_signals()?;
+    let sims = CancellationToken::new();
+    let mut devices = Vec::new();
+    let mut ptys = Vec::new();
+    for (i, d) in DEVICES.iter().enumerate() {
+        let pty = open_pty()?;
+        let mut sim = simulate::for_driver(d.driver, 7 + i as u64)
+            .with_context(|| format!("no simulator for {}", d.driver))?;
+        let mut master = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
+        let (every, token) = (d.every, sims.clone());
+        tokio::spawn(async move {
+            // Give the daemon a moment to open its ports.
+            tokio::time::sleep(Duration::from_millis(300 + 700 * i as u64)).await;
+            let _ = simulate::play(sim.as_mut(), &mut master, every, None, &token).await;
+        });
+        devices.push(DeviceConfig {
+            id: DeviceId::new(d.id),
+            driver: d.driver.to_string(),
+            room: d.room.to_string(),
+            transport: DeviceTransport::Serial(SerialSettings {
+                path: pty.path.clone(),
+                baud: 9600,
+                data_bits: 8,
+                parity: Parity::None,
+                stop_bits: 1,
+                flow_control: FlowControl::None,
+            }),
+            options: d
+                .options
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect::<Options>(),
+            inactivity_timeout: Duration::from_secs(30),
+        });
+        ptys.push(pty);
+    }
+    let cfg = Config {
+        daemon: DaemonConfig {
+            data_dir: dir.join("data"),
+            admin_listen: None,
+            admin_token_file: None,
+            queue_max_bytes: 256 * 1024 * 1024,
+            cache_size: 8 * 1024 * 1024,
+            clock_skew_tolerance: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(5),
+            log_format: LogFormat::Text,
+        },
+        patient: PatientConfig {
+            mode: PatientMode::Location,
+            context_ttl: Duration::from_secs(20 * 60),
+            hold_for: Duration::from_secs(24 * 3600),
+        },
+        devices,
+        sinks: vec![SinkConfig::File(FileSinkConfig {
+            id: SinkId::new("outbox"),
+            dir: outbox.clone(),
+            format: OutboxFormat::Fhir,
+        })],
+    };
+
+    println!(
+        "vitalsd demo: {} simulated devices on pseudo-terminals",
+        DEVICES.len()
+    );
+    for (d, p) in DEVICES.iter().zip(&ptys) {
+        println!(
+            "  {:<20} {:<12} {:<7} {}",
+            d.id,
+            d.driver,
+            d.room,
+            p.path.display()
+        );
+    }
+    println!("FHIR outbox: {}", outbox.display());
+    match for_ {
+        Some(t) => println!(
+            "running for {} (Ctrl-C stops earlier)\n",
+            humantime::format_duration(t)
+        ),
+        None => println!("running until Ctrl-C\n"),
+    }
+
+    let (tx, mut rx) = broadcast::channel::<crate::sink::DeliveryEvent>(1024);
+    let printer = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    n += 1;
+                    println!("{}", describe(&ev.reading));
+                }
+                Err(broadcast::error::RecvError::Lagged(k)) => n += k,
+                Err(broadcast::error::RecvError::Closed) => return n,
+            }
+        }
+    });
+    if let Some(t) = for_ {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(t).await;
+            c.cancel();
+        });
+    }
+    let hooks = crate::app::Hooks {
+        deliveries: Some(tx),
+    };
+    let result = crate::app::run(cfg, cancel, hooks).await;
+    sims.cancel();
+    let delivered = printer.await.unwrap_or(0);
+    result?;
+    println!(
+        "\n{delivered} reading{} delivered to {}",
+        if delivered == 1 { "" } else { "s" },
+        outbox.display()
+    );
+    Ok(())
+}
+
+/// One readable line per reading: time, room, kind, value and unit, device.
+pub fn describe(r: &Reading) -> String {
+    let value = |name: &str| {
+        r.values
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.value)
+            .map_or_else(|| "--".to_string(), |d| d.to_string())
+    };
+    let shown = if r.values.iter().any(|v| v.name == "systolic") {
+        let unit = r.values.first().map(|v| v.unit.as_str()).unwrap_or("");
+        format!(
+            "{}/{} ({}) {unit}",
+            value("systolic"),
+            value("diastolic"),
+            value("mean")
+        )
+    } else {
+        r.values
+            .iter()
+            .map(|v| {
+                let n = v.value.map_or_else(|| "--".into(), |d| d.to_string());
+                format!("{n} {}", v.unit)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let t = r.observed_at.time();
+    let flags = if r.flags.is_empty() {
+        String::new()
+    } else {
+        let f: Vec<_> = r.flags.iter().map(|f| f.as_str()).collect();
+        format!("  [{}]", f.join(" "))
+    };
+    format!(
+        "{:02}:{:02}:{:02}  {:<8} {:<17} {:<22} {}{flags}",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        r.room.as_deref().unwrap_or("-"),
+        r.kind.as_str(),
+        shown,
+        r.device.id,
+    )
+}

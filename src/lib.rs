@@ -17,12 +17,15 @@
 //! - [`demo`], [`simulate`]: simulated devices on pseudo-terminals.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod normalize;
+pub mod pipeline;
 pub mod queue;
 pub mod reading;
 pub mod simulate;
 pub mod sink;
 pub mod source;
+pub mod status;

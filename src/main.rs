@@ -1,1 +1,146 @@
-fn main() {}
+//! The `vitalsd` command line: parses arguments and hands over to the library. Nothing else
+//! lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use vitalsd::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "vitalsd",
+    version,
+    about = "Vital signs from exam-room devices into the patient's record"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file; print every problem as `key.path (line N): why`.
+    CheckConfig {
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Zero-config demo: simulated devices on pseudo-terminals → full pipeline → FHIR outbox.
+    Demo {
+        /// Stop after this long (e.g. "30s"); without it, run until Ctrl-C.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_: Option<Duration>,
+        /// Working directory for the store and the outbox.
+        #[arg(long, default_value = "./vitalsd-demo")]
+        dir: PathBuf,
+    },
+    /// Emit a device's real wire format to a serial port, for test rigs.
+    Simulate {
+        /// Driver whose device to imitate (see `vitalsd drivers`).
+        driver: String,
+        /// Serial port (or pseudo-terminal) to write to.
+        #[arg(long)]
+        serial: PathBuf,
+        /// Time between measurements.
+        #[arg(long, value_parser = parse_duration, default_value = "20s")]
+        every: Duration,
+        /// Stop after this many measurements (default: run until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Decode bytes as a device sends them; print canonical readings as JSON lines.
+    Decode {
+        driver: String,
+        /// Driver option, as in the config's `options` table.
+        #[arg(long = "opt", value_name = "K=V")]
+        opts: Vec<String>,
+        /// Input as hex (spaces allowed) instead of stdin.
+        #[arg(long, conflicts_with = "file")]
+        hex: Option<String>,
+        /// Input file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// List the drivers: name, devices, transports, reading kinds, framing.
+    Drivers,
+    /// Inspect and repair the queue (the daemon must be stopped: sled allows one process).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG", global = true)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Readings stored, pending and dead per sink, size on disk.
+    Stats,
+    /// Dead-letter entries with their reason.
+    Dead {
+        #[arg(long)]
+        sink: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Send dead-letter entries again: one by id, or all of a sink's.
+    Retry {
+        id: Option<String>,
+        #[arg(long)]
+        sink: String,
+    },
+    /// Delete dead-letter entries: one by id, or a sink's, or all.
+    PurgeDead {
+        id: Option<String>,
+        #[arg(long)]
+        sink: Option<String>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write it like \"30s\")"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => cli::run(&config),
+        Command::CheckConfig { config } => cli::check_config(&config),
+        Command::Demo { for_, dir } => cli::demo(for_, &dir),
+        Command::Simulate {
+            driver,
+            serial,
+            every,
+            count,
+        } => cli::simulate(&driver, &serial, every, count),
+        Command::Decode {
+            driver,
+            opts,
+            hex,
+            file,
+        } => cli::decode(&driver, &opts, hex.as_deref(), file.as_deref()),
+        Command::Drivers => cli::drivers(),
+        Command::Queue { action, config } => match action {
+            QueueAction::Stats => cli::queue_stats(&config),
+            QueueAction::Dead { sink, limit } => cli::queue_dead(&config, sink.as_deref(), limit),
+            QueueAction::Retry { id, sink } => cli::queue_retry(&config, &sink, id.as_deref()),
+            QueueAction::PurgeDead { id, sink } => {
+                cli::queue_purge_dead(&config, sink.as_deref(), id.as_deref())
+            }
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vitalsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

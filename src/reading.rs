@@ -445,12 +445,7 @@ impl Reading {
     pub fn dedupe_key(&self) -> String {
         use std::fmt::Write;
         let t = self.device_time.unwrap_or(self.received_at);
-        let mut k = format!(
-            "{}|{}|{}",
-            self.device.id,
-            self.kind,
-            t.unix_timestamp()
-        );
+        let mut k = format!("{}|{}|{}", self.device.id, self.kind, t.unix_timestamp());
         for v in &self.values {
             let _ = write!(
                 k,

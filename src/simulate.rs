@@ -1,1 +1,200 @@
-//! simulate (in progress)
+//! Simulated devices: the real bytes a device puts on the wire, for the demo, test rigs and
+//! onboarding (`vitalsd simulate DRIVER --serial PATH`).
+//!
+//! A [`Simulator`] produces one measurement at a time as timed [`Step`]s (a continuous
+//! oximeter sends a line per second while a finger is in; a bridge sends one JSON line). The
+//! values are plausible and vary a little from one measurement to the next.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use time::OffsetDateTime;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes to write after a pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub after: Duration,
+    pub bytes: Vec<u8>,
+}
+
+/// A device that can be imitated.
+pub trait Simulator: Send {
+    /// The steps of the next measurement, starting now.
+    fn measurement(&mut self, now: OffsetDateTime) -> Vec<Step>;
+}
+
+/// The simulator for `driver`, if the driver's devices push data on their own.
+pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
+    match driver {
+        "nonin-ascii" => Some(Box::new(NoninAscii::new(seed, Duration::from_secs(1)))),
+        "json" => Some(Box::new(JsonBridge::new(seed))),
+        _ => None,
+    }
+}
+
+/// Names of the drivers [`for_driver`] can imitate.
+pub const SIMULATED: &[&str] = &["nonin-ascii", "json"];
+
+/// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
+/// then `SPO2=--- HR=---` when it is taken out.
+pub struct NoninAscii {
+    rng: fastrand::Rng,
+    period: Duration,
+    /// Lines with a value per measurement.
+    pub lines: usize,
+}
+
+impl NoninAscii {
+    pub fn new(seed: u64, period: Duration) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed),
+            period,
+            lines: 14,
+        }
+    }
+}
+
+impl Simulator for NoninAscii {
+    fn measurement(&mut self, _now: OffsetDateTime) -> Vec<Step> {
+        let spo2 = self.rng.u32(95..=99);
+        let hr = self.rng.u32(58..=92);
+        let mut steps: Vec<Step> = (0..self.lines)
+            .map(|i| {
+                let s = spo2 - u32::from(i < 2 && spo2 > 96) * 2;
+                let h = (hr + self.rng.u32(0..=2)).saturating_sub(1);
+                Step {
+                    after: self.period,
+                    bytes: format!("SPO2={s:03} HR={h:03}\r\n").into_bytes(),
+                }
+            })
+            .collect();
+        for _ in 0..3 {
+            steps.push(Step {
+                after: self.period,
+                bytes: b"SPO2=--- HR=---\r\n".to_vec(),
+            });
+        }
+        steps
+    }
+}
+
+/// A bridge that forwards readings as vitalsd reading JSON, one line each: blood pressure,
+/// body temperature and body weight in turn.
+pub struct JsonBridge {
+    rng: fastrand::Rng,
+    turn: u32,
+}
+
+impl JsonBridge {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed),
+            turn: 0,
+        }
+    }
+}
+
+impl Simulator for JsonBridge {
+    fn measurement(&mut self, now: OffsetDateTime) -> Vec<Step> {
+        let t = now
+            .replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let body = match self.turn % 3 {
+            0 => {
+                let sys = self.rng.u32(108..=138);
+                let dia = self.rng.u32(66..=88);
+                let map = dia + (sys - dia) / 3;
+                serde_json::json!({"kind": "blood_pressure", "device_time": t, "values": [
+                    {"code": "8480-6", "mdc": 150021, "name": "systolic", "value": sys, "unit": "mm[Hg]"},
+                    {"code": "8462-4", "mdc": 150022, "name": "diastolic", "value": dia, "unit": "mm[Hg]"},
+                    {"code": "8478-0", "mdc": 150023, "name": "mean", "value": map, "unit": "mm[Hg]"}]})
+            }
+            1 => {
+                let tenths = self.rng.u32(364..=374);
+                let temp: serde_json::Value =
+                    serde_json::from_str(&format!("{}.{}0", tenths / 10, tenths % 10))
+                        .unwrap_or_default();
+                serde_json::json!({"kind": "body_temperature", "device_time": t, "values": [
+                    {"code": "8310-5", "mdc": 150364, "name": "temperature", "value": temp, "unit": "Cel", "site": "oral"}]})
+            }
+            _ => {
+                let decigrams = self.rng.u32(550..=950);
+                let kg: serde_json::Value =
+                    serde_json::from_str(&format!("{}.{}", decigrams / 10, decigrams % 10))
+                        .unwrap_or_default();
+                serde_json::json!({"kind": "body_weight", "device_time": t, "values": [
+                    {"code": "29463-7", "mdc": 188736, "name": "weight", "value": kg, "unit": "kg"}]})
+            }
+        };
+        self.turn += 1;
+        let mut line = body.to_string().into_bytes();
+        line.push(b'\n');
+        vec![Step {
+            after: Duration::ZERO,
+            bytes: line,
+        }]
+    }
+}
+
+/// Plays measurements to `out`: one every `every` (measured from the start of the previous
+/// one), `count` times or until `cancel`.
+pub async fn play<W: AsyncWrite + Unpin>(
+    sim: &mut dyn Simulator,
+    out: &mut W,
+    every: Duration,
+    count: Option<u64>,
+    cancel: &CancellationToken,
+) -> std::io::Result<u64> {
+    let mut done = 0u64;
+    while count.is_none_or(|c| done < c) {
+        let started = tokio::time::Instant::now();
+        for step in sim.measurement(OffsetDateTime::now_utc()) {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(done),
+                () = tokio::time::sleep(step.after) => {}
+            }
+            out.write_all(&step.bytes).await?;
+            out.flush().await?;
+        }
+        done += 1;
+        if count.is_some_and(|c| done >= c) {
+            break;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(done),
+            () = tokio::time::sleep_until(started + every) => {}
+        }
+    }
+    Ok(done)
+}
+
+/// `vitalsd simulate DRIVER --serial PATH`.
+pub async fn run_serial(
+    driver: &str,
+    path: &Path,
+    every: Duration,
+    count: Option<u64>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(mut sim) = for_driver(driver, fastrand::u64(..)) else {
+        bail!(
+            "no simulator for driver `{driver}`; simulated drivers: {}",
+            SIMULATED.join(", ")
+        );
+    };
+    let mut port = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let n = play(sim.as_mut(), &mut port, every, count, &cancel)
+        .await
+        .with_context(|| format!("writing to {}", path.display()))?;
+    tracing::info!(driver, measurements = n, "simulation finished");
+    Ok(())
+}

@@ -1,10 +1,447 @@
-//! registry (in progress)
+//! The driver registry: which drivers exist, what they read, and how to build their decoders.
+//!
+//! One [`DriverInfo`] entry per driver in [`DRIVERS`]: what `vitalsd drivers` prints, the
+//! transports and serial defaults `check-config` validates against, the options the driver
+//! accepts (each with a checker), and the function that builds its decoder. Adding a driver is
+//! one entry here plus one decoder file.
+//!
+//! Option handling: [`validate_options`] returns every problem at once (unknown keys name the
+//! accepted keys); [`build`] validates first and only then constructs. Continuous drivers
+//! (1 value/s streams) also accept the common options `report` (`spot`, the default, or
+//! `every`) and `settle` (a duration, default `10s`), read by [`report_options`] for the
+//! spot-check stage (`normalize::spot`).
+
+use std::time::Duration;
+
+use super::json::{JsonDecoder, JsonFraming};
+use super::nonin_ascii::NoninAscii;
 use super::{Decoder, OptionError, Options};
 use crate::reading::Kind;
+
+/// A transport a driver can be read over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport { Serial, Mqtt, Mllp }
+pub enum Transport {
+    Serial,
+    Mqtt,
+    Mllp,
+}
+
+impl Transport {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transport::Serial => "serial",
+            Transport::Mqtt => "mqtt",
+            Transport::Mllp => "mllp",
+        }
+    }
+}
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// The line settings a driver's devices use by default (config may override them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialDefaults {
+    pub baud: u32,
+    pub data_bits: u8,
+    pub parity: Parity,
+    pub stop_bits: u8,
+}
+
+/// 9600 baud, 8 data bits, no parity, 1 stop bit.
+pub const SERIAL_9600_8N1: SerialDefaults = SerialDefaults {
+    baud: 9600,
+    data_bits: 8,
+    parity: Parity::None,
+    stop_bits: 1,
+};
+
+/// One option a driver accepts: its key, help text and value checker.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub key: &'static str,
+    pub help: &'static str,
+    /// Checks one value; the error is the reason shown after the key.
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+/// Builds a decoder for a transport from already-validated options.
+pub type BuildFn = fn(Transport, &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>>;
+
+/// What the registry knows about one driver.
 #[derive(Debug)]
-pub struct DriverInfo { pub name: &'static str, pub devices: &'static str, pub transports: &'static [Transport], pub kinds: &'static [Kind], pub framing: &'static str, pub experimental: bool, pub continuous: bool }
-pub fn drivers() -> &'static [DriverInfo] { &[] }
-pub fn driver_info(name: &str) -> Option<&'static DriverInfo> { drivers().iter().find(|d| d.name == name) }
-pub fn build(name: &str, _o: &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>> { Err(vec![OptionError{key: name.into(), reason: "todo".into()}]) }
+pub struct DriverInfo {
+    pub name: &'static str,
+    pub devices: &'static str,
+    pub transports: &'static [Transport],
+    pub kinds: &'static [Kind],
+    pub framing: &'static str,
+    pub experimental: bool,
+    /// True for free-running streams (1 value/s): the spot-check options apply.
+    pub continuous: bool,
+    /// Default serial line settings, for drivers with a serial transport.
+    pub serial: Option<SerialDefaults>,
+    /// Driver-specific options (the common `report`/`settle` are added for continuous drivers).
+    pub options: &'static [OptionSpec],
+    pub build: BuildFn,
+}
+
+impl DriverInfo {
+    pub fn supports(&self, t: Transport) -> bool {
+        self.transports.contains(&t)
+    }
+
+    /// Every option key this driver accepts, common ones included.
+    pub fn accepted_keys(&self) -> Vec<&'static str> {
+        let common: &[OptionSpec] = if self.continuous { &COMMON } else { &[] };
+        common.iter().chain(self.options).map(|o| o.key).collect()
+    }
+
+    fn spec(&self, key: &str) -> Option<&OptionSpec> {
+        let common: &[OptionSpec] = if self.continuous { &COMMON } else { &[] };
+        common.iter().chain(self.options).find(|o| o.key == key)
+    }
+}
+
+/// How a continuous driver's stream becomes readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// One reading per measurement episode (median after `settle`).
+    Spot,
+    /// Every message becomes a reading.
+    Every,
+}
+
+/// The common options of a driver, resolved with defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOptions {
+    pub report: Report,
+    pub settle: Duration,
+}
+
+/// Default `settle` for continuous drivers.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+/// Largest `settle` accepted: a spot check longer than this is not a spot check.
+pub const MAX_SETTLE: Duration = Duration::from_secs(300);
+
+const COMMON: [OptionSpec; 2] = [
+    OptionSpec {
+        key: "report",
+        help: "`spot` (default): one reading per measurement; `every`: one per message",
+        check: check_report,
+    },
+    OptionSpec {
+        key: "settle",
+        help: "how long a measurement runs before its spot reading is taken (default 10s)",
+        check: check_settle,
+    },
+];
+
+fn parse_report(v: &str) -> Result<Report, String> {
+    match v {
+        "spot" => Ok(Report::Spot),
+        "every" => Ok(Report::Every),
+        _ => Err(format!("`{v}` is not one of: spot, every")),
+    }
+}
+
+fn check_report(v: &str) -> Result<(), String> {
+    parse_report(v).map(|_| ())
+}
+
+fn parse_settle(v: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(v).map_err(|e| format!("`{v}` is not a duration: {e}"))?;
+    if d > MAX_SETTLE {
+        return Err(format!(
+            "`{v}` is longer than {}",
+            humantime::format_duration(MAX_SETTLE)
+        ));
+    }
+    Ok(d)
+}
+
+fn check_settle(v: &str) -> Result<(), String> {
+    parse_settle(v).map(|_| ())
+}
+
+const ALL_KINDS: [Kind; 9] = Kind::ALL;
+
+/// The drivers, in the order `vitalsd drivers` lists them.
+pub static DRIVERS: [DriverInfo; 2] = [
+    DriverInfo {
+        name: "nonin-ascii",
+        devices: "Nonin pulse oximeters in ASCII mode (2500, 8500, 8600V, 9847, 7500FO, Avant)",
+        transports: &[Transport::Serial],
+        kinds: &[Kind::Spo2, Kind::HeartRate],
+        framing: "ASCII lines, CR LF, 1/s",
+        experimental: false,
+        continuous: true,
+        serial: Some(SERIAL_9600_8N1),
+        options: &[],
+        build: |_, _| Ok(Box::new(NoninAscii::new())),
+    },
+    DriverInfo {
+        name: "json",
+        devices: "readings already in the vitalsd JSON shape, from other software",
+        transports: &[Transport::Serial, Transport::Mqtt],
+        kinds: &ALL_KINDS,
+        framing: "one JSON object per line (serial) or per message (mqtt)",
+        experimental: false,
+        continuous: false,
+        serial: Some(SERIAL_9600_8N1),
+        options: &[],
+        build: |t, _| {
+            let framing = match t {
+                Transport::Mqtt => JsonFraming::PerMessage,
+                Transport::Serial | Transport::Mllp => JsonFraming::Lines,
+            };
+            Ok(Box::new(JsonDecoder::new(framing)))
+        },
+    },
+];
+
+/// All drivers.
+pub fn drivers() -> &'static [DriverInfo] {
+    &DRIVERS
+}
+
+/// The driver called `name`.
+pub fn driver_info(name: &str) -> Option<&'static DriverInfo> {
+    drivers().iter().find(|d| d.name == name)
+}
+
+fn unknown_driver(name: &str) -> OptionError {
+    let known: Vec<&str> = drivers().iter().map(|d| d.name).collect();
+    OptionError {
+        key: "driver".into(),
+        reason: format!(
+            "unknown driver `{name}`; known drivers: {}",
+            known.join(", ")
+        ),
+    }
+}
+
+/// Every problem with `opts` for driver `name` (empty when they are valid). An unknown driver
+/// is reported under the key `driver`.
+pub fn validate_options(name: &str, opts: &Options) -> Vec<OptionError> {
+    let Some(info) = driver_info(name) else {
+        return vec![unknown_driver(name)];
+    };
+    let mut errors = Vec::new();
+    for (key, value) in opts {
+        match info.spec(key) {
+            Some(spec) => {
+                if let Err(reason) = (spec.check)(value) {
+                    errors.push(OptionError {
+                        key: key.clone(),
+                        reason,
+                    });
+                }
+            }
+            None => {
+                let accepted = info.accepted_keys();
+                let reason = if accepted.is_empty() {
+                    format!("unknown option; driver `{name}` takes no options")
+                } else {
+                    format!(
+                        "unknown option; driver `{name}` accepts: {}",
+                        accepted.join(", ")
+                    )
+                };
+                errors.push(OptionError {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    errors
+}
+
+/// Builds the decoder of driver `name` for its first transport (serial for the line-based
+/// drivers); see [`build_for`].
+pub fn build(name: &str, opts: &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
+    let info = driver_info(name).ok_or_else(|| vec![unknown_driver(name)])?;
+    let transport = info
+        .transports
+        .first()
+        .copied()
+        .unwrap_or(Transport::Serial);
+    build_for(name, transport, opts)
+}
+
+/// Builds the decoder of driver `name` for `transport`, after validating every option.
+pub fn build_for(
+    name: &str,
+    transport: Transport,
+    opts: &Options,
+) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
+    let info = driver_info(name).ok_or_else(|| vec![unknown_driver(name)])?;
+    let mut errors = validate_options(name, opts);
+    if !info.supports(transport) {
+        let ts: Vec<&str> = info.transports.iter().map(Transport::as_str).collect();
+        errors.push(OptionError {
+            key: "transport".into(),
+            reason: format!(
+                "driver `{name}` does not read {}; it reads {}",
+                transport.as_str(),
+                ts.join(", ")
+            ),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    (info.build)(transport, opts)
+}
+
+/// The spot-check options of driver `name`: `report`/`settle` with defaults for continuous
+/// drivers; [`Report::Every`] for the others.
+pub fn report_options(name: &str, opts: &Options) -> Result<ReportOptions, Vec<OptionError>> {
+    let info = driver_info(name).ok_or_else(|| vec![unknown_driver(name)])?;
+    if !info.continuous {
+        return Ok(ReportOptions {
+            report: Report::Every,
+            settle: Duration::ZERO,
+        });
+    }
+    fn err(key: &'static str) -> impl Fn(String) -> Vec<OptionError> {
+        move |reason| {
+            vec![OptionError {
+                key: key.into(),
+                reason,
+            }]
+        }
+    }
+    let report = opts
+        .get("report")
+        .map_or(Ok(Report::Spot), |v| parse_report(v))
+        .map_err(err("report"))?;
+    let settle = opts
+        .get("settle")
+        .map_or(Ok(DEFAULT_SETTLE), |v| parse_settle(v))
+        .map_err(err("settle"))?;
+    Ok(ReportOptions { report, settle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Options {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_registry_lists_nonin_ascii_and_json() {
+        let n = driver_info("nonin-ascii").unwrap();
+        assert_eq!(n.transports, &[Transport::Serial]);
+        assert_eq!(n.kinds, &[Kind::Spo2, Kind::HeartRate]);
+        assert_eq!(n.framing, "ASCII lines, CR LF, 1/s");
+        assert!(n.continuous);
+        assert_eq!(n.serial, Some(SERIAL_9600_8N1));
+        let j = driver_info("json").unwrap();
+        assert_eq!(j.transports, &[Transport::Serial, Transport::Mqtt]);
+        assert_eq!(j.kinds.len(), Kind::ALL.len());
+        assert!(!j.continuous);
+        assert!(driver_info("nonin-9").is_none());
+    }
+
+    #[test]
+    fn driver_names_are_unique() {
+        for (i, d) in drivers().iter().enumerate() {
+            assert!(
+                drivers()[i + 1..].iter().all(|o| o.name != d.name),
+                "{}",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_driver_builds_with_no_options() {
+        for d in drivers() {
+            for t in d.transports {
+                assert!(build_for(d.name, *t, &Options::new()).is_ok(), "{}", d.name);
+            }
+        }
+    }
+
+    #[test]
+    fn all_option_errors_are_reported_at_once() {
+        let errs = validate_options(
+            "nonin-ascii",
+            &opts(&[("report", "sometimes"), ("settle", "ten"), ("baud", "9600")]),
+        );
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["baud", "report", "settle"]);
+        assert_eq!(
+            errs[0].reason,
+            "unknown option; driver `nonin-ascii` accepts: report, settle"
+        );
+        assert!(build("nonin-ascii", &opts(&[("settle", "ten")])).is_err());
+    }
+
+    #[test]
+    fn a_driver_without_options_says_so() {
+        let errs = validate_options("json", &opts(&[("report", "spot")]));
+        assert_eq!(
+            errs[0].reason,
+            "unknown option; driver `json` takes no options"
+        );
+    }
+
+    #[test]
+    fn an_unknown_driver_is_reported_under_driver() {
+        let errs = validate_options("nonin-9", &Options::new());
+        assert_eq!(errs[0].key, "driver");
+        assert!(errs[0].reason.contains("nonin-ascii"), "{}", errs[0].reason);
+        assert!(build("nonin-9", &Options::new()).is_err());
+    }
+
+    #[test]
+    fn a_transport_the_driver_cannot_read_is_an_error() {
+        let errs = build_for("nonin-ascii", Transport::Mqtt, &Options::new())
+            .err()
+            .unwrap();
+        assert_eq!(errs[0].key, "transport");
+    }
+
+    #[test]
+    fn report_options_default_to_a_ten_second_spot_check() {
+        let r = report_options("nonin-ascii", &Options::new()).unwrap();
+        assert_eq!(
+            r,
+            ReportOptions {
+                report: Report::Spot,
+                settle: DEFAULT_SETTLE
+            }
+        );
+        let r = report_options(
+            "nonin-ascii",
+            &opts(&[("report", "every"), ("settle", "3s")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.report, r.settle),
+            (Report::Every, Duration::from_secs(3))
+        );
+        assert_eq!(
+            report_options("json", &Options::new()).unwrap().report,
+            Report::Every
+        );
+        assert!(
+            validate_options("nonin-ascii", &opts(&[("settle", "1h")]))[0]
+                .reason
+                .contains("longer than")
+        );
+    }
+}

@@ -1,1 +1,203 @@
-//! normalize (in progress)
+//! Normalize: a device message → a canonical [`Reading`]. Pure functions over tables.
+//!
+//! Receives one [`DeviceMessage`] (device units, device time as reported), its receipt time and
+//! the device's context; emits a [`Reading`] with `id: None` and `patient: None` (the queue
+//! assigns ids, the patient-context stage assigns patients) and `room` from the context:
+//! - codes from [`codes`] (a device's own MDC code overrides the table default);
+//! - values converted to the canonical UCUM unit by [`units`], precision kept;
+//! - device time resolved ([`resolve_device_time`]) and trusted only within the clock-skew
+//!   tolerance, else `observed_at = received_at` and the flag `clock_untrusted`;
+//! - device flags carried, then [`plausibility`] flags appended (duplicates dropped).
+//!
+//! Unknown component names, unconvertible units, empty or duplicate values are
+//! [`NormalizeError`]s naming what was wrong.
+//!
+//! [`spot`] turns a continuous oximeter stream into one spot-check message per measurement
+//! before normalization.
+
+pub mod codes;
+pub mod plausibility;
+pub mod spot;
+pub mod units;
+
+use std::time::Duration;
+
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::decode::{DeviceMessage, DeviceTime, Measured};
+use crate::reading::{DeviceId, DeviceInfo, Flag, Kind, Reading, Ucum, Value};
+
+/// Everything about the device that normalize needs besides the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizeContext {
+    pub device: DeviceId,
+    pub driver: String,
+    pub room: Option<String>,
+    /// Device time further from the receipt time than this is not trusted.
+    pub clock_skew_tolerance: Duration,
+    /// The host's offset, assumed for device times without one.
+    pub utc_offset: UtcOffset,
+}
+
+/// Why a device message could not become a reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("unknown component `{name}` for kind {kind}")]
+    UnknownComponent { kind: Kind, name: String },
+    #[error("component `{name}`: {source}")]
+    Unit {
+        name: String,
+        #[source]
+        source: units::UnitError,
+    },
+    #[error("component `{name}` appears more than once")]
+    DuplicateComponent { name: String },
+    #[error("a {kind} message without values")]
+    NoValues { kind: Kind },
+    #[error("device time cannot be placed on a calendar date")]
+    TimeOutOfRange,
+}
+
+/// Turns a device message into a canonical reading. See the module docs.
+pub fn normalize(
+    msg: DeviceMessage,
+    received_at: OffsetDateTime,
+    ctx: &NormalizeContext,
+) -> Result<Reading, NormalizeError> {
+    let kind = msg.kind;
+    if msg.values.is_empty() {
+        return Err(NormalizeError::NoValues { kind });
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(msg.values.len());
+    for dv in msg.values {
+        if values.iter().any(|v| v.name == dv.name) {
+            return Err(NormalizeError::DuplicateComponent { name: dv.name });
+        }
+        let comp =
+            codes::component(kind, &dv.name).ok_or_else(|| NormalizeError::UnknownComponent {
+                kind,
+                name: dv.name.clone(),
+            })?;
+        let unit_err = |source| NormalizeError::Unit {
+            name: dv.name.clone(),
+            source,
+        };
+        let (value, absent) = match dv.value {
+            Measured::Value(d) => (
+                Some(units::convert(d, dv.unit.as_str(), comp.ucum).map_err(unit_err)?),
+                None,
+            ),
+            Measured::Absent(reason) => {
+                if !units::can_convert(dv.unit.as_str(), comp.ucum) {
+                    return Err(unit_err(units::UnitError::NotConvertible {
+                        from: dv.unit.as_str().to_string(),
+                        to: comp.ucum.to_string(),
+                    }));
+                }
+                (None, Some(reason))
+            }
+        };
+        values.push(Value {
+            code: comp.code(),
+            mdc: Some(dv.mdc.unwrap_or(comp.mdc.code)),
+            name: dv.name,
+            value,
+            unit: Ucum::new(comp.ucum),
+            site: dv.site,
+            absent,
+        });
+    }
+
+    let mut flags = msg.flags;
+    let (observed_at, device_time) = observed_time(msg.device_time, received_at, ctx, &mut flags)?;
+    for f in plausibility::check(kind, &values) {
+        if !flags.contains(&f) {
+            flags.push(f);
+        }
+    }
+    Ok(Reading {
+        id: None,
+        device: DeviceInfo {
+            id: ctx.device.clone(),
+            driver: ctx.driver.clone(),
+            model: msg.model,
+            serial: msg.serial,
+        },
+        room: ctx.room.clone(),
+        patient: None,
+        kind,
+        observed_at,
+        received_at,
+        device_time,
+        values,
+        flags,
+    })
+}
+
+/// Decides `observed_at` and `device_time`, pushing `clock_untrusted` when the device clock is
+/// not set or too far from the receipt time.
+fn observed_time(
+    reported: Option<DeviceTime>,
+    received_at: OffsetDateTime,
+    ctx: &NormalizeContext,
+    flags: &mut Vec<Flag>,
+) -> Result<(OffsetDateTime, Option<OffsetDateTime>), NormalizeError> {
+    let mut untrusted = || {
+        let f = Flag::clock_untrusted();
+        if !flags.contains(&f) {
+            flags.push(f);
+        }
+    };
+    let Some(reported) = reported else {
+        return Ok((received_at, None));
+    };
+    let Some(t) = resolve_device_time(reported, received_at, ctx.utc_offset)? else {
+        untrusted();
+        return Ok((received_at, None));
+    };
+    if (t - received_at).unsigned_abs() <= ctx.clock_skew_tolerance {
+        Ok((t, Some(t)))
+    } else {
+        untrusted();
+        Ok((received_at, Some(t)))
+    }
+}
+
+/// The absolute time of a device time, or `None` for [`DeviceTime::ClockNotSet`].
+///
+/// - `Local` wall-clock times get `utc_offset`.
+/// - `TimeOfDay` gets the date of `received_at` in `utc_offset`; a result more than 12 h after
+///   `received_at` moves to the previous day (a line from just before midnight received just
+///   after), and one more than 12 h before it moves to the next day (a device clock slightly
+///   ahead across midnight).
+pub fn resolve_device_time(
+    t: DeviceTime,
+    received_at: OffsetDateTime,
+    utc_offset: UtcOffset,
+) -> Result<Option<OffsetDateTime>, NormalizeError> {
+    let half_day = time::Duration::hours(12);
+    Ok(Some(match t {
+        DeviceTime::Absolute(t) => t,
+        DeviceTime::Local(p) => p.assume_offset(utc_offset),
+        DeviceTime::ClockNotSet => return Ok(None),
+        DeviceTime::TimeOfDay(tod) => {
+            let local = received_at.to_offset(utc_offset);
+            let same_day = local.replace_time(tod);
+            let day = time::Duration::days(1);
+            if same_day - received_at > half_day {
+                same_day
+                    .checked_sub(day)
+                    .ok_or(NormalizeError::TimeOutOfRange)?
+            } else if received_at - same_day > half_day {
+                same_day
+                    .checked_add(day)
+                    .ok_or(NormalizeError::TimeOutOfRange)?
+            } else {
+                same_day
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,403 @@
-//! queue (in progress)
+//! The durable queue: readings stored in sled before anything upstream is acknowledged, with a
+//! pending entry per sink, a retry schedule and a dead-letter per sink.
+//!
+//! Receives canonical [`Reading`]s (with ids) from normalize; hands [`Pending`] entries to the
+//! sink delivery loop and records their [`Settle`] results. Promises (DESIGN §3.1, §3.2, §3.5):
+//! - [`Queue::enqueue`] returns only after the flush + fdatasync that holds the readings.
+//! - A reading and all of its per-sink entries are written in one atomic batch.
+//! - The same measurement enqueued twice (same dedupe key within 7 days) is stored once.
+//! - Enqueue fails with [`QueueError::Full`] above `max_bytes` instead of growing without bound.
+//!
+//! The store sits behind the [`Store`] trait (sled in production, a map in tests).
+//! This file has the [`Queue`] handle; the writer thread is in `writer`, the byte layout in `keys`.
+//!
+//! # Design
+//! - **Keys**: all in one store tree; the byte layout is documented in `keys`. A reading is
+//!   stored once (`r`), with a pending entry per configured sink (`p`) plus a due-index key
+//!   (`t`) ordered by (not_before, id), or a dead entry (`d`) per sink when normalize rejected
+//!   it. The dedupe index (`k`) maps `Reading::dedupe_key` to the first id for 7 days.
+//! - **Group commit**: one writer thread (`writer`) takes every write request from a channel,
+//!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
+//!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
+//!   Settle, retry and purge go through the same writer, so they are durable when they return.
+//! - **Dedupe pruning**: at most once a minute the writer drops up to 1000 `k` entries older than
+//!   7 days (found through the `a` age index) inside the next group's batch.
+//! - **Counters** (readings, pending and dead per sink) are kept in memory, persisted in the same
+//!   batch as the change (`c` keys), and loaded at open, so `stats` never scans and restarting
+//!   with a large backlog does not count it. A store without them is counted once at open.
+//! - **Size cap**: the writer refreshes the size on disk at most every 250 ms; `enqueue` fails
+//!   with [`QueueError::Full`] while the last value is above `max_bytes`. Settling is never
+//!   refused, so a full queue drains.
+//! - **Reads** (`pending`, `next_due`, `dead`) go straight to the store; each batch is atomic so
+//!   they see whole requests. They block briefly on sled: call them from `spawn_blocking` or a
+//!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
+//!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
+//! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
+//!   and dead-letter listings (`configured: false`).
+
+mod keys;
+mod memory;
+mod ops;
+mod sled_store;
+mod store;
+mod txn;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod contract;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::reading::{Reading, ReadingId, SinkId};
+use keys::{DeadValue, PendingValue};
+use txn::Counters;
+use writer::{Command, Shared, Writer};
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+pub use store::{Batch, Entry, Op, Store, StoreError};
+pub use types::{
+    DeadEntry, EnqueueOutcome, Pending, QueueError, QueueOptions, QueueStats, Settle, SinkStats,
+};
+
+/// A handle to the queue; clones share one store and one writer thread. Dropping the last
+/// handle stops the writer (after its current group) and releases the store.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Queue {
+    /// Opens (creating) the sled store in `dir`; the error names the path when it is not
+    /// writable or locked by another process (sled allows one process per store). Works with
+    /// or without a tokio runtime.
+    pub fn open(dir: &Path, opts: QueueOptions) -> Result<Queue, QueueError> {
+        let store = SledStore::open(dir, opts.cache_capacity)?;
+        Self::with_store(Arc::new(store), opts)
+    }
+
+    /// A queue over any [`Store`] (tests use [`MemoryStore`]).
+    pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
+        let mut configured: Vec<SinkId> = Vec::new();
+        for s in opts.sinks {
+            if s.as_str().is_empty() || s.as_str().contains('\0') {
+                return Err(QueueError::BadSinkId(s.to_string()));
+            }
+            if !configured.contains(&s) {
+                configured.push(s);
+            }
+        }
+        let mut counters = match Counters::load(&*store)? {
+            Some(c) => c,
+            None => {
+                let c = Counters::recount(&*store)?;
+                let mut batch = Batch::new();
+                c.write_to(&mut batch);
+                batch.put(keys::META_COUNTERS, b"1".to_vec());
+                store.apply(batch)?;
+                store.sync()?;
+                c
+            }
+        };
+        for s in &configured {
+            counters.sink(s);
+        }
+        let shared = Arc::new(Shared {
+            disk_bytes: AtomicU64::new(store.size_on_disk()?),
+            store,
+            configured,
+            max_group: opts.max_group.max(1),
+            counters: Mutex::new(counters),
+            notifies: Mutex::default(),
+            closed: AtomicBool::new(false),
+            max_bytes: opts.max_bytes,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(Arc::clone(&shared), rx);
+        let thread = std::thread::Builder::new()
+            .name("vitalsd-queue".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Io(format!("cannot start the queue writer thread: {e}")))?;
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    fn shared(&self) -> Result<&Shared, QueueError> {
+        let s = &*self.inner.shared;
+        if s.closed.load(Ordering::SeqCst) {
+            return Err(QueueError::Closed);
+        }
+        Ok(s)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, QueueError>>) -> Command,
+    ) -> Result<T, QueueError> {
+        self.shared()?;
+        let (reply, rx) = oneshot::channel();
+        let tx = self.inner.tx.as_ref().ok_or(QueueError::Closed)?;
+        tx.send(make(reply)).map_err(|_| QueueError::Closed)?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Durable enqueue with group commit: concurrent callers' readings share one atomic batch
+    /// and one flush + fdatasync; returns only after the flush that holds them. Every reading
+    /// needs `id: Some`. Per reading, in order: `Stored`, `Duplicate(first id)` when the same
+    /// dedupe key (or id) is already stored, or `Rejected(reason)` when `reading.rejection()` is
+    /// set (then stored with a dead entry for every sink). `Full` when over `max_bytes`, without
+    /// writing anything.
+    pub async fn enqueue(&self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        let shared = self.shared()?;
+        if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
+            return Err(QueueError::MissingId { index });
+        }
+        let size = shared.disk_bytes.load(Ordering::Relaxed);
+        if size > shared.max_bytes {
+            return Err(QueueError::Full {
+                size,
+                max: shared.max_bytes,
+            });
+        }
+        if readings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.request(|reply| Command::Enqueue { readings, reply })
+            .await
+    }
+
+    /// Up to `max` pending entries of `sink` due at `now` (not_before <= now): never-retried
+    /// entries in reading-id order, a retried entry from its retry time on.
+    pub fn pending(
+        &self,
+        sink: &SinkId,
+        max: usize,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Pending>, QueueError> {
+        let shared = self.shared()?;
+        let store = &*shared.store;
+        let now_ms = ops::to_ms(now);
+        let prefix = keys::sink_prefix(keys::DUE, sink);
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        while out.len() < max {
+            let page = store.scan_prefix(&prefix, after.as_deref(), max.clamp(16, 512))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, _) in page {
+                let (nb, id) =
+                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
+                if nb > now_ms {
+                    return Ok(out);
+                }
+                let pkey = keys::pending(sink, id);
+                let Some(raw) = store.get(&pkey)? else {
+                    continue;
+                };
+                let p: PendingValue = ops::decode(&pkey, &raw)?;
+                match self.load_reading(id) {
+                    Ok(reading) => out.push(Pending {
+                        reading,
+                        attempts: p.attempts,
+                        last_error: p.last_error,
+                    }),
+                    Err(reason) => self.quarantine(sink, id, reason),
+                }
+                if out.len() == max {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reading `id`, or why it cannot be delivered.
+    fn load_reading(&self, id: ReadingId) -> Result<Reading, String> {
+        let key = keys::reading(id);
+        match self.inner.shared.store.get(&key) {
+            Ok(Some(raw)) => ops::decode(&key, &raw).map_err(|e| format!("unreadable: {e}")),
+            Ok(None) => Err("unreadable: the reading is missing from the store".into()),
+            Err(e) => Err(format!("unreadable: {e}")),
+        }
+    }
+
+    fn quarantine(&self, sink: &SinkId, id: ReadingId, reason: String) {
+        tracing::error!(%sink, %id, %reason, "pending entry without a readable reading; moving it to dead-letter");
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Command::Quarantine {
+                sink: sink.clone(),
+                id,
+                reason,
+            });
+        }
+    }
+
+    /// Earliest not_before among the sink's pending entries (None when nothing is pending).
+    pub fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
+        let shared = self.shared()?;
+        let prefix = keys::sink_prefix(keys::DUE, sink);
+        let first = shared.store.scan_prefix(&prefix, None, 1)?;
+        first
+            .first()
+            .map(|(k, _)| {
+                keys::parse_due(k)
+                    .map(|(ms, _)| ops::from_ms(ms))
+                    .ok_or_else(|| txn::corrupt(k, "bad due key"))
+            })
+            .transpose()
+    }
+
+    /// Records delivery results durably (flushed before returning). `Delivered` removes the
+    /// entry (and the reading once no sink refers to it); `Retry` bumps attempts and sets
+    /// not_before and last_error; `Dead` moves the entry to the sink's dead-letter. Results for
+    /// entries that are no longer pending are ignored.
+    pub async fn settle(
+        &self,
+        sink: &SinkId,
+        results: Vec<(ReadingId, Settle)>,
+    ) -> Result<(), QueueError> {
+        if results.is_empty() {
+            return self.shared().map(|_| ());
+        }
+        let sink = sink.clone();
+        self.request(|reply| Command::Settle {
+            sink,
+            results,
+            reply,
+        })
+        .await
+    }
+
+    /// Resolves when entries became pending for `sink` since the last call (one stored permit,
+    /// like `tokio::sync::Notify::notify_one`).
+    pub async fn wait_new(&self, sink: &SinkId) {
+        let notify = self.inner.shared.notify(sink);
+        notify.notified().await;
+    }
+
+    /// Counters of readings, pending and dead entries per sink, and the size on disk.
+    pub fn stats(&self) -> Result<QueueStats, QueueError> {
+        let shared = self.shared()?;
+        let c = shared.counters().clone();
+        Ok(QueueStats {
+            readings: c.readings,
+            disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
+            max_bytes: shared.max_bytes,
+            sinks: c
+                .sinks
+                .into_iter()
+                .map(|(sink, n)| SinkStats {
+                    configured: shared.configured.contains(&sink),
+                    sink,
+                    pending: n.pending,
+                    dead: n.dead,
+                })
+                .collect(),
+        })
+    }
+
+    /// Up to `limit` dead-letter entries of `sink` (or of every sink), oldest id first per sink.
+    pub fn dead(&self, sink: Option<&SinkId>, limit: usize) -> Result<Vec<DeadEntry>, QueueError> {
+        let shared = self.shared()?;
+        let prefix = match sink {
+            Some(s) => keys::sink_prefix(keys::DEAD, s),
+            None => vec![keys::DEAD],
+        };
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        while out.len() < limit {
+            let page = shared
+                .store
+                .scan_prefix(&prefix, after.as_deref(), limit.clamp(16, 512))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in page {
+                let (sink, id) =
+                    keys::parse_sink_entry(&k).ok_or_else(|| txn::corrupt(&k, "bad dead key"))?;
+                let d: DeadValue = ops::decode(&k, &v)?;
+                let reading = match self.load_reading(id) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        tracing::error!(%sink, %id, %reason, "dead-letter entry without a readable reading");
+                        continue;
+                    }
+                };
+                out.push(DeadEntry {
+                    sink,
+                    id,
+                    reason: d.reason,
+                    at: ops::from_ms(d.at),
+                    attempts: d.attempts,
+                    reading,
+                });
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves dead entries (one id, or all of the sink's) back to pending with attempts 0;
+    /// returns how many moved.
+    pub async fn retry_dead(
+        &self,
+        sink: &SinkId,
+        id: Option<ReadingId>,
+    ) -> Result<usize, QueueError> {
+        let sink = sink.clone();
+        self.request(|reply| Command::RetryDead { sink, id, reply })
+            .await
+    }
+
+    /// Deletes dead entries: one id or all, of one sink or of every sink; returns how many.
+    pub async fn purge_dead(
+        &self,
+        sink: Option<&SinkId>,
+        id: Option<ReadingId>,
+    ) -> Result<usize, QueueError> {
+        let sink = sink.cloned();
+        self.request(|reply| Command::PurgeDead { sink, id, reply })
+            .await
+    }
+
+    /// Commits what is waiting, makes a final sync and stops the writer; later calls fail with
+    /// [`QueueError::Closed`]. The store itself is released when the last handle is dropped.
+    pub async fn close(&self) -> Result<(), QueueError> {
+        self.request(|reply| Command::Close { reply }).await
+    }
+
+    /// How many fdatasync calls the store made (tests prove durability and group commit by it).
+    pub fn sync_count(&self) -> u64 {
+        self.inner.shared.store.sync_count()
+    }
+}

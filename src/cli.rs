@@ -1,0 +1,312 @@
+//! The CLI commands behind `vitalsd <command>`: each takes parsed arguments, does its job and
+//! returns the process exit code. `anyhow` lives here and in `app` only.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, LogFormat};
+use crate::decode::{self, DecodeEvent, Options};
+use crate::normalize::{self, NormalizeContext};
+use crate::reading::{DeviceId, ReadingId, SinkId};
+
+/// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info").
+pub fn init_logging(default: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    crate::pipeline::init_local_offset();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A token cancelled by SIGTERM or SIGINT (Ctrl-C).
+pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load(config_path)?;
+    init_logging("info", cfg.daemon.log_format);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let token = shutdown_on_signals()?;
+        crate::app::run(cfg, token, crate::app::Hooks { deliveries: None }).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
+    match config::load(config_path) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} device{}, {} sink{})",
+                config_path.display(),
+                cfg.devices.len(),
+                if cfg.devices.len() == 1 { "" } else { "s" },
+                cfg.sinks.len(),
+                if cfg.sinks.len() == 1 { "" } else { "s" },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub fn demo(for_: Option<Duration>, dir: &Path) -> anyhow::Result<ExitCode> {
+    init_logging("warn", LogFormat::Text);
+    let rt = runtime()?;
+    rt.block_on(crate::demo::run(for_, dir))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn simulate(
+    driver: &str,
+    serial: &Path,
+    every: Duration,
+    count: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    init_logging("info", LogFormat::Text);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let token = shutdown_on_signals()?;
+        crate::simulate::run_serial(driver, serial, every, count, token).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_opts(opts: &[String]) -> anyhow::Result<Options> {
+    let mut out = Options::new();
+    for o in opts {
+        let Some((k, v)) = o.split_once('=') else {
+            bail!("--opt `{o}`: expected K=V");
+        };
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+pub fn decode(
+    driver: &str,
+    opts: &[String],
+    hex_input: Option<&str>,
+    file: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    crate::pipeline::init_local_offset();
+    if decode::driver_info(driver).is_none() {
+        let names: Vec<_> = decode::drivers().iter().map(|d| d.name).collect();
+        bail!("unknown driver `{driver}`; drivers: {}", names.join(", "));
+    }
+    let options = parse_opts(opts)?;
+    let mut decoder = decode::build(driver, &options).map_err(|errs| {
+        let msgs: Vec<_> = errs.iter().map(|e| format!("--opt {e}")).collect();
+        anyhow::anyhow!("{}", msgs.join("\n"))
+    })?;
+    let input = match (hex_input, file) {
+        (Some(h), _) => {
+            let clean: String = h.chars().filter(|c| !c.is_whitespace()).collect();
+            hex::decode(&clean).context("--hex is not valid hex")?
+        }
+        (None, Some(f)) => {
+            std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        (None, None) => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading stdin")?;
+            buf
+        }
+    };
+    let mut events = Vec::new();
+    decoder.feed(&input, &mut events);
+    decoder.finish(&mut events);
+    let ctx = NormalizeContext {
+        device: DeviceId::new(driver),
+        driver: driver.to_string(),
+        room: None,
+        clock_skew_tolerance: Duration::from_secs(300),
+        utc_offset: crate::pipeline::local_offset(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let (mut printed, mut failed) = (0usize, 0usize);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for ev in events {
+        match ev {
+            DecodeEvent::Message(m) => match normalize::normalize(m, now, &ctx) {
+                Ok(r) => {
+                    writeln!(out, "{}", serde_json::to_string(&r)?)?;
+                    printed += 1;
+                }
+                Err(e) => {
+                    eprintln!("reading not normalised: {e}");
+                    failed += 1;
+                }
+            },
+            DecodeEvent::Scan(s) => {
+                writeln!(out, "{}", serde_json::json!({ "scan": s }))?;
+                printed += 1;
+            }
+            DecodeEvent::Idle { .. } => {}
+            DecodeEvent::Error(e) => {
+                eprintln!("frame failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 || printed == 0 {
+        if printed == 0 && failed == 0 {
+            eprintln!("no valid frame in the input");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn drivers() -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<14} {:<10} {:<15} {:<36} {}",
+        "DRIVER", "STATUS", "TRANSPORTS", "KINDS", "DEVICES / FRAMING"
+    )?;
+    for d in decode::drivers() {
+        let transports: Vec<_> = d
+            .transports
+            .iter()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .collect();
+        let kinds: Vec<_> = d.kinds.iter().map(|k| k.as_str()).collect();
+        let kinds = if kinds.is_empty() {
+            "any".to_string()
+        } else {
+            kinds.join(",")
+        };
+        writeln!(
+            out,
+            "{:<14} {:<10} {:<15} {:<36} {}; {}",
+            d.name,
+            if d.experimental {
+                "experimental"
+            } else {
+                "stable"
+            },
+            transports.join(","),
+            kinds,
+            d.devices,
+            d.framing
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store of a stopped daemon, runs `f` on it, closes it.
+fn with_queue<T, F, Fut>(config_path: &Path, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(crate::queue::Queue) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let cfg = load(config_path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let queue = crate::app::open_queue(&cfg).context(
+            "is the daemon running? The store allows one process at a time: stop vitalsd first",
+        )?;
+        let r = f(queue.clone()).await;
+        queue.close().await?;
+        r
+    })
+}
+
+pub fn queue_stats(config_path: &Path) -> anyhow::Result<ExitCode> {
+    with_queue(config_path, |q| async move {
+        let stats = q.stats()?;
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn queue_dead(
+    config_path: &Path,
+    sink: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    let sink = sink.map(SinkId::new);
+    with_queue(config_path, |q| async move {
+        for e in q.dead(sink.as_ref(), limit)? {
+            println!("{}", serde_json::to_string(&e)?);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn queue_retry(config_path: &Path, sink: &str, id: Option<&str>) -> anyhow::Result<ExitCode> {
+    let id = id
+        .map(str::parse::<ReadingId>)
+        .transpose()
+        .context("not a reading id")?;
+    let sink = SinkId::new(sink);
+    with_queue(config_path, |q| async move {
+        let n = q.retry_dead(&sink, id).await?;
+        println!(
+            "{n} entr{} moved back to pending",
+            if n == 1 { "y" } else { "ies" }
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn queue_purge_dead(
+    config_path: &Path,
+    sink: Option<&str>,
+    id: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let id = id
+        .map(str::parse::<ReadingId>)
+        .transpose()
+        .context("not a reading id")?;
+    let sink = sink.map(SinkId::new);
+    with_queue(config_path, |q| async move {
+        let n = q.purge_dead(sink.as_ref(), id).await?;
+        println!(
+            "{n} dead-letter entr{} purged",
+            if n == 1 { "y" } else { "ies" }
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}

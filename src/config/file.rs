@@ -1,0 +1,217 @@
+//! The config file as written: plain serde structs, strict (`deny_unknown_fields` on every
+//! table), with named default functions. `config::load` turns these into the validated
+//! [`super::Config`]; nothing else reads them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written like `"30s"`, `"5m"`, `"24h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}` ({e}); write it like \"30s\", \"5m\" or \"24h\""
+            ))
+        })
+    }
+}
+
+/// A size written like `"2GiB"`, `"512MiB"`, `"16MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<bytesize::ByteSize>()
+            .map(|b| Size(b.as_u64()))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid size `{s}` ({e}); write it like \"2GiB\" or \"512MiB\""
+                ))
+            })
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/vitalsd")
+}
+pub fn default_admin_listen() -> String {
+    "127.0.0.1:9750".into()
+}
+pub fn default_queue_max_bytes() -> Size {
+    Size(2 * 1024 * 1024 * 1024)
+}
+pub fn default_cache_size() -> Size {
+    Size(16 * 1024 * 1024)
+}
+pub fn default_clock_skew_tolerance() -> Dur {
+    Dur(Duration::from_secs(5 * 60))
+}
+pub fn default_shutdown_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+pub fn default_log_format() -> String {
+    "text".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    #[serde(default)]
+    pub admin_token_file: String,
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: Size,
+    #[serde(default = "default_cache_size")]
+    pub cache_size: Size,
+    #[serde(default = "default_clock_skew_tolerance")]
+    pub clock_skew_tolerance: Dur,
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for DaemonFile {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            admin_listen: default_admin_listen(),
+            admin_token_file: String::new(),
+            queue_max_bytes: default_queue_max_bytes(),
+            cache_size: default_cache_size(),
+            clock_skew_tolerance: default_clock_skew_tolerance(),
+            shutdown_timeout: default_shutdown_timeout(),
+            log_format: default_log_format(),
+        }
+    }
+}
+
+pub fn default_patient_mode() -> String {
+    "location".into()
+}
+pub fn default_context_ttl() -> Dur {
+    Dur(Duration::from_secs(20 * 60))
+}
+pub fn default_hold_for() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientFile {
+    #[serde(default = "default_patient_mode")]
+    pub mode: String,
+    #[serde(default = "default_context_ttl")]
+    pub context_ttl: Dur,
+    #[serde(default = "default_hold_for")]
+    pub hold_for: Dur,
+}
+
+impl Default for PatientFile {
+    fn default() -> Self {
+        Self {
+            mode: default_patient_mode(),
+            context_ttl: default_context_ttl(),
+            hold_for: default_hold_for(),
+        }
+    }
+}
+
+pub fn default_baud() -> u32 {
+    9600
+}
+pub fn default_data_bits() -> u8 {
+    8
+}
+pub fn default_parity() -> String {
+    "none".into()
+}
+pub fn default_stop_bits() -> u8 {
+    1
+}
+pub fn default_flow_control() -> String {
+    "none".into()
+}
+pub fn default_inactivity_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialFile {
+    pub path: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_parity")]
+    pub parity: String,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    #[serde(default = "default_flow_control")]
+    pub flow_control: String,
+}
+
+/// A driver option value: any TOML scalar, kept as its text.
+#[derive(Debug, Clone)]
+pub struct OptionValue(pub String);
+
+impl<'de> Deserialize<'de> for OptionValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(Self(s)),
+            toml::Value::Integer(i) => Ok(Self(i.to_string())),
+            toml::Value::Float(f) => Ok(Self(f.to_string())),
+            toml::Value::Boolean(b) => Ok(Self(b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "driver options are strings, numbers or booleans, not {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFile {
+    pub id: String,
+    pub driver: String,
+    pub room: String,
+    #[serde(default)]
+    pub serial: Option<SerialFile>,
+    /// Accepted by the parser so the error can say "not in this version" instead of
+    /// "unknown field".
+    #[serde(default)]
+    pub mqtt: Option<toml::Value>,
+    #[serde(default)]
+    pub mllp: Option<toml::Value>,
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionValue>,
+    #[serde(default = "default_inactivity_timeout")]
+    pub inactivity_timeout: Dur,
+}
+
+pub fn default_file_format() -> String {
+    "fhir".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkFile {
+    pub id: String,
+    pub dir: PathBuf,
+    #[serde(default = "default_file_format")]
+    pub format: String,
+}

@@ -1,0 +1,202 @@
+//! The byte layout of the queue's keys and values. Every key lives in ONE store tree so one
+//! atomic batch covers a reading, its per-sink entries and the counters.
+//!
+//! # Layout (`id` = the 16 big-endian bytes of the UUIDv7 reading id, `ms` = u64 big-endian
+//! unix milliseconds, `sink` = the sink id's UTF-8 bytes, never containing 0x00)
+//! ```text
+//! 'r' id                      → Reading JSON (DESIGN §6)
+//! 'p' sink 0x00 id            → PendingValue JSON {"n": attempts, "t": not_before ms, "e": last error}
+//! 't' sink 0x00 ms id         → empty; due index: pending entries ordered by (not_before, id)
+//! 'd' sink 0x00 id            → DeadValue JSON {"why": reason, "at": ms, "n": attempts}
+//! 'k' dedupe key              → id ++ ms stored (dedupe index, DESIGN §3.2)
+//! 'a' ms dedupe key           → empty; age index of 'k', pruned after DEDUPE_WINDOW
+//! 'c' 'r'                     → u64 readings stored
+//! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
+//! 'm' "counters"              → "1": the 'c' keys are authoritative (else recounted at open)
+//! ```
+//! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte). A fresh
+//! pending entry's not_before is the id's own UUIDv7 timestamp (capped at the enqueue time), so
+//! the due index lists never-retried entries in id order; a retried entry moves to its retry time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reading::{ReadingId, SinkId};
+
+pub const READING: u8 = b'r';
+pub const PENDING: u8 = b'p';
+pub const DUE: u8 = b't';
+pub const DEAD: u8 = b'd';
+pub const DEDUPE: u8 = b'k';
+pub const DEDUPE_AGE: u8 = b'a';
+pub const COUNTER: u8 = b'c';
+pub const META_COUNTERS: &[u8] = b"mcounters";
+
+/// How long a dedupe key is remembered.
+pub const DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The state of one pending entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingValue {
+    #[serde(rename = "n")]
+    pub attempts: u32,
+    #[serde(rename = "t")]
+    pub not_before_ms: u64,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The state of one dead-letter entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadValue {
+    #[serde(rename = "why")]
+    pub reason: String,
+    pub at: u64,
+    #[serde(rename = "n")]
+    pub attempts: u32,
+}
+
+pub fn reading(id: ReadingId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(READING);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// `tag sink 0x00`: the prefix of one sink's pending, due or dead entries.
+pub fn sink_prefix(tag: u8, sink: &SinkId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sink.as_str().len() + 2 + 24);
+    k.push(tag);
+    k.extend_from_slice(sink.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn pending(sink: &SinkId, id: ReadingId) -> Vec<u8> {
+    let mut k = sink_prefix(PENDING, sink);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+pub fn dead(sink: &SinkId, id: ReadingId) -> Vec<u8> {
+    let mut k = sink_prefix(DEAD, sink);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+pub fn due(sink: &SinkId, not_before_ms: u64, id: ReadingId) -> Vec<u8> {
+    let mut k = sink_prefix(DUE, sink);
+    k.extend_from_slice(&not_before_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// The id at the end of any key that ends with one.
+pub fn id_suffix(key: &[u8]) -> Option<ReadingId> {
+    let start = key.len().checked_sub(16)?;
+    let b: [u8; 16] = key[start..].try_into().ok()?;
+    Some(ReadingId::from_bytes(b))
+}
+
+/// `(sink, id)` of a `p` or `d` key.
+pub fn parse_sink_entry(key: &[u8]) -> Option<(SinkId, ReadingId)> {
+    let body = key.get(1..)?;
+    let nul = body.len().checked_sub(17)?;
+    if body.get(nul) != Some(&0) {
+        return None;
+    }
+    let sink = std::str::from_utf8(&body[..nul]).ok()?;
+    Some((SinkId::new(sink), id_suffix(key)?))
+}
+
+/// `(not_before ms, id)` of a `t` key.
+pub fn parse_due(key: &[u8]) -> Option<(u64, ReadingId)> {
+    let start = key.len().checked_sub(24)?;
+    let ms = u64::from_be_bytes(key[start..start + 8].try_into().ok()?);
+    Some((ms, id_suffix(key)?))
+}
+
+pub fn dedupe(dedupe_key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(dedupe_key.len() + 1);
+    k.push(DEDUPE);
+    k.extend_from_slice(dedupe_key.as_bytes());
+    k
+}
+
+pub fn dedupe_value(id: ReadingId, stored_ms: u64) -> Vec<u8> {
+    let mut v = id.to_bytes().to_vec();
+    v.extend_from_slice(&stored_ms.to_be_bytes());
+    v
+}
+
+/// `(id, stored ms)` of a `k` value.
+pub fn parse_dedupe_value(v: &[u8]) -> Option<(ReadingId, u64)> {
+    let id: [u8; 16] = v.get(..16)?.try_into().ok()?;
+    let ms: [u8; 8] = v.get(16..24)?.try_into().ok()?;
+    Some((ReadingId::from_bytes(id), u64::from_be_bytes(ms)))
+}
+
+pub fn dedupe_age(stored_ms: u64, dedupe_key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(dedupe_key.len() + 9);
+    k.push(DEDUPE_AGE);
+    k.extend_from_slice(&stored_ms.to_be_bytes());
+    k.extend_from_slice(dedupe_key.as_bytes());
+    k
+}
+
+/// `(stored ms, dedupe key)` of an `a` key.
+pub fn parse_dedupe_age(key: &[u8]) -> Option<(u64, &[u8])> {
+    let ms: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some((u64::from_be_bytes(ms), &key[9..]))
+}
+
+pub fn counter_readings() -> Vec<u8> {
+    vec![COUNTER, b'r']
+}
+
+pub fn counter_sink(sink: &SinkId) -> Vec<u8> {
+    let mut k = vec![COUNTER, b's'];
+    k.extend_from_slice(sink.as_str().as_bytes());
+    k
+}
+
+pub fn u64_value(v: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ReadingId {
+        ReadingId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn sink_entry_keys_round_trip_and_keep_similar_sinks_apart() {
+        let a = SinkId::new("a");
+        let ab = SinkId::new("ab");
+        let k = pending(&a, id(7));
+        assert_eq!(parse_sink_entry(&k), Some((a.clone(), id(7))));
+        assert!(!pending(&ab, id(7)).starts_with(&sink_prefix(PENDING, &a)));
+        assert_eq!(parse_sink_entry(&dead(&ab, id(1))), Some((ab, id(1))));
+    }
+
+    #[test]
+    fn due_keys_sort_by_time_then_id() {
+        let s = SinkId::new("ehr");
+        let early = due(&s, 1_000, id(9));
+        let late = due(&s, 2_000, id(1));
+        assert!(early < late);
+        assert!(due(&s, 1_000, id(1)) < early);
+        assert_eq!(parse_due(&late), Some((2_000, id(1))));
+    }
+
+    #[test]
+    fn dedupe_values_and_age_keys_round_trip() {
+        let v = dedupe_value(id(3), 42);
+        assert_eq!(parse_dedupe_value(&v), Some((id(3), 42)));
+        let k = dedupe_age(42, "dev|spo2|1");
+        assert_eq!(parse_dedupe_age(&k), Some((42, &b"dev|spo2|1"[..])));
+        assert_eq!(parse_dedupe_value(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! What each queue request writes: pure staging over a [`Txn`], no I/O beyond the store reads.
+//!
+//! The writer thread calls these inside one group commit; they keep the counters exact and
+//! collect the sinks that gained pending entries (to wake their delivery loops after the flush).
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::keys::{self, DeadValue, PendingValue};
+use super::txn::{corrupt, Txn};
+use super::types::{EnqueueOutcome, QueueError, Settle};
+use crate::reading::{Reading, ReadingId, SinkId};
+
+/// What the staging functions need besides the transaction.
+pub struct Ctx<'a> {
+    pub now_ms: u64,
+    pub configured: &'a [SinkId],
+    /// Sinks that gained pending entries in this group.
+    pub woken: &'a mut BTreeSet<SinkId>,
+}
+
+/// Unix milliseconds of `t`, 0 before 1970.
+pub fn to_ms(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+pub fn from_ms(ms: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A never-tried entry is due from its id's capture time, so the due index lists fresh entries
+/// in id order. Ids without a timestamp are due at once.
+pub fn fresh_not_before(id: ReadingId, now_ms: u64) -> u64 {
+    id.uuid()
+        .get_timestamp()
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs.saturating_mul(1000) + u64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0)
+        .min(now_ms)
+}
+
+fn json<T: serde::Serialize>(key: &[u8], v: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(v).map_err(|e| corrupt(key, &e.to_string()))
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, QueueError> {
+    serde_json::from_slice(v).map_err(|e| corrupt(key, &e.to_string()))
+}
+
+fn add_pending(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    sink: &SinkId,
+    id: ReadingId,
+    v: &PendingValue,
+) -> Result<(), QueueError> {
+    let key = keys::pending(sink, id);
+    let value = json(&key, v)?;
+    tx.put(key, value);
+    tx.put(keys::due(sink, v.not_before_ms, id), Vec::new());
+    tx.counters.sink(sink).pending += 1;
+    ctx.woken.insert(sink.clone());
+    Ok(())
+}
+
+/// Removes a pending entry; returns its state when there was one.
+fn take_pending(
+    tx: &mut Txn,
+    sink: &SinkId,
+    id: ReadingId,
+) -> Result<Option<PendingValue>, QueueError> {
+    let key = keys::pending(sink, id);
+    let Some(raw) = tx.get(&key)? else {
+        return Ok(None);
+    };
+    let v: PendingValue = decode(&key, &raw)?;
+    tx.remove(key);
+    tx.remove(keys::due(sink, v.not_before_ms, id));
+    let c = tx.counters.sink(sink);
+    c.pending = c.pending.saturating_sub(1);
+    Ok(Some(v))
+}
+
+fn add_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId, v: &DeadValue) -> Result<(), QueueError> {
+    let key = keys::dead(sink, id);
+    let value = json(&key, v)?;
+    tx.put(key, value);
+    tx.counters.sink(sink).dead += 1;
+    Ok(())
+}
+
+fn take_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId) -> Result<Option<DeadValue>, QueueError> {
+    let key = keys::dead(sink, id);
+    let Some(raw) = tx.get(&key)? else {
+        return Ok(None);
+    };
+    let v: DeadValue = decode(&key, &raw)?;
+    tx.remove(key);
+    let c = tx.counters.sink(sink);
+    c.dead = c.dead.saturating_sub(1);
+    Ok(Some(v))
+}
+
+/// Removes the reading when no sink's pending or dead entry refers to it any more.
+fn release_if_unreferenced(tx: &mut Txn, id: ReadingId) -> Result<(), QueueError> {
+    let sinks: Vec<SinkId> = tx.counters.sinks.keys().cloned().collect();
+    for s in &sinks {
+        if tx.exists(&keys::pending(s, id))? || tx.exists(&keys::dead(s, id))? {
+            return Ok(());
+        }
+    }
+    let key = keys::reading(id);
+    if tx.exists(&key)? {
+        tx.remove(key);
+        tx.counters.readings = tx.counters.readings.saturating_sub(1);
+    }
+    Ok(())
+}
+
+/// Stages readings: dedupe, store once, one pending (or, when rejected, dead) entry per sink.
+pub fn enqueue(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    readings: &[Reading],
+) -> Result<Vec<EnqueueOutcome>, QueueError> {
+    let mut out = Vec::with_capacity(readings.len());
+    for (index, r) in readings.iter().enumerate() {
+        let id = r.id.ok_or(QueueError::MissingId { index })?;
+        let rkey = keys::reading(id);
+        if tx.exists(&rkey)? {
+            out.push(EnqueueOutcome::Duplicate(id));
+            continue;
+        }
+        let dk = r.dedupe_key();
+        let kkey = keys::dedupe(&dk);
+        if let Some(v) = tx.get(&kkey)? {
+            let (existing, _) =
+                keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
+            out.push(EnqueueOutcome::Duplicate(existing));
+            continue;
+        }
+        tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
+        tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
+        if ctx.configured.is_empty() {
+            // Nothing would ever deliver or release it: remember the key only.
+            out.push(EnqueueOutcome::Stored);
+            continue;
+        }
+        let value = json(&rkey, r)?;
+        tx.put(rkey, value);
+        tx.counters.readings += 1;
+        if let Some(reason) = r.rejection() {
+            let dead = DeadValue {
+                reason: reason.to_string(),
+                at: ctx.now_ms,
+                attempts: 0,
+            };
+            for sink in ctx.configured {
+                add_dead(tx, sink, id, &dead)?;
+            }
+            out.push(EnqueueOutcome::Rejected(reason.to_string()));
+        } else {
+            let p = PendingValue {
+                attempts: 0,
+                not_before_ms: fresh_not_before(id, ctx.now_ms),
+                last_error: None,
+            };
+            for sink in ctx.configured {
+                add_pending(tx, ctx, sink, id, &p)?;
+            }
+            out.push(EnqueueOutcome::Stored);
+        }
+    }
+    Ok(out)
+}
+
+/// Stages delivery results. Results for entries that are not pending (already settled or
+/// purged) are ignored.
+pub fn settle(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    sink: &SinkId,
+    results: &[(ReadingId, Settle)],
+) -> Result<(), QueueError> {
+    for (id, result) in results {
+        let Some(p) = take_pending(tx, sink, *id)? else {
+            tracing::debug!(%sink, %id, "settle for an entry that is not pending; ignored");
+            continue;
+        };
+        match result {
+            Settle::Delivered => release_if_unreferenced(tx, *id)?,
+            Settle::Retry { at, reason } => {
+                let next = PendingValue {
+                    attempts: p.attempts.saturating_add(1),
+                    not_before_ms: to_ms(*at),
+                    last_error: Some(reason.clone()),
+                };
+                add_pending(tx, ctx, sink, *id, &next)?;
+            }
+            Settle::Dead { reason } => {
+                let dead = DeadValue {
+                    reason: reason.clone(),
+                    at: ctx.now_ms,
+                    attempts: p.attempts,
+                };
+                add_dead(tx, sink, *id, &dead)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves dead entries back to pending with attempts 0. `ids` are the entries to move.
+pub fn retry_dead(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    sink: &SinkId,
+    ids: &[ReadingId],
+) -> Result<usize, QueueError> {
+    let mut n = 0;
+    for id in ids {
+        let Some(d) = take_dead(tx, sink, *id)? else {
+            continue;
+        };
+        let p = PendingValue {
+            attempts: 0,
+            not_before_ms: fresh_not_before(*id, ctx.now_ms),
+            last_error: Some(d.reason),
+        };
+        add_pending(tx, ctx, sink, *id, &p)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Removes dead entries (and readings no entry refers to any more).
+pub fn purge_dead(tx: &mut Txn, sink: &SinkId, ids: &[ReadingId]) -> Result<usize, QueueError> {
+    let mut n = 0;
+    for id in ids {
+        if take_dead(tx, sink, *id)?.is_some() {
+            release_if_unreferenced(tx, *id)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Moves an undeliverable pending entry (its reading is missing or unreadable) to dead-letter.
+pub fn quarantine(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    sink: &SinkId,
+    id: ReadingId,
+    reason: &str,
+) -> Result<(), QueueError> {
+    settle(
+        tx,
+        ctx,
+        sink,
+        &[(
+            id,
+            Settle::Dead {
+                reason: reason.to_string(),
+            },
+        )],
+    )
+}
+
+/// Forgets up to `limit` dedupe keys stored before `now - DEDUPE_WINDOW`; returns how many.
+pub fn prune_dedupe(tx: &mut Txn, now_ms: u64, limit: usize) -> Result<usize, QueueError> {
+    let cutoff = now_ms.saturating_sub(keys::DEDUPE_WINDOW_MS);
+    let page = tx.store().scan_prefix(&[keys::DEDUPE_AGE], None, limit)?;
+    let mut n = 0;
+    for (akey, _) in page {
+        let Some((ms, dk)) = keys::parse_dedupe_age(&akey) else {
+            continue;
+        };
+        if ms >= cutoff {
+            break;
+        }
+        let mut kkey = vec![keys::DEDUPE];
+        kkey.extend_from_slice(dk);
+        if let Some(v) = tx.get(&kkey)? {
+            if keys::parse_dedupe_value(&v).is_some_and(|(_, stored)| stored == ms) {
+                tx.remove(kkey);
+            }
+        }
+        tx.remove(akey);
+        n += 1;
+    }
+    Ok(n)
+}

@@ -1,0 +1,136 @@
+//! The production [`Store`]: one sled tree, synced with `flush` + `fdatasync`.
+//!
+//! All keys live in sled's default tree so that one `apply_batch` covers a reading, its per-sink
+//! entries and the counters (sled batches are atomic within one tree). [`Store::sync`] calls
+//! `flush()` — which on Linux writes with `sync_file_range` and survives a process crash but not
+//! a power cut — and then `fdatasync` on `<dir>/db` through a second handle to the same file
+//! (DEPENDENCIES.md, sled section). The store is the only code in vitalsd that touches sled.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::store::{Batch, Entry, Op, Store, StoreError};
+
+pub struct SledStore {
+    db: sled::Db,
+    data_file: File,
+    path: PathBuf,
+    syncs: AtomicU64,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating) the store in `dir` with a page cache of `cache_capacity` bytes. Fails
+    /// with [`StoreError::Open`] naming `dir` when it is not writable or another process holds
+    /// the store's lock (sled allows one process per store).
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| open_err(describe_open_error(&e)))?;
+        let data_path = dir.join("db");
+        let data_file = File::open(&data_path)
+            .map_err(|e| open_err(format!("{}: {e}", data_path.display())))?;
+        Ok(Self {
+            db,
+            data_file,
+            path: dir.to_path_buf(),
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn describe_open_error(e: &sled::Error) -> String {
+    let text = e.to_string();
+    if text.contains("could not acquire lock") {
+        "the store is locked by another process (is the vitalsd daemon running? use the admin API)"
+            .to_string()
+    } else {
+        text
+    }
+}
+
+fn store_err(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(store_err)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let iter = match after {
+            Some(a) if a >= prefix => {
+                let start = std::ops::Bound::Excluded(a.to_vec());
+                match super::store::prefix_end(prefix) {
+                    Some(end) => self.db.range((start, std::ops::Bound::Excluded(end))),
+                    None => self.db.range((start, std::ops::Bound::Unbounded)),
+                }
+            }
+            _ => self.db.scan_prefix(prefix),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(store_err)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(k, v) => b.insert(k, v),
+                Op::Remove(k) => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b).map_err(store_err)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(store_err)?;
+        self.data_file
+            .sync_data()
+            .map_err(|e| StoreError::Io(format!("fdatasync {}/db: {e}", self.path.display())))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(store_err)
+    }
+
+    fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,111 @@
+//! The queue's public value types: enqueue outcomes, pending entries, settle results, stats,
+//! dead-letter entries, options and errors.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::store::StoreError;
+use crate::reading::{Reading, ReadingId, SinkId};
+
+/// How the queue is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// Bytes of sled page cache (sled's default of 1 GB would dominate RSS).
+    pub cache_capacity: u64,
+    /// Enqueue fails with [`QueueError::Full`] while the store is larger than this.
+    pub max_bytes: u64,
+    /// The configured sinks: every new reading gets a pending entry for each.
+    pub sinks: Vec<SinkId>,
+    /// Most readings combined into one flush by the group-commit writer.
+    pub max_group: usize,
+}
+
+impl QueueOptions {
+    /// Cache 16 MiB, cap 2 GiB, 1000 readings per flush.
+    pub fn new(sinks: Vec<SinkId>) -> Self {
+        Self {
+            cache_capacity: 16 << 20,
+            max_bytes: 2 << 30,
+            sinks,
+            max_group: 1000,
+        }
+    }
+}
+
+/// What happened to one enqueued reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Stored with a pending entry for every configured sink.
+    Stored,
+    /// The same measurement (same `Reading::dedupe_key`, or the same id) was already stored under
+    /// this id; nothing new was written.
+    Duplicate(ReadingId),
+    /// Stored, but straight into every sink's dead-letter with this reason (a hard limit).
+    Rejected(String),
+}
+
+/// One reading due for delivery to a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub reading: Reading,
+    /// Delivery attempts that ended in a retry so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// The result of one delivery attempt, recorded by [`super::Queue::settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    Delivered,
+    Retry { at: OffsetDateTime, reason: String },
+    Dead { reason: String },
+}
+
+/// Queue counters, kept in memory and persisted with every batch (no scan per call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Readings stored (referenced by at least one pending or dead entry).
+    pub readings: u64,
+    pub disk_bytes: u64,
+    pub max_bytes: u64,
+    /// Every sink that has entries or is configured, configured or not, by id.
+    pub sinks: Vec<SinkStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkStats {
+    pub sink: SinkId,
+    pub pending: u64,
+    pub dead: u64,
+    /// False for a sink that has entries in the store but is no longer configured.
+    pub configured: bool,
+}
+
+/// A reading in a sink's dead-letter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadEntry {
+    pub sink: SinkId,
+    pub id: ReadingId,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub attempts: u32,
+    pub reading: Reading,
+}
+
+/// Why a queue call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue is full: {size} bytes on disk, the cap is {max} bytes")]
+    Full { size: u64, max: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("queue is closed")]
+    Closed,
+    #[error("queue entry {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("reading #{index} has no id; ids are assigned at capture, before enqueue")]
+    MissingId { index: usize },
+    #[error("sink id `{0}` cannot be used as a queue key (it contains a NUL byte or is empty)")]
+    BadSinkId(String),
+}

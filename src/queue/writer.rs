@@ -1,0 +1,324 @@
+//! The group-commit writer: one thread owns every write to the store.
+//!
+//! Receives [`Command`]s over a channel. It blocks for the first, drains whatever else is
+//! already waiting (up to `max_group` readings), stages them all in one [`Txn`], applies ONE
+//! atomic batch, syncs ONCE (flush + fdatasync), and only then replies to every caller and wakes
+//! the sinks that gained entries. A request that fails while staging is rolled back and answered
+//! alone; the rest of its group still commits. Commands that scan the store (retry or purge a
+//! whole dead-letter) first commit what is staged so the scan sees it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, Notify};
+
+use super::keys;
+use super::ops::{self, Ctx};
+use super::store::{Store, StoreError};
+use super::txn::{Counters, Txn};
+use super::types::{EnqueueOutcome, QueueError, Settle};
+use crate::reading::{Reading, ReadingId, SinkId};
+
+type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
+
+pub enum Command {
+    Enqueue {
+        readings: Vec<Reading>,
+        reply: Reply<Vec<EnqueueOutcome>>,
+    },
+    Settle {
+        sink: SinkId,
+        results: Vec<(ReadingId, Settle)>,
+        reply: Reply<()>,
+    },
+    RetryDead {
+        sink: SinkId,
+        id: Option<ReadingId>,
+        reply: Reply<usize>,
+    },
+    PurgeDead {
+        sink: Option<SinkId>,
+        id: Option<ReadingId>,
+        reply: Reply<usize>,
+    },
+    /// Fire and forget: a pending entry whose reading cannot be read goes to dead-letter.
+    Quarantine {
+        sink: SinkId,
+        id: ReadingId,
+        reason: String,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+impl Command {
+    fn weight(&self) -> usize {
+        match self {
+            Command::Enqueue { readings, .. } => readings.len().max(1),
+            Command::Settle { results, .. } => results.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// State shared by the queue handles (readers) and the writer thread.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub configured: Vec<SinkId>,
+    pub max_group: usize,
+    pub max_bytes: u64,
+    pub counters: Mutex<Counters>,
+    pub disk_bytes: AtomicU64,
+    pub notifies: Mutex<HashMap<SinkId, Arc<Notify>>>,
+    pub closed: AtomicBool,
+}
+
+impl Shared {
+    pub fn counters(&self) -> MutexGuard<'_, Counters> {
+        // Replaced whole under the lock: never half-updated, so a poisoned value is still valid.
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn notify(&self, sink: &SinkId) -> Arc<Notify> {
+        let mut map = self.notifies.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(sink.clone()).or_default().clone()
+    }
+}
+
+enum Done {
+    Outcomes(Reply<Vec<EnqueueOutcome>>, Vec<EnqueueOutcome>),
+    Unit(Reply<()>),
+    Count(Reply<usize>, usize),
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_LIMIT: usize = 1000;
+const SIZE_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Command>,
+    last_prune: Option<Instant>,
+    last_size: Instant,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>) -> Self {
+        Self {
+            shared,
+            rx,
+            last_prune: None,
+            last_size: Instant::now(),
+        }
+    }
+
+    /// Runs until every sender is gone or a Close command was committed.
+    pub fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut n = first.weight();
+            let mut cmds = vec![first];
+            while n < self.shared.max_group {
+                match self.rx.try_recv() {
+                    Ok(c) => {
+                        n += c.weight();
+                        cmds.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.group(cmds) {
+                return;
+            }
+        }
+    }
+
+    /// Commits one group; true when it held a Close.
+    fn group(&mut self, cmds: Vec<Command>) -> bool {
+        let store = Arc::clone(&self.shared.store);
+        let counters = self.shared.counters().clone();
+        let mut tx = Txn::new(&*store, counters);
+        let mut done = Vec::new();
+        let mut woken = BTreeSet::new();
+        let now_ms = ops::to_ms(OffsetDateTime::now_utc());
+        if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            self.last_prune = Some(Instant::now());
+            tx.savepoint();
+            if let Err(e) = ops::prune_dedupe(&mut tx, now_ms, PRUNE_LIMIT) {
+                tx.rollback();
+                tracing::warn!(error = %e, "pruning old dedupe keys failed; will try again");
+            }
+        }
+        let mut closing = None;
+        let configured = self.shared.configured.clone();
+        for cmd in cmds {
+            let mut ctx = Ctx {
+                now_ms,
+                configured: &configured,
+                woken: &mut woken,
+            };
+            tx.savepoint();
+            match cmd {
+                Command::Enqueue { readings, reply } => {
+                    match ops::enqueue(&mut tx, &mut ctx, &readings) {
+                        Ok(o) => done.push(Done::Outcomes(reply, o)),
+                        Err(e) => fail(&mut tx, reply, e),
+                    }
+                }
+                Command::Settle {
+                    sink,
+                    results,
+                    reply,
+                } => match ops::settle(&mut tx, &mut ctx, &sink, &results) {
+                    Ok(()) => done.push(Done::Unit(reply)),
+                    Err(e) => fail(&mut tx, reply, e),
+                },
+                Command::Quarantine { sink, id, reason } => {
+                    if let Err(e) = ops::quarantine(&mut tx, &mut ctx, &sink, id, &reason) {
+                        tx.rollback();
+                        tracing::error!(%sink, %id, error = %e, "cannot move an unreadable entry to dead-letter");
+                    }
+                }
+                Command::RetryDead { sink, id, reply } => {
+                    let ids = match id {
+                        Some(id) => Ok(vec![id]),
+                        None => self
+                            .commit(&mut tx, &mut done, &mut woken)
+                            .and_then(|()| dead_ids(&*store, &sink)),
+                    };
+                    let mut ctx = Ctx {
+                        now_ms,
+                        configured: &configured,
+                        woken: &mut woken,
+                    };
+                    tx.savepoint();
+                    match ids.and_then(|ids| ops::retry_dead(&mut tx, &mut ctx, &sink, &ids)) {
+                        Ok(n) => done.push(Done::Count(reply, n)),
+                        Err(e) => fail(&mut tx, reply, e),
+                    }
+                }
+                Command::PurgeDead { sink, id, reply } => {
+                    if id.is_none() {
+                        if let Err(e) = self.commit(&mut tx, &mut done, &mut woken) {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                    tx.savepoint();
+                    match purge(&mut tx, sink, id) {
+                        Ok(n) => done.push(Done::Count(reply, n)),
+                        Err(e) => fail(&mut tx, reply, e),
+                    }
+                }
+                Command::Close { reply } => closing = Some(reply),
+            }
+        }
+        let committed = self.commit(&mut tx, &mut done, &mut woken);
+        let Some(reply) = closing else { return false };
+        let result = committed.and_then(|()| store.sync().map_err(QueueError::from));
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let _ = reply.send(result);
+        true
+    }
+
+    /// Applies and syncs what is staged, then answers `done` and wakes `woken` sinks.
+    fn commit(
+        &mut self,
+        tx: &mut Txn,
+        done: &mut Vec<Done>,
+        woken: &mut BTreeSet<SinkId>,
+    ) -> Result<(), QueueError> {
+        let result = if tx.is_empty() {
+            Ok(())
+        } else {
+            let batch = tx.take_batch(true);
+            let store = &self.shared.store;
+            match store.apply(batch) {
+                Ok(()) => {
+                    // Applied: readers see it and the counters must match, durable or not.
+                    *self.shared.counters() = tx.counters.clone();
+                    store.sync()
+                }
+                Err(e) => {
+                    tx.counters = self.shared.counters().clone();
+                    Err(e)
+                }
+            }
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "queue write failed; the callers are told and must not acknowledge");
+        }
+        for d in done.drain(..) {
+            match (d, &result) {
+                (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
+                (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
+                (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
+                (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
+                (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
+                (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),
+            }
+        }
+        for sink in std::mem::take(woken) {
+            self.shared.notify(&sink).notify_one();
+        }
+        if self.last_size.elapsed() >= SIZE_EVERY {
+            self.last_size = Instant::now();
+            match self.shared.store.size_on_disk() {
+                Ok(n) => self.shared.disk_bytes.store(n, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "cannot read the queue's size on disk"),
+            }
+        }
+        result.map_err(QueueError::from)
+    }
+}
+
+fn fail<T>(tx: &mut Txn, reply: Reply<T>, e: QueueError) {
+    tx.rollback();
+    let _ = reply.send(Err(e));
+}
+
+/// The same failure for every caller of a group (store errors are not `Clone`).
+fn again(e: &StoreError) -> QueueError {
+    QueueError::Store(match e {
+        StoreError::Open { path, reason } => StoreError::Open {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Io(m) => StoreError::Io(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+    })
+}
+
+/// Every id in `sink`'s dead-letter, read from the store.
+fn dead_ids(store: &dyn Store, sink: &SinkId) -> Result<Vec<ReadingId>, QueueError> {
+    let prefix = keys::sink_prefix(keys::DEAD, sink);
+    let mut ids = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_prefix(&prefix, after.as_deref(), 4096)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(ids);
+        };
+        after = Some(last.clone());
+        ids.extend(page.iter().filter_map(|(k, _)| keys::id_suffix(k)));
+    }
+}
+
+fn purge(tx: &mut Txn, sink: Option<SinkId>, id: Option<ReadingId>) -> Result<usize, QueueError> {
+    let sinks: Vec<SinkId> = match sink {
+        Some(s) => vec![s],
+        None => tx.counters.sinks.keys().cloned().collect(),
+    };
+    let mut n = 0;
+    for s in &sinks {
+        let ids = match id {
+            Some(id) => vec![id],
+            None => dead_ids(tx.store(), s)?,
+        };
+        n += ops::purge_dead(tx, s, &ids)?;
+    }
+    Ok(n)
+}

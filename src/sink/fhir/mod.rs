@@ -1,0 +1,15 @@
+//! FHIR R4 encoding of readings: one Observation per reading (DESIGN §7) and the transaction
+//! Bundle a FHIR sink posts (PROTOCOLS §5.8).
+//!
+//! Receives canonical [`crate::reading::Reading`]s; emits typed, serialise-only FHIR values
+//! ([`model`]) whose JSON keeps every number exactly as the device reported it. Pure: the same
+//! reading always encodes to the same bytes, so a redelivery is byte-identical.
+
+pub mod model;
+pub mod observation;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use model::{Bundle, Observation};
+pub use observation::{observation, transaction_bundle};

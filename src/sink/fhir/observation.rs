@@ -1,0 +1,274 @@
+//! Reading → FHIR R4 Observation (DESIGN §7, PROTOCOLS §5.1–5.6), and readings → transaction
+//! Bundle (PROTOCOLS §5.8). Pure functions: no I/O, no clock, no randomness.
+//!
+//! The Observation follows the R4 vital-signs profile: `status` final, category `vital-signs`,
+//! LOINC + MDC codings, UCUM quantities with the device's precision, `effectiveDateTime` =
+//! `observed_at` with its offset. A blood-pressure reading is a panel (85354-9 / 150020) with
+//! one component per value and no value of its own. An absent value becomes a
+//! `dataAbsentReason`. The reading id is the business identifier (`urn:ietf:rfc:3986`,
+//! `urn:uuid:<id>`) that makes retries idempotent through conditional create.
+//!
+//! Flags become `interpretation` and `note`: `out_of_range:<name>` → interpretation `A`
+//! (abnormal) on the matching component (or the Observation) plus a note; `clock_untrusted` →
+//! a note that the time of receipt was used; `device:<what>` → a note. Other flags are
+//! vitalsd-internal and not sent.
+
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use super::model::{
+    Annotation, Bundle, BundleEntry, BundleRequest, CodeableConcept, Coding, Component, Identifier,
+    Meta, Observation, Quantity, Reference,
+};
+use super::table::{self, LOINC, MDC, SNOMED};
+use crate::reading::{AbsentReason, Kind, Reading, Value};
+
+/// System of the reading-id business identifier.
+pub const IDENTIFIER_SYSTEM: &str = "urn:ietf:rfc:3986";
+pub const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+pub const UCUM_SYSTEM: &str = "http://unitsofmeasure.org";
+pub const ABSENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
+pub const INTERPRETATION_SYSTEM: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+/// System of the room identifier when the subject is a Location (`patient.mode = "location"`).
+pub const ROOM_SYSTEM: &str = "urn:vitalsd:room";
+/// System of the configured device id.
+pub const DEVICE_SYSTEM: &str = "urn:vitalsd:device";
+/// The note for a reading whose device clock was not trusted (PROTOCOLS §5.4, "Time").
+pub const CLOCK_NOTE: &str = "device clock not trusted; time of receipt used";
+
+/// The Observation for one reading.
+pub fn observation(reading: &Reading) -> Observation {
+    let kind = reading.kind;
+    let mut obs = Observation {
+        resource_type: "Observation",
+        identifier: reading
+            .id
+            .map(|id| Identifier {
+                system: IDENTIFIER_SYSTEM.to_string(),
+                value: format!("urn:uuid:{id}"),
+            })
+            .into_iter()
+            .collect(),
+        meta: table::profile(kind).map(|p| Meta { profile: vec![p] }),
+        status: "final",
+        category: vec![category(kind)],
+        code: CodeableConcept {
+            coding: Vec::new(),
+            text: None,
+        },
+        subject: subject(reading),
+        effective_date_time: date_time(reading.observed_at),
+        value_quantity: None,
+        data_absent_reason: None,
+        interpretation: Vec::new(),
+        note: Vec::new(),
+        body_site: None,
+        device: Reference {
+            type_: None,
+            identifier: Some(Identifier {
+                system: DEVICE_SYSTEM.to_string(),
+                value: reading.device.id.to_string(),
+            }),
+            display: reading.device.model.clone(),
+        },
+        component: Vec::new(),
+    };
+
+    if let Some(panel) = table::panel(kind) {
+        obs.code.coding = codings(panel.loinc.into_iter(), Some(panel.mdc));
+        obs.component = reading.values.iter().map(|v| component(kind, v)).collect();
+        if obs.component.is_empty() {
+            // vs-2: no component and no value needs a reason.
+            obs.data_absent_reason = Some(absent(AbsentReason::Unknown));
+        }
+    } else {
+        single_value(reading, &mut obs);
+    }
+    apply_flags(reading, &mut obs);
+    obs
+}
+
+/// The transaction Bundle for a batch (PROTOCOLS §5.8): one POST per reading with
+/// `ifNoneExist` on its business identifier, `fullUrl` `urn:uuid:<id>`.
+pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
+    Bundle {
+        resource_type: "Bundle",
+        type_: "transaction",
+        entry: readings
+            .iter()
+            .map(|r| BundleEntry {
+                full_url: r.id.map(|id| format!("urn:uuid:{id}")),
+                resource: observation(r),
+                request: BundleRequest {
+                    method: "POST",
+                    url: "Observation",
+                    if_none_exist: r
+                        .id
+                        .map(|id| format!("identifier={IDENTIFIER_SYSTEM}|urn:uuid:{id}")),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A one-value kind: codes from the value (plus the kind's extra LOINC and the temperature
+/// site), the value as `valueQuantity`. Values after the first (unusual) go in components so
+/// nothing the device measured is dropped.
+fn single_value(reading: &Reading, obs: &mut Observation) {
+    let kind = reading.kind;
+    let Some(first) = reading.values.first() else {
+        obs.code.coding = codings(table::leading_loinc(kind), None);
+        obs.data_absent_reason = Some(absent(AbsentReason::Unknown));
+        return;
+    };
+    let site = first.site.as_deref().and_then(table::site);
+    let mut loinc: Vec<&str> = table::leading_loinc(kind).collect();
+    loinc.extend(value_loinc(first));
+    loinc.extend(site.and_then(|s| s.loinc).map(|(code, _)| code));
+    // A known site's MDC code replaces the generic one (PROTOCOLS §5.2b).
+    let mdc = site.and_then(|s| s.mdc).map(|m| m.code).or(first.mdc);
+    obs.code.coding = codings(loinc.into_iter(), mdc);
+    match first.value {
+        Some(_) => obs.value_quantity = quantity(kind, first),
+        None => {
+            obs.data_absent_reason = Some(absent(first.absent.unwrap_or(AbsentReason::Unknown)));
+        }
+    }
+    obs.body_site = site
+        .and_then(|s| s.body_site)
+        .map(|(code, display)| CodeableConcept::of(Coding::new(SNOMED, code, Some(display))));
+    obs.component = reading.values[1..]
+        .iter()
+        .map(|v| component(kind, v))
+        .collect();
+}
+
+/// The value's own code when it is a LOINC code (ECG leads carry an MDC code there).
+fn value_loinc(v: &Value) -> Option<&str> {
+    Some(v.code.as_str()).filter(|c| table::is_loinc(c))
+}
+
+/// LOINC codings (deduplicated, in order) then the MDC coding.
+fn codings<'a>(loinc: impl Iterator<Item = &'a str>, mdc: Option<u32>) -> Vec<Coding> {
+    let mut out: Vec<Coding> = Vec::new();
+    for code in loinc {
+        if !code.is_empty() && !out.iter().any(|c| c.code == code) {
+            out.push(Coding::new(LOINC, code, table::loinc_display(code)));
+        }
+    }
+    if let Some(m) = mdc {
+        out.push(Coding::new(MDC, &m.to_string(), table::mdc_display(m)));
+    }
+    out
+}
+
+fn component(kind: Kind, v: &Value) -> Component {
+    let value_quantity = quantity(kind, v);
+    Component {
+        code: CodeableConcept {
+            coding: codings(
+                value_loinc(v).into_iter(),
+                v.mdc.or_else(|| v.code.parse().ok()),
+            ),
+            text: None,
+        },
+        data_absent_reason: match value_quantity {
+            Some(_) => None,
+            None => Some(absent(v.absent.unwrap_or(AbsentReason::Unknown))),
+        },
+        value_quantity,
+        interpretation: Vec::new(),
+    }
+}
+
+fn quantity(kind: Kind, v: &Value) -> Option<Quantity> {
+    v.value.map(|value| Quantity {
+        value,
+        unit: table::unit_display(kind, &v.name, v.unit.as_str()),
+        system: UCUM_SYSTEM.to_string(),
+        code: v.unit.as_str().to_string(),
+    })
+}
+
+fn absent(reason: AbsentReason) -> CodeableConcept {
+    let display = match reason {
+        AbsentReason::Unknown => "Unknown",
+        AbsentReason::Error => "Error",
+        AbsentReason::NotANumber => "Not a Number (NaN)",
+        AbsentReason::PositiveInfinity => "Positive Infinity (PINF)",
+        AbsentReason::NegativeInfinity => "Negative Infinity (NINF)",
+    };
+    CodeableConcept::of(Coding::new(ABSENT_SYSTEM, reason.as_str(), Some(display)))
+}
+
+fn category(kind: Kind) -> CodeableConcept {
+    let (code, display) = table::category(kind);
+    CodeableConcept::of(Coding::new(CATEGORY_SYSTEM, code, Some(display)))
+}
+
+/// The patient by identifier; else (location mode) the room as a Location; else none.
+fn subject(reading: &Reading) -> Option<Reference> {
+    if let Some(p) = &reading.patient {
+        return Some(Reference {
+            type_: Some("Patient".to_string()),
+            identifier: Some(Identifier {
+                system: p.system.clone(),
+                value: p.id.clone(),
+            }),
+            display: None,
+        });
+    }
+    reading.room.as_ref().map(|room| Reference {
+        type_: Some("Location".to_string()),
+        identifier: Some(Identifier {
+            system: ROOM_SYSTEM.to_string(),
+            value: room.clone(),
+        }),
+        display: Some(room.clone()),
+    })
+}
+
+/// RFC 3339 with the reading's own offset (full seconds, vs-1). An offset with seconds (which
+/// RFC 3339 cannot express) falls back to UTC.
+fn date_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .or_else(|_| t.to_offset(UtcOffset::UTC).format(&Rfc3339))
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn abnormal() -> CodeableConcept {
+    CodeableConcept::of(Coding::new(INTERPRETATION_SYSTEM, "A", Some("Abnormal")))
+}
+
+fn apply_flags(reading: &Reading, obs: &mut Observation) {
+    for flag in &reading.flags {
+        let f = flag.as_str();
+        if let Some(name) = f.strip_prefix("out_of_range:") {
+            // Components are all values of a panel, or the values after the first otherwise.
+            let skip = usize::from(table::panel(reading.kind).is_none());
+            let idx = reading
+                .values
+                .iter()
+                .skip(skip)
+                .position(|v| v.name == name);
+            match idx.and_then(|i| obs.component.get_mut(i)) {
+                Some(c) if c.interpretation.is_empty() => c.interpretation.push(abnormal()),
+                Some(_) => {}
+                None if obs.interpretation.is_empty() => obs.interpretation.push(abnormal()),
+                None => {}
+            }
+            obs.note.push(Annotation {
+                text: format!("{name} outside the plausible range"),
+            });
+        } else if f == "clock_untrusted" {
+            obs.note.push(Annotation {
+                text: CLOCK_NOTE.to_string(),
+            });
+        } else if let Some(what) = f.strip_prefix("device:") {
+            obs.note.push(Annotation {
+                text: format!("device reported: {what}"),
+            });
+        }
+    }
+}

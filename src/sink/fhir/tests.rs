@@ -1,0 +1,435 @@
+//! Encoder tests: the PROTOCOLS §5.5 worked example, precision, absent values, and the
+//! vital-signs constraints vs-1..vs-3 for every kind.
+
+use serde_json::Value as Json;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::{observation, transaction_bundle};
+use crate::reading::{
+    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Reading, ReadingId, Ucum,
+    Value,
+};
+
+fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Value {
+    Value {
+        code: code.into(),
+        mdc,
+        name: name.into(),
+        value: Some(v.parse::<Decimal>().expect("test decimal")),
+        unit: Ucum::new(unit),
+        site: None,
+        absent: None,
+    }
+}
+
+fn reading(kind: Kind, values: Vec<Value>) -> Reading {
+    let t = datetime!(2024-03-15 10:29:30 +01:00);
+    Reading {
+        id: Some(ReadingId::from_uuid(Uuid::from_u128(
+            0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77,
+        ))),
+        device: DeviceInfo {
+            id: DeviceId::new("exam3-cuff"),
+            driver: "ble-gatt".into(),
+            model: Some("UA-651BLE".into()),
+            serial: None,
+        },
+        room: Some("exam-3".into()),
+        patient: Some(PatientRef {
+            id: "MRN123456".into(),
+            system: "urn:oid:2.16.840.1.113883.3.9999".into(),
+        }),
+        kind,
+        observed_at: t,
+        received_at: t,
+        device_time: Some(t),
+        values,
+        flags: Vec::new(),
+    }
+}
+
+fn bp() -> Reading {
+    reading(
+        Kind::BloodPressure,
+        vec![
+            val("8480-6", Some(150_021), "systolic", "120", "mm[Hg]"),
+            val("8462-4", Some(150_022), "diastolic", "80", "mm[Hg]"),
+            val("8478-0", Some(150_023), "mean", "93", "mm[Hg]"),
+        ],
+    )
+}
+
+fn one(kind: Kind, code: &str, mdc: u32, name: &str, v: &str, unit: &str) -> Reading {
+    reading(kind, vec![val(code, Some(mdc), name, v, unit)])
+}
+
+fn every_kind() -> Vec<Reading> {
+    let mut temp = one(
+        Kind::BodyTemperature,
+        "8310-5",
+        150_364,
+        "temperature",
+        "37.60",
+        "Cel",
+    );
+    temp.values[0].site = Some("oral".into());
+    vec![
+        bp(),
+        one(
+            Kind::HeartRate,
+            "8867-4",
+            149_546,
+            "heart_rate",
+            "72",
+            "/min",
+        ),
+        one(Kind::Spo2, "59408-5", 150_456, "spo2", "97", "%"),
+        temp,
+        one(
+            Kind::RespiratoryRate,
+            "9279-1",
+            151_562,
+            "respiratory_rate",
+            "16",
+            "/min",
+        ),
+        one(Kind::BodyWeight, "29463-7", 188_736, "weight", "72.5", "kg"),
+        one(Kind::BodyHeight, "8302-2", 188_740, "height", "175.0", "cm"),
+        one(Kind::Bmi, "39156-5", 188_752, "bmi", "23.7", "kg/m2"),
+    ]
+}
+
+fn json(r: &Reading) -> Json {
+    serde_json::to_value(observation(r)).expect("observation serialises")
+}
+
+/// (system, code) pairs of a CodeableConcept.
+fn codes(cc: &Json) -> Vec<(String, String)> {
+    cc["coding"]
+        .as_array()
+        .expect("coding array")
+        .iter()
+        .map(|c| {
+            let s = c["system"].as_str().expect("system").to_string();
+            (s, c["code"].as_str().expect("code").to_string())
+        })
+        .collect()
+}
+
+fn loinc(c: &str) -> (String, String) {
+    ("http://loinc.org".into(), c.into())
+}
+
+fn mdc(c: &str) -> (String, String) {
+    ("urn:iso:std:iso:11073:10101".into(), c.into())
+}
+
+/// The R4 vital-signs profile rules of PROTOCOLS §5.1 that an encoder can break.
+#[track_caller]
+fn assert_vital_signs_rules(o: &Json) {
+    assert_eq!(o["resourceType"], "Observation");
+    assert_eq!(o["status"], "final");
+    let cat = &o["category"][0]["coding"][0];
+    assert_eq!(
+        cat["system"],
+        "http://terminology.hl7.org/CodeSystem/observation-category"
+    );
+    assert_eq!(cat["code"], "vital-signs");
+    assert!(codes(&o["code"])
+        .iter()
+        .any(|(s, _)| s == "http://loinc.org"));
+    assert!(o["subject"].is_object(), "subject 1..1");
+    // vs-1: a dateTime precise to the day at least; we always send seconds and an offset.
+    let eff = o["effectiveDateTime"].as_str().expect("effectiveDateTime");
+    assert!(eff.len() >= 8, "vs-1: {eff}");
+    assert!(
+        time::OffsetDateTime::parse(eff, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{eff}"
+    );
+    // vs-2: without component/hasMember, a value or a dataAbsentReason.
+    let components = o["component"].as_array();
+    if components.is_none_or(|c| c.is_empty()) {
+        assert!(
+            o["valueQuantity"].is_object() || o["dataAbsentReason"].is_object(),
+            "vs-2: {o}"
+        );
+    }
+    // vs-3: every component has a code and a value or a dataAbsentReason.
+    for c in components.into_iter().flatten() {
+        assert!(!codes(&c["code"]).is_empty());
+        assert!(
+            c["valueQuantity"].is_object() || c["dataAbsentReason"].is_object(),
+            "vs-3: {c}"
+        );
+    }
+    // valueQuantity: value, unit, UCUM system and code.
+    let quantities = std::iter::once(&o["valueQuantity"]).chain(
+        components
+            .into_iter()
+            .flatten()
+            .map(|c| &c["valueQuantity"]),
+    );
+    for q in quantities.filter(|q| q.is_object()) {
+        assert!(q["value"].is_number(), "{q}");
+        assert!(q["unit"].is_string(), "{q}");
+        assert_eq!(q["system"], "http://unitsofmeasure.org");
+        assert!(q["code"].is_string(), "{q}");
+    }
+    // A value and a dataAbsentReason never together.
+    assert!(!(o["valueQuantity"].is_object() && o["dataAbsentReason"].is_object()));
+}
+
+#[test]
+fn every_kind_meets_the_vital_signs_rules_vs1_to_vs3() {
+    for r in every_kind() {
+        assert_vital_signs_rules(&json(&r));
+    }
+}
+
+#[test]
+fn every_kind_names_its_specific_r4_profile() {
+    let ids: Vec<String> = every_kind()
+        .iter()
+        .map(|r| {
+            json(r)["meta"]["profile"][0]
+                .as_str()
+                .expect("profile")
+                .to_string()
+        })
+        .collect();
+    let base = "http://hl7.org/fhir/StructureDefinition/";
+    let want = [
+        "bp",
+        "heartrate",
+        "oxygensat",
+        "bodytemp",
+        "resprate",
+        "bodyweight",
+        "bodyheight",
+        "bmi",
+    ];
+    assert_eq!(ids, want.map(|w| format!("{base}{w}")));
+}
+
+#[test]
+fn the_worked_example_blood_pressure_is_a_panel_with_three_coded_components() {
+    let o = json(&bp());
+    assert_eq!(codes(&o["code"]), vec![loinc("85354-9"), mdc("150020")]);
+    assert!(o.get("valueQuantity").is_none());
+    assert_eq!(o["effectiveDateTime"], "2024-03-15T10:29:30+01:00");
+    let comps = o["component"].as_array().expect("components");
+    let got: Vec<_> = comps
+        .iter()
+        .map(|c| (codes(&c["code"]), c["valueQuantity"]["value"].as_i64()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (vec![loinc("8480-6"), mdc("150021")], Some(120)),
+            (vec![loinc("8462-4"), mdc("150022")], Some(80)),
+            (vec![loinc("8478-0"), mdc("150023")], Some(93)),
+        ]
+    );
+    for c in comps {
+        assert_eq!(c["valueQuantity"]["code"], "mm[Hg]");
+        assert_eq!(c["valueQuantity"]["unit"], "mmHg");
+    }
+}
+
+#[test]
+fn the_worked_example_heart_rate_has_loinc_and_cuff_mdc() {
+    let o = json(&one(
+        Kind::HeartRate,
+        "8867-4",
+        149_546,
+        "heart_rate",
+        "72",
+        "/min",
+    ));
+    assert_eq!(codes(&o["code"]), vec![loinc("8867-4"), mdc("149546")]);
+    assert_eq!(o["valueQuantity"]["value"], 72);
+    assert_eq!(o["valueQuantity"]["code"], "/min");
+    assert_eq!(o["effectiveDateTime"], "2024-03-15T10:29:30+01:00");
+}
+
+#[test]
+fn spo2_carries_both_loinc_codes_and_the_mdc_code() {
+    let o = json(&one(Kind::Spo2, "59408-5", 150_456, "spo2", "97", "%"));
+    assert_eq!(
+        codes(&o["code"]),
+        vec![loinc("2708-6"), loinc("59408-5"), mdc("150456")]
+    );
+}
+
+#[test]
+fn a_temperature_keeps_its_precision_in_the_json_text() {
+    let r = &every_kind()[3];
+    let text = serde_json::to_string(&observation(r)).expect("serialises");
+    assert!(text.contains(r#""value":37.60"#), "{text}");
+}
+
+#[test]
+fn an_oral_temperature_adds_the_site_codes_and_body_site() {
+    let o = json(&every_kind()[3]);
+    assert_eq!(
+        codes(&o["code"]),
+        vec![loinc("8310-5"), loinc("8331-1"), mdc("188424")]
+    );
+    assert_eq!(
+        codes(&o["bodySite"]),
+        vec![(
+            "http://snomed.info/sct".to_string(),
+            "123851003".to_string()
+        )]
+    );
+    assert_eq!(o["valueQuantity"]["unit"], "C");
+}
+
+#[test]
+fn a_temperature_without_site_has_no_body_site() {
+    let o = json(&one(
+        Kind::BodyTemperature,
+        "8310-5",
+        150_364,
+        "temperature",
+        "36.9",
+        "Cel",
+    ));
+    assert_eq!(codes(&o["code"]), vec![loinc("8310-5"), mdc("150364")]);
+    assert!(o.get("bodySite").is_none());
+}
+
+#[test]
+fn an_absent_value_yields_a_data_absent_reason_and_no_quantity() {
+    let mut r = one(Kind::Spo2, "59408-5", 150_456, "spo2", "0", "%");
+    r.values[0].value = None;
+    r.values[0].absent = Some(AbsentReason::NotANumber);
+    let o = json(&r);
+    assert!(o.get("valueQuantity").is_none());
+    let reason = &o["dataAbsentReason"]["coding"][0];
+    assert_eq!(
+        reason["system"],
+        "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+    );
+    assert_eq!(reason["code"], "not-a-number");
+    assert_vital_signs_rules(&o);
+}
+
+#[test]
+fn an_absent_blood_pressure_component_gets_its_own_reason() {
+    let mut r = bp();
+    r.values[2].value = None;
+    let o = json(&r);
+    let c = &o["component"][2];
+    assert!(c.get("valueQuantity").is_none());
+    assert_eq!(c["dataAbsentReason"]["coding"][0]["code"], "unknown");
+    assert_vital_signs_rules(&o);
+}
+
+#[test]
+fn identifier_subject_and_device_follow_the_contract() {
+    let o = json(&bp());
+    let id = "urn:uuid:01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77";
+    assert_eq!(
+        o["identifier"],
+        serde_json::json!([{"system": "urn:ietf:rfc:3986", "value": id}])
+    );
+    assert_eq!(
+        o["subject"],
+        serde_json::json!({"type": "Patient", "identifier":
+            {"system": "urn:oid:2.16.840.1.113883.3.9999", "value": "MRN123456"}})
+    );
+    assert_eq!(
+        o["device"],
+        serde_json::json!({"identifier": {"system": "urn:vitalsd:device", "value": "exam3-cuff"},
+            "display": "UA-651BLE"})
+    );
+}
+
+#[test]
+fn without_a_patient_the_subject_is_the_room_as_location() {
+    let mut r = bp();
+    r.patient = None;
+    assert_eq!(
+        json(&r)["subject"],
+        serde_json::json!({"type": "Location",
+            "identifier": {"system": "urn:vitalsd:room", "value": "exam-3"}, "display": "exam-3"})
+    );
+}
+
+#[test]
+fn flags_become_interpretation_and_notes() {
+    let mut r = bp();
+    r.flags = vec![
+        Flag::out_of_range("systolic"),
+        Flag::clock_untrusted(),
+        Flag::device("artifact"),
+        Flag::new("duplicate_suppressed"),
+    ];
+    let o = json(&r);
+    let a = &o["component"][0]["interpretation"][0]["coding"][0];
+    assert_eq!(
+        a["system"],
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+    );
+    assert_eq!(a["code"], "A");
+    assert!(o["component"][1].get("interpretation").is_none());
+    let notes: Vec<&str> = o["note"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .map(|n| n["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "systolic outside the plausible range",
+            "device clock not trusted; time of receipt used",
+            "device reported: artifact",
+        ]
+    );
+}
+
+#[test]
+fn an_out_of_range_single_value_is_interpreted_on_the_observation() {
+    let mut r = one(
+        Kind::HeartRate,
+        "8867-4",
+        149_530,
+        "heart_rate",
+        "250",
+        "/min",
+    );
+    r.flags = vec![Flag::out_of_range("heart_rate")];
+    assert_eq!(json(&r)["interpretation"][0]["coding"][0]["code"], "A");
+}
+
+#[test]
+fn a_utc_time_is_written_with_an_offset() {
+    let mut r = bp();
+    r.observed_at = datetime!(2026-11-27 12:00:00.5 UTC);
+    assert_eq!(json(&r)["effectiveDateTime"], "2026-11-27T12:00:00.5Z");
+}
+
+#[test]
+fn the_bundle_posts_each_reading_with_a_conditional_create() {
+    let readings = every_kind();
+    let b = serde_json::to_value(transaction_bundle(&readings)).expect("bundle");
+    assert_eq!(b["resourceType"], "Bundle");
+    assert_eq!(b["type"], "transaction");
+    let entries = b["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), readings.len());
+    for e in entries {
+        let id = e["resource"]["identifier"][0]["value"]
+            .as_str()
+            .expect("id");
+        assert_eq!(e["fullUrl"], id);
+        assert_eq!(e["request"]["method"], "POST");
+        assert_eq!(e["request"]["url"], "Observation");
+        assert_eq!(
+            e["request"]["ifNoneExist"],
+            format!("identifier=urn:ietf:rfc:3986|{id}")
+        );
+    }
+}

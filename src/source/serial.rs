@@ -1,0 +1,163 @@
+//! Serial source: one configured port, opened with its line settings, read until it fails.
+//!
+//! An unplugged USB adapter makes reads return EOF or an error (and a cable fault gives only
+//! silence), so every EOF, error, and `inactivity_timeout` of silence counts as a disconnect:
+//! the port is closed and reopened with capped exponential backoff, never in a hot loop. The
+//! source stops when its cancellation token fires.
+
+use std::path::Path;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, SourceEvent};
+use crate::config::{FlowControl, Parity, SerialSettings};
+use crate::reading::DeviceId;
+
+/// Reads from one serial device and reports [`SourceEvent`]s to `events`; writes whatever
+/// arrives on `writes` to the device while it is connected.
+pub struct SerialSource {
+    pub device: DeviceId,
+    pub settings: SerialSettings,
+    /// `Duration::ZERO` disables the inactivity check.
+    pub inactivity_timeout: Duration,
+}
+
+/// Why a connection ended.
+enum End {
+    Cancelled,
+    Lost(String),
+}
+
+impl SerialSource {
+    pub async fn run(
+        self,
+        events: mpsc::Sender<SourceEvent>,
+        mut writes: mpsc::Receiver<Vec<u8>>,
+        cancel: CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut last_error = String::new();
+        loop {
+            match open(&self.settings) {
+                Ok(port) => {
+                    tracing::info!(device = %self.device, path = %self.settings.path.display(), "serial port open");
+                    last_error.clear();
+                    if events.send(SourceEvent::Connected).await.is_err() {
+                        return;
+                    }
+                    let opened = tokio::time::Instant::now();
+                    let end = self.connected(port, &events, &mut writes, &cancel).await;
+                    match end {
+                        End::Cancelled => return,
+                        End::Lost(reason) => {
+                            tracing::warn!(device = %self.device, %reason, "serial device disconnected");
+                            if events
+                                .send(SourceEvent::Disconnected { reason })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    if opened.elapsed() > Duration::from_secs(10) {
+                        backoff.reset();
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    if msg != last_error {
+                        tracing::warn!(device = %self.device, path = %self.settings.path.display(), error = %msg, "cannot open serial port; retrying with backoff");
+                        last_error = msg;
+                    }
+                }
+            }
+            let wait = backoff.next_delay();
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn connected(
+        &self,
+        mut port: SerialStream,
+        events: &mpsc::Sender<SourceEvent>,
+        writes: &mut mpsc::Receiver<Vec<u8>>,
+        cancel: &CancellationToken,
+    ) -> End {
+        let mut buf = vec![0u8; 4096];
+        let silence = if self.inactivity_timeout.is_zero() {
+            Duration::from_secs(365 * 24 * 3600)
+        } else {
+            self.inactivity_timeout
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return End::Cancelled,
+                r = tokio::time::timeout(silence, port.read(&mut buf)) => match r {
+                    Err(_) => return End::Lost(format!("no data for {}", humantime::format_duration(silence))),
+                    Ok(Ok(0)) => return End::Lost("end of file (device unplugged?)".into()),
+                    Ok(Ok(n)) => {
+                        let ev = SourceEvent::Bytes { data: buf[..n].to_vec(), received_at: OffsetDateTime::now_utc() };
+                        tokio::select! {
+                            () = cancel.cancelled() => return End::Cancelled,
+                            sent = events.send(ev) => if sent.is_err() { return End::Cancelled },
+                        }
+                    }
+                    Ok(Err(e)) => return End::Lost(format!("read error: {e}")),
+                },
+                Some(bytes) = writes.recv() => {
+                    if let Err(e) = port.write_all(&bytes).await {
+                        return End::Lost(format!("write error: {e}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn open(s: &SerialSettings) -> Result<SerialStream, OpenError> {
+    if !Path::new(&s.path).exists() {
+        return Err(OpenError(format!("{} does not exist", s.path.display())));
+    }
+    let data_bits = match s.data_bits {
+        5 => tokio_serial::DataBits::Five,
+        6 => tokio_serial::DataBits::Six,
+        7 => tokio_serial::DataBits::Seven,
+        _ => tokio_serial::DataBits::Eight,
+    };
+    let parity = match s.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Odd => tokio_serial::Parity::Odd,
+        Parity::Even => tokio_serial::Parity::Even,
+    };
+    let stop_bits = if s.stop_bits == 2 {
+        tokio_serial::StopBits::Two
+    } else {
+        tokio_serial::StopBits::One
+    };
+    let flow = match s.flow_control {
+        FlowControl::None => tokio_serial::FlowControl::None,
+        FlowControl::Software => tokio_serial::FlowControl::Software,
+        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+    };
+    tokio_serial::new(s.path.to_string_lossy(), s.baud)
+        .data_bits(data_bits)
+        .parity(parity)
+        .stop_bits(stop_bits)
+        .flow_control(flow)
+        .timeout(Duration::from_secs(1))
+        .open_native_async()
+        .map_err(|e| OpenError(format!("{}: {e}", s.path.display())))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OpenError(String);

@@ -1,0 +1,156 @@
+//! The command line as a user runs it: check-config, decode, drivers, queue, demo.
+
+mod support;
+
+use std::process::Command;
+
+fn vitalsd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(args)
+        .output()
+        .expect("run vitalsd")
+}
+
+#[test]
+fn check_config_reports_every_problem_with_key_and_line_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[daemon]\ndata_dir = \"/x\"\nclock_skew = \"5m\"\n\n[[device]]\nid = \"ox\"\ndriver = \"nope\"\nroom = \"r\"\nserial = { path = \"/dev/x\" }\n\n[[sink]]\nid = \"o\"\ntype = \"file\"\ndir = \"/o\"\nformat = \"pdf\"\n",
+    )
+    .unwrap();
+    let out = vitalsd(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("daemon.clock_skew (line 3): unknown field `clock_skew`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("device[0].driver (line 7): unknown driver `nope`"),
+        "{err}"
+    );
+    assert!(err.contains("sink[0].format (line 15)"), "{err}");
+}
+
+#[test]
+fn check_config_accepts_the_example_config() {
+    let out = vitalsd(&[
+        "check-config",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn decode_prints_canonical_readings_for_device_bytes() {
+    let out = vitalsd(&[
+        "decode",
+        "nonin-ascii",
+        "--hex",
+        "31343a30323a313120535030323d30393720485231373220",
+    ]);
+    // Not a valid Nonin line (SP02 with a zero): exit 1 with a reason.
+    assert_eq!(out.status.code(), Some(1));
+
+    let line = hex::encode(b"14:02:11 SPO2=097 HR=072*\r\n");
+    let out = vitalsd(&["decode", "nonin-ascii", "--hex", &line]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let readings: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(readings.len(), 2, "{text}");
+    assert_eq!(readings[0]["kind"], "spo2");
+    assert_eq!(readings[0]["values"][0]["value"], 97);
+    assert_eq!(readings[0]["values"][0]["code"], "59408-5");
+    assert_eq!(readings[1]["kind"], "heart_rate");
+    assert_eq!(readings[1]["values"][0]["unit"], "/min");
+    assert!(readings[0]["id"].is_null() && readings[0]["room"].is_null());
+}
+
+#[test]
+fn decode_rejects_unknown_options_with_the_key() {
+    let out = vitalsd(&[
+        "decode",
+        "nonin-ascii",
+        "--opt",
+        "colour=blue",
+        "--hex",
+        "00",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}
+
+#[test]
+fn drivers_lists_name_transports_and_kinds() {
+    let out = vitalsd(&["drivers"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("nonin-ascii") && l.contains("serial") && l.contains("spo2")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("json")), "{text}");
+}
+
+#[test]
+fn queue_stats_opens_a_stopped_daemons_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pty = support::Pty::new();
+    let cfg = support::config(
+        &tmp.path().join("data"),
+        &tmp.path().join("outbox"),
+        "fhir",
+        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
+    );
+    let path = tmp.path().join("v.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = vitalsd(&["queue", "stats", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["readings"], 0);
+}
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_and_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = vitalsd(&["demo", "--for", "14s", "--dir", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in [
+        "blood_pressure",
+        "body_temperature",
+        "body_weight",
+        "spo2",
+        "heart_rate",
+    ] {
+        assert!(stdout.contains(kind), "demo printed no {kind}:\n{stdout}");
+    }
+    let lines = support::outbox_lines(&dir.join("outbox"));
+    assert!(lines.len() >= 5, "{} outbox lines", lines.len());
+    assert!(lines.iter().all(|o| o["resourceType"] == "Observation"));
+}

@@ -1,0 +1,289 @@
+//! The daemon end to end through the real binary: pseudo-terminals as serial devices, a
+//! config file, the file outbox, signals.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{wait_outbox, Daemon, Pty};
+
+const BP: &str = r#"{"kind":"blood_pressure","device_time":"2026-11-27T10:00:00Z","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"},{"name":"mean","value":93,"unit":"mm[Hg]"}]}"#;
+
+fn temp_line(t: &str, at: &str) -> String {
+    format!(
+        r#"{{"kind":"body_temperature","device_time":"{at}","values":[{{"name":"temperature","value":{t},"unit":"Cel","site":"oral"}}]}}"#
+    )
+}
+
+#[test]
+fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let mut ox = Pty::new();
+    let mut bridge = Pty::new();
+    let cfg = support::config(
+        &data,
+        &outbox,
+        "fhir",
+        &[
+            (
+                "ox",
+                "nonin-ascii",
+                "exam-1",
+                &ox.path,
+                r#"report = "every""#,
+            ),
+            ("bridge", "json", "exam-2", &bridge.path, ""),
+        ],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+
+    ox.send(b"SPO2=097 HR=072\r\n");
+    bridge.send(format!("{BP}\n").as_bytes());
+    bridge.send(format!("{}\n", temp_line("37.60", "2026-11-27T10:01:00Z")).as_bytes());
+    let lines = wait_outbox(&outbox, 4, Duration::from_secs(10));
+
+    let codes: Vec<String> = lines
+        .iter()
+        .map(|o| {
+            o["code"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    for c in ["59408-5", "8867-4", "85354-9", "8310-5"] {
+        assert!(
+            codes.iter().any(|x| x == c),
+            "no Observation coded {c}: {codes:?}"
+        );
+    }
+    let temp = lines
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "8310-5")
+        .unwrap();
+    let text = temp.to_string();
+    assert!(text.contains("37.60"), "precision lost: {text}");
+    for o in &lines {
+        assert_eq!(o["resourceType"], "Observation");
+        assert_eq!(
+            o["subject"]["type"], "Location",
+            "location mode uses the room"
+        );
+        assert!(o["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:uuid:"));
+    }
+
+    let (status, took) = d.stop();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(5), "stop took {took:?}");
+}
+
+#[test]
+fn garbled_frames_are_counted_and_the_stream_resynchronises() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let mut ox = Pty::new();
+    let cfg = support::config(
+        &data,
+        &outbox,
+        "reading",
+        &[(
+            "ox",
+            "nonin-ascii",
+            "exam-1",
+            &ox.path,
+            r#"report = "every""#,
+        )],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+
+    ox.send(b"SPO2=0\xff\xfe\x00 HR=\x01\x02\r\n");
+    ox.send(&[0xAA; 300]);
+    ox.send(b"\r\nSPO2=095 HR=061\r\n");
+    let lines = wait_outbox(&outbox, 2, Duration::from_secs(10));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let spo2 = lines
+        .iter()
+        .find(|r| r["kind"] == "spo2")
+        .expect("spo2 reading");
+    assert_eq!(spo2["values"][0]["value"], 95);
+    d.wait_log("frame skipped", Duration::from_secs(2));
+    assert!(!d.log().contains("\u{fffd}"), "payload bytes in the log");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_serial_port_that_disappears_and_comes_back_is_reopened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let link = tmp.path().join("ttyUSB-oximeter");
+    let mut first = Pty::new();
+    std::os::unix::fs::symlink(&first.path, &link).unwrap();
+    let cfg = support::config(
+        &data,
+        &outbox,
+        "reading",
+        &[("ox", "nonin-ascii", "exam-1", &link, r#"report = "every""#)],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    first.send(b"SPO2=096 HR=070\r\n");
+    wait_outbox(&outbox, 2, Duration::from_secs(10));
+
+    // Unplug: the device side goes away, and so does its name.
+    first.send(b"SPO2=09");
+    drop(first);
+    std::fs::remove_file(&link).unwrap();
+    d.wait_log("serial device disconnected", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Replug at the same path.
+    let mut second = Pty::new();
+    std::os::unix::fs::symlink(&second.path, &link).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(40);
+    while d.log().matches("serial port open").count() < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "port not reopened:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    second.send(b"SPO2=098 HR=066\r\n");
+    let lines = wait_outbox(&outbox, 4, Duration::from_secs(10));
+    let values: Vec<_> = lines
+        .iter()
+        .filter(|r| r["kind"] == "spo2")
+        .map(|r| r["values"][0]["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec![96, 98],
+        "the partial frame must not become a reading"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn an_unwritable_data_dir_is_a_clear_error_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocker = tmp.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let pty = Pty::new();
+    let cfg = support::config(
+        &blocker.join("data"),
+        &tmp.path().join("outbox"),
+        "fhir",
+        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("daemon.data_dir"), "{err}");
+}
+
+#[test]
+fn an_unwritable_outbox_is_a_clear_error_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocker = tmp.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let pty = Pty::new();
+    let cfg = support::config(
+        &tmp.path().join("data"),
+        &blocker.join("outbox"),
+        "fhir",
+        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sink outbox") && err.contains("not-a-dir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn readings_stored_before_a_restart_are_delivered_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let mut bridge = Pty::new();
+    let cfg = support::config(
+        &data,
+        &outbox,
+        "reading",
+        &[("bridge", "json", "exam-2", &bridge.path, "")],
+    );
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        bridge.send(
+            format!(
+                "{}\n",
+                temp_line("36.8", &format!("2026-11-27T10:{i:02}:00Z"))
+            )
+            .as_bytes(),
+        );
+    }
+    wait_outbox(&outbox, 20, Duration::from_secs(10));
+    let (status, _) = d.stop();
+    assert!(status.success());
+
+    // Same measurements again after a restart (a device's memory recall): stored once.
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log2"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        bridge.send(
+            format!(
+                "{}\n",
+                temp_line("36.8", &format!("2026-11-27T10:{i:02}:00Z"))
+            )
+            .as_bytes(),
+        );
+    }
+    bridge.send(format!("{}\n", temp_line("36.9", "2026-11-27T11:00:00Z")).as_bytes());
+    let lines = wait_outbox(&outbox, 21, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let lines2 = support::outbox_lines(&outbox);
+    assert_eq!(
+        lines2.len(),
+        21,
+        "replayed measurements were stored twice: {}",
+        lines.len()
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

@@ -1,0 +1,165 @@
+//! Shared helpers for the black-box tests: pseudo-terminals that stand in for serial devices,
+//! the real `vitalsd` binary started with a config file, and outbox readers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A pseudo-terminal: tests write device bytes to `master`; vitalsd opens `path`.
+pub struct Pty {
+    pub master: std::fs::File,
+    _slave: OwnedFd,
+    pub path: PathBuf,
+}
+
+impl Pty {
+    pub fn new() -> Pty {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let mut t = nix::sys::termios::tcgetattr(pty.slave.as_fd()).expect("tcgetattr");
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &t)
+            .expect("tcsetattr");
+        let path = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
+        Pty {
+            master: std::fs::File::from(pty.master),
+            _slave: pty.slave,
+            path,
+        }
+    }
+
+    #[track_caller]
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("write to pty");
+        self.master.flush().expect("flush pty");
+    }
+}
+
+/// The real daemon, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub stderr_path: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let stderr = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start vitalsd");
+        Daemon {
+            child,
+            stderr_path: log.to_path_buf(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    #[track_caller]
+    pub fn wait_log(&self, needle: &str, within: Duration) {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "`{needle}` not in the daemon log within {within:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Sends SIGTERM and returns the exit status and how long the stop took.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let t0 = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let until = t0 + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return (st, t0.elapsed());
+            }
+            assert!(Instant::now() < until, "vitalsd did not stop within 15 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// All JSON lines of every `*.ndjson` file in `dir`, in file-name order.
+pub fn outbox_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "ndjson"));
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(&f).expect("open outbox file");
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.expect("read outbox");
+            if !line.is_empty() {
+                out.push(serde_json::from_str(&line).expect("outbox line is JSON"));
+            }
+        }
+    }
+    out
+}
+
+/// Waits until the outbox holds at least `n` lines; returns them.
+#[track_caller]
+pub fn wait_outbox(dir: &Path, n: usize, within: Duration) -> Vec<serde_json::Value> {
+    let until = Instant::now() + within;
+    loop {
+        let lines = outbox_lines(dir);
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < until,
+            "outbox has {} of {n} lines after {within:?}",
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A config with one device per `(id, driver, room, serial path)` and a file sink.
+/// Options are an inline TOML table body, e.g. `report = "every"`.
+pub fn config(
+    data_dir: &Path,
+    outbox: &Path,
+    format: &str,
+    devices: &[(&str, &str, &str, &Path, &str)],
+) -> String {
+    let mut s = format!(
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n",
+        data_dir
+    );
+    for (id, driver, room, path, options) in devices {
+        s.push_str(&format!(
+            "[[device]]\nid = {id:?}\ndriver = {driver:?}\nroom = {room:?}\nserial = {{ path = {path:?} }}\noptions = {{ {options} }}\n\n"
+        ));
+    }
+    s.push_str(&format!(
+        "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {outbox:?}\nformat = {format:?}\n"
+    ));
+    s
+}
