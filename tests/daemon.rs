@@ -49,12 +49,8 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
 
     let codes: Vec<String> = lines
         .iter()
-        .map(|o| {
-            o["code"]["coding"][0]["code"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
+        .flat_map(|o| o["code"]["coding"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["code"].as_str().unwrap_or("").to_string())
         .collect();
     for c in ["59408-5", "8867-4", "85354-9", "8310-5"] {
         assert!(
@@ -62,12 +58,13 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
             "no Observation coded {c}: {codes:?}"
         );
     }
-    let temp = lines
-        .iter()
-        .find(|o| o["code"]["coding"][0]["code"] == "8310-5")
-        .unwrap();
-    let text = temp.to_string();
-    assert!(text.contains("37.60"), "precision lost: {text}");
+    // serde_json::Value would drop the trailing zero: look at the text on disk.
+    let raw: String = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let temp = raw.lines().find(|l| l.contains("8310-5")).unwrap();
+    assert!(temp.contains(r#""value":37.60"#), "precision lost: {temp}");
     for o in &lines {
         assert_eq!(o["resourceType"], "Observation");
         assert_eq!(

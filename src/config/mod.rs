@@ -236,10 +236,13 @@ impl Validator {
                 if sub != "." && !sub.is_empty() {
                     p = join(&p, &sub);
                 }
-                // serde reports an unknown key before it is part of the path: add it.
+                // Depending on the table, the unknown key may or may not be part of the path yet.
                 if let Some(rest) = inner.strip_prefix("unknown field `") {
                     if let Some(name) = rest.split('`').next() {
-                        p = join(&p, name);
+                        let last = p.rsplit(['.', ']']).next().unwrap_or("");
+                        if last != name {
+                            p = join(&p, name);
+                        }
                     }
                 }
                 self.problem(p, inner.replace('\n', " ").trim().to_string());

@@ -155,6 +155,30 @@ pub const MDC_HEART_RATE_ECG: u32 = 147_842;
 /// MDC_PULS_RATE: arterial pulse rate, source not specified (the table default).
 pub const MDC_PULSE_RATE: u32 = 149_514;
 
+/// A single-component vital sign whose Observation code is the component's code.
+const fn simple(
+    kind: Kind,
+    profile: &'static str,
+    extra_loinc: &'static [(&'static str, &'static str)],
+    mdc_variants: &'static [Mdc],
+    components: &'static [ComponentCodes],
+) -> KindCodes {
+    let c = &components[0];
+    KindCodes {
+        kind,
+        loinc: c.loinc,
+        display: c.display,
+        extra_loinc,
+        mdc: c.mdc,
+        mdc_variants,
+        fhir_profile: Some(profile),
+        category: "vital-signs",
+        panel: false,
+        components,
+    }
+}
+
+#[rustfmt::skip]
 static KINDS: [KindCodes; 9] = [
     KindCodes {
         kind: Kind::BloodPressure,
@@ -167,184 +191,48 @@ static KINDS: [KindCodes; 9] = [
         category: "vital-signs",
         panel: true,
         components: &[
-            comp(
-                "systolic",
-                Some("8480-6"),
-                "Systolic blood pressure",
-                mdc(150_021, "MDC_PRESS_BLD_NONINV_SYS"),
-                "mm[Hg]",
-                "mmHg",
-                MMHG,
-            ),
-            comp(
-                "diastolic",
-                Some("8462-4"),
-                "Diastolic blood pressure",
-                mdc(150_022, "MDC_PRESS_BLD_NONINV_DIA"),
-                "mm[Hg]",
-                "mmHg",
-                MMHG,
-            ),
-            comp(
-                "mean",
-                Some("8478-0"),
-                "Mean blood pressure",
-                mdc(150_023, "MDC_PRESS_BLD_NONINV_MEAN"),
-                "mm[Hg]",
-                "mmHg",
-                MMHG,
-            ),
+            comp("systolic", Some("8480-6"), "Systolic blood pressure",
+                mdc(150_021, "MDC_PRESS_BLD_NONINV_SYS"), "mm[Hg]", "mmHg", MMHG),
+            comp("diastolic", Some("8462-4"), "Diastolic blood pressure",
+                mdc(150_022, "MDC_PRESS_BLD_NONINV_DIA"), "mm[Hg]", "mmHg", MMHG),
+            comp("mean", Some("8478-0"), "Mean blood pressure",
+                mdc(150_023, "MDC_PRESS_BLD_NONINV_MEAN"), "mm[Hg]", "mmHg", MMHG),
         ],
     },
-    KindCodes {
-        kind: Kind::HeartRate,
-        loinc: Some("8867-4"),
-        display: "Heart rate",
-        extra_loinc: &[],
-        mdc: mdc(MDC_PULSE_RATE, "MDC_PULS_RATE"),
-        mdc_variants: &[
+    simple(Kind::HeartRate, "heartrate", &[],
+        &[
             mdc(MDC_PULSE_RATE_CUFF, "MDC_PULS_RATE_NON_INV"),
             mdc(MDC_PULSE_RATE_OXIMETER, "MDC_PULS_OXIM_PULS_RATE"),
             mdc(MDC_HEART_RATE_ECG, "MDC_ECG_HEART_RATE"),
         ],
-        fhir_profile: Some("heartrate"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "heart_rate",
-            Some("8867-4"),
-            "Heart rate",
-            mdc(MDC_PULSE_RATE, "MDC_PULS_RATE"),
-            "/min",
-            "beats/minute",
-            BEAT_PER_MIN,
-        )],
-    },
-    KindCodes {
-        kind: Kind::BodyTemperature,
-        loinc: Some("8310-5"),
-        display: "Body temperature",
-        extra_loinc: &[],
-        mdc: mdc(150_364, "MDC_TEMP_BODY"),
-        mdc_variants: &[],
-        fhir_profile: Some("bodytemp"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "temperature",
-            Some("8310-5"),
-            "Body temperature",
-            mdc(150_364, "MDC_TEMP_BODY"),
-            "Cel",
-            "C",
-            DEGC,
-        )],
-    },
-    KindCodes {
-        kind: Kind::Spo2,
-        loinc: Some("59408-5"),
-        display: "Oxygen saturation in Arterial blood by Pulse oximetry",
-        extra_loinc: &[("2708-6", "Oxygen saturation in Arterial blood")],
-        mdc: mdc(150_456, "MDC_PULS_OXIM_SAT_O2"),
-        mdc_variants: &[mdc(150_324, "MDC_SAT_O2")],
-        fhir_profile: Some("oxygensat"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "spo2",
-            Some("59408-5"),
-            "Oxygen saturation in Arterial blood by Pulse oximetry",
-            mdc(150_456, "MDC_PULS_OXIM_SAT_O2"),
-            "%",
-            "%",
-            PERCENT,
-        )],
-    },
-    KindCodes {
-        kind: Kind::RespiratoryRate,
-        loinc: Some("9279-1"),
-        display: "Respiratory rate",
-        extra_loinc: &[],
-        mdc: mdc(151_562, "MDC_RESP_RATE"),
-        mdc_variants: &[
+        &[comp("heart_rate", Some("8867-4"), "Heart rate",
+            mdc(MDC_PULSE_RATE, "MDC_PULS_RATE"), "/min", "beats/minute", BEAT_PER_MIN)]),
+    simple(Kind::BodyTemperature, "bodytemp", &[], &[],
+        &[comp("temperature", Some("8310-5"), "Body temperature",
+            mdc(150_364, "MDC_TEMP_BODY"), "Cel", "C", DEGC)]),
+    simple(Kind::Spo2, "oxygensat", &[("2708-6", "Oxygen saturation in Arterial blood")],
+        &[mdc(150_324, "MDC_SAT_O2")],
+        &[comp("spo2", Some("59408-5"), "Oxygen saturation in Arterial blood by Pulse oximetry",
+            mdc(150_456, "MDC_PULS_OXIM_SAT_O2"), "%", "%", PERCENT)]),
+    // The method-specific reference ids are displays only (PROTOCOLS gives the numbers).
+    simple(Kind::RespiratoryRate, "resprate", &[],
+        &[
             mdc(151_578, "MDC_TTHOR_RESP_RATE"),
             mdc(151_570, "MDC_AWAY_RESP_RATE"),
             mdc(151_594, "MDC_CO2_RESP_RATE"),
             mdc(151_658, "MDC_PULS_OXIM_RESP_RATE"),
         ],
-        fhir_profile: Some("resprate"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "respiratory_rate",
-            Some("9279-1"),
-            "Respiratory rate",
-            mdc(151_562, "MDC_RESP_RATE"),
-            "/min",
-            "breaths/minute",
-            RESP_PER_MIN,
-        )],
-    },
-    KindCodes {
-        kind: Kind::BodyWeight,
-        loinc: Some("29463-7"),
-        display: "Body weight",
-        extra_loinc: &[],
-        mdc: mdc(188_736, "MDC_MASS_BODY_ACTUAL"),
-        mdc_variants: &[],
-        fhir_profile: Some("bodyweight"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "weight",
-            Some("29463-7"),
-            "Body weight",
-            mdc(188_736, "MDC_MASS_BODY_ACTUAL"),
-            "kg",
-            "kg",
-            KILO_G,
-        )],
-    },
-    KindCodes {
-        kind: Kind::BodyHeight,
-        loinc: Some("8302-2"),
-        display: "Body height",
-        extra_loinc: &[],
-        mdc: mdc(188_740, "MDC_LEN_BODY_ACTUAL"),
-        mdc_variants: &[],
-        fhir_profile: Some("bodyheight"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "height",
-            Some("8302-2"),
-            "Body height",
-            mdc(188_740, "MDC_LEN_BODY_ACTUAL"),
-            "cm",
-            "cm",
-            CENTI_M,
-        )],
-    },
-    KindCodes {
-        kind: Kind::Bmi,
-        loinc: Some("39156-5"),
-        display: "Body mass index (BMI) [Ratio]",
-        extra_loinc: &[],
-        mdc: mdc(188_752, "MDC_RATIO_MASS_BODY_LEN_SQ"),
-        mdc_variants: &[],
-        fhir_profile: Some("bmi"),
-        category: "vital-signs",
-        panel: false,
-        components: &[comp(
-            "bmi",
-            Some("39156-5"),
-            "Body mass index (BMI) [Ratio]",
-            mdc(188_752, "MDC_RATIO_MASS_BODY_LEN_SQ"),
-            "kg/m2",
-            "kg/m2",
-            KG_PER_M_SQ,
-        )],
-    },
+        &[comp("respiratory_rate", Some("9279-1"), "Respiratory rate",
+            mdc(151_562, "MDC_RESP_RATE"), "/min", "breaths/minute", RESP_PER_MIN)]),
+    simple(Kind::BodyWeight, "bodyweight", &[], &[],
+        &[comp("weight", Some("29463-7"), "Body weight",
+            mdc(188_736, "MDC_MASS_BODY_ACTUAL"), "kg", "kg", KILO_G)]),
+    simple(Kind::BodyHeight, "bodyheight", &[], &[],
+        &[comp("height", Some("8302-2"), "Body height",
+            mdc(188_740, "MDC_LEN_BODY_ACTUAL"), "cm", "cm", CENTI_M)]),
+    simple(Kind::Bmi, "bmi", &[], &[],
+        &[comp("bmi", Some("39156-5"), "Body mass index (BMI) [Ratio]",
+            mdc(188_752, "MDC_RATIO_MASS_BODY_LEN_SQ"), "kg/m2", "kg/m2", KG_PER_M_SQ)]),
     KindCodes {
         kind: Kind::Ecg,
         loinc: None,
@@ -369,33 +257,12 @@ static KINDS: [KindCodes; 9] = [
             lead("lead_v4", 131_334, "MDC_ECG_ELEC_POTL_V4"),
             lead("lead_v5", 131_335, "MDC_ECG_ELEC_POTL_V5"),
             lead("lead_v6", 131_336, "MDC_ECG_ELEC_POTL_V6"),
-            comp(
-                "rr_interval",
-                None,
-                "MDC_ECG_TIME_PD_RR_GL",
-                mdc(147_240, "MDC_ECG_TIME_PD_RR_GL"),
-                "ms",
-                "ms",
-                MILLI_SEC,
-            ),
-            comp(
-                "qt_interval",
-                Some("8634-8"),
-                "Q-T interval",
-                mdc(147_232, "MDC_ECG_TIME_PD_QT_GL"),
-                "ms",
-                "ms",
-                MILLI_SEC,
-            ),
-            comp(
-                "qtc_interval",
-                Some("8636-3"),
-                "Q-T interval corrected",
-                mdc(147_236, "MDC_ECG_TIME_PD_QTc"),
-                "ms",
-                "ms",
-                MILLI_SEC,
-            ),
+            comp("rr_interval", None, "MDC_ECG_TIME_PD_RR_GL",
+                mdc(147_240, "MDC_ECG_TIME_PD_RR_GL"), "ms", "ms", MILLI_SEC),
+            comp("qt_interval", Some("8634-8"), "Q-T interval",
+                mdc(147_232, "MDC_ECG_TIME_PD_QT_GL"), "ms", "ms", MILLI_SEC),
+            comp("qtc_interval", Some("8636-3"), "Q-T interval corrected",
+                mdc(147_236, "MDC_ECG_TIME_PD_QTc"), "ms", "ms", MILLI_SEC),
         ],
     },
 ];
@@ -438,119 +305,44 @@ pub fn mdc_allowed(kind: Kind, component: &ComponentCodes, code: u32) -> bool {
             && SITES.iter().any(|s| s.mdc.is_some_and(|m| m.code == code)))
 }
 
+const fn site_row(
+    name: &'static str,
+    loinc: Option<(&'static str, &'static str)>,
+    mdc: Option<Mdc>,
+    snomed_observable: Option<&'static str>,
+    body_site: Option<(&'static str, &'static str)>,
+    ble_type: Option<u8>,
+) -> SiteCodes {
+    SiteCodes {
+        name,
+        loinc,
+        mdc,
+        snomed_observable,
+        body_site,
+        ble_type,
+    }
+}
+
+#[rustfmt::skip]
 static SITES: [SiteCodes; 14] = [
-    SiteCodes {
-        name: "oral",
-        loinc: Some(("8331-1", "Oral temperature")),
-        mdc: Some(mdc(188_424, "MDC_TEMP_ORAL")),
-        snomed_observable: Some("415945006"),
-        body_site: Some(("123851003", "Mouth region structure")),
-        ble_type: Some(6),
-    },
-    SiteCodes {
-        name: "axillary",
-        loinc: Some(("8328-7", "Axillary temperature")),
-        mdc: Some(mdc(188_452, "MDC_TEMP_AXILLA")),
-        snomed_observable: Some("415882003"),
-        body_site: Some(("91470000", "Axillary region structure")),
-        ble_type: Some(1),
-    },
-    SiteCodes {
-        name: "rectal",
-        loinc: Some(("8332-9", "Rectal temperature")),
-        mdc: Some(mdc(188_420, "MDC_TEMP_RECT")),
-        snomed_observable: Some("307047009"),
-        body_site: Some(("34402009", "Rectum structure")),
-        ble_type: Some(7),
-    },
-    SiteCodes {
-        name: "tympanic",
-        loinc: Some(("8333-7", "Tympanic membrane temperature")),
-        mdc: Some(mdc(150_392, "MDC_TEMP_TYMP")),
-        snomed_observable: Some("415974002"),
-        body_site: Some(("42859004", "Tympanic membrane structure")),
-        ble_type: Some(9),
-    },
-    SiteCodes {
-        name: "ear",
-        loinc: None,
-        mdc: Some(mdc(188_428, "MDC_TEMP_EAR")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: Some(3),
-    },
-    SiteCodes {
-        name: "gi_tract",
-        loinc: None,
-        mdc: Some(mdc(188_456, "MDC_TEMP_GIT")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: Some(5),
-    },
-    SiteCodes {
-        name: "core",
-        loinc: None,
-        mdc: Some(mdc(150_368, "MDC_TEMP_CORE")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: None,
-    },
-    SiteCodes {
-        name: "skin",
-        loinc: None,
-        mdc: Some(mdc(150_388, "MDC_TEMP_SKIN")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: None,
-    },
-    SiteCodes {
-        name: "bladder",
-        loinc: Some(("8334-5", "Bladder temperature")),
-        mdc: None,
-        snomed_observable: None,
-        body_site: None,
-        ble_type: None,
-    },
-    SiteCodes {
-        name: "oesophageal",
-        loinc: Some(("60836-4", "Esophageal temperature")),
-        mdc: None,
-        snomed_observable: None,
-        body_site: None,
-        ble_type: None,
-    },
-    SiteCodes {
-        name: "blood",
-        loinc: Some(("60834-9", "Blood temperature")),
-        mdc: None,
-        snomed_observable: None,
-        body_site: None,
-        ble_type: None,
-    },
-    SiteCodes {
-        name: "finger",
-        loinc: None,
-        mdc: Some(mdc(188_432, "MDC_TEMP_FINGER")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: Some(4),
-    },
-    SiteCodes {
-        name: "toe",
-        loinc: None,
-        mdc: Some(mdc(188_448, "MDC_TEMP_TOE")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: Some(8),
-    },
-    SiteCodes {
-        name: "body",
-        loinc: None,
-        mdc: Some(mdc(150_364, "MDC_TEMP_BODY")),
-        snomed_observable: None,
-        body_site: None,
-        ble_type: Some(2),
-    },
+    site_row("oral", Some(("8331-1", "Oral temperature")), Some(mdc(188_424, "MDC_TEMP_ORAL")),
+        Some("415945006"), Some(("123851003", "Mouth region structure")), Some(6)),
+    site_row("axillary", Some(("8328-7", "Axillary temperature")), Some(mdc(188_452, "MDC_TEMP_AXILLA")),
+        Some("415882003"), Some(("91470000", "Axillary region structure")), Some(1)),
+    site_row("rectal", Some(("8332-9", "Rectal temperature")), Some(mdc(188_420, "MDC_TEMP_RECT")),
+        Some("307047009"), Some(("34402009", "Rectum structure")), Some(7)),
+    site_row("tympanic", Some(("8333-7", "Tympanic membrane temperature")), Some(mdc(150_392, "MDC_TEMP_TYMP")),
+        Some("415974002"), Some(("42859004", "Tympanic membrane structure")), Some(9)),
+    site_row("ear", None, Some(mdc(188_428, "MDC_TEMP_EAR")), None, None, Some(3)),
+    site_row("gi_tract", None, Some(mdc(188_456, "MDC_TEMP_GIT")), None, None, Some(5)),
+    site_row("core", None, Some(mdc(150_368, "MDC_TEMP_CORE")), None, None, None),
+    site_row("skin", None, Some(mdc(150_388, "MDC_TEMP_SKIN")), None, None, None),
+    site_row("bladder", Some(("8334-5", "Bladder temperature")), None, None, None, None),
+    site_row("oesophageal", Some(("60836-4", "Esophageal temperature")), None, None, None, None),
+    site_row("blood", Some(("60834-9", "Blood temperature")), None, None, None, None),
+    site_row("finger", None, Some(mdc(188_432, "MDC_TEMP_FINGER")), None, None, Some(4)),
+    site_row("toe", None, Some(mdc(188_448, "MDC_TEMP_TOE")), None, None, Some(8)),
+    site_row("body", None, Some(mdc(150_364, "MDC_TEMP_BODY")), None, None, Some(2)),
 ];
 
 /// Accepted spellings of site names, mapped to the table's name.
@@ -609,102 +401,5 @@ pub fn mdc_unit(ucum: &str) -> Option<(u32, &'static str)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_has_its_own_entry_in_order() {
-        for (i, k) in Kind::ALL.into_iter().enumerate() {
-            assert_eq!(KINDS[i].kind, k);
-            assert_eq!(kind_codes(k).kind, k);
-            assert!(!kind_codes(k).components.is_empty());
-        }
-    }
-
-    #[test]
-    fn blood_pressure_has_the_design_codes() {
-        let bp = kind_codes(Kind::BloodPressure);
-        assert_eq!((bp.loinc, bp.mdc.code), (Some("85354-9"), 150_020));
-        let sys = component(Kind::BloodPressure, "systolic").unwrap();
-        assert_eq!(
-            (sys.loinc, sys.mdc.code, sys.ucum),
-            (Some("8480-6"), 150_021, "mm[Hg]")
-        );
-        assert_eq!(
-            component(Kind::BloodPressure, "diastolic")
-                .unwrap()
-                .mdc
-                .code,
-            150_022
-        );
-        let mean = component(Kind::BloodPressure, "mean").unwrap();
-        assert_eq!((mean.loinc, mean.mdc.code), (Some("8478-0"), 150_023));
-        assert_eq!(sys.mdc_unit.code, 266_016);
-        assert!(component(Kind::BloodPressure, "pulse").is_none());
-    }
-
-    #[test]
-    fn simple_kinds_have_their_loinc_and_unit() {
-        let expect = [
-            (Kind::HeartRate, "heart_rate", "8867-4", "/min"),
-            (Kind::BodyTemperature, "temperature", "8310-5", "Cel"),
-            (Kind::Spo2, "spo2", "59408-5", "%"),
-            (Kind::RespiratoryRate, "respiratory_rate", "9279-1", "/min"),
-            (Kind::BodyWeight, "weight", "29463-7", "kg"),
-            (Kind::BodyHeight, "height", "8302-2", "cm"),
-            (Kind::Bmi, "bmi", "39156-5", "kg/m2"),
-        ];
-        for (kind, name, loinc, ucum) in expect {
-            let c = component(kind, name).unwrap();
-            assert_eq!((c.loinc, c.ucum), (Some(loinc), ucum), "{kind}");
-            assert_eq!(kind_codes(kind).loinc, Some(loinc));
-        }
-        assert_eq!(kind_codes(Kind::Spo2).extra_loinc[0].0, "2708-6");
-    }
-
-    #[test]
-    fn heart_rate_sources_are_known_variants() {
-        let hr = component(Kind::HeartRate, "heart_rate").unwrap();
-        for code in [149_546, 149_530, 147_842, 149_514] {
-            assert!(mdc_allowed(Kind::HeartRate, hr, code), "{code}");
-        }
-        assert_eq!(mdc_reference(149_530), Some("MDC_PULS_OXIM_PULS_RATE"));
-        assert!(!mdc_allowed(Kind::HeartRate, hr, 150_456));
-    }
-
-    #[test]
-    fn respiratory_rate_counts_breaths_not_beats() {
-        let rr = component(Kind::RespiratoryRate, "respiratory_rate").unwrap();
-        assert_eq!(rr.mdc_unit.code, 264_928);
-        assert_eq!(mdc_unit("/min"), Some((264_864, "MDC_DIM_BEAT_PER_MIN")));
-    }
-
-    #[test]
-    fn temperature_sites_carry_loinc_mdc_and_snomed() {
-        let oral = site("Oral").unwrap();
-        assert_eq!(oral.loinc.unwrap().0, "8331-1");
-        assert_eq!(oral.mdc.unwrap().code, 188_424);
-        assert_eq!(oral.body_site.unwrap().0, "123851003");
-        assert_eq!(site("axilla").unwrap().mdc.unwrap().code, 188_452);
-        assert_eq!(site("tympanic").unwrap().loinc.unwrap().0, "8333-7");
-        assert!(site("ear").unwrap().loinc.is_none());
-        assert_eq!(site_for_ble_type(7).unwrap().name, "rectal");
-        assert!(site("forehead").is_none());
-    }
-
-    #[test]
-    fn mdc_units_follow_the_table() {
-        assert_eq!(mdc_unit("mm[Hg]").unwrap().0, 266_016);
-        assert_eq!(mdc_unit("%").unwrap().0, 262_688);
-        assert_eq!(mdc_unit("kg/m2").unwrap().0, 264_096);
-        assert_eq!(mdc_unit("[degF]").unwrap().0, 266_560);
-        assert!(mdc_unit("furlong").is_none());
-    }
-
-    #[test]
-    fn components_without_loinc_use_the_mdc_code() {
-        let rr = component(Kind::Ecg, "rr_interval").unwrap();
-        assert_eq!(rr.code(), "147240");
-        assert_eq!(component(Kind::Spo2, "spo2").unwrap().code(), "59408-5");
-    }
-}
+#[path = "codes_tests.rs"]
+mod tests;

@@ -47,6 +47,8 @@ mod writer;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
+mod reopen_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::store::{Batch, Entry, Op, Store, StoreError};
 
@@ -37,13 +38,23 @@ impl SledStore {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| open_err(describe_open_error(&e)))?;
+            .flush_every_ms(None);
+        // sled releases its lock file from background threads a moment after the last handle
+        // in this process is dropped; wait briefly for that before calling the store locked.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(open_err(describe_open_error(&e))),
+            }
+        };
         let data_path = dir.join("db");
         let data_file = File::open(&data_path)
             .map_err(|e| open_err(format!("{}: {e}", data_path.display())))?;
@@ -60,9 +71,16 @@ impl SledStore {
     }
 }
 
+/// How long `open` waits for a lock held by a handle of this process that is closing.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
 fn describe_open_error(e: &sled::Error) -> String {
     let text = e.to_string();
-    if text.contains("could not acquire lock") {
+    if is_lock_error(e) {
         "the store is locked by another process (is the vitalsd daemon running? use the admin API)"
             .to_string()
     } else {

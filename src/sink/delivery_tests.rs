@@ -1,111 +1,17 @@
-//! Delivery-loop tests on paused tokio time, against an in-memory fake queue and a scripted
+//! Delivery-loop tests (real clock, short delays), against an in-memory fake queue and a scripted
 //! sink: delivered/rejected/retry mapping, a down receiver never dead-letters, one bad reading
 //! does not block the rest, idle does not spin, cancel settles the batch in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use std::time::Instant;
+
 use time::macros::datetime;
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::*;
 use crate::reading::{DeviceId, DeviceInfo, Kind};
+use crate::sink::delivery_fake::{FakeQueue, State};
 use crate::sink::DeliverFuture;
-
-struct Entry {
-    reading: Reading,
-    attempts: u32,
-    last_error: Option<String>,
-    due: OffsetDateTime,
-}
-
-#[derive(Default)]
-struct State {
-    entries: BTreeMap<ReadingId, Entry>,
-    delivered: Vec<ReadingId>,
-    dead: Vec<(ReadingId, String)>,
-    pending_calls: u32,
-}
-
-#[derive(Default)]
-struct FakeQueue {
-    state: Mutex<State>,
-    notify: Notify,
-}
-
-impl FakeQueue {
-    fn push(&self, r: Reading, now: OffsetDateTime) {
-        let id = r.id.expect("test readings have ids");
-        let e = Entry {
-            reading: r,
-            attempts: 0,
-            last_error: None,
-            due: now,
-        };
-        self.state.lock().expect("lock").entries.insert(id, e);
-        self.notify.notify_one();
-    }
-    fn with<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.state.lock().expect("lock"))
-    }
-}
-
-impl DeliveryQueue for FakeQueue {
-    fn pending(
-        &self,
-        _: &SinkId,
-        max: usize,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Pending>, QueueError> {
-        let mut s = self.state.lock().expect("lock");
-        s.pending_calls += 1;
-        Ok(s.entries
-            .values()
-            .filter(|e| e.due <= now)
-            .take(max)
-            .map(|e| Pending {
-                reading: e.reading.clone(),
-                attempts: e.attempts,
-                last_error: e.last_error.clone(),
-            })
-            .collect())
-    }
-    fn next_due(&self, _: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
-        Ok(self.with(|s| s.entries.values().map(|e| e.due).min()))
-    }
-    fn settle<'a>(
-        &'a self,
-        _: &'a SinkId,
-        results: Vec<(ReadingId, Settle)>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>> {
-        Box::pin(async move {
-            let mut s = self.state.lock().expect("lock");
-            for (id, settle) in results {
-                match settle {
-                    Settle::Delivered => {
-                        s.entries.remove(&id);
-                        s.delivered.push(id);
-                    }
-                    Settle::Dead { reason } => {
-                        s.entries.remove(&id);
-                        s.dead.push((id, reason));
-                    }
-                    Settle::Retry { at, reason } => {
-                        let e = s.entries.get_mut(&id).expect("settled entry exists");
-                        e.attempts += 1;
-                        e.last_error = Some(reason);
-                        e.due = at;
-                    }
-                }
-            }
-            Ok(())
-        })
-    }
-    fn wait_new<'a>(&'a self, _: &'a SinkId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.notify.notified())
-    }
-}
 
 type Script = Arc<dyn Fn(&Reading) -> Outcome + Send + Sync>;
 
@@ -154,6 +60,7 @@ fn reading(device: &str) -> Reading {
     }
 }
 
+/// The policy of the pure `plan` tests (no real waiting happens there).
 fn policy() -> RetryPolicy {
     RetryPolicy {
         initial: Duration::from_secs(1),
@@ -164,25 +71,26 @@ fn policy() -> RetryPolicy {
     }
 }
 
-/// Wall clock that follows tokio's (paused) clock.
-fn test_clock() -> Clock {
-    let start = Instant::now();
-    let base = datetime!(2026-11-27 12:00 UTC);
-    Arc::new(move || base + start.elapsed())
+/// A fast policy for loop tests on the real clock (tokio's paused time needs the `test-util`
+/// feature, which the crate does not enable).
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        ..policy()
+    }
 }
 
 struct Rig {
     queue: Arc<FakeQueue>,
-    clock: Clock,
     cancel: CancellationToken,
     calls: Arc<Mutex<Vec<Instant>>>,
     events: broadcast::Receiver<DeliveryEvent>,
     task: tokio::task::JoinHandle<()>,
 }
 
-fn start(script: Script, takes: Duration) -> Rig {
+fn start(script: Script, takes: Duration, policy: RetryPolicy) -> Rig {
     let queue = Arc::new(FakeQueue::default());
-    let clock = test_clock();
     let cancel = CancellationToken::new();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let (tx, events) = broadcast::channel(64);
@@ -193,14 +101,14 @@ fn start(script: Script, takes: Duration) -> Rig {
         takes,
     };
     let task = tokio::spawn({
-        let (queue, clock, cancel) = (queue.clone(), clock.clone(), cancel.clone());
+        let (queue, cancel) = (queue.clone(), cancel.clone());
+        let clock: Clock = Arc::new(OffsetDateTime::now_utc);
         async move {
-            run_delivery_with(&*queue, Box::new(sink), policy(), cancel, Some(tx), clock).await;
+            run_delivery_with(&*queue, Box::new(sink), policy, cancel, Some(tx), clock).await;
         }
     });
     Rig {
         queue,
-        clock,
         cancel,
         calls,
         events,
@@ -210,44 +118,60 @@ fn start(script: Script, takes: Duration) -> Rig {
 
 impl Rig {
     fn push(&self, r: Reading) {
-        self.queue.push(r, (self.clock)());
+        self.queue.push(r, OffsetDateTime::now_utc());
+    }
+    /// Waits (up to 5 s) until `cond` holds on the fake queue's state.
+    async fn until(&self, what: &str, cond: impl Fn(&State) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.queue.with(&cond) {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     async fn stop(self) -> Arc<FakeQueue> {
         self.cancel.cancel();
-        self.task.await.expect("delivery task");
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("delivery stops on cancel")
+            .expect("delivery task");
         self.queue
     }
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn delivered_readings_are_settled_and_announced() {
-    let mut rig = start(Arc::new(|_| Outcome::Delivered), Duration::ZERO);
+    let mut rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::ZERO,
+        fast_policy(),
+    );
     let (a, b) = (reading("d1"), reading("d2"));
     rig.push(a.clone());
     rig.push(b.clone());
-    let first = rig.events.recv().await.expect("event");
-    let second = rig.events.recv().await.expect("event");
-    assert_eq!((first.reading.id, second.reading.id), (a.id, b.id));
-    assert_eq!(first.sink, SinkId::new("ehr"));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), rig.events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        assert_eq!(e.sink, SinkId::new("ehr"));
+        got.push(e.reading.id);
+    }
+    assert_eq!(got, vec![a.id, b.id]);
     let q = rig.stop().await;
     q.with(|s| {
-        assert_eq!(
-            s.delivered,
-            vec![a.id.unwrap_or_default(), b.id.unwrap_or_default()]
-        );
+        assert_eq!(s.delivered.len(), 2);
         assert!(s.entries.is_empty());
     });
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_rejected_reading_goes_to_dead_letter_with_its_reason() {
-    let rig = start(
-        Arc::new(|_| Outcome::Rejected("HTTP 422: bad code".into())),
-        Duration::ZERO,
-    );
+    let script: Script = Arc::new(|_| Outcome::Rejected("HTTP 422: bad code".into()));
+    let rig = start(script, Duration::ZERO, fast_policy());
     let r = reading("d1");
     rig.push(r.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    rig.until("dead-letter", |s| !s.dead.is_empty()).await;
     let q = rig.stop().await;
     q.with(|s| {
         assert_eq!(
@@ -257,7 +181,7 @@ async fn a_rejected_reading_goes_to_dead_letter_with_its_reason() {
     });
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_receiver_that_is_down_never_dead_letters_and_backs_off() {
     let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let script: Script = {
@@ -270,41 +194,37 @@ async fn a_receiver_that_is_down_never_dead_letters_and_backs_off() {
             }
         })
     };
-    let rig = start(script, Duration::ZERO);
+    let rig = start(script, Duration::ZERO, fast_policy());
     rig.push(reading("d1"));
     rig.push(reading("d2"));
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     rig.queue.with(|s| {
         assert!(s.dead.is_empty(), "an outage must never dead-letter");
         assert_eq!(s.entries.len(), 2);
-        assert!(s
-            .entries
-            .values()
-            .all(|e| e.attempts > policy().max_attempts_per_reading));
+        assert!(
+            s.entries.values().all(|e| e.attempts > 3),
+            "retried past the per-reading cap"
+        );
     });
     let calls = rig.calls.lock().expect("lock").clone();
-    // 1 s, 2 s, 4 s ... capped at 60 s: about 14 attempts in 10 minutes, not thousands.
-    assert!((8..=20).contains(&calls.len()), "{} attempts", calls.len());
+    // 20, 40, 80, 160 ms, then 200 ms each: about 10 attempts in 1.5 s, not thousands.
+    assert!((6..=16).contains(&calls.len()), "{} attempts", calls.len());
     let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.windows(2).all(|g| g[1] >= g[0]),
-        "backoff grows: {gaps:?}"
-    );
-    assert!(
-        gaps.iter().all(|g| *g <= Duration::from_secs(61)),
-        "{gaps:?}"
-    );
+    for (i, want) in [20u64, 40, 80, 160, 200].into_iter().enumerate() {
+        assert!(
+            gaps[i] >= Duration::from_millis(want),
+            "backoff {i}: {gaps:?}"
+        );
+    }
 
     up.store(true, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(61)).await;
+    rig.until("delivered after recovery", |s| s.delivered.len() == 2)
+        .await;
     let q = rig.stop().await;
-    q.with(|s| {
-        assert_eq!(s.delivered.len(), 2);
-        assert!(s.entries.is_empty());
-    });
+    q.with(|s| assert!(s.entries.is_empty() && s.dead.is_empty()));
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_reading_in_backoff_does_not_block_the_others() {
     let bad = reading("bad");
     let bad_id = bad.id;
@@ -315,28 +235,67 @@ async fn a_reading_in_backoff_does_not_block_the_others() {
             Outcome::Delivered
         }
     });
-    let rig = start(script, Duration::ZERO);
+    // The failing reading waits 1 s before its next attempt.
+    let rig = start(script, Duration::ZERO, policy());
     rig.push(bad);
     rig.push(reading("good1"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.until("first batch", |s| s.delivered.len() == 1).await;
     let late = reading("good2");
     rig.push(late.clone());
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let before = Instant::now();
+    rig.until("late reading delivered", |s| s.delivered.len() == 2)
+        .await;
+    assert!(
+        before.elapsed() < Duration::from_millis(500),
+        "not blocked by the backoff"
+    );
     let q = rig.stop().await;
     q.with(|s| {
-        assert_eq!(s.delivered.len(), 2, "both good readings delivered");
-        assert!(
-            s.delivered.contains(&late.id.unwrap_or_default()),
-            "not blocked"
-        );
+        assert_eq!(s.delivered[1], late.id.unwrap_or_default());
         let e = &s.entries[&bad_id.unwrap_or_default()];
         assert_eq!(e.attempts, 1);
-        assert!(
-            e.due > datetime!(2026-11-27 12:00:00.5 UTC),
-            "in its own backoff"
-        );
+        assert_eq!(e.last_error.as_deref(), Some("HTTP 503: busy"));
         assert!(s.dead.is_empty());
     });
+}
+
+#[tokio::test]
+async fn an_idle_loop_sleeps_instead_of_polling() {
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::ZERO,
+        fast_policy(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_calls = rig.queue.with(|s| s.pending_calls);
+    assert!(
+        idle_calls <= 2,
+        "{idle_calls} queue reads in an idle second"
+    );
+    // ...and still wakes at once for a new reading.
+    let before = Instant::now();
+    rig.push(reading("d1"));
+    rig.until("delivered", |s| s.delivered.len() == 1).await;
+    assert!(before.elapsed() < Duration::from_millis(500));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_finishes_and_settles_the_batch_in_flight() {
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(300),
+        fast_policy(),
+    );
+    let r = reading("d1");
+    rig.push(r.clone());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rig.calls.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "sink never called");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let q = rig.stop().await;
+    q.with(|s| assert_eq!(s.delivered, vec![r.id.unwrap_or_default()]));
 }
 
 fn pending(r: &Reading) -> Pending {
@@ -395,32 +354,6 @@ fn an_all_retry_batch_backs_off_the_sink_and_never_dead_letters() {
     assert_eq!(waits[0], Duration::from_secs(1));
     assert_eq!(waits[1], Duration::from_secs(2));
     assert_eq!(waits[99], Duration::from_secs(60));
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_idle_loop_sleeps_instead_of_polling() {
-    let rig = start(Arc::new(|_| Outcome::Delivered), Duration::ZERO);
-    tokio::time::sleep(Duration::from_secs(3600)).await;
-    let idle_calls = rig.queue.with(|s| s.pending_calls);
-    assert!(idle_calls <= 62, "{idle_calls} queue reads in an idle hour");
-    // ...and still wakes at once for a new reading.
-    let before = Instant::now();
-    rig.push(reading("d1"));
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(rig.queue.with(|s| s.delivered.len()), 1);
-    assert!(Instant::now() - before < Duration::from_millis(5));
-    rig.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn cancel_finishes_and_settles_the_batch_in_flight() {
-    let rig = start(Arc::new(|_| Outcome::Delivered), Duration::from_secs(2));
-    let r = reading("d1");
-    rig.push(r.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rig.calls.lock().expect("lock").len(), 1, "batch in flight");
-    let q = rig.stop().await;
-    q.with(|s| assert_eq!(s.delivered, vec![r.id.unwrap_or_default()]));
 }
 
 #[test]

@@ -121,11 +121,14 @@ async fn a_redelivery_after_a_lost_settle_is_not_written_twice() {
         let dir = tmp.path().join(format!("{format:?}"));
         let (a, b) = (reading("36.5"), reading("36.6"));
         let mut s = sink(&dir, format, at);
-        s.deliver(&[a.clone()]).await;
+        s.deliver(std::slice::from_ref(&a)).await;
         drop(s); // crash: the queue never heard "delivered"
         let mut s = sink(&dir, format, at);
         let syncs = s.sync_count();
-        assert_eq!(s.deliver(&[a.clone()]).await, vec![Outcome::Delivered]);
+        assert_eq!(
+            s.deliver(std::slice::from_ref(&a)).await,
+            vec![Outcome::Delivered]
+        );
         assert_eq!(
             s.sync_count(),
             syncs,
@@ -145,7 +148,7 @@ async fn a_redelivery_just_after_midnight_is_not_written_again() {
         FileFormat::Fhir,
         datetime!(2026-11-27 23:59:59 UTC),
     );
-    s.deliver(&[a.clone()]).await;
+    s.deliver(std::slice::from_ref(&a)).await;
     drop(s);
     let mut s = sink(
         tmp.path(),

@@ -19,6 +19,11 @@ pub mod file;
 pub mod outcome;
 pub mod retry;
 
+#[cfg(test)]
+mod delivery_fake;
+#[cfg(test)]
+mod e2e_tests;
+
 use std::future::Future;
 use std::pin::Pin;
 

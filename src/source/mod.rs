@@ -25,6 +25,12 @@ pub enum SourceEvent {
     Disconnected { reason: String },
 }
 
+/// The time of receipt, to the millisecond (finer digits only add noise to records).
+pub fn now_utc_ms() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_millisecond(t.millisecond()).unwrap_or(t)
+}
+
 /// Capped exponential backoff with full jitter for reconnects: never a hot loop.
 #[derive(Debug, Clone)]
 pub struct Backoff {

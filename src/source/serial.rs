@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -105,7 +104,7 @@ impl SerialSource {
                     Err(_) => return End::Lost(format!("no data for {}", humantime::format_duration(silence))),
                     Ok(Ok(0)) => return End::Lost("end of file (device unplugged?)".into()),
                     Ok(Ok(n)) => {
-                        let ev = SourceEvent::Bytes { data: buf[..n].to_vec(), received_at: OffsetDateTime::now_utc() };
+                        let ev = SourceEvent::Bytes { data: buf[..n].to_vec(), received_at: super::now_utc_ms() };
                         tokio::select! {
                             () = cancel.cancelled() => return End::Cancelled,
                             sent = events.send(ev) => if sent.is_err() { return End::Cancelled },

@@ -9,6 +9,8 @@ pub mod model;
 pub mod observation;
 mod table;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use model::{Bundle, Observation};

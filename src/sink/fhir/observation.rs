@@ -129,6 +129,11 @@ fn single_value(reading: &Reading, obs: &mut Observation) {
     // A known site's MDC code replaces the generic one (PROTOCOLS §5.2b).
     let mdc = site.and_then(|s| s.mdc).map(|m| m.code).or(first.mdc);
     obs.code.coding = codings(loinc.into_iter(), mdc);
+    if let Some((code, display)) = site.and_then(|s| s.loinc) {
+        for c in obs.code.coding.iter_mut().filter(|c| c.code == code) {
+            c.display.get_or_insert_with(|| display.to_string());
+        }
+    }
     match first.value {
         Some(_) => obs.value_quantity = quantity(kind, first),
         None => {

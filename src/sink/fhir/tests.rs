@@ -1,184 +1,11 @@
-//! Encoder tests: the PROTOCOLS §5.5 worked example, precision, absent values, and the
-//! vital-signs constraints vs-1..vs-3 for every kind.
+//! Encoder tests: the PROTOCOLS §5.5 worked example, precision, absent values, flags, subject,
+//! the Bundle, and the vital-signs constraints vs-1..vs-3 for every kind.
 
-use serde_json::Value as Json;
 use time::macros::datetime;
-use uuid::Uuid;
 
+use super::test_support::*;
 use super::{observation, transaction_bundle};
-use crate::reading::{
-    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Reading, ReadingId, Ucum,
-    Value,
-};
-
-fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Value {
-    Value {
-        code: code.into(),
-        mdc,
-        name: name.into(),
-        value: Some(v.parse::<Decimal>().expect("test decimal")),
-        unit: Ucum::new(unit),
-        site: None,
-        absent: None,
-    }
-}
-
-fn reading(kind: Kind, values: Vec<Value>) -> Reading {
-    let t = datetime!(2024-03-15 10:29:30 +01:00);
-    Reading {
-        id: Some(ReadingId::from_uuid(Uuid::from_u128(
-            0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77,
-        ))),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-cuff"),
-            driver: "ble-gatt".into(),
-            model: Some("UA-651BLE".into()),
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: Some(PatientRef {
-            id: "MRN123456".into(),
-            system: "urn:oid:2.16.840.1.113883.3.9999".into(),
-        }),
-        kind,
-        observed_at: t,
-        received_at: t,
-        device_time: Some(t),
-        values,
-        flags: Vec::new(),
-    }
-}
-
-fn bp() -> Reading {
-    reading(
-        Kind::BloodPressure,
-        vec![
-            val("8480-6", Some(150_021), "systolic", "120", "mm[Hg]"),
-            val("8462-4", Some(150_022), "diastolic", "80", "mm[Hg]"),
-            val("8478-0", Some(150_023), "mean", "93", "mm[Hg]"),
-        ],
-    )
-}
-
-fn one(kind: Kind, code: &str, mdc: u32, name: &str, v: &str, unit: &str) -> Reading {
-    reading(kind, vec![val(code, Some(mdc), name, v, unit)])
-}
-
-fn every_kind() -> Vec<Reading> {
-    let mut temp = one(
-        Kind::BodyTemperature,
-        "8310-5",
-        150_364,
-        "temperature",
-        "37.60",
-        "Cel",
-    );
-    temp.values[0].site = Some("oral".into());
-    vec![
-        bp(),
-        one(
-            Kind::HeartRate,
-            "8867-4",
-            149_546,
-            "heart_rate",
-            "72",
-            "/min",
-        ),
-        one(Kind::Spo2, "59408-5", 150_456, "spo2", "97", "%"),
-        temp,
-        one(
-            Kind::RespiratoryRate,
-            "9279-1",
-            151_562,
-            "respiratory_rate",
-            "16",
-            "/min",
-        ),
-        one(Kind::BodyWeight, "29463-7", 188_736, "weight", "72.5", "kg"),
-        one(Kind::BodyHeight, "8302-2", 188_740, "height", "175.0", "cm"),
-        one(Kind::Bmi, "39156-5", 188_752, "bmi", "23.7", "kg/m2"),
-    ]
-}
-
-fn json(r: &Reading) -> Json {
-    serde_json::to_value(observation(r)).expect("observation serialises")
-}
-
-/// (system, code) pairs of a CodeableConcept.
-fn codes(cc: &Json) -> Vec<(String, String)> {
-    cc["coding"]
-        .as_array()
-        .expect("coding array")
-        .iter()
-        .map(|c| {
-            let s = c["system"].as_str().expect("system").to_string();
-            (s, c["code"].as_str().expect("code").to_string())
-        })
-        .collect()
-}
-
-fn loinc(c: &str) -> (String, String) {
-    ("http://loinc.org".into(), c.into())
-}
-
-fn mdc(c: &str) -> (String, String) {
-    ("urn:iso:std:iso:11073:10101".into(), c.into())
-}
-
-/// The R4 vital-signs profile rules of PROTOCOLS §5.1 that an encoder can break.
-#[track_caller]
-fn assert_vital_signs_rules(o: &Json) {
-    assert_eq!(o["resourceType"], "Observation");
-    assert_eq!(o["status"], "final");
-    let cat = &o["category"][0]["coding"][0];
-    assert_eq!(
-        cat["system"],
-        "http://terminology.hl7.org/CodeSystem/observation-category"
-    );
-    assert_eq!(cat["code"], "vital-signs");
-    assert!(codes(&o["code"])
-        .iter()
-        .any(|(s, _)| s == "http://loinc.org"));
-    assert!(o["subject"].is_object(), "subject 1..1");
-    // vs-1: a dateTime precise to the day at least; we always send seconds and an offset.
-    let eff = o["effectiveDateTime"].as_str().expect("effectiveDateTime");
-    assert!(eff.len() >= 8, "vs-1: {eff}");
-    assert!(
-        time::OffsetDateTime::parse(eff, &time::format_description::well_known::Rfc3339).is_ok(),
-        "{eff}"
-    );
-    // vs-2: without component/hasMember, a value or a dataAbsentReason.
-    let components = o["component"].as_array();
-    if components.is_none_or(|c| c.is_empty()) {
-        assert!(
-            o["valueQuantity"].is_object() || o["dataAbsentReason"].is_object(),
-            "vs-2: {o}"
-        );
-    }
-    // vs-3: every component has a code and a value or a dataAbsentReason.
-    for c in components.into_iter().flatten() {
-        assert!(!codes(&c["code"]).is_empty());
-        assert!(
-            c["valueQuantity"].is_object() || c["dataAbsentReason"].is_object(),
-            "vs-3: {c}"
-        );
-    }
-    // valueQuantity: value, unit, UCUM system and code.
-    let quantities = std::iter::once(&o["valueQuantity"]).chain(
-        components
-            .into_iter()
-            .flatten()
-            .map(|c| &c["valueQuantity"]),
-    );
-    for q in quantities.filter(|q| q.is_object()) {
-        assert!(q["value"].is_number(), "{q}");
-        assert!(q["unit"].is_string(), "{q}");
-        assert_eq!(q["system"], "http://unitsofmeasure.org");
-        assert!(q["code"].is_string(), "{q}");
-    }
-    // A value and a dataAbsentReason never together.
-    assert!(!(o["valueQuantity"].is_object() && o["dataAbsentReason"].is_object()));
-}
+use crate::reading::{AbsentReason, Flag, Kind};
 
 #[test]
 fn every_kind_meets_the_vital_signs_rules_vs1_to_vs3() {
@@ -276,6 +103,7 @@ fn an_oral_temperature_adds_the_site_codes_and_body_site() {
         codes(&o["code"]),
         vec![loinc("8310-5"), loinc("8331-1"), mdc("188424")]
     );
+    assert_eq!(o["code"]["coding"][1]["display"], "Oral temperature");
     assert_eq!(
         codes(&o["bodySite"]),
         vec![(
@@ -432,4 +260,35 @@ fn the_bundle_posts_each_reading_with_a_conditional_create() {
             format!("identifier=urn:ietf:rfc:3986|{id}")
         );
     }
+}
+
+#[test]
+fn an_ecg_reading_is_a_procedure_panel_coded_by_mdc_only() {
+    let r = reading(
+        Kind::Ecg,
+        vec![
+            val("131329", Some(131_329), "lead_i", "512", "uV"),
+            val("8634-8", Some(147_232), "qt_interval", "400", "ms"),
+        ],
+    );
+    let o = json(&r);
+    assert_eq!(o["category"][0]["coding"][0]["code"], "procedure");
+    assert!(o.get("meta").is_none(), "ECG has no vital-signs profile");
+    assert_eq!(codes(&o["code"]), vec![mdc("131328")]);
+    assert_eq!(codes(&o["component"][0]["code"]), vec![mdc("131329")]);
+    assert_eq!(
+        codes(&o["component"][1]["code"]),
+        vec![loinc("8634-8"), mdc("147232")]
+    );
+}
+
+#[test]
+fn a_reading_without_id_has_no_identifier_and_no_conditional_create() {
+    let mut r = bp();
+    r.id = None;
+    let b = serde_json::to_value(transaction_bundle(&[r])).expect("bundle");
+    let e = &b["entry"][0];
+    assert!(e["resource"].get("identifier").is_none());
+    assert!(e.get("fullUrl").is_none());
+    assert!(e["request"].get("ifNoneExist").is_none());
 }
