@@ -1,1 +1,223 @@
-fn main() {}
+//! `cargo bench --bench pipeline`: durable queue ingest with group commit, flush latency, and
+//! decode throughput per driver. Prints a table with the machine and the command.
+//!
+//! Under `cargo test` (no `--bench` argument) it runs a few iterations only, as a smoke test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use vitalsd::decode::{self, Options};
+use vitalsd::queue::{Queue, QueueOptions};
+use vitalsd::reading::{
+    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
+};
+
+fn reading(device: usize, n: u64) -> Reading {
+    let t = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + n);
+    Reading {
+        id: Some(ReadingId::new()),
+        device: DeviceInfo {
+            id: DeviceId::new(format!("bench-device-{device:03}")),
+            driver: "json".into(),
+            model: Some("bench".into()),
+            serial: None,
+        },
+        room: Some("exam-1".into()),
+        patient: None,
+        kind: Kind::BloodPressure,
+        observed_at: t,
+        received_at: t,
+        device_time: Some(t),
+        values: ["systolic", "diastolic"]
+            .iter()
+            .zip([("8480-6", 150_021u32), ("8462-4", 150_022)])
+            .map(|(name, (code, mdc))| Value {
+                code: code.into(),
+                mdc: Some(mdc),
+                name: (*name).into(),
+                value: Some(Decimal::from_int(120)),
+                unit: Ucum::new("mm[Hg]"),
+                site: None,
+                absent: None,
+            })
+            .collect(),
+        flags: Vec::new(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// `producers` tasks each enqueue one reading at a time, as device pipelines do.
+async fn queue_ingest(total: u64, producers: usize) -> (f64, Duration, Duration, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(dir.path(), QueueOptions::new(vec![SinkId::new("outbox")])).expect("open");
+    let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        usize::try_from(total).unwrap_or(0),
+    )));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let (q, lat) = (q.clone(), lat.clone());
+        let per = total / producers as u64;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per {
+                let s = Instant::now();
+                q.enqueue(vec![reading(p, n)]).await.expect("enqueue");
+                lat.lock().expect("lock").push(s.elapsed());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("producer");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut l = lat.lock().expect("lock").clone();
+    l.sort();
+    let syncs = q.sync_count();
+    q.close().await.expect("close");
+    #[allow(clippy::cast_precision_loss)]
+    let rate = l.len() as f64 / secs;
+    (
+        rate,
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        usize::try_from(syncs).unwrap_or(0),
+    )
+}
+
+/// sled alone: 100 inserts of the same JSON per flush (the group-commit ceiling).
+fn sled_baseline(total: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(16 << 20)
+        .open()
+        .expect("sled");
+    let body = serde_json::to_vec(&reading(0, 0)).expect("json");
+    let t0 = Instant::now();
+    for n in 0..total {
+        db.insert(n.to_be_bytes(), body.as_slice()).expect("insert");
+        if n % 100 == 99 {
+            db.flush().expect("flush");
+        }
+    }
+    db.flush().expect("flush");
+    #[allow(clippy::cast_precision_loss)]
+    let r = total as f64 / t0.elapsed().as_secs_f64();
+    r
+}
+
+fn decode_rate(driver: &str, frame: &[u8], frames: usize) -> f64 {
+    let mut input = Vec::with_capacity(frame.len() * frames);
+    for _ in 0..frames {
+        input.extend_from_slice(frame);
+    }
+    let mut opts = Options::new();
+    if decode::driver_info(driver).is_some_and(|d| d.continuous) {
+        opts.insert("report".into(), "every".into());
+    }
+    let mut dec = decode::build(driver, &opts).expect("driver");
+    let mut out = Vec::with_capacity(1024);
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    for chunk in input.chunks(4096) {
+        dec.feed(chunk, &mut out);
+        n += out.len();
+        out.clear();
+    }
+    dec.finish(&mut out);
+    assert!(
+        n >= frames,
+        "{driver}: decoded {n} events from {frames} frames"
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let r = frames as f64 / t0.elapsed().as_secs_f64();
+    r
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn per_flush(total: u64, syncs: usize) -> f64 {
+    total as f64 / syncs.max(1) as f64
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or_else(
+            || "?".into(),
+            |kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0),
+        );
+    format!("{cores} cores, {mem}")
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (total, frames) = if full {
+        (60_000u64, 200_000usize)
+    } else {
+        (640, 1_000)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("# vitalsd pipeline benchmark");
+    println!(
+        "command: cargo bench --bench pipeline   machine: {}",
+        machine()
+    );
+    println!("{:<52} {:>14}", "figure", "value");
+    let base = sled_baseline(total);
+    println!(
+        "{:<52} {:>12.0}/s",
+        "sled alone, 100 inserts per flush (baseline)", base
+    );
+    for producers in [1usize, 64] {
+        let (rate, p50, p99, syncs) = rt.block_on(queue_ingest(total, producers));
+        println!(
+            "{:<52} {:>12.0}/s   ratio to baseline {:.2}",
+            format!("queue ingest, {producers} concurrent producers"),
+            rate,
+            rate / base
+        );
+        println!(
+            "{:<52} {:>10.2} ms / {:.2} ms   ({:.1} readings per flush)",
+            format!("  enqueue→durable latency p50 / p99 ({producers} prod.)"),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            per_flush(total, syncs)
+        );
+    }
+    let nonin = b"SPO2=097 HR=072\r\n";
+    let json = br#"{"kind":"blood_pressure","device_time":"2026-11-27T10:00:00Z","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"}]}
+"#;
+    println!(
+        "{:<52} {:>12.0}/s",
+        "decode nonin-ascii (frames)",
+        decode_rate("nonin-ascii", nonin, frames)
+    );
+    println!(
+        "{:<52} {:>12.0}/s",
+        "decode json (frames)",
+        decode_rate("json", json, frames)
+    );
+}

@@ -202,8 +202,8 @@ pub fn drivers() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<14} {:<10} {:<15} {:<36} {}",
-        "DRIVER", "STATUS", "TRANSPORTS", "KINDS", "DEVICES / FRAMING"
+        "{:<14} {:<10} {:<15} {:<36} DEVICES / FRAMING",
+        "DRIVER", "STATUS", "TRANSPORTS", "KINDS"
     )?;
     for d in decode::drivers() {
         let transports: Vec<_> = d

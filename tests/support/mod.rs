@@ -26,8 +26,11 @@ impl Pty {
         // openpty does not set close-on-exec: without it every daemon the tests start would
         // inherit the device side's master, and an "unplugged" port would never hang up.
         for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-                .expect("FD_CLOEXEC");
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .expect("FD_CLOEXEC");
         }
         Pty {
             master: std::fs::File::from(pty.master),

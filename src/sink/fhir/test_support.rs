@@ -25,8 +25,13 @@ pub fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Val
 pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
     let t = datetime!(2024-03-15 10:29:30 +01:00);
     Reading {
+        // A fixed id per kind (blood pressure: ...9e77), distinct across kinds.
         id: Some(ReadingId::from_uuid(Uuid::from_u128(
-            0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77,
+            0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77
+                + Kind::ALL
+                    .iter()
+                    .position(|k| *k == kind)
+                    .map_or(0, |i| i as u128),
         ))),
         device: DeviceInfo {
             id: DeviceId::new("exam3-cuff"),

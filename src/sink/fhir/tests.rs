@@ -248,6 +248,11 @@ fn the_bundle_posts_each_reading_with_a_conditional_create() {
     assert_eq!(b["type"], "transaction");
     let entries = b["entry"].as_array().expect("entries");
     assert_eq!(entries.len(), readings.len());
+    let urls: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|e| e["fullUrl"].as_str())
+        .collect();
+    assert_eq!(urls.len(), readings.len(), "fullUrls are unique");
     for e in entries {
         let id = e["resource"]["identifier"][0]["value"]
             .as_str()
