@@ -65,17 +65,28 @@ impl DevicePipeline {
     /// Runs until the source's channel closes, then stores whatever is complete.
     pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>) {
         let mut out = Vec::new();
+        let poll_every = self.decoder.poll_every();
+        let mut next_poll: Option<std::time::Instant> = None;
         loop {
             // A spot check in progress ends on silence too: look again each second, and only then.
-            let deadline = match &self.reporter {
+            let spot_deadline = match &self.reporter {
                 Reporter::Spot(s) if s.in_episode() => Some(std::time::Instant::now() + TICK),
                 _ => None,
             };
             let ev = tokio::select! {
                 ev = events.recv() => ev,
-                () = sleep_until(deadline) => {
+                () = sleep_until(spot_deadline) => {
                     let msgs = self.reporter.tick(std::time::Instant::now());
                     self.store(msgs, OffsetDateTime::now_utc()).await;
+                    continue;
+                }
+                () = sleep_until(next_poll) => {
+                    // Host-polled devices speak only when asked.
+                    let ask = self.decoder.poll();
+                    if !ask.is_empty() {
+                        let _ = self.writes.send(ask).await;
+                    }
+                    next_poll = poll_every.map(|p| std::time::Instant::now() + p);
                     continue;
                 }
             };
@@ -87,9 +98,11 @@ impl DevicePipeline {
                     if !hello.is_empty() {
                         let _ = self.writes.send(hello).await;
                     }
+                    next_poll = poll_every.map(|_| std::time::Instant::now());
                 }
                 Some(SourceEvent::Disconnected { .. }) => {
                     self.status.set_connected(false);
+                    next_poll = None;
                     self.decoder.finish(&mut out);
                     let now = OffsetDateTime::now_utc();
                     out.push(DecodeEvent::Idle { episode_end: true });

@@ -157,6 +157,16 @@ pub trait Decoder: Send {
     fn on_connect(&mut self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// For host-polled devices: how often the host must ask for data while connected.
+    fn poll_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The bytes of one poll, sent every [`Decoder::poll_every`] while connected.
+    fn poll(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Driver options (`options = {...}` in config, `--opt K=V` in `decode`), as strings.
