@@ -8,10 +8,19 @@
 //!
 //! One file per wire format; [`registry`] lists the drivers and builds decoders from options.
 
+pub mod barcode;
+pub mod ble_gatt;
 pub mod framing;
+pub mod hl7v2;
+pub mod ieee11073;
 pub mod json;
+pub mod lines;
+pub mod masimo;
 pub mod nonin_ascii;
+pub mod nonin_binary;
 pub mod registry;
+pub mod suntech;
+pub mod suretemp;
 
 use std::collections::BTreeMap;
 

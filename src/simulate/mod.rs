@@ -5,6 +5,12 @@
 //! oximeter sends a line per second while a finger is in; a bridge sends one JSON line). The
 //! values are plausible and vary a little from one measurement to the next.
 
+pub mod barcode;
+pub mod ble_gatt;
+pub mod hl7v2;
+pub mod masimo;
+pub mod nonin_binary;
+
 use std::path::Path;
 use std::time::Duration;
 

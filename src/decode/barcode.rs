@@ -1,0 +1,1 @@
+//! barcode decoder (in progress)

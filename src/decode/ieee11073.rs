@@ -1,0 +1,1 @@
+//! ieee11073 decoder (in progress)

@@ -1,0 +1,1 @@
+//! lines decoder (in progress)

@@ -1,0 +1,1 @@
+//! masimo decoder (in progress)

@@ -1,0 +1,1 @@
+//! nonin_binary decoder (in progress)

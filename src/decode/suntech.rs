@@ -1,0 +1,1 @@
+//! suntech decoder (in progress)

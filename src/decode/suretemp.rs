@@ -1,0 +1,1 @@
+//! suretemp decoder (in progress)

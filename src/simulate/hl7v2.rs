@@ -1,0 +1,1 @@
+//! hl7v2 simulator (in progress)

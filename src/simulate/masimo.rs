@@ -1,0 +1,1 @@
+//! masimo simulator (in progress)

@@ -1,0 +1,1 @@
+//! nonin_binary simulator (in progress)
