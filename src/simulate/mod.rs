@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::reading::Decimal;
+
 /// Bytes to write after a pause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -110,41 +112,80 @@ impl Simulator for JsonBridge {
             .unwrap_or(now)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
+        let v = |code, mdc, name, value, unit| BridgeValue {
+            code,
+            mdc,
+            name,
+            value,
+            unit,
+            site: None,
+        };
         let body = match self.turn % 3 {
             0 => {
-                let sys = self.rng.u32(108..=138);
-                let dia = self.rng.u32(66..=88);
+                let sys = self.rng.i64(108..=138);
+                let dia = self.rng.i64(66..=88);
                 let map = dia + (sys - dia) / 3;
-                serde_json::json!({"kind": "blood_pressure", "device_time": t, "values": [
-                    {"code": "8480-6", "mdc": 150021, "name": "systolic", "value": sys, "unit": "mm[Hg]"},
-                    {"code": "8462-4", "mdc": 150022, "name": "diastolic", "value": dia, "unit": "mm[Hg]"},
-                    {"code": "8478-0", "mdc": 150023, "name": "mean", "value": map, "unit": "mm[Hg]"}]})
+                BridgeLine {
+                    kind: "blood_pressure",
+                    device_time: t,
+                    values: vec![
+                        v("8480-6", 150_021, "systolic", Decimal::from_int(sys), "mm[Hg]"),
+                        v("8462-4", 150_022, "diastolic", Decimal::from_int(dia), "mm[Hg]"),
+                        v("8478-0", 150_023, "mean", Decimal::from_int(map), "mm[Hg]"),
+                    ],
+                }
             }
             1 => {
-                let tenths = self.rng.u32(364..=374);
-                let temp: serde_json::Value =
-                    serde_json::from_str(&format!("{}.{}0", tenths / 10, tenths % 10))
-                        .unwrap_or_default();
-                serde_json::json!({"kind": "body_temperature", "device_time": t, "values": [
-                    {"code": "8310-5", "mdc": 150364, "name": "temperature", "value": temp, "unit": "Cel", "site": "oral"}]})
+                // A thermometer that reports hundredths: 37.30 must reach the record as 37.30.
+                let temp = Decimal::new(self.rng.i64(364..=374) * 10, 2);
+                let mut value = v("8310-5", 150_364, "temperature", temp, "Cel");
+                value.site = Some("oral");
+                BridgeLine {
+                    kind: "body_temperature",
+                    device_time: t,
+                    values: vec![value],
+                }
             }
-            _ => {
-                let decigrams = self.rng.u32(550..=950);
-                let kg: serde_json::Value =
-                    serde_json::from_str(&format!("{}.{}", decigrams / 10, decigrams % 10))
-                        .unwrap_or_default();
-                serde_json::json!({"kind": "body_weight", "device_time": t, "values": [
-                    {"code": "29463-7", "mdc": 188736, "name": "weight", "value": kg, "unit": "kg"}]})
-            }
+            _ => BridgeLine {
+                kind: "body_weight",
+                device_time: t,
+                values: vec![v(
+                    "29463-7",
+                    188_736,
+                    "weight",
+                    Decimal::new(self.rng.i64(550..=950), 1),
+                    "kg",
+                )],
+            },
         };
-        self.turn += 1;
-        let mut line = body.to_string().into_bytes();
+        let mut line = serde_json::to_vec(&body).unwrap_or_default();
         line.push(b'\n');
+        self.turn += 1;
         vec![Step {
             after: Duration::ZERO,
             bytes: line,
         }]
     }
+}
+
+/// One line of the bridge: the reading JSON shape of DESIGN §6 (serialised directly, so a
+/// [`Decimal`] keeps its digits).
+#[derive(serde::Serialize)]
+struct BridgeLine {
+    kind: &'static str,
+    device_time: String,
+    values: Vec<BridgeValue>,
+}
+
+#[derive(serde::Serialize)]
+struct BridgeValue {
+    code: &'static str,
+    mdc: u32,
+    name: &'static str,
+    value: Decimal,
+    unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'static str>,
 }
 
 /// Plays measurements to `out`: one every `every` (measured from the start of the previous
