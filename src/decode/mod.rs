@@ -188,3 +188,29 @@ pub struct OptionError {
     pub key: String,
     pub reason: String,
 }
+
+/// Fuzzing entry point shared by the `fuzz/` targets: builds `driver` with `options` and feeds it
+/// `data`, split into chunks whose sizes come from the data itself, then finishes the stream.
+/// Panics only when a decoder misbehaves (which is what the fuzzer looks for).
+pub fn fuzz_decoder(driver: &str, options: &[(&str, &str)], data: &[u8]) {
+    let opts: Options = options
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    let Ok(mut decoder) = build(driver, &opts) else {
+        panic!("fuzz target names an unknown driver or bad options: {driver}");
+    };
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some((&n, tail)) = rest.split_first() {
+        let take = usize::from(n % 64).min(tail.len()).max(1).min(tail.len());
+        if take == 0 {
+            break;
+        }
+        let (chunk, after) = tail.split_at(take);
+        decoder.feed(chunk, &mut out);
+        out.clear();
+        rest = after;
+    }
+    decoder.finish(&mut out);
+}

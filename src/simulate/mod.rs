@@ -129,8 +129,20 @@ impl Simulator for JsonBridge {
                     kind: "blood_pressure",
                     device_time: t,
                     values: vec![
-                        v("8480-6", 150_021, "systolic", Decimal::from_int(sys), "mm[Hg]"),
-                        v("8462-4", 150_022, "diastolic", Decimal::from_int(dia), "mm[Hg]"),
+                        v(
+                            "8480-6",
+                            150_021,
+                            "systolic",
+                            Decimal::from_int(sys),
+                            "mm[Hg]",
+                        ),
+                        v(
+                            "8462-4",
+                            150_022,
+                            "diastolic",
+                            Decimal::from_int(dia),
+                            "mm[Hg]",
+                        ),
                         v("8478-0", 150_023, "mean", Decimal::from_int(map), "mm[Hg]"),
                     ],
                 }
