@@ -131,6 +131,9 @@ fn spawn_device(
             };
             ingest.spawn(src.run(ev_tx, wr_rx, cancel.clone()));
         }
+        DeviceTransport::Mqtt(_) | DeviceTransport::Mllp(_) => {
+            bail!("device {}: transport not available in this build", d.id)
+        }
     }
     Ok(status)
 }
@@ -145,6 +148,9 @@ fn build_sink(s: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
             let sink = FileSink::open(f.id.clone(), &f.dir, format)
                 .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?;
             Ok(Box::new(sink))
+        }
+        SinkConfig::Fhir(_) | SinkConfig::Mllp(_) | SinkConfig::Mqtt(_) => {
+            bail!("sink {}: type not available in this build", s.id())
         }
     }
 }

@@ -59,6 +59,9 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load(config_path)?;
     init_logging("info", cfg.daemon.log_format);
+    for w in &cfg.warnings {
+        tracing::warn!(key = %w.path, "{}", w.message);
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let token = shutdown_on_signals()?;
@@ -70,6 +73,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
 pub fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
     match config::load(config_path) {
         Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} device{}, {} sink{})",
                 config_path.display(),

@@ -129,12 +129,14 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             context_ttl: Duration::from_secs(20 * 60),
             hold_for: Duration::from_secs(24 * 3600),
         },
+        mqtt: None,
         devices,
         sinks: vec![SinkConfig::File(FileSinkConfig {
             id: SinkId::new("outbox"),
             dir: outbox.clone(),
             format: OutboxFormat::Fhir,
         })],
+        warnings: Vec::new(),
     };
 
     println!(

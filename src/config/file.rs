@@ -191,12 +191,10 @@ pub struct DeviceFile {
     pub room: String,
     #[serde(default)]
     pub serial: Option<SerialFile>,
-    /// Accepted by the parser so the error can say "not in this version" instead of
-    /// "unknown field".
     #[serde(default)]
-    pub mqtt: Option<toml::Value>,
+    pub mqtt: Option<MqttDeviceFile>,
     #[serde(default)]
-    pub mllp: Option<toml::Value>,
+    pub mllp: Option<MllpDeviceFile>,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
     #[serde(default = "default_inactivity_timeout")]
@@ -214,4 +212,138 @@ pub struct FileSinkFile {
     pub dir: PathBuf,
     #[serde(default = "default_file_format")]
     pub format: String,
+}
+
+pub fn default_payload() -> String {
+    "binary".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttDeviceFile {
+    pub topic: String,
+    #[serde(default = "default_payload")]
+    pub payload: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpDeviceFile {
+    pub listen: String,
+}
+
+pub fn default_client_id() -> String {
+    "vitalsd".into()
+}
+pub fn default_keep_alive() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttFile {
+    pub url: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password_file: String,
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default)]
+    pub client_cert_file: String,
+    #[serde(default)]
+    pub client_key_file: String,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Dur,
+    #[serde(default)]
+    pub patient_topic: String,
+}
+
+pub fn default_batch_size() -> usize {
+    50
+}
+pub fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+pub fn default_scope() -> String {
+    "system/Observation.write".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthFile {
+    pub token_url: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret_file: String,
+    #[serde(default)]
+    pub private_key_file: String,
+    #[serde(default)]
+    pub key_id: String,
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSinkFile {
+    pub id: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub token_file: String,
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+    #[serde(default)]
+    pub oauth: Option<OAuthFile>,
+}
+
+pub fn default_max_ar_retries() -> u32 {
+    5
+}
+pub fn default_sending_application() -> String {
+    "VITALSD".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpSinkFile {
+    pub id: String,
+    pub address: String,
+    #[serde(default = "default_timeout")]
+    pub ack_timeout: Dur,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default = "default_max_ar_retries")]
+    pub max_ar_retries: u32,
+    #[serde(default = "default_sending_application")]
+    pub sending_application: String,
+    #[serde(default)]
+    pub sending_facility: String,
+    #[serde(default)]
+    pub receiving_application: String,
+    #[serde(default)]
+    pub receiving_facility: String,
+}
+
+pub fn default_publish_format() -> String {
+    "reading".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSinkFile {
+    pub id: String,
+    pub topic: String,
+    #[serde(default = "default_publish_format")]
+    pub format: String,
+    #[serde(default)]
+    pub url: String,
 }

@@ -26,7 +26,9 @@ fn a_minimal_config_is_valid_and_takes_the_defaults() {
     assert_eq!(cfg.daemon.data_dir, PathBuf::from("/var/lib/vitalsd"));
     assert_eq!(cfg.daemon.cache_size, 16 * 1024 * 1024);
     assert_eq!(cfg.patient.mode, PatientMode::Location);
-    let DeviceTransport::Serial(s) = &cfg.devices[0].transport;
+    let DeviceTransport::Serial(s) = &cfg.devices[0].transport else {
+        panic!("serial")
+    };
     assert_eq!((s.baud, s.data_bits, s.stop_bits), (9600, 8, 1));
     assert_eq!(s.parity, Parity::None);
 }
@@ -46,8 +48,12 @@ fn the_example_config_is_valid_and_states_the_real_defaults() {
         format!("{:?}", defaults.patient),
         "[patient] in config/example.toml differs from the built-in defaults"
     );
-    let DeviceTransport::Serial(ex) = &example.devices[0].transport;
-    let DeviceTransport::Serial(de) = &defaults.devices[0].transport;
+    let DeviceTransport::Serial(ex) = &example.devices[0].transport else {
+        panic!("serial")
+    };
+    let DeviceTransport::Serial(de) = &defaults.devices[0].transport else {
+        panic!("serial")
+    };
     assert_eq!(
         (
             ex.baud,
@@ -186,4 +192,139 @@ fn broken_toml_reports_the_line() {
 fn a_config_without_sinks_is_refused() {
     let src = "[[device]]\nid = \"a\"\ndriver = \"nonin-ascii\"\nroom = \"r\"\nserial = { path = \"/dev/x\" }\n";
     assert!(problems(src).iter().any(|p| p.contains("no [[sink]]")));
+}
+
+#[test]
+fn fhir_hl7_and_mqtt_sinks_are_read_with_their_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("ehr.token");
+    std::fs::write(&token, "t0k3n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let src = format!(
+        r#"
+[mqtt]
+url = "mqtts://broker.clinic.local"
+client_id = "vitalsd-east"
+
+[[device]]
+id = "thermo"
+driver = "json"
+room = "exam-3"
+mqtt = {{ topic = "gw/exam3/+/json", payload = "json" }}
+
+[[sink]]
+id = "ehr"
+type = "fhir"
+base_url = "https://ehr.clinic.local/fhir/R4/"
+token_file = {token:?}
+
+[[sink]]
+id = "engine"
+type = "hl7-mllp"
+address = "engine.clinic.local:6661"
+
+[[sink]]
+id = "region"
+type = "mqtt"
+topic = "vitals/{{room}}/{{kind}}"
+"#
+    );
+    let cfg = parse(&src, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mqtt = cfg.mqtt.as_ref().unwrap();
+    assert_eq!(
+        (mqtt.host.as_str(), mqtt.port, mqtt.tls),
+        ("broker.clinic.local", 8883, true)
+    );
+    assert!(
+        matches!(&cfg.devices[0].transport, DeviceTransport::Mqtt(m) if m.payload == PayloadMode::Json)
+    );
+    let SinkConfig::Fhir(f) = &cfg.sinks[0] else {
+        panic!("not fhir")
+    };
+    assert_eq!(f.base_url, "https://ehr.clinic.local/fhir/R4");
+    assert_eq!((f.batch_size, f.timeout), (50, Duration::from_secs(10)));
+    assert_eq!(f.auth, FhirAuth::TokenFile(token.clone()));
+    let SinkConfig::Mllp(m) = &cfg.sinks[1] else {
+        panic!("not mllp")
+    };
+    assert_eq!(
+        (m.ack_timeout, m.max_ar_retries, m.tls),
+        (Duration::from_secs(10), 5, false)
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+#[test]
+fn transport_and_sink_mistakes_name_their_keys() {
+    let src = r#"
+[[device]]
+id = "gw"
+driver = "json"
+room = "exam-3"
+mqtt = { topic = "gw/exam#" }
+
+[[device]]
+id = "ox"
+driver = "nonin-ascii"
+room = "exam-3"
+mllp = { listen = "0.0.0.0:2575" }
+
+[[sink]]
+id = "ehr"
+type = "fhir"
+base_url = "ftp://ehr"
+token_file = "/nonexistent/token"
+
+[[sink]]
+id = "engine"
+type = "hl7-mllp"
+address = "engine"
+sending_facility = "EAST|WING"
+
+[[sink]]
+id = "region"
+type = "mqtt"
+topic = "vitals/{patient}"
+"#;
+    let p = problems(src);
+    let has = |s: &str| p.iter().any(|x| x.contains(s));
+    assert!(
+        has("device[0].mqtt (line 6): an mqtt device needs the [mqtt] table"),
+        "{p:#?}"
+    );
+    assert!(has("device[0].mqtt.topic (line 6)"), "{p:#?}");
+    assert!(
+        has("device[1].mllp (line 12): driver `nonin-ascii` does not read over mllp"),
+        "{p:#?}"
+    );
+    assert!(has("sink[0].base_url (line 17)"), "{p:#?}");
+    assert!(
+        has("sink[0].token_file (line 18): cannot read /nonexistent/token"),
+        "{p:#?}"
+    );
+    assert!(has("sink[1].address (line 23)"), "{p:#?}");
+    assert!(has("sink[1].sending_facility (line 24)"), "{p:#?}");
+    assert!(
+        has("sink[2].topic (line 29): unknown placeholder"),
+        "{p:#?}"
+    );
+    assert!(has("sink[2].url"), "{p:#?}");
+}
+
+#[test]
+fn a_secret_readable_by_everyone_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("ehr.token");
+    std::fs::write(&token, "t").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let src = format!("{MINIMAL}\n[[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"https://e/fhir\"\ntoken_file = {token:?}\n");
+    let cfg = parse(&src, "t.toml").unwrap();
+    assert_eq!(cfg.warnings.len(), 1);
+    assert!(
+        cfg.warnings[0]
+            .to_string()
+            .starts_with("sink[1].token_file (line 17)"),
+        "{}",
+        cfg.warnings[0]
+    );
 }
