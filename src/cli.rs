@@ -29,6 +29,7 @@ pub fn init_logging(default: &str, format: LogFormat) {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     crate::pipeline::init_local_offset();
+    crate::tls::init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,37 +207,28 @@ pub fn decode(
 
 pub fn drivers() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<14} {:<10} {:<15} {:<36} DEVICES / FRAMING",
-        "DRIVER", "STATUS", "TRANSPORTS", "KINDS"
-    )?;
     for d in decode::drivers() {
-        let transports: Vec<_> = d
-            .transports
-            .iter()
-            .map(|t| format!("{t:?}").to_lowercase())
-            .collect();
+        let transports: Vec<_> = d.transports.iter().map(|t| t.as_str()).collect();
         let kinds: Vec<_> = d.kinds.iter().map(|k| k.as_str()).collect();
         let kinds = if kinds.is_empty() {
-            "any".to_string()
+            "none (sets patient context)".to_string()
         } else {
-            kinds.join(",")
+            kinds.join(", ")
+        };
+        let status = if d.experimental {
+            "experimental"
+        } else {
+            "stable"
         };
         writeln!(
             out,
-            "{:<14} {:<10} {:<15} {:<36} {}; {}",
+            "{:<14} {:<13} transports: {:<18} kinds: {kinds}",
             d.name,
-            if d.experimental {
-                "experimental"
-            } else {
-                "stable"
-            },
-            transports.join(","),
-            kinds,
-            d.devices,
-            d.framing
+            status,
+            transports.join(", "),
         )?;
+        writeln!(out, "{:<14} devices: {}", "", d.devices)?;
+        writeln!(out, "{:<14} framing: {}", "", d.framing)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,3 +29,4 @@ pub mod simulate;
 pub mod sink;
 pub mod source;
 pub mod status;
+pub mod tls;

@@ -171,48 +171,49 @@ fn check_settle(v: &str) -> Result<(), String> {
 
 const ALL_KINDS: [Kind; 9] = Kind::ALL;
 
-/// The drivers, in the order `vitalsd drivers` lists them.
-pub static DRIVERS: [DriverInfo; 2] = [
-    DriverInfo {
-        name: "nonin-ascii",
-        devices: "Nonin pulse oximeters in ASCII mode (2500, 8500, 8600V, 9847, 7500FO, Avant)",
-        transports: &[Transport::Serial],
-        kinds: &[Kind::Spo2, Kind::HeartRate],
-        framing: "ASCII lines, CR LF, 1/s",
-        experimental: false,
-        continuous: true,
-        serial: Some(SERIAL_9600_8N1),
-        options: &[],
-        build: |_, _| Ok(Box::new(NoninAscii::new())),
+/// The drivers, in the order `vitalsd drivers` lists them. Each decoder file owns its entry.
+pub static DRIVERS: &[&DriverInfo] = &[&super::ble_gatt::INFO, &NONIN_ASCII, &JSON];
+
+static NONIN_ASCII: DriverInfo = DriverInfo {
+    name: "nonin-ascii",
+    devices: "Nonin pulse oximeters in ASCII mode (2500, 8500, 8600V, 9847, 7500FO, Avant)",
+    transports: &[Transport::Serial],
+    kinds: &[Kind::Spo2, Kind::HeartRate],
+    framing: "ASCII lines, CR LF, 1/s",
+    experimental: false,
+    continuous: true,
+    serial: Some(SERIAL_9600_8N1),
+    options: &[],
+    build: |_, _| Ok(Box::new(NoninAscii::new())),
+};
+
+static JSON: DriverInfo = DriverInfo {
+    name: "json",
+    devices: "readings already in the vitalsd JSON shape, from other software",
+    transports: &[Transport::Serial, Transport::Mqtt],
+    kinds: &ALL_KINDS,
+    framing: "one JSON object per line (serial) or per message (mqtt)",
+    experimental: false,
+    continuous: false,
+    serial: Some(SERIAL_9600_8N1),
+    options: &[],
+    build: |t, _| {
+        let framing = match t {
+            Transport::Mqtt => JsonFraming::PerMessage,
+            Transport::Serial | Transport::Mllp => JsonFraming::Lines,
+        };
+        Ok(Box::new(JsonDecoder::new(framing)))
     },
-    DriverInfo {
-        name: "json",
-        devices: "readings already in the vitalsd JSON shape, from other software",
-        transports: &[Transport::Serial, Transport::Mqtt],
-        kinds: &ALL_KINDS,
-        framing: "one JSON object per line (serial) or per message (mqtt)",
-        experimental: false,
-        continuous: false,
-        serial: Some(SERIAL_9600_8N1),
-        options: &[],
-        build: |t, _| {
-            let framing = match t {
-                Transport::Mqtt => JsonFraming::PerMessage,
-                Transport::Serial | Transport::Mllp => JsonFraming::Lines,
-            };
-            Ok(Box::new(JsonDecoder::new(framing)))
-        },
-    },
-];
+};
 
 /// All drivers.
-pub fn drivers() -> &'static [DriverInfo] {
-    &DRIVERS
+pub fn drivers() -> &'static [&'static DriverInfo] {
+    DRIVERS
 }
 
 /// The driver called `name`.
 pub fn driver_info(name: &str) -> Option<&'static DriverInfo> {
-    drivers().iter().find(|d| d.name == name)
+    drivers().iter().find(|d| d.name == name).copied()
 }
 
 fn unknown_driver(name: &str) -> OptionError {

@@ -39,12 +39,13 @@ pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
     match driver {
         "nonin-ascii" => Some(Box::new(NoninAscii::new(seed, Duration::from_secs(1)))),
         "json" => Some(Box::new(JsonBridge::new(seed))),
+        "ble-gatt" => Some(Box::new(ble_gatt::BleGattSim::new(seed))),
         _ => None,
     }
 }
 
 /// Names of the drivers [`for_driver`] can imitate.
-pub const SIMULATED: &[&str] = &["nonin-ascii", "json"];
+pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt"];
 
 /// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
 /// then `SPO2=--- HR=---` when it is taken out.
