@@ -1,1 +1,198 @@
-//! hl7v2 decoder (in progress)
+//! `hl7v2`: monitors that push HL7 v2 ORU^R01 (IHE PCD-01) messages (PROTOCOLS §4).
+//!
+//! Receives MLLP-framed messages (`0x0B` … `0x1C 0x0D`, §4.5) on the mllp and serial
+//! transports, or one message per MQTT payload (framed or not). [`MllpFramer`] discards bytes
+//! outside frames (reported once per run as [`DecodeError::Malformed`]), handles frames split
+//! across reads and several frames per read, and bounds a frame at [`MAX_MESSAGE`] bytes.
+//!
+//! [`parse_oru`] reads one message in ER7 syntax (§4.1): segments end with CR, LF or CR LF;
+//! the delimiters come from MSH-1/MSH-2; `\F\ \S\ \T\ \R\ \E\` escapes are decoded. MSH-9 must
+//! be `ORU^R01`, MSH-10 (the control id) present, MSH-12 a `2.x` version. Each OBX with value
+//! type `NM` and result status `F`, `C` or `R` whose OBX-3 is a known MDC code (components
+//! 1–3) or LOINC code (components 4–6, or 1–3) becomes a [`DeviceValue`]: OBX-5 the exact
+//! value (empty → absent), OBX-6 the unit (UCUM, or an MDC unit code mapped back to UCUM),
+//! OBX-14 (else OBR-7) the device time, OBX-18 the equipment id (serial; component 2 the
+//! model). Rows of the same kind, OBR, time and equipment are grouped into one
+//! [`DeviceMessage`] (systolic, diastolic and mean make one blood pressure). Other OBX rows
+//! (device-level `X` rows, deleted `D`/`W` results, text, unknown codes such as perfusion
+//! index) are counted in [`Oru::skipped`]. A known code with a non-numeric value, an unknown
+//! or unconvertible unit, or a bad time rejects the whole message ([`Hl7Error`], which says
+//! which ACK code and table 0357 error to answer with).
+//!
+//! PID-3 is returned as [`Oru::patient`] for the MLLP source; it never appears in an error.
+//! [`ack`]/[`ack_message`] build MLLP-framed ACKs (§4.6), [`parse_ack`] reads them (HL7 sink).
+
+mod ack;
+mod er7;
+mod mllp;
+mod oru;
+
+pub use ack::{ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader};
+pub use er7::{dtm, format_dtm, Delimiters};
+pub use mllp::{mllp_frame, Frame, MllpFramer};
+pub use oru::{parse_oru, Oru};
+
+use super::lines::NUMERIC_KINDS;
+use super::registry::{Transport, SERIAL_9600_8N1};
+use super::{DecodeError, DecodeEvent, Decoder, DriverInfo};
+
+/// Largest message accepted (one MLLP frame, framing bytes excluded).
+pub const MAX_MESSAGE: usize = 1024 * 1024;
+/// Most segments accepted in one message.
+pub const MAX_SEGMENTS: usize = 2000;
+/// MLLP start block, end block and the CR that follows it.
+pub const SB: u8 = 0x0B;
+pub const EB: u8 = 0x1C;
+pub const CR: u8 = 0x0D;
+
+/// The `hl7v2` driver entry for the registry.
+pub static INFO: DriverInfo = DriverInfo {
+    name: "hl7v2",
+    devices: "monitors sending HL7 v2 ORU^R01 (IHE PCD-01): GE, Mindray, Welch Allyn Connex",
+    transports: &[Transport::Mllp, Transport::Serial, Transport::Mqtt],
+    kinds: &NUMERIC_KINDS,
+    framing: "MLLP frames 0x0B … 0x1C 0x0D (mllp, serial); one message per MQTT payload",
+    experimental: false,
+    continuous: false,
+    serial: Some(SERIAL_9600_8N1),
+    options: &[],
+    build: |t, _| Ok(Box::new(Hl7v2::new(t))),
+};
+
+/// Why a message was not accepted. Reasons never contain patient data or values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Hl7Error {
+    #[error("message larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("message has more than {0} segments")]
+    TooManySegments(usize),
+    #[error("the message does not start with an MSH segment")]
+    NoMsh,
+    #[error("MSH-1/MSH-2 encoding characters: {0}")]
+    BadEncoding(String),
+    #[error("{0} is missing")]
+    MissingField(&'static str),
+    #[error("unsupported message type `{0}`; expected ORU^R01")]
+    UnsupportedType(String),
+    #[error("unsupported HL7 version `{0}`; expected 2.x")]
+    UnsupportedVersion(String),
+    #[error("not an HL7 ACK: {0}")]
+    NotAck(String),
+    #[error("{field}: {reason}")]
+    BadField { field: String, reason: String },
+}
+
+impl Hl7Error {
+    /// The acknowledgement code to answer with (§4.7): AR for type/version, AE for content.
+    pub fn ack_code(&self) -> AckCode {
+        match self {
+            Hl7Error::UnsupportedType(_) | Hl7Error::UnsupportedVersion(_) => AckCode::AR,
+            _ => AckCode::AE,
+        }
+    }
+
+    /// The ERR segment content (table 0357 code, location, text) for the answering ACK.
+    pub fn ack_error(&self) -> AckError {
+        let (location, code) = match self {
+            Hl7Error::UnsupportedType(_) => ("MSH^1^9", 200),
+            Hl7Error::UnsupportedVersion(_) => ("MSH^1^12", 203),
+            Hl7Error::MissingField(f) => (*f, 101),
+            Hl7Error::BadField { .. } => ("", 102),
+            Hl7Error::NoMsh | Hl7Error::TooManySegments(_) => ("", 100),
+            Hl7Error::TooLarge(_) | Hl7Error::BadEncoding(_) | Hl7Error::NotAck(_) => ("", 207),
+        };
+        AckError {
+            location: location.replacen('-', "^1^", 1),
+            code,
+            text: self.to_string(),
+        }
+    }
+
+    fn bad(field: String, reason: impl Into<String>) -> Self {
+        Hl7Error::BadField {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// The `hl7v2` decoder: [`MllpFramer`] (mllp, serial) or one message per feed (mqtt), then
+/// [`parse_oru`].
+#[derive(Debug, Clone)]
+pub struct Hl7v2 {
+    per_message: bool,
+    framer: MllpFramer,
+}
+
+impl Hl7v2 {
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            per_message: transport == Transport::Mqtt,
+            framer: MllpFramer::new(),
+        }
+    }
+}
+
+/// The decode events of one message.
+pub fn decode_message(msg: &[u8], out: &mut Vec<DecodeEvent>) {
+    if matches!(msg, [0x06] | [0x15]) {
+        out.push(DecodeEvent::Idle { episode_end: false });
+        return;
+    }
+    match parse_oru(msg) {
+        Ok(oru) if oru.messages.is_empty() => out.push(DecodeEvent::Idle { episode_end: false }),
+        Ok(oru) => out.extend(oru.messages.into_iter().map(DecodeEvent::Message)),
+        Err(e) => out.push(DecodeEvent::Error(match e {
+            Hl7Error::TooLarge(n) => DecodeError::Oversized(n),
+            Hl7Error::UnsupportedType(_) | Hl7Error::UnsupportedVersion(_) => {
+                DecodeError::Unsupported(format!("hl7v2: {e}"))
+            }
+            _ => DecodeError::Malformed(format!("hl7v2: {e}")),
+        })),
+    }
+}
+
+impl Decoder for Hl7v2 {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<DecodeEvent>) {
+        let mut frames = Vec::new();
+        if self.per_message && bytes.first() != Some(&SB) {
+            if bytes.len() > MAX_MESSAGE {
+                out.push(DecodeEvent::Error(DecodeError::Oversized(MAX_MESSAGE)));
+            } else if bytes.iter().all(u8::is_ascii_whitespace) {
+                out.push(DecodeEvent::Idle { episode_end: false });
+            } else {
+                decode_message(bytes, out);
+            }
+            return;
+        }
+        self.framer.feed(bytes, &mut frames);
+        if self.per_message {
+            self.framer.finish(&mut frames);
+        }
+        for f in frames {
+            match f {
+                Ok(msg) => decode_message(&msg, out),
+                Err(e) => out.push(DecodeEvent::Error(e)),
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<DecodeEvent>) {
+        let mut frames = Vec::new();
+        self.framer.finish(&mut frames);
+        out.extend(
+            frames
+                .into_iter()
+                .filter_map(Result::err)
+                .map(DecodeEvent::Error),
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "hl7v2_tests.rs"]
+mod tests;

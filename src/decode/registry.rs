@@ -104,7 +104,13 @@ impl DriverInfo {
 
     fn spec(&self, key: &str) -> Option<&OptionSpec> {
         let common: &[OptionSpec] = if self.continuous { &COMMON } else { &[] };
-        common.iter().chain(self.options).find(|o| o.key == key)
+        // A spec key ending in `*` takes every key with that prefix (`value.*` → `value.sys`).
+        common.iter().chain(self.options).find(|o| {
+            o.key == key
+                || o.key
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| key.starts_with(prefix) && key.len() > prefix.len())
+        })
     }
 }
 
@@ -172,7 +178,14 @@ fn check_settle(v: &str) -> Result<(), String> {
 const ALL_KINDS: [Kind; 9] = Kind::ALL;
 
 /// The drivers, in the order `vitalsd drivers` lists them. Each decoder file owns its entry.
-pub static DRIVERS: &[&DriverInfo] = &[&super::ble_gatt::INFO, &NONIN_ASCII, &JSON];
+pub static DRIVERS: &[&DriverInfo] = &[
+    &super::ble_gatt::INFO,
+    &NONIN_ASCII,
+    &super::hl7v2::INFO,
+    &JSON,
+    &super::lines::INFO,
+    &super::barcode::INFO,
+];
 
 static NONIN_ASCII: DriverInfo = DriverInfo {
     name: "nonin-ascii",
@@ -233,9 +246,11 @@ pub fn validate_options(name: &str, opts: &Options) -> Vec<OptionError> {
     let Some(info) = driver_info(name) else {
         return vec![unknown_driver(name)];
     };
+    let whole = whole_check(name);
     let mut errors = Vec::new();
     for (key, value) in opts {
         match info.spec(key) {
+            Some(_) if whole.is_some() => {}
             Some(spec) => {
                 if let Err(reason) = (spec.check)(value) {
                     errors.push(OptionError {
@@ -261,7 +276,28 @@ pub fn validate_options(name: &str, opts: &Options) -> Vec<OptionError> {
             }
         }
     }
+    if let Some(check) = whole {
+        for e in check(opts) {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
     errors
+}
+
+/// Drivers whose options only make sense together (required keys, keys that refer to each
+/// other): their own check sees the whole table and also runs the per-key checks.
+fn whole_check(name: &str) -> Option<fn(&Options) -> Vec<OptionError>> {
+    match name {
+        "lines" => Some(super::lines::validate),
+        "barcode" => Some(|o| {
+            super::barcode::Barcode::from_options(o)
+                .err()
+                .unwrap_or_default()
+        }),
+        _ => None,
+    }
 }
 
 /// Builds the decoder of driver `name` for its first transport (serial for the line-based

@@ -40,12 +40,14 @@ pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
         "nonin-ascii" => Some(Box::new(NoninAscii::new(seed, Duration::from_secs(1)))),
         "json" => Some(Box::new(JsonBridge::new(seed))),
         "ble-gatt" => Some(Box::new(ble_gatt::BleGattSim::new(seed))),
+        "barcode" => Some(Box::new(barcode::BarcodeSim::new(seed))),
+        "hl7v2" => Some(Box::new(hl7v2::Hl7v2Sim::new(seed))),
         _ => None,
     }
 }
 
 /// Names of the drivers [`for_driver`] can imitate.
-pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt"];
+pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt", "barcode", "hl7v2"];
 
 /// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
 /// then `SPO2=--- HR=---` when it is taken out.
