@@ -144,6 +144,10 @@ fn build_sink(s: &SinkConfig) -> anyhow::Result<Box<dyn Sink>> {
             let format = match f.format {
                 OutboxFormat::Fhir => FileFormat::Fhir,
                 OutboxFormat::Reading => FileFormat::Reading,
+                OutboxFormat::Hl7 => bail!(
+                    "sink {}: the hl7 outbox format is not available in this build",
+                    f.id
+                ),
             };
             let sink = FileSink::open(f.id.clone(), &f.dir, format)
                 .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?;

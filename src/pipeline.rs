@@ -17,7 +17,7 @@ use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
 use crate::normalize::spot::Reporter;
 use crate::normalize::{self, NormalizeContext};
 use crate::queue::{EnqueueOutcome, Queue, QueueError};
-use crate::reading::{Reading, ReadingId};
+use crate::reading::{PatientRef, Reading, ReadingId};
 use crate::source::SourceEvent;
 use crate::status::DeviceStatus;
 
@@ -145,12 +145,48 @@ impl DevicePipeline {
         msgs
     }
 
-    /// Normalises and stores; returns only after the queue's durable flush (or on shutdown of
-    /// the queue). A full queue is retried, never dropped silently.
-    async fn store(&mut self, msgs: Vec<DeviceMessage>, received_at: OffsetDateTime) {
-        if msgs.is_empty() {
-            return;
+    /// Decodes ONE whole message (an MQTT payload, an MLLP frame), normalises it and stores
+    /// the readings; returns only after the queue's durable flush, so the caller may then
+    /// acknowledge upstream. `patient` (e.g. PID-3 of an HL7 message) is attached to every
+    /// reading. A full queue is an error here: the caller must not acknowledge, and the
+    /// message comes back later (the broker keeps it; an MLLP sender resends).
+    pub async fn ingest_message(
+        &mut self,
+        bytes: &[u8],
+        received_at: OffsetDateTime,
+        patient: Option<PatientRef>,
+    ) -> Result<IngestReport, IngestError> {
+        let mut events = Vec::new();
+        self.decoder.feed(bytes, &mut events);
+        self.decoder.finish(&mut events);
+        let mut report = IngestReport::default();
+        for ev in &events {
+            if let DecodeEvent::Error(e) = ev {
+                report.errors.push(e.clone());
+            }
         }
+        let msgs = self.collect(&mut events, received_at);
+        report.decoded = msgs.len();
+        let mut readings = self.normalize_all(msgs, received_at);
+        for r in &mut readings {
+            r.patient.clone_from(&patient);
+        }
+        if readings.is_empty() {
+            return Ok(report);
+        }
+        let outcomes = self.queue.enqueue(readings).await.map_err(|e| match e {
+            QueueError::Full { size, max } => IngestError::Full { size, max },
+            other => IngestError::Store(other.to_string()),
+        })?;
+        self.count(&outcomes, &mut report);
+        Ok(report)
+    }
+
+    fn normalize_all(
+        &mut self,
+        msgs: Vec<DeviceMessage>,
+        received_at: OffsetDateTime,
+    ) -> Vec<Reading> {
         let mut readings: Vec<Reading> = Vec::with_capacity(msgs.len());
         for m in msgs {
             match normalize::normalize(m, received_at, &self.ctx) {
@@ -164,6 +200,32 @@ impl DevicePipeline {
                 }
             }
         }
+        readings
+    }
+
+    fn count(&self, outcomes: &[EnqueueOutcome], report: &mut IngestReport) {
+        for o in outcomes {
+            match o {
+                EnqueueOutcome::Stored => report.stored += 1,
+                EnqueueOutcome::Duplicate(_) => report.duplicates += 1,
+                EnqueueOutcome::Rejected(_) => report.rejected += 1,
+            }
+        }
+        self.status
+            .stored(report.stored, report.duplicates, report.rejected);
+        if report.rejected > 0 {
+            tracing::warn!(device = %self.ctx.device, count = report.rejected, "reading failed a hard plausibility limit; kept in dead-letter");
+        }
+        tracing::debug!(device = %self.ctx.device, stored = report.stored, duplicates = report.duplicates, "readings stored");
+    }
+
+    /// Normalises and stores; returns only after the queue's durable flush (or on shutdown of
+    /// the queue). A full queue is retried, never dropped silently.
+    async fn store(&mut self, msgs: Vec<DeviceMessage>, received_at: OffsetDateTime) {
+        if msgs.is_empty() {
+            return;
+        }
+        let readings = self.normalize_all(msgs, received_at);
         if readings.is_empty() {
             return;
         }
@@ -171,19 +233,7 @@ impl DevicePipeline {
         loop {
             match self.queue.enqueue(readings.clone()).await {
                 Ok(outcomes) => {
-                    let (mut stored, mut dup, mut rej) = (0, 0, 0);
-                    for o in &outcomes {
-                        match o {
-                            EnqueueOutcome::Stored => stored += 1,
-                            EnqueueOutcome::Duplicate(_) => dup += 1,
-                            EnqueueOutcome::Rejected(_) => rej += 1,
-                        }
-                    }
-                    self.status.stored(stored, dup, rej);
-                    if rej > 0 {
-                        tracing::warn!(device = %self.ctx.device, count = rej, "reading failed a hard plausibility limit; kept in dead-letter");
-                    }
-                    tracing::debug!(device = %self.ctx.device, stored, duplicates = dup, "readings stored");
+                    self.count(&outcomes, &mut IngestReport::default());
                     return;
                 }
                 Err(QueueError::Full { size, max }) => {
@@ -200,6 +250,27 @@ impl DevicePipeline {
             }
         }
     }
+}
+
+/// What [`DevicePipeline::ingest_message`] did with one message.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct IngestReport {
+    /// Device messages decoded (after spot-check reduction).
+    pub decoded: usize,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Frames in the message that failed to decode.
+    pub errors: Vec<crate::decode::DecodeError>,
+}
+
+/// Why a message was not stored; the caller must not acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("queue full ({size} of {max} bytes)")]
+    Full { size: u64, max: u64 },
+    #[error("store failed: {0}")]
+    Store(String),
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

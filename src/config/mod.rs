@@ -169,6 +169,8 @@ pub struct DeviceConfig {
 pub enum OutboxFormat {
     Fhir,
     Reading,
+    /// HL7 v2 ORU^R01 messages, one per line group (`YYYY-MM-DD.hl7`).
+    Hl7,
 }
 
 #[derive(Debug, Clone)]

@@ -67,10 +67,11 @@ impl Validator {
         let format = match f.format.as_str() {
             "fhir" => OutboxFormat::Fhir,
             "reading" => OutboxFormat::Reading,
+            "hl7" => OutboxFormat::Hl7,
             other => {
                 self.problem(
                     format!("{at}.format"),
-                    format!("unknown outbox format `{other}`, expected fhir or reading"),
+                    format!("unknown outbox format `{other}`, expected fhir, reading or hl7"),
                 );
                 return None;
             }

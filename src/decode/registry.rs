@@ -181,6 +181,9 @@ const ALL_KINDS: [Kind; 9] = Kind::ALL;
 pub static DRIVERS: &[&DriverInfo] = &[
     &super::ble_gatt::INFO,
     &NONIN_ASCII,
+    &super::masimo::INFO,
+    &super::suretemp::INFO,
+    &super::suntech::INFO,
     &super::hl7v2::INFO,
     &JSON,
     &super::lines::INFO,

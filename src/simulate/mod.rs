@@ -41,13 +41,14 @@ pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
         "json" => Some(Box::new(JsonBridge::new(seed))),
         "ble-gatt" => Some(Box::new(ble_gatt::BleGattSim::new(seed))),
         "barcode" => Some(Box::new(barcode::BarcodeSim::new(seed))),
+        "masimo-ascii" => Some(Box::new(masimo::MasimoSim::new(seed))),
         "hl7v2" => Some(Box::new(hl7v2::Hl7v2Sim::new(seed))),
         _ => None,
     }
 }
 
 /// Names of the drivers [`for_driver`] can imitate.
-pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt", "barcode", "hl7v2"];
+pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt", "barcode", "hl7v2", "masimo-ascii"];
 
 /// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
 /// then `SPO2=--- HR=---` when it is taken out.
