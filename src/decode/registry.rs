@@ -181,6 +181,9 @@ const ALL_KINDS: [Kind; 9] = Kind::ALL;
 pub static DRIVERS: &[&DriverInfo] = &[
     &super::ble_gatt::INFO,
     &NONIN_ASCII,
+    &super::nonin_binary::INFO_8,
+    &super::nonin_binary::INFO_7,
+    &super::nonin_binary::INFO_13,
     &super::masimo::INFO,
     &super::suretemp::INFO,
     &super::suntech::INFO,

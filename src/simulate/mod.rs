@@ -42,13 +42,26 @@ pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
         "ble-gatt" => Some(Box::new(ble_gatt::BleGattSim::new(seed))),
         "barcode" => Some(Box::new(barcode::BarcodeSim::new(seed))),
         "masimo-ascii" => Some(Box::new(masimo::MasimoSim::new(seed))),
+        "nonin-8" => Some(Box::new(nonin_binary::Nonin8Sim::new(seed))),
+        "nonin-7" => Some(Box::new(nonin_binary::Nonin7Sim::new(seed))),
+        "nonin-13" => Some(Box::new(nonin_binary::Nonin13Sim::new(seed))),
         "hl7v2" => Some(Box::new(hl7v2::Hl7v2Sim::new(seed))),
         _ => None,
     }
 }
 
 /// Names of the drivers [`for_driver`] can imitate.
-pub const SIMULATED: &[&str] = &["nonin-ascii", "json", "ble-gatt", "barcode", "hl7v2", "masimo-ascii"];
+pub const SIMULATED: &[&str] = &[
+    "nonin-ascii",
+    "json",
+    "ble-gatt",
+    "barcode",
+    "hl7v2",
+    "masimo-ascii",
+    "nonin-8",
+    "nonin-7",
+    "nonin-13",
+];
 
 /// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
 /// then `SPO2=--- HR=---` when it is taken out.
