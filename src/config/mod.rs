@@ -62,6 +62,8 @@ pub struct DaemonConfig {
 pub enum PatientMode {
     /// Readings go with the room as subject, for the record system to match.
     Location,
+    /// Readings without a valid patient context wait for an MA to assign or discard them.
+    Hold,
 }
 
 #[derive(Debug, Clone)]

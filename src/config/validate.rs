@@ -210,17 +210,11 @@ impl Validator {
     fn patient(&mut self, p: PatientFile) -> Option<PatientConfig> {
         let mode = match p.mode.as_str() {
             "location" => PatientMode::Location,
-            "hold" => {
-                self.problem(
-                    "patient.mode",
-                    "`hold` is not available in this version of vitalsd; use \"location\"",
-                );
-                return None;
-            }
+            "hold" => PatientMode::Hold,
             other => {
                 self.problem(
                     "patient.mode",
-                    format!("unknown mode `{other}`, expected location"),
+                    format!("unknown mode `{other}`, expected hold or location"),
                 );
                 return None;
             }
