@@ -1,0 +1,9 @@
+//! Arbitrary bytes into the `suretemp` decoder, split into chunks at arbitrary points:
+//! it must never panic, and its buffer must stay bounded.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    vitalsd::decode::fuzz_decoder("suretemp", &[], data);
+});
