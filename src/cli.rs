@@ -229,6 +229,10 @@ pub fn drivers() -> anyhow::Result<ExitCode> {
         )?;
         writeln!(out, "{:<14} devices: {}", "", d.devices)?;
         writeln!(out, "{:<14} framing: {}", "", d.framing)?;
+        let keys = d.accepted_keys();
+        if !keys.is_empty() {
+            writeln!(out, "{:<14} options: {}", "", keys.join(", "))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
