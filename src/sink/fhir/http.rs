@@ -1,0 +1,365 @@
+//! The FHIR R4 sink (`[[sink]] type = "fhir"`): posts readings as transaction Bundles to the
+//! server's base URL and reports one outcome per reading (DESIGN §2, §7; PROTOCOLS §5.7–5.8).
+//!
+//! Receives batches of up to `batch_size` readings from the delivery loop; emits
+//! `POST {base_url}` with a [`transaction_bundle`] (`Content-Type: application/fhir+json`,
+//! `Prefer: return=minimal`). Every entry is a conditional create on the reading's identifier,
+//! so resending is always safe: the server answers `201` (created) or `200` (already there),
+//! both `Delivered`.
+//!
+//! Promises:
+//! - **One bad reading never blocks the rest.** A whole-transaction 4xx for several readings
+//!   is split: the batch is bisected and resent until the failing reading stands alone; it
+//!   alone is `Rejected` with the server's OperationOutcome diagnostics (patient identifiers of
+//!   the batch removed, bounded). A 412 means duplicates exist on the server (§5.7).
+//! - **A down server only grows the queue.** 408/429/5xx, 401/403 (credentials), timeouts,
+//!   connection errors, and a success body that is too big (over [`MAX_RESPONSE_BYTES`]) or not
+//!   a matching transaction-response are `Retry`. A `Retry-After` (seconds or HTTP-date) is
+//!   exposed through [`Sink::retry_after`] so the loop waits at least that long.
+//! - **Credentials rotate.** A 401 re-reads the token file or drops the cached OAuth token and
+//!   retries once at once.
+//! - Logs carry reading ids and statuses, never patient identifiers or values.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use super::auth::Auth;
+use super::response::{self, bounded, redact, MAX_DIAGNOSTICS_CHARS};
+use super::transaction_bundle;
+use crate::config::{FhirAuth, FhirSinkConfig};
+use crate::reading::{Reading, SinkId};
+use crate::sink::outcome::{classify_fhir, classify_transport_error};
+use crate::sink::{DeliverFuture, Outcome, Sink};
+use crate::tls::{self, TlsError};
+
+/// The most bytes of any FHIR response that are read.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+/// Why the sink cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FhirSinkError {
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The FHIR R4 HTTP sink.
+pub struct FhirSink {
+    id: SinkId,
+    base_url: String,
+    batch_size: usize,
+    http: reqwest::Client,
+    auth: Auth,
+    /// The longest `Retry-After` seen since the delivery loop last asked.
+    retry_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for FhirSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirSink")
+            .field("id", &self.id)
+            .field("base_url", &self.base_url)
+            .field("batch_size", &self.batch_size)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one POST achieved for its sub-batch.
+enum Posted {
+    /// The server answered each entry.
+    Entries(Vec<Outcome>),
+    /// The whole transaction failed with a status that may be one entry's fault.
+    Failed { status: u16, outcome: Outcome },
+    /// Nothing was judged: retry the whole sub-batch (and stop splitting).
+    Retry(String),
+}
+
+impl FhirSink {
+    /// Builds the client: TLS (ring) trusting `ca_file` or the system store when a URL is
+    /// https, the request timeout from `timeout`.
+    pub fn new(cfg: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+        tls::init();
+        let mut uses_https = cfg.base_url.starts_with("https:");
+        if let FhirAuth::OAuth(o) = &cfg.auth {
+            uses_https |= o.token_url.starts_with("https:");
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
+        if uses_https {
+            let tls = tls::client_config(cfg.ca_file.as_deref(), None)?;
+            builder = builder.use_preconfigured_tls((*tls).clone());
+        }
+        Ok(Self {
+            id: cfg.id.clone(),
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            batch_size: cfg.batch_size.max(1),
+            http: builder.build()?,
+            auth: Auth::new(&cfg.auth),
+            retry_after: None,
+        })
+    }
+
+    /// `GET {base_url}/metadata`: the server's `fhirVersion`. A start-up health check.
+    pub async fn metadata(&self) -> Result<String, String> {
+        let resp = self
+            .http
+            .get(format!("{}/metadata", self.base_url))
+            .header(ACCEPT, FHIR_JSON)
+            .send()
+            .await
+            .map_err(|e| transport_reason(&e))?;
+        let status = resp.status();
+        let body = read_bounded(resp, MAX_RESPONSE_BYTES).await?;
+        if !status.is_success() {
+            return Err(format!("HTTP {}", status.as_u16()));
+        }
+        response::fhir_version(&body).ok_or_else(|| "not a CapabilityStatement".to_string())
+    }
+
+    /// Runs [`FhirSink::metadata`] in the background and logs the result: INFO with the
+    /// server's FHIR version, or a WARN (not fatal: readings wait in the queue).
+    pub fn spawn_health_check(&self) {
+        let probe = Self {
+            id: self.id.clone(),
+            base_url: self.base_url.clone(),
+            batch_size: self.batch_size,
+            http: self.http.clone(),
+            auth: Auth::None,
+            retry_after: None,
+        };
+        tokio::spawn(async move {
+            match probe.metadata().await {
+                Ok(v) => {
+                    tracing::info!(sink = %probe.id, fhir_version = %v, "FHIR server reachable")
+                }
+                Err(reason) => tracing::warn!(sink = %probe.id, %reason,
+                    "FHIR server metadata check failed; readings stay queued until it answers"),
+            }
+        });
+    }
+
+    /// Sends `batch`, splitting a failed transaction until each failure stands alone.
+    async fn send_all(&mut self, batch: &[Reading]) -> Vec<Outcome> {
+        let mut out: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let mut todo = vec![(0, batch.len())];
+        while let Some((lo, hi)) = todo.pop() {
+            match self.post(&batch[lo..hi]).await {
+                Posted::Entries(outcomes) => {
+                    for (slot, o) in out[lo..hi].iter_mut().zip(outcomes) {
+                        *slot = Some(o);
+                    }
+                }
+                Posted::Failed { status, .. } if hi - lo > 1 => {
+                    let mid = lo + (hi - lo) / 2;
+                    tracing::debug!(sink = %self.id, status, readings = hi - lo,
+                        "transaction failed; splitting it to find the failing reading");
+                    todo.push((mid, hi));
+                    todo.push((lo, mid));
+                }
+                Posted::Failed { outcome, .. } => out[lo] = Some(outcome),
+                Posted::Retry(reason) => {
+                    // The server is not judging anything now: the rest waits too.
+                    for slot in out[lo..hi].iter_mut() {
+                        *slot = Some(Outcome::Retry(reason.clone()));
+                    }
+                    for (a, b) in todo.drain(..) {
+                        for slot in out[a..b].iter_mut() {
+                            *slot = Some(Outcome::Retry(reason.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Retry("not sent".into())))
+            .collect()
+    }
+
+    /// One POST of a transaction (plus one immediate retry after a 401).
+    async fn post(&mut self, batch: &[Reading]) -> Posted {
+        let body = match serde_json::to_vec(&transaction_bundle(batch)) {
+            Ok(b) => b,
+            Err(e) => return Posted::Retry(format!("cannot encode the Bundle: {e}")),
+        };
+        let mut reauthed = false;
+        loop {
+            let token = match self.auth.bearer(&self.http).await {
+                Ok(t) => t,
+                Err(e) => return Posted::Retry(format!("auth: {e}")),
+            };
+            let mut req = self
+                .http
+                .post(&self.base_url)
+                .header(CONTENT_TYPE, FHIR_JSON)
+                .header(ACCEPT, FHIR_JSON)
+                .header("Prefer", "return=minimal")
+                .body(body.clone());
+            if let Some(t) = &token {
+                req = req.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => return Posted::Retry(transport_reason(&e)),
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.rejected() {
+                tracing::info!(sink = %self.id, "server answered 401; renewing credentials once");
+                reauthed = true;
+                continue;
+            }
+            self.note_retry_after(status, resp.headers());
+            let body = match read_bounded(resp, MAX_RESPONSE_BYTES).await {
+                Ok(b) => b,
+                Err(reason) => return Posted::Retry(reason),
+            };
+            return self.judge(status.as_u16(), &body, batch);
+        }
+    }
+
+    /// Turns one response into outcomes for its sub-batch.
+    fn judge(&self, status: u16, body: &[u8], batch: &[Reading]) -> Posted {
+        if (200..300).contains(&status) {
+            return match response::transaction_response(body, batch.len()) {
+                Ok(entries) => Posted::Entries(
+                    entries
+                        .iter()
+                        .zip(batch)
+                        .map(|(e, r)| {
+                            let diag = e.diagnostics.as_deref().unwrap_or("");
+                            let o = classify_fhir(e.status, &clean(diag, batch));
+                            log_rejection(&self.id, r, &o);
+                            o
+                        })
+                        .collect(),
+                ),
+                Err(e) => Posted::Retry(format!("HTTP {status} but {e}")),
+            };
+        }
+        let diag = response::operation_outcome(body)
+            .map(|d| clean(&d, batch))
+            .unwrap_or_default();
+        match classify_fhir(status, &diag) {
+            Outcome::Retry(r) => Posted::Retry(r),
+            outcome => {
+                if let [r] = batch {
+                    log_rejection(&self.id, r, &outcome);
+                }
+                Posted::Failed { status, outcome }
+            }
+        }
+    }
+
+    fn note_retry_after(&mut self, status: StatusCode, headers: &HeaderMap) {
+        let retryable = matches!(status.as_u16(), 408 | 429 | 500..=599);
+        let wait = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| response::retry_after(v, SystemTime::now()));
+        if let (true, Some(w)) = (retryable, wait) {
+            tracing::debug!(sink = %self.id, status = status.as_u16(), retry_after = ?w, "server asked to wait");
+            self.retry_after = Some(self.retry_after.map_or(w, |old| old.max(w)));
+        }
+    }
+}
+
+impl Sink for FhirSink {
+    fn id(&self) -> &SinkId {
+        &self.id
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch_size
+    }
+
+    fn deliver<'a>(&'a mut self, batch: &'a [Reading]) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            if batch.is_empty() {
+                return Vec::new();
+            }
+            self.send_all(batch).await
+        })
+    }
+
+    fn retry_after(&mut self) -> Option<Duration> {
+        self.retry_after.take()
+    }
+}
+
+/// Server text made safe for a dead-letter reason: the batch's patient identifiers removed,
+/// bounded.
+fn clean(text: &str, batch: &[Reading]) -> String {
+    let ids: Vec<&str> = batch
+        .iter()
+        .filter_map(|r| r.patient.as_ref())
+        .map(|p| p.id.as_str())
+        .collect();
+    bounded(&redact(text, &ids), MAX_DIAGNOSTICS_CHARS)
+}
+
+fn log_rejection(sink: &SinkId, r: &Reading, o: &Outcome) {
+    if let Outcome::Rejected(reason) = o {
+        if reason.starts_with("HTTP 412") {
+            tracing::error!(sink = %sink, reading = ?r.id.map(|i| i.uuid()),
+                "duplicates of this reading exist on the FHIR server; not retried (operator: merge them)");
+        }
+    }
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    match classify_transport_error(&if detail.is_empty() {
+        what
+    } else {
+        format!("{what}: {}", bounded(&detail, 120))
+    }) {
+        Outcome::Retry(r) => r,
+        other => other.label().to_string(),
+    }
+}
+
+/// Reads at most `limit` bytes of a body; a bigger body is an error (the caller retries).
+pub(crate) async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let too_big = || format!("response larger than {limit} bytes");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > limit {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("reading the response: {}", transport_reason(&e))),
+        }
+    }
+}
