@@ -1,0 +1,193 @@
+//! How vitalsd reaches an MQTT broker: address, TLS (rustls with the config's CA and optional
+//! client certificate), credentials (password from a file), keep-alive. Shared by the MQTT
+//! source and the `mqtt` sink.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+
+use super::MqttError;
+use crate::config::MqttConfig;
+
+/// A broker and how to log in to it.
+#[derive(Clone)]
+pub struct Broker {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    pub keep_alive: Duration,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// The `[mqtt]` broker.
+    pub fn from_config(cfg: &MqttConfig) -> Result<Broker, MqttError> {
+        Ok(Broker {
+            url: cfg.url.clone(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            tls: cfg.tls,
+            client_id: cfg.client_id.clone(),
+            username: cfg.username.clone(),
+            password_file: cfg.password_file.clone(),
+            ca_file: cfg.ca_file.clone(),
+            client_auth: cfg
+                .client_cert_file
+                .clone()
+                .zip(cfg.client_key_file.clone()),
+            keep_alive: cfg.keep_alive,
+        })
+    }
+
+    /// A broker given by URL alone (a sink's own `url`): no credentials, the system's CAs.
+    pub fn from_url(url: &str, client_id: &str) -> Result<Broker, MqttError> {
+        let (host, port, tls) = parse_url(url).map_err(|reason| MqttError::Url {
+            url: url.to_string(),
+            reason,
+        })?;
+        Ok(Broker {
+            url: url.to_string(),
+            host,
+            port,
+            tls,
+            client_id: client_id.to_string(),
+            username: None,
+            password_file: None,
+            ca_file: None,
+            client_auth: None,
+            keep_alive: Duration::from_secs(30),
+        })
+    }
+}
+
+/// `mqtt://host[:port]` (default 1883) or `mqtts://host[:port]` (default 8883) →
+/// (host, port, tls).
+pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("expected mqtt://host[:port] or mqtts://host[:port]")?;
+    let tls = match scheme {
+        "mqtt" => false,
+        "mqtts" => true,
+        other => return Err(format!("scheme `{other}`: expected mqtt:// or mqtts://")),
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+        return Err("expected only a host and an optional port after the scheme".into());
+    }
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("port `{p}` is not a number"))?;
+            (h, port)
+        }
+        _ => (authority, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("the host is empty".into());
+    }
+    Ok((host.to_string(), port, tls))
+}
+
+/// Client options for `broker` under `client_id`: MQTT 3.1.1, keep-alive, credentials, TLS.
+pub fn mqtt_options(
+    broker: &Broker,
+    client_id: &str,
+    clean_session: bool,
+) -> Result<MqttOptions, MqttError> {
+    let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    opts.set_keep_alive(broker.keep_alive);
+    opts.set_clean_session(clean_session);
+    if let Some(user) = &broker.username {
+        let password = match &broker.password_file {
+            Some(path) => read_password(path)?,
+            None => String::new(),
+        };
+        opts.set_credentials(user.clone(), password);
+    }
+    if broker.tls {
+        let auth = broker
+            .client_auth
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = crate::tls::client_config(broker.ca_file.as_deref(), auth)?;
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+    }
+    Ok(opts)
+}
+
+/// The password in `path`, without the trailing newline editors add.
+fn read_password(path: &std::path::Path) -> Result<String, MqttError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MqttError::Password {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(trim_newline(&text).to_string())
+}
+
+/// Drops one trailing `\n` or `\r\n` (a password may end in spaces on purpose).
+pub fn trim_newline(s: &str) -> &str {
+    s.strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_and_tls_with_default_ports() {
+        assert_eq!(
+            parse_url("mqtt://broker"),
+            Ok(("broker".into(), 1883, false))
+        );
+        assert_eq!(
+            parse_url("mqtts://b.local:8884"),
+            Ok(("b.local".into(), 8884, true))
+        );
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1999/"),
+            Ok(("127.0.0.1".into(), 1999, false))
+        );
+        assert_eq!(
+            parse_url("mqtts://[::1]:8883"),
+            Ok(("::1".into(), 8883, true))
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        assert!(parse_url("http://x").unwrap_err().contains("scheme"));
+        assert!(parse_url("broker:1883").is_err());
+        assert!(parse_url("mqtt://x:port").unwrap_err().contains("port"));
+        assert!(parse_url("mqtt://user@x").is_err());
+    }
+
+    #[test]
+    fn a_password_loses_only_its_trailing_newline() {
+        assert_eq!(trim_newline("s3cret\n"), "s3cret");
+        assert_eq!(trim_newline("s3cret\r\n"), "s3cret");
+        assert_eq!(trim_newline("s3cret \n\n"), "s3cret \n");
+        assert_eq!(trim_newline("s3cret"), "s3cret");
+    }
+}
