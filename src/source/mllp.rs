@@ -1,0 +1,404 @@
+//! MLLP listener source: monitors push HL7 v2 ORU^R01 messages to vitalsd over TCP
+//! (`[[device]] driver = "hl7v2"`, `mllp = { listen = "0.0.0.0:2575" }`; PROTOCOLS §4.5–§4.7).
+//!
+//! Receives TCP connections on the configured address (port 0 picks a free port; the bound
+//! address is logged as `listen=` in the "MLLP listener ready" line). Each connection is
+//! deframed by [`MllpFramer`] and handled one message at a time, in order:
+//!
+//! - [`parse_oru`] fails → the message is answered `AE` or `AR` per [`Hl7Error::ack_code`],
+//!   with the ERR segment of [`Hl7Error::ack_error`]; nothing is stored. MSA-2 is the MSH-10
+//!   read best-effort from the raw text ([`control_id_hint`]).
+//! - otherwise the message goes to [`DevicePipeline::ingest_message`] with PID-3 as the patient
+//!   (kept exactly as [`parse_oru`] gives it: the `hl7v2` driver takes no options, so there is
+//!   no configured fallback system; an empty system stays empty). The answer comes from
+//!   [`answer`]: `AA` only after `ingest_message` returned, i.e. after the durable flush
+//!   (duplicates were stored before, a message without numeric readings stores nothing: both
+//!   `AA`); a full queue or a store failure → `AR` (the sender resends later); readings lost in
+//!   normalisation → `AE`. Never `AA` for something not stored.
+//!
+//! Promises: at most [`MllpLimits::max_connections`] connections (more are refused and
+//! logged); a partial frame silent for [`MllpLimits::partial_frame_timeout`] is dropped (WARN,
+//! no content) and the connection stays; a connection silent for
+//! [`MllpLimits::idle_timeout`] is closed; frames over [`crate::decode::hl7v2::MAX_MESSAGE`]
+//! bytes are skipped by the framer and get no answer (the sender's ACK timeout fires), as do
+//! frames cut short by a new start block. Framing errors and refused messages count as
+//! `frame_bad`, MLLP commit blocks (`0x06`/`0x15`) as `frame_ok` without an answer; decoded
+//! messages are counted by the pipeline. The device is `connected` while at least one connection is open. On
+//! shutdown the listener stops accepting, every connection answers the message in flight and
+//! closes, and [`MllpSource::run`] returns when all have.
+//!
+//! All connections share one pipeline (behind a lock), so messages of one device are stored
+//! one after another. Patient identifiers and message text never reach the log.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::now_utc_ms;
+use crate::decode::hl7v2::{
+    ack_message, mllp_frame, parse_oru, AckCode, AckError, AckHeader, Delimiters, Hl7Error,
+    MllpFramer, CR, EB,
+};
+use crate::pipeline::{DevicePipeline, IngestError, IngestReport};
+use crate::reading::DeviceId;
+use crate::status::DeviceStatus;
+
+/// Table 0357 "application internal error": the code of every refusal that is ours.
+const INTERNAL_ERROR: u16 = 207;
+
+/// Connection limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpLimits {
+    /// Connections open at once; further ones are closed right after accept.
+    pub max_connections: usize,
+    /// Silence inside a frame after which its bytes are dropped (PROTOCOLS §4.5: ~30 s).
+    pub partial_frame_timeout: Duration,
+    /// Silence after which a connection is closed (senders reconnect when they have data).
+    pub idle_timeout: Duration,
+    /// Longest wait for the peer to take an ACK.
+    pub write_timeout: Duration,
+}
+
+impl Default for MllpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            partial_frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One `mllp` device: its listener's connections feed its pipeline.
+pub struct MllpSource {
+    pub device: DeviceId,
+    pub limits: MllpLimits,
+    pub status: Arc<DeviceStatus>,
+}
+
+/// Binds `addr` (call inside the runtime). Port 0 picks a free port: read it with
+/// `local_addr()`.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    std.set_nonblocking(true)?;
+    TcpListener::from_std(std)
+}
+
+/// What every connection of one device shares.
+struct Shared {
+    device: DeviceId,
+    limits: MllpLimits,
+    status: Arc<DeviceStatus>,
+    pipeline: Mutex<DevicePipeline>,
+    open: AtomicUsize,
+}
+
+impl MllpSource {
+    /// Accepts connections until `cancel` fires, then waits for every connection to answer
+    /// its message in flight and close.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        pipeline: DevicePipeline,
+        cancel: CancellationToken,
+    ) {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(device = %self.device, listen = %addr, "MLLP listener ready");
+        }
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let shared = Arc::new(Shared {
+            device: self.device,
+            limits: self.limits,
+            status: self.status,
+            pipeline: Mutex::new(pipeline),
+            open: AtomicUsize::new(0),
+        });
+        let conns = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                () = cancel.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: never a hot loop.
+                    tracing::warn!(device = %shared.device, error = %e, "MLLP accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(device = %shared.device, %peer, max = shared.limits.max_connections, "MLLP connection refused: too many open connections");
+                continue;
+            };
+            let (shared, cancel) = (shared.clone(), cancel.clone());
+            conns.spawn(async move {
+                let _permit = permit;
+                let _open = Open::new(&shared);
+                tracing::debug!(device = %shared.device, %peer, "MLLP sender connected");
+                let end = shared.serve(stream, &cancel).await;
+                if end.lost() {
+                    tracing::warn!(device = %shared.device, %peer, reason = end.reason(), "MLLP connection lost");
+                } else {
+                    tracing::debug!(device = %shared.device, %peer, reason = end.reason(), "MLLP sender disconnected");
+                }
+            });
+        }
+        drop(listener);
+        conns.close();
+        conns.wait().await;
+        tracing::info!(device = %shared.device, "MLLP listener stopped");
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Shutdown,
+    Idle,
+    Closed,
+    ReadFailed,
+    AckNotSent,
+}
+
+impl End {
+    fn reason(self) -> &'static str {
+        match self {
+            End::Shutdown => "shutdown",
+            End::Idle => "idle timeout",
+            End::Closed => "closed by sender",
+            End::ReadFailed => "read failed",
+            End::AckNotSent => "ACK could not be sent",
+        }
+    }
+
+    /// Ended by a fault rather than by the sender, the timeout or shutdown.
+    fn lost(self) -> bool {
+        matches!(self, End::ReadFailed | End::AckNotSent)
+    }
+}
+
+/// Counts an open connection for the device's `connected` flag while alive.
+struct Open<'a>(&'a Shared);
+
+impl<'a> Open<'a> {
+    fn new(s: &'a Shared) -> Self {
+        if s.open.fetch_add(1, Ordering::SeqCst) == 0 {
+            s.status.set_connected(true);
+        }
+        Self(s)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.status.set_connected(false);
+        }
+    }
+}
+
+impl Shared {
+    /// Serves one connection; returns why it ended.
+    async fn serve(&self, mut stream: TcpStream, cancel: &CancellationToken) -> End {
+        let _ = stream.set_nodelay(true);
+        let mut framer = MllpFramer::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut frames = Vec::new();
+        let mut partial = false;
+        loop {
+            let wait = if partial {
+                self.limits.partial_frame_timeout
+            } else {
+                self.limits.idle_timeout
+            };
+            let read = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return End::Shutdown,
+                r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
+            };
+            let chunk = match read {
+                Err(_) if partial => {
+                    partial = false;
+                    framer.finish(&mut frames);
+                    let dropped = frames.drain(..).filter(Result::is_err).count();
+                    if dropped > 0 {
+                        self.status.frame_bad();
+                        tracing::warn!(device = %self.device, after_s = wait.as_secs(), "partial MLLP frame dropped after silence");
+                    }
+                    continue;
+                }
+                Err(_) => return End::Idle,
+                Ok(Ok(0)) => return End::Closed,
+                Ok(Err(_)) => return End::ReadFailed,
+                Ok(Ok(n)) => &buf[..n],
+            };
+            framer.feed(chunk, &mut frames);
+            partial = still_partial(chunk, partial);
+            for frame in frames.drain(..) {
+                let message = match frame {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.status.frame_bad();
+                        tracing::warn!(device = %self.device, error = e.label(), "MLLP bytes skipped");
+                        tracing::debug!(device = %self.device, detail = %e, "MLLP bytes skipped");
+                        continue;
+                    }
+                };
+                let Some(reply) = self.handle(&message).await else {
+                    continue;
+                };
+                let wrote =
+                    tokio::time::timeout(self.limits.write_timeout, stream.write_all(&reply)).await;
+                if !matches!(wrote, Ok(Ok(()))) {
+                    return End::AckNotSent;
+                }
+            }
+        }
+    }
+
+    /// One message → the MLLP-framed ACK to send (none for a commit block).
+    async fn handle(&self, message: &[u8]) -> Option<Vec<u8>> {
+        let received_at = now_utc_ms();
+        if matches!(message, [0x06] | [0x15]) {
+            self.status.frame_ok(received_at);
+            tracing::debug!(device = %self.device, "MLLP commit block received");
+            return None;
+        }
+        let oru = match parse_oru(message) {
+            Ok(oru) => oru,
+            Err(e) => {
+                self.status.frame_bad();
+                let err = e.ack_error();
+                tracing::warn!(device = %self.device, ack = e.ack_code().as_str(), err = err.code, "HL7 message refused");
+                tracing::debug!(device = %self.device, reason = %e, "HL7 message refused");
+                return Some(refusal(message, &e, OffsetDateTime::now_utc()));
+            }
+        };
+        let result = {
+            let mut pipeline = self.pipeline.lock().await;
+            pipeline
+                .ingest_message(&mllp_frame(message), received_at, oru.patient.clone())
+                .await
+        };
+        let (code, err) = answer(&result);
+        match &result {
+            Ok(r) => {
+                tracing::debug!(device = %self.device, ack = code.as_str(), stored = r.stored, duplicates = r.duplicates, skipped_rows = oru.skipped, "HL7 message answered");
+            }
+            Err(e) => {
+                tracing::error!(device = %self.device, error = %e, "HL7 message not stored; answered AR so the sender resends");
+            }
+        }
+        if code == AckCode::AE {
+            tracing::warn!(device = %self.device, "HL7 message partly unusable; answered AE");
+        }
+        let header = AckHeader::reply_to(&oru, &new_ack_id(), OffsetDateTime::now_utc());
+        Some(ack_message(&header, &oru.control_id, code, err.as_ref()))
+    }
+}
+
+/// Whether bytes are left in the framer after `chunk`: anything but a chunk that ends at a
+/// frame's end (or only whitespace, which changes nothing) may leave a partial frame. A wrong
+/// "yes" only makes the next silence check come earlier and drop nothing.
+fn still_partial(chunk: &[u8], before: bool) -> bool {
+    if chunk.ends_with(&[EB, CR]) || chunk.ends_with(&[EB]) {
+        false
+    } else if chunk.iter().all(u8::is_ascii_whitespace) {
+        before
+    } else {
+        true
+    }
+}
+
+/// The ACK code and ERR content for what `ingest_message` did with a parsed message.
+pub fn answer(result: &Result<IngestReport, IngestError>) -> (AckCode, Option<AckError>) {
+    let err = |text: String| {
+        Some(AckError {
+            location: String::new(),
+            code: INTERNAL_ERROR,
+            text,
+        })
+    };
+    match result {
+        Err(IngestError::Full { .. }) => (AckCode::AR, err("queue full; resend later".into())),
+        Err(IngestError::Store(_)) => (AckCode::AR, err("store failed; resend later".into())),
+        Ok(r) if !r.errors.is_empty() => (AckCode::AE, err("message could not be decoded".into())),
+        Ok(r) => {
+            let kept = r.stored + r.duplicates + r.rejected;
+            let decoded = u64::try_from(r.decoded).unwrap_or(u64::MAX);
+            if decoded > kept {
+                let lost = decoded - kept;
+                (
+                    AckCode::AE,
+                    err(format!(
+                        "{lost} of {decoded} readings could not be normalised"
+                    )),
+                )
+            } else {
+                (AckCode::AA, None)
+            }
+        }
+    }
+}
+
+/// The ACK refusing a message that did not parse.
+fn refusal(message: &[u8], e: &Hl7Error, now: OffsetDateTime) -> Vec<u8> {
+    let header = AckHeader {
+        sending_application: "VITALSD".into(),
+        sending_facility: String::new(),
+        receiving_application: String::new(),
+        receiving_facility: String::new(),
+        time: now,
+        control_id: new_ack_id(),
+        processing_id: "P".into(),
+        version: "2.6".into(),
+    };
+    ack_message(
+        &header,
+        &control_id_hint(message),
+        e.ack_code(),
+        Some(&e.ack_error()),
+    )
+}
+
+/// MSH-10 of a message that may not parse: the 10th field of a first segment starting with
+/// `MSH` and its field separator, unescaped with the standard delimiters, at most 199
+/// characters; empty when there is none.
+pub fn control_id_hint(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let text = text.trim_start();
+    let mut chars = text.chars();
+    if chars.by_ref().take(3).collect::<String>() != "MSH" {
+        return String::new();
+    }
+    let Some(sep) = chars.next() else {
+        return String::new();
+    };
+    if sep.is_alphanumeric() || sep.is_whitespace() {
+        return String::new();
+    }
+    let first = text.split(['\r', '\n']).next().unwrap_or("");
+    let raw = first.split(sep).nth(9).unwrap_or("");
+    let id = Delimiters::STANDARD.unescape(raw);
+    id.trim().chars().take(199).collect()
+}
+
+/// A new MSH-10 for an ACK we send.
+fn new_ack_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+#[cfg(test)]
+#[path = "mllp_tests.rs"]
+mod tests;
