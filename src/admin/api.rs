@@ -1,0 +1,371 @@
+//! The admin API handlers: JSON in, JSON out; errors as `{"error": "..."}` with a status.
+//!
+//! Patient identifiers appear only where an MA needs them (assign bodies, the audit trail);
+//! `/api/status` shows rooms with the MASKED patient.
+
+// Handlers answer errors as ready `Response`s (the axum idiom); they are built once per failed
+// request, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::AdminState;
+use crate::config::PatientMode;
+use crate::context::audit::ContextSource;
+use crate::context::ContextError;
+use crate::queue::QueueError;
+use crate::reading::{PatientRef, ReadingId, SinkId};
+
+type Answer = Result<Response, Response>;
+
+/// An error answer.
+pub fn error(status: StatusCode, msg: &str) -> (StatusCode, Json<Value>) {
+    (status, Json(json!({ "error": msg })))
+}
+
+fn fail(status: StatusCode, msg: &str) -> Response {
+    error(status, msg).into_response()
+}
+
+fn queue_err(e: &QueueError) -> Response {
+    tracing::warn!(error = %e, "admin call failed in the queue");
+    fail(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+fn context_err(e: &ContextError) -> Response {
+    match e {
+        ContextError::Store(q) => queue_err(q),
+        other => fail(StatusCode::BAD_REQUEST, &other.to_string()),
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "invalid JSON body ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn reading_id(s: &str) -> Result<ReadingId, Response> {
+    s.parse()
+        .map_err(|_| fail(StatusCode::BAD_REQUEST, "not a reading id (a UUID)"))
+}
+
+fn by_field(by: String) -> Result<String, Response> {
+    let by = by.trim().to_string();
+    if by.is_empty() || by.len() > 128 {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "`by` (who decides) is required",
+        ));
+    }
+    Ok(by)
+}
+
+/// `since` as RFC 3339 (`2026-11-27T12:00:00Z`) or a duration back from `now` (`2h`).
+pub fn parse_since(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    let rfc = time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(s, &rfc) {
+        return Ok(t);
+    }
+    humantime::parse_duration(s)
+        .ok()
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .map(|d| now - d)
+        .ok_or_else(|| {
+            format!("`{s}` is neither a time like 2026-11-27T12:00:00Z nor a duration like 2h")
+        })
+}
+
+pub fn health_routes() -> Router<AdminState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+pub fn api_routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/status", get(status))
+        .route(
+            "/api/rooms/{room}/patient",
+            put(set_patient).delete(clear_patient),
+        )
+        .route("/api/held", get(held))
+        .route("/api/held/{id}/assign", post(assign))
+        .route("/api/held/{id}/discard", post(discard))
+        .route("/api/dead", get(dead))
+        .route("/api/dead/{sink}/{id}/retry", post(retry_dead))
+        .route("/api/audit", get(audit))
+}
+
+/// Ready when the queue is open and below its cap; else 503 with every reason.
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let mut reasons = Vec::new();
+    match s.queue.stats() {
+        Ok(st) if st.disk_bytes > st.max_bytes => reasons.push(format!(
+            "queue full: {} of {} bytes",
+            st.disk_bytes, st.max_bytes
+        )),
+        Ok(_) => {}
+        Err(e) => reasons.push(format!("queue: {e}")),
+    }
+    reasons.extend(super::metrics::ready_problems(&s));
+    if reasons.is_empty() {
+        Json(json!({ "ready": true })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reasons": reasons })),
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> Answer {
+    let stats = s.queue.stats().map_err(|e| queue_err(&e))?;
+    let held = s.queue.held_count().map_err(|e| queue_err(&e))?;
+    let devices: Vec<Value> = s
+        .devices
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d.snapshot()).unwrap_or(Value::Null);
+            v["clock_drift"] = serde_json::to_value(s.quality.drift(&d.id)).unwrap_or(Value::Null);
+            v
+        })
+        .collect();
+    let mode = match s.mode {
+        PatientMode::Hold => "hold",
+        PatientMode::Location => "location",
+    };
+    Ok(Json(json!({
+        "devices": devices,
+        "sinks": stats.sinks,
+        "queue": {"readings": stats.readings, "disk_bytes": stats.disk_bytes, "max_bytes": stats.max_bytes},
+        "held": held,
+        "patient_mode": mode,
+        "rooms": s.contexts.views(OffsetDateTime::now_utc()),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPatient {
+    id: String,
+    system: String,
+    by: String,
+}
+
+async fn set_patient(State(s): State<AdminState>, Path(room): Path<String>, body: Bytes) -> Answer {
+    let b: SetPatient = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    let patient = PatientRef {
+        id: b.id,
+        system: b.system,
+    };
+    s.contexts
+        .set(
+            &room,
+            patient,
+            ContextSource::Api,
+            &by,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| context_err(&e))?;
+    Ok(Json(json!({ "room": room, "set": true })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClearPatient {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn clear_patient(
+    State(s): State<AdminState>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let b: ClearPatient = if body.is_empty() {
+        ClearPatient::default()
+    } else {
+        parse_body(&body)?
+    };
+    let by = by_field(b.by.unwrap_or_else(|| "api".into()))?;
+    let cleared = s
+        .contexts
+        .clear(&room, ContextSource::Api, &by, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| context_err(&e))?;
+    Ok(Json(json!({ "room": room, "cleared": cleared })).into_response())
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn held(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
+    let now = OffsetDateTime::now_utc();
+    let list = s
+        .queue
+        .held(q.limit.unwrap_or(1000))
+        .map_err(|e| queue_err(&e))?;
+    let out: Vec<Value> = list
+        .into_iter()
+        .map(|e| {
+            let state = if e.in_review(s.hold_for, now) {
+                "review"
+            } else {
+                "held"
+            };
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            v["state"] = json!(state);
+            v
+        })
+        .collect();
+    Ok(Json(Value::Array(out)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assign {
+    patient: PatientRef,
+    by: String,
+}
+
+async fn assign(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let id = reading_id(&id)?;
+    let b: Assign = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    crate::context::check_patient(&b.patient).map_err(|e| context_err(&e))?;
+    let masked = b.patient.masked();
+    match s.queue.assign_held(id, b.patient, by).await {
+        Ok(Some(r)) => {
+            tracing::info!(reading = %id, patient = %masked, "held reading assigned");
+            Ok(Json(json!({ "assigned": true, "reading": r })).into_response())
+        }
+        Ok(None) => Err(fail(StatusCode::NOT_FOUND, "no held reading with this id")),
+        Err(e) => Err(queue_err(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discard {
+    reason: String,
+    by: String,
+}
+
+async fn discard(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let id = reading_id(&id)?;
+    let b: Discard = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    if b.reason.trim().is_empty() {
+        return Err(fail(StatusCode::BAD_REQUEST, "`reason` is required"));
+    }
+    match s.queue.discard_held(id, b.reason, by).await {
+        Ok(Some(_)) => {
+            tracing::info!(reading = %id, "held reading discarded");
+            Ok(Json(json!({ "discarded": true })).into_response())
+        }
+        Ok(None) => Err(fail(StatusCode::NOT_FOUND, "no held reading with this id")),
+        Err(e) => Err(queue_err(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeadQuery {
+    #[serde(default)]
+    sink: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn dead(State(s): State<AdminState>, Query(q): Query<DeadQuery>) -> Answer {
+    let sink = q.sink.map(SinkId::new);
+    let list = s
+        .queue
+        .dead(sink.as_ref(), q.limit.unwrap_or(1000))
+        .map_err(|e| queue_err(&e))?;
+    Ok(Json(list).into_response())
+}
+
+async fn retry_dead(
+    State(s): State<AdminState>,
+    Path((sink, id)): Path<(String, String)>,
+) -> Answer {
+    let id = reading_id(&id)?;
+    let n = s
+        .queue
+        .retry_dead(&SinkId::new(sink), Some(id))
+        .await
+        .map_err(|e| queue_err(&e))?;
+    if n == 0 {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "no dead-letter entry with this sink and id",
+        ));
+    }
+    Ok(Json(json!({ "moved": n })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuery>) -> Answer {
+    let since = q
+        .since
+        .as_deref()
+        .map(|t| parse_since(t, OffsetDateTime::now_utc()))
+        .transpose()
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, &e))?;
+    let list = s
+        .queue
+        .audit(since, q.limit.unwrap_or(10_000))
+        .map_err(|e| queue_err(&e))?;
+    Ok(Json(list).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn since_takes_a_time_or_a_duration_back() {
+        let now = datetime!(2026-11-27 12:00 UTC);
+        assert_eq!(
+            parse_since("2h", now).unwrap(),
+            datetime!(2026-11-27 10:00 UTC)
+        );
+        assert_eq!(
+            parse_since("2026-11-27T11:30:00Z", now).unwrap(),
+            datetime!(2026-11-27 11:30 UTC)
+        );
+        assert!(parse_since("yesterday-ish", now).is_err());
+    }
+}

@@ -1,0 +1,375 @@
+//! `/metrics` in the Prometheus/OpenMetrics text format, the readiness checks that need more
+//! than the queue (stuck sinks, a filling disk), and the in-memory operational state behind
+//! them: delivery counters and latency, and the queue-depth samples of the status page.
+//!
+//! Device and queue figures are read at scrape time from [`DeviceStatus`] snapshots and
+//! [`Queue::stats`]; deliveries come from the delivery loops' [`DeliveryEvent`] broadcast,
+//! which [`Ops::run`] consumes.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::AdminState;
+use crate::queue::{Queue, QueueError};
+use crate::sink::DeliveryEvent;
+
+/// How many queue-depth samples the status page keeps.
+pub const DEPTH_SAMPLES: usize = 120;
+/// Below this share of free space the daemon is not ready.
+pub const MIN_FREE_RATIO: f64 = 0.05;
+/// Below this many free bytes the daemon is not ready.
+pub const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceLabel {
+    device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    device: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FrameLabel {
+    device: String,
+    result: String,
+}
+
+/// Live operational state: what the scrape cannot read from the queue or the devices.
+#[derive(Debug)]
+pub struct Ops {
+    delivered: Family<SinkLabel, Counter>,
+    delivery_seconds: Histogram,
+    depth: Mutex<VecDeque<u64>>,
+    /// The filesystem checked for free space.
+    pub data_dir: PathBuf,
+    /// A sink whose oldest pending reading is older than this is stuck (not ready).
+    pub stuck_after: Duration,
+}
+
+impl Ops {
+    pub fn new(data_dir: PathBuf, stuck_after: Duration) -> Arc<Self> {
+        let buckets = [
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+        ];
+        Arc::new(Self {
+            delivered: Family::default(),
+            delivery_seconds: Histogram::new(buckets),
+            depth: Mutex::new(VecDeque::with_capacity(DEPTH_SAMPLES)),
+            data_dir,
+            stuck_after,
+        })
+    }
+
+    /// Counts one delivered reading and observes its time from reception to delivery.
+    pub fn record_delivery(&self, ev: &DeliveryEvent, now: OffsetDateTime) {
+        self.delivered
+            .get_or_create(&SinkLabel {
+                sink: ev.sink.to_string(),
+            })
+            .inc();
+        let secs = (now - ev.reading.received_at).as_seconds_f64().max(0.0);
+        self.delivery_seconds.observe(secs);
+    }
+
+    /// Keeps one queue-depth sample (the last [`DEPTH_SAMPLES`]).
+    pub fn sample_depth(&self, pending: u64) {
+        if let Ok(mut d) = self.depth.lock() {
+            if d.len() == DEPTH_SAMPLES {
+                d.pop_front();
+            }
+            d.push_back(pending);
+        }
+    }
+
+    /// The kept queue-depth samples, oldest first.
+    pub fn depth_samples(&self) -> Vec<u64> {
+        self.depth
+            .lock()
+            .map(|d| d.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Consumes delivery events and samples the queue depth every `every` until `cancel`.
+    pub async fn run(
+        self: Arc<Self>,
+        queue: Queue,
+        mut deliveries: broadcast::Receiver<DeliveryEvent>,
+        every: Duration,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Ok(st) = queue.stats() {
+                        self.sample_depth(st.sinks.iter().map(|s| s.pending).sum());
+                    }
+                }
+                ev = deliveries.recv() => match ev {
+                    Ok(ev) => self.record_delivery(&ev, OffsetDateTime::now_utc()),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "metrics missed delivery events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        cancel.cancelled().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The whole scrape, in the OpenMetrics text format.
+pub fn render(s: &AdminState) -> Result<String, QueueError> {
+    let stats = s.queue.stats()?;
+    let held = s.queue.held_count()?;
+    let mut reg = Registry::default();
+    let readings = Family::<DeviceLabel, Counter>::default();
+    let by_kind = Family::<KindLabel, Counter>::default();
+    let frames = Family::<FrameLabel, Counter>::default();
+    let connected = Family::<DeviceLabel, Gauge>::default();
+    for d in &s.devices {
+        let snap = d.snapshot();
+        let device = snap.id.to_string();
+        let dl = DeviceLabel {
+            device: device.clone(),
+        };
+        readings.get_or_create(&dl).inc_by(snap.readings);
+        for (kind, n) in d.kinds() {
+            let l = KindLabel {
+                device: device.clone(),
+                kind,
+            };
+            by_kind.get_or_create(&l).inc_by(n);
+        }
+        for (result, n) in [("ok", snap.frames_ok), ("bad", snap.frames_bad)] {
+            let l = FrameLabel {
+                device: device.clone(),
+                result: result.into(),
+            };
+            frames.get_or_create(&l).inc_by(n);
+        }
+        connected.get_or_create(&dl).set(i64::from(snap.connected));
+    }
+    let pending = Family::<SinkLabel, Gauge>::default();
+    let dead = Family::<SinkLabel, Gauge>::default();
+    for st in &stats.sinks {
+        let l = SinkLabel {
+            sink: st.sink.to_string(),
+        };
+        pending.get_or_create(&l).set(i64_of(st.pending));
+        dead.get_or_create(&l).set(i64_of(st.dead));
+        // Every sink shows up, with 0 before its first delivery.
+        let _ = s.ops.delivered.get_or_create(&l);
+    }
+    let held_g = Gauge::<i64>::default();
+    held_g.set(i64_of(held));
+    let disk = Gauge::<i64>::default();
+    disk.set(i64_of(stats.disk_bytes));
+    reg.register(
+        "vitalsd_readings_stored",
+        "Readings stored, by device",
+        readings,
+    );
+    reg.register(
+        "vitalsd_readings",
+        "Readings stored, by device and kind",
+        by_kind,
+    );
+    reg.register(
+        "vitalsd_frames",
+        "Frames received, by device and result",
+        frames,
+    );
+    reg.register(
+        "vitalsd_device_connected",
+        "1 while the device's transport is connected",
+        connected,
+    );
+    reg.register(
+        "vitalsd_queue_pending",
+        "Readings waiting for a sink",
+        pending,
+    );
+    reg.register(
+        "vitalsd_queue_dead",
+        "Readings in a sink's dead-letter",
+        dead,
+    );
+    reg.register(
+        "vitalsd_delivered",
+        "Readings delivered since start, by sink",
+        s.ops.delivered.clone(),
+    );
+    reg.register(
+        "vitalsd_held_readings",
+        "Readings held for an MA's decision",
+        held_g,
+    );
+    reg.register(
+        "vitalsd_queue_disk_bytes",
+        "Size of the queue on disk",
+        disk,
+    );
+    reg.register(
+        "vitalsd_delivery_seconds",
+        "Time from reception to delivery",
+        s.ops.delivery_seconds.clone(),
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).map_err(|e| QueueError::Corrupt {
+        key: "metrics".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Why free space makes the daemon not ready, if it does (pure).
+pub fn disk_problem(available: u64, total: u64) -> Option<String> {
+    let low_ratio = total > 0 && (available as f64) < (total as f64) * MIN_FREE_RATIO;
+    if low_ratio || available < MIN_FREE_BYTES {
+        Some(format!(
+            "data_dir filesystem nearly full: {} free of {}",
+            bytesize::ByteSize(available),
+            bytesize::ByteSize(total)
+        ))
+    } else {
+        None
+    }
+}
+
+/// True when the oldest pending reading waited longer than `threshold` (pure).
+pub fn is_stuck(oldest: OffsetDateTime, now: OffsetDateTime, threshold: Duration) -> bool {
+    (now - oldest).unsigned_abs() > threshold && now > oldest
+}
+
+// The statvfs fields are c_ulong / fsblkcnt_t: u64 here, narrower on 32-bit targets.
+#[allow(clippy::useless_conversion)]
+fn free_space(dir: &std::path::Path) -> Result<(u64, u64), String> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| e.to_string())?;
+    let frag = u64::from(st.fragment_size());
+    Ok((
+        u64::from(st.blocks_available()).saturating_mul(frag),
+        u64::from(st.blocks()).saturating_mul(frag),
+    ))
+}
+
+/// Readiness problems beyond the queue's own: stuck sinks and a filling disk.
+pub fn ready_problems(s: &AdminState) -> Vec<String> {
+    let mut out = Vec::new();
+    match free_space(&s.ops.data_dir) {
+        Ok((avail, total)) => out.extend(disk_problem(avail, total)),
+        Err(e) => out.push(format!("cannot check free space of the data_dir: {e}")),
+    }
+    let now = OffsetDateTime::now_utc();
+    let far = now + time::Duration::days(3650);
+    if let Ok(stats) = s.queue.stats() {
+        for st in stats
+            .sinks
+            .iter()
+            .filter(|st| st.configured && st.pending > 0)
+        {
+            let oldest = s
+                .queue
+                .pending(&st.sink, 16, far)
+                .ok()
+                .and_then(|p| p.iter().map(|p| p.reading.received_at).min());
+            if let Some(oldest) = oldest.filter(|o| is_stuck(*o, now, s.ops.stuck_after)) {
+                out.push(format!(
+                    "sink {} is stuck: its oldest pending reading was received {} ago",
+                    st.sink,
+                    humantime::format_duration(Duration::from_secs(
+                        (now - oldest).unsigned_abs().as_secs()
+                    ))
+                ));
+            }
+        }
+    }
+    out
+}
+
+pub fn metrics_routes() -> Router<AdminState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    match render(&s) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn less_than_five_percent_or_100_mib_free_is_a_problem() {
+        let gib = 1024 * 1024 * 1024;
+        assert!(disk_problem(10 * gib, 100 * gib).is_none());
+        assert!(disk_problem(4 * gib, 100 * gib).is_some());
+        assert!(disk_problem(50 * 1024 * 1024, 200 * 1024 * 1024).is_some());
+        assert!(disk_problem(MIN_FREE_BYTES, MIN_FREE_BYTES * 2).is_none());
+    }
+
+    #[test]
+    fn a_sink_is_stuck_once_its_oldest_reading_waited_past_the_threshold() {
+        let now = datetime!(2026-11-27 12:00 UTC);
+        let ten = Duration::from_secs(600);
+        assert!(!is_stuck(datetime!(2026-11-27 11:55 UTC), now, ten));
+        assert!(is_stuck(datetime!(2026-11-27 11:49 UTC), now, ten));
+        assert!(!is_stuck(datetime!(2026-11-27 12:30 UTC), now, ten));
+    }
+
+    #[test]
+    fn depth_samples_keep_only_the_last_ones() {
+        let ops = Ops::new(PathBuf::from("/"), Duration::from_secs(600));
+        for i in 0..(DEPTH_SAMPLES as u64 + 5) {
+            ops.sample_depth(i);
+        }
+        let d = ops.depth_samples();
+        assert_eq!(d.len(), DEPTH_SAMPLES);
+        assert_eq!(d[0], 5);
+        assert_eq!(*d.last().unwrap(), DEPTH_SAMPLES as u64 + 4);
+    }
+}

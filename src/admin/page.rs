@@ -1,0 +1,325 @@
+//! The status page `GET /`: one server-rendered HTML document (no CDN, no script) with the
+//! rooms and their MASKED patient, the devices, the sinks, a queue-depth sparkline, and the held
+//! readings with plain HTML forms to assign or discard them (`POST /held/{id}/assign|discard`,
+//! form-encoded, answered with a redirect back to `/`).
+//!
+//! The forms pass the same guard as the API: a cross-origin form post is refused. With a token
+//! file the held readings are not listed here (a browser form cannot carry the bearer token);
+//! the page says so and the API is the way.
+
+use std::fmt::Write as _;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use time::OffsetDateTime;
+
+use super::AdminState;
+use crate::reading::{PatientRef, ReadingId};
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An inline SVG polyline of `samples` scaled into `w`×`h` (empty samples: a flat line).
+pub fn sparkline(samples: &[u64], w: u32, h: u32) -> String {
+    let max = samples.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let n = samples.len().max(2) - 1;
+    let points: Vec<String> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let x = f64::from(w) * i as f64 / n as f64;
+            let y = f64::from(h) - f64::from(h) * (*v as f64) / max;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(
+        "<svg id=\"depth\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"queue depth, max {max}\"><polyline fill=\"none\" stroke=\"#36c\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        points.join(" ")
+    )
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into pairs (`+` is a space).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(a), Some(b2)) => {
+                            out.push(u8::try_from(a * 16 + b2).unwrap_or(b'?'));
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn field(form: &[(String, String)], name: &str) -> String {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn ts(t: Option<OffsetDateTime>) -> String {
+    let fmt = time::format_description::well_known::Rfc3339;
+    t.and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| "—".into())
+}
+
+pub fn page_routes() -> Router<AdminState> {
+    Router::new()
+        .route("/", get(page))
+        .route("/held/{id}/assign", post(assign))
+        .route("/held/{id}/discard", post(discard))
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}\
+th{background:#f3f3f3}.bad{color:#b00}.ok{color:#070}form{display:inline}input{width:9em}";
+
+/// The page's HTML, from the current state.
+pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queue::QueueError> {
+    let stats = s.queue.stats()?;
+    let held_count = s.queue.held_count()?;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title><style>{STYLE}</style></head><body><h1>vitalsd</h1>"
+    );
+    h.push_str("<h2>Rooms</h2><table id=\"rooms\"><tr><th>Room</th><th>Patient (masked)</th><th>Since</th><th>Expires</th></tr>");
+    for r in s.contexts.views(now) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"patient\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.room),
+            esc(r.patient.as_deref().unwrap_or("—")),
+            ts(r.since),
+            ts(r.expires_at)
+        );
+    }
+    h.push_str("</table><h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th></tr>");
+    for d in &s.devices {
+        let snap = d.snapshot();
+        let drift = s
+            .quality
+            .drift(&snap.id)
+            .map(|d| format!("{:+.1}", d.last_seconds))
+            .unwrap_or_else(|| "—".into());
+        let (cls, conn) = if snap.connected {
+            ("ok", "yes")
+        } else {
+            ("bad", "no")
+        };
+        let _ = write!(
+            h,
+            "<tr data-device=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"{cls}\">{conn}</td><td>{}</td><td class=\"readings\">{}</td><td>{}</td><td>{}</td><td>{drift}</td></tr>",
+            esc(&snap.driver),
+            esc(&snap.room),
+            ts(snap.last_frame_at),
+            snap.readings,
+            snap.frames_bad,
+            snap.rejected,
+            id = esc(snap.id.as_str()),
+        );
+    }
+    h.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Pending</th><th>Dead</th></tr>");
+    for st in &stats.sinks {
+        let _ = write!(
+            h,
+            "<tr data-sink=\"{id}\"><td>{id}</td><td class=\"pending\">{}</td><td class=\"{}\">{}</td></tr>",
+            st.pending,
+            if st.dead > 0 { "bad" } else { "ok" },
+            st.dead,
+            id = esc(st.sink.as_str()),
+        );
+    }
+    let _ = write!(
+        h,
+        "</table><p>Queue depth (all sinks, last samples): {}</p>",
+        sparkline(&s.ops.depth_samples(), 300, 40)
+    );
+    let _ = write!(
+        h,
+        "<h2>Held readings (<span id=\"held-count\">{held_count}</span>)</h2>"
+    );
+    if s.token.is_some() {
+        h.push_str("<p>Held readings are listed through the API with the bearer token (<code>vitalsd queue held</code>).</p>");
+    } else {
+        held_table(&mut h, s, now)?;
+    }
+    h.push_str("</body></html>");
+    Ok(h)
+}
+
+fn held_table(
+    h: &mut String,
+    s: &AdminState,
+    now: OffsetDateTime,
+) -> Result<(), crate::queue::QueueError> {
+    h.push_str("<table id=\"held\"><tr><th>Held since</th><th>Room</th><th>Device</th><th>Kind</th><th>State</th><th>Assign</th><th>Discard</th></tr>");
+    for e in s.queue.held(200)? {
+        let id = e.id.to_string();
+        let state = if e.in_review(s.hold_for, now) {
+            "review"
+        } else {
+            "held"
+        };
+        let _ = write!(
+            h,
+            "<tr data-held=\"{id}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td>\
+<td><form method=\"post\" action=\"/held/{id}/assign\"><input name=\"patient_id\" placeholder=\"patient id\" required> \
+<input name=\"patient_system\" placeholder=\"system\" required> <input name=\"by\" placeholder=\"your name\" required> \
+<button type=\"submit\">Assign</button></form></td>\
+<td><form method=\"post\" action=\"/held/{id}/discard\"><input name=\"reason\" placeholder=\"reason\" required> \
+<input name=\"by\" placeholder=\"your name\" required> <button type=\"submit\">Discard</button></form></td></tr>",
+            ts(Some(e.held_at)),
+            esc(e.room.as_deref().unwrap_or("—")),
+            esc(e.reading.device.id.as_str()),
+            esc(e.reading.kind.as_str()),
+        );
+    }
+    h.push_str("</table>");
+    Ok(())
+}
+
+fn problem(status: StatusCode, msg: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title></head><body><p id=\"error\">{}</p><p><a href=\"/\">Back</a></p></body></html>",
+        esc(msg)
+    );
+    (status, Html(body)).into_response()
+}
+
+fn back() -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
+}
+
+async fn page(State(s): State<AdminState>) -> Response {
+    match render(&s, OffsetDateTime::now_utc()) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+fn held_id(id: &str) -> Option<ReadingId> {
+    id.parse().ok()
+}
+
+async fn assign(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(id) = held_id(&id) else {
+        return problem(StatusCode::BAD_REQUEST, "not a reading id");
+    };
+    let form = parse_form(&body);
+    let by = field(&form, "by");
+    let patient = PatientRef {
+        id: field(&form, "patient_id"),
+        system: field(&form, "patient_system"),
+    };
+    if by.is_empty() || by.len() > 128 {
+        return problem(StatusCode::BAD_REQUEST, "your name (by) is required");
+    }
+    if let Err(e) = crate::context::check_patient(&patient) {
+        return problem(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    let masked = patient.masked();
+    match s.queue.assign_held(id, patient, by).await {
+        Ok(Some(_)) => {
+            tracing::info!(reading = %id, patient = %masked, "held reading assigned from the status page");
+            back()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "no held reading with this id"),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn discard(State(s): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(id) = held_id(&id) else {
+        return problem(StatusCode::BAD_REQUEST, "not a reading id");
+    };
+    let form = parse_form(&body);
+    let (by, reason) = (field(&form, "by"), field(&form, "reason"));
+    if by.is_empty() || by.len() > 128 || reason.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "a reason and your name (by) are required",
+        );
+    }
+    match s.queue.discard_held(id, reason, by).await {
+        Ok(Some(_)) => {
+            tracing::info!(reading = %id, "held reading discarded from the status page");
+            back()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "no held reading with this id"),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_special_characters_are_escaped() {
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn a_form_body_decodes_plus_and_percent_escapes() {
+        let f = parse_form(b"patient_id=MRN+12%2F3&by=Ann%20B&empty=&bad=%zz%4");
+        assert_eq!(field(&f, "patient_id"), "MRN 12/3");
+        assert_eq!(field(&f, "by"), "Ann B");
+        assert_eq!(field(&f, "empty"), "");
+        assert_eq!(field(&f, "bad"), "%zz%4");
+        assert_eq!(field(&f, "missing"), "");
+    }
+
+    #[test]
+    fn the_sparkline_scales_samples_into_the_box() {
+        let svg = sparkline(&[0, 5, 10], 100, 20);
+        assert!(
+            svg.contains(r#"points="0.0,20.0 50.0,10.0 100.0,0.0""#),
+            "{svg}"
+        );
+        assert!(sparkline(&[], 100, 20).contains(r#"points="""#));
+    }
+}

@@ -1,0 +1,143 @@
+//! The audit trail's value types: who set or cleared which room's patient, which held reading
+//! an MA assigned or discarded, and what each receiver answered to each reading.
+//!
+//! Entries are stored append-only in the queue's store (`queue::audit`); this module only
+//! names them. They hold patient identifiers in clear: the audit trail and the record system
+//! are the only places where identifiers appear. Never log an [`AuditEvent`] at INFO.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::reading::{PatientRef, ReadingId, SinkId};
+
+/// Where a room's patient context came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextSource {
+    /// A wristband or chart barcode scanned by a `barcode` device in the room.
+    Scan,
+    /// A retained message on `[mqtt] patient_topic`.
+    Mqtt,
+    /// `PUT /api/rooms/{room}/patient` (or `DELETE`).
+    Api,
+    /// The context ran out: `context_ttl` after the last reading or scan.
+    Expiry,
+}
+
+impl fmt::Display for ContextSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContextSource::Scan => "scan",
+            ContextSource::Mqtt => "mqtt",
+            ContextSource::Api => "api",
+            ContextSource::Expiry => "expiry",
+        })
+    }
+}
+
+/// One audited decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// A room's patient context was set (or replaced).
+    ContextSet {
+        room: String,
+        patient: PatientRef,
+        source: ContextSource,
+        by: String,
+    },
+    /// A room's patient context was cleared by a person or a message.
+    ContextCleared {
+        room: String,
+        source: ContextSource,
+        by: String,
+    },
+    /// A room's patient context expired.
+    ContextExpired { room: String, patient: PatientRef },
+    /// A reading without a valid patient context was held for review.
+    Held {
+        reading: ReadingId,
+        room: Option<String>,
+    },
+    /// A held reading was given a patient and released to every sink.
+    Assigned {
+        reading: ReadingId,
+        patient: PatientRef,
+        by: String,
+    },
+    /// A held reading was discarded.
+    Discarded {
+        reading: ReadingId,
+        reason: String,
+        by: String,
+    },
+    /// A receiver's final answer for one reading.
+    Delivery {
+        reading: ReadingId,
+        sink: SinkId,
+        outcome: DeliveryOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// What a receiver did with a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Rejected (or given up on): the reading sits in the sink's dead-letter.
+    Dead,
+}
+
+/// An [`AuditEvent`] with the time it was recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_flat_json_with_its_event_name() {
+        let e = AuditEntry {
+            at: time::macros::datetime!(2026-11-27 12:00 UTC),
+            event: AuditEvent::ContextSet {
+                room: "exam-3".into(),
+                patient: PatientRef {
+                    id: "MRN1".into(),
+                    system: "urn:oid:1.2".into(),
+                },
+                source: ContextSource::Scan,
+                by: "exam3-scanner".into(),
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "context_set");
+        assert_eq!(v["source"], "scan");
+        assert_eq!(v["patient"]["id"], "MRN1");
+        assert_eq!(v["at"], "2026-11-27T12:00:00Z");
+        let back: AuditEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_delivery_without_reason_omits_it() {
+        let ev = AuditEvent::Delivery {
+            reading: ReadingId::from_bytes([1; 16]),
+            sink: SinkId::new("ehr"),
+            outcome: DeliveryOutcome::Delivered,
+            reason: None,
+        };
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["outcome"], "delivered");
+        assert!(v.get("reason").is_none());
+    }
+}

@@ -1,0 +1,344 @@
+//! Room patient contexts: which patient is in which exam room, and since when.
+//!
+//! Receives context changes from a `barcode` device's scans (the pipeline), the `[mqtt]
+//! patient_topic` ([`ContextStore::set_from_mqtt`]) and the admin API; answers the pipeline's
+//! question "whose reading is this?" ([`ContextStore::attach`]) for the time the reading was
+//! MEASURED. Promises (DESIGN §3.3):
+//! - a reading gets a patient only from a context that was set and not expired at its
+//!   `observed_at`; never guessed (the history logic is in `history`);
+//! - every set, clear and expiry is written to the audit log together with the room's context
+//!   record, in one flushed batch; contexts survive a restart;
+//! - patient identifiers never reach the ordinary log (only [`PatientRef::masked`]).
+//!
+//! Touches (readings that extend a context) are kept in memory only: after a restart a context
+//! may expire earlier than it would have, never later.
+
+pub mod audit;
+pub mod history;
+pub mod quality;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{Queue, QueueError};
+use crate::reading::PatientRef;
+use audit::{AuditEvent, ContextSource};
+use history::{Attribution, RoomHistory};
+
+/// Why a context change was refused or not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("cannot store the patient context: {0}")]
+    Store(#[from] QueueError),
+    /// The reason never contains the identifier itself.
+    #[error("invalid patient: {0}")]
+    BadPatient(String),
+    #[error("invalid room name: {0}")]
+    BadRoom(String),
+}
+
+/// What a room shows on the status page and `/api/status`: the patient MASKED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    pub room: String,
+    /// `PatientRef::masked()` of the current patient, or `None`.
+    pub patient: Option<String>,
+    pub source: Option<ContextSource>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// The rooms' contexts; clones share one state.
+#[derive(Clone)]
+pub struct ContextStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Queue,
+    ttl: Duration,
+    rooms: Mutex<BTreeMap<String, RoomHistory>>,
+    /// Serialises changes so records reach the store in the order they were made.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// Checks an identifier and its system before it becomes a context.
+pub fn check_patient(p: &PatientRef) -> Result<(), ContextError> {
+    let id_ok = !p.id.is_empty() && p.id.len() <= 128 && p.id.bytes().all(|b| b.is_ascii_graphic());
+    if !id_ok {
+        return Err(ContextError::BadPatient(
+            "the id must be 1 to 128 printable ASCII characters without spaces".into(),
+        ));
+    }
+    crate::decode::barcode::check_system(&p.system).map_err(ContextError::BadPatient)
+}
+
+fn check_room(room: &str) -> Result<(), ContextError> {
+    if room.is_empty() || room.len() > 128 || room.chars().any(char::is_control) {
+        return Err(ContextError::BadRoom(
+            "1 to 128 characters, no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `[mqtt] patient_topic` message body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttContext {
+    id: String,
+    system: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+impl ContextStore {
+    /// Loads the stored contexts of every room.
+    pub fn open(queue: Queue, ttl: Duration) -> Result<Self, ContextError> {
+        let mut rooms = BTreeMap::new();
+        for (room, raw) in queue.contexts()? {
+            match serde_json::from_slice::<RoomHistory>(&raw) {
+                Ok(h) => {
+                    rooms.insert(room, h);
+                }
+                Err(e) => {
+                    tracing::error!(%room, error = %e, "unreadable patient context record; the room starts without a patient");
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                queue,
+                ttl,
+                rooms: Mutex::new(rooms),
+                writes: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, BTreeMap<String, RoomHistory>> {
+        // Every change is a whole-value update under the lock; a poisoned map is still valid.
+        self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// Applies `change` to `room` in memory (at once, so readings measured after it see it),
+    /// then stores the room's record with `events`, durably.
+    async fn change(
+        &self,
+        room: &str,
+        change: impl FnOnce(&mut RoomHistory) -> Vec<AuditEvent>,
+    ) -> Result<usize, ContextError> {
+        let _order = self.inner.writes.lock().await;
+        let (record, events) = {
+            let mut rooms = self.rooms();
+            let h = rooms.entry(room.to_string()).or_default();
+            let events = change(h);
+            if events.is_empty() {
+                return Ok(0);
+            }
+            let record = serde_json::to_vec(&*h).map_err(|e| {
+                ContextError::Store(QueueError::Corrupt {
+                    key: room.to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+            (record, events)
+        };
+        let n = events.len();
+        self.inner
+            .queue
+            .save_context(room, Some(record), events)
+            .await?;
+        Ok(n)
+    }
+
+    /// Sets `room`'s patient from `at` on (replacing any current one), audited with `source`
+    /// and `by`.
+    pub async fn set(
+        &self,
+        room: &str,
+        patient: PatientRef,
+        source: ContextSource,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), ContextError> {
+        check_room(room)?;
+        check_patient(&patient)?;
+        tracing::info!(%room, patient = %patient.masked(), %source, "patient context set");
+        self.change(room, |h| {
+            h.set(patient.clone(), source, by, at);
+            vec![AuditEvent::ContextSet {
+                room: room.to_string(),
+                patient,
+                source,
+                by: by.to_string(),
+            }]
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Clears `room`'s patient at `at`; returns whether a valid context was cleared.
+    pub async fn clear(
+        &self,
+        room: &str,
+        source: ContextSource,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, ContextError> {
+        check_room(room)?;
+        let ttl = self.inner.ttl;
+        let n = self
+            .change(room, |h| {
+                if !h.clear(at, ttl) {
+                    return Vec::new();
+                }
+                vec![AuditEvent::ContextCleared {
+                    room: room.to_string(),
+                    source,
+                    by: by.to_string(),
+                }]
+            })
+            .await?;
+        if n > 0 {
+            tracing::info!(%room, %source, "patient context cleared");
+        }
+        Ok(n > 0)
+    }
+
+    /// A retained `[mqtt] patient_topic` message for `room` (the topic's `+` level): JSON
+    /// `{"id": "...", "system": "...", "by": optional}`; an empty payload clears the room.
+    /// The MQTT source calls this, and acknowledges the message after it returns `Ok`.
+    pub async fn set_from_mqtt(&self, room: &str, payload: &[u8]) -> Result<(), ContextError> {
+        let now = OffsetDateTime::now_utc();
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            self.clear(room, ContextSource::Mqtt, "mqtt", now).await?;
+            return Ok(());
+        }
+        let m: MqttContext = serde_json::from_slice(payload).map_err(|e| {
+            // serde_json's own message may quote the value: report only the kind and place.
+            ContextError::BadPatient(format!(
+                "expected JSON {{\"id\", \"system\"}} ({:?} error at column {})",
+                e.classify(),
+                e.column()
+            ))
+        })?;
+        let by = m.by.unwrap_or_else(|| "mqtt".to_string());
+        let patient = PatientRef {
+            id: m.id,
+            system: m.system,
+        };
+        self.set(room, patient, ContextSource::Mqtt, &by, now).await
+    }
+
+    /// The patient of `room` valid at `observed_at`, if any; a match keeps an open context
+    /// alive (`context_ttl` after the last reading).
+    pub fn attach(&self, room: &str, observed_at: OffsetDateTime) -> Option<PatientRef> {
+        let ttl = self.inner.ttl;
+        let mut rooms = self.rooms();
+        let h = rooms.get_mut(room)?;
+        let found = h.patient_at(observed_at, ttl).cloned();
+        if found.is_some() {
+            h.touch(observed_at.min(OffsetDateTime::now_utc()), ttl);
+        }
+        found
+    }
+
+    /// Whose reading is this: the context valid at `observed_at`, unless another patient's
+    /// context was valid when it arrived (then [`Attribution::Ambiguous`]). A match keeps an
+    /// open context alive.
+    pub fn attribute(
+        &self,
+        room: &str,
+        observed_at: OffsetDateTime,
+        received_at: OffsetDateTime,
+    ) -> Attribution {
+        let ttl = self.inner.ttl;
+        let mut rooms = self.rooms();
+        let Some(h) = rooms.get_mut(room) else {
+            return Attribution::Unknown;
+        };
+        let found = h.attribute(observed_at, received_at, ttl);
+        if matches!(found, Attribution::Patient(_)) {
+            h.touch(observed_at.min(OffsetDateTime::now_utc()), ttl);
+        }
+        found
+    }
+
+    /// Closes and audits every context that ran out before `now`; returns how many.
+    pub async fn expire_due(&self, now: OffsetDateTime) -> Result<usize, ContextError> {
+        let ttl = self.inner.ttl;
+        let due: Vec<String> = self
+            .rooms()
+            .iter()
+            .filter(|(_, h)| {
+                h.epochs
+                    .last()
+                    .is_some_and(|e| e.until.is_none() && now > e.end(ttl))
+            })
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut n = 0;
+        for room in due {
+            n += self
+                .change(&room, |h| match h.expire(now, ttl) {
+                    Some(patient) => {
+                        tracing::info!(%room, patient = %patient.masked(), "patient context expired");
+                        vec![AuditEvent::ContextExpired {
+                            room: room.clone(),
+                            patient,
+                        }]
+                    }
+                    None => Vec::new(),
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Expires contexts once a second until `cancel`.
+    pub async fn run_expiry(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if let Err(e) = self.expire_due(OffsetDateTime::now_utc()).await {
+                tracing::warn!(error = %e, "cannot record context expiry; will try again");
+            }
+        }
+    }
+
+    /// Every known room with its current patient, masked.
+    pub fn views(&self, now: OffsetDateTime) -> Vec<RoomView> {
+        let ttl = self.inner.ttl;
+        self.rooms()
+            .iter()
+            .map(|(room, h)| {
+                let cur = h.current(now, ttl);
+                RoomView {
+                    room: room.clone(),
+                    patient: cur.map(|e| e.patient.masked()),
+                    source: cur.map(|e| e.source),
+                    since: cur.map(|e| e.from),
+                    expires_at: cur.map(|e| e.end(ttl)),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,143 @@
+//! The context store over a real queue: attach by measurement time, audit, expiry, restart.
+
+use std::sync::Arc;
+
+use time::macros::datetime;
+
+use super::*;
+use crate::queue::{MemoryStore, QueueOptions, Store};
+use crate::reading::SinkId;
+
+const TTL: Duration = Duration::from_secs(600);
+
+fn p(id: &str) -> PatientRef {
+    PatientRef {
+        id: id.into(),
+        system: "urn:oid:2.16.840.1.113883.3.999".into(),
+    }
+}
+
+fn queue(store: &Arc<MemoryStore>) -> Queue {
+    let s: Arc<dyn Store> = store.clone();
+    Queue::with_store(s, QueueOptions::new(vec![SinkId::new("out")])).unwrap()
+}
+
+fn t(min: i64) -> OffsetDateTime {
+    datetime!(2026-11-27 12:00 UTC) + time::Duration::minutes(min)
+}
+
+#[tokio::test]
+async fn two_rooms_never_mix_and_readings_get_the_patient_of_their_time() {
+    let store = Arc::new(MemoryStore::new());
+    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+        .await
+        .unwrap();
+    c.set("exam-2", p("B"), ContextSource::Api, "ma", t(1))
+        .await
+        .unwrap();
+    assert_eq!(c.attach("exam-1", t(2)), Some(p("A")));
+    assert_eq!(c.attach("exam-2", t(2)), Some(p("B")));
+    assert_eq!(c.attach("exam-3", t(2)), None);
+    assert_eq!(c.attach("exam-2", t(0)), None, "before the context was set");
+}
+
+#[tokio::test]
+async fn contexts_survive_a_restart_and_every_change_is_audited() {
+    let store = Arc::new(MemoryStore::new());
+    {
+        let q = queue(&store);
+        let c = ContextStore::open(q.clone(), TTL).unwrap();
+        c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+            .await
+            .unwrap();
+        c.set_from_mqtt("exam-2", br#"{"id":"B","system":"urn:oid:1.2"}"#)
+            .await
+            .unwrap();
+        assert!(c
+            .clear("exam-9", ContextSource::Api, "ma", t(1))
+            .await
+            .is_ok());
+        q.close().await.unwrap();
+    }
+    let q = queue(&store);
+    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    assert_eq!(c.attach("exam-1", t(3)), Some(p("A")));
+    let now = OffsetDateTime::now_utc();
+    assert!(c.attach("exam-2", now).is_some());
+    c.set_from_mqtt("exam-2", b"").await.unwrap();
+    assert!(c.attach("exam-2", OffsetDateTime::now_utc()).is_none());
+    let events: Vec<_> = q
+        .audit(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.event {
+            AuditEvent::ContextSet { source, .. } => format!("set:{source}"),
+            AuditEvent::ContextCleared { source, .. } => format!("clear:{source}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(events, ["set:scan", "set:mqtt", "clear:mqtt"]);
+}
+
+#[tokio::test]
+async fn expiry_is_audited_once_and_ends_attachment() {
+    let store = Arc::new(MemoryStore::new());
+    let q = queue(&store);
+    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+        .await
+        .unwrap();
+    assert_eq!(c.expire_due(t(5)).await.unwrap(), 0);
+    assert_eq!(c.expire_due(t(11)).await.unwrap(), 1);
+    assert_eq!(c.expire_due(t(12)).await.unwrap(), 0);
+    assert_eq!(c.attach("exam-1", t(11)), None);
+    assert_eq!(
+        c.attach("exam-1", t(9)),
+        Some(p("A")),
+        "measured while valid"
+    );
+    let last = q.audit(None, 10).unwrap().pop().unwrap();
+    assert!(matches!(last.event, AuditEvent::ContextExpired { .. }));
+    assert!(c.views(t(11))[0].patient.is_none());
+}
+
+#[tokio::test]
+async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
+    let store = Arc::new(MemoryStore::new());
+    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let e = c
+        .set_from_mqtt("exam-1", br#"{"id":"MRN777","system":"not a uri"}"#)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ContextError::BadPatient(_)));
+    let e = c
+        .set_from_mqtt("exam-1", br#"{"mrn":"MRN777"}"#)
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains("MRN777"), "{e}");
+    let bad_id = PatientRef {
+        id: "with space".into(),
+        system: "urn:oid:1".into(),
+    };
+    assert!(c
+        .set("exam-1", bad_id, ContextSource::Api, "ma", t(0))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn the_room_view_shows_only_the_masked_patient() {
+    let store = Arc::new(MemoryStore::new());
+    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    c.set("exam-1", p("MRN0012345"), ContextSource::Scan, "s1", t(0))
+        .await
+        .unwrap();
+    let v = c.views(t(1));
+    assert_eq!(
+        v[0].patient.as_deref(),
+        Some(p("MRN0012345").masked().as_str())
+    );
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(!json.contains("MRN0012345"));
+}

@@ -1,0 +1,276 @@
+//! Held readings: readings that had no valid patient context when they were measured
+//! (`[patient] mode = "hold"`), kept durably and pending for NO sink until an MA decides.
+//!
+//! Receives readings from the pipeline ([`Queue::hold`]) and decisions from the admin API or
+//! the CLI ([`Queue::assign_held`], [`Queue::discard_held`]). Promises:
+//! - a held reading is stored once (same dedupe as [`Queue::enqueue`]) with a held entry and an
+//!   audit entry, in one flushed batch;
+//! - assigning sets the patient, removes the held entry and adds a pending entry for every
+//!   configured sink, with the audit entry, in ONE atomic batch: either the reading is held or
+//!   it is on its way with the patient, never both, never neither;
+//! - discarding removes the reading with an audit entry saying who and why;
+//! - nothing leaves the held list by itself: after `hold_for` an entry is shown for review.
+//!
+//! # Layout
+//! ```text
+//! 'h' id                      → HeldValue JSON {"room": ..., "at": held since, ms}
+//! 'r' id                      → the Reading (as for pending readings; counted in `readings`)
+//! ```
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::audit::append;
+use super::keys::{self, PendingValue};
+use super::ops::{self, Ctx};
+use super::txn::{corrupt, Txn};
+use super::types::{EnqueueOutcome, QueueError};
+use super::Queue;
+use crate::context::audit::AuditEvent;
+use crate::reading::{PatientRef, Reading, ReadingId};
+
+pub const HELD: u8 = b'h';
+
+fn held_key(id: ReadingId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(HELD);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct HeldValue {
+    room: Option<String>,
+    at: u64,
+}
+
+/// A reading waiting for an MA's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldEntry {
+    pub id: ReadingId,
+    pub room: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub held_at: OffsetDateTime,
+    pub reading: Reading,
+}
+
+impl HeldEntry {
+    /// True once the reading has waited longer than `hold_for`: it belongs on the review list.
+    pub fn in_review(&self, hold_for: std::time::Duration, now: OffsetDateTime) -> bool {
+        now - self.held_at > hold_for
+    }
+}
+
+/// Stages held readings; rejected readings (hard limits) and stores without sinks take the
+/// ordinary enqueue path.
+fn hold(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    readings: &[Reading],
+) -> Result<Vec<EnqueueOutcome>, QueueError> {
+    let mut out = Vec::with_capacity(readings.len());
+    for (index, r) in readings.iter().enumerate() {
+        if r.rejection().is_some() || ctx.configured.is_empty() {
+            out.extend(ops::enqueue(tx, ctx, std::slice::from_ref(r))?);
+            continue;
+        }
+        let id = r.id.ok_or(QueueError::MissingId { index })?;
+        let rkey = keys::reading(id);
+        if tx.exists(&rkey)? {
+            out.push(EnqueueOutcome::Duplicate(id));
+            continue;
+        }
+        let dk = r.dedupe_key();
+        let kkey = keys::dedupe(&dk);
+        if let Some(v) = tx.get(&kkey)? {
+            let (first, _) =
+                keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
+            out.push(EnqueueOutcome::Duplicate(first));
+            continue;
+        }
+        tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
+        tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
+        let value = ops::json(&rkey, r)?;
+        tx.put(rkey, value);
+        tx.counters.readings += 1;
+        let hkey = held_key(id);
+        let held = HeldValue {
+            room: r.room.clone(),
+            at: ctx.now_ms,
+        };
+        let hv = ops::json(&hkey, &held)?;
+        tx.put(hkey, hv);
+        let event = AuditEvent::Held {
+            reading: id,
+            room: r.room.clone(),
+        };
+        append(tx, ops::from_ms(ctx.now_ms), vec![event])?;
+        out.push(EnqueueOutcome::Stored);
+    }
+    Ok(out)
+}
+
+/// Takes a held reading out of the held list: `(reading, held entry)`, or `None`.
+fn take_held(tx: &mut Txn, id: ReadingId) -> Result<Option<Reading>, QueueError> {
+    let hkey = held_key(id);
+    if !tx.exists(&hkey)? {
+        return Ok(None);
+    }
+    let rkey = keys::reading(id);
+    let raw = tx
+        .get(&rkey)?
+        .ok_or_else(|| corrupt(&hkey, "held entry without its reading"))?;
+    let reading: Reading = ops::decode(&rkey, &raw)?;
+    tx.remove(hkey);
+    Ok(Some(reading))
+}
+
+fn assign(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    id: ReadingId,
+    patient: PatientRef,
+    by: String,
+) -> Result<Option<Reading>, QueueError> {
+    let Some(mut reading) = take_held(tx, id)? else {
+        return Ok(None);
+    };
+    reading.patient = Some(patient.clone());
+    let rkey = keys::reading(id);
+    let value = ops::json(&rkey, &reading)?;
+    tx.put(rkey, value);
+    let p = PendingValue {
+        attempts: 0,
+        not_before_ms: ops::fresh_not_before(id, ctx.now_ms),
+        last_error: None,
+    };
+    let sinks = ctx.configured.to_vec();
+    for sink in &sinks {
+        ops::add_pending(tx, ctx, sink, id, &p)?;
+    }
+    let event = AuditEvent::Assigned {
+        reading: id,
+        patient,
+        by,
+    };
+    append(tx, ops::from_ms(ctx.now_ms), vec![event])?;
+    Ok(Some(reading))
+}
+
+fn discard(
+    tx: &mut Txn,
+    ctx: &Ctx,
+    id: ReadingId,
+    reason: String,
+    by: String,
+) -> Result<Option<Reading>, QueueError> {
+    let Some(reading) = take_held(tx, id)? else {
+        return Ok(None);
+    };
+    tx.remove(keys::reading(id));
+    tx.counters.readings = tx.counters.readings.saturating_sub(1);
+    let event = AuditEvent::Discarded {
+        reading: id,
+        reason,
+        by,
+    };
+    append(tx, ops::from_ms(ctx.now_ms), vec![event])?;
+    Ok(Some(reading))
+}
+
+impl Queue {
+    /// Durable hold with group commit (see the module doc). Per reading: `Stored` (held),
+    /// `Duplicate(first id)`, or `Rejected(reason)` (into dead-letter, as with `enqueue`).
+    /// `Full` when over `max_bytes`, without writing anything.
+    pub async fn hold(&self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        let shared = self.shared()?;
+        if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
+            return Err(QueueError::MissingId { index });
+        }
+        let size = shared.disk_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if size > shared.max_bytes {
+            return Err(QueueError::Full {
+                size,
+                max: shared.max_bytes,
+            });
+        }
+        if readings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.stage(move |tx, ctx| hold(tx, ctx, &readings)).await
+    }
+
+    /// Up to `limit` held readings, oldest id first.
+    pub fn held(&self, limit: usize) -> Result<Vec<HeldEntry>, QueueError> {
+        let store = &*self.shared()?.store;
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        while out.len() < limit {
+            let page = store.scan_prefix(&[HELD], after.as_deref(), limit.clamp(16, 512))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in page {
+                let id = keys::id_suffix(&k).ok_or_else(|| corrupt(&k, "bad held key"))?;
+                let h: HeldValue = ops::decode(&k, &v)?;
+                let rkey = keys::reading(id);
+                let Some(raw) = store.get(&rkey)? else {
+                    tracing::error!(%id, "held entry without its reading");
+                    continue;
+                };
+                out.push(HeldEntry {
+                    id,
+                    room: h.room,
+                    held_at: ops::from_ms(h.at),
+                    reading: ops::decode(&rkey, &raw)?,
+                });
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many readings are held.
+    pub fn held_count(&self) -> Result<u64, QueueError> {
+        let store = &*self.shared()?.store;
+        let mut n = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan_prefix(&[HELD], after.as_deref(), 4096)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(n);
+            };
+            after = Some(last.clone());
+            n += page.len() as u64;
+        }
+    }
+
+    /// Gives a held reading its patient and makes it pending for every configured sink, with
+    /// an audit entry naming `by`, atomically. `None` when `id` is not held (never held,
+    /// already assigned or discarded): a delivered reading is never re-attributed.
+    pub async fn assign_held(
+        &self,
+        id: ReadingId,
+        patient: PatientRef,
+        by: String,
+    ) -> Result<Option<Reading>, QueueError> {
+        self.stage(move |tx, ctx| assign(tx, ctx, id, patient, by))
+            .await
+    }
+
+    /// Removes a held reading with an audit entry (`reason`, `by`). `None` when not held.
+    pub async fn discard_held(
+        &self,
+        id: ReadingId,
+        reason: String,
+        by: String,
+    ) -> Result<Option<Reading>, QueueError> {
+        self.stage(move |tx, ctx| discard(tx, ctx, id, reason, by))
+            .await
+    }
+}
+
+#[cfg(test)]
+#[path = "held_tests.rs"]
+mod tests;
