@@ -1,0 +1,461 @@
+//! The status page `/` through the real binary, rendered by headless Chromium (`--dump-dom`):
+//! rooms with the masked patient, devices, sinks, the queue-depth sparkline, held readings with
+//! their assign/discard forms; then real clicks on those forms (Chromium driven over the
+//! DevTools protocol) assign and discard held readings and the page comes back updated.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Daemon, Pty};
+
+/// The Chromium binary; installs Debian's `chromium` when it is missing (CI runs as root).
+fn chromium() -> String {
+    for name in ["chromium", "chromium-browser"] {
+        if Command::new("which")
+            .arg(name)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return name.to_string();
+        }
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "chromium"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("run apt-get");
+        assert!(st.success(), "cannot install chromium");
+    }
+    "chromium".to_string()
+}
+
+/// The DOM after Chromium loaded and rendered `url`.
+fn dump_dom(url: &str, profile: &Path) -> String {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {:?}", out.status);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A plain HTTP/1.1 request with extra headers; returns the status, the raw head and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+fn admin_addr(d: &Daemon) -> String {
+    d.wait_log("admin API listening", Duration::from_secs(10));
+    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
+    let log = ansi.replace_all(&d.log(), "").to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains("admin API listening"))
+        .unwrap();
+    line.split("addr=")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
+fn held_ids(addr: &str) -> Vec<String> {
+    let (_, _, body) = http(addr, "GET", "/api/held", &[], "");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Headless Chromium driven over the DevTools protocol (a minimal WebSocket client), for real
+/// clicks on the page.
+struct Browser {
+    child: std::process::Child,
+    ws: std::net::TcpStream,
+    next_id: u64,
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let mut child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let port = loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut err, &mut line).expect("chromium stderr");
+            assert!(n > 0, "chromium exited before DevTools listened");
+            if let Some(rest) = line
+                .trim()
+                .strip_prefix("DevTools listening on ws://127.0.0.1:")
+            {
+                break rest.split('/').next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let devtools = format!("127.0.0.1:{port}");
+        let until = Instant::now() + Duration::from_secs(10);
+        let page_ws = loop {
+            let (_, _, body) = http(&devtools, "GET", "/json/list", &[], "");
+            let list: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let page = list.as_array().and_then(|a| {
+                a.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(String::from))
+            });
+            if let Some(p) = page {
+                break p;
+            }
+            assert!(Instant::now() < until, "no page target: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let path = page_ws.split_once(&devtools).unwrap().1.to_string();
+        let mut ws = std::net::TcpStream::connect(&devtools).unwrap();
+        ws.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {devtools}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        ws.write_all(req.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            ws.read_exact(&mut b).expect("websocket handshake");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        Browser {
+            child,
+            ws,
+            next_id: 1,
+        }
+    }
+
+    fn send_frame(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut f = vec![0x81u8];
+        let n = payload.len();
+        if let Ok(small) = u8::try_from(n).map(|b| b.min(126)) {
+            if small < 126 {
+                f.push(0x80 | small);
+            }
+        }
+        if n >= 126 {
+            match u16::try_from(n) {
+                Ok(mid) => {
+                    f.push(0x80 | 126);
+                    f.extend_from_slice(&mid.to_be_bytes());
+                }
+                Err(_) => {
+                    f.push(0x80 | 127);
+                    f.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+        }
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.ws.write_all(&f).expect("websocket send");
+    }
+
+    fn read_frame(&mut self) -> String {
+        let mut h = [0u8; 2];
+        self.ws.read_exact(&mut h).expect("websocket read");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                self.ws.read_exact(&mut l).unwrap();
+                u64::from(u16::from_be_bytes(l))
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                self.ws.read_exact(&mut l).unwrap();
+                u64::from_be_bytes(l)
+            }
+            n => u64::from(n),
+        };
+        let mut data = vec![0u8; usize::try_from(len).unwrap()];
+        self.ws.read_exact(&mut data).unwrap();
+        String::from_utf8_lossy(&data).to_string()
+    }
+
+    /// One DevTools call; returns its `result`.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.send_frame(&msg.to_string());
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&self.read_frame()).unwrap_or_default();
+            if v["id"] == id {
+                assert!(v["error"].is_null(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `js` in the page; its value (null while the page is navigating).
+    fn eval(&mut self, js: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until `js` evaluates to `want`.
+    #[track_caller]
+    fn wait_for(&mut self, js: &str, want: serde_json::Value) {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.eval(js);
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < until, "{js} is {got}, not {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let mut ox = Pty::new();
+    let cfg = support::config(
+        &data,
+        &outbox,
+        "reading",
+        &[(
+            "ox",
+            "nonin-ascii",
+            "exam-1",
+            &ox.path,
+            r#"report = "every""#,
+        )],
+    )
+    .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
+    .replace("mode = \"location\"", "mode = \"hold\"");
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let addr = admin_addr(&d);
+    d.wait_log("serial port open", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    // No patient in the room: both readings (SpO2, pulse) are held.
+    ox.send(b"SPO2=097 HR=072\r\n");
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut ids = held_ids(&addr);
+    while ids.len() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+        ids = held_ids(&addr);
+    }
+    assert_eq!(ids.len(), 2, "{}", d.log());
+    let (code, _, body) = http(
+        &addr,
+        "PUT",
+        "/api/rooms/exam-2/patient",
+        &[("Content-Type", "application/json")],
+        r#"{"id":"MRN-7788","system":"urn:oid:1.2.3","by":"test"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    let profile = tmp.path().join("chromium");
+    let dom = dump_dom(&format!("http://{addr}/"), &profile);
+    assert!(dom.contains("<h1>vitalsd</h1>"), "{dom}");
+    assert!(dom.contains(r#"<tr data-device="ox"><td>ox</td><td>nonin-ascii</td><td>exam-1</td><td class="ok">yes</td>"#), "{dom}");
+    assert!(dom.contains(r#"<td class="readings">2</td>"#), "{dom}");
+    assert!(
+        dom.contains(r#"<tr data-sink="outbox"><td>outbox</td><td class="pending">0</td>"#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"<svg id="depth""#) && dom.contains("<polyline"),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"<span id="held-count">2</span>"#), "{dom}");
+    for id in &ids {
+        assert!(
+            dom.contains(&format!(r#"action="/held/{id}/assign""#)),
+            "{dom}"
+        );
+        assert!(
+            dom.contains(&format!(r#"action="/held/{id}/discard""#)),
+            "{dom}"
+        );
+    }
+    // The room shows the masked patient, never the identifier.
+    assert!(dom.contains("<td>exam-2</td>"), "{dom}");
+    assert!(!dom.contains("MRN-7788"), "patient identifier on the page");
+    assert!(!dom.contains("<script"), "the page needs no script");
+
+    // Real clicks in Chromium: fill the assign form of one reading, the discard form of the
+    // other, click their buttons; the server redirects back to the page.
+    let mut browser = Browser::start(&tmp.path().join("chromium-cdp"));
+    browser.call("Page.enable", serde_json::json!({}));
+    browser.call(
+        "Page.navigate",
+        serde_json::json!({"url": format!("http://{addr}/")}),
+    );
+    browser.wait_for(
+        "document.getElementById('held-count')?.textContent",
+        "2".into(),
+    );
+    let fill_and_click = |id: &str, kind: &str, fields: &[(&str, &str)]| {
+        let mut js = format!("(() => {{ const f = document.querySelector('form[action=\"/held/{id}/{kind}\"]'); if (!f) return 'no form';");
+        for (k, v) in fields {
+            js.push_str(&format!(" f.elements['{k}'].value = '{v}';"));
+        }
+        js.push_str(" f.querySelector('button').click(); return 'clicked'; })()");
+        js
+    };
+    let js = fill_and_click(
+        &ids[0],
+        "assign",
+        &[
+            ("patient_id", "MRN-4242"),
+            ("patient_system", "urn:oid:1.2.3"),
+            ("by", "Ann MA"),
+        ],
+    );
+    assert_eq!(browser.eval(&js), "clicked");
+    browser.wait_for(
+        "document.getElementById('held-count')?.textContent",
+        "1".into(),
+    );
+    let js = fill_and_click(
+        &ids[1],
+        "discard",
+        &[("reason", "wrong patient"), ("by", "Ann MA")],
+    );
+    assert_eq!(browser.eval(&js), "clicked");
+    browser.wait_for(
+        "document.getElementById('held-count')?.textContent",
+        "0".into(),
+    );
+    browser.wait_for("location.pathname", "/".into());
+    drop(browser);
+    assert!(held_ids(&addr).is_empty());
+    // The assigned reading goes out with the patient; the discarded one does not.
+    let lines = support::wait_outbox(&outbox, 1, Duration::from_secs(10));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["patient"]["id"], "MRN-4242");
+    let (_, _, audit) = http(&addr, "GET", "/api/audit", &[], "");
+    assert!(
+        audit.contains("\"assigned\"") && audit.contains("\"discarded\""),
+        "{audit}"
+    );
+    let origin = format!("http://{addr}");
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", origin.as_str()),
+    ];
+    // A cross-site form post is refused, and a missing field is a readable error.
+    let (code, _, _) = http(
+        &addr,
+        "POST",
+        &format!("/held/{}/discard", ids[0]),
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "http://evil.example"),
+        ],
+        "reason=x&by=y",
+    );
+    assert_eq!(code, 403);
+    let (code, _, body) = http(
+        &addr,
+        "POST",
+        &format!("/held/{}/assign", ids[0]),
+        &form,
+        "by=Ann",
+    );
+    assert_eq!(code, 400, "{body}");
+
+    let dom = dump_dom(&format!("http://{addr}/"), &profile);
+    assert!(dom.contains(r#"<span id="held-count">0</span>"#), "{dom}");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
