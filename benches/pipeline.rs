@@ -43,6 +43,7 @@ fn reading(device: usize, n: u64) -> Reading {
             })
             .collect(),
         flags: Vec::new(),
+        waveform: None,
     }
 }
 

@@ -14,16 +14,22 @@ use crate::decode::{self, DecodeEvent, Options};
 use crate::normalize::{self, NormalizeContext};
 use crate::reading::{DeviceId, ReadingId, SinkId};
 
-/// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info").
+/// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info"); with
+/// `JOURNAL_STREAM` set (running under systemd) text lines have no timestamps or colours.
 pub fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    // Under systemd stderr goes to the journal, which stamps every line itself and shows
+    // escape codes raw: plain text without time or colours there.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty());
+    let _ = match (format, journal) {
+        (LogFormat::Text, false) => builder.try_init(),
+        (LogFormat::Text, true) => builder.with_ansi(false).without_time().try_init(),
+        (LogFormat::Json, false) => builder.json().try_init(),
+        (LogFormat::Json, true) => builder.json().with_ansi(false).try_init(),
     };
 }
 
@@ -66,7 +72,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let token = shutdown_on_signals()?;
-        crate::app::run(cfg, token, crate::app::Hooks { deliveries: None }).await
+        crate::app::run(
+            cfg,
+            token,
+            crate::app::Hooks {
+                deliveries: None,
+                config_path: Some(config_path.to_path_buf()),
+            },
+        )
+        .await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -112,6 +126,23 @@ pub fn simulate(
     rt.block_on(async {
         let token = shutdown_on_signals()?;
         crate::simulate::run_serial(driver, serial, every, count, token).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vitalsd simulate DRIVER --mqtt URL --topic T`.
+pub fn simulate_mqtt(
+    driver: &str,
+    url: &str,
+    topic: &str,
+    every: Duration,
+    count: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    init_logging("info", LogFormat::Text);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let token = shutdown_on_signals()?;
+        crate::simulate::run_mqtt(driver, url, topic, every, count, token).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -190,6 +221,18 @@ pub fn decode(
                 printed += 1;
             }
             DecodeEvent::Idle { .. } => {}
+            DecodeEvent::Samples(c) => {
+                let leads: Vec<&str> = c.leads.iter().map(|l| l.name).collect();
+                let line = serde_json::json!({
+                    "samples": c.len(),
+                    "fs_hz": c.fs_hz,
+                    "leads": leads,
+                    "gap_before": c.gap_before,
+                    "saturated": c.saturated,
+                });
+                writeln!(out, "{line}")?;
+                printed += 1;
+            }
             DecodeEvent::Error(e) => {
                 eprintln!("frame failed: {e}");
                 failed += 1;
@@ -258,7 +301,12 @@ where
 pub fn queue_stats(config_path: &Path) -> anyhow::Result<ExitCode> {
     with_queue(config_path, |q| async move {
         let stats = q.stats()?;
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        let mut json = serde_json::to_value(&stats)?;
+        if let Some(obj) = json.as_object_mut() {
+            // Undecodable MQTT payloads that were acknowledged (kept in the rejected log).
+            obj.insert("rejected_payloads".into(), q.rejected_count()?.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -309,6 +357,74 @@ pub fn queue_purge_dead(
             "{n} dead-letter entr{} purged",
             if n == 1 { "y" } else { "ies" }
         );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Asks the running daemon's admin API for `path`; `Ok(None)` when no daemon answers there.
+fn ask_daemon(cfg: &Config, path: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    use crate::admin::client::{AdminClient, ClientError};
+    crate::tls::init();
+    let Some(client) = AdminClient::from_config(cfg)? else {
+        return Ok(None);
+    };
+    let rt = runtime()?;
+    match rt.block_on(client.get(path)) {
+        Ok(v) => Ok(Some(v)),
+        Err(ClientError::Unreachable(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `vitalsd queue held`: through the admin API while the daemon runs, else from the store.
+pub fn queue_held(config_path: &Path, limit: usize) -> anyhow::Result<ExitCode> {
+    let cfg = load(config_path)?;
+    if let Some(v) = ask_daemon(&cfg, &format!("/api/held?limit={limit}"))? {
+        for e in v.as_array().into_iter().flatten() {
+            println!("{}", serde_json::to_string(e)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hold_for = cfg.patient.hold_for;
+    with_queue(config_path, |q| async move {
+        let now = time::OffsetDateTime::now_utc();
+        for e in q.held(limit)? {
+            let mut v = serde_json::to_value(&e)?;
+            let state = if e.in_review(hold_for, now) {
+                "review"
+            } else {
+                "held"
+            };
+            v["state"] = serde_json::json!(state);
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `vitalsd audit [--since T]`: the audit trail as JSON lines, oldest first.
+pub fn audit(config_path: &Path, since: Option<&str>, limit: usize) -> anyhow::Result<ExitCode> {
+    let cfg = load(config_path)?;
+    let now = time::OffsetDateTime::now_utc();
+    let since = since
+        .map(|s| crate::admin::api::parse_since(s, now))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--since {e}"))?;
+    let mut path = format!("/api/audit?limit={limit}");
+    if let Some(t) = since {
+        let rfc = time::format_description::well_known::Rfc3339;
+        path.push_str(&format!("&since={}", t.format(&rfc)?.replace('+', "%2B")));
+    }
+    if let Some(v) = ask_daemon(&cfg, &path)? {
+        for e in v.as_array().into_iter().flatten() {
+            println!("{}", serde_json::to_string(e)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    with_queue(config_path, |q| async move {
+        for e in q.audit(since, limit)? {
+            println!("{}", serde_json::to_string(&e)?);
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,8 +1,8 @@
 //! `vitalsd demo`: the whole pipeline with no configuration and no hardware.
 //!
 //! Creates a pseudo-terminal per simulated device, plays each device's real wire format into
-//! it (a Nonin oximeter in ASCII mode in two rooms, and a bridge sending blood pressure,
-//! temperature and weight as reading JSON), runs the daemon on those ports with a FHIR NDJSON
+//! it (a wristband scanner per room, scanned first; a Nonin oximeter in ASCII mode in two
+//! rooms, and a bridge sending blood pressure, temperature and weight as reading JSON), runs the daemon on those ports with a FHIR NDJSON
 //! outbox in `DIR/outbox`, and prints every delivered reading as one readable line.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -29,7 +29,33 @@ struct DemoDevice {
     options: &'static [(&'static str, &'static str)],
 }
 
+/// The identifier system of the demo's wristbands.
+const WRISTBAND_SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
+
+/// Scanners first: each room's wristband is scanned before its vitals are taken (devices
+/// start one after the other), so every reading carries the room's patient.
 const DEVICES: &[DemoDevice] = &[
+    DemoDevice {
+        id: "exam1-scanner",
+        driver: "barcode",
+        room: "exam-1",
+        every: Duration::from_secs(15 * 60),
+        options: &[("system", WRISTBAND_SYSTEM)],
+    },
+    DemoDevice {
+        id: "exam2-scanner",
+        driver: "barcode",
+        room: "exam-2",
+        every: Duration::from_secs(15 * 60),
+        options: &[("system", WRISTBAND_SYSTEM)],
+    },
+    DemoDevice {
+        id: "exam3-scanner",
+        driver: "barcode",
+        room: "exam-3",
+        every: Duration::from_secs(15 * 60),
+        options: &[("system", WRISTBAND_SYSTEM)],
+    },
     DemoDevice {
         id: "exam1-oximeter",
         driver: "nonin-ascii",
@@ -125,7 +151,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             log_format: LogFormat::Text,
         },
         patient: PatientConfig {
-            mode: PatientMode::Location,
+            mode: PatientMode::Hold,
             context_ttl: Duration::from_secs(20 * 60),
             hold_for: Duration::from_secs(24 * 3600),
         },
@@ -184,6 +210,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     }
     let hooks = crate::app::Hooks {
         deliveries: Some(tx),
+        config_path: None,
     };
     let result = crate::app::run(cfg, cancel, hooks).await;
     sims.cancel();
@@ -197,7 +224,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One readable line per reading: time, room, kind, value and unit, device.
+/// One readable line per reading: time, room, masked patient, kind, value and unit, device.
 pub fn describe(r: &Reading) -> String {
     let value = |name: &str| {
         r.values
@@ -232,11 +259,14 @@ pub fn describe(r: &Reading) -> String {
         format!("  [{}]", f.join(" "))
     };
     format!(
-        "{:02}:{:02}:{:02}  {:<8} {:<17} {:<22} {}{flags}",
+        "{:02}:{:02}:{:02}  {:<8} #{:<9} {:<17} {:<22} {}{flags}",
         t.hour(),
         t.minute(),
         t.second(),
         r.room.as_deref().unwrap_or("-"),
+        r.patient
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |p| p.masked()),
         r.kind.as_str(),
         shown,
         r.device.id,

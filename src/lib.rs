@@ -10,17 +10,23 @@
 //! - [`reading`]: the canonical reading and its small types.
 //! - [`source`]: transports (serial) → raw bytes with device id and receipt time.
 //! - [`decode`]: one pure decoder per wire format → device messages.
+//! - [`ecg`]: waveform samples → strips, R peaks (Pan–Tompkins) and heart rate.
 //! - [`normalize`]: device messages → readings (codes, units, plausibility, times).
 //! - [`queue`]: the durable store (sled behind a trait), per-sink pending and dead-letter.
 //! - [`sink`]: encoders and the delivery loop (file outbox, FHIR).
+//! - [`context`]: room patient contexts, held-reading decisions, audit types.
+//! - [`admin`]: the loopback HTTP admin API.
 //! - [`app`]: wires the stages, owns shutdown.
 //! - [`demo`], [`simulate`]: simulated devices on pseudo-terminals.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod decode;
 pub mod demo;
+pub mod ecg;
 pub mod normalize;
 pub mod pipeline;
 pub mod queue;

@@ -41,13 +41,20 @@ enum Command {
         #[arg(long, default_value = "./vitalsd-demo")]
         dir: PathBuf,
     },
-    /// Emit a device's real wire format to a serial port, for test rigs.
+    /// Emit a device's real wire format to a serial port or an MQTT broker, for test rigs.
     Simulate {
         /// Driver whose device to imitate (see `vitalsd drivers`).
         driver: String,
         /// Serial port (or pseudo-terminal) to write to.
-        #[arg(long)]
-        serial: PathBuf,
+        #[arg(long, required_unless_present = "mqtt", conflicts_with = "mqtt")]
+        serial: Option<PathBuf>,
+        /// MQTT broker to publish to (mqtt://host:port or mqtts://...), with --topic.
+        #[arg(long, requires = "topic")]
+        mqtt: Option<String>,
+        /// Topic to publish on; for ble-gatt the characteristic becomes its last segment
+        /// (`gw/exam3/+` → `gw/exam3/2A35`).
+        #[arg(long, requires = "mqtt")]
+        topic: Option<String>,
         /// Time between measurements.
         #[arg(long, value_parser = parse_duration, default_value = "20s")]
         every: Duration,
@@ -70,6 +77,17 @@ enum Command {
     },
     /// List the drivers: name, devices, transports, reading kinds, framing.
     Drivers,
+    /// The audit trail: patient contexts, assignments, discards, deliveries (JSON lines).
+    Audit {
+        /// Only entries from this time on: RFC 3339 (`2026-11-27T12:00:00Z`) or a duration
+        /// back from now (`2h`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
+        config: PathBuf,
+    },
     /// Inspect and repair the queue (the daemon must be stopped: sled allows one process).
     Queue {
         #[command(subcommand)]
@@ -83,6 +101,12 @@ enum Command {
 enum QueueAction {
     /// Readings stored, pending and dead per sink, size on disk.
     Stats,
+    /// Readings held without a patient, waiting for an MA (via the admin API while the daemon
+    /// runs).
+    Held {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Dead-letter entries with their reason.
     Dead {
         #[arg(long)]
@@ -117,9 +141,17 @@ fn main() -> ExitCode {
         Command::Simulate {
             driver,
             serial,
+            mqtt,
+            topic,
             every,
             count,
-        } => cli::simulate(&driver, &serial, every, count),
+        } => match (serial, mqtt, topic) {
+            (_, Some(url), Some(topic)) => cli::simulate_mqtt(&driver, &url, &topic, every, count),
+            (Some(serial), _, _) => cli::simulate(&driver, &serial, every, count),
+            _ => Err(anyhow::anyhow!(
+                "give --serial PATH or --mqtt URL --topic T"
+            )),
+        },
         Command::Decode {
             driver,
             opts,
@@ -127,8 +159,14 @@ fn main() -> ExitCode {
             file,
         } => cli::decode(&driver, &opts, hex.as_deref(), file.as_deref()),
         Command::Drivers => cli::drivers(),
+        Command::Audit {
+            since,
+            limit,
+            config,
+        } => cli::audit(&config, since.as_deref(), limit),
         Command::Queue { action, config } => match action {
             QueueAction::Stats => cli::queue_stats(&config),
+            QueueAction::Held { limit } => cli::queue_held(&config, limit),
             QueueAction::Dead { sink, limit } => cli::queue_dead(&config, sink.as_deref(), limit),
             QueueAction::Retry { id, sink } => cli::queue_retry(&config, &sink, id.as_deref()),
             QueueAction::PurgeDead { id, sink } => {

@@ -4,7 +4,14 @@
 //! decoder; for continuous devices, reduces the per-second stream to one spot-check reading
 //! per measurement; normalises into [`Reading`]s with a fresh [`ReadingId`]; and stores them in
 //! the queue, waiting for the durable flush before taking the next bytes. Garbled frames are
-//! counted and logged without content; the decoder resynchronises on its own.
+//! counted and logged without content; the decoder resynchronises on its own. ECG drivers'
+//! waveform samples go to the device's strip builder ([`crate::ecg`]); each finished strip
+//! becomes an `ecg` reading (plus a `heart_rate` reading) stored like the others; the partial
+//! strip is stored when the stream ends (disconnect, shutdown, [`DevicePipeline::flush_strips`]).
+//!
+//! With a [`PatientLink`] (the daemon always sets one): a `barcode` device's scans set its
+//! room's patient context; every reading takes the context valid when it was measured; in
+//! `hold` mode a reading without one is held for an MA instead of queued for the sinks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,25 +19,45 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::config::{Config, DeviceConfig};
+use crate::config::{Config, DeviceConfig, PatientMode};
+use crate::context::audit::ContextSource;
+use crate::context::history::Attribution;
+use crate::context::quality::Quality;
+use crate::context::ContextStore;
 use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
 use crate::normalize::spot::Reporter;
 use crate::normalize::{self, NormalizeContext};
 use crate::queue::{EnqueueOutcome, Queue, QueueError};
-use crate::reading::{PatientRef, Reading, ReadingId};
+use crate::reading::{Flag, Kind, PatientRef, Reading, ReadingId};
 use crate::source::SourceEvent;
 use crate::status::DeviceStatus;
 
 /// How often an open spot-check episode is looked at when the device falls silent.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How a pipeline finds its readings' patient (shared by every device of a daemon).
+#[derive(Clone)]
+pub struct PatientLink {
+    pub contexts: ContextStore,
+    pub mode: PatientMode,
+    pub quality: Arc<Quality>,
+}
+
 pub struct DevicePipeline {
+    link: Option<PatientLink>,
+    /// The `system` option of a `barcode` device: its scans become the room's patient.
+    scan_system: Option<String>,
+    scans: Vec<(String, OffsetDateTime)>,
     decoder: Box<dyn Decoder>,
     reporter: Reporter,
     ctx: NormalizeContext,
     queue: Queue,
     status: Arc<DeviceStatus>,
     writes: mpsc::Sender<Vec<u8>>,
+    /// ECG drivers only: cuts the sample stream into strips.
+    strips: Option<crate::ecg::StripBuilder>,
+    /// ECG readings finished by the last events, not yet stored.
+    ecg_ready: Vec<Reading>,
 }
 
 impl DevicePipeline {
@@ -46,7 +73,25 @@ impl DevicePipeline {
             let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
             anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
         })?;
+        let strips = match decode::driver_info(&d.driver) {
+            Some(info) if info.kinds.contains(&crate::reading::Kind::Ecg) => {
+                let opts = crate::ecg::StripOptions::from_options(&d.options).map_err(|errs| {
+                    let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
+                    anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
+                })?;
+                Some(crate::ecg::StripBuilder::new(opts))
+            }
+            _ => None,
+        };
+        let scan_system = (d.driver == "barcode")
+            .then(|| decode::barcode::system(&d.options).map(str::to_string))
+            .flatten();
         Ok(Self {
+            strips,
+            ecg_ready: Vec::new(),
+            link: None,
+            scan_system,
+            scans: Vec::new(),
             decoder,
             reporter: Reporter::new(report.report, report.settle),
             ctx: NormalizeContext {
@@ -60,6 +105,13 @@ impl DevicePipeline {
             status,
             writes,
         })
+    }
+
+    /// Attaches patient contexts (and holds readings without one in `hold` mode).
+    #[must_use]
+    pub fn with_patient_link(mut self, link: PatientLink) -> Self {
+        self.link = Some(link);
+        self
     }
 
     /// Runs until the source's channel closes, then stores whatever is complete.
@@ -107,6 +159,7 @@ impl DevicePipeline {
                     let now = OffsetDateTime::now_utc();
                     out.push(DecodeEvent::Idle { episode_end: true });
                     let msgs = self.collect(&mut out, now);
+                    self.finish_strips(now);
                     self.store(msgs, now).await;
                 }
                 Some(SourceEvent::Bytes { data, received_at }) => {
@@ -119,6 +172,7 @@ impl DevicePipeline {
         self.decoder.finish(&mut out);
         let now = OffsetDateTime::now_utc();
         let msgs = self.collect(&mut out, now);
+        self.finish_strips(now);
         self.store(msgs, now).await;
         self.status.set_connected(false);
     }
@@ -131,9 +185,18 @@ impl DevicePipeline {
             msgs.extend(self.reporter.feed(&ev, now));
             match ev {
                 DecodeEvent::Message(_) | DecodeEvent::Idle { .. } => self.status.frame_ok(at),
-                DecodeEvent::Scan(_) => {
+                DecodeEvent::Samples(c) => {
                     self.status.frame_ok(at);
-                    tracing::debug!(device = %self.ctx.device, "barcode scan ignored: patient context is not available in this version");
+                    if let Some(b) = self.strips.as_mut() {
+                        for strip in b.push(&c, at) {
+                            self.ecg_ready
+                                .extend(crate::ecg::readings(strip, &self.ctx, at));
+                        }
+                    }
+                }
+                DecodeEvent::Scan(scan) => {
+                    self.status.frame_ok(at);
+                    self.scans.push((scan, at));
                 }
                 DecodeEvent::Error(e) => {
                     self.status.frame_bad();
@@ -166,19 +229,31 @@ impl DevicePipeline {
             }
         }
         let msgs = self.collect(&mut events, received_at);
+        self.apply_scans().await;
         report.decoded = msgs.len();
         let mut readings = self.normalize_all(msgs, received_at);
+        readings.append(&mut self.ecg_ready);
         for r in &mut readings {
             r.patient.clone_from(&patient);
         }
         if readings.is_empty() {
             return Ok(report);
         }
-        let outcomes = self.queue.enqueue(readings).await.map_err(|e| match e {
+        let (ready, held) = self.route(readings);
+        let map = |e: QueueError| match e {
             QueueError::Full { size, max } => IngestError::Full { size, max },
             other => IngestError::Store(other.to_string()),
-        })?;
-        self.count(&outcomes, &mut report);
+        };
+        if !held.is_empty() {
+            let kinds: Vec<Kind> = held.iter().map(|r| r.kind).collect();
+            let outcomes = self.queue.hold(held).await.map_err(map)?;
+            self.count(&kinds, &outcomes, &mut report);
+        }
+        if !ready.is_empty() {
+            let kinds: Vec<Kind> = ready.iter().map(|r| r.kind).collect();
+            let outcomes = self.queue.enqueue(ready).await.map_err(map)?;
+            self.count(&kinds, &outcomes, &mut report);
+        }
         Ok(report)
     }
 
@@ -203,18 +278,26 @@ impl DevicePipeline {
         readings
     }
 
-    fn count(&self, outcomes: &[EnqueueOutcome], report: &mut IngestReport) {
-        for o in outcomes {
+    /// Counts one enqueue's outcomes (`kinds[i]` is the kind of the i-th reading) into the
+    /// device's status and `report`.
+    fn count(&self, kinds: &[Kind], outcomes: &[EnqueueOutcome], report: &mut IngestReport) {
+        let (mut stored, mut duplicates, mut rejected) = (0, 0, 0);
+        for (kind, o) in kinds.iter().zip(outcomes) {
             match o {
-                EnqueueOutcome::Stored => report.stored += 1,
-                EnqueueOutcome::Duplicate(_) => report.duplicates += 1,
-                EnqueueOutcome::Rejected(_) => report.rejected += 1,
+                EnqueueOutcome::Stored => {
+                    stored += 1;
+                    self.status.stored_kind(kind.as_str());
+                }
+                EnqueueOutcome::Duplicate(_) => duplicates += 1,
+                EnqueueOutcome::Rejected(_) => rejected += 1,
             }
         }
-        self.status
-            .stored(report.stored, report.duplicates, report.rejected);
-        if report.rejected > 0 {
-            tracing::warn!(device = %self.ctx.device, count = report.rejected, "reading failed a hard plausibility limit; kept in dead-letter");
+        report.stored += stored;
+        report.duplicates += duplicates;
+        report.rejected += rejected;
+        self.status.stored(stored, duplicates, rejected);
+        if rejected > 0 {
+            tracing::warn!(device = %self.ctx.device, count = rejected, "reading failed a hard plausibility limit; kept in dead-letter");
         }
         tracing::debug!(device = %self.ctx.device, stored = report.stored, duplicates = report.duplicates, "readings stored");
     }
@@ -222,18 +305,94 @@ impl DevicePipeline {
     /// Normalises and stores; returns only after the queue's durable flush (or on shutdown of
     /// the queue). A full queue is retried, never dropped silently.
     async fn store(&mut self, msgs: Vec<DeviceMessage>, received_at: OffsetDateTime) {
-        if msgs.is_empty() {
+        self.apply_scans().await;
+        if msgs.is_empty() && self.ecg_ready.is_empty() {
             return;
         }
-        let readings = self.normalize_all(msgs, received_at);
+        let mut readings = self.normalize_all(msgs, received_at);
+        readings.append(&mut self.ecg_ready);
+        if readings.is_empty() {
+            return;
+        }
+        let (ready, held) = self.route(readings);
+        self.persist(held, true).await;
+        self.persist(ready, false).await;
+    }
+
+    /// Sets the room's patient from each scan, in order, durably (audited).
+    async fn apply_scans(&mut self) {
+        if self.scans.is_empty() {
+            return;
+        }
+        let scans = std::mem::take(&mut self.scans);
+        let (Some(link), Some(system)) = (&self.link, &self.scan_system) else {
+            tracing::warn!(device = %self.ctx.device, count = scans.len(), "barcode scan ignored: no patient context for this device");
+            return;
+        };
+        let room = self.ctx.room.clone().unwrap_or_default();
+        for (id, at) in scans {
+            let patient = PatientRef {
+                id,
+                system: system.clone(),
+            };
+            let by = self.ctx.device.to_string();
+            if let Err(e) = link
+                .contexts
+                .set(&room, patient, ContextSource::Scan, &by, at)
+                .await
+            {
+                tracing::error!(device = %self.ctx.device, %room, error = %e, "scan not applied: the room keeps its previous context");
+            }
+        }
+    }
+
+    /// Attaches each reading's patient (unless its message named one) and splits them into
+    /// readings for the sinks and readings to hold.
+    fn route(&self, readings: Vec<Reading>) -> (Vec<Reading>, Vec<Reading>) {
+        let Some(link) = &self.link else {
+            return (readings, Vec::new());
+        };
+        let mut ready = Vec::with_capacity(readings.len());
+        let mut held = Vec::new();
+        for mut r in readings {
+            if r.patient.is_none() {
+                if let Some(room) = &r.room {
+                    match link.contexts.attribute(room, r.observed_at, r.received_at) {
+                        Attribution::Patient(p) => r.patient = Some(p),
+                        Attribution::Unknown => {}
+                        Attribution::Ambiguous => r.flags.push(Flag::new("patient_ambiguous")),
+                    }
+                }
+            }
+            link.quality.check(&mut r);
+            if r.patient.is_none() && link.mode == PatientMode::Hold && r.rejection().is_none() {
+                held.push(r);
+            } else {
+                ready.push(r);
+            }
+        }
+        if !held.is_empty() {
+            tracing::info!(device = %self.ctx.device, count = held.len(), "no patient context for the room: readings held for review");
+        }
+        (ready, held)
+    }
+
+    /// Stores readings (held or for the sinks); a full queue is retried, never dropped.
+    async fn persist(&mut self, readings: Vec<Reading>, hold: bool) {
         if readings.is_empty() {
             return;
         }
         let mut warned = false;
         loop {
-            match self.queue.enqueue(readings.clone()).await {
+            let result = if hold {
+                self.queue.hold(readings.clone()).await
+            } else {
+                self.queue.enqueue(readings.clone()).await
+            };
+            match result {
                 Ok(outcomes) => {
-                    self.count(&outcomes, &mut IngestReport::default());
+                    let kinds: Vec<Kind> = readings.iter().map(|r| r.kind).collect();
+                    self.count(&kinds, &outcomes, &mut IngestReport::default());
                     return;
                 }
                 Err(QueueError::Full { size, max }) => {
@@ -249,6 +408,26 @@ impl DevicePipeline {
                 }
             }
         }
+    }
+}
+
+impl DevicePipeline {
+    /// Completes the ECG strips in progress (partial ones included) into `ecg_ready`.
+    fn finish_strips(&mut self, at: OffsetDateTime) {
+        if let Some(b) = self.strips.as_mut() {
+            for strip in b.finish() {
+                self.ecg_ready
+                    .extend(crate::ecg::readings(strip, &self.ctx, at));
+            }
+        }
+    }
+
+    /// For message sources (MQTT) on clean shutdown: stores the ECG strip in progress
+    /// (flagged `ecg:partial` when short). Returns after the durable flush.
+    pub async fn flush_strips(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        self.finish_strips(now);
+        self.store(Vec::new(), now).await;
     }
 }
 

@@ -435,6 +435,39 @@ pub struct Reading {
     pub values: Vec<Value>,
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// The strip of an `ecg` reading; `None` (and absent from the JSON) for every other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waveform: Option<Waveform>,
+}
+
+/// An ECG strip (PROTOCOLS §3.1 canonical form): integer counts plus a µV scale per lead,
+/// sampled at `fs_hz` from `t0` (the first sample's time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waveform {
+    pub fs_hz: f64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub t0: OffsetDateTime,
+    pub leads: Vec<Lead>,
+    /// Detected R peaks, as sample indices into the leads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub r_peaks: Vec<u32>,
+    /// Every RR interval ending in this strip, in ms (for HRV); the median is a value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rr_ms: Vec<u32>,
+}
+
+/// One lead of a [`Waveform`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lead {
+    /// MDC lead code (131328 family).
+    pub mdc: u32,
+    /// Component name (`ecg`, `lead_ii`, ...).
+    pub name: String,
+    /// µV per count.
+    pub scale_uv: f64,
+    pub samples: Vec<i32>,
 }
 
 impl Reading {
@@ -453,6 +486,11 @@ impl Reading {
                 v.name,
                 v.value.map(|d| d.to_string()).unwrap_or_default()
             );
+        }
+        if let Some(w) = &self.waveform {
+            // Two strips of a clockless device can complete in the same second (at a gap):
+            // the first sample's time tells them apart.
+            let _ = write!(k, "|t0={}", w.t0.unix_timestamp_nanos());
         }
         k
     }

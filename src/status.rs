@@ -2,8 +2,9 @@
 //! readers (logs at shutdown, the admin API when it is enabled). Lock-free atomics, except
 //! the last-frame time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -23,6 +24,7 @@ pub struct DeviceStatus {
     duplicates: AtomicU64,
     rejected: AtomicU64,
     last_frame_at: Mutex<Option<OffsetDateTime>>,
+    kinds: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A snapshot of [`DeviceStatus`] for JSON output.
@@ -54,6 +56,7 @@ impl DeviceStatus {
             duplicates: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             last_frame_at: Mutex::new(None),
+            kinds: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -75,6 +78,21 @@ impl DeviceStatus {
         self.rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
+    /// Counts one stored reading of `kind` (for `vitalsd_readings_total{device,kind}`).
+    pub fn stored_kind(&self, kind: &str) {
+        if let Ok(mut k) = self.kinds.lock() {
+            *k.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Stored readings by kind, in kind order.
+    pub fn kinds(&self) -> Vec<(String, u64)> {
+        self.kinds
+            .lock()
+            .map(|k| k.iter().map(|(a, b)| (a.clone(), *b)).collect())
+            .unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> DeviceSnapshot {
         DeviceSnapshot {
             id: self.id.clone(),
@@ -88,5 +106,73 @@ impl DeviceStatus {
             rejected: self.rejected.load(Ordering::Relaxed),
             last_frame_at: self.last_frame_at.lock().ok().and_then(|t| *t),
         }
+    }
+}
+
+/// The running devices' statuses, shared by the app (which changes the set on reload) and the
+/// readers (admin API, metrics, status page). Clones share one list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceList {
+    inner: Arc<RwLock<Vec<Arc<DeviceStatus>>>>,
+}
+
+impl DeviceList {
+    pub fn new(list: Vec<Arc<DeviceStatus>>) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(list)),
+        }
+    }
+
+    /// A snapshot of the list, in configuration order.
+    pub fn all(&self) -> Vec<Arc<DeviceStatus>> {
+        self.inner.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The statuses, for iteration (a snapshot: later changes do not show).
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<DeviceStatus>> {
+        self.all().into_iter()
+    }
+
+    /// Replaces the whole list.
+    pub fn set(&self, list: Vec<Arc<DeviceStatus>>) {
+        if let Ok(mut l) = self.inner.write() {
+            *l = list;
+        }
+    }
+}
+
+impl IntoIterator for &DeviceList {
+    type Item = Arc<DeviceStatus>;
+    type IntoIter = std::vec::IntoIter<Arc<DeviceStatus>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_readings_are_counted_by_kind() {
+        let s = DeviceStatus::new(DeviceId::new("ox"), "nonin-ascii", "exam-1");
+        s.stored_kind("spo2");
+        s.stored_kind("pulse_rate");
+        s.stored_kind("spo2");
+        assert_eq!(
+            s.kinds(),
+            vec![("pulse_rate".to_string(), 1), ("spo2".to_string(), 2)]
+        );
+    }
+
+    #[test]
+    fn a_device_list_change_shows_in_every_clone() {
+        let a = DeviceStatus::new(DeviceId::new("a"), "json", "r1");
+        let b = DeviceStatus::new(DeviceId::new("b"), "json", "r2");
+        let list = DeviceList::new(vec![a.clone()]);
+        let reader = list.clone();
+        list.set(vec![a, b]);
+        let ids: Vec<String> = reader.iter().map(|d| d.id.to_string()).collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 }

@@ -49,6 +49,7 @@ fn reading(device: &str, n: i64) -> Reading {
             absent: None,
         }],
         flags: vec![],
+        waveform: None,
     }
 }
 

@@ -99,7 +99,7 @@ impl Default for DaemonFile {
 }
 
 pub fn default_patient_mode() -> String {
-    "location".into()
+    "hold".into()
 }
 pub fn default_context_ttl() -> Dur {
     Dur(Duration::from_secs(20 * 60))

@@ -25,7 +25,7 @@ fn a_minimal_config_is_valid_and_takes_the_defaults() {
     let cfg = parse(MINIMAL, "test.toml").unwrap();
     assert_eq!(cfg.daemon.data_dir, PathBuf::from("/var/lib/vitalsd"));
     assert_eq!(cfg.daemon.cache_size, 16 * 1024 * 1024);
-    assert_eq!(cfg.patient.mode, PatientMode::Location);
+    assert_eq!(cfg.patient.mode, PatientMode::Hold);
     let DeviceTransport::Serial(s) = &cfg.devices[0].transport else {
         panic!("serial")
     };

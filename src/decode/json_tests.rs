@@ -174,6 +174,7 @@ fn reading(kind: Kind, values: Vec<Value>, flags: Vec<Flag>, device_time_secs: i
         device_time: Some(t),
         values,
         flags,
+        waveform: None,
     }
 }
 

@@ -18,7 +18,10 @@ pub mod lines;
 pub mod masimo;
 pub mod nonin_ascii;
 pub mod nonin_binary;
+pub mod openbci;
+pub mod polar_ecg;
 pub mod registry;
+pub mod samples;
 pub mod suntech;
 pub mod suretemp;
 
@@ -29,6 +32,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind, Ucum};
 
 pub use registry::{build, driver_info, drivers, DriverInfo, Transport};
+pub use samples::{ChunkLead, SampleChunk};
 
 /// A value as the device reported it, before unit conversion.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +153,8 @@ pub enum DecodeEvent {
     Idle { episode_end: bool },
     /// A barcode scan (the `barcode` driver).
     Scan(String),
+    /// Waveform samples (ECG drivers): the pipeline hands them to the device's strip builder.
+    Samples(SampleChunk),
     /// A frame that could not be decoded; bytes were skipped.
     Error(DecodeError),
 }

@@ -191,6 +191,8 @@ pub static DRIVERS: &[&DriverInfo] = &[
     &JSON,
     &super::lines::INFO,
     &super::barcode::INFO,
+    &super::polar_ecg::INFO,
+    &super::openbci::INFO,
 ];
 
 static NONIN_ASCII: DriverInfo = DriverInfo {

@@ -36,10 +36,27 @@ fn driver_names_are_unique() {
 }
 
 #[test]
-fn every_driver_builds_with_no_options() {
+fn every_driver_without_required_options_builds_with_none_and_the_others_say_what_is_missing() {
+    // `lines` needs its pattern and mapping, `barcode` its identifier system.
+    let required = ["lines", "barcode"];
     for d in drivers() {
         for t in d.transports {
-            assert!(build_for(d.name, *t, &Options::new()).is_ok(), "{}", d.name);
+            let built = build_for(d.name, *t, &Options::new());
+            if required.contains(&d.name) {
+                let errs = built.err().unwrap_or_default();
+                assert!(
+                    !errs.is_empty(),
+                    "{} built without its required options",
+                    d.name
+                );
+                assert!(
+                    errs.iter().all(|e| e.reason.contains("required")),
+                    "{}: {errs:?}",
+                    d.name
+                );
+            } else {
+                assert!(built.is_ok(), "{}", d.name);
+            }
         }
     }
 }

@@ -131,6 +131,7 @@ pub fn normalize(
         device_time,
         values,
         flags,
+        waveform: None,
     })
 }
 

@@ -32,12 +32,17 @@
 //!   they see whole requests. They block briefly on sled: call them from `spawn_blocking` or a
 //!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
 //!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
+//! - **Held readings and the audit log** (`held`, `audit`): own key prefixes (`h`, `l`, `x`)
+//!   in the same tree, written through the same writer (`Command::Stage`).
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
 //!   and dead-letter listings (`configured: false`).
 
+pub mod audit;
+pub mod held;
 mod keys;
 mod memory;
 mod ops;
+mod rejected;
 mod sled_store;
 mod store;
 mod txn;
@@ -49,7 +54,7 @@ mod contract;
 #[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,7 +69,9 @@ use keys::{DeadValue, PendingValue};
 use txn::Counters;
 use writer::{Command, Shared, Writer};
 
+pub use held::HeldEntry;
 pub use memory::MemoryStore;
+pub use rejected::RejectedRecord;
 pub use sled_store::SledStore;
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
@@ -82,6 +89,7 @@ struct Inner {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
+    rejected: rejected::Log,
 }
 
 impl Drop for Inner {
@@ -149,6 +157,7 @@ impl Queue {
                 shared,
                 tx: Some(tx),
                 thread: Some(thread),
+                rejected: rejected::Log::default(),
             }),
         })
     }
@@ -396,6 +405,12 @@ impl Queue {
     /// [`QueueError::Closed`]. The store itself is released when the last handle is dropped.
     pub async fn close(&self) -> Result<(), QueueError> {
         self.request(|reply| Command::Close { reply }).await
+    }
+
+    /// Round trip through the writer thread without writing anything: answers only while the
+    /// writer is alive and not wedged (the service watchdog pings only after it answers).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        self.stage(|_, _| Ok(())).await
     }
 
     /// How many fdatasync calls the store made (tests prove durability and group commit by it).

@@ -43,7 +43,7 @@ pub fn fresh_not_before(id: ReadingId, now_ms: u64) -> u64 {
         .min(now_ms)
 }
 
-fn json<T: serde::Serialize>(key: &[u8], v: &T) -> Result<Vec<u8>, QueueError> {
+pub(super) fn json<T: serde::Serialize>(key: &[u8], v: &T) -> Result<Vec<u8>, QueueError> {
     serde_json::to_vec(v).map_err(|e| corrupt(key, &e.to_string()))
 }
 
@@ -51,7 +51,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T,
     serde_json::from_slice(v).map_err(|e| corrupt(key, &e.to_string()))
 }
 
-fn add_pending(
+pub(super) fn add_pending(
     tx: &mut Txn,
     ctx: &mut Ctx,
     sink: &SinkId,

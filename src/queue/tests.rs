@@ -36,6 +36,7 @@ pub fn reading(device: &str, n: i64) -> Reading {
             absent: None,
         }],
         flags: vec![],
+        waveform: None,
     }
 }
 

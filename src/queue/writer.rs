@@ -7,6 +7,7 @@
 //! alone; the rest of its group still commits. Commands that scan the store (retry or purge a
 //! whole dead-letter) first commit what is staged so the scan sees it.
 
+use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -53,7 +54,17 @@ pub enum Command {
     Close {
         reply: Reply<()>,
     },
+    /// Any other staging (held readings, audit entries, contexts): runs inside the group commit
+    /// like the built-in requests, so its writes share the batch, the counters and the flush.
+    Stage {
+        stage: StageFn,
+        reply: Reply<Box<dyn Any + Send>>,
+    },
 }
+
+/// A staging function run by the writer; returns its caller's answer.
+pub type StageFn =
+    Box<dyn FnOnce(&mut Txn<'_>, &mut Ctx<'_>) -> Result<Box<dyn Any + Send>, QueueError> + Send>;
 
 impl Command {
     fn weight(&self) -> usize {
@@ -93,6 +104,7 @@ enum Done {
     Outcomes(Reply<Vec<EnqueueOutcome>>, Vec<EnqueueOutcome>),
     Unit(Reply<()>),
     Count(Reply<usize>, usize),
+    Any(Reply<Box<dyn Any + Send>>, Box<dyn Any + Send>),
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -214,6 +226,10 @@ impl Writer {
                     }
                 }
                 Command::Close { reply } => closing = Some(reply),
+                Command::Stage { stage, reply } => match stage(&mut tx, &mut ctx) {
+                    Ok(v) => done.push(Done::Any(reply, v)),
+                    Err(e) => fail(&mut tx, reply, e),
+                },
             }
         }
         let committed = self.commit(&mut tx, &mut done, &mut woken);
@@ -256,6 +272,8 @@ impl Writer {
                 (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
                 (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
                 (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
+                (Done::Any(r, v), Ok(())) => drop(r.send(Ok(v))),
+                (Done::Any(r, _), Err(e)) => drop(r.send(Err(again(e)))),
                 (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
                 (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
                 (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),

@@ -9,7 +9,10 @@ pub mod barcode;
 pub mod ble_gatt;
 pub mod hl7v2;
 pub mod masimo;
+pub mod mqtt;
 pub mod nonin_binary;
+pub mod openbci;
+pub mod polar_ecg;
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +49,8 @@ pub fn for_driver(driver: &str, seed: u64) -> Option<Box<dyn Simulator>> {
         "nonin-7" => Some(Box::new(nonin_binary::Nonin7Sim::new(seed))),
         "nonin-13" => Some(Box::new(nonin_binary::Nonin13Sim::new(seed))),
         "hl7v2" => Some(Box::new(hl7v2::Hl7v2Sim::new(seed))),
+        "polar-ecg" => Some(Box::new(polar_ecg::PolarEcgSim::new(seed))),
+        "openbci" => Some(Box::new(openbci::OpenBciSim::new(seed))),
         _ => None,
     }
 }
@@ -61,6 +66,8 @@ pub const SIMULATED: &[&str] = &[
     "nonin-8",
     "nonin-7",
     "nonin-13",
+    "polar-ecg",
+    "openbci",
 ];
 
 /// A Nonin oximeter in ASCII mode: `SPO2=097 HR=072` once per second while the finger is in,
@@ -248,6 +255,8 @@ pub async fn play<W: AsyncWrite + Unpin>(
     }
     Ok(done)
 }
+
+pub use mqtt::run_mqtt;
 
 /// `vitalsd simulate DRIVER --serial PATH`.
 pub async fn run_serial(

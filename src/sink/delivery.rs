@@ -70,7 +70,8 @@ impl DeliveryQueue for Queue {
         sink: &'a SinkId,
         results: Vec<(ReadingId, Settle)>,
     ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>> {
-        Box::pin(Queue::settle(self, sink, results))
+        // Each final answer is also written to the audit log, in the same batch.
+        Box::pin(Queue::settle_audited(self, sink, results))
     }
     fn wait_new<'a>(&'a self, sink: &'a SinkId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(Queue::wait_new(self, sink))
@@ -128,7 +129,8 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
         let readings: Vec<Reading> = batch.iter().map(|p| p.reading.clone()).collect();
         let outcomes = sink.deliver(&readings).await;
         let now = clock();
-        let plan = plan(&id, &batch, outcomes, &policy, &mut health, now);
+        let mut plan = plan(&id, &batch, outcomes, &policy, &mut health, now);
+        honour_retry_after(&mut plan, now, sink.retry_after());
         let delivered = plan.delivered.len();
         if !plan.settles.is_empty() {
             if let Err(e) = queue.settle(&id, plan.settles).await {
@@ -269,6 +271,20 @@ fn plan(
         plan.settles.push((rid, settle));
     }
     plan
+}
+
+/// Moves every retry of `plan` to `now + hint` at the earliest (the receiver's `Retry-After`).
+fn honour_retry_after(plan: &mut Plan, now: OffsetDateTime, hint: Option<Duration>) {
+    let Some(hint) = hint else { return };
+    let floor = now + hint;
+    for (_, settle) in &mut plan.settles {
+        if let Settle::Retry { at, .. } = settle {
+            *at = (*at).max(floor);
+        }
+    }
+    if let Some(wait) = &mut plan.sink_backoff {
+        *wait = (*wait).max(hint);
+    }
 }
 
 fn unsigned(d: time::Duration) -> Duration {

@@ -57,6 +57,7 @@ fn reading(device: &str) -> Reading {
         device_time: None,
         values: Vec::new(),
         flags: Vec::new(),
+        waveform: None,
     }
 }
 

@@ -39,6 +39,7 @@ fn reading(device: &str, spo2: i64) -> Reading {
             absent: None,
         }],
         flags: Vec::new(),
+        waveform: None,
     }
 }
 

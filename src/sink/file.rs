@@ -1,15 +1,17 @@
-//! The file outbox sink: append-only NDJSON, one file per UTC day (`YYYY-MM-DD.ndjson`), one
-//! FHIR Observation (`fhir`) or canonical Reading (`reading`) per line (DESIGN §7).
+//! The file outbox sink: append-only, one file per UTC day. NDJSON (`YYYY-MM-DD.ndjson`) with
+//! one FHIR Observation (`fhir`) or canonical Reading (`reading`) per line, or HL7 v2
+//! (`YYYY-MM-DD.hl7`) with one ORU^R01 message per line group (`hl7`, see [`super::hl7`])
+//! (DESIGN §7).
 //!
 //! Promises:
 //! - A reading is reported `Delivered` only after its line was written and the file
 //!   `fdatasync`ed (one sync per batch).
-//! - A torn last line (a crash in the middle of a write) is truncated away when the file is
-//!   opened, at start and at day rollover; it was never reported delivered, so the queue sends
-//!   it again.
+//! - A torn last record (a crash in the middle of a write: a line without its '\n', or an HL7
+//!   line group without its closing empty line) is truncated away when the file is opened, at
+//!   start and at day rollover; it was never reported delivered, so the queue sends it again.
 //! - A reading written and synced whose queue settle was lost in a crash is not written twice:
-//!   the ids already in today's (and yesterday's) file are loaded at open, and a redelivery of
-//!   one of them is reported `Delivered` without writing.
+//!   the ids already in today's (and yesterday's) file are loaded at open (the HL7 format reads
+//!   them from MSH-10), and a redelivery of one of them is reported `Delivered` without writing.
 //!
 //! The file I/O runs on tokio's blocking pool, so an fsync never stalls the runtime.
 
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use time::{Date, OffsetDateTime};
 
 use super::fhir::observation;
+use super::hl7;
 use super::{DeliverFuture, Outcome, Sink};
 use crate::reading::{Reading, ReadingId, SinkId};
 
@@ -33,6 +36,26 @@ pub enum FileFormat {
     Fhir,
     /// The canonical reading JSON of DESIGN §6.
     Reading,
+    /// An HL7 v2.6 ORU^R01 message (MSH-10 = reading id) per line group, sent as `VITALSD`.
+    Hl7,
+}
+
+impl FileFormat {
+    /// The day files' extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            FileFormat::Fhir | FileFormat::Reading => "ndjson",
+            FileFormat::Hl7 => "hl7",
+        }
+    }
+
+    /// The bytes that end every complete record.
+    fn record_end(&self) -> &'static [u8] {
+        match self {
+            FileFormat::Fhir | FileFormat::Reading => b"\n",
+            FileFormat::Hl7 => hl7::RECORD_END,
+        }
+    }
 }
 
 /// Why the outbox cannot be used.
@@ -101,7 +124,7 @@ impl FileSink {
 
     /// The file a reading would be written to now.
     pub fn current_path(&self) -> PathBuf {
-        day_path(&self.dir, day_of((self.clock)()))
+        day_path_for(&self.dir, day_of((self.clock)()), self.format)
     }
 }
 
@@ -148,12 +171,15 @@ fn retry_all(n: usize, reason: &str) -> Vec<Outcome> {
     vec![Outcome::Retry(reason.to_string()); n]
 }
 
+/// One complete record, terminator included.
 fn encode(r: &Reading, format: FileFormat) -> Result<String, String> {
     let line = match format {
         FileFormat::Fhir => serde_json::to_string(&observation(r)),
         FileFormat::Reading => serde_json::to_string(r),
+        FileFormat::Hl7 => return Ok(hl7::outbox_record(r, &hl7::Header::default())),
     };
-    line.map_err(|e| format!("cannot encode reading: {e}"))
+    line.map(|l| l + "\n")
+        .map_err(|e| format!("cannot encode reading: {e}"))
 }
 
 fn day_of(t: OffsetDateTime) -> Date {
@@ -162,11 +188,17 @@ fn day_of(t: OffsetDateTime) -> Date {
 
 /// `DIR/YYYY-MM-DD.ndjson`.
 pub fn day_path(dir: &Path, day: Date) -> PathBuf {
+    day_path_for(dir, day, FileFormat::Fhir)
+}
+
+/// `DIR/YYYY-MM-DD.<ext>` for `format` (`ndjson` or `hl7`).
+pub fn day_path_for(dir: &Path, day: Date, format: FileFormat) -> PathBuf {
     dir.join(format!(
-        "{:04}-{:02}-{:02}.ndjson",
+        "{:04}-{:02}-{:02}.{}",
         day.year(),
         u8::from(day.month()),
-        day.day()
+        day.day(),
+        format.extension()
     ))
 }
 
@@ -214,11 +246,11 @@ impl Outbox {
         let previous = match self.current.take() {
             Some(c) if day.previous_day() == Some(c.day) => c.ids,
             _ => match day.previous_day() {
-                Some(p) => self.load_ids_if_exists(&day_path(&self.dir, p))?,
+                Some(p) => self.load_ids_if_exists(&day_path_for(&self.dir, p, self.format))?,
                 None => HashSet::new(),
             },
         };
-        let path = day_path(&self.dir, day);
+        let path = day_path_for(&self.dir, day, self.format);
         let file_err = |source| FileSinkError::File {
             path: path.clone(),
             source,
@@ -237,7 +269,7 @@ impl Outbox {
                 source,
             })?;
         }
-        repair_torn_line(&mut file, &path).map_err(file_err)?;
+        repair_torn_tail(&mut file, &path, self.format.record_end()).map_err(file_err)?;
         let ids = read_ids(&mut file, self.format, &path).map_err(file_err)?;
         tracing::info!(file = %path.display(), lines = ids.len(), "outbox file opened");
         self.previous_ids = previous;
@@ -252,7 +284,7 @@ impl Outbox {
         };
         match OpenOptions::new().read(true).write(true).open(path) {
             Ok(mut f) => {
-                repair_torn_line(&mut f, path).map_err(file_err)?;
+                repair_torn_tail(&mut f, path, self.format.record_end()).map_err(file_err)?;
                 read_ids(&mut f, self.format, path).map_err(file_err)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashSet::new()),
@@ -283,7 +315,6 @@ impl Outbox {
                 _ if seen => outcomes.push(Outcome::Delivered),
                 Ok(text) => {
                     buf.push_str(text);
-                    buf.push('\n');
                     outcomes.push(Outcome::Delivered);
                 }
                 Err(reason) => outcomes.push(Outcome::Rejected(reason.clone())),
@@ -323,40 +354,48 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Truncates a last line that has no '\n' (a write torn by a crash). Returns whether it did.
-fn repair_torn_line(file: &mut File, path: &Path) -> io::Result<bool> {
+/// Truncates a torn last record: everything after the last `end` (a write torn by a crash).
+/// Returns whether it did.
+fn repair_torn_tail(file: &mut File, path: &Path, end: &[u8]) -> io::Result<bool> {
     let len = file.metadata()?.len();
-    if len == 0 {
+    let n = end.len() as u64;
+    if len == 0 || n == 0 {
         return Ok(false);
     }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(false);
+    let mut tail = vec![0u8; end.len()];
+    if len >= n {
+        file.seek(SeekFrom::Start(len - n))?;
+        file.read_exact(&mut tail)?;
+        if tail == end {
+            return Ok(false);
+        }
     }
-    // Find the end of the last complete line by scanning backwards in chunks.
-    let mut end = len - 1;
+    // Find the end of the last complete record by scanning backwards in chunks that overlap
+    // by `end.len() - 1` bytes, so a terminator across a chunk border is still seen.
+    let mut hi = len;
     let mut keep = 0u64;
     let mut chunk = vec![0u8; 64 * 1024];
-    'scan: while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let n = usize::try_from(end - start).unwrap_or(chunk.len());
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut chunk[..n])?;
-        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
-            keep = start + i as u64 + 1;
-            break 'scan;
+    while hi >= n {
+        let lo = hi.saturating_sub(chunk.len() as u64);
+        let size = usize::try_from(hi - lo).unwrap_or(chunk.len());
+        file.seek(SeekFrom::Start(lo))?;
+        file.read_exact(&mut chunk[..size])?;
+        if let Some(i) = chunk[..size].windows(end.len()).rposition(|w| w == end) {
+            keep = lo + i as u64 + n;
+            break;
         }
-        end = start;
+        if lo == 0 {
+            break;
+        }
+        hi = lo + n - 1;
     }
     file.set_len(keep)?;
     file.sync_all()?;
-    tracing::warn!(file = %path.display(), dropped_bytes = len - keep, "repaired a torn last line in the outbox");
+    tracing::warn!(file = %path.display(), dropped_bytes = len - keep, "repaired a torn last record in the outbox");
     Ok(true)
 }
 
-/// The reading ids of every complete line.
+/// The reading ids of every complete record.
 fn read_ids(file: &mut File, format: FileFormat, path: &Path) -> io::Result<HashSet<ReadingId>> {
     file.seek(SeekFrom::Start(0))?;
     let mut ids = HashSet::new();
@@ -369,28 +408,37 @@ fn read_ids(file: &mut File, format: FileFormat, path: &Path) -> io::Result<Hash
             break;
         }
         match line_id(&line, format) {
-            Some(id) => {
+            Some(Some(id)) => {
                 ids.insert(id);
             }
-            None => unreadable += 1,
+            Some(None) => unreadable += 1,
+            None => {}
         }
     }
     if unreadable > 0 {
-        tracing::warn!(file = %path.display(), unreadable, "outbox lines without a readable id");
+        tracing::warn!(file = %path.display(), unreadable, "outbox records without a readable id");
     }
     Ok(ids)
 }
 
-fn line_id(line: &[u8], format: FileFormat) -> Option<ReadingId> {
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let text = match format {
-        FileFormat::Fhir => v["identifier"][0]["value"]
-            .as_str()?
-            .strip_prefix("urn:uuid:")?
-            .to_string(),
-        FileFormat::Reading => v["id"].as_str()?.to_string(),
+/// The id of a line that starts a record (`Some(None)`: a record without a readable id);
+/// `None` for the other lines of an HL7 line group.
+fn line_id(line: &[u8], format: FileFormat) -> Option<Option<ReadingId>> {
+    let json = |line: &[u8]| -> Option<ReadingId> {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let text = match format {
+            FileFormat::Fhir => v["identifier"][0]["value"]
+                .as_str()?
+                .strip_prefix("urn:uuid:")?
+                .to_string(),
+            _ => v["id"].as_str()?.to_string(),
+        };
+        text.parse().ok()
     };
-    text.parse().ok()
+    match format {
+        FileFormat::Hl7 => hl7::outbox_line_id(line),
+        FileFormat::Fhir | FileFormat::Reading => Some(json(line)),
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ fn reading(v: &str) -> Reading {
             absent: None,
         }],
         flags: Vec::new(),
+        waveform: None,
     }
 }
 

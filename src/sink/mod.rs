@@ -12,10 +12,14 @@
 //! - [`delivery`]: the loop that drives one sink from the queue.
 //! - [`fhir`]: reading → FHIR R4 Observation / transaction Bundle.
 //! - [`file`]: the NDJSON file outbox (one file per UTC day, fsync before delivered).
+//! - [`hl7`]: reading → HL7 v2.6 ORU^R01; [`mllp`]: the HL7 sink over MLLP (TCP or TLS).
 
 pub mod delivery;
 pub mod fhir;
 pub mod file;
+pub mod hl7;
+pub mod mllp;
+pub mod mqtt;
 pub mod outcome;
 pub mod retry;
 
@@ -48,4 +52,10 @@ pub trait Sink: Send {
     /// Sends a batch and returns exactly one outcome per reading, in the same order. A sink
     /// reports `Delivered` only once the receiver holds the reading durably.
     fn deliver<'a>(&'a mut self, batch: &'a [Reading]) -> DeliverFuture<'a>;
+
+    /// How long the receiver asked to be left alone after the last [`Sink::deliver`] (an
+    /// HTTP `Retry-After`), taken once: the loop schedules no retry of that batch sooner.
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }

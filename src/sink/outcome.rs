@@ -66,6 +66,32 @@ pub fn classify_transport_error(what: &str) -> Outcome {
     Outcome::Retry(format!("transport: {what}"))
 }
 
+/// The HTTP status of a FHIR interaction (a whole transaction, or one entry of its response)
+/// → outcome. As [`classify_http`], with two FHIR rules:
+/// - 401 and 403 retry: the sink's credentials are wrong or expired, not the reading.
+///   Rejecting would move the whole queue to dead-letter while an operator renews a token.
+/// - 412 on a conditional create means duplicates already exist on the server (PROTOCOLS §5.7
+///   rule 4): rejected with that explanation, never retried forever.
+pub fn classify_fhir(status: u16, diagnostics: &str) -> Outcome {
+    match status {
+        401 | 403 => match classify_http(status, diagnostics) {
+            Outcome::Rejected(r) => Outcome::Retry(format!("{r} (check the sink's credentials)")),
+            other => other,
+        },
+        412 => {
+            let hint: String = diagnostics.trim().chars().take(HINT_MAX_CHARS).collect();
+            let mut r = String::from("HTTP 412: duplicates exist on the server");
+            if !hint.is_empty() {
+                r.push_str(" (");
+                r.push_str(&hint);
+                r.push(')');
+            }
+            Outcome::Rejected(r)
+        }
+        _ => classify_http(status, diagnostics),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +140,37 @@ mod tests {
         assert_eq!(
             classify_transport_error("connection refused"),
             Outcome::Retry("transport: connection refused".into())
+        );
+    }
+
+    #[test]
+    fn fhir_auth_failures_are_retried_not_dead_lettered() {
+        assert_eq!(
+            classify_fhir(401, ""),
+            Outcome::Retry("HTTP 401 (check the sink's credentials)".into())
+        );
+        assert!(classify_fhir(403, "scope").is_retry());
+    }
+
+    #[test]
+    fn a_fhir_412_says_duplicates_exist_on_the_server() {
+        assert_eq!(
+            classify_fhir(412, "Multiple matches"),
+            Outcome::Rejected("HTTP 412: duplicates exist on the server (Multiple matches)".into())
+        );
+        assert_eq!(
+            classify_fhir(412, ""),
+            Outcome::Rejected("HTTP 412: duplicates exist on the server".into())
+        );
+    }
+
+    #[test]
+    fn other_fhir_statuses_follow_the_http_rules() {
+        assert_eq!(classify_fhir(201, ""), Outcome::Delivered);
+        assert!(classify_fhir(503, "").is_retry());
+        assert_eq!(
+            classify_fhir(400, "bad code"),
+            Outcome::Rejected("HTTP 400: bad code".into())
         );
     }
 }

@@ -4,6 +4,8 @@
 //! Bytes the host must send to the device (format select, polls) come back through the
 //! source's writer channel.
 
+pub mod mllp;
+pub mod mqtt;
 pub mod serial;
 
 use std::time::Duration;

@@ -159,7 +159,7 @@ pub fn config(
     devices: &[(&str, &str, &str, &Path, &str)],
 ) -> String {
     let mut s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n",
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n",
         data_dir
     );
     for (id, driver, room, path, options) in devices {

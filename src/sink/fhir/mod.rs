@@ -5,13 +5,19 @@
 //! ([`model`]) whose JSON keeps every number exactly as the device reported it. Pure: the same
 //! reading always encodes to the same bytes, so a redelivery is byte-identical.
 
+pub mod auth;
+mod ecg;
+pub mod http;
+pub mod jwt;
 pub mod model;
 pub mod observation;
+pub mod response;
 mod table;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use http::{FhirSink, FhirSinkError};
 pub use model::{Bundle, Observation};
 pub use observation::{observation, transaction_bundle};

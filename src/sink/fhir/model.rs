@@ -93,10 +93,27 @@ pub struct Component {
     pub code: CodeableConcept,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_quantity: Option<Quantity>,
+    /// An ECG lead's samples (PROTOCOLS §3.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_sampled_data: Option<SampledData>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_absent_reason: Option<CodeableConcept>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interpretation: Vec<CodeableConcept>,
+}
+
+/// R4 `SampledData` (not R5's `interval`): value of a point = `origin + factor × point`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampledData {
+    /// Carries the unit (`uV`).
+    pub origin: Quantity,
+    /// Milliseconds between samples.
+    pub period: Decimal,
+    pub factor: Decimal,
+    pub dimensions: u32,
+    /// Decimal points separated by single spaces.
+    pub data: String,
 }
 
 /// `Observation`.

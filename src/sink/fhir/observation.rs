@@ -85,6 +85,11 @@ pub fn observation(reading: &Reading) -> Observation {
     } else {
         single_value(reading, &mut obs);
     }
+    if let Some(w) = &reading.waveform {
+        // An ECG strip: one component per lead before the derived values (PROTOCOLS §3.2).
+        super::ecg::add_leads(w, &mut obs);
+        super::ecg::notes(&reading.flags, &mut obs);
+    }
     apply_flags(reading, &mut obs);
     obs
 }
@@ -183,6 +188,7 @@ fn component(kind: Kind, v: &Value) -> Component {
             None => Some(absent(v.absent.unwrap_or(AbsentReason::Unknown))),
         },
         value_quantity,
+        value_sampled_data: None,
         interpretation: Vec::new(),
     }
 }

@@ -50,6 +50,7 @@ pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
         device_time: Some(t),
         values,
         flags: Vec::new(),
+        waveform: None,
     }
 }
 
