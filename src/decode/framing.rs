@@ -104,6 +104,62 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// A line-based wire format: how long a line may be and what one line means.
+pub trait LineFormat: Send {
+    /// Longest line accepted; longer ones are an `Oversized` error and the stream resyncs.
+    const MAX_LINE: usize;
+    /// Decodes one complete line (without its CR LF).
+    fn decode_line(line: &[u8], out: &mut Vec<super::DecodeEvent>);
+}
+
+/// The decoder of a [`LineFormat`]: a bounded [`LineFramer`] feeding `F::decode_line`.
+pub struct LineDecoder<F> {
+    framer: LineFramer,
+    format: std::marker::PhantomData<F>,
+}
+
+impl<F: LineFormat> LineDecoder<F> {
+    pub fn new() -> Self {
+        Self {
+            framer: LineFramer::new(F::MAX_LINE),
+            format: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F: LineFormat> Default for LineDecoder<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: LineFormat> std::fmt::Debug for LineDecoder<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineDecoder")
+            .field("framer", &self.framer)
+            .finish()
+    }
+}
+
+impl<F: LineFormat> super::Decoder for LineDecoder<F> {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<super::DecodeEvent>) {
+        let mut lines = Vec::new();
+        self.framer.feed(bytes, &mut lines);
+        for line in lines {
+            match line {
+                Ok(line) => F::decode_line(&line, out),
+                Err(e) => out.push(super::DecodeEvent::Error(e)),
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<super::DecodeEvent>) {
+        if let Some(e) = self.framer.finish() {
+            out.push(super::DecodeEvent::Error(e));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

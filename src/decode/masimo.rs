@@ -37,9 +37,9 @@
 
 use time::{Date, Month, PrimitiveDateTime, Time};
 
-use super::framing::LineFramer;
+use super::framing::{LineDecoder, LineFormat};
 use super::registry::{DriverInfo, Transport, SERIAL_9600_8N1};
-use super::{DecodeError, DecodeEvent, Decoder, DeviceMessage, DeviceTime, DeviceValue, Measured};
+use super::{DecodeError, DecodeEvent, DeviceMessage, DeviceTime, DeviceValue, Measured};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind};
 
 /// Longest line accepted. A full Radical-7 line is about 140 bytes.
@@ -126,44 +126,19 @@ pub static INFO: DriverInfo = DriverInfo {
     build: |_, _| Ok(Box::new(MasimoAscii::new())),
 };
 
-/// The `masimo-ascii` decoder: a [`LineFramer`] plus [`decode_line`].
-#[derive(Debug, Clone)]
-pub struct MasimoAscii {
-    framer: LineFramer,
-}
+/// The `masimo-ascii` line format, for [`LineDecoder`].
+#[derive(Debug, Clone, Copy)]
+pub struct MasimoAsciiLines;
 
-impl MasimoAscii {
-    pub fn new() -> Self {
-        Self {
-            framer: LineFramer::new(MAX_LINE),
-        }
+impl LineFormat for MasimoAsciiLines {
+    const MAX_LINE: usize = MAX_LINE;
+    fn decode_line(line: &[u8], out: &mut Vec<DecodeEvent>) {
+        decode_line(line, out);
     }
 }
 
-impl Default for MasimoAscii {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Decoder for MasimoAscii {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<DecodeEvent>) {
-        let mut lines = Vec::new();
-        self.framer.feed(bytes, &mut lines);
-        for line in lines {
-            match line {
-                Ok(line) => decode_line(&line, out),
-                Err(e) => out.push(DecodeEvent::Error(e)),
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<DecodeEvent>) {
-        if let Some(e) = self.framer.finish() {
-            out.push(DecodeEvent::Error(e));
-        }
-    }
-}
+/// The `masimo-ascii` decoder: a bounded line framer plus [`decode_line`].
+pub type MasimoAscii = LineDecoder<MasimoAsciiLines>;
 
 fn malformed(why: impl std::fmt::Display) -> DecodeError {
     DecodeError::Malformed(format!("masimo-ascii: {why}"))

@@ -1,6 +1,7 @@
 //! Tests of `masimo-ascii`: the PROTOCOLS §2.2 vectors literally, field rules, flags, errors.
 
 use super::*;
+use crate::decode::Decoder;
 use proptest::prelude::*;
 
 fn decode(bytes: &[u8]) -> Vec<DecodeEvent> {

@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::framing::LineFramer;
-use super::{DecodeError, DecodeEvent, Decoder, DeviceMessage, DeviceTime, DeviceValue, Measured};
+use super::framing::{LineDecoder, LineFormat};
+use super::{DecodeError, DecodeEvent, DeviceMessage, DeviceTime, DeviceValue, Measured};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind};
 
 /// Longest line accepted. Data lines are ~30 bytes; power-up headers are well below this.
@@ -45,44 +45,19 @@ fn pattern() -> &'static Regex {
     RE.get_or_init(|| Regex::new(PATTERN).expect("nonin-ascii pattern compiles"))
 }
 
-/// The `nonin-ascii` decoder: a [`LineFramer`] plus [`decode_line`].
-#[derive(Debug, Clone)]
-pub struct NoninAscii {
-    framer: LineFramer,
-}
+/// The `nonin-ascii` line format, for [`LineDecoder`].
+#[derive(Debug, Clone, Copy)]
+pub struct NoninAsciiLines;
 
-impl NoninAscii {
-    pub fn new() -> Self {
-        Self {
-            framer: LineFramer::new(MAX_LINE),
-        }
+impl LineFormat for NoninAsciiLines {
+    const MAX_LINE: usize = MAX_LINE;
+    fn decode_line(line: &[u8], out: &mut Vec<DecodeEvent>) {
+        decode_line(line, out);
     }
 }
 
-impl Default for NoninAscii {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Decoder for NoninAscii {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<DecodeEvent>) {
-        let mut lines = Vec::new();
-        self.framer.feed(bytes, &mut lines);
-        for line in lines {
-            match line {
-                Ok(line) => decode_line(&line, out),
-                Err(e) => out.push(DecodeEvent::Error(e)),
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<DecodeEvent>) {
-        if let Some(e) = self.framer.finish() {
-            out.push(DecodeEvent::Error(e));
-        }
-    }
-}
+/// The `nonin-ascii` decoder: a bounded line framer plus [`decode_line`].
+pub type NoninAscii = LineDecoder<NoninAsciiLines>;
 
 /// Decodes one line (without CR/LF) and appends its events to `out`. See the module docs.
 pub fn decode_line(line: &[u8], out: &mut Vec<DecodeEvent>) {
@@ -168,6 +143,7 @@ fn time_of_day(h: &str, m: &str, s: &str) -> Option<time::Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Decoder;
     use proptest::prelude::*;
 
     fn decode(bytes: &[u8]) -> Vec<DecodeEvent> {
