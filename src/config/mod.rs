@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::decode::Options;
 use crate::reading::{DeviceId, SinkId};
 use locate::Locator;
+pub use validate::parse_broker_url;
 use validate::Validator;
 
 /// The default config path of the daemon.

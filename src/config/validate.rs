@@ -491,8 +491,13 @@ fn join(a: &str, b: &str) -> String {
 }
 
 /// `mqtt://host[:port]` or `mqtts://host[:port]` → (host, port, tls).
-pub(super) fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "`{url}`: put credentials in username and password_file, not in the URL"
+        ));
+    }
     let tls = match u.scheme() {
         "mqtt" => false,
         "mqtts" => true,

@@ -42,7 +42,7 @@ use crate::config::MqttConfig;
 use crate::queue::Queue;
 use crate::source::{now_utc_ms, Backoff};
 
-pub use broker::{mqtt_options, parse_url, Broker};
+pub use broker::{mqtt_options, Broker};
 pub use device::MqttDevice;
 pub use ingest::{Incoming, SourceState, WINDOW};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
 use super::MqttError;
-use crate::config::MqttConfig;
+use crate::config::{parse_broker_url, MqttConfig};
 
 /// A broker and how to log in to it.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl Broker {
 
     /// A broker given by URL alone (a sink's own `url`): no credentials, the system's CAs.
     pub fn from_url(url: &str, client_id: &str) -> Result<Broker, MqttError> {
-        let (host, port, tls) = parse_url(url).map_err(|reason| MqttError::Url {
+        let (host, port, tls) = parse_broker_url(url).map_err(|reason| MqttError::Url {
             url: url.to_string(),
             reason,
         })?;
@@ -74,38 +74,6 @@ impl Broker {
             keep_alive: Duration::from_secs(30),
         })
     }
-}
-
-/// `mqtt://host[:port]` (default 1883) or `mqtts://host[:port]` (default 8883) →
-/// (host, port, tls).
-pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or("expected mqtt://host[:port] or mqtts://host[:port]")?;
-    let tls = match scheme {
-        "mqtt" => false,
-        "mqtts" => true,
-        other => return Err(format!("scheme `{other}`: expected mqtt:// or mqtts://")),
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') || authority.contains('@') {
-        return Err("expected only a host and an optional port after the scheme".into());
-    }
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| format!("port `{p}` is not a number"))?;
-            (h, port)
-        }
-        _ => (authority, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err("the host is empty".into());
-    }
-    Ok((host.to_string(), port, tls))
 }
 
 /// Client options for `broker` under `client_id`: MQTT 3.1.1, keep-alive, credentials, TLS.
@@ -158,29 +126,31 @@ mod tests {
     #[test]
     fn urls_give_host_port_and_tls_with_default_ports() {
         assert_eq!(
-            parse_url("mqtt://broker"),
+            parse_broker_url("mqtt://broker"),
             Ok(("broker".into(), 1883, false))
         );
         assert_eq!(
-            parse_url("mqtts://b.local:8884"),
+            parse_broker_url("mqtts://b.local:8884"),
             Ok(("b.local".into(), 8884, true))
         );
         assert_eq!(
-            parse_url("mqtt://127.0.0.1:1999/"),
+            parse_broker_url("mqtt://127.0.0.1:1999/"),
             Ok(("127.0.0.1".into(), 1999, false))
         );
         assert_eq!(
-            parse_url("mqtts://[::1]:8883"),
+            parse_broker_url("mqtts://[::1]:8883"),
             Ok(("::1".into(), 8883, true))
         );
     }
 
     #[test]
     fn bad_urls_say_why() {
-        assert!(parse_url("http://x").unwrap_err().contains("scheme"));
-        assert!(parse_url("broker:1883").is_err());
-        assert!(parse_url("mqtt://x:port").unwrap_err().contains("port"));
-        assert!(parse_url("mqtt://user@x").is_err());
+        assert!(parse_broker_url("http://x").unwrap_err().contains("scheme"));
+        assert!(parse_broker_url("broker:1883").is_err());
+        assert!(parse_broker_url("mqtt://x:port")
+            .unwrap_err()
+            .contains("port"));
+        assert!(parse_broker_url("mqtt://user@x").is_err());
     }
 
     #[test]
