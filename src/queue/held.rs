@@ -74,22 +74,13 @@ fn hold(
             out.extend(ops::enqueue(tx, ctx, std::slice::from_ref(r))?);
             continue;
         }
-        let id = r.id.ok_or(QueueError::MissingId { index })?;
-        let rkey = keys::reading(id);
-        if tx.exists(&rkey)? {
-            out.push(EnqueueOutcome::Duplicate(id));
-            continue;
-        }
-        let dk = r.dedupe_key();
-        let kkey = keys::dedupe(&dk);
-        if let Some(v) = tx.get(&kkey)? {
-            let (first, _) =
-                keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
-            out.push(EnqueueOutcome::Duplicate(first));
-            continue;
-        }
-        tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
-        tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
+        let (id, rkey) = match ops::claim(tx, ctx, index, r)? {
+            ops::Claim::Duplicate(existing) => {
+                out.push(EnqueueOutcome::Duplicate(existing));
+                continue;
+            }
+            ops::Claim::New { id, rkey } => (id, rkey),
+        };
         let value = ops::json(&rkey, r)?;
         tx.put(rkey, value);
         tx.counters.readings += 1;

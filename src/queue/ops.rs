@@ -129,22 +129,13 @@ pub fn enqueue(
 ) -> Result<Vec<EnqueueOutcome>, QueueError> {
     let mut out = Vec::with_capacity(readings.len());
     for (index, r) in readings.iter().enumerate() {
-        let id = r.id.ok_or(QueueError::MissingId { index })?;
-        let rkey = keys::reading(id);
-        if tx.exists(&rkey)? {
-            out.push(EnqueueOutcome::Duplicate(id));
-            continue;
-        }
-        let dk = r.dedupe_key();
-        let kkey = keys::dedupe(&dk);
-        if let Some(v) = tx.get(&kkey)? {
-            let (existing, _) =
-                keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
-            out.push(EnqueueOutcome::Duplicate(existing));
-            continue;
-        }
-        tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
-        tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
+        let (id, rkey) = match claim(tx, ctx, index, r)? {
+            Claim::Duplicate(existing) => {
+                out.push(EnqueueOutcome::Duplicate(existing));
+                continue;
+            }
+            Claim::New { id, rkey } => (id, rkey),
+        };
         if ctx.configured.is_empty() {
             // Nothing would ever deliver or release it: remember the key only.
             out.push(EnqueueOutcome::Stored);
@@ -176,6 +167,39 @@ pub fn enqueue(
         }
     }
     Ok(out)
+}
+
+/// Whether a reading is new to the store.
+pub(super) enum Claim {
+    /// Stored before, under this id (the same id, or the same dedupe key).
+    Duplicate(ReadingId),
+    /// New: its dedupe key is now recorded; the caller stores the reading under `rkey`.
+    New { id: ReadingId, rkey: Vec<u8> },
+}
+
+/// Checks a reading against the store by id and by dedupe key, and records the key of a new
+/// one. Shared by every path that stores readings (pending, held).
+pub(super) fn claim(
+    tx: &mut Txn,
+    ctx: &Ctx,
+    index: usize,
+    r: &Reading,
+) -> Result<Claim, QueueError> {
+    let id = r.id.ok_or(QueueError::MissingId { index })?;
+    let rkey = keys::reading(id);
+    if tx.exists(&rkey)? {
+        return Ok(Claim::Duplicate(id));
+    }
+    let dk = r.dedupe_key();
+    let kkey = keys::dedupe(&dk);
+    if let Some(v) = tx.get(&kkey)? {
+        let (existing, _) =
+            keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
+        return Ok(Claim::Duplicate(existing));
+    }
+    tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
+    tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
+    Ok(Claim::New { id, rkey })
 }
 
 /// Stages delivery results. Results for entries that are not pending (already settled or
