@@ -340,13 +340,14 @@ fn spawn_mqtt(
         )?);
         statuses.push(status);
     }
-    if devices.is_empty() {
+    let patient_topic = cfg.mqtt.as_ref().and_then(|m| m.patient_topic.as_ref());
+    if devices.is_empty() && patient_topic.is_none() {
         return Ok(statuses);
     }
     let Some(broker) = &cfg.mqtt else {
         bail!("mqtt devices need the [mqtt] table with the broker's url");
     };
-    let source = MqttSource::new(broker, devices, queue.clone())?;
+    let source = MqttSource::new(broker, devices, Some(link.contexts.clone()), queue.clone())?;
     tracing::info!(devices = statuses.len(), broker = %broker.url, "mqtt source ready");
     ingest.spawn(source.run(cancel.clone()));
     Ok(statuses)

@@ -346,6 +346,48 @@ fn gatt_and_json_devices_on_one_broker_reach_the_outbox_and_replays_are_stored_o
 }
 
 #[test]
+fn the_patient_topic_sets_the_rooms_patient_and_an_empty_payload_clears_it() {
+    let s = Setup::new();
+    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let cfg = s.config(
+        "patient",
+        &url,
+        "patient_topic = \"clinic/rooms/+/patient\"",
+        "",
+    );
+    let d = s.daemon(&cfg, "patient.log");
+    let ctx = br#"{"id":"MRN0000042","system":"urn:oid:1.2.3","by":"front-desk"}"#.to_vec();
+    publish(
+        broker.port,
+        vec![("clinic/rooms/exam-4/patient".into(), ctx)],
+    );
+    d.wait_log("patient context set", Duration::from_secs(10));
+    // The bridge reports whole seconds: wait for the next one, so the weight is measured after
+    // the context was set (a reading measured before it must not get the patient).
+    std::thread::sleep(Duration::from_millis(1100));
+    publish(broker.port, vec![("bridge/exam4".into(), weight(7012))]);
+    let lines = wait_outbox(&s.outbox, 1, Duration::from_secs(10));
+    assert_eq!(lines[0]["patient"]["id"], "MRN0000042", "{}", lines[0]);
+
+    publish(
+        broker.port,
+        vec![("clinic/rooms/exam-4/patient".into(), Vec::new())],
+    );
+    d.wait_log("patient context cleared", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1100));
+    publish(broker.port, vec![("bridge/exam4".into(), weight(7013))]);
+    let lines = wait_outbox(&s.outbox, 2, Duration::from_secs(10));
+    assert!(lines[1]["patient"].is_null(), "{}", lines[1]);
+    assert!(
+        !d.log().contains("MRN0000042"),
+        "patient id in the ordinary log"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
 fn kill_9_mid_stream_then_restart_delivers_every_message_exactly_once() {
     let s = Setup::new();
     let broker = Mosquitto::start(&s.tmp.path().join("broker"));
@@ -760,7 +802,8 @@ fn benchmark_mqtt_ingest_against_the_brokers_own_qos1_rate() {
         };
         let status = vitalsd::status::DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
         let dev = MqttDevice::build(d, settings, &cfg, &queue, status, None).unwrap();
-        let source = MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], queue.clone()).unwrap();
+        let source =
+            MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], None, queue.clone()).unwrap();
         let handle = source.handle();
         let cancel = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(source.run(cancel.clone()));

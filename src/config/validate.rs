@@ -381,6 +381,13 @@ impl Validator {
         if !m.patient_topic.is_empty() {
             if let Err(why) = check_topic_filter(&m.patient_topic) {
                 self.problem("mqtt.patient_topic", why);
+            } else if m.patient_topic.split('/').filter(|l| *l == "+").count() != 1
+                || m.patient_topic.contains('#')
+            {
+                self.problem(
+                    "mqtt.patient_topic",
+                    "needs exactly one `+` level, standing for the room (e.g. \"clinic/rooms/+/patient\"), and no `#`",
+                );
             }
         }
         if m.keep_alive.0 < std::time::Duration::from_secs(5) {

@@ -82,6 +82,7 @@ impl SourceHandle {
 pub struct MqttSource {
     broker: Broker,
     devices: Vec<MqttDevice>,
+    patient: Option<ingest::PatientTopic>,
     queue: Queue,
     state: Arc<SourceState>,
 }
@@ -92,9 +93,11 @@ const REQUEST_CAPACITY: usize = 4 * WINDOW + 64;
 const MAX_PACKET: usize = 2 * 1024 * 1024;
 
 impl MqttSource {
+    /// `contexts` receives the `[mqtt] patient_topic` messages when that topic is set.
     pub fn new(
         cfg: &MqttConfig,
         devices: Vec<MqttDevice>,
+        contexts: Option<crate::context::ContextStore>,
         queue: Queue,
     ) -> Result<Self, MqttError> {
         let state = Arc::new(SourceState::default());
@@ -102,6 +105,11 @@ impl MqttSource {
         Ok(Self {
             broker: Broker::from_config(cfg)?,
             devices,
+            patient: cfg
+                .patient_topic
+                .clone()
+                .zip(contexts)
+                .map(|(filter, contexts)| ingest::PatientTopic { filter, contexts }),
             queue,
             state,
         })
@@ -125,11 +133,13 @@ impl MqttSource {
         opts.set_manual_acks(true);
         opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
-        let filters: Vec<String> = self.devices.iter().map(|d| d.filter.clone()).collect();
+        let mut filters: Vec<String> = self.devices.iter().map(|d| d.filter.clone()).collect();
+        filters.extend(self.patient.as_ref().map(|p| p.filter.clone()));
         let statuses: Vec<_> = self.devices.iter().map(|d| d.status.clone()).collect();
         let (tx, rx) = mpsc::channel(WINDOW);
         let ingest = ingest::Ingest {
             devices: self.devices,
+            patient: self.patient,
             queue: self.queue,
             client: client.clone(),
             state: self.state.clone(),

@@ -66,8 +66,15 @@ struct Done {
     result: Handled,
 }
 
+/// The `[mqtt] patient_topic` subscription: retained `{"id","system"}` per room.
+pub struct PatientTopic {
+    pub filter: String,
+    pub contexts: crate::context::ContextStore,
+}
+
 pub struct Ingest {
     pub devices: Vec<MqttDevice>,
+    pub patient: Option<PatientTopic>,
     pub queue: Queue,
     pub client: AsyncClient,
     pub state: Arc<SourceState>,
@@ -134,6 +141,29 @@ impl Ingest {
         inflight: &mut VecDeque<JoinHandle<Done>>,
     ) -> Result<(), Incoming> {
         let topic = &msg.publish.topic;
+        if let Some(p) = &self.patient {
+            if let Some(room) = route::plus_level(&p.filter, topic) {
+                let (room, contexts) = (room.to_string(), p.contexts.clone());
+                inflight.push_back(tokio::spawn(async move {
+                    // A context is durable (and audited) before the message is acknowledged.
+                    let result = match contexts.set_from_mqtt(&room, &msg.publish.payload).await {
+                        Ok(()) => Handled::Ingested(Ok(IngestReport::default())),
+                        Err(crate::context::ContextError::Store(e)) => {
+                            Handled::Ingested(Err(IngestError::Store(e.to_string())))
+                        }
+                        Err(e) => Handled::Refused(format!("patient context: {e}")),
+                    };
+                    Done {
+                        msg,
+                        device: None,
+                        worker: None,
+                        bytes: Vec::new(),
+                        result,
+                    }
+                }));
+                return Ok(());
+            }
+        }
         let Some(idx) = route::route(self.devices.iter().map(|d| d.filter.as_str()), topic) else {
             let done = Done {
                 msg,

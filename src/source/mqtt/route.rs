@@ -31,6 +31,16 @@ pub fn route<'a>(filters: impl IntoIterator<Item = &'a str>, topic: &str) -> Opt
     filters.into_iter().position(|f| topic_matches(f, topic))
 }
 
+/// The topic level that stands where `filter` has its first `+` (the room of a
+/// `clinic/rooms/+/patient` filter), if the topic matches.
+pub fn plus_level<'t>(filter: &str, topic: &'t str) -> Option<&'t str> {
+    if !topic_matches(filter, topic) {
+        return None;
+    }
+    let at = filter.split('/').position(|l| l == "+")?;
+    topic.split('/').nth(at).filter(|l| !l.is_empty())
+}
+
 /// The device's bytes inside a payload: hex and base64 text are decoded (whitespace ignored,
 /// base64 padding optional); binary and JSON payloads pass as they are.
 pub fn payload_bytes(mode: PayloadMode, payload: &[u8]) -> Result<Vec<u8>, String> {
@@ -74,6 +84,17 @@ pub fn topic_characteristic(topic: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_room_is_the_level_under_the_plus_of_the_patient_topic() {
+        let f = "clinic/rooms/+/patient";
+        assert_eq!(
+            super::plus_level(f, "clinic/rooms/exam-3/patient"),
+            Some("exam-3")
+        );
+        assert_eq!(super::plus_level(f, "clinic/rooms/exam-3/other"), None);
+        assert_eq!(super::plus_level("clinic/patient", "clinic/patient"), None);
+    }
+
     use super::*;
 
     #[test]
