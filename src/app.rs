@@ -116,7 +116,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         let status = spawn_device(d, &cfg, &queue, &link, &ingest, &cancel)?;
         devices.insert(d, cancel, status);
     }
-    statuses.extend(spawn_mqtt(&cfg, &queue, &link, &ingest, &source_cancel)?);
+    statuses.extend(spawn_mqtt(
+        &cfg,
+        &queue,
+        &link,
+        &ops,
+        &ingest,
+        &source_cancel,
+    )?);
     devices.set_fixed(statuses);
     delivery.close();
     ingest.close();
@@ -319,6 +326,7 @@ fn spawn_mqtt(
     cfg: &Config,
     queue: &Queue,
     link: &PatientLink,
+    ops: &admin::metrics::Ops,
     ingest: &TaskTracker,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<Arc<DeviceStatus>>> {
@@ -348,6 +356,7 @@ fn spawn_mqtt(
         bail!("mqtt devices need the [mqtt] table with the broker's url");
     };
     let source = MqttSource::new(broker, devices, Some(link.contexts.clone()), queue.clone())?;
+    let _ = ops.mqtt.set(source.handle());
     tracing::info!(devices = statuses.len(), broker = %broker.url, "mqtt source ready");
     ingest.spawn(source.run(cancel.clone()));
     Ok(statuses)

@@ -69,6 +69,9 @@ pub struct Ops {
     pub data_dir: PathBuf,
     /// A sink whose oldest pending reading is older than this is stuck (not ready).
     pub stuck_after: Duration,
+    /// The MQTT source, when there is one: not ready while the queue refuses its messages
+    /// (acks stopped) or the broker is unreachable.
+    pub mqtt: std::sync::OnceLock<crate::source::mqtt::SourceHandle>,
 }
 
 impl Ops {
@@ -82,6 +85,7 @@ impl Ops {
             depth: Mutex::new(VecDeque::with_capacity(DEPTH_SAMPLES)),
             data_dir,
             stuck_after,
+            mqtt: std::sync::OnceLock::new(),
         })
     }
 
@@ -292,6 +296,17 @@ pub fn ready_problems(s: &AdminState) -> Vec<String> {
     match free_space(&s.ops.data_dir) {
         Ok((avail, total)) => out.extend(disk_problem(avail, total)),
         Err(e) => out.push(format!("cannot check free space of the data_dir: {e}")),
+    }
+    if let Some(m) = s.ops.mqtt.get() {
+        if !m.ready() {
+            out.push(
+                "mqtt: the queue refuses messages; acknowledgements to the broker are stopped"
+                    .into(),
+            );
+        }
+        if !m.connected() {
+            out.push("mqtt: not connected to the broker".into());
+        }
     }
     let now = OffsetDateTime::now_utc();
     let far = now + time::Duration::days(3650);
