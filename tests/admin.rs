@@ -42,23 +42,6 @@ fn http(
     (status, body)
 }
 
-fn admin_addr(d: &Daemon) -> String {
-    d.wait_log("admin API listening", Duration::from_secs(10));
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    let log = ansi.replace_all(&d.log(), "").to_string();
-    let line = log
-        .lines()
-        .find(|l| l.contains("admin API listening"))
-        .unwrap();
-    line.split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn write_config(tmp: &std::path::Path, listen: &str, token_file: &str) -> std::path::PathBuf {
     let cfg = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = {listen:?}\nadmin_token_file = {token_file:?}\nshutdown_timeout = \"5s\"\n\n\
@@ -93,7 +76,7 @@ fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let cfg = write_config(tmp.path(), "127.0.0.1:0", token.to_str().unwrap());
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
 
     assert_eq!(http(&addr, "GET", "/healthz", &[], "").0, 200);
     let (st, body) = http(&addr, "GET", "/readyz", &[], "");
@@ -151,7 +134,7 @@ fn cross_origin_requests_and_huge_bodies_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "127.0.0.1:0", "");
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     let path = "/api/rooms/exam-1/patient";
 
     let (st, _) = http(

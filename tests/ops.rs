@@ -76,20 +76,6 @@ fn http(addr: &str, method: &str, path: &str, ctype: &str, body: &str) -> (u16, 
 }
 
 /// The admin address from the daemon's log line.
-fn admin_addr(d: &Daemon) -> String {
-    d.wait_log("admin API listening", Duration::from_secs(10));
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    let log = ansi.replace_all(&d.log(), "").to_string();
-    let line = log
-        .lines()
-        .find(|l| l.contains("admin API listening"))
-        .unwrap();
-    line.split("addr=")
-        .nth(1)
-        .and_then(|a| a.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
 
 /// One metric sample's value by its exact name and labels.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -203,7 +189,7 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let d = start_with_env(&cfg_path, &tmp.path().join("log"), &[]);
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     ox.send(b"SPO2=097 HR=072\r\n");

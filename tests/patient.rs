@@ -49,22 +49,6 @@ pub fn http(
 }
 
 /// The admin address the daemon logged.
-pub fn admin_addr(d: &Daemon) -> String {
-    d.wait_log("admin API listening", Duration::from_secs(10));
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    let log = ansi.replace_all(&d.log(), "").to_string();
-    let line = log
-        .lines()
-        .find(|l| l.contains("admin API listening"))
-        .unwrap();
-    line.split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 #[track_caller]
 fn wait_json(addr: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
@@ -133,7 +117,7 @@ fn a_scan_attaches_the_patient_readings_before_it_are_held_until_assigned_and_al
         &ox2,
     );
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     d.wait_log("vitalsd ready", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
 
@@ -265,7 +249,7 @@ fn a_held_reading_survives_a_restart_and_is_delivered_once_assigned() {
     let (scanner, mut ox1, ox2) = (Pty::new(), Pty::new(), Pty::new());
     let cfg = config(tmp.path(), "127.0.0.1:0", &scanner, &ox1, &ox2);
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     d.wait_log("vitalsd ready", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     ox1.send(b"SPO2=097 HR=072\r\n");
@@ -275,7 +259,7 @@ fn a_held_reading_survives_a_restart_and_is_delivered_once_assigned() {
     assert!(d.stop().0.success());
 
     let d = Daemon::start(&cfg, &tmp.path().join("log2"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     let held = wait_json(&addr, "/api/held", |v| {
         v.as_array().is_some_and(|a| !a.is_empty())
     });

@@ -95,21 +95,6 @@ fn http(
     (status, head.to_string(), body.to_string())
 }
 
-fn admin_addr(d: &Daemon) -> String {
-    d.wait_log("admin API listening", Duration::from_secs(10));
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    let log = ansi.replace_all(&d.log(), "").to_string();
-    let line = log
-        .lines()
-        .find(|l| l.contains("admin API listening"))
-        .unwrap();
-    line.split("addr=")
-        .nth(1)
-        .and_then(|a| a.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
-
 fn held_ids(addr: &str) -> Vec<String> {
     let (_, _, body) = http(addr, "GET", "/api/held", &[], "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -322,7 +307,7 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
-    let addr = admin_addr(&d);
+    let addr = d.admin_addr();
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     // No patient in the room: both readings (SpO2, pulse) are held.

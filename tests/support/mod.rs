@@ -89,6 +89,24 @@ impl Daemon {
         );
     }
 
+    /// The admin API's address, read from the daemon's "admin API listening addr=..." log line
+    /// (configs may listen on port 0).
+    #[track_caller]
+    pub fn admin_addr(&self) -> String {
+        self.wait_log("admin API listening", Duration::from_secs(10));
+        let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").expect("regex");
+        let log = ansi.replace_all(&self.log(), "").to_string();
+        let line = log
+            .lines()
+            .find(|l| l.contains("admin API listening"))
+            .expect("admin API log line");
+        line.split("addr=")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .expect("addr= field")
+            .to_string()
+    }
+
     /// Sends SIGTERM and returns the exit status and how long the stop took.
     pub fn stop(mut self) -> (std::process::ExitStatus, Duration) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
