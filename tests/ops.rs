@@ -75,8 +75,6 @@ fn http(addr: &str, method: &str, path: &str, ctype: &str, body: &str) -> (u16, 
     (status, body)
 }
 
-/// The admin address from the daemon's log line.
-
 /// One metric sample's value by its exact name and labels.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {

@@ -48,8 +48,6 @@ pub fn http(
     (status, body)
 }
 
-/// The admin address the daemon logged.
-
 #[track_caller]
 fn wait_json(addr: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let until = Instant::now() + Duration::from_secs(10);
