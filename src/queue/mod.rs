@@ -112,15 +112,7 @@ impl Queue {
 
     /// A queue over any [`Store`] (tests use [`MemoryStore`]).
     pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
-        let mut configured: Vec<SinkId> = Vec::new();
-        for s in opts.sinks {
-            if s.as_str().is_empty() || s.as_str().contains('\0') {
-                return Err(QueueError::BadSinkId(s.to_string()));
-            }
-            if !configured.contains(&s) {
-                configured.push(s);
-            }
-        }
+        let configured = sink_list(opts.sinks)?;
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
             None => {
@@ -139,7 +131,7 @@ impl Queue {
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
-            configured,
+            configured: Mutex::new(configured),
             max_group: opts.max_group.max(1),
             counters: Mutex::new(counters),
             notifies: Mutex::default(),
@@ -315,10 +307,20 @@ impl Queue {
         notify.notified().await;
     }
 
+    /// Replaces the configured sinks (on reload): readings enqueued after this get entries for
+    /// exactly these. Entries of a sink no longer configured stay until it returns or an
+    /// operator purges them.
+    pub async fn set_sinks(&self, sinks: Vec<SinkId>) -> Result<(), QueueError> {
+        let sinks = sink_list(sinks)?;
+        self.request(|reply| Command::SetSinks { sinks, reply })
+            .await
+    }
+
     /// Counters of readings, pending and dead entries per sink, and the size on disk.
     pub fn stats(&self) -> Result<QueueStats, QueueError> {
         let shared = self.shared()?;
         let c = shared.counters().clone();
+        let configured = shared.configured();
         Ok(QueueStats {
             readings: c.readings,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
@@ -327,7 +329,7 @@ impl Queue {
                 .sinks
                 .into_iter()
                 .map(|(sink, n)| SinkStats {
-                    configured: shared.configured.contains(&sink),
+                    configured: configured.contains(&sink),
                     sink,
                     pending: n.pending,
                     dead: n.dead,
@@ -417,4 +419,18 @@ impl Queue {
     pub fn sync_count(&self) -> u64 {
         self.inner.shared.store.sync_count()
     }
+}
+
+/// The sinks of `sinks` in order, without repeats; an empty or NUL-bearing id is refused.
+fn sink_list(sinks: Vec<SinkId>) -> Result<Vec<SinkId>, QueueError> {
+    let mut out: Vec<SinkId> = Vec::new();
+    for s in sinks {
+        if s.as_str().is_empty() || s.as_str().contains('\0') {
+            return Err(QueueError::BadSinkId(s.to_string()));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }

@@ -48,6 +48,30 @@ async fn reopening_keeps_pending_dead_counters_and_unconfigured_sinks() {
 }
 
 #[tokio::test]
+async fn set_sinks_gives_later_readings_entries_for_exactly_the_new_sinks() {
+    let q = Queue::with_store(
+        Arc::new(MemoryStore::new()),
+        QueueOptions::new(sinks(&["ehr"])),
+    )
+    .unwrap();
+    q.enqueue(vec![reading("cuff", 1)]).await.unwrap();
+    q.set_sinks(sinks(&["lis", "lis"])).await.unwrap();
+    q.enqueue(vec![reading("cuff", 2)]).await.unwrap();
+    let view: Vec<_> = q
+        .stats()
+        .unwrap()
+        .sinks
+        .iter()
+        .map(|s| (s.sink.as_str().to_string(), s.pending, s.configured))
+        .collect();
+    assert_eq!(
+        view,
+        vec![("ehr".to_string(), 1, false), ("lis".to_string(), 1, true)]
+    );
+    assert!(q.set_sinks(sinks(&[""])).await.is_err());
+}
+
+#[tokio::test]
 async fn queue_open_names_the_path_when_the_store_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let _q = Queue::open(dir.path(), QueueOptions::new(sinks(&["ehr"]))).unwrap();

@@ -54,6 +54,11 @@ pub enum Command {
     Close {
         reply: Reply<()>,
     },
+    /// Replaces the configured sinks (a reload): later readings get entries for these.
+    SetSinks {
+        sinks: Vec<SinkId>,
+        reply: Reply<()>,
+    },
     /// Any other staging (held readings, audit entries, contexts): runs inside the group commit
     /// like the built-in requests, so its writes share the batch, the counters and the flush.
     Stage {
@@ -79,7 +84,7 @@ impl Command {
 /// State shared by the queue handles (readers) and the writer thread.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    pub configured: Vec<SinkId>,
+    pub configured: Mutex<Vec<SinkId>>,
     pub max_group: usize,
     pub max_bytes: u64,
     pub counters: Mutex<Counters>,
@@ -92,6 +97,14 @@ impl Shared {
     pub fn counters(&self) -> MutexGuard<'_, Counters> {
         // Replaced whole under the lock: never half-updated, so a poisoned value is still valid.
         self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sinks new readings get entries for.
+    pub fn configured(&self) -> Vec<SinkId> {
+        self.configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn notify(&self, sink: &SinkId) -> Arc<Notify> {
@@ -165,7 +178,7 @@ impl Writer {
             }
         }
         let mut closing = None;
-        let configured = self.shared.configured.clone();
+        let mut configured = self.shared.configured();
         for cmd in cmds {
             let mut ctx = Ctx {
                 now_ms,
@@ -226,6 +239,18 @@ impl Writer {
                     }
                 }
                 Command::Close { reply } => closing = Some(reply),
+                Command::SetSinks { sinks, reply } => {
+                    for s in &sinks {
+                        tx.counters.sink(s);
+                    }
+                    *self
+                        .shared
+                        .configured
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = sinks.clone();
+                    configured = sinks;
+                    done.push(Done::Unit(reply));
+                }
                 Command::Stage { stage, reply } => match stage(&mut tx, &mut ctx) {
                     Ok(v) => done.push(Done::Any(reply, v)),
                     Err(e) => fail(&mut tx, reply, e),

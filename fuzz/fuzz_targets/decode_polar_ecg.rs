@@ -1,0 +1,9 @@
+//! Arbitrary bytes into the `polar-ecg` ECG decoder, split into chunks at arbitrary points:
+//! it must never panic, and its buffers must stay bounded.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    vitalsd::decode::fuzz_decoder("polar-ecg", &[], data);
+});
