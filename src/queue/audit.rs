@@ -16,7 +16,6 @@ use std::any::Any;
 
 use time::OffsetDateTime;
 
-use super::keys::{self};
 use super::ops::{self, Ctx};
 use super::txn::{corrupt, Txn};
 use super::types::{QueueError, Settle};
@@ -131,7 +130,7 @@ impl Queue {
         self.stage(move |tx, ctx| {
             let mut events = Vec::new();
             for (id, s) in &results {
-                if !tx.exists(&keys::pending(&sink, *id))? {
+                if !ops::is_pending(tx, &sink, *id)? {
                     continue;
                 }
                 let (outcome, reason) = match s {

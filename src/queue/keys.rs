@@ -5,18 +5,23 @@
 //! unix milliseconds, `sink` = the sink id's UTF-8 bytes, never containing 0x00)
 //! ```text
 //! 'r' id                      → Reading JSON (DESIGN §6)
-//! 'p' sink 0x00 id            → PendingValue JSON {"n": attempts, "t": not_before ms, "e": last error}
-//! 't' sink 0x00 ms id         → empty; due index: pending entries ordered by (not_before, id)
+//! 'p' sink 0x00 id            → empty: a fresh pending entry (never tried, due at once)
+//! 'q' sink 0x00 id            → PendingValue JSON {"n": attempts, "t": not_before ms, "e": last error}
+//! 't' sink 0x00 ms id         → empty; due index of the 'q' entries, ordered by (not_before, id)
 //! 'd' sink 0x00 id            → DeadValue JSON {"why": reason, "at": ms, "n": attempts}
 //! 'k' dedupe key              → id ++ ms stored (dedupe index, DESIGN §3.2)
-//! 'a' ms dedupe key           → empty; age index of 'k', pruned after DEDUPE_WINDOW
 //! 'c' 'r'                     → u64 readings stored
 //! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
 //! 'm' "counters"              → "1": the 'c' keys are authoritative (else recounted at open)
 //! ```
-//! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte). A fresh
-//! pending entry's not_before is the id's own UUIDv7 timestamp (capped at the enqueue time), so
-//! the due index lists never-retried entries in id order; a retried entry moves to its retry time.
+//! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte).
+//!
+//! Keys per stored reading are what the writer's throughput depends on (sled's cost is per key,
+//! not per byte), so the common case is kept to three: the reading, its dedupe key and one
+//! empty `p` key per sink. A fresh entry's not_before is its id's UUIDv7 timestamp, so the `p`
+//! keys already list fresh entries in due order; only an entry with a state to remember (a retry
+//! scheduled, an error, a dead-letter retried) moves to `q` with a `t` due key. Dedupe keys are
+//! pruned by a cursor that walks `k` and reads the stored time from the value.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,10 +29,10 @@ use crate::reading::{ReadingId, SinkId};
 
 pub const READING: u8 = b'r';
 pub const PENDING: u8 = b'p';
+pub const RETRIED: u8 = b'q';
 pub const DUE: u8 = b't';
 pub const DEAD: u8 = b'd';
 pub const DEDUPE: u8 = b'k';
-pub const DEDUPE_AGE: u8 = b'a';
 pub const COUNTER: u8 = b'c';
 pub const META_COUNTERS: &[u8] = b"mcounters";
 
@@ -77,6 +82,12 @@ pub fn pending(sink: &SinkId, id: ReadingId) -> Vec<u8> {
     k
 }
 
+pub fn retried(sink: &SinkId, id: ReadingId) -> Vec<u8> {
+    let mut k = sink_prefix(RETRIED, sink);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
 pub fn dead(sink: &SinkId, id: ReadingId) -> Vec<u8> {
     let mut k = sink_prefix(DEAD, sink);
     k.extend_from_slice(&id.to_bytes());
@@ -97,7 +108,7 @@ pub fn id_suffix(key: &[u8]) -> Option<ReadingId> {
     Some(ReadingId::from_bytes(b))
 }
 
-/// `(sink, id)` of a `p` or `d` key.
+/// `(sink, id)` of a `p`, `q` or `d` key.
 pub fn parse_sink_entry(key: &[u8]) -> Option<(SinkId, ReadingId)> {
     let body = key.get(1..)?;
     let nul = body.len().checked_sub(17)?;
@@ -135,20 +146,6 @@ pub fn parse_dedupe_value(v: &[u8]) -> Option<(ReadingId, u64)> {
     Some((ReadingId::from_bytes(id), u64::from_be_bytes(ms)))
 }
 
-pub fn dedupe_age(stored_ms: u64, dedupe_key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(dedupe_key.len() + 9);
-    k.push(DEDUPE_AGE);
-    k.extend_from_slice(&stored_ms.to_be_bytes());
-    k.extend_from_slice(dedupe_key.as_bytes());
-    k
-}
-
-/// `(stored ms, dedupe key)` of an `a` key.
-pub fn parse_dedupe_age(key: &[u8]) -> Option<(u64, &[u8])> {
-    let ms: [u8; 8] = key.get(1..9)?.try_into().ok()?;
-    Some((u64::from_be_bytes(ms), &key[9..]))
-}
-
 pub fn counter_readings() -> Vec<u8> {
     vec![COUNTER, b'r']
 }
@@ -178,7 +175,11 @@ mod tests {
         let k = pending(&a, id(7));
         assert_eq!(parse_sink_entry(&k), Some((a.clone(), id(7))));
         assert!(!pending(&ab, id(7)).starts_with(&sink_prefix(PENDING, &a)));
-        assert_eq!(parse_sink_entry(&dead(&ab, id(1))), Some((ab, id(1))));
+        assert_eq!(
+            parse_sink_entry(&dead(&ab, id(1))),
+            Some((ab.clone(), id(1)))
+        );
+        assert_eq!(parse_sink_entry(&retried(&ab, id(2))), Some((ab, id(2))));
     }
 
     #[test]
@@ -192,11 +193,9 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_values_and_age_keys_round_trip() {
+    fn dedupe_values_round_trip() {
         let v = dedupe_value(id(3), 42);
         assert_eq!(parse_dedupe_value(&v), Some((id(3), 42)));
-        let k = dedupe_age(42, "dev|spo2|1");
-        assert_eq!(parse_dedupe_age(&k), Some((42, &b"dev|spo2|1"[..])));
         assert_eq!(parse_dedupe_value(&[1, 2]), None);
     }
 }

@@ -13,15 +13,18 @@
 //!
 //! # Design
 //! - **Keys**: all in one store tree; the byte layout is documented in `keys`. A reading is
-//!   stored once (`r`), with a pending entry per configured sink (`p`) plus a due-index key
-//!   (`t`) ordered by (not_before, id), or a dead entry (`d`) per sink when normalize rejected
-//!   it. The dedupe index (`k`) maps `Reading::dedupe_key` to the first id for 7 days.
+//!   stored once (`r`), with an empty fresh pending key per configured sink (`p`, in id order,
+//!   which is due order for never-tried entries), or a dead entry (`d`) per sink when normalize
+//!   rejected it. An entry with a retry scheduled moves to `q` with a due-index key (`t`)
+//!   ordered by (not_before, id). The dedupe index (`k`) maps `Reading::dedupe_key` to the first
+//!   id for 7 days. Three keys per reading and sink in the common case: sled's cost is per key.
 //! - **Group commit**: one writer thread (`writer`) takes every write request from a channel,
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
 //!   Settle, retry and purge go through the same writer, so they are durable when they return.
-//! - **Dedupe pruning**: at most once a minute the writer drops up to 1000 `k` entries older than
-//!   7 days (found through the `a` age index) inside the next group's batch.
+//! - **Dedupe pruning**: at most once a minute the writer looks at the next 10,000 `k` entries
+//!   (a cursor walks the whole index, then starts over) and drops those stored more than 7 days
+//!   ago, inside the next group's batch.
 //! - **Counters** (readings, pending and dead per sink) are kept in memory, persisted in the same
 //!   batch as the change (`c` keys), and loaded at open, so `stats` never scans and restarting
 //!   with a large backlog does not count it. A store without them is counted once at open.
@@ -43,10 +46,12 @@ mod keys;
 mod memory;
 mod ops;
 mod rejected;
+pub mod salvage;
 mod sled_store;
 mod store;
 mod txn;
 mod types;
+pub mod verify;
 mod writer;
 
 #[cfg(test)]
@@ -198,8 +203,9 @@ impl Queue {
             .await
     }
 
-    /// Up to `max` pending entries of `sink` due at `now` (not_before <= now): never-retried
-    /// entries in reading-id order, a retried entry from its retry time on.
+    /// Up to `max` pending entries of `sink` due at `now` (not_before <= now), in due order:
+    /// never-tried entries from their id's time (so in id order), a retried entry from its
+    /// retry time on.
     pub fn pending(
         &self,
         sink: &SinkId,
@@ -209,35 +215,46 @@ impl Queue {
         let shared = self.shared()?;
         let store = &*shared.store;
         let now_ms = ops::to_ms(now);
+        // The first `max` of the union are among the first `max` of each list.
+        let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
         let prefix = keys::sink_prefix(keys::DUE, sink);
-        let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        while out.len() < max {
-            let page = store.scan_prefix(&prefix, after.as_deref(), max.clamp(16, 512))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, _) in page {
-                let (nb, id) =
-                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
-                if nb > now_ms {
-                    return Ok(out);
-                }
-                let pkey = keys::pending(sink, id);
-                let Some(raw) = store.get(&pkey)? else {
-                    continue;
-                };
-                let p: PendingValue = ops::decode(&pkey, &raw)?;
-                match self.load_reading(id) {
-                    Ok(reading) => out.push(Pending {
-                        reading,
-                        attempts: p.attempts,
-                        last_error: p.last_error,
-                    }),
-                    Err(reason) => self.quarantine(sink, id, reason),
-                }
-                if out.len() == max {
-                    break;
-                }
+        'scan: for (k, _) in store.scan_prefix(&prefix, None, max)? {
+            let (nb, id) = keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
+            if nb > now_ms {
+                break 'scan;
+            }
+            let qkey = keys::retried(sink, id);
+            if let Some(raw) = store.get(&qkey)? {
+                due.push((nb, id, ops::decode(&qkey, &raw)?));
+            }
+        }
+        let fresh = store.scan_prefix(&keys::sink_prefix(keys::PENDING, sink), None, max)?;
+        for (k, _) in fresh {
+            let id = keys::id_suffix(&k).ok_or_else(|| txn::corrupt(&k, "bad pending key"))?;
+            let nb = ops::id_ms(id);
+            if nb <= now_ms {
+                due.push((
+                    nb,
+                    id,
+                    PendingValue {
+                        attempts: 0,
+                        not_before_ms: nb,
+                        last_error: None,
+                    },
+                ));
+            }
+        }
+        due.sort_by_key(|(nb, id, _)| (*nb, *id));
+        due.truncate(max);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id, p) in due {
+            match self.load_reading(id) {
+                Ok(reading) => out.push(Pending {
+                    reading,
+                    attempts: p.attempts,
+                    last_error: p.last_error,
+                }),
+                Err(reason) => self.quarantine(sink, id, reason),
             }
         }
         Ok(out)
@@ -267,16 +284,24 @@ impl Queue {
     /// Earliest not_before among the sink's pending entries (None when nothing is pending).
     pub fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
         let shared = self.shared()?;
-        let prefix = keys::sink_prefix(keys::DUE, sink);
-        let first = shared.store.scan_prefix(&prefix, None, 1)?;
-        first
-            .first()
-            .map(|(k, _)| {
+        let store = &*shared.store;
+        let retried = store.scan_prefix(&keys::sink_prefix(keys::DUE, sink), None, 1)?;
+        let retried = match retried.first() {
+            Some((k, _)) => Some(
                 keys::parse_due(k)
-                    .map(|(ms, _)| ops::from_ms(ms))
-                    .ok_or_else(|| txn::corrupt(k, "bad due key"))
-            })
-            .transpose()
+                    .ok_or_else(|| txn::corrupt(k, "bad due key"))?
+                    .0,
+            ),
+            None => None,
+        };
+        let fresh = store.scan_prefix(&keys::sink_prefix(keys::PENDING, sink), None, 1)?;
+        let fresh = match fresh.first() {
+            Some((k, _)) => Some(ops::id_ms(
+                keys::id_suffix(k).ok_or_else(|| txn::corrupt(k, "bad pending key"))?,
+            )),
+            None => None,
+        };
+        Ok(retried.into_iter().chain(fresh).min().map(ops::from_ms))
     }
 
     /// Records delivery results durably (flushed before returning). `Delivered` removes the

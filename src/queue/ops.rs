@@ -30,9 +30,14 @@ pub fn from_ms(ms: u64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A never-tried entry is due from its id's capture time, so the due index lists fresh entries
-/// in id order. Ids without a timestamp are due at once.
+/// A never-tried entry is due from its id's capture time, so the fresh (`p`) entries, kept in
+/// id order, are also in due order. Ids without a timestamp are due at once.
 pub fn fresh_not_before(id: ReadingId, now_ms: u64) -> u64 {
+    id_ms(id).min(now_ms)
+}
+
+/// The UUIDv7 timestamp of `id` in unix milliseconds, 0 when it has none.
+pub fn id_ms(id: ReadingId) -> u64 {
     id.uuid()
         .get_timestamp()
         .map(|ts| {
@@ -40,7 +45,6 @@ pub fn fresh_not_before(id: ReadingId, now_ms: u64) -> u64 {
             secs.saturating_mul(1000) + u64::from(nanos / 1_000_000)
         })
         .unwrap_or(0)
-        .min(now_ms)
 }
 
 pub(super) fn json<T: serde::Serialize>(key: &[u8], v: &T) -> Result<Vec<u8>, QueueError> {
@@ -51,6 +55,8 @@ pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T,
     serde_json::from_slice(v).map_err(|e| corrupt(key, &e.to_string()))
 }
 
+/// Adds a pending entry: an empty `p` key when it is fresh (never tried, no error, due from
+/// its id's time), else a `q` entry with its state plus a `t` due key.
 pub(super) fn add_pending(
     tx: &mut Txn,
     ctx: &mut Ctx,
@@ -58,13 +64,26 @@ pub(super) fn add_pending(
     id: ReadingId,
     v: &PendingValue,
 ) -> Result<(), QueueError> {
-    let key = keys::pending(sink, id);
-    let value = json(&key, v)?;
-    tx.put(key, value);
-    tx.put(keys::due(sink, v.not_before_ms, id), Vec::new());
+    if is_fresh(id, v) {
+        tx.put(keys::pending(sink, id), Vec::new());
+    } else {
+        let key = keys::retried(sink, id);
+        let value = json(&key, v)?;
+        tx.put(key, value);
+        tx.put(keys::due(sink, v.not_before_ms, id), Vec::new());
+    }
     tx.counters.sink(sink).pending += 1;
     ctx.woken.insert(sink.clone());
     Ok(())
+}
+
+fn is_fresh(id: ReadingId, v: &PendingValue) -> bool {
+    v.attempts == 0 && v.last_error.is_none() && v.not_before_ms <= id_ms(id)
+}
+
+/// Whether `sink` has a pending entry (fresh or retried) for `id`.
+pub(super) fn is_pending(tx: &Txn, sink: &SinkId, id: ReadingId) -> Result<bool, QueueError> {
+    Ok(tx.exists(&keys::pending(sink, id))? || tx.exists(&keys::retried(sink, id))?)
 }
 
 /// Removes a pending entry; returns its state when there was one.
@@ -73,13 +92,24 @@ fn take_pending(
     sink: &SinkId,
     id: ReadingId,
 ) -> Result<Option<PendingValue>, QueueError> {
-    let key = keys::pending(sink, id);
-    let Some(raw) = tx.get(&key)? else {
-        return Ok(None);
+    let fresh = keys::pending(sink, id);
+    let v = if tx.exists(&fresh)? {
+        tx.remove(fresh);
+        PendingValue {
+            attempts: 0,
+            not_before_ms: id_ms(id),
+            last_error: None,
+        }
+    } else {
+        let key = keys::retried(sink, id);
+        let Some(raw) = tx.get(&key)? else {
+            return Ok(None);
+        };
+        let v: PendingValue = decode(&key, &raw)?;
+        tx.remove(key);
+        tx.remove(keys::due(sink, v.not_before_ms, id));
+        v
     };
-    let v: PendingValue = decode(&key, &raw)?;
-    tx.remove(key);
-    tx.remove(keys::due(sink, v.not_before_ms, id));
     let c = tx.counters.sink(sink);
     c.pending = c.pending.saturating_sub(1);
     Ok(Some(v))
@@ -109,7 +139,7 @@ fn take_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId) -> Result<Option<DeadVa
 fn release_if_unreferenced(tx: &mut Txn, id: ReadingId) -> Result<(), QueueError> {
     let sinks: Vec<SinkId> = tx.counters.sinks.keys().cloned().collect();
     for s in &sinks {
-        if tx.exists(&keys::pending(s, id))? || tx.exists(&keys::dead(s, id))? {
+        if is_pending(tx, s, id)? || tx.exists(&keys::dead(s, id))? {
             return Ok(());
         }
     }
@@ -198,7 +228,6 @@ pub(super) fn claim(
         return Ok(Claim::Duplicate(existing));
     }
     tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
-    tx.put(keys::dedupe_age(ctx.now_ms, &dk), Vec::new());
     Ok(Claim::New { id, rkey })
 }
 
@@ -294,27 +323,27 @@ pub fn quarantine(
     )
 }
 
-/// Forgets up to `limit` dedupe keys stored before `now - DEDUPE_WINDOW`; returns how many.
-pub fn prune_dedupe(tx: &mut Txn, now_ms: u64, limit: usize) -> Result<usize, QueueError> {
+/// Looks at up to `limit` dedupe keys after `after` (from the start when `None`) and forgets
+/// those stored before `now - DEDUPE_WINDOW`. Returns how many it removed and where to go on
+/// next time (`None` once it reached the end, to start over).
+pub fn prune_dedupe(
+    tx: &mut Txn,
+    now_ms: u64,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(usize, Option<Vec<u8>>), QueueError> {
     let cutoff = now_ms.saturating_sub(keys::DEDUPE_WINDOW_MS);
-    let page = tx.store().scan_prefix(&[keys::DEDUPE_AGE], None, limit)?;
+    let page = tx.store().scan_prefix(&[keys::DEDUPE], after, limit)?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|(k, _)| k.clone()))
+        .flatten();
     let mut n = 0;
-    for (akey, _) in page {
-        let Some((ms, dk)) = keys::parse_dedupe_age(&akey) else {
-            continue;
-        };
-        if ms >= cutoff {
-            break;
+    for (kkey, v) in page {
+        // An unreadable value is kept: verify reports it, and it can only prevent duplicates.
+        if keys::parse_dedupe_value(&v).is_some_and(|(_, stored)| stored < cutoff) {
+            tx.remove(kkey);
+            n += 1;
         }
-        let mut kkey = vec![keys::DEDUPE];
-        kkey.extend_from_slice(dk);
-        if let Some(v) = tx.get(&kkey)? {
-            if keys::parse_dedupe_value(&v).is_some_and(|(_, stored)| stored == ms) {
-                tx.remove(kkey);
-            }
-        }
-        tx.remove(akey);
-        n += 1;
     }
-    Ok(n)
+    Ok((n, next))
 }

@@ -157,24 +157,25 @@ fn dedupe_keys_older_than_the_window_are_pruned_and_newer_ones_kept() {
     let store = MemoryStore::new();
     let mut tx = Txn::new(&store, Counters::default());
     let id = ReadingId::new();
-    for (ms, key) in [(1_000u64, "old"), (5_000, "new")] {
+    for (ms, key) in [(1_000u64, "a-old"), (5_000, "b-new"), (2_000, "c-old")] {
         tx.put(keys::dedupe(key), keys::dedupe_value(id, ms));
-        tx.put(keys::dedupe_age(ms, key), Vec::new());
     }
     store.apply(tx.take_batch(false)).unwrap();
     let now = 3_000 + keys::DEDUPE_WINDOW_MS;
+    // Two keys per pass: the cursor goes on where the last pass stopped, then starts over.
     let mut tx = Txn::new(&store, Counters::default());
-    assert_eq!(ops::prune_dedupe(&mut tx, now, 100).unwrap(), 1);
+    let (n, next) = ops::prune_dedupe(&mut tx, now, None, 2).unwrap();
+    assert_eq!((n, next.clone()), (1, Some(keys::dedupe("b-new"))));
     store.apply(tx.take_batch(false)).unwrap();
-    assert_eq!(store.get(&keys::dedupe("old")).unwrap(), None);
-    assert!(store.get(&keys::dedupe("new")).unwrap().is_some());
+    let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(
-        store
-            .scan_prefix(&[keys::DEDUPE_AGE], None, 10)
-            .unwrap()
-            .len(),
-        1
+        ops::prune_dedupe(&mut tx, now, next.as_deref(), 2).unwrap(),
+        (1, None)
     );
+    store.apply(tx.take_batch(false)).unwrap();
+    assert_eq!(store.get(&keys::dedupe("a-old")).unwrap(), None);
+    assert_eq!(store.get(&keys::dedupe("c-old")).unwrap(), None);
+    assert!(store.get(&keys::dedupe("b-new")).unwrap().is_some());
 }
 
 #[tokio::test]

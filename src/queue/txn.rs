@@ -71,11 +71,13 @@ impl Counters {
             readings: count_prefix(store, &[keys::READING], |_| {})?,
             ..Counters::default()
         };
-        count_prefix(store, &[keys::PENDING], |k| {
-            if let Some((s, _)) = keys::parse_sink_entry(k) {
-                c.sink(&s).pending += 1;
-            }
-        })?;
+        for tag in [keys::PENDING, keys::RETRIED] {
+            count_prefix(store, &[tag], |k| {
+                if let Some((s, _)) = keys::parse_sink_entry(k) {
+                    c.sink(&s).pending += 1;
+                }
+            })?;
+        }
         count_prefix(store, &[keys::DEAD], |k| {
             if let Some((s, _)) = keys::parse_sink_entry(k) {
                 c.sink(&s).dead += 1;
