@@ -41,6 +41,7 @@
 //!   and dead-letter listings (`configured: false`).
 
 pub mod audit;
+pub mod compact;
 pub mod held;
 mod keys;
 mod memory;

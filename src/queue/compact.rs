@@ -1,0 +1,198 @@
+//! Offline compaction: rewrites the queue store into a fresh sled tree and swaps it in.
+//!
+//! sled reuses the space of removed entries but does not give it back to the file system, so
+//! after a large backlog drained `<data_dir>/queue` stays as big as it was at its peak. With the
+//! daemon stopped, [`compact`] copies every live key into `<dir>.compact`, makes the copy
+//! durable, checks it holds as many keys as the original, and then exchanges the two
+//! directories in one `renameat2(RENAME_EXCHANGE)`: at every moment `<dir>` is a whole store,
+//! the old one or the new one. The old store (now under `<dir>.compact`) is removed last; a
+//! leftover `<dir>.compact` from an interrupted run is removed by the next run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::sled_store::SledStore;
+use super::store::{Batch, Store, StoreError};
+use super::types::QueueError;
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Keys copied (readings, entries, indexes, audit, counters).
+    pub keys: u64,
+    /// Bytes the store's directory occupied on disk before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub took: Duration,
+}
+
+/// Keys copied per batch.
+const PAGE: usize = 4096;
+
+/// Compacts the store in `dir` (the daemon must be stopped: the store's lock is taken).
+pub fn compact(dir: &Path, cache_capacity: u64) -> Result<CompactReport, QueueError> {
+    let started = Instant::now();
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        QueueError::Store(StoreError::Io(format!("{what} {}: {e}", p.display())))
+    };
+    if !dir.join("db").exists() {
+        return Err(QueueError::Store(StoreError::Open {
+            path: dir.to_path_buf(),
+            reason: "there is no queue store here".into(),
+        }));
+    }
+    let tmp = sibling(dir);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io("removing the leftover", &tmp, e))?;
+    }
+    let bytes_before = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
+    let keys = {
+        let old = SledStore::open(dir, cache_capacity)?;
+        let new = SledStore::open(&tmp, cache_capacity)?;
+        let copied = copy_all(&old, &new)?;
+        new.sync()?;
+        let check = count_all(&new)?;
+        if check != copied {
+            return Err(QueueError::Store(StoreError::Io(format!(
+                "the compacted copy holds {check} keys, the store {copied}; nothing was changed"
+            ))));
+        }
+        copied
+    };
+    exchange(dir, &tmp).map_err(|e| io("swapping in the compacted store at", dir, e))?;
+    std::fs::remove_dir_all(&tmp).map_err(|e| io("removing the old store at", &tmp, e))?;
+    let bytes_after = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
+    Ok(CompactReport {
+        keys,
+        bytes_before,
+        bytes_after,
+        took: started.elapsed(),
+    })
+}
+
+/// `<dir>.compact`, next to `dir` on the same file system.
+fn sibling(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".compact");
+    dir.with_file_name(name)
+}
+
+fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<u64, QueueError> {
+    let mut n = 0u64;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = from.scan_prefix(&[], after.as_deref(), PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(n);
+        };
+        after = Some(last.clone());
+        let mut batch = Batch::new();
+        for (k, v) in page {
+            batch.put(k, v);
+            n += 1;
+        }
+        to.apply(batch)?;
+    }
+}
+
+fn count_all(store: &dyn Store) -> Result<u64, QueueError> {
+    let mut n = 0u64;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_prefix(&[], after.as_deref(), PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(n);
+        };
+        after = Some(last.clone());
+        n += page.len() as u64;
+    }
+}
+
+/// Atomically exchanges the two directories, then makes the rename durable.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE)
+        .map_err(std::io::Error::from)?;
+    if let Some(parent) = a.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Bytes allocated on disk by the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::reading;
+    use crate::queue::{Queue, QueueOptions, Settle};
+    use crate::reading::SinkId;
+
+    fn opts() -> QueueOptions {
+        QueueOptions::new(vec![SinkId::new("ehr")])
+    }
+
+    #[tokio::test]
+    async fn compaction_gives_space_back_and_keeps_every_pending_entry() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("queue");
+        let sink = SinkId::new("ehr");
+        let kept = {
+            let q = Queue::open(&dir, opts()).unwrap();
+            let all: Vec<_> = (0..3000).map(|n| reading("cuff", n)).collect();
+            q.enqueue(all.clone()).await.unwrap();
+            let delivered = all[..2990]
+                .iter()
+                .map(|r| (r.id.unwrap(), Settle::Delivered))
+                .collect();
+            q.settle(&sink, delivered).await.unwrap();
+            q.close().await.unwrap();
+            all[2990..].to_vec()
+        };
+        let report = compact(&dir, 8 << 20).unwrap();
+        assert!(report.bytes_after < report.bytes_before, "{report:?}");
+        assert!(!sibling(&dir).exists());
+        let q = Queue::open(&dir, opts()).unwrap();
+        assert_eq!(q.stats().unwrap().sinks[0].pending, 10);
+        let far = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        let left: Vec<_> = q
+            .pending(&sink, 100, far)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.reading)
+            .collect();
+        assert_eq!(left, kept);
+        // Dedupe keys survive: the delivered readings are still known.
+        let again = q.enqueue(vec![reading("cuff", 5)]).await.unwrap();
+        assert!(matches!(
+            again[0],
+            crate::queue::EnqueueOutcome::Duplicate(_)
+        ));
+    }
+
+    #[test]
+    fn compaction_refuses_a_directory_without_a_store_and_removes_leftovers() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("queue");
+        assert!(compact(&dir, 8 << 20).is_err());
+        std::fs::create_dir_all(sibling(&dir)).unwrap();
+        drop(SledStore::open(&dir, 8 << 20).unwrap());
+        compact(&dir, 8 << 20).unwrap();
+        assert!(!sibling(&dir).exists());
+        assert!(dir.join("db").exists());
+    }
+}
