@@ -1,11 +1,13 @@
 //! The group-commit writer: one thread owns every write to the store.
 //!
 //! Receives [`Command`]s over a channel. It blocks for the first, drains whatever else is
-//! already waiting (up to `max_group` readings), stages them all in one [`Txn`], applies ONE
-//! atomic batch, syncs ONCE (flush + fdatasync), and only then replies to every caller and wakes
-//! the sinks that gained entries. A request that fails while staging is rolled back and answered
-//! alone; the rest of its group still commits. Commands that scan the store (retry or purge a
-//! whole dead-letter) first commit what is staged so the scan sees it.
+//! already waiting (up to `max_group` readings), stages them all in one [`Txn`] and applies ONE
+//! atomic batch. A second thread, the syncer, then makes it durable (flush + fdatasync) and only
+//! then replies to every caller and wakes the sinks that gained entries; while it syncs, the
+//! writer stages and applies the next group, and one sync covers every group applied before it.
+//! A request that fails while staging is rolled back and answered alone; the rest of its group
+//! still commits. Commands that scan the store (retry or purge a whole dead-letter) first apply
+//! what is staged so the scan sees it.
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
@@ -147,6 +149,23 @@ impl Writer {
 
     /// Runs until every sender is gone or a Close command was committed.
     pub fn run(mut self) {
+        let (sync_tx, sync_rx) = mpsc::channel();
+        let shared = Arc::clone(&self.shared);
+        std::thread::scope(|scope| {
+            let syncer = std::thread::Builder::new()
+                .name("vitalsd-sync".into())
+                .spawn_scoped(scope, move || syncer(&shared, &sync_rx));
+            match syncer {
+                Ok(_) => self.groups(&sync_tx),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the queue's sync thread");
+                }
+            }
+            drop(sync_tx);
+        });
+    }
+
+    fn groups(&mut self, sync: &mpsc::Sender<SyncJob>) {
         while let Ok(first) = self.rx.recv() {
             let mut n = first.weight();
             let mut cmds = vec![first];
@@ -159,14 +178,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if self.group(cmds) {
+            if self.group(cmds, sync) {
                 return;
             }
         }
     }
 
     /// Commits one group; true when it held a Close.
-    fn group(&mut self, cmds: Vec<Command>) -> bool {
+    fn group(&mut self, cmds: Vec<Command>, sync: &mpsc::Sender<SyncJob>) -> bool {
         let store = Arc::clone(&self.shared.store);
         let counters = self.shared.counters().clone();
         let mut tx = Txn::new(&*store, counters);
@@ -220,7 +239,7 @@ impl Writer {
                     let ids = match id {
                         Some(id) => Ok(vec![id]),
                         None => self
-                            .commit(&mut tx, &mut done, &mut woken)
+                            .commit(&mut tx, &mut done, &mut woken, sync)
                             .and_then(|()| dead_ids(&*store, &sink)),
                     };
                     let mut ctx = Ctx {
@@ -236,7 +255,7 @@ impl Writer {
                 }
                 Command::PurgeDead { sink, id, reply } => {
                     if id.is_none() {
-                        if let Err(e) = self.commit(&mut tx, &mut done, &mut woken) {
+                        if let Err(e) = self.commit(&mut tx, &mut done, &mut woken, sync) {
                             let _ = reply.send(Err(e));
                             continue;
                         }
@@ -266,7 +285,7 @@ impl Writer {
                 },
             }
         }
-        let committed = self.commit(&mut tx, &mut done, &mut woken);
+        let committed = self.commit(&mut tx, &mut done, &mut woken, sync);
         let Some(reply) = closing else { return false };
         let result = committed.and_then(|()| store.sync().map_err(QueueError::from));
         self.shared.closed.store(true, Ordering::SeqCst);
@@ -274,14 +293,16 @@ impl Writer {
         true
     }
 
-    /// Applies and syncs what is staged, then answers `done` and wakes `woken` sinks.
+    /// Applies what is staged and hands the group's answers to the syncer, which answers
+    /// `done` and wakes `woken` sinks once the batch is durable. Returns the apply's result.
     fn commit(
         &mut self,
         tx: &mut Txn,
         done: &mut Vec<Done>,
         woken: &mut BTreeSet<SinkId>,
+        sync: &mpsc::Sender<SyncJob>,
     ) -> Result<(), QueueError> {
-        let result = if tx.is_empty() {
+        let applied = if tx.is_empty() {
             Ok(())
         } else {
             let batch = tx.take_batch(true);
@@ -290,31 +311,29 @@ impl Writer {
                 Ok(()) => {
                     // Applied: readers see it and the counters must match, durable or not.
                     *self.shared.counters() = tx.counters.clone();
-                    store.sync()
+                    Ok(())
                 }
                 Err(e) => {
                     tx.counters = self.shared.counters().clone();
+                    tracing::error!(error = %e, "queue write failed; the callers are told and must not acknowledge");
                     Err(e)
                 }
             }
         };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "queue write failed; the callers are told and must not acknowledge");
-        }
-        for d in done.drain(..) {
-            match (d, &result) {
-                (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
-                (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
-                (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
-                (Done::Any(r, v), Ok(())) => drop(r.send(Ok(v))),
-                (Done::Any(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-                (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-                (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
-                (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-            }
-        }
-        for sink in std::mem::take(woken) {
-            self.shared.notify(&sink).notify_one();
+        let result = match &applied {
+            Ok(()) => Ok(()),
+            Err(e) => Err(again(e)),
+        };
+        let job = SyncJob {
+            applied,
+            done: std::mem::take(done),
+            woken: std::mem::take(woken),
+            barrier: None,
+        };
+        if let Err(mpsc::SendError(job)) = sync.send(job) {
+            // The syncer is gone (it could not start): answer here, after a sync of our own.
+            let synced = job.applied.and_then(|()| self.shared.store.sync());
+            answer(&self.shared, job.done, job.woken, &synced);
         }
         if self.last_size.elapsed() >= SIZE_EVERY {
             self.last_size = Instant::now();
@@ -323,7 +342,74 @@ impl Writer {
                 Err(e) => tracing::warn!(error = %e, "cannot read the queue's size on disk"),
             }
         }
-        result.map_err(QueueError::from)
+        result
+    }
+}
+
+/// One applied group waiting for its sync.
+struct SyncJob {
+    applied: Result<(), StoreError>,
+    done: Vec<Done>,
+    woken: BTreeSet<SinkId>,
+    /// Answered once every earlier job was answered (used by Close).
+    barrier: Option<mpsc::Sender<()>>,
+}
+
+/// The syncer thread: takes every applied group waiting, syncs once for all of them, then
+/// answers their callers and wakes their sinks.
+fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            jobs.push(more);
+        }
+        let needs_sync = jobs
+            .iter()
+            .any(|j| j.applied.is_ok() && (!j.done.is_empty() || !j.woken.is_empty()));
+        let synced = if needs_sync {
+            shared.store.sync()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "queue sync failed; the callers are told and must not acknowledge");
+        }
+        for job in jobs {
+            let result = match (&job.applied, &synced) {
+                (Err(e), _) | (Ok(()), Err(e)) => Err(copy(e)),
+                (Ok(()), Ok(())) => Ok(()),
+            };
+            answer(shared, job.done, job.woken, &result);
+            if let Some(b) = job.barrier {
+                let _ = b.send(());
+            }
+        }
+    }
+}
+
+/// Answers every caller of a group with `result` and wakes the sinks that gained entries.
+fn answer(
+    shared: &Shared,
+    done: Vec<Done>,
+    woken: BTreeSet<SinkId>,
+    result: &Result<(), StoreError>,
+) {
+    for d in done {
+        match (d, result) {
+            (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
+            (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
+            (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
+            (Done::Any(r, v), Ok(())) => drop(r.send(Ok(v))),
+            (Done::Any(r, _), Err(e)) => drop(r.send(Err(again(e)))),
+            (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
+            (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
+            (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),
+        }
+    }
+    if result.is_ok() {
+        for sink in woken {
+            shared.notify(&sink).notify_one();
+        }
     }
 }
 
@@ -334,14 +420,18 @@ fn fail<T>(tx: &mut Txn, reply: Reply<T>, e: QueueError) {
 
 /// The same failure for every caller of a group (store errors are not `Clone`).
 fn again(e: &StoreError) -> QueueError {
-    QueueError::Store(match e {
+    QueueError::Store(copy(e))
+}
+
+fn copy(e: &StoreError) -> StoreError {
+    match e {
         StoreError::Open { path, reason } => StoreError::Open {
             path: path.clone(),
             reason: reason.clone(),
         },
         StoreError::Io(m) => StoreError::Io(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    })
+    }
 }
 
 /// Every id in `sink`'s dead-letter, read from the store.
