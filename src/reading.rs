@@ -472,12 +472,17 @@ pub struct Lead {
 
 impl Reading {
     /// The dedupe key of DESIGN §3.2: (device, kind, device time, values). A device that sends
-    /// the same measurement again (memory recall, gateway replay) yields the same key. Devices
-    /// that report no time of their own fall back to the receipt time, so only an exact
-    /// replay within the same second is recognised for them.
+    /// the same measurement again (memory recall, gateway replay) yields the same key. A
+    /// reading without a device time cannot be told from a new measurement of the same value
+    /// (an oximeter reports 97 % every second), so its key is its own id: it is never merged
+    /// with another reading, and only a resend of the same reading (same id) is recognised.
     pub fn dedupe_key(&self) -> String {
         use std::fmt::Write;
-        let t = self.device_time.unwrap_or(self.received_at);
+        let t = match (self.device_time, self.id) {
+            (Some(t), _) => t,
+            (None, Some(id)) => return format!("{}|{}|id={id}", self.device.id, self.kind),
+            (None, None) => self.received_at,
+        };
         let mut k = format!("{}|{}|{}", self.device.id, self.kind, t.unix_timestamp());
         for v in &self.values {
             let _ = write!(

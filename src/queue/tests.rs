@@ -209,6 +209,25 @@ async fn retry_dead_without_an_id_brings_back_the_whole_dead_letter() {
 }
 
 #[tokio::test]
+async fn two_equal_readings_of_a_clockless_device_are_both_kept() {
+    let q = Queue::with_store(
+        Arc::new(MemoryStore::new()),
+        QueueOptions::new(sinks(&["ehr"])),
+    )
+    .unwrap();
+    // An oximeter without a clock reports 97 % twice in the same second: two measurements.
+    let mut a = reading("oximeter", 7);
+    a.device_time = None;
+    let mut b = a.clone();
+    b.id = Some(ReadingId::new());
+    let out = q.enqueue(vec![a.clone(), b]).await.unwrap();
+    assert_eq!(out, vec![EnqueueOutcome::Stored, EnqueueOutcome::Stored]);
+    // The same reading sent again (same id) is still recognised.
+    let out = q.enqueue(vec![a.clone()]).await.unwrap();
+    assert_eq!(out, vec![EnqueueOutcome::Duplicate(a.id.unwrap())]);
+}
+
+#[tokio::test]
 async fn the_same_measurement_twice_is_stored_once() {
     for (name, store, _dir) in each_store() {
         let q = Queue::with_store(store, QueueOptions::new(sinks(&["ehr"]))).unwrap();
