@@ -6,28 +6,38 @@
 //! order: sources stop first, the device pipelines drain what they already received into the
 //! queue, then each sink finishes its in-flight batch, then the queue is flushed and closed —
 //! all under `daemon.shutdown_timeout`.
+//!
+//! # Layout
+//! - `devices`: the serial/MLLP devices, each on its own token; `sinks`: one delivery loop
+//!   per sink; `mqtt`: the shared MQTT connection — each startable and stoppable alone.
+//! - `reload`: SIGHUP applies a new config to those three in place.
+//! - `service`: systemd readiness, status and watchdog.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, DeviceConfig, DeviceTransport, MqttConfig, OutboxFormat, SinkConfig};
+use crate::config::{Config, DeviceTransport};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
-use crate::decode;
-use crate::pipeline::{DevicePipeline, PatientLink};
-use crate::queue::{Queue, QueueOptions};
-use crate::sink::{self, DeliveryEvent, FileFormat, FileSink, RetryPolicy, Sink};
-use crate::source::serial::SerialSource;
-use crate::status::DeviceStatus;
+use crate::pipeline::PatientLink;
+use crate::queue::{self, Queue, QueueOptions, SledStore};
+use crate::sink::{DeliveryEvent, Sink};
 
+mod devices;
+mod mqtt;
 mod reload;
 mod service;
+mod sinks;
+
+use devices::{spawn_device, DeviceSet};
+use mqtt::MqttRun;
+use sinks::SinkSet;
 
 /// A sink whose oldest pending reading waited longer than this makes `/readyz` red.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
@@ -47,24 +57,113 @@ pub fn queue_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("queue")
 }
 
-/// Opens the queue of a config (for the daemon and the `queue` commands).
+/// Opens the queue of a config (for the daemon and the `queue` commands). A store that sled
+/// reports as damaged, or that opens without readings or entries its counters record (or
+/// without its counters marker: sled recovered an empty log), is refused with [`damaged`]'s
+/// one line before anything is written to it.
 pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let mut opts = QueueOptions::new(cfg.sinks.iter().map(|s| s.id().clone()).collect());
     opts.cache_capacity = cfg.daemon.cache_size;
     opts.max_bytes = cfg.daemon.queue_max_bytes;
-    let dir = queue_dir(&cfg.daemon.data_dir);
-    Queue::open(&dir, opts).with_context(|| format!("cannot open the queue in {}", dir.display()))
+    let data = &cfg.daemon.data_dir;
+    let dir = queue_dir(data);
+    let existed = dir.join("db").exists() || dir.join("conf").exists();
+    let store = match SledStore::open(&dir, opts.cache_capacity) {
+        Ok(s) => s,
+        Err(e) if queue::salvage::is_damage(&e) => return Err(damaged(data, &e.to_string())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
+        }
+    };
+    if existed {
+        let missing = queue::verify::marker_missing(&store)
+            .map_err(|e| damaged(data, &format!("its counters cannot be read: {e}")))?;
+        if let Some(why) = missing {
+            return Err(damaged(data, &why));
+        }
+    }
+    Queue::with_store(Arc::new(store), opts)
+        .with_context(|| format!("cannot open the queue in {}", dir.display()))
+}
+
+/// How often the daemon checks that its store still takes writes.
+const STORE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks every [`STORE_CHECK_EVERY`] that the store still takes writes; the receiver changes
+/// once it does not (sled keeps refusing after an I/O error such as ENOSPC until reopened).
+fn watch_store(
+    queue: Queue,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<Option<String>>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(STORE_CHECK_EVERY).await;
+            let q = queue.clone();
+            match tokio::task::spawn_blocking(move || q.check_store()).await {
+                Ok(Err(queue::QueueError::Store(e))) => {
+                    tracing::error!(error = %e, "the queue store refuses all writes until it is reopened; stopping so that vitalsd is restarted");
+                    let _ = tx.send(Some(e.to_string()));
+                    return;
+                }
+                Ok(Err(queue::QueueError::Closed)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    (task, rx)
+}
+
+/// The one-line refusal to start on a damaged store.
+fn damaged(data_dir: &Path, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the queue store in data_dir {} is damaged ({why}); vitalsd did not start and wrote \
+         nothing to it: copy the data_dir aside, then run `vitalsd queue verify` to see what is \
+         readable and `vitalsd queue salvage --to NEW_DIR` to export it (README: \"If the store \
+         is damaged\")",
+        data_dir.display()
+    )
+}
+
+/// What starting a device, a sink or the MQTT connection needs, at start-up and on reload.
+pub(crate) struct Stages {
+    queue: Queue,
+    link: PatientLink,
+    ops: Arc<admin::metrics::Ops>,
+    ingest: TaskTracker,
+    delivery: TaskTracker,
+    deliveries: broadcast::Sender<DeliveryEvent>,
+    source_cancel: CancellationToken,
+    delivery_cancel: CancellationToken,
+    /// How long a reload waits for a sink or the MQTT connection it stops.
+    stop_within: std::time::Duration,
+}
+
+/// What runs now, and the config it runs (`[daemon]`/`[patient]` as started).
+pub(crate) struct Running {
+    cfg: Config,
+    devices: DeviceSet,
+    sinks: SinkSet,
+    mqtt: MqttRun,
 }
 
 /// Runs the daemon until `shutdown` fires; returns after an orderly drain.
 pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyhow::Result<()> {
+    // SIGHUP is caught from the very start (its default action kills the process); one that
+    // arrives during start-up is handled once the daemon is ready.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tracing::info!("vitalsd starting");
     check_writable(&cfg.daemon.data_dir, "daemon.data_dir")?;
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;
     }
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let mut built: Vec<(Box<dyn Sink>, String)> = Vec::new();
     for s in &cfg.sinks {
-        sinks.push(build_sink(s, cfg.mqtt.as_ref())?);
+        let fp = sinks::fingerprint(s, cfg.mqtt.as_ref());
+        built.push((sinks::build_sink(s, cfg.mqtt.as_ref())?, fp));
     }
     let queue = open_queue(&cfg)?;
     let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
@@ -90,50 +189,52 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         DEPTH_EVERY,
         ops_cancel.clone(),
     ));
-    let delivery_cancel = CancellationToken::new();
-    let delivery = TaskTracker::new();
-    for s in sinks {
-        tracing::info!(sink = %s.id(), "sink ready");
-        delivery.spawn(sink::run_delivery(
-            queue.clone(),
-            s,
-            RetryPolicy::default(),
-            delivery_cancel.clone(),
-            Some(deliveries.clone()),
-        ));
+    let stages = Stages {
+        queue: queue.clone(),
+        link: link.clone(),
+        ops: ops.clone(),
+        ingest: TaskTracker::new(),
+        delivery: TaskTracker::new(),
+        deliveries,
+        source_cancel: CancellationToken::new(),
+        delivery_cancel: CancellationToken::new(),
+        stop_within: cfg.daemon.shutdown_timeout,
+    };
+    let mut running = Running {
+        cfg: cfg.clone(),
+        devices: DeviceSet::default(),
+        sinks: SinkSet::default(),
+        mqtt: MqttRun::default(),
+    };
+    for (s, fp) in built {
+        running.sinks.start(&stages, s, fp);
     }
-
-    let source_cancel = CancellationToken::new();
-    let ingest = TaskTracker::new();
-    let mut statuses = Vec::new();
-    let mut devices = reload::DeviceSet::default();
     for d in &cfg.devices {
         if matches!(d.transport, DeviceTransport::Mqtt(_)) {
             continue; // one shared broker connection for all of them, below
         }
         // Each device has its own token so that a reload can stop it alone.
-        let cancel = source_cancel.child_token();
-        let status = spawn_device(d, &cfg, &queue, &link, &ingest, &cancel)?;
-        devices.insert(d, cancel, status);
+        let cancel = stages.source_cancel.child_token();
+        let status = spawn_device(d, &cfg, &stages, &cancel)?;
+        running.devices.insert(d, cancel, status);
     }
-    statuses.extend(spawn_mqtt(
-        &cfg,
-        &queue,
-        &link,
-        &ops,
-        &ingest,
-        &source_cancel,
-    )?);
-    devices.set_fixed(statuses);
-    delivery.close();
-    ingest.close();
+    if let Some(next) = running.mqtt.prepare(&cfg, &stages)? {
+        running
+            .mqtt
+            .replace(next, &stages, cfg.daemon.shutdown_timeout)
+            .await;
+    }
+    running.devices.set_fixed(running.mqtt.statuses());
+    // Closed trackers still take tasks (a reload spawns more); `wait` ends once all are done.
+    stages.delivery.close();
+    stages.ingest.close();
     let admin_cancel = CancellationToken::new();
     let admin = match cfg.daemon.admin_listen {
         Some(listen) => {
             let state = AdminState {
                 queue: queue.clone(),
                 contexts: contexts.clone(),
-                devices: devices.list(),
+                devices: running.devices.list(),
                 quality: link.quality.clone(),
                 mode: cfg.patient.mode,
                 hold_for: cfg.patient.hold_for,
@@ -161,33 +262,30 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     ));
     let watchdog_cancel = CancellationToken::new();
     let watchdog = service::spawn_watchdog(queue.clone(), watchdog_cancel.clone());
+    let (store_watch, mut store_down) = watch_store(queue.clone());
 
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
-            _ = hangup.recv() => reload::on_hangup(
-                hooks.config_path.as_deref(),
-                &cfg,
-                &mut devices,
-                &source_cancel,
-                |d, cancel, new| spawn_device(d, new, &queue, &link, &ingest, cancel),
-            ),
+            Ok(()) = store_down.changed() => break,
+            _ = hangup.recv() => {
+                reload::on_hangup(hooks.config_path.as_deref(), &mut running, &stages).await
+            }
         }
     }
     service::stopping("stopping: draining the queue");
     let deadline = tokio::time::Instant::now() + cfg.daemon.shutdown_timeout;
     tracing::info!("stopping: sources first, then draining the queue");
-    source_cancel.cancel();
-    if tokio::time::timeout_at(deadline, ingest.wait())
+    stages.source_cancel.cancel();
+    if tokio::time::timeout_at(deadline, stages.ingest.wait())
         .await
         .is_err()
     {
         tracing::warn!("device pipelines did not stop in time");
     }
-    delivery_cancel.cancel();
-    if tokio::time::timeout_at(deadline, delivery.wait())
+    stages.delivery_cancel.cancel();
+    if tokio::time::timeout_at(deadline, stages.delivery.wait())
         .await
         .is_err()
     {
@@ -205,161 +303,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     if let Some(task) = watchdog {
         let _ = task.await;
     }
-    queue.close().await.context("closing the queue")?;
-    for s in devices.list().all() {
+    store_watch.abort();
+    let closed = queue.close().await;
+    if let Some(why) = store_down.borrow().clone() {
+        bail!(
+            "the queue store stopped taking writes ({why}); sled refuses every write after an \
+             I/O error until the store is reopened, so vitalsd stopped for the service manager \
+             to restart it (unacknowledged messages wait at their senders)"
+        );
+    }
+    closed.context("closing the queue")?;
+    for s in running.devices.list().all() {
         let snap = s.snapshot();
         tracing::info!(device = %snap.id, frames_ok = snap.frames_ok, frames_bad = snap.frames_bad, readings = snap.readings, "device totals");
     }
     tracing::info!("vitalsd stopped");
     Ok(())
-}
-
-fn spawn_device(
-    d: &DeviceConfig,
-    cfg: &Config,
-    queue: &Queue,
-    link: &PatientLink,
-    ingest: &TaskTracker,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Arc<DeviceStatus>> {
-    let decoder = decode::build(&d.driver, &d.options).map_err(|errs| {
-        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
-    })?;
-    let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-    let (ev_tx, ev_rx) = mpsc::channel(256);
-    let (wr_tx, wr_rx) = mpsc::channel(16);
-    let pipeline = DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), wr_tx)?
-        .with_patient_link(link.clone());
-    ingest.spawn(pipeline.run(ev_rx));
-    match &d.transport {
-        DeviceTransport::Serial(settings) => {
-            let src = SerialSource {
-                device: d.id.clone(),
-                settings: settings.clone(),
-                inactivity_timeout: d.inactivity_timeout,
-            };
-            ingest.spawn(src.run(ev_tx, wr_rx, cancel.clone()));
-        }
-        DeviceTransport::Mllp(settings) => {
-            // Message-based: the source drives its own pipeline through `ingest_message` so it
-            // answers AA only once a message is durable. The byte pipeline spawned above stays
-            // idle; its channel is kept open until the listener stops so that it cannot clear
-            // `connected` under a live connection.
-            let i = cfg.devices.iter().position(|x| x.id == d.id).unwrap_or(0);
-            if d.driver != "hl7v2" {
-                bail!(
-                    "device[{i}].mllp: the mllp transport carries HL7 v2 only (driver \"hl7v2\")"
-                );
-            }
-            let decoder =
-                decode::registry::build_for(&d.driver, decode::Transport::Mllp, &d.options)
-                    .map_err(|errs| {
-                        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
-                        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
-                    })?;
-            let (mllp_wr, _) = mpsc::channel(1);
-            let pipeline =
-                DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), mllp_wr)?
-                    .with_patient_link(link.clone());
-            let listener = crate::source::mllp::bind(settings.listen).with_context(|| {
-                format!(
-                    "device[{i}].mllp.listen: cannot listen on {}",
-                    settings.listen
-                )
-            })?;
-            let src = crate::source::mllp::MllpSource {
-                device: d.id.clone(),
-                limits: crate::source::mllp::MllpLimits::default(),
-                status: status.clone(),
-            };
-            let cancel = cancel.clone();
-            ingest.spawn(async move {
-                src.run(listener, pipeline, cancel).await;
-                drop((ev_tx, wr_rx));
-            });
-        }
-        DeviceTransport::Mqtt(_) => {
-            bail!(
-                "device {}: mqtt devices are started together by spawn_mqtt",
-                d.id
-            )
-        }
-    }
-    Ok(status)
-}
-
-fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<Box<dyn Sink>> {
-    match s {
-        SinkConfig::File(f) => {
-            let format = match f.format {
-                OutboxFormat::Fhir => FileFormat::Fhir,
-                OutboxFormat::Reading => FileFormat::Reading,
-                OutboxFormat::Hl7 => FileFormat::Hl7,
-            };
-            let sink = FileSink::open(f.id.clone(), &f.dir, format)
-                .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?;
-            Ok(Box::new(sink))
-        }
-        SinkConfig::Fhir(f) => {
-            let sink = sink::fhir::FhirSink::new(f)
-                .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
-            sink.spawn_health_check();
-            Ok(Box::new(sink))
-        }
-        SinkConfig::Mllp(m) => {
-            let sink = sink::mllp::MllpSink::new(m)
-                .with_context(|| format!("sink {}: cannot set up the MLLP client", m.id))?;
-            Ok(Box::new(sink))
-        }
-        SinkConfig::Mqtt(m) => {
-            let sink = crate::sink::mqtt::MqttSink::start(m, mqtt)
-                .with_context(|| format!("sink {}: cannot set up the MQTT client", m.id))?;
-            Ok(Box::new(sink))
-        }
-    }
-}
-
-/// Every device with an `mqtt` transport shares ONE connection to the `[mqtt]` broker; each
-/// keeps its own pipelines. Returns their statuses.
-fn spawn_mqtt(
-    cfg: &Config,
-    queue: &Queue,
-    link: &PatientLink,
-    ops: &admin::metrics::Ops,
-    ingest: &TaskTracker,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Vec<Arc<DeviceStatus>>> {
-    use crate::source::mqtt::{MqttDevice, MqttSource};
-    let mut devices = Vec::new();
-    let mut statuses = Vec::new();
-    for d in &cfg.devices {
-        let DeviceTransport::Mqtt(settings) = &d.transport else {
-            continue;
-        };
-        let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-        devices.push(MqttDevice::build(
-            d,
-            settings,
-            cfg,
-            queue,
-            status.clone(),
-            Some(link),
-        )?);
-        statuses.push(status);
-    }
-    let patient_topic = cfg.mqtt.as_ref().and_then(|m| m.patient_topic.as_ref());
-    if devices.is_empty() && patient_topic.is_none() {
-        return Ok(statuses);
-    }
-    let Some(broker) = &cfg.mqtt else {
-        bail!("mqtt devices need the [mqtt] table with the broker's url");
-    };
-    let source = MqttSource::new(broker, devices, Some(link.contexts.clone()), queue.clone())?;
-    let _ = ops.mqtt.set(source.handle());
-    tracing::info!(devices = statuses.len(), broker = %broker.url, "mqtt source ready");
-    ingest.spawn(source.run(cancel.clone()));
-    Ok(statuses)
 }
 
 /// Fails with a clear message when `dir` cannot be created or written.

@@ -14,6 +14,9 @@ use crate::decode::{self, DecodeEvent, Options};
 use crate::normalize::{self, NormalizeContext};
 use crate::reading::{DeviceId, ReadingId, SinkId};
 
+mod repair;
+pub use repair::{queue_salvage, queue_verify};
+
 /// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info"); with
 /// `JOURNAL_STREAM` set (running under systemd) text lines have no timestamps or colours.
 pub fn init_logging(default: &str, format: LogFormat) {
@@ -64,12 +67,21 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
 }
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    // SIGHUP (reload) kills a process that has no handler for it. Install one before reading
+    // the config: a SIGHUP from here until the daemon's own reload handler is listening is
+    // merely dropped (the daemon reads the file as it starts anyway). tokio keeps the handler
+    // installed after this stream is dropped.
+    rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map(drop)
+            .context("installing the SIGHUP handler")
+    })?;
     let cfg = load(config_path)?;
     init_logging("info", cfg.daemon.log_format);
     for w in &cfg.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
-    let rt = runtime()?;
     rt.block_on(async {
         let token = shutdown_on_signals()?;
         crate::app::run(
@@ -120,12 +132,13 @@ pub fn simulate(
     serial: &Path,
     every: Duration,
     count: Option<u64>,
+    ecg: crate::simulate::EcgSettings,
 ) -> anyhow::Result<ExitCode> {
     init_logging("info", LogFormat::Text);
     let rt = runtime()?;
     rt.block_on(async {
         let token = shutdown_on_signals()?;
-        crate::simulate::run_serial(driver, serial, every, count, token).await
+        crate::simulate::run_serial(driver, serial, every, count, ecg, token).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -137,12 +150,13 @@ pub fn simulate_mqtt(
     topic: &str,
     every: Duration,
     count: Option<u64>,
+    ecg: crate::simulate::EcgSettings,
 ) -> anyhow::Result<ExitCode> {
     init_logging("info", LogFormat::Text);
     let rt = runtime()?;
     rt.block_on(async {
         let token = shutdown_on_signals()?;
-        crate::simulate::run_mqtt(driver, url, topic, every, count, token).await
+        crate::simulate::run_mqtt(driver, url, topic, every, count, ecg, token).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

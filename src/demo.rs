@@ -1,9 +1,13 @@
 //! `vitalsd demo`: the whole pipeline with no configuration and no hardware.
 //!
 //! Creates a pseudo-terminal per simulated device, plays each device's real wire format into
-//! it (a wristband scanner per room, scanned first; a Nonin oximeter in ASCII mode in two
-//! rooms, and a bridge sending blood pressure, temperature and weight as reading JSON), runs the daemon on those ports with a FHIR NDJSON
-//! outbox in `DIR/outbox`, and prints every delivered reading as one readable line.
+//! it and runs the daemon on those ports through the devices' real drivers: a wristband scanner
+//! per room (`barcode`, scanned first), a Nonin pulse oximeter in ASCII mode (`nonin-ascii`),
+//! and three Bluetooth devices behind serial BLE gateways (`ble-gatt`, one JSON envelope per
+//! line carrying the characteristic's IEEE 11073 bytes): a blood-pressure cuff (0x2A35), a
+//! thermometer (0x2A1C) and a scale (0x2A9D). Deliveries go to a FHIR NDJSON outbox in
+//! `DIR/outbox`; every delivered reading is printed as one readable line ([`describe`]). No
+//! config file, device or broker is needed.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -19,7 +23,7 @@ use crate::config::{
 };
 use crate::decode::Options;
 use crate::reading::{DeviceId, Reading, SinkId};
-use crate::simulate;
+use crate::simulate::{self, Simulator};
 
 struct DemoDevice {
     id: &'static str,
@@ -27,10 +31,38 @@ struct DemoDevice {
     room: &'static str,
     every: Duration,
     options: &'static [(&'static str, &'static str)],
+    /// The simulator playing this device's wire bytes (seeded).
+    sim: fn(u64) -> Option<Box<dyn Simulator>>,
 }
 
 /// The identifier system of the demo's wristbands.
 const WRISTBAND_SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
+
+fn scanner(seed: u64) -> Option<Box<dyn Simulator>> {
+    simulate::for_driver("barcode", seed)
+}
+
+fn nonin(seed: u64) -> Option<Box<dyn Simulator>> {
+    simulate::for_driver("nonin-ascii", seed)
+}
+
+/// A BLE gateway on a serial port forwarding one device: the characteristic's real value
+/// bytes (IEEE 11073 SFLOAT/FLOAT), one JSON envelope per line.
+fn gateway(chr: u16, seed: u64) -> Option<Box<dyn Simulator>> {
+    simulate::ble_gatt::BleGattSim::only(seed, chr).map(|s| Box::new(s) as Box<dyn Simulator>)
+}
+
+fn cuff(seed: u64) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed)
+}
+
+fn thermometer(seed: u64) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::TEMPERATURE, seed)
+}
+
+fn scale(seed: u64) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::WEIGHT, seed)
+}
 
 /// Scanners first: each room's wristband is scanned before its vitals are taken (devices
 /// start one after the other), so every reading carries the room's patient.
@@ -41,6 +73,7 @@ const DEVICES: &[DemoDevice] = &[
         room: "exam-1",
         every: Duration::from_secs(15 * 60),
         options: &[("system", WRISTBAND_SYSTEM)],
+        sim: scanner,
     },
     DemoDevice {
         id: "exam2-scanner",
@@ -48,6 +81,7 @@ const DEVICES: &[DemoDevice] = &[
         room: "exam-2",
         every: Duration::from_secs(15 * 60),
         options: &[("system", WRISTBAND_SYSTEM)],
+        sim: scanner,
     },
     DemoDevice {
         id: "exam3-scanner",
@@ -55,6 +89,7 @@ const DEVICES: &[DemoDevice] = &[
         room: "exam-3",
         every: Duration::from_secs(15 * 60),
         options: &[("system", WRISTBAND_SYSTEM)],
+        sim: scanner,
     },
     DemoDevice {
         id: "exam1-oximeter",
@@ -62,20 +97,31 @@ const DEVICES: &[DemoDevice] = &[
         room: "exam-1",
         every: Duration::from_secs(20),
         options: &[("report", "spot"), ("settle", "8s")],
+        sim: nonin,
     },
     DemoDevice {
-        id: "exam2-vitals-bridge",
-        driver: "json",
+        id: "exam1-cuff",
+        driver: "ble-gatt",
+        room: "exam-1",
+        every: Duration::from_secs(30),
+        options: &[("payload", "json")],
+        sim: cuff,
+    },
+    DemoDevice {
+        id: "exam2-thermometer",
+        driver: "ble-gatt",
         room: "exam-2",
-        every: Duration::from_secs(4),
-        options: &[],
+        every: Duration::from_secs(30),
+        options: &[("payload", "json")],
+        sim: thermometer,
     },
     DemoDevice {
-        id: "exam3-oximeter",
-        driver: "nonin-ascii",
+        id: "exam3-scale",
+        driver: "ble-gatt",
         room: "exam-3",
-        every: Duration::from_secs(20),
-        options: &[("report", "spot"), ("settle", "8s")],
+        every: Duration::from_secs(45),
+        options: &[("payload", "json")],
+        sim: scale,
     },
 ];
 
@@ -109,8 +155,8 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     let mut ptys = Vec::new();
     for (i, d) in DEVICES.iter().enumerate() {
         let pty = open_pty()?;
-        let mut sim = simulate::for_driver(d.driver, 7 + i as u64)
-            .with_context(|| format!("no simulator for {}", d.driver))?;
+        let mut sim =
+            (d.sim)(7 + i as u64).with_context(|| format!("no simulator for {}", d.id))?;
         let mut master = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
         let (every, token) = (d.every, sims.clone());
         tokio::spawn(async move {
@@ -124,6 +170,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             room: d.room.to_string(),
             transport: DeviceTransport::Serial(SerialSettings {
                 path: pty.path.clone(),
+                usb: None,
                 baud: 9600,
                 data_bits: 8,
                 parity: Parity::None,

@@ -61,6 +61,14 @@ enum Command {
         /// Stop after this many measurements (default: run until Ctrl-C).
         #[arg(long)]
         count: Option<u64>,
+        /// ECG simulators (polar-ecg, openbci): heart rate in beats per minute, 30 to 240
+        /// (default: one from 58 to 92).
+        #[arg(long, value_parser = vitalsd::simulate::ecg::parse_hr)]
+        hr: Option<u32>,
+        /// ECG simulators: sample rate in Hz, 130, 250 or 500 (default: the device's, 130 for
+        /// polar-ecg, 250 for openbci); the device's `sample_rate` option must match.
+        #[arg(long, value_parser = vitalsd::simulate::ecg::parse_fs)]
+        fs: Option<u32>,
     },
     /// Decode bytes as a device sends them; print canonical readings as JSON lines.
     Decode {
@@ -126,6 +134,23 @@ enum QueueAction {
         #[arg(long)]
         sink: Option<String>,
     },
+    /// Check every entry of a stopped daemon's store (on a copy): exit 0 clean, 1 problems,
+    /// 2 unreadable.
+    Verify {
+        /// The data_dir to check, instead of the config's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Export every readable reading of a damaged store into a new data_dir; what cannot be
+    /// read goes to NEW_DIR/quarantine.jsonl. The old store is only read.
+    Salvage {
+        /// A new or empty directory: becomes a data_dir to move into place.
+        #[arg(long)]
+        to: PathBuf,
+        /// The damaged data_dir, instead of the config's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -145,9 +170,18 @@ fn main() -> ExitCode {
             topic,
             every,
             count,
-        } => match (serial, mqtt, topic) {
-            (_, Some(url), Some(topic)) => cli::simulate_mqtt(&driver, &url, &topic, every, count),
-            (Some(serial), _, _) => cli::simulate(&driver, &serial, every, count),
+            hr,
+            fs,
+        } => match (
+            serial,
+            mqtt,
+            topic,
+            vitalsd::simulate::EcgSettings { hr, fs },
+        ) {
+            (_, Some(url), Some(topic), ecg) => {
+                cli::simulate_mqtt(&driver, &url, &topic, every, count, ecg)
+            }
+            (Some(serial), _, _, ecg) => cli::simulate(&driver, &serial, every, count, ecg),
             _ => Err(anyhow::anyhow!(
                 "give --serial PATH or --mqtt URL --topic T"
             )),
@@ -171,6 +205,10 @@ fn main() -> ExitCode {
             QueueAction::Retry { id, sink } => cli::queue_retry(&config, &sink, id.as_deref()),
             QueueAction::PurgeDead { id, sink } => {
                 cli::queue_purge_dead(&config, sink.as_deref(), id.as_deref())
+            }
+            QueueAction::Verify { data_dir } => cli::queue_verify(&config, data_dir.as_deref()),
+            QueueAction::Salvage { to, data_dir } => {
+                cli::queue_salvage(&config, data_dir.as_deref(), &to)
             }
         },
     };

@@ -47,6 +47,8 @@ pub struct DevicePipeline {
     link: Option<PatientLink>,
     /// The `system` option of a `barcode` device: its scans become the room's patient.
     scan_system: Option<String>,
+    /// The `patient_system` option of an `hl7v2` device: the system of PID-3 ids naming none.
+    patient_system: Option<String>,
     scans: Vec<(String, OffsetDateTime)>,
     decoder: Box<dyn Decoder>,
     reporter: Reporter,
@@ -86,11 +88,15 @@ impl DevicePipeline {
         let scan_system = (d.driver == "barcode")
             .then(|| decode::barcode::system(&d.options).map(str::to_string))
             .flatten();
+        let patient_system = (d.driver == "hl7v2")
+            .then(|| decode::hl7v2::patient_system(&d.options).map(str::to_string))
+            .flatten();
         Ok(Self {
             strips,
             ecg_ready: Vec::new(),
             link: None,
             scan_system,
+            patient_system,
             scans: Vec::new(),
             decoder,
             reporter: Reporter::new(report.report, report.settle),
@@ -233,6 +239,8 @@ impl DevicePipeline {
         report.decoded = msgs.len();
         let mut readings = self.normalize_all(msgs, received_at);
         readings.append(&mut self.ecg_ready);
+        let system = self.patient_system.as_deref();
+        let patient = patient.map(|p| decode::hl7v2::with_patient_system(p, system));
         for r in &mut readings {
             r.patient.clone_from(&patient);
         }

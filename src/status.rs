@@ -25,6 +25,8 @@ pub struct DeviceStatus {
     rejected: AtomicU64,
     last_frame_at: Mutex<Option<OffsetDateTime>>,
     kinds: Mutex<BTreeMap<String, u64>>,
+    /// The serial port in use or last tried (a `usb` device's resolved path).
+    port: Mutex<Option<String>>,
 }
 
 /// A snapshot of [`DeviceStatus`] for JSON output.
@@ -41,6 +43,9 @@ pub struct DeviceSnapshot {
     pub rejected: u64,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_frame_at: Option<OffsetDateTime>,
+    /// The serial port in use or last tried; for a `usb` device, the path its ids resolved to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
 }
 
 impl DeviceStatus {
@@ -57,9 +62,16 @@ impl DeviceStatus {
             rejected: AtomicU64::new(0),
             last_frame_at: Mutex::new(None),
             kinds: Mutex::new(BTreeMap::new()),
+            port: Mutex::new(None),
         })
     }
 
+    /// Records the serial port in use (a `usb` device's path changes when it is replugged).
+    pub fn set_port(&self, port: Option<String>) {
+        if let Ok(mut p) = self.port.lock() {
+            *p = port;
+        }
+    }
     pub fn set_connected(&self, c: bool) {
         self.connected.store(c, Ordering::Relaxed);
     }
@@ -105,6 +117,7 @@ impl DeviceStatus {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             last_frame_at: self.last_frame_at.lock().ok().and_then(|t| *t),
+            port: self.port.lock().ok().and_then(|p| p.clone()),
         }
     }
 }

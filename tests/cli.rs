@@ -130,6 +130,21 @@ fn queue_stats_opens_a_stopped_daemons_store() {
     assert_eq!(stats["readings"], 0);
 }
 
+/// The first number of the printed value of the first `kind` line of `device`, e.g. the
+/// systolic of `120/80 (93) mm[Hg]`.
+fn demo_value(stdout: &str, kind: &str, device: &str) -> Option<f64> {
+    let line = stdout.lines().find(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.contains(&kind) && w.last() == Some(&device)
+    })?;
+    let after = line.split_once(kind)?.1.trim_start();
+    let number: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.parse().ok()
+}
+
 #[test]
 fn the_demo_runs_the_whole_pipeline_and_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
@@ -141,16 +156,44 @@ fn the_demo_runs_the_whole_pipeline_and_exits_0() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for kind in [
-        "blood_pressure",
-        "body_temperature",
-        "body_weight",
-        "spo2",
-        "heart_rate",
+    // A BP cuff, a thermometer, a pulse oximeter and a scale, each through its real driver
+    // (ble-gatt over a serial gateway, nonin-ascii), each with a plausible value.
+    for (kind, device, driver, range) in [
+        ("blood_pressure", "exam1-cuff", "ble-gatt", 80.0..=200.0),
+        (
+            "body_temperature",
+            "exam2-thermometer",
+            "ble-gatt",
+            35.0..=39.0,
+        ),
+        ("spo2", "exam1-oximeter", "nonin-ascii", 85.0..=100.0),
+        ("body_weight", "exam3-scale", "ble-gatt", 30.0..=150.0),
     ] {
-        assert!(stdout.contains(kind), "demo printed no {kind}:\n{stdout}");
+        let v = demo_value(&stdout, kind, device)
+            .unwrap_or_else(|| panic!("demo printed no {kind} from {device}:\n{stdout}"));
+        assert!(range.contains(&v), "{kind} {v} from {device}:\n{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(device) && l.split_whitespace().any(|w| w == driver)),
+            "{device} is not listed with driver {driver}:\n{stdout}"
+        );
     }
+    assert!(stdout.contains("mm[Hg]") && stdout.contains("Cel") && stdout.contains(" kg"));
+    // Patients are shown masked (`#` and 8 hex digits), never as the wristband's MRN.
+    assert!(stdout.contains(" #"), "{stdout}");
+    assert!(!stdout.contains("MRN"), "{stdout}");
     let lines = support::outbox_lines(&dir.join("outbox"));
     assert!(lines.len() >= 5, "{} outbox lines", lines.len());
     assert!(lines.iter().all(|o| o["resourceType"] == "Observation"));
+    let codes: Vec<String> = lines
+        .iter()
+        .map(|o| o["code"]["coding"].to_string())
+        .collect();
+    for loinc in ["85354-9", "8310-5", "59408-5", "29463-7"] {
+        assert!(
+            codes.iter().any(|c| c.contains(loinc)),
+            "no {loinc} in the outbox: {codes:?}"
+        );
+    }
 }

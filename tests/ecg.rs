@@ -1,7 +1,12 @@
 //! ECG end to end through the public API: simulator bytes → decoder → strips → readings →
-//! FHIR Observation; and the 12-lead 500 Hz throughput benchmark (`--ignored`).
+//! FHIR Observation; `vitalsd simulate openbci --hr --fs` through the real binary; and the
+//! 12-lead 500 Hz throughput benchmark (`--ignored`).
 
-use std::time::Instant;
+mod support;
+
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use vitalsd::decode::{self, DecodeEvent, Options, SampleChunk};
@@ -78,6 +83,109 @@ struct Stream {
     a: Box<dyn decode::Decoder>,
     b: Box<dyn decode::Decoder>,
     strips: StripBuilder,
+}
+
+fn vitalsd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(args)
+        .output()
+        .expect("run vitalsd")
+}
+
+#[test]
+fn simulate_refuses_a_heart_rate_or_sample_rate_out_of_range_and_for_other_drivers() {
+    let out = vitalsd(&[
+        "simulate",
+        "openbci",
+        "--serial",
+        "/dev/null",
+        "--hr",
+        "300",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("from 30 to 240"), "{err}");
+    let out = vitalsd(&[
+        "simulate",
+        "polar-ecg",
+        "--serial",
+        "/dev/null",
+        "--fs",
+        "200",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("130, 250 or 500"), "{err}");
+    let out = vitalsd(&[
+        "simulate",
+        "nonin-ascii",
+        "--serial",
+        "/dev/null",
+        "--hr",
+        "72",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--hr and --fs apply to the ECG simulators only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn simulate_openbci_streams_the_chosen_heart_rate_at_500_hz() {
+    let pty = support::Pty::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(["simulate", "openbci", "--serial"])
+        .arg(&pty.path)
+        .args([
+            "--hr", "110", "--fs", "500", "--count", "1", "--every", "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vitalsd simulate");
+    // One measurement is 12 s of packets: 240 steps of 25 packets of 33 bytes.
+    let want = 240 * 25 * 33;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut master = pty.master.try_clone().expect("clone pty");
+    std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(want);
+        let mut buf = [0u8; 8192];
+        while got.len() < want {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send(got);
+    });
+    let bytes = rx
+        .recv_timeout(Duration::from_secs(40))
+        .expect("12 s of ECG within 40 s");
+    assert!(child.wait().expect("wait").success());
+    let mut dec = decode::build("openbci", &opts(&[("sample_rate", "500")])).unwrap();
+    let mut strips = StripBuilder::new(StripOptions::default());
+    let mut out = Vec::new();
+    let t = OffsetDateTime::now_utc();
+    dec.feed(&bytes, &mut out);
+    let mut rs = Vec::new();
+    for ev in out.drain(..) {
+        let DecodeEvent::Samples(c) = ev else {
+            panic!("{ev:?}")
+        };
+        assert!((c.fs_hz - 500.0).abs() < 1e-9);
+        for s in strips.push(&c, t) {
+            rs.extend(readings(s, &ctx(), t));
+        }
+    }
+    let hr = rs
+        .iter()
+        .find(|r| r.kind == Kind::HeartRate)
+        .and_then(|r| r.values[0].value)
+        .map(|d| d.to_string().parse::<f64>().unwrap_or(0.0))
+        .expect("a heart rate from the first 10 s strip");
+    assert!((hr - 110.0).abs() <= 2.0, "heart rate {hr}");
 }
 
 #[test]

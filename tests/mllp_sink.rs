@@ -252,6 +252,7 @@ fn sink_config(addr: SocketAddr, ack_timeout: Duration, max_ar: u32) -> MllpSink
         sending_facility: "CLINIC_A".into(),
         receiving_application: "EHR".into(),
         receiving_facility: "CLINIC_A".into(),
+        waveform: false,
     }
 }
 

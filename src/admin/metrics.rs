@@ -71,7 +71,8 @@ pub struct Ops {
     pub stuck_after: Duration,
     /// The MQTT source, when there is one: not ready while the queue refuses its messages
     /// (acks stopped) or the broker is unreachable.
-    pub mqtt: std::sync::OnceLock<crate::source::mqtt::SourceHandle>,
+    /// The running MQTT connection, if any (replaced or cleared by a reload).
+    pub mqtt: std::sync::Mutex<Option<crate::source::mqtt::SourceHandle>>,
 }
 
 impl Ops {
@@ -85,7 +86,7 @@ impl Ops {
             depth: Mutex::new(VecDeque::with_capacity(DEPTH_SAMPLES)),
             data_dir,
             stuck_after,
-            mqtt: std::sync::OnceLock::new(),
+            mqtt: std::sync::Mutex::new(None),
         })
     }
 
@@ -297,7 +298,13 @@ pub fn ready_problems(s: &AdminState) -> Vec<String> {
         Ok((avail, total)) => out.extend(disk_problem(avail, total)),
         Err(e) => out.push(format!("cannot check free space of the data_dir: {e}")),
     }
-    if let Some(m) = s.ops.mqtt.get() {
+    let mqtt = s
+        .ops
+        .mqtt
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(m) = mqtt {
         if !m.ready() {
             out.push(
                 "mqtt: the queue refuses messages; acknowledgements to the broker are stopped"

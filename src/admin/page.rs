@@ -134,7 +134,7 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
             ts(r.expires_at)
         );
     }
-    h.push_str("</table><h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th></tr>");
+    h.push_str("</table><h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
     for d in &s.devices {
         let snap = d.snapshot();
         let drift = s
@@ -149,13 +149,14 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
         };
         let _ = write!(
             h,
-            "<tr data-device=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"{cls}\">{conn}</td><td>{}</td><td class=\"readings\">{}</td><td>{}</td><td>{}</td><td>{drift}</td></tr>",
+            "<tr data-device=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"{cls}\">{conn}</td><td>{}</td><td class=\"readings\">{}</td><td>{}</td><td>{}</td><td>{drift}</td><td class=\"port\">{}</td></tr>",
             esc(&snap.driver),
             esc(&snap.room),
             ts(snap.last_frame_at),
             snap.readings,
             snap.frames_bad,
             snap.rejected,
+            esc(snap.port.as_deref().unwrap_or("—")),
             id = esc(snap.id.as_str()),
         );
     }

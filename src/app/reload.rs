@@ -1,34 +1,47 @@
-//! SIGHUP reload of the device list (`systemctl reload vitalsd`).
+//! SIGHUP reload (`systemctl reload vitalsd`): the new config is applied in place.
 //!
-//! The new file is read and validated as a whole; a bad one is refused with its reasons logged
-//! and the running config keeps going. A good one is applied in place: devices added are started,
-//! devices removed are stopped (each device has its own cancellation token), devices whose
-//! settings changed are restarted, unchanged devices keep running untouched. The queue and the
-//! held readings are never touched. Changes a reload cannot apply (sinks, `[daemon]`,
-//! `[patient]`, `[mqtt]` and mqtt devices) are logged at WARN as needing a restart.
+//! The new file is read and validated as a whole; a bad one (or a missing one) is refused
+//! with its reasons and the running config keeps going. Then everything new is BUILT before
+//! anything running is touched — a sink client or the MQTT connection that cannot be set up
+//! refuses the whole reload. Then it is applied:
+//! - sinks: removed and changed ones stop (each settles its batch in flight; entries of a
+//!   removed sink stay queued), the queue's sink list is replaced, added and changed ones start;
+//! - `[mqtt]` and MQTT devices: any change restarts the shared connection (`super::mqtt`);
+//! - serial and MLLP devices: added ones start, removed ones stop, changed ones restart.
+//!
+//! Unchanged devices and sinks keep running untouched. `[daemon]` and `[patient]` cannot
+//! change under a running daemon (the store, the admin listener, the hold rules): a change is
+//! logged at WARN, listed as `needs_restart` in the audit entry, and what starts now still uses
+//! the running values. Every reload, applied or refused, is logged at INFO/ERROR and written to
+//! the audit log with the ids it added, removed and changed (never option values).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::config::{self, Config, DeviceConfig, DeviceTransport};
+use crate::config::{self, Config};
+use crate::context::audit::{AuditEvent, ReloadChanges};
 use crate::decode;
-use crate::reading::DeviceId;
-use crate::status::{DeviceList, DeviceStatus};
+use crate::reading::SinkId;
 
-/// What a reload does to the devices, by id (config order within each list).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub start: Vec<DeviceId>,
-    pub stop: Vec<DeviceId>,
-    pub restart: Vec<DeviceId>,
-    pub keep: Vec<DeviceId>,
+use super::devices::spawn_device;
+use super::{sinks, Running, Stages};
+
+/// What a reload does to a set of ids (config order within each list).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan<I> {
+    pub start: Vec<I>,
+    pub stop: Vec<I>,
+    pub restart: Vec<I>,
+    pub keep: Vec<I>,
 }
 
 /// Compares `(id, fingerprint)` lists (pure).
-pub fn plan(old: &[(DeviceId, String)], new: &[(DeviceId, String)]) -> Plan {
-    let mut p = Plan::default();
+pub fn plan<I: PartialEq + Clone>(old: &[(I, String)], new: &[(I, String)]) -> Plan<I> {
+    let mut p = Plan {
+        start: Vec::new(),
+        stop: Vec::new(),
+        restart: Vec::new(),
+        keep: Vec::new(),
+    };
     for (id, fp) in new {
         match old.iter().find(|(o, _)| o == id) {
             None => p.start.push(id.clone()),
@@ -46,200 +59,200 @@ pub fn plan(old: &[(DeviceId, String)], new: &[(DeviceId, String)]) -> Plan {
 
 /// Everything that makes a device what it is; equal fingerprints mean "unchanged". Compared
 /// only, never logged (it may hold option values).
-pub fn fingerprint(d: &DeviceConfig) -> String {
+pub fn fingerprint(d: &config::DeviceConfig) -> String {
     format!("{d:?}")
 }
 
-fn is_mqtt(d: &DeviceConfig) -> bool {
-    matches!(d.transport, DeviceTransport::Mqtt(_))
+/// The `[daemon]` and `[patient]` keys whose change needs a restart (pure).
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let (a, b) = (&old.daemon, &new.daemon);
+    let (p, q) = (&old.patient, &new.patient);
+    let checks = [
+        ("daemon.data_dir", a.data_dir != b.data_dir),
+        ("daemon.admin_listen", a.admin_listen != b.admin_listen),
+        (
+            "daemon.admin_token_file",
+            a.admin_token_file != b.admin_token_file,
+        ),
+        (
+            "daemon.queue_max_bytes",
+            a.queue_max_bytes != b.queue_max_bytes,
+        ),
+        ("daemon.cache_size", a.cache_size != b.cache_size),
+        (
+            "daemon.clock_skew_tolerance",
+            a.clock_skew_tolerance != b.clock_skew_tolerance,
+        ),
+        (
+            "daemon.shutdown_timeout",
+            a.shutdown_timeout != b.shutdown_timeout,
+        ),
+        ("daemon.log_format", a.log_format != b.log_format),
+        ("patient.mode", p.mode != q.mode),
+        ("patient.context_ttl", p.context_ttl != q.context_ttl),
+        ("patient.hold_for", p.hold_for != q.hold_for),
+    ];
+    checks
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| (*k).to_string())
+        .collect()
 }
 
-/// The sections whose change a reload cannot apply (pure).
-pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mqtt_devices = |c: &Config| -> Vec<String> {
-        c.devices
-            .iter()
-            .filter(|d| is_mqtt(d))
-            .map(fingerprint)
-            .collect()
-    };
-    let mut out = Vec::new();
-    if format!("{:?}", old.sinks) != format!("{:?}", new.sinks) {
-        out.push("sinks");
-    }
-    if format!("{:?}", old.daemon) != format!("{:?}", new.daemon) {
-        out.push("[daemon]");
-    }
-    if format!("{:?}", old.patient) != format!("{:?}", new.patient) {
-        out.push("[patient]");
-    }
-    if format!("{:?}", old.mqtt) != format!("{:?}", new.mqtt)
-        || mqtt_devices(old) != mqtt_devices(new)
-    {
-        out.push("[mqtt] and mqtt devices");
-    }
-    out
-}
-
-struct Running {
-    id: DeviceId,
-    fingerprint: String,
-    cancel: CancellationToken,
-    status: Arc<DeviceStatus>,
-}
-
-/// The running serial/MLLP devices, each with its own token, plus statuses started elsewhere
-/// (the shared MQTT connection's devices), published through one [`DeviceList`].
-#[derive(Default)]
-pub struct DeviceSet {
-    running: Vec<Running>,
-    fixed: Vec<Arc<DeviceStatus>>,
-    list: DeviceList,
-}
-
-impl DeviceSet {
-    /// The list the admin API reads.
-    pub fn list(&self) -> DeviceList {
-        self.list.clone()
-    }
-
-    fn publish(&self) {
-        let mut all: Vec<_> = self.running.iter().map(|r| r.status.clone()).collect();
-        all.extend(self.fixed.iter().cloned());
-        self.list.set(all);
-    }
-
-    /// Records a device started with `cancel`.
-    pub fn insert(
-        &mut self,
-        d: &DeviceConfig,
-        cancel: CancellationToken,
-        status: Arc<DeviceStatus>,
-    ) {
-        self.running.push(Running {
-            id: d.id.clone(),
-            fingerprint: fingerprint(d),
-            cancel,
-            status,
-        });
-        self.publish();
-    }
-
-    /// Statuses of devices a reload does not manage.
-    pub fn set_fixed(&mut self, statuses: Vec<Arc<DeviceStatus>>) {
-        self.fixed = statuses;
-        self.publish();
-    }
-
-    fn stop(&mut self, id: &DeviceId) {
-        if let Some(i) = self.running.iter().position(|r| &r.id == id) {
-            let r = self.running.remove(i);
-            r.cancel.cancel();
-            r.status.set_connected(false);
-        }
-    }
-
-    /// Applies a validated config: starts, stops and restarts devices through `spawn`
-    /// (`spawn(device, its token)`), leaves unchanged ones running.
-    pub fn apply<F>(&mut self, new: &Config, parent: &CancellationToken, mut spawn: F) -> Plan
-    where
-        F: FnMut(&DeviceConfig, &CancellationToken) -> anyhow::Result<Arc<DeviceStatus>>,
-    {
-        let old: Vec<_> = self
-            .running
-            .iter()
-            .map(|r| (r.id.clone(), r.fingerprint.clone()))
-            .collect();
-        let managed: Vec<&DeviceConfig> = new.devices.iter().filter(|d| !is_mqtt(d)).collect();
-        let wanted: Vec<_> = managed
-            .iter()
-            .map(|d| (d.id.clone(), fingerprint(d)))
-            .collect();
-        let p = plan(&old, &wanted);
-        for id in p.stop.iter().chain(&p.restart) {
-            self.stop(id);
-            tracing::info!(device = %id, "device stopped by reload");
-        }
-        for d in managed
-            .iter()
-            .filter(|d| p.start.contains(&d.id) || p.restart.contains(&d.id))
-        {
-            let cancel = parent.child_token();
-            match spawn(d, &cancel) {
-                Ok(status) => {
-                    tracing::info!(device = %d.id, "device started by reload");
-                    self.running.push(Running {
-                        id: d.id.clone(),
-                        fingerprint: fingerprint(d),
-                        cancel,
-                        status,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(device = %d.id, error = %e, "device not started by reload")
-                }
-            }
-        }
-        // Keep the configuration order.
-        let order = |id: &DeviceId| {
-            managed
-                .iter()
-                .position(|d| &d.id == id)
-                .unwrap_or(usize::MAX)
-        };
-        self.running.sort_by_key(|r| order(&r.id));
-        self.publish();
-        p
+/// The config a reload runs: the new file's devices, sinks and `[mqtt]`, with the running
+/// `[daemon]` and `[patient]` (they change only with a restart).
+pub fn effective(running: &Config, new: Config) -> Config {
+    Config {
+        daemon: running.daemon.clone(),
+        patient: running.patient.clone(),
+        ..new
     }
 }
 
-/// Handles one SIGHUP: validates `path`, refuses a bad file (logged with its reasons), applies
-/// the device changes of a good one and warns about what needs a restart (against `started`,
-/// the config the daemon started with).
-pub fn on_hangup<F>(
-    path: Option<&Path>,
-    started: &Config,
-    devices: &mut DeviceSet,
-    parent: &CancellationToken,
-    mut spawn: F,
-) where
-    F: FnMut(&DeviceConfig, &CancellationToken, &Config) -> anyhow::Result<Arc<DeviceStatus>>,
-{
+fn strings<I: ToString>(ids: &[I]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+/// Handles one SIGHUP: applies a good config, refuses a bad one; logs and audits either way.
+pub async fn on_hangup(path: Option<&Path>, run: &mut Running, stages: &Stages) {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: this run has no config file to reload");
         return;
     };
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
     super::service::reloading();
-    let new = match load(path) {
-        Ok(c) => c,
+    let event = match reload(path, run, stages).await {
+        Ok(changes) => {
+            tracing::info!(
+                started = changes.devices_added.len(),
+                stopped = changes.devices_removed.len(),
+                restarted = changes.devices_changed.len(),
+                unchanged = run
+                    .cfg
+                    .devices
+                    .len()
+                    .saturating_sub(changes.devices_added.len() + changes.devices_changed.len()),
+                devices_added = %changes.devices_added.join(","),
+                devices_removed = %changes.devices_removed.join(","),
+                devices_changed = %changes.devices_changed.join(","),
+                sinks_added = %changes.sinks_added.join(","),
+                sinks_removed = %changes.sinks_removed.join(","),
+                sinks_changed = %changes.sinks_changed.join(","),
+                mqtt_restarted = changes.mqtt_restarted,
+                needs_restart = %changes.needs_restart.join(","),
+                "config reloaded"
+            );
+            super::service::ready(&format!(
+                "running: {} devices, {} sinks after reload",
+                run.cfg.devices.len(),
+                run.cfg.sinks.len()
+            ));
+            AuditEvent::Reload {
+                applied: true,
+                reason: None,
+                changes,
+            }
+        }
         Err(reason) => {
             tracing::error!(config = %path.display(), %reason, "config reload refused; the running config stays");
             super::service::ready("running; the last reload was refused (see the log)");
-            return;
+            let mut short: String = reason.chars().take(1000).collect();
+            if short.len() < reason.len() {
+                short.push('…');
+            }
+            AuditEvent::Reload {
+                applied: false,
+                reason: Some(short),
+                changes: ReloadChanges::default(),
+            }
         }
     };
+    if let Err(e) = stages.queue.audit_append(vec![event]).await {
+        tracing::warn!(error = %e, "the reload could not be written to the audit log");
+    }
+}
+
+/// Validates, builds, then applies; the error is why nothing was applied.
+async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<ReloadChanges, String> {
+    let new = load(path)?;
     for w in &new.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
-    for section in needs_restart(started, &new) {
+    let needs = needs_restart(&run.cfg, &new);
+    for key in &needs {
         tracing::warn!(
-            section,
-            "this change needs a restart (systemctl restart vitalsd); the running settings stay"
+            key = %key,
+            "this change needs a restart (systemctl restart vitalsd); the running value stays"
         );
     }
-    let p = devices.apply(&new, parent, |d, c| spawn(d, c, &new));
-    tracing::info!(
-        started = p.start.len(),
-        stopped = p.stop.len(),
-        restarted = p.restart.len(),
-        unchanged = p.keep.len(),
-        "config reloaded"
-    );
-    super::service::ready(&format!(
-        "running: {} devices after reload",
-        devices.list().all().len()
-    ));
+    let new = effective(&run.cfg, new);
+
+    // Build first: nothing running is touched when a sink or the connection cannot be set up.
+    let wanted: Vec<(SinkId, String)> = new
+        .sinks
+        .iter()
+        .map(|s| (s.id().clone(), sinks::fingerprint(s, new.mqtt.as_ref())))
+        .collect();
+    let sink_plan = plan(&run.sinks.current(), &wanted);
+    let mut built = Vec::new();
+    for (s, (_, fp)) in new.sinks.iter().zip(&wanted) {
+        if sink_plan.start.contains(s.id()) || sink_plan.restart.contains(s.id()) {
+            let sink = sinks::build_sink(s, new.mqtt.as_ref()).map_err(|e| format!("{e:#}"))?;
+            built.push((sink, fp.clone()));
+        }
+    }
+    let mqtt_next = run
+        .mqtt
+        .prepare(&new, stages)
+        .map_err(|e| format!("{e:#}"))?;
+
+    // Apply. Sinks: stop, then the queue's list, then start (new readings get entries for a
+    // sink before its loop runs, never after).
+    let within = stages.stop_within;
+    for id in sink_plan.stop.iter().chain(&sink_plan.restart) {
+        run.sinks.stop(id, within).await;
+    }
+    let ids: Vec<SinkId> = new.sinks.iter().map(|s| s.id().clone()).collect();
+    if let Err(e) = stages.queue.set_sinks(ids.clone()).await {
+        tracing::error!(error = %e, "the queue's sink list was not replaced");
+    }
+    for (sink, fp) in built {
+        run.sinks.start(stages, sink, fp);
+    }
+    run.sinks.sort(&ids);
+    let mqtt_restarted = mqtt_next.is_some();
+    if let Some(next) = mqtt_next {
+        run.mqtt.replace(next, stages, within).await;
+    }
+    let old_mqtt: Vec<_> = mqtt_devices(&run.cfg);
+    let device_plan = run.devices.apply(&new, &stages.source_cancel, |d, cancel| {
+        spawn_device(d, &new, stages, cancel)
+    });
+    run.devices.set_fixed(run.mqtt.statuses());
+    let mqtt_plan = plan(&old_mqtt, &mqtt_devices(&new));
+    let mut changes = ReloadChanges {
+        devices_added: strings(&device_plan.start),
+        devices_removed: strings(&device_plan.stop),
+        devices_changed: strings(&device_plan.restart),
+        sinks_added: strings(&sink_plan.start),
+        sinks_removed: strings(&sink_plan.stop),
+        sinks_changed: strings(&sink_plan.restart),
+        mqtt_restarted,
+        needs_restart: needs,
+    };
+    changes.devices_added.extend(strings(&mqtt_plan.start));
+    changes.devices_removed.extend(strings(&mqtt_plan.stop));
+    changes.devices_changed.extend(strings(&mqtt_plan.restart));
+    run.cfg = new;
+    Ok(changes)
+}
+
+fn mqtt_devices(cfg: &Config) -> Vec<(crate::reading::DeviceId, String)> {
+    cfg.devices
+        .iter()
+        .filter(|d| matches!(d.transport, config::DeviceTransport::Mqtt(_)))
+        .map(|d| (d.id.clone(), fingerprint(d)))
+        .collect()
 }
 
 /// Reads and validates the file, including every device's driver options; the error lists
@@ -270,34 +283,4 @@ pub fn load(path: &Path) -> Result<Config, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ids(list: &[(&str, &str)]) -> Vec<(DeviceId, String)> {
-        list.iter()
-            .map(|(i, f)| (DeviceId::new(*i), f.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_reload_starts_new_stops_removed_restarts_changed_and_keeps_the_rest() {
-        let p = plan(
-            &ids(&[("a", "1"), ("b", "1"), ("c", "1")]),
-            &ids(&[("a", "1"), ("c", "2"), ("d", "1")]),
-        );
-        assert_eq!(p.keep, vec![DeviceId::new("a")]);
-        assert_eq!(p.restart, vec![DeviceId::new("c")]);
-        assert_eq!(p.start, vec![DeviceId::new("d")]);
-        assert_eq!(p.stop, vec![DeviceId::new("b")]);
-    }
-
-    #[test]
-    fn only_sections_that_changed_need_a_restart() {
-        let src = "[daemon]\ndata_dir = \"/tmp/x\"\n\n[[sink]]\nid = \"o\"\ntype = \"file\"\ndir = \"/tmp/o\"\n";
-        let a = config::parse(src, "a").unwrap();
-        let b = config::parse(src, "b").unwrap();
-        assert!(needs_restart(&a, &b).is_empty());
-        let c = config::parse(&src.replace("/tmp/o", "/tmp/p"), "c").unwrap();
-        assert_eq!(needs_restart(&a, &c), vec!["sinks"]);
-    }
-}
+mod tests;

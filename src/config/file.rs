@@ -151,7 +151,10 @@ pub fn default_inactivity_timeout() -> Dur {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialFile {
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub usb: Option<super::usb::UsbFile>,
     #[serde(default = "default_baud")]
     pub baud: u32,
     #[serde(default = "default_data_bits")]
@@ -331,6 +334,8 @@ pub struct MllpSinkFile {
     pub receiving_application: String,
     #[serde(default)]
     pub receiving_facility: String,
+    #[serde(default)]
+    pub waveform: bool,
 }
 
 pub fn default_publish_format() -> String {

@@ -9,6 +9,7 @@
 mod file;
 mod locate;
 mod sinks;
+mod usb;
 mod validate;
 
 use std::fmt;
@@ -90,12 +91,36 @@ pub enum FlowControl {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialSettings {
+    /// The port; empty when `usb` names the adapter instead.
     pub path: PathBuf,
+    /// The USB adapter to look up at every open (`serial.usb`), instead of a fixed `path`.
+    pub usb: Option<UsbMatch>,
     pub baud: u32,
     pub data_bits: u8,
     pub parity: Parity,
     pub stop_bits: u8,
     pub flow_control: FlowControl,
+}
+
+/// A USB serial adapter named by its ids (`serial.usb = { vendor, product, serial }`):
+/// resolved to its current `/dev/tty*` path at every open, since a replugged adapter may come
+/// back as another `ttyUSBn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbMatch {
+    pub vendor: u16,
+    pub product: u16,
+    /// The adapter's USB serial number (`iSerial`); `None` matches any.
+    pub serial: Option<String>,
+}
+
+impl fmt::Display for UsbMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.product)?;
+        match &self.serial {
+            Some(s) => write!(f, " serial {s}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How an MQTT payload carries the device's bytes.
@@ -237,6 +262,8 @@ pub struct MllpSinkConfig {
     pub sending_facility: String,
     pub receiving_application: String,
     pub receiving_facility: String,
+    /// Send ECG strips as waveform OBX rows (`waveform`, default false: the receiver must agree).
+    pub waveform: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

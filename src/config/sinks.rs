@@ -204,6 +204,7 @@ impl Validator {
                 sending_facility: m.sending_facility,
                 receiving_application: m.receiving_application,
                 receiving_facility: m.receiving_facility,
+                waveform: m.waveform,
             })
         })
     }
@@ -254,5 +255,45 @@ impl Validator {
                 url: (!m.url.is_empty()).then_some(m.url),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod waveform_tests {
+    use super::super::{parse, SinkConfig};
+
+    const BASE: &str = r#"
+[[device]]
+id = "ox"
+driver = "nonin-ascii"
+room = "exam-1"
+serial = { path = "/dev/ttyUSB0" }
+
+[[sink]]
+id = "engine"
+type = "hl7-mllp"
+address = "engine.clinic.local:6661"
+"#;
+
+    fn mllp_waveform(extra: &str) -> Result<bool, Vec<String>> {
+        match parse(&format!("{BASE}{extra}"), "t.toml") {
+            Ok(cfg) => match &cfg.sinks[0] {
+                SinkConfig::Mllp(m) => Ok(m.waveform),
+                _ => Err(vec!["not mllp".into()]),
+            },
+            Err(e) => Err(e.problems.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    #[test]
+    fn the_hl7_waveform_option_is_off_by_default_and_must_be_a_boolean() {
+        assert_eq!(mllp_waveform(""), Ok(false));
+        assert_eq!(mllp_waveform("waveform = true\n"), Ok(true));
+        let p = mllp_waveform("waveform = \"yes\"\n").unwrap_err();
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("sink[0].waveform") && x.contains("boolean")),
+            "{p:?}"
+        );
     }
 }

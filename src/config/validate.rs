@@ -473,11 +473,11 @@ impl Validator {
         if s.baud == 0 {
             self.problem(format!("{at}.baud"), "must be greater than 0");
         }
-        if s.path.as_os_str().is_empty() {
-            self.problem(format!("{at}.path"), "must not be empty");
-        }
-        (self.problems.len() == before).then_some(DeviceTransport::Serial(SerialSettings {
-            path: s.path,
+        let port = self.serial_port(at, s.path, s.usb);
+        let (path, usb) = port.filter(|_| self.problems.len() == before)?;
+        Some(DeviceTransport::Serial(SerialSettings {
+            path,
+            usb,
             baud: s.baud,
             data_bits: s.data_bits,
             parity,

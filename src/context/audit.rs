@@ -81,6 +81,30 @@ pub enum AuditEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A config reload (SIGHUP): what it changed, or why it was refused. Ids only, no values.
+    Reload {
+        applied: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default)]
+        changes: ReloadChanges,
+    },
+}
+
+/// What a reload changed, by id (the `Reload` audit entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReloadChanges {
+    pub devices_added: Vec<String>,
+    pub devices_removed: Vec<String>,
+    pub devices_changed: Vec<String>,
+    pub sinks_added: Vec<String>,
+    pub sinks_removed: Vec<String>,
+    pub sinks_changed: Vec<String>,
+    /// The shared `[mqtt]` connection was restarted.
+    pub mqtt_restarted: bool,
+    /// Keys whose change waits for a restart (`daemon.data_dir`, ...).
+    pub needs_restart: Vec<String>,
 }
 
 /// What a receiver did with a reading.

@@ -1,7 +1,8 @@
 //! `ble-gatt`: Bluetooth SIG health measurements forwarded by a BLE→MQTT gateway
 //! (PROTOCOLS §1, §5.5, §5.6).
 //!
-//! Receives one characteristic value per `feed` (one MQTT message), as raw bytes (`payload =
+//! On a serial port (a gateway writing one value per line) see [`serial`]; otherwise it
+//! receives one characteristic value per `feed` (one MQTT message), as raw bytes (`payload =
 //! binary`, the default), hex or base64 text (whitespace ignored; each non-blank line is one
 //! value), or the JSON envelope of §1.1 (`payload = json`: `chr` names the characteristic,
 //! `data_hex` holds the value, `rx_time` is the gateway's receipt time; other envelope fields
@@ -46,11 +47,14 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::registry::{DriverInfo, OptionSpec, Transport};
+use super::registry::{DriverInfo, OptionSpec, SerialDefaults, Transport};
 use super::{DecodeError, DecodeEvent, Decoder, OptionError, Options};
 use crate::reading::Kind;
 
+mod serial;
 mod values;
+
+pub use serial::SerialLines;
 
 use values::{chr_name, malformed};
 pub use values::{
@@ -291,7 +295,7 @@ fn check_payload(v: &str) -> Result<(), String> {
 }
 
 /// Builds the decoder from validated options.
-pub fn build(_transport: Transport, opts: &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
+pub fn build(transport: Transport, opts: &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
     let err = |key: &'static str| {
         move |reason| {
             vec![OptionError {
@@ -307,17 +311,30 @@ pub fn build(_transport: Transport, opts: &Options) -> Result<Box<dyn Decoder>, 
         .map_err(err("characteristic"))?;
     let payload = opts
         .get("payload")
-        .map_or(Ok(PayloadFormat::Binary), |v| PayloadFormat::parse(v))
+        .map(|v| PayloadFormat::parse(v))
+        .transpose()
         .map_err(err("payload"))?;
-    Ok(Box::new(BleGatt::new(chr, payload)))
+    if transport == Transport::Serial {
+        return Ok(Box::new(SerialLines::new(chr, payload)?));
+    }
+    Ok(Box::new(BleGatt::new(
+        chr,
+        payload.unwrap_or(PayloadFormat::Binary),
+    )))
 }
+
+/// A serial gateway's line settings (ESP32 bridges and USB dongles default to 115200 8N1).
+const SERIAL_115200_8N1: SerialDefaults = SerialDefaults {
+    baud: 115_200,
+    ..super::registry::SERIAL_9600_8N1
+};
 
 /// The `ble-gatt` driver entry for the registry.
 pub static INFO: DriverInfo = DriverInfo {
     name: "ble-gatt",
     devices: "any Bluetooth SIG health device via a BLE→MQTT gateway: BP 0x2A35, thermometer \
               0x2A1C, HR 0x2A37, pulse-ox 0x2A5E/0x2A5F, scale 0x2A9D",
-    transports: &[Transport::Mqtt],
+    transports: &[Transport::Mqtt, Transport::Serial],
     kinds: &[
         Kind::BloodPressure,
         Kind::HeartRate,
@@ -327,10 +344,11 @@ pub static INFO: DriverInfo = DriverInfo {
         Kind::BodyHeight,
         Kind::Bmi,
     ],
-    framing: "one characteristic value per MQTT message: binary, hex, base64 or JSON envelope",
+    framing: "one characteristic value per MQTT message: binary, hex, base64 or JSON envelope; \
+              serial gateways: one JSON envelope (or hex value) per line",
     experimental: false,
     continuous: false,
-    serial: None,
+    serial: Some(SERIAL_115200_8N1),
     options: &[
         OptionSpec {
             key: "characteristic",

@@ -20,6 +20,8 @@
 //! which ACK code and table 0357 error to answer with).
 //!
 //! PID-3 is returned as [`Oru::patient`] for the MLLP source; it never appears in an error.
+//! The option `patient_system` names the identifier system of PID-3 ids that carry none
+//! ([`with_patient_system`], applied by the device pipeline).
 //! [`ack`]/[`ack_message`] build MLLP-framed ACKs (§4.6), [`parse_ack`] reads them (HL7 sink).
 
 mod ack;
@@ -32,9 +34,11 @@ pub use er7::{dtm, format_dtm, Delimiters};
 pub use mllp::{mllp_frame, Frame, MllpFramer};
 pub use oru::{parse_oru, Oru};
 
+use super::barcode::check_system;
 use super::lines::NUMERIC_KINDS;
-use super::registry::{Transport, SERIAL_9600_8N1};
-use super::{DecodeError, DecodeEvent, Decoder, DriverInfo};
+use super::registry::{OptionSpec, Transport, SERIAL_9600_8N1};
+use super::{DecodeError, DecodeEvent, Decoder, DriverInfo, Options};
+use crate::reading::PatientRef;
 
 /// Largest message accepted (one MLLP frame, framing bytes excluded).
 pub const MAX_MESSAGE: usize = 1024 * 1024;
@@ -55,9 +59,32 @@ pub static INFO: DriverInfo = DriverInfo {
     experimental: false,
     continuous: false,
     serial: Some(SERIAL_9600_8N1),
-    options: &[],
+    options: &[OptionSpec {
+        key: "patient_system",
+        help: "identifier system (urn:oid:…, urn:…, https://…) of PID-3 ids that name none",
+        check: check_system,
+    }],
     build: |t, _| Ok(Box::new(Hl7v2::new(t))),
 };
+
+/// The `patient_system` option of an `hl7v2` device (validated by the registry).
+pub fn patient_system(opts: &Options) -> Option<&str> {
+    opts.get("patient_system").map(String::as_str)
+}
+
+/// PID-3's patient with the configured system attached: `system` (the `patient_system`
+/// option) replaces the patient's system when PID-3 named none, or named its assigning
+/// authority only by a local namespace id (no `:`, so not a URI: `CLINIC_A`). A URI or OID
+/// that PID-3 itself carries is kept. Without the option the patient is unchanged.
+pub fn with_patient_system(patient: PatientRef, system: Option<&str>) -> PatientRef {
+    match system {
+        Some(s) if !patient.system.contains(':') => PatientRef {
+            system: s.to_string(),
+            ..patient
+        },
+        _ => patient,
+    }
+}
 
 /// Why a message was not accepted. Reasons never contain patient data or values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! Streaming Pan–Tompkins R-peak detection (PROTOCOLS §3.4), with bounded memory.
 //!
-//! Input: samples in µV at any rate, resampled to 200 Hz ([`FS`]). The 200 Hz signal runs
+//! Input: samples in µV at any rate, resampled to 200 Hz ([`FS`]); above 200 Hz they are
+//! low-passed first ([`AntiAlias`], cutoff 80 Hz, its delay taken off the R-peak positions)
+//! so nothing above the new 100 Hz Nyquist rate folds into the QRS band. The 200 Hz signal runs
 //! through low-pass → high-pass (band-pass `p`) → derivative `d` → square → 150 ms moving
 //! integration `m`. Local maxima of `m` are peaks (maxima closer than 150 ms merge into the
 //! larger); a peak is classified 150 ms after it, once no larger one followed:
@@ -16,12 +18,13 @@
 //! peaks found meanwhile are classified once learning ends. The R peak is the band-pass
 //! maximum minus the 21-sample filter delay, mapped back to the input rate.
 //!
-//! Memory: fixed rings (at most 128 values per signal), 8 RR intervals each, at most
+//! Memory: fixed rings (at most 128 values per signal), the anti-alias filter's taps and
+//! history (at most [`super::filters::AA_MAX_TAPS`] each), 8 RR intervals each, at most
 //! [`MAX_QUEUED`] peaks held during learning. Nothing grows with the stream's length.
 
 use std::collections::VecDeque;
 
-use super::filters::{Derivative, HighPass, Integrator, LowPass, Resampler, Ring};
+use super::filters::{AntiAlias, Derivative, HighPass, Integrator, LowPass, Resampler, Ring};
 
 /// The rate the recipe's constants are specified for.
 pub const FS: f64 = 200.0;
@@ -79,7 +82,12 @@ impl Levels {
 #[derive(Debug, Clone)]
 pub struct Detector {
     fs_in: f64,
+    anti_alias: Option<AntiAlias>,
+    /// The anti-alias filter's delay in input samples.
+    aa_delay: f64,
     resampler: Resampler,
+    /// 200 Hz samples produced by the last input sample (reused buffer).
+    pending: Vec<f64>,
     lp: LowPass,
     hp: HighPass,
     der: Derivative,
@@ -106,9 +114,15 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(fs_in: f64) -> Self {
+        let anti_alias = AntiAlias::new(fs_in);
+        #[allow(clippy::cast_precision_loss)]
+        let aa_delay = anti_alias.as_ref().map_or(0.0, |a| a.delay() as f64);
         Self {
             fs_in,
+            anti_alias,
+            aa_delay,
             resampler: Resampler::new(fs_in),
+            pending: Vec::new(),
             lp: LowPass::default(),
             hp: HighPass::default(),
             der: Derivative::default(),
@@ -136,9 +150,17 @@ impl Detector {
     /// Feeds one input sample (µV); appends the beats it completes.
     pub fn push(&mut self, x_uv: f64, beats: &mut Vec<Beat>) {
         let x_uv = x_uv - *self.offset.get_or_insert(x_uv);
-        let mut resampler = std::mem::replace(&mut self.resampler, Resampler::new(self.fs_in));
-        resampler.push(x_uv, |v| self.step(v, beats));
-        self.resampler = resampler;
+        let x_uv = match &mut self.anti_alias {
+            Some(aa) => aa.step(x_uv),
+            None => x_uv,
+        };
+        let mut pending = std::mem::take(&mut self.pending);
+        self.resampler.push(x_uv, |v| pending.push(v));
+        for v in &pending {
+            self.step(*v, beats);
+        }
+        pending.clear();
+        self.pending = pending;
     }
 
     /// The stream ended: classifies the peak still waiting for its 150 ms look-ahead.
@@ -299,10 +321,20 @@ impl Detector {
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss
         )]
-        let r_index = (p.r as f64 * self.fs_in / FS).round() as u64;
+        let r_index = (p.r as f64 * self.fs_in / FS - self.aa_delay)
+            .round()
+            .max(0.0) as u64;
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let r_index_200 = (p.r as f64 - self.aa_delay * FS / self.fs_in)
+            .round()
+            .max(0.0) as u64;
         beats.push(Beat {
             r_index,
-            r_index_200: p.r,
+            r_index_200,
             rr_ms,
             searchback,
         });

@@ -165,3 +165,34 @@ fn silence_and_a_flat_line_give_no_beats() {
     assert!(detect(250.0, &vec![0.0; 5000]).is_empty());
     assert!(detect(250.0, &vec![1234.0; 5000]).is_empty());
 }
+
+#[test]
+fn a_strong_tone_above_100_hz_at_500_hz_does_not_alias_into_the_detection() {
+    // 190 Hz would fold onto 10 Hz (the middle of the QRS band) without the anti-alias filter;
+    // it is larger than the R wave itself.
+    let (x, s) = synth(500.0, 72.0, 20.0, |t| {
+        1500.0 * (2.0 * std::f64::consts::PI * 190.0 * t).sin()
+    });
+    let beats = detect(500.0, &x);
+    assert_all_beats_found(500.0, 72.0, &beats, &s, 20.0);
+}
+
+#[test]
+fn r_peaks_at_500_hz_are_placed_within_10_ms_despite_the_filter_delay() {
+    let (x, s) = synth(500.0, 80.0, 12.0, |_| 0.0);
+    let beats = detect(500.0, &x);
+    let truth = s.r_times(11.5);
+    for b in &beats {
+        #[allow(clippy::cast_precision_loss)]
+        let t = b.r_index as f64 / 500.0;
+        let err = truth.iter().map(|r| (r - t).abs()).fold(f64::MAX, f64::min);
+        assert!(
+            err < 0.010,
+            "beat at {t:.3}s is {err:.3}s from the nearest R"
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let t200 = b.r_index_200 as f64 / 200.0;
+        assert!((t200 - t).abs() < 0.006, "{t200} vs {t}");
+    }
+    assert!(beats.len() + 1 >= truth.len());
+}

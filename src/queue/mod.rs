@@ -42,6 +42,7 @@
 
 pub mod audit;
 pub mod compact;
+mod health;
 pub mod held;
 mod keys;
 mod memory;

@@ -36,6 +36,8 @@ pub struct BleGattSim {
     turn: u32,
     seq: u64,
     mac: String,
+    /// The one device this gateway forwards (its turn index), when not all four.
+    only: Option<u32>,
 }
 
 /// BLE Temperature Types the thermometer uses: armpit, ear, mouth, tympanum.
@@ -53,7 +55,24 @@ impl BleGattSim {
             turn: 0,
             seq: 0,
             mac,
+            only: None,
         }
+    }
+
+    /// A gateway with one device behind it: every measurement is of characteristic `chr`
+    /// (0x2A35 cuff, 0x2A1C thermometer, 0x2A5E oximeter, 0x2A9D scale); `None` for another.
+    pub fn only(seed: u64, chr: u16) -> Option<Self> {
+        let turn = match chr {
+            BLOOD_PRESSURE => 0,
+            TEMPERATURE => 1,
+            PLX_SPOT_CHECK => 2,
+            WEIGHT => 3,
+            _ => return None,
+        };
+        Some(Self {
+            only: Some(turn),
+            ..Self::new(seed)
+        })
     }
 
     /// The characteristic and raw value bytes of the next measurement.
@@ -69,7 +88,7 @@ impl BleGattSim {
             .replace_nanosecond(0)
             .unwrap_or(PrimitiveDateTime::new(local.date(), time::Time::MIDNIGHT));
         let stamp = encode_date_time(wall);
-        let p = match self.turn % 4 {
+        let p = match self.only.unwrap_or(self.turn % 4) {
             0 => self.blood_pressure(stamp),
             1 => self.temperature(stamp),
             2 => self.oximeter(stamp),
@@ -264,6 +283,28 @@ mod tests {
             chrs,
             [0x2A35, 0x2A1C, 0x2A5E, 0x2A9D, 0x2A35, 0x2A1C, 0x2A5E, 0x2A9D]
         );
+    }
+
+    #[test]
+    fn a_gateway_with_one_device_sends_only_its_characteristic_over_serial_lines() {
+        let now = time::macros::datetime!(2026-11-27 12:00:00 UTC);
+        for chr in [0x2A35, 0x2A1C, 0x2A5E, 0x2A9D] {
+            let mut sim = BleGattSim::only(3, chr).unwrap();
+            let mut d = crate::decode::ble_gatt::SerialLines::new(None, None).unwrap();
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let p = sim.next(now);
+                assert_eq!(p.chr, chr);
+                let line = sim.envelope(&p, now);
+                // Written to the port in two pieces, as a UART delivers it.
+                let (a, b) = line.as_bytes().split_at(line.len() / 2);
+                d.feed(a, &mut out);
+                d.feed(b, &mut out);
+                assert_eq!(decoded(&out), expected(&p));
+                out.clear();
+            }
+        }
+        assert!(BleGattSim::only(3, 0x2A37).is_none());
     }
 
     #[test]

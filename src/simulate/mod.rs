@@ -7,6 +7,7 @@
 
 pub mod barcode;
 pub mod ble_gatt;
+pub mod ecg;
 pub mod hl7v2;
 pub mod masimo;
 pub mod mqtt;
@@ -256,22 +257,34 @@ pub async fn play<W: AsyncWrite + Unpin>(
     Ok(done)
 }
 
+pub use ecg::EcgSettings;
 pub use mqtt::run_mqtt;
 
-/// `vitalsd simulate DRIVER --serial PATH`.
+/// The simulator of `driver` for `vitalsd simulate`, with the ECG flags applied (an error
+/// names the driver or flag that does not fit).
+pub fn simulator(driver: &str, seed: u64, ecg: EcgSettings) -> anyhow::Result<Box<dyn Simulator>> {
+    if let Some(sim) = ecg::simulator(driver, seed, ecg).map_err(anyhow::Error::msg)? {
+        return Ok(sim);
+    }
+    match for_driver(driver, seed) {
+        Some(sim) => Ok(sim),
+        None => bail!(
+            "no simulator for driver `{driver}`; simulated drivers: {}",
+            SIMULATED.join(", ")
+        ),
+    }
+}
+
+/// `vitalsd simulate DRIVER --serial PATH` (`--hr`/`--fs` for the ECG drivers).
 pub async fn run_serial(
     driver: &str,
     path: &Path,
     every: Duration,
     count: Option<u64>,
+    ecg: EcgSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(mut sim) = for_driver(driver, fastrand::u64(..)) else {
-        bail!(
-            "no simulator for driver `{driver}`; simulated drivers: {}",
-            SIMULATED.join(", ")
-        );
-    };
+    let mut sim = simulator(driver, fastrand::u64(..), ecg)?;
     let mut port = tokio::fs::OpenOptions::new()
         .write(true)
         .open(path)

@@ -24,7 +24,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ble_gatt::BleGattSim;
-use super::{for_driver, SIMULATED};
 use crate::source::mqtt::{mqtt_options, Broker};
 
 /// The topic of one ble-gatt value (see the module docs).
@@ -45,6 +44,7 @@ pub async fn run_mqtt(
     topic: &str,
     every: Duration,
     count: Option<u64>,
+    ecg: super::EcgSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     enum Source {
@@ -53,14 +53,8 @@ pub async fn run_mqtt(
     }
     let seed = fastrand::u64(..);
     let mut sim = match driver {
-        "ble-gatt" => Source::Gatt(BleGattSim::new(seed)),
-        _ => match for_driver(driver, seed) {
-            Some(s) => Source::Bytes(s),
-            None => bail!(
-                "no simulator for driver `{driver}`; simulated drivers: {}",
-                SIMULATED.join(", ")
-            ),
-        },
+        "ble-gatt" if !ecg.is_set() => Source::Gatt(BleGattSim::new(seed)),
+        _ => Source::Bytes(super::simulator(driver, seed, ecg)?),
     };
     if matches!(sim, Source::Bytes(_)) && topic.contains(['+', '#']) {
         bail!("topic `{topic}`: a publish topic cannot hold wildcards");

@@ -450,6 +450,7 @@ mod tests {
             sending_facility: String::new(),
             receiving_application: String::new(),
             receiving_facility: String::new(),
+            waveform: false,
         };
         assert!(matches!(
             MllpSink::new(&cfg),

@@ -9,8 +9,8 @@
 //!   with the ERR segment of [`Hl7Error::ack_error`]; nothing is stored. MSA-2 is the MSH-10
 //!   read best-effort from the raw text ([`control_id_hint`]).
 //! - otherwise the message goes to [`DevicePipeline::ingest_message`] with PID-3 as the patient
-//!   (kept exactly as [`parse_oru`] gives it: the `hl7v2` driver takes no options, so there is
-//!   no configured fallback system; an empty system stays empty). The answer comes from
+//!   (as [`parse_oru`] gives it; the pipeline attaches the device's `patient_system` option
+//!   when PID-3 names no system, see [`crate::decode::hl7v2::with_patient_system`]). The answer comes from
 //!   [`answer`]: `AA` only after `ingest_message` returned, i.e. after the durable flush
 //!   (duplicates were stored before, a message without numeric readings stores nothing: both
 //!   `AA`); a full queue or a store failure → `AR` (the sender resends later); readings lost in

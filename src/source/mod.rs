@@ -7,6 +7,7 @@
 pub mod mllp;
 pub mod mqtt;
 pub mod serial;
+pub mod usb;
 
 use std::time::Duration;
 

@@ -85,6 +85,9 @@ pub struct MqttSource {
     patient: Option<ingest::PatientTopic>,
     queue: Queue,
     state: Arc<SourceState>,
+    /// Filters a previous run subscribed that this one does not (a reload removed them): the
+    /// broker keeps a persistent session's subscriptions, so they are unsubscribed at connect.
+    unsubscribe: Vec<String>,
 }
 
 /// Requests the client may queue before `try_*` calls fail (acks, subscriptions).
@@ -112,7 +115,22 @@ impl MqttSource {
                 .map(|(filter, contexts)| ingest::PatientTopic { filter, contexts }),
             queue,
             state,
+            unsubscribe: Vec::new(),
         })
+    }
+
+    /// Takes over the readiness and counters of a previous run (a reload restarts the
+    /// connection; the status page and `/readyz` keep reading the same handle).
+    pub fn sharing(mut self, previous: &SourceHandle) -> Self {
+        self.state = previous.state.clone();
+        self
+    }
+
+    /// Unsubscribes `filters` at the first connect (filters a previous run subscribed that
+    /// no device of this one uses).
+    pub fn unsubscribing(mut self, filters: Vec<String>) -> Self {
+        self.unsubscribe = filters;
+        self
     }
 
     pub fn handle(&self) -> SourceHandle {
@@ -161,6 +179,7 @@ impl MqttSource {
             tx,
             backlog: VecDeque::new(),
             url: self.broker.url.clone(),
+            unsubscribe: self.unsubscribe,
         };
         poll.run(eventloop, ingest_done).await;
         let _ = ingest_task.await;
@@ -176,6 +195,7 @@ struct PollLoop {
     /// Received, not yet taken by the ingest task (bounded by the broker's inflight limit).
     backlog: VecDeque<Incoming>,
     url: String,
+    unsubscribe: Vec<String>,
 }
 
 impl PollLoop {
@@ -246,6 +266,14 @@ impl PollLoop {
                 self.state.connected.store(true, Ordering::Relaxed);
                 for s in &self.statuses {
                     s.set_connected(true);
+                }
+                if *first {
+                    for f in std::mem::take(&mut self.unsubscribe) {
+                        tracing::info!(filter = %f, "mqtt unsubscribing a filter no device uses any more");
+                        if self.client.try_unsubscribe(f).is_err() {
+                            tracing::warn!("mqtt unsubscribe not sent: the request queue is full");
+                        }
+                    }
                 }
                 if *first || !ack.session_present {
                     self.subscribe();

@@ -4,8 +4,13 @@
 //! silence), so every EOF, error, and `inactivity_timeout` of silence counts as a disconnect:
 //! the port is closed and reopened with capped exponential backoff, never in a hot loop. The
 //! source stops when its cancellation token fires.
+//!
+//! A port given as `serial.usb` (the adapter's USB ids) is looked up again before every open
+//! ([`super::usb`]): a replugged adapter may come back as another `ttyUSBn`. No match is the
+//! same as a missing port (backoff, "not connected"); two matches are never guessed between.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Backoff, SourceEvent};
 use crate::config::{FlowControl, Parity, SerialSettings};
 use crate::reading::DeviceId;
+use crate::status::DeviceStatus;
 
 /// Reads from one serial device and reports [`SourceEvent`]s to `events`; writes whatever
 /// arrives on `writes` to the device while it is connected.
@@ -24,6 +30,8 @@ pub struct SerialSource {
     pub settings: SerialSettings,
     /// `Duration::ZERO` disables the inactivity check.
     pub inactivity_timeout: Duration,
+    /// Where the port in use is shown (the status page, `/api/status`).
+    pub status: Option<Arc<DeviceStatus>>,
 }
 
 /// Why a connection ended.
@@ -42,9 +50,22 @@ impl SerialSource {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut last_error = String::new();
         loop {
-            match open(&self.settings) {
+            let path = match self.port_path() {
+                Ok(p) => p,
+                Err(msg) => {
+                    if msg != last_error {
+                        tracing::warn!(device = %self.device, error = %msg, "serial port not found; retrying with backoff");
+                        last_error = msg;
+                    }
+                    if !self.pause(&mut backoff, &cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match open(&self.settings, &path) {
                 Ok(port) => {
-                    tracing::info!(device = %self.device, path = %self.settings.path.display(), "serial port open");
+                    tracing::info!(device = %self.device, path = %path.display(), "serial port open");
                     last_error.clear();
                     if events.send(SourceEvent::Connected).await.is_err() {
                         return;
@@ -71,16 +92,44 @@ impl SerialSource {
                 Err(e) => {
                     let msg = e.to_string();
                     if msg != last_error {
-                        tracing::warn!(device = %self.device, path = %self.settings.path.display(), error = %msg, "cannot open serial port; retrying with backoff");
+                        tracing::warn!(device = %self.device, path = %path.display(), error = %msg, "cannot open serial port; retrying with backoff");
                         last_error = msg;
                     }
                 }
             }
-            let wait = backoff.next_delay();
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+            if !self.pause(&mut backoff, &cancel).await {
+                return;
             }
+        }
+    }
+
+    /// The path to open now: the configured one, or where the `usb` ids resolve to (recorded
+    /// in the status either way).
+    fn port_path(&self) -> Result<PathBuf, String> {
+        let path = match &self.settings.usb {
+            None => self.settings.path.clone(),
+            Some(want) => match super::usb::find(want) {
+                Ok(p) => PathBuf::from(p),
+                Err(why) => {
+                    if let Some(st) = &self.status {
+                        st.set_port(None);
+                    }
+                    return Err(why.to_string());
+                }
+            },
+        };
+        if let Some(st) = &self.status {
+            st.set_port(Some(path.display().to_string()));
+        }
+        Ok(path)
+    }
+
+    /// Waits the next backoff delay; false when cancelled.
+    async fn pause(&self, backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
+        let wait = backoff.next_delay();
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
         }
     }
 
@@ -122,9 +171,9 @@ impl SerialSource {
     }
 }
 
-fn open(s: &SerialSettings) -> Result<SerialStream, OpenError> {
-    if !Path::new(&s.path).exists() {
-        return Err(OpenError(format!("{} does not exist", s.path.display())));
+fn open(s: &SerialSettings, path: &Path) -> Result<SerialStream, OpenError> {
+    if !path.exists() {
+        return Err(OpenError(format!("{} does not exist", path.display())));
     }
     let data_bits = match s.data_bits {
         5 => tokio_serial::DataBits::Five,
@@ -147,14 +196,14 @@ fn open(s: &SerialSettings) -> Result<SerialStream, OpenError> {
         FlowControl::Software => tokio_serial::FlowControl::Software,
         FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
     };
-    tokio_serial::new(s.path.to_string_lossy(), s.baud)
+    tokio_serial::new(path.to_string_lossy(), s.baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
         .flow_control(flow)
         .timeout(Duration::from_secs(1))
         .open_native_async()
-        .map_err(|e| OpenError(format!("{}: {e}", s.path.display())))
+        .map_err(|e| OpenError(format!("{}: {e}", path.display())))
 }
 
 #[derive(Debug, thiserror::Error)]

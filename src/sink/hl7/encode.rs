@@ -19,8 +19,11 @@
 //!   reason (`data absent: not-a-number`). Consumers that ignore `X` rows (as PCD-01 device-level
 //!   rows use `X`) simply skip it.
 //! - OBX-8 is `A` (abnormal) for a value named in an `out_of_range:<name>` flag.
-//! - An ECG strip (`Reading::waveform`) is not sent: waveform OBX rows (`NA`/`MA`) need the
-//!   receiver's agreement (§4.4); the strip's derived values in `values` are sent.
+//! - An ECG strip (`Reading::waveform`) is sent only when [`Header::waveform`] is on (the sink's
+//!   `waveform = true`): waveform OBX rows need the receiver's agreement (§4.4). Then one `NA`
+//!   row per lead plus its sample-rate row follow the value rows ([`super::waveform`]); when
+//!   off the message is exactly as without a strip. The strip's derived values in `values` are
+//!   always sent.
 //! - Every data field (patient id and system, room, device id, configured names, flags) is
 //!   escaped with [`Delimiters::escape`]; CR/LF in data become spaces.
 
@@ -100,6 +103,9 @@ pub fn oru_r01(reading: &Reading, header: &Header) -> Vec<u8> {
             let why = v.absent.map_or("unknown", |a| a.as_str());
             let _ = write!(m, "NTE|1||data absent: {why}\r");
         }
+    }
+    if let Some(w) = reading.waveform.as_ref().filter(|_| header.waveform) {
+        super::waveform::append(&mut m, w, reading.values.len() + 1, &observed, &device);
     }
     m.into_bytes()
 }

@@ -12,6 +12,7 @@
 //! recognised at open and cut off. HL7 readers accept CR, LF and CR LF (§4.1).
 
 mod encode;
+pub mod waveform;
 
 pub use encode::{oru_r01, PROFILE, SERVICE};
 
@@ -27,6 +28,8 @@ pub struct Header {
     pub receiving_facility: String,
     /// MSH-11: `P` (production).
     pub processing_id: String,
+    /// Send ECG strips as waveform OBX rows (the sink's `waveform`, off by default).
+    pub waveform: bool,
 }
 
 impl Default for Header {
@@ -38,6 +41,7 @@ impl Default for Header {
             receiving_application: String::new(),
             receiving_facility: String::new(),
             processing_id: "P".into(),
+            waveform: false,
         }
     }
 }
@@ -51,6 +55,7 @@ impl Header {
             receiving_application: c.receiving_application.clone(),
             receiving_facility: c.receiving_facility.clone(),
             processing_id: "P".into(),
+            waveform: c.waveform,
         }
     }
 }

@@ -54,6 +54,7 @@ fn bp() -> Reading {
 
 fn header() -> Header {
     Header {
+        waveform: false,
         sending_application: "VITALSD".into(),
         sending_facility: "CLINIC_A".into(),
         receiving_application: "EHR".into(),

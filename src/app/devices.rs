@@ -1,0 +1,217 @@
+//! The running serial and MLLP devices, each with its own cancellation token so that a reload
+//! can stop, start or restart one alone, and the status list the admin API reads.
+//!
+//! MQTT devices share one connection (`super::mqtt`); their statuses are published here too
+//! ([`DeviceSet::set_fixed`]) so the status page lists every device.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::reload::{fingerprint, plan, Plan};
+use super::Stages;
+use crate::config::{Config, DeviceConfig, DeviceTransport};
+use crate::decode;
+use crate::pipeline::DevicePipeline;
+use crate::reading::DeviceId;
+use crate::source::serial::SerialSource;
+use crate::status::{DeviceList, DeviceStatus};
+
+struct Running {
+    id: DeviceId,
+    fingerprint: String,
+    cancel: CancellationToken,
+    status: Arc<DeviceStatus>,
+}
+
+/// The running serial/MLLP devices plus the statuses of the MQTT ones, published through one
+/// [`DeviceList`].
+#[derive(Default)]
+pub struct DeviceSet {
+    running: Vec<Running>,
+    fixed: Vec<Arc<DeviceStatus>>,
+    list: DeviceList,
+}
+
+fn is_managed(d: &DeviceConfig) -> bool {
+    !matches!(d.transport, DeviceTransport::Mqtt(_))
+}
+
+impl DeviceSet {
+    /// The list the admin API reads.
+    pub fn list(&self) -> DeviceList {
+        self.list.clone()
+    }
+
+    fn publish(&self) {
+        let mut all: Vec<_> = self.running.iter().map(|r| r.status.clone()).collect();
+        all.extend(self.fixed.iter().cloned());
+        self.list.set(all);
+    }
+
+    /// Records a device started with `cancel`.
+    pub fn insert(
+        &mut self,
+        d: &DeviceConfig,
+        cancel: CancellationToken,
+        status: Arc<DeviceStatus>,
+    ) {
+        self.running.push(Running {
+            id: d.id.clone(),
+            fingerprint: fingerprint(d),
+            cancel,
+            status,
+        });
+        self.publish();
+    }
+
+    /// Statuses of the devices on the shared MQTT connection.
+    pub fn set_fixed(&mut self, statuses: Vec<Arc<DeviceStatus>>) {
+        self.fixed = statuses;
+        self.publish();
+    }
+
+    fn stop(&mut self, id: &DeviceId) {
+        if let Some(i) = self.running.iter().position(|r| &r.id == id) {
+            let r = self.running.remove(i);
+            r.cancel.cancel();
+            r.status.set_connected(false);
+        }
+    }
+
+    /// Applies a validated config: starts, stops and restarts serial/MLLP devices through
+    /// `spawn` (`spawn(device, its token)`), leaves unchanged ones running untouched.
+    pub fn apply<F>(
+        &mut self,
+        new: &Config,
+        parent: &CancellationToken,
+        mut spawn: F,
+    ) -> Plan<DeviceId>
+    where
+        F: FnMut(&DeviceConfig, &CancellationToken) -> anyhow::Result<Arc<DeviceStatus>>,
+    {
+        let old: Vec<_> = self
+            .running
+            .iter()
+            .map(|r| (r.id.clone(), r.fingerprint.clone()))
+            .collect();
+        let managed: Vec<&DeviceConfig> = new.devices.iter().filter(|d| is_managed(d)).collect();
+        let wanted: Vec<_> = managed
+            .iter()
+            .map(|d| (d.id.clone(), fingerprint(d)))
+            .collect();
+        let p = plan(&old, &wanted);
+        for id in p.stop.iter().chain(&p.restart) {
+            self.stop(id);
+            tracing::info!(device = %id, "device stopped by reload");
+        }
+        for d in managed
+            .iter()
+            .filter(|d| p.start.contains(&d.id) || p.restart.contains(&d.id))
+        {
+            let cancel = parent.child_token();
+            match spawn(d, &cancel) {
+                Ok(status) => {
+                    tracing::info!(device = %d.id, "device started by reload");
+                    self.running.push(Running {
+                        id: d.id.clone(),
+                        fingerprint: fingerprint(d),
+                        cancel,
+                        status,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(device = %d.id, error = %e, "device not started by reload")
+                }
+            }
+        }
+        // Keep the configuration order.
+        let order = |id: &DeviceId| {
+            managed
+                .iter()
+                .position(|d| &d.id == id)
+                .unwrap_or(usize::MAX)
+        };
+        self.running.sort_by_key(|r| order(&r.id));
+        self.publish();
+        p
+    }
+}
+
+/// Starts one serial or MLLP device (its pipeline and its source) under `cancel`.
+pub(super) fn spawn_device(
+    d: &DeviceConfig,
+    cfg: &Config,
+    stages: &Stages,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<DeviceStatus>> {
+    let (queue, link, ingest) = (&stages.queue, &stages.link, &stages.ingest);
+    let decoder = decode::build(&d.driver, &d.options).map_err(|errs| {
+        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
+    })?;
+    let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
+    let (ev_tx, ev_rx) = mpsc::channel(256);
+    let (wr_tx, wr_rx) = mpsc::channel(16);
+    let pipeline = DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), wr_tx)?
+        .with_patient_link(link.clone());
+    ingest.spawn(pipeline.run(ev_rx));
+    match &d.transport {
+        DeviceTransport::Serial(settings) => {
+            let src = SerialSource {
+                device: d.id.clone(),
+                settings: settings.clone(),
+                inactivity_timeout: d.inactivity_timeout,
+                status: Some(status.clone()),
+            };
+            ingest.spawn(src.run(ev_tx, wr_rx, cancel.clone()));
+        }
+        DeviceTransport::Mllp(settings) => {
+            // Message-based: the source drives its own pipeline through `ingest_message` so it
+            // answers AA only once a message is durable. The byte pipeline spawned above stays
+            // idle; its channel is kept open until the listener stops so that it cannot clear
+            // `connected` under a live connection.
+            let i = cfg.devices.iter().position(|x| x.id == d.id).unwrap_or(0);
+            if d.driver != "hl7v2" {
+                bail!(
+                    "device[{i}].mllp: the mllp transport carries HL7 v2 only (driver \"hl7v2\")"
+                );
+            }
+            let decoder =
+                decode::registry::build_for(&d.driver, decode::Transport::Mllp, &d.options)
+                    .map_err(|errs| {
+                        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
+                        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
+                    })?;
+            let (mllp_wr, _) = mpsc::channel(1);
+            let pipeline =
+                DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), mllp_wr)?
+                    .with_patient_link(link.clone());
+            let listener = crate::source::mllp::bind(settings.listen).with_context(|| {
+                format!(
+                    "device[{i}].mllp.listen: cannot listen on {}",
+                    settings.listen
+                )
+            })?;
+            let src = crate::source::mllp::MllpSource {
+                device: d.id.clone(),
+                limits: crate::source::mllp::MllpLimits::default(),
+                status: status.clone(),
+            };
+            let cancel = cancel.clone();
+            ingest.spawn(async move {
+                src.run(listener, pipeline, cancel).await;
+                drop((ev_tx, wr_rx));
+            });
+        }
+        DeviceTransport::Mqtt(_) => {
+            bail!(
+                "device {}: mqtt devices are started together by spawn_mqtt",
+                d.id
+            )
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,123 @@
+//! The running sinks: one delivery loop per `[[sink]]`, each with its own cancellation token
+//! so that a reload can stop, start or restart one alone while the others keep delivering.
+//!
+//! A stopped sink finishes and settles its batch in flight; its pending entries stay in the
+//! queue (shown as "not configured" in the stats) until it is configured again or purged.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Stages;
+use crate::config::{MqttConfig, OutboxFormat, SinkConfig};
+use crate::reading::SinkId;
+use crate::sink::{self, FileFormat, FileSink, RetryPolicy, Sink};
+
+/// Sets up the client of one sink (nothing is delivered until [`SinkSet::start`]).
+pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<Box<dyn Sink>> {
+    match s {
+        SinkConfig::File(f) => {
+            let format = match f.format {
+                OutboxFormat::Fhir => FileFormat::Fhir,
+                OutboxFormat::Reading => FileFormat::Reading,
+                OutboxFormat::Hl7 => FileFormat::Hl7,
+            };
+            let sink = FileSink::open(f.id.clone(), &f.dir, format)
+                .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?;
+            Ok(Box::new(sink))
+        }
+        SinkConfig::Fhir(f) => {
+            let sink = sink::fhir::FhirSink::new(f)
+                .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
+            sink.spawn_health_check();
+            Ok(Box::new(sink))
+        }
+        SinkConfig::Mllp(m) => {
+            let sink = sink::mllp::MllpSink::new(m)
+                .with_context(|| format!("sink {}: cannot set up the MLLP client", m.id))?;
+            Ok(Box::new(sink))
+        }
+        SinkConfig::Mqtt(m) => {
+            let sink = crate::sink::mqtt::MqttSink::start(m, mqtt)
+                .with_context(|| format!("sink {}: cannot set up the MQTT client", m.id))?;
+            Ok(Box::new(sink))
+        }
+    }
+}
+
+/// Everything that makes a sink what it is (an MQTT sink without its own `url` also depends
+/// on `[mqtt]`); equal fingerprints mean "unchanged". Compared only, never logged.
+pub fn fingerprint(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> String {
+    match s {
+        SinkConfig::Mqtt(m) if m.url.is_none() => format!("{s:?}|{mqtt:?}"),
+        _ => format!("{s:?}"),
+    }
+}
+
+struct Loop {
+    id: SinkId,
+    fingerprint: String,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The running delivery loops, in config order.
+#[derive(Default)]
+pub struct SinkSet {
+    loops: Vec<Loop>,
+}
+
+impl SinkSet {
+    /// `(id, fingerprint)` of every running sink.
+    pub fn current(&self) -> Vec<(SinkId, String)> {
+        self.loops
+            .iter()
+            .map(|l| (l.id.clone(), l.fingerprint.clone()))
+            .collect()
+    }
+
+    /// Starts the delivery loop of `sink` (its entries must already be in the queue's sink
+    /// list: `Queue::set_sinks` comes first).
+    pub fn start(&mut self, stages: &Stages, sink: Box<dyn Sink>, fingerprint: String) {
+        let id = sink.id().clone();
+        tracing::info!(sink = %id, "sink ready");
+        let cancel = stages.delivery_cancel.child_token();
+        let task = stages.delivery.spawn(sink::run_delivery(
+            stages.queue.clone(),
+            sink,
+            RetryPolicy::default(),
+            cancel.clone(),
+            Some(stages.deliveries.clone()),
+        ));
+        self.loops.push(Loop {
+            id,
+            fingerprint,
+            cancel,
+            task,
+        });
+    }
+
+    /// Stops one sink: it settles its batch in flight, then its loop ends. A loop that takes
+    /// longer than `within` is aborted (its unsettled batch stays pending and is sent again).
+    pub async fn stop(&mut self, id: &SinkId, within: Duration) {
+        let Some(i) = self.loops.iter().position(|l| &l.id == id) else {
+            return;
+        };
+        let mut l = self.loops.remove(i);
+        l.cancel.cancel();
+        if tokio::time::timeout(within, &mut l.task).await.is_err() {
+            tracing::warn!(sink = %id, "sink did not finish its batch in time; aborted (the batch stays queued)");
+            l.task.abort();
+            let _ = l.task.await;
+        }
+        tracing::info!(sink = %id, "sink stopped by reload");
+    }
+
+    /// Puts the loops in `order` (the config's sink order).
+    pub fn sort(&mut self, order: &[SinkId]) {
+        self.loops
+            .sort_by_key(|l| order.iter().position(|o| o == &l.id).unwrap_or(usize::MAX));
+    }
+}

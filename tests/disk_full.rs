@@ -1,0 +1,380 @@
+//! A full disk under `data_dir` (ENOSPC, not the soft `queue_max_bytes` cap) through the real
+//! binary and a real Mosquitto: `/readyz` is red, the daemon stops acknowledging, and since
+//! sled refuses every write after an I/O error until the store is reopened, the daemon stops
+//! with an error for the service manager to restart it. Nothing is corrupted, and a restart
+//! once there is room again stores every published message exactly once.
+//!
+//! The data_dir is a small tmpfs (`mount -t tmpfs -o size=6m`, CI runs as root) grown later
+//! with `mount -o remount`. Where mounting is not permitted the test says so and falls back
+//! to RLIMIT_FSIZE on the daemon (`prlimit --fsize`), which makes a write past the limit fail
+//! with EFBIG; "room again" is then a restart without the limit.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::{http, Daemon};
+
+/// Messages published: about three times what fits in the small data_dir.
+const MESSAGES: i64 = 6000;
+
+/// A Mosquitto on a free port, killed when dropped.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path) -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let conf = dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
+             max_queued_messages 1000000\nmax_inflight_messages 100\n"
+        );
+        std::fs::write(&conf, text).expect("broker conf");
+        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed: run scripts/test, which installs it");
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "broker did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { child, port }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tmpfs mounted on a directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn grow(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "remount failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A `json` driver payload: a body weight whose value tells messages apart.
+fn weight(centi_kg: i64) -> Vec<u8> {
+    format!(
+        r#"{{"kind":"body_weight","device_time":"2026-11-27T12:00:00Z","values":[{{"name":"weight","value":{}.{:02},"unit":"kg"}}]}}"#,
+        centi_kg / 100,
+        centi_kg % 100
+    )
+    .into_bytes()
+}
+
+/// Publishes every message at QoS 1; returns once the broker acknowledged all of them.
+fn publish_all(port: u16, n: i64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut opts = MqttOptions::new("disk-full-pub", "127.0.0.1", port);
+        opts.set_inflight(200);
+        let (client, mut el) = AsyncClient::new(opts, 1000);
+        let poll = tokio::spawn(async move {
+            let mut acked = 0;
+            while acked < n {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                    Ok(_) => {}
+                    Err(e) => panic!("publisher lost the broker: {e}"),
+                }
+            }
+        });
+        for i in 0..n {
+            let p = weight(5000 + i);
+            client
+                .publish("bridge/exam4", QoS::AtLeastOnce, false, p)
+                .await
+                .expect("publish");
+        }
+        tokio::time::timeout(Duration::from_secs(60), poll)
+            .await
+            .expect("broker PUBACKs within 60 s")
+            .expect("publisher");
+        let _ = client.disconnect().await;
+    });
+}
+
+fn config(dir: &Path, data: &Path, url: &str) -> PathBuf {
+    let text = format!(
+        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
+         [patient]\nmode = \"location\"\n\n\
+         [mqtt]\nurl = \"{url}\"\nclient_id = \"vitalsd-disk-full\"\n\n\
+         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-4\"\n\
+         mqtt = {{ topic = \"bridge/exam4\", payload = \"json\" }}\n\n\
+         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://127.0.0.1:1/fhir\"\n"
+    );
+    let path = dir.join("vitalsd.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn stored(addr: &str) -> u64 {
+    let (st, body) = http(addr, "GET", "/api/status", &[], "");
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    v["queue"]["readings"].as_u64().expect("queue.readings")
+}
+
+fn plain(log: &str) -> String {
+    regex::Regex::new(r"\x1b\[[0-9;]*m")
+        .expect("regex")
+        .replace_all(log, "")
+        .into_owned()
+}
+
+/// ERROR lines other than the expected ones, and any panic.
+fn unexpected_errors(log: &str, expected: &[&str]) -> Vec<String> {
+    plain(log)
+        .lines()
+        .filter(|l| {
+            (l.contains(" ERROR ") && !expected.iter().any(|e| l.contains(e)))
+                || l.contains("panicked")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn vitalsd(args: &[&str], config: &Path) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("vitalsd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+/// Waits for the daemon to exit by itself; its status.
+fn exits(d: &mut Daemon, within: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            return st;
+        }
+        assert!(
+            Instant::now() < until,
+            "still running:\n{}",
+            plain(&d.log())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const EXPECTED_ERRORS: &[&str] = &[
+    "queue write failed",
+    "queue sync failed",
+    "queue refuses the message",
+    "refuses all writes until it is reopened",
+    "No space left on device",
+    "FHIR",
+];
+
+#[test]
+fn a_full_data_dir_stops_acks_and_a_restart_with_room_stores_every_message_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let broker = Mosquitto::start(&tmp.path().join("broker"));
+    let cfg = config(
+        tmp.path(),
+        &data,
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+    );
+    // VITALSD_TEST_NO_MOUNT=1 runs the fallback where mounting works too.
+    let mount = std::env::var_os("VITALSD_TEST_NO_MOUNT").is_none();
+    let Some(fs) = mount.then(|| Tmpfs::mount(&data, "6m")).flatten() else {
+        eprintln!("path: no tmpfs (mount not permitted or VITALSD_TEST_NO_MOUNT): RLIMIT_FSIZE");
+        return fsize_fallback(tmp.path(), &cfg, broker.port);
+    };
+    eprintln!("path: tmpfs of 6 MiB on data_dir");
+    let mut d = Daemon::start(&cfg, &tmp.path().join("daemon.log"));
+    d.wait_log("mqtt subscribed", Duration::from_secs(15));
+    let addr = d.admin_addr();
+    let (code, body) = http(&addr, "GET", "/readyz", &[], "");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("data_dir filesystem nearly full"), "{body}");
+    publish_all(broker.port, MESSAGES);
+
+    // The disk fills: the message in hand is not acknowledged, sled refuses every later write,
+    // and the daemon stops with an error for the service manager to restart it.
+    let st = exits(&mut d, Duration::from_secs(90));
+    let log = d.log();
+    assert!(!st.success(), "{}", plain(&log));
+    eprintln!(
+        "first run: {}",
+        plain(&log).lines().last().unwrap_or_default()
+    );
+    assert!(log.contains("queue refuses the message"), "{}", plain(&log));
+    assert!(
+        log.contains("the queue store stopped taking writes"),
+        "{}",
+        plain(&log)
+    );
+    let bad = unexpected_errors(&log, EXPECTED_ERRORS);
+    assert!(bad.is_empty(), "{bad:#?}");
+
+    // Still full: a restart refuses or stops again, without a panic.
+    let mut again = Daemon::start(&cfg, &tmp.path().join("again.log"));
+    let st = exits(&mut again, Duration::from_secs(30));
+    assert!(!st.success());
+    let again_log = plain(&again.log());
+    eprintln!(
+        "restart while full: {}",
+        again_log.lines().last().unwrap_or_default()
+    );
+    let bad = unexpected_errors(&again.log(), EXPECTED_ERRORS);
+    assert!(bad.is_empty(), "{bad:#?}");
+
+    // Room again: nothing is corrupted, and what was stored is a part of what was sent.
+    fs.grow("256m");
+    let (ok, report) = vitalsd(&["queue", "verify"], &cfg);
+    assert!(ok, "{report}");
+    let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
+    assert!(ok, "{stats}");
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    let at_failure = v["readings"].as_u64().expect("readings");
+    assert!(
+        at_failure > 0 && at_failure < MESSAGES as u64,
+        "{at_failure}"
+    );
+
+    // The broker kept every unacknowledged message: a restart stores all, each once.
+    let d = Daemon::start(&cfg, &tmp.path().join("resumed.log"));
+    let addr = d.admin_addr();
+    let until = Instant::now() + Duration::from_secs(60);
+    while stored(&addr) < MESSAGES as u64 {
+        assert!(
+            Instant::now() < until,
+            "ingest did not resume: {} of {MESSAGES}\n{}",
+            stored(&addr),
+            plain(&d.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, body) = http(&addr, "GET", "/readyz", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let log = d.log();
+    let (st, _) = d.stop();
+    assert!(st.success(), "{}", plain(&log));
+    assert!(
+        unexpected_errors(&log, &["FHIR"]).is_empty(),
+        "{}",
+        plain(&log)
+    );
+    let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
+    assert!(ok, "{stats}");
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(v["readings"], MESSAGES, "each message stored exactly once");
+    let (ok, report) = vitalsd(&["queue", "verify"], &cfg);
+    assert!(ok, "{report}");
+    drop(fs);
+}
+
+/// Without mount: every file the daemon writes may grow to 3 MiB at most (RLIMIT_FSIZE); a
+/// write past it fails (EFBIG, or SIGXFSZ ends the process). The daemon must stop without
+/// acknowledging what it did not store; a restart without the limit is the "room again".
+fn fsize_fallback(dir: &Path, cfg: &Path, port: u16) {
+    let log = dir.join("limited.log");
+    let stderr = std::fs::File::create(&log).expect("log");
+    let mut child = Command::new("prlimit")
+        .arg("--fsize=3145728")
+        .arg(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("prlimit");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !read().contains("mqtt subscribed") {
+        assert!(Instant::now() < until, "{}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    publish_all(port, MESSAGES);
+    let until = Instant::now() + Duration::from_secs(90);
+    let st = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < until,
+            "still running at the limit:\n{}",
+            plain(&read())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("limited run ended: {st}");
+    assert!(!st.success());
+    assert!(!read().contains("panicked"), "{}", plain(&read()));
+    let (ok, report) = vitalsd(&["queue", "verify"], cfg);
+    assert!(ok, "{report}");
+    let d = Daemon::start(cfg, &dir.join("daemon.log"));
+    let addr = d.admin_addr();
+    let until = Instant::now() + Duration::from_secs(60);
+    while stored(&addr) < MESSAGES as u64 {
+        assert!(Instant::now() < until, "{} of {MESSAGES}", stored(&addr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.stop();
+    let (ok, stats) = vitalsd(&["queue", "stats"], cfg);
+    assert!(ok, "{stats}");
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(v["readings"], MESSAGES, "each message stored exactly once");
+}
