@@ -15,7 +15,7 @@ use crate::normalize::{self, NormalizeContext};
 use crate::reading::{DeviceId, ReadingId, SinkId};
 
 mod repair;
-pub use repair::{queue_salvage, queue_verify};
+pub use repair::{queue_compact, queue_salvage, queue_verify};
 
 /// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info"); with
 /// `JOURNAL_STREAM` set (running under systemd) text lines have no timestamps or colours.

@@ -141,6 +141,13 @@ enum QueueAction {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Rewrite a stopped daemon's store into a fresh one, giving back the disk space a
+    /// drained backlog took (sled reuses freed space but never returns it).
+    Compact {
+        /// The data_dir to compact, instead of the config's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Export every readable reading of a damaged store into a new data_dir; what cannot be
     /// read goes to NEW_DIR/quarantine.jsonl. The old store is only read.
     Salvage {
@@ -207,6 +214,7 @@ fn main() -> ExitCode {
                 cli::queue_purge_dead(&config, sink.as_deref(), id.as_deref())
             }
             QueueAction::Verify { data_dir } => cli::queue_verify(&config, data_dir.as_deref()),
+            QueueAction::Compact { data_dir } => cli::queue_compact(&config, data_dir.as_deref()),
             QueueAction::Salvage { to, data_dir } => {
                 cli::queue_salvage(&config, data_dir.as_deref(), &to)
             }

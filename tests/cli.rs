@@ -130,6 +130,61 @@ fn queue_stats_opens_a_stopped_daemons_store() {
     assert_eq!(stats["readings"], 0);
 }
 
+#[test]
+fn queue_compact_gives_back_the_space_of_a_drained_backlog_and_refuses_a_running_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pty = support::Pty::new();
+    let outbox = tmp.path().join("outbox");
+    let cfg = support::config(
+        &tmp.path().join("data"),
+        &outbox,
+        "fhir",
+        &[(
+            "ox",
+            "nonin-ascii",
+            "exam-1",
+            &pty.path,
+            "report = \"every\"",
+        )],
+    );
+    let path = tmp.path().join("v.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let config = path.to_str().unwrap();
+    let daemon = support::Daemon::start(&path, &tmp.path().join("log"));
+    daemon.wait_log("serial port open", std::time::Duration::from_secs(10));
+    for n in 0..300 {
+        pty.send(format!("SPO2={:03} HR={:03}\r\n", 90 + n % 10, 50 + n % 90).as_bytes());
+    }
+    support::wait_outbox(&outbox, 600, std::time::Duration::from_secs(60));
+    let busy = vitalsd(&["queue", "compact", "--config", config]);
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use"));
+    daemon.stop();
+    let out = vitalsd(&["queue", "compact", "--config", config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "compacted DIR: N keys, B MiB on disk before, A MiB after, in S s"
+    let mib: Vec<f64> = text
+        .split(", ")
+        .filter(|p| p.contains(" MiB"))
+        .map(|p| p.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(mib.len() == 2 && mib[1] < mib[0], "{text}");
+    let verify = vitalsd(&["queue", "verify", "--config", config]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let stats = vitalsd(&["queue", "stats", "--config", config]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["readings"], 0);
+}
+
 /// The first number of the printed value of the first `kind` line of `device`, e.g. the
 /// systolic of `120/80 (93) mm[Hg]`.
 fn demo_value(stdout: &str, kind: &str, device: &str) -> Option<f64> {

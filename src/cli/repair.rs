@@ -1,5 +1,5 @@
-//! `vitalsd queue verify` and `vitalsd queue salvage`: offline check and repair of a stopped
-//! daemon's store. Both work on a COPY of `<data_dir>/queue` (sled rewrites the tail of its log
+//! `vitalsd queue verify`, `queue salvage` and `queue compact`: offline check, repair and
+//! compaction of a stopped daemon's store. Verify and salvage Both work on a COPY of `<data_dir>/queue` (sled rewrites the tail of its log
 //! when it opens a store, and salvage may remove the copy's snapshot), so the original is only
 //! read. Exit codes: verify 0 clean, 1 problems, 2 the store cannot be opened at all; salvage
 //! 0 done, 2 nothing could be opened (nothing is invented).
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use crate::queue::compact;
 use crate::queue::salvage::{self, Opened};
 use crate::queue::verify::{self, Report};
 use crate::queue::{SledStore, Store};
@@ -233,4 +234,34 @@ fn write_quarantine(path: &Path, items: &[salvage::Quarantined]) -> anyhow::Resu
     w.flush()?;
     w.get_ref().sync_all()?;
     Ok(())
+}
+
+/// `vitalsd queue compact`: rewrites the stopped daemon's store into a fresh one so that the
+/// space a drained backlog took goes back to the file system (sled only reuses it).
+pub fn queue_compact(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let data = data_dir(config, dir)?;
+    let store_dir = crate::app::queue_dir(&data);
+    ensure_stopped(&store_dir)?;
+    let cache = match dir {
+        Some(_) => CACHE,
+        None => {
+            crate::config::load(config)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .daemon
+                .cache_size
+        }
+    };
+    let rep = compact::compact(&store_dir, cache)
+        .with_context(|| format!("cannot compact the queue in {}", store_dir.display()))?;
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+    println!(
+        "compacted {}: {} keys, {:.1} MiB on disk before, {:.1} MiB after, in {:.1} s",
+        store_dir.display(),
+        rep.keys,
+        mib(rep.bytes_before),
+        mib(rep.bytes_after),
+        rep.took.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
