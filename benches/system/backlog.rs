@@ -1,0 +1,255 @@
+//! A backlog of N readings: built through the library's queue in the daemon's own `data_dir`
+//! layout, then the real daemon restarted on it (time to `/readyz`), holding it with the FHIR
+//! listener down (RSS), draining it into the listener in 50-reading Bundles (rate, peak RSS),
+//! and the space on disk before, full, after the drain, after a restart and after
+//! `vitalsd queue compact`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::runtime::Runtime;
+use vitalsd::reading::{Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, Ucum, Value};
+
+use crate::listener::{self, Listener};
+use crate::proc::{self, Daemon};
+
+pub struct Backlog {
+    pub n: u64,
+    pub reading_bytes: usize,
+    pub build_rate: f64,
+    pub ready_empty: Duration,
+    pub ready_full: Duration,
+    pub ready_full_again: Duration,
+    pub rss_holding: u64,
+    pub hwm_holding: u64,
+    pub hwm_draining: u64,
+    pub rss_max_sampled_draining: u64,
+    pub drain_rate: f64,
+    pub drain_cpu_pct: f64,
+    pub ceiling: f64,
+    pub disk_empty: u64,
+    pub disk_full: u64,
+    pub disk_drained: u64,
+    pub disk_restarted: u64,
+    /// `vitalsd queue compact` on the drained, stopped store: its time and the size after.
+    pub compact_took: Duration,
+    pub disk_compacted: u64,
+    pub cache_size: String,
+}
+
+/// A realistic SpO2 reading (~330 bytes of JSON), distinct per `n`: measured at a distinct
+/// second, received now (a backlog received long ago makes `/readyz` report the sink as stuck,
+/// by design).
+pub fn reading(n: u64) -> Reading {
+    let t = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000 + n);
+    Reading {
+        id: Some(ReadingId::new()),
+        device: DeviceInfo {
+            id: DeviceId::new(format!("exam{}-oximeter", n % 20)),
+            driver: "nonin-ascii".into(),
+            model: Some("Nonin 7500".into()),
+            serial: None,
+        },
+        room: Some(format!("exam-{}", n % 20)),
+        patient: None,
+        kind: Kind::Spo2,
+        observed_at: t,
+        received_at: OffsetDateTime::now_utc(),
+        device_time: Some(t),
+        values: vec![Value {
+            code: "59408-5".into(),
+            mdc: Some(150_456),
+            name: "spo2".into(),
+            value: Some(Decimal::from_int(90 + i64::try_from(n % 10).unwrap_or(0))),
+            unit: Ucum::new("%"),
+            site: None,
+            absent: None,
+        }],
+        flags: Vec::new(),
+        waveform: None,
+    }
+}
+
+/// Samples VmRSS every 100 ms until stopped; the largest value seen.
+fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut max = 0;
+        while !stop.load(Ordering::Relaxed) {
+            max = max.max(proc::rss(pid).0);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        max
+    })
+}
+
+fn build(rt: &Runtime, cfg_text: &str, n: u64) -> f64 {
+    let cfg = vitalsd::config::parse(cfg_text, "bench").expect("config");
+    let queue = vitalsd::app::open_queue(&cfg).expect("open the queue");
+    let t0 = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        // Two producers of 1000-reading batches, so the writer always has the next one.
+        let mut tasks = Vec::new();
+        for p in 0..2u64 {
+            let (q, done) = (queue.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut first = p * 1000;
+                while first < n {
+                    let batch = (first..(first + 1000).min(n)).map(reading).collect();
+                    q.enqueue(batch).await.expect("enqueue the backlog");
+                    let k = (first + 1000).min(n) - first;
+                    let d = done.fetch_add(k, Ordering::Relaxed) + k;
+                    if (d - k) / 100_000 != d / 100_000 {
+                        eprintln!("  backlog: {d} readings stored");
+                    }
+                    first += 2000;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("producer");
+        }
+        queue.close().await.expect("close the queue");
+    });
+    #[allow(clippy::cast_precision_loss)]
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    rate
+}
+
+pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
+    let mut listener = rt.block_on(Listener::start());
+    let data = tmp.join("backlog-data");
+    let empty = tmp.join("empty-data");
+    // A 1,000,000-reading store is larger than the default 2 GiB cap: the operator of a
+    // clinic that expects such an outage raises it; the page cache stays at its default.
+    let extra = "queue_max_bytes = \"16GiB\"\n";
+    let cfg_text = proc::config(&data, "", &listener.base_url(), extra);
+    let cfg = tmp.join("backlog.toml");
+    std::fs::write(&cfg, &cfg_text).expect("config");
+    let cfg_empty = tmp.join("empty.toml");
+    std::fs::write(
+        &cfg_empty,
+        proc::config(&empty, "", &listener.base_url(), extra),
+    )
+    .expect("config");
+    let log = tmp.join("backlog.log");
+
+    // Restart time with an empty store (the baseline), listener up, nothing to send.
+    let mut d = Daemon::start(&cfg_empty, &tmp.join("empty.log"));
+    let (_, ready_empty) = d.wait_ready(Duration::from_secs(30));
+    d.stop();
+    let disk_empty = proc::dir_bytes(&empty);
+
+    eprintln!("  backlog: building {n} readings");
+    let build_rate = build(rt, &cfg_text, n);
+    let disk_full = proc::dir_bytes(&data);
+
+    // The listener's own ceiling, alone, with the Bundles the sink would send.
+    let sample: Vec<Reading> = (0..20_000.min(n)).map(reading).collect();
+    let bundles: Vec<(usize, Vec<u8>)> = sample
+        .chunks(50)
+        .map(|c| {
+            let b = vitalsd::sink::fhir::transaction_bundle(c);
+            (c.len(), serde_json::to_vec(&b).expect("bundle JSON"))
+        })
+        .collect();
+    let ceiling = rt.block_on(listener::ceiling(&listener.base_url(), &bundles));
+    listener.reset(false);
+
+    // Holding: the listener is down; start, ready, settle, RSS.
+    rt.block_on(listener.down());
+    let mut d = Daemon::start(&cfg, &log);
+    let (_, ready_full) = d.wait_ready(Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(5));
+    let (rss_holding, hwm_holding) = proc::rss(d.pid());
+    d.stop();
+
+    // Draining: listener up, restart (ready again), count until every reading arrived.
+    rt.block_on(listener.up());
+    let mut d = Daemon::start(&cfg, &log);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(d.pid(), stop.clone());
+    let (addr, ready_full_again) = d.wait_ready(Duration::from_secs(120));
+    let ticks0 = proc::cpu_ticks(d.pid());
+    let t0 = Instant::now();
+    let mut last_print = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while listener.stored() < usize::try_from(n).unwrap_or(usize::MAX) {
+        assert!(Instant::now() < deadline, "drain did not finish in an hour");
+        if last_print.elapsed() > Duration::from_secs(15) {
+            eprintln!("  drain: {} of {n} at the listener", listener.stored());
+            last_print = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let drain_cpu_pct = (proc::cpu_ticks(d.pid()) - ticks0) as f64
+        / proc::clock_ticks()
+        / t0.elapsed().as_secs_f64()
+        * 100.0;
+    let span = listener.with(|s| match (s.first_post, s.last_post) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64(),
+        _ => f64::NAN,
+    });
+    #[allow(clippy::cast_precision_loss)]
+    let drain_rate = n as f64 / span;
+    // Settled: every pending entry gone (the last settle follows the last answer).
+    let until = Instant::now() + Duration::from_secs(30);
+    while proc::queue_status(&addr, "ehr").is_none_or(|(p, _)| p > 0) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rss_max_sampled_draining = sampler.join().unwrap_or(0);
+    let hwm_draining = proc::rss(d.pid()).1;
+    std::thread::sleep(Duration::from_secs(2));
+    let disk_drained = proc::dir_bytes(&data);
+    d.stop();
+
+    // Restart on the drained store: does the space come back?
+    let mut d = Daemon::start(&cfg, &log);
+    d.wait_ready(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    d.stop();
+    let disk_restarted = proc::dir_bytes(&data);
+    // The mitigation: compact the stopped daemon's store.
+    let t0 = Instant::now();
+    let out = std::process::Command::new(proc::binary())
+        .args(["queue", "compact", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("vitalsd queue compact");
+    assert!(
+        out.status.success(),
+        "queue compact failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compact_took = t0.elapsed();
+    let disk_compacted = proc::dir_bytes(&data);
+    let dup = listener.with(|s| s.stored.values().filter(|c| **c > 1).count());
+    assert_eq!(dup, 0, "the listener stored {dup} Observations twice");
+    Backlog {
+        n,
+        reading_bytes: serde_json::to_vec(&reading(1)).map_or(0, |v| v.len()),
+        build_rate,
+        ready_empty,
+        ready_full,
+        ready_full_again,
+        rss_holding,
+        hwm_holding,
+        hwm_draining,
+        rss_max_sampled_draining,
+        drain_rate,
+        drain_cpu_pct,
+        ceiling,
+        disk_empty,
+        disk_full,
+        disk_drained,
+        disk_restarted,
+        compact_took,
+        disk_compacted,
+        cache_size: "16MiB (default)".into(),
+    }
+}
