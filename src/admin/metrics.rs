@@ -215,7 +215,7 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     );
     reg.register(
         "vitalsd_frames",
-        "Frames received, by device and result",
+        "Decoder output by device: ok counts each decoded item (a measurement, a frame without one, a scan, a chunk of samples; a frame with two measurements counts 2), bad counts frames skipped as garbled",
         frames,
     );
     reg.register(
