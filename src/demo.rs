@@ -195,6 +195,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             cache_size: 8 * 1024 * 1024,
             clock_skew_tolerance: Duration::from_secs(300),
             shutdown_timeout: Duration::from_secs(5),
+            audit_retention: Duration::from_secs(24 * 3600),
             log_format: LogFormat::Text,
         },
         patient: PatientConfig {

@@ -87,6 +87,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             "daemon.shutdown_timeout",
             a.shutdown_timeout != b.shutdown_timeout,
         ),
+        (
+            "daemon.audit_retention",
+            a.audit_retention != b.audit_retention,
+        ),
         ("daemon.log_format", a.log_format != b.log_format),
         ("patient.mode", p.mode != q.mode),
         ("patient.context_ttl", p.context_ttl != q.context_ttl),

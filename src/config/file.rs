@@ -58,6 +58,9 @@ pub fn default_clock_skew_tolerance() -> Dur {
 pub fn default_shutdown_timeout() -> Dur {
     Dur(Duration::from_secs(5))
 }
+pub fn default_audit_retention() -> Dur {
+    Dur(Duration::from_secs(90 * 24 * 3600))
+}
 pub fn default_log_format() -> String {
     "text".into()
 }
@@ -79,6 +82,8 @@ pub struct DaemonFile {
     pub clock_skew_tolerance: Dur,
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Dur,
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention: Dur,
     #[serde(default = "default_log_format")]
     pub log_format: String,
 }
@@ -93,6 +98,7 @@ impl Default for DaemonFile {
             cache_size: default_cache_size(),
             clock_skew_tolerance: default_clock_skew_tolerance(),
             shutdown_timeout: default_shutdown_timeout(),
+            audit_retention: default_audit_retention(),
             log_format: default_log_format(),
         }
     }

@@ -51,12 +51,14 @@ pub struct DaemonConfig {
     pub admin_listen: Option<SocketAddr>,
     pub admin_token_file: Option<PathBuf>,
     pub queue_max_bytes: u64,
-    /// sled's page cache; bounds the daemon's memory whatever the backlog.
+    /// sled's page cache (sled's own tables grow with the number of stored entries besides).
     pub cache_size: u64,
     pub clock_skew_tolerance: Duration,
     /// How long shutdown may take to drain before giving up (keep below systemd's
     /// `TimeoutStopSec`).
     pub shutdown_timeout: Duration,
+    /// Audit entries older than this are pruned.
+    pub audit_retention: Duration,
     pub log_format: LogFormat,
 }
 

@@ -34,6 +34,21 @@ fn a_minimal_config_is_valid_and_takes_the_defaults() {
 }
 
 #[test]
+fn audit_retention_defaults_to_90_days_and_refuses_less_than_a_day() {
+    let cfg = parse(MINIMAL, "test.toml").unwrap();
+    assert_eq!(
+        cfg.daemon.audit_retention,
+        std::time::Duration::from_secs(90 * 24 * 3600)
+    );
+    let p = problems(&format!("[daemon]\naudit_retention = \"2h\"\n{MINIMAL}"));
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("daemon.audit_retention (line 2)") && x.contains("at least 1d")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn the_example_config_is_valid_and_states_the_real_defaults() {
     let src = include_str!("../../config/example.toml");
     let example = parse(src, "example.toml").unwrap_or_else(|e| panic!("{e}"));

@@ -194,6 +194,9 @@ impl Validator {
         if d.cache_size.0 < 1024 * 1024 {
             self.problem("daemon.cache_size", "must be at least 1MiB");
         }
+        if d.audit_retention.0 < std::time::Duration::from_secs(24 * 3600) {
+            self.problem("daemon.audit_retention", "must be at least 1d");
+        }
         Some(DaemonConfig {
             data_dir: d.data_dir,
             admin_listen,
@@ -203,6 +206,7 @@ impl Validator {
             cache_size: d.cache_size.0,
             clock_skew_tolerance: d.clock_skew_tolerance.0,
             shutdown_timeout: d.shutdown_timeout.0,
+            audit_retention: d.audit_retention.0,
             log_format,
         })
     }

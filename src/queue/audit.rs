@@ -1,7 +1,8 @@
 //! The append-only audit log and the durable room contexts, in the queue's own store.
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop; stores each as one entry that is never changed or removed. Writes go through
+//! delivery loop; stores each as one entry that is never changed, and removed only when it is
+//! older than `[daemon] audit_retention` (the writer prunes the oldest once a minute). Writes go through
 //! the group-commit writer (`Command::Stage`), so an audit entry is durable in the SAME batch as
 //! the change it describes (a settle, an assignment, a context record).
 //!
@@ -47,6 +48,29 @@ fn context_key(room: &str) -> Vec<u8> {
     k.push(CONTEXT);
     k.extend_from_slice(room.as_bytes());
     k
+}
+
+/// Stages the removal of up to `limit` audit entries recorded before `before_ms` (the oldest
+/// first: keys sort by time). Returns how many.
+pub(super) fn prune(tx: &mut Txn, before_ms: u64, limit: usize) -> Result<usize, QueueError> {
+    let mut n = 0;
+    for (key, _) in tx.store().scan_prefix(&[AUDIT], None, limit)? {
+        let Some(ms) = key_ms(&key) else { continue };
+        if ms >= before_ms {
+            break;
+        }
+        tx.remove(key);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The unix milliseconds in the first 6 bytes of an audit key's UUIDv7.
+fn key_ms(key: &[u8]) -> Option<u64> {
+    let b = key.get(1..7)?;
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(b);
+    Some(u64::from_be_bytes(ms))
 }
 
 /// Stages audit entries recorded at `now`.

@@ -144,6 +144,7 @@ impl Queue {
             notifies: Mutex::default(),
             closed: AtomicBool::new(false),
             max_bytes: opts.max_bytes,
+            audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(Arc::clone(&shared), rx);

@@ -203,3 +203,33 @@ async fn a_pending_entry_with_an_unreadable_reading_moves_to_dead_letter() {
     let s = q.stats().unwrap();
     assert_eq!((s.sinks[0].pending, s.sinks[0].dead), (2, 1));
 }
+
+#[test]
+fn audit_entries_older_than_the_retention_are_pruned_oldest_first() {
+    let store = MemoryStore::new();
+    let mut tx = Txn::new(&store, Counters::default());
+    let key = |ms: u64| {
+        let mut k = vec![super::audit::AUDIT];
+        k.extend_from_slice(&ms.to_be_bytes()[2..]);
+        k.extend_from_slice(&[7; 10]);
+        k
+    };
+    for ms in [1_000u64, 2_000, 3_000, 9_000] {
+        tx.put(key(ms), b"{}".to_vec());
+    }
+    store.apply(tx.take_batch(false)).unwrap();
+    // At most two per pass; entries at or after the cutoff stay.
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(super::audit::prune(&mut tx, 5_000, 2).unwrap(), 2);
+    store.apply(tx.take_batch(false)).unwrap();
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(super::audit::prune(&mut tx, 5_000, 2).unwrap(), 1);
+    store.apply(tx.take_batch(false)).unwrap();
+    let left: Vec<_> = store
+        .scan_prefix(&[super::audit::AUDIT], None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, vec![key(9_000)]);
+}

@@ -18,16 +18,19 @@ pub struct QueueOptions {
     pub sinks: Vec<SinkId>,
     /// Most readings combined into one flush by the group-commit writer.
     pub max_group: usize,
+    /// Audit entries older than this are pruned (a minute's worth of pruning at a time).
+    pub audit_retention: std::time::Duration,
 }
 
 impl QueueOptions {
-    /// Cache 16 MiB, cap 2 GiB, 1000 readings per flush.
+    /// Cache 16 MiB, cap 2 GiB, 1000 readings per flush, audit kept 90 days.
     pub fn new(sinks: Vec<SinkId>) -> Self {
         Self {
             cache_capacity: 16 << 20,
             max_bytes: 2 << 30,
             sinks,
             max_group: 1000,
+            audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

@@ -89,6 +89,7 @@ pub struct Shared {
     pub configured: Mutex<Vec<SinkId>>,
     pub max_group: usize,
     pub max_bytes: u64,
+    pub audit_retention_ms: u64,
     pub counters: Mutex<Counters>,
     pub disk_bytes: AtomicU64,
     pub notifies: Mutex<HashMap<SinkId, Arc<Notify>>>,
@@ -203,6 +204,12 @@ impl Writer {
                     self.prune_cursor = after;
                     tracing::warn!(error = %e, "pruning old dedupe keys failed; will try again");
                 }
+            }
+            tx.savepoint();
+            let cutoff = now_ms.saturating_sub(self.shared.audit_retention_ms);
+            if let Err(e) = super::audit::prune(&mut tx, cutoff, PRUNE_LIMIT) {
+                tx.rollback();
+                tracing::warn!(error = %e, "pruning old audit entries failed; will try again");
             }
         }
         let mut closing = None;
