@@ -39,7 +39,8 @@ use devices::{spawn_device, DeviceSet};
 use mqtt::MqttRun;
 use sinks::SinkSet;
 
-/// A sink whose oldest pending reading waited longer than this makes `/readyz` red.
+/// A sink whose oldest pending reading waited longer than this, and that delivered nothing for as
+/// long, makes `/readyz` red.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 /// How often the queue depth is sampled for the status page.
 const DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

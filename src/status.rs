@@ -1,6 +1,6 @@
-//! Live counters of devices and sinks, shared by the pipeline (which writes them) and the
-//! readers (logs at shutdown, the admin API when it is enabled). Lock-free atomics, except
-//! the last-frame time.
+//! Live counters of devices and sinks, shared by the pipeline and the delivery loops (which
+//! write them) and the readers (logs at shutdown, the admin API, the status page, `/readyz`).
+//! Lock-free atomics for the device counters; small mutexes for times and the sinks' health.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::reading::DeviceId;
+use crate::reading::{DeviceId, SinkId};
 
 /// One device's counters.
 #[derive(Debug)]
@@ -162,9 +162,193 @@ impl IntoIterator for &DeviceList {
     }
 }
 
+/// The longest error reason kept for display (longer ones are cut, with "…").
+pub const MAX_REASON_CHARS: usize = 160;
+
+/// One sink's delivery health, written by its delivery loop on every batch outcome. Keeps only
+/// times and a short reason (the receiver's or transport's words): never a payload or value.
+#[derive(Debug)]
+pub struct SinkStatus {
+    pub id: SinkId,
+    /// When this loop started (a sink restarted by a reload gets a fresh status).
+    pub started_at: OffsetDateTime,
+    health: Mutex<SinkSnapshot>,
+}
+
+/// A snapshot of [`SinkStatus`] for JSON output and the readiness check.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    /// The last batch in which at least one reading was delivered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    /// The last failure's reason: a whole batch to retry, or a reading dead-lettered.
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+    /// Since when every batch has failed (none while the receiver answers).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub failing_since: Option<OffsetDateTime>,
+    /// Batches in a row that failed as a whole.
+    pub consecutive_failures: u32,
+}
+
+impl SinkStatus {
+    pub fn new(id: SinkId, started_at: OffsetDateTime) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            started_at,
+            health: Mutex::new(SinkSnapshot::default()),
+        })
+    }
+
+    fn with(&self, f: impl FnOnce(&mut SinkSnapshot)) {
+        let mut h = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut h);
+    }
+
+    /// The receiver answered a batch (delivered, rejected or some retried): not failing.
+    /// `delivered` is true when at least one reading of it was delivered.
+    pub fn answered(&self, at: OffsetDateTime, delivered: bool) {
+        self.with(|h| {
+            h.failing_since = None;
+            h.consecutive_failures = 0;
+            if delivered {
+                h.last_success = Some(at);
+            }
+        });
+    }
+
+    /// A whole batch failed and will be retried (the receiver is down or refusing).
+    pub fn failed(&self, at: OffsetDateTime, reason: &str) {
+        self.with(|h| {
+            h.failing_since.get_or_insert(at);
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+            h.last_error = Some(short_reason(reason));
+            h.last_error_at = Some(at);
+        });
+    }
+
+    /// A reading was dead-lettered (rejected, or given up on) while the sink otherwise works.
+    pub fn dead_lettered(&self, at: OffsetDateTime, reason: &str) {
+        self.with(|h| {
+            h.last_error = Some(short_reason(reason));
+            h.last_error_at = Some(at);
+        });
+    }
+
+    pub fn snapshot(&self) -> SinkSnapshot {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `reason` on one line, cut to [`MAX_REASON_CHARS`] characters (pure).
+pub fn short_reason(reason: &str) -> String {
+    let one_line: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one_line = one_line.trim();
+    if one_line.chars().count() <= MAX_REASON_CHARS {
+        return one_line.to_string();
+    }
+    let mut cut: String = one_line.chars().take(MAX_REASON_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The running sinks' statuses by id, shared by the app (which starts the delivery loops, also
+/// on reload) and the readers. Clones share one map; a restarted sink's entry is replaced.
+#[derive(Debug, Clone, Default)]
+pub struct SinkStatusList {
+    inner: Arc<RwLock<BTreeMap<SinkId, Arc<SinkStatus>>>>,
+}
+
+impl SinkStatusList {
+    /// Adds `status`, replacing the one of the same sink.
+    pub fn insert(&self, status: Arc<SinkStatus>) {
+        if let Ok(mut m) = self.inner.write() {
+            m.insert(status.id.clone(), status);
+        }
+    }
+
+    pub fn get(&self, id: &SinkId) -> Option<Arc<SinkStatus>> {
+        self.inner.read().ok().and_then(|m| m.get(id).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_sink_keeps_its_first_failure_time_until_it_answers_again() {
+        use time::macros::datetime;
+        let s = SinkStatus::new(SinkId::new("ehr"), datetime!(2026-11-27 12:00 UTC));
+        s.failed(
+            datetime!(2026-11-27 12:01 UTC),
+            "transport: connection refused",
+        );
+        s.failed(datetime!(2026-11-27 12:02 UTC), "transport: timed out");
+        let snap = s.snapshot();
+        assert_eq!(snap.failing_since, Some(datetime!(2026-11-27 12:01 UTC)));
+        assert_eq!(snap.consecutive_failures, 2);
+        assert_eq!(snap.last_error.as_deref(), Some("transport: timed out"));
+        assert_eq!(snap.last_success, None);
+        s.answered(datetime!(2026-11-27 12:03 UTC), true);
+        let snap = s.snapshot();
+        assert_eq!(snap.failing_since, None);
+        assert_eq!(snap.consecutive_failures, 0);
+        assert_eq!(snap.last_success, Some(datetime!(2026-11-27 12:03 UTC)));
+        assert_eq!(snap.last_error_at, Some(datetime!(2026-11-27 12:02 UTC)));
+    }
+
+    #[test]
+    fn an_answer_without_a_delivery_is_not_a_success() {
+        use time::macros::datetime;
+        let s = SinkStatus::new(SinkId::new("ehr"), datetime!(2026-11-27 12:00 UTC));
+        s.answered(datetime!(2026-11-27 12:01 UTC), false);
+        s.dead_lettered(datetime!(2026-11-27 12:01 UTC), "AE: bad PID");
+        let snap = s.snapshot();
+        assert_eq!(snap.last_success, None);
+        assert_eq!(snap.last_error.as_deref(), Some("AE: bad PID"));
+        assert_eq!(snap.failing_since, None);
+    }
+
+    #[test]
+    fn a_long_or_multiline_reason_is_cut_to_one_short_line() {
+        assert_eq!(
+            short_reason(" 500:\nInternal\terror "),
+            "500: Internal error"
+        );
+        let long = "x".repeat(500);
+        let cut = short_reason(&long);
+        assert_eq!(cut.chars().count(), MAX_REASON_CHARS);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_restarted_sink_replaces_its_status_in_every_clone() {
+        use time::macros::datetime;
+        let list = SinkStatusList::default();
+        let reader = list.clone();
+        let old = SinkStatus::new(SinkId::new("ehr"), datetime!(2026-11-27 12:00 UTC));
+        old.failed(datetime!(2026-11-27 12:01 UTC), "down");
+        list.insert(old);
+        list.insert(SinkStatus::new(
+            SinkId::new("ehr"),
+            datetime!(2026-11-27 13:00 UTC),
+        ));
+        let now = reader.get(&SinkId::new("ehr")).expect("status");
+        assert_eq!(now.started_at, datetime!(2026-11-27 13:00 UTC));
+        assert_eq!(now.snapshot(), SinkSnapshot::default());
+        assert!(reader.get(&SinkId::new("other")).is_none());
+    }
 
     #[test]
     fn stored_readings_are_counted_by_kind() {

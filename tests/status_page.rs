@@ -441,6 +441,18 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
 
     let dom = dump_dom(&format!("http://{addr}/"), &profile);
     assert!(dom.contains(r#"<span id="held-count">0</span>"#), "{dom}");
+    // The outbox delivered the assigned reading: its row shows when, and no error.
+    assert!(
+        dom.contains("<th>Last success</th><th>Last error</th>"),
+        "{dom}"
+    );
+    let row = dom
+        .split(r#"<tr data-sink="outbox">"#)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(row.contains(r#"<td class="last-success">20"#), "{row}");
+    assert!(row.contains(r#"<td class="last-error">—</td>"#), "{row}");
     let (status, _) = d.stop();
     assert!(status.success());
 }

@@ -124,7 +124,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
         Ok(_) => {}
         Err(e) => reasons.push(format!("queue: {e}")),
     }
-    reasons.extend(super::metrics::ready_problems(&s));
+    reasons.extend(super::ready::ready_problems(&s));
     if reasons.is_empty() {
         Json(json!({ "ready": true })).into_response()
     } else {
@@ -148,13 +148,27 @@ async fn status(State(s): State<AdminState>) -> Answer {
             v
         })
         .collect();
+    // Each sink's queue counters plus its delivery health (null times before the first).
+    let sinks: Vec<Value> = stats
+        .sinks
+        .iter()
+        .map(|st| {
+            let mut v = serde_json::to_value(st).unwrap_or(Value::Null);
+            let health = s.ops.sinks.get(&st.sink).map(|x| x.snapshot());
+            let health = serde_json::to_value(health.unwrap_or_default()).unwrap_or(Value::Null);
+            if let (Value::Object(v), Value::Object(h)) = (&mut v, health) {
+                v.extend(h);
+            }
+            v
+        })
+        .collect();
     let mode = match s.mode {
         PatientMode::Hold => "hold",
         PatientMode::Location => "location",
     };
     Ok(Json(json!({
         "devices": devices,
-        "sinks": stats.sinks,
+        "sinks": sinks,
         "queue": {"readings": stats.readings, "disk_bytes": stats.disk_bytes, "max_bytes": stats.max_bytes},
         "held": held,
         "patient_mode": mode,

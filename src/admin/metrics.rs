@@ -1,6 +1,6 @@
-//! `/metrics` in the Prometheus/OpenMetrics text format, the readiness checks that need more
-//! than the queue (stuck sinks, a filling disk), and the in-memory operational state behind
-//! them: delivery counters and latency, and the queue-depth samples of the status page.
+//! `/metrics` in the Prometheus/OpenMetrics text format and the in-memory operational state
+//! behind it and the readiness checks (`super::ready`): delivery counters and latency, the
+//! sinks' delivery health, and the queue-depth samples of the status page.
 //!
 //! Device and queue figures are read at scrape time from [`DeviceStatus`] snapshots and
 //! [`Queue::stats`]; deliveries come from the delivery loops' [`DeliveryEvent`] broadcast,
@@ -29,13 +29,10 @@ use tokio_util::sync::CancellationToken;
 use super::AdminState;
 use crate::queue::{Queue, QueueError};
 use crate::sink::DeliveryEvent;
+use crate::status::SinkStatusList;
 
 /// How many queue-depth samples the status page keeps.
 pub const DEPTH_SAMPLES: usize = 120;
-/// Below this share of free space the daemon is not ready.
-pub const MIN_FREE_RATIO: f64 = 0.05;
-/// Below this many free bytes the daemon is not ready.
-pub const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabel {
@@ -67,11 +64,15 @@ pub struct Ops {
     depth: Mutex<VecDeque<u64>>,
     /// The filesystem checked for free space.
     pub data_dir: PathBuf,
-    /// A sink whose oldest pending reading is older than this is stuck (not ready).
+    /// A sink is stuck (not ready) when its oldest pending reading is older than this and it
+    /// delivered nothing for as long (see [`super::ready::is_stuck`]).
     pub stuck_after: Duration,
-    /// The MQTT source, when there is one: not ready while the queue refuses its messages
-    /// (acks stopped) or the broker is unreachable.
-    /// The running MQTT connection, if any (replaced or cleared by a reload).
+    /// When the daemon started (a sink that never delivered counts from here at the latest).
+    pub started_at: OffsetDateTime,
+    /// The running sinks' delivery health, written by their delivery loops.
+    pub sinks: SinkStatusList,
+    /// The running MQTT connection, if any (replaced or cleared by a reload): not ready while
+    /// the queue refuses its messages (acks stopped) or the broker is unreachable.
     pub mqtt: std::sync::Mutex<Option<crate::source::mqtt::SourceHandle>>,
 }
 
@@ -86,6 +87,8 @@ impl Ops {
             depth: Mutex::new(VecDeque::with_capacity(DEPTH_SAMPLES)),
             data_dir,
             stuck_after,
+            started_at: OffsetDateTime::now_utc(),
+            sinks: SinkStatusList::default(),
             mqtt: std::sync::Mutex::new(None),
         })
     }
@@ -261,87 +264,6 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     Ok(out)
 }
 
-/// Why free space makes the daemon not ready, if it does (pure).
-pub fn disk_problem(available: u64, total: u64) -> Option<String> {
-    let low_ratio = total > 0 && (available as f64) < (total as f64) * MIN_FREE_RATIO;
-    if low_ratio || available < MIN_FREE_BYTES {
-        Some(format!(
-            "data_dir filesystem nearly full: {} free of {}",
-            bytesize::ByteSize(available),
-            bytesize::ByteSize(total)
-        ))
-    } else {
-        None
-    }
-}
-
-/// True when the oldest pending reading waited longer than `threshold` (pure).
-pub fn is_stuck(oldest: OffsetDateTime, now: OffsetDateTime, threshold: Duration) -> bool {
-    (now - oldest).unsigned_abs() > threshold && now > oldest
-}
-
-// The statvfs fields are c_ulong / fsblkcnt_t: u64 here, narrower on 32-bit targets.
-#[allow(clippy::useless_conversion)]
-fn free_space(dir: &std::path::Path) -> Result<(u64, u64), String> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(|e| e.to_string())?;
-    let frag = u64::from(st.fragment_size());
-    Ok((
-        u64::from(st.blocks_available()).saturating_mul(frag),
-        u64::from(st.blocks()).saturating_mul(frag),
-    ))
-}
-
-/// Readiness problems beyond the queue's own: stuck sinks and a filling disk.
-pub fn ready_problems(s: &AdminState) -> Vec<String> {
-    let mut out = Vec::new();
-    match free_space(&s.ops.data_dir) {
-        Ok((avail, total)) => out.extend(disk_problem(avail, total)),
-        Err(e) => out.push(format!("cannot check free space of the data_dir: {e}")),
-    }
-    let mqtt = s
-        .ops
-        .mqtt
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    if let Some(m) = mqtt {
-        if !m.ready() {
-            out.push(
-                "mqtt: the queue refuses messages; acknowledgements to the broker are stopped"
-                    .into(),
-            );
-        }
-        if !m.connected() {
-            out.push("mqtt: not connected to the broker".into());
-        }
-    }
-    let now = OffsetDateTime::now_utc();
-    let far = now + time::Duration::days(3650);
-    if let Ok(stats) = s.queue.stats() {
-        for st in stats
-            .sinks
-            .iter()
-            .filter(|st| st.configured && st.pending > 0)
-        {
-            let oldest = s
-                .queue
-                .pending(&st.sink, 16, far)
-                .ok()
-                .and_then(|p| p.iter().map(|p| p.reading.received_at).min());
-            if let Some(oldest) = oldest.filter(|o| is_stuck(*o, now, s.ops.stuck_after)) {
-                out.push(format!(
-                    "sink {} is stuck: its oldest pending reading was received {} ago",
-                    st.sink,
-                    humantime::format_duration(Duration::from_secs(
-                        (now - oldest).unsigned_abs().as_secs()
-                    ))
-                ));
-            }
-        }
-    }
-    out
-}
-
 pub fn metrics_routes() -> Router<AdminState> {
     Router::new().route("/metrics", get(metrics))
 }
@@ -363,25 +285,6 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn less_than_five_percent_or_100_mib_free_is_a_problem() {
-        let gib = 1024 * 1024 * 1024;
-        assert!(disk_problem(10 * gib, 100 * gib).is_none());
-        assert!(disk_problem(4 * gib, 100 * gib).is_some());
-        assert!(disk_problem(50 * 1024 * 1024, 200 * 1024 * 1024).is_some());
-        assert!(disk_problem(MIN_FREE_BYTES, MIN_FREE_BYTES * 2).is_none());
-    }
-
-    #[test]
-    fn a_sink_is_stuck_once_its_oldest_reading_waited_past_the_threshold() {
-        let now = datetime!(2026-11-27 12:00 UTC);
-        let ten = Duration::from_secs(600);
-        assert!(!is_stuck(datetime!(2026-11-27 11:55 UTC), now, ten));
-        assert!(is_stuck(datetime!(2026-11-27 11:49 UTC), now, ten));
-        assert!(!is_stuck(datetime!(2026-11-27 12:30 UTC), now, ten));
-    }
 
     #[test]
     fn depth_samples_keep_only_the_last_ones() {

@@ -10,7 +10,8 @@
 //! - `guard`: the request checks (pure functions + middleware).
 //! - `api`: the handlers.
 //! - `client`: the CLI's side, for `vitalsd queue held` / `vitalsd audit` while the daemon runs.
-//! - `metrics`: `/metrics`, the readiness checks beyond the queue, delivery/depth state.
+//! - `metrics`: `/metrics`, delivery/depth state and the sinks' health (`Ops`).
+//! - `ready`: the readiness checks beyond the queue (disk, MQTT, stuck sinks).
 //! - `page`: the HTML status page `/` and its assign/discard form posts.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod client;
 pub mod guard;
 pub mod metrics;
 pub mod page;
+pub mod ready;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The status page `GET /`: one server-rendered HTML document (no CDN, no script) with the
-//! rooms and their MASKED patient, the devices, the sinks, a queue-depth sparkline, and the held
+//! rooms and their MASKED patient, the devices, the sinks (pending, dead, last success, last
+//! error with its reason; red while failing), a queue-depth sparkline, and the held
 //! readings with plain HTML forms to assign or discard them (`POST /held/{id}/assign|discard`,
 //! form-encoded, answered with a redirect back to `/`).
 //!
@@ -160,14 +161,27 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
             id = esc(snap.id.as_str()),
         );
     }
-    h.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Pending</th><th>Dead</th></tr>");
+    h.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Pending</th><th>Dead</th><th>Last success</th><th>Last error</th></tr>");
     for st in &stats.sinks {
+        let health = s
+            .ops
+            .sinks
+            .get(&st.sink)
+            .map(|x| x.snapshot())
+            .unwrap_or_default();
+        let failing = health.failing_since.is_some();
+        let error = match (&health.last_error, health.last_error_at) {
+            (Some(reason), at) => format!("{} {}", ts(at), esc(reason)),
+            (None, _) => "—".into(),
+        };
         let _ = write!(
             h,
-            "<tr data-sink=\"{id}\"><td>{id}</td><td class=\"pending\">{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr data-sink=\"{id}\"><td>{id}</td><td class=\"pending\">{}</td><td class=\"{}\">{}</td><td class=\"last-success\">{}</td><td class=\"last-error{}\">{error}</td></tr>",
             st.pending,
             if st.dead > 0 { "bad" } else { "ok" },
             st.dead,
+            ts(health.last_success),
+            if failing { " bad" } else { "" },
             id = esc(st.sink.as_str()),
         );
     }

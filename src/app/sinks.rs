@@ -1,6 +1,10 @@
 //! The running sinks: one delivery loop per `[[sink]]`, each with its own cancellation token
 //! so that a reload can stop, start or restart one alone while the others keep delivering.
 //!
+//! Each started loop gets a fresh [`SinkStatus`] (a sink restarted by a reload starts over:
+//! its last success and error described the old settings), kept in `Ops::sinks` for the
+//! status page and `/readyz`.
+//!
 //! A stopped sink finishes and settles its batch in flight; its pending entries stay in the
 //! queue (shown as "not configured" in the stats) until it is configured again or purged.
 
@@ -13,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::Stages;
 use crate::config::{MqttConfig, OutboxFormat, SinkConfig};
 use crate::reading::SinkId;
+use crate::sink::delivery::{run_delivery_reporting, Reporting};
 use crate::sink::{self, FileFormat, FileSink, RetryPolicy, Sink};
+use crate::status::SinkStatus;
 
 /// Sets up the client of one sink (nothing is delivered until [`SinkSet::start`]).
 pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<Box<dyn Sink>> {
@@ -84,12 +90,18 @@ impl SinkSet {
         let id = sink.id().clone();
         tracing::info!(sink = %id, "sink ready");
         let cancel = stages.delivery_cancel.child_token();
-        let task = stages.delivery.spawn(sink::run_delivery(
+        let status = SinkStatus::new(id.clone(), time::OffsetDateTime::now_utc());
+        stages.ops.sinks.insert(status.clone());
+        let report = Reporting {
+            events: Some(stages.deliveries.clone()),
+            status: Some(status),
+        };
+        let task = stages.delivery.spawn(run_delivery_reporting(
             stages.queue.clone(),
             sink,
             RetryPolicy::default(),
             cancel.clone(),
-            Some(stages.deliveries.clone()),
+            report,
         ));
         self.loops.push(Loop {
             id,

@@ -11,6 +11,9 @@
 //!   `max_attempts_per_reading` such failures (counted by this loop) one is dead-lettered with
 //!   "gave up after N attempts: <reason>". Entries in backoff are not due, so others flow.
 //!
+//! Every batch outcome is also recorded in the sink's [`SinkStatus`] when one is given (last
+//! success, last error and since when the sink is failing: the status page and `/readyz`).
+//!
 //! Idle costs nothing: with nothing due the loop waits on the queue's new-entry notification,
 //! the next scheduled retry, or cancellation (plus a long safety-net timer against a missed
 //! notification). On cancel it finishes and settles the batch in flight, then returns.
@@ -28,12 +31,22 @@ use tokio_util::sync::CancellationToken;
 use super::{Outcome, RetryPolicy, Sink};
 use crate::queue::{Pending, Queue, QueueError, Settle};
 use crate::reading::{Reading, ReadingId, SinkId};
+use crate::status::SinkStatus;
 
 /// A reading a sink delivered (for the demo's readable line and the status page).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryEvent {
     pub sink: SinkId,
     pub reading: Reading,
+}
+
+/// Where a delivery loop reports what it does; both are optional.
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
+    /// Every delivered reading is sent here (display only: no receiver is fine).
+    pub events: Option<broadcast::Sender<DeliveryEvent>>,
+    /// The sink's live health, updated on every batch outcome.
+    pub status: Option<Arc<SinkStatus>>,
 }
 
 /// The queue operations the loop needs; [`Queue`] implements it, tests use a fake.
@@ -85,7 +98,8 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 /// should a new-entry notification ever be missed. Costs one wake-up a minute.
 const IDLE_SAFETY_NET: Duration = Duration::from_secs(60);
 
-/// Runs the delivery loop of one sink until `cancel` (see the module doc).
+/// Runs the delivery loop of one sink until `cancel` (see the module doc), announcing
+/// deliveries on `events`. [`run_delivery_reporting`] also keeps the sink's status.
 pub async fn run_delivery(
     queue: Queue,
     sink: Box<dyn Sink>,
@@ -93,17 +107,32 @@ pub async fn run_delivery(
     cancel: CancellationToken,
     events: Option<broadcast::Sender<DeliveryEvent>>,
 ) {
-    let clock: Clock = Arc::new(OffsetDateTime::now_utc);
-    run_delivery_with(&queue, sink, policy, cancel, events, clock).await;
+    let report = Reporting {
+        events,
+        status: None,
+    };
+    run_delivery_reporting(queue, sink, policy, cancel, report).await;
 }
 
-/// [`run_delivery`] over any [`DeliveryQueue`] and clock.
+/// [`run_delivery`] reporting to both an event sender and a [`SinkStatus`].
+pub async fn run_delivery_reporting(
+    queue: Queue,
+    sink: Box<dyn Sink>,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+    report: Reporting,
+) {
+    let clock: Clock = Arc::new(OffsetDateTime::now_utc);
+    run_delivery_with(&queue, sink, policy, cancel, report, clock).await;
+}
+
+/// [`run_delivery_reporting`] over any [`DeliveryQueue`] and clock.
 pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     queue: &Q,
     mut sink: Box<dyn Sink>,
     policy: RetryPolicy,
     cancel: CancellationToken,
-    events: Option<broadcast::Sender<DeliveryEvent>>,
+    report: Reporting,
     clock: Clock,
 ) {
     let id = sink.id().clone();
@@ -132,6 +161,9 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
         let mut plan = plan(&id, &batch, outcomes, &policy, &mut health, now);
         honour_retry_after(&mut plan, now, sink.retry_after());
         let delivered = plan.delivered.len();
+        if let Some(status) = &report.status {
+            record(status, &plan, now);
+        }
         if !plan.settles.is_empty() {
             if let Err(e) = queue.settle(&id, plan.settles).await {
                 // The entries stay pending and are sent again: at-least-once, and every sink
@@ -144,7 +176,7 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
                 continue;
             }
         }
-        if let Some(tx) = &events {
+        if let Some(tx) = &report.events {
             for reading in plan.delivered {
                 // No receiver is fine: events are for display only.
                 let _ = tx.send(DeliveryEvent {
@@ -271,6 +303,26 @@ fn plan(
         plan.settles.push((rid, settle));
     }
     plan
+}
+
+/// Records one batch's outcome in the sink's status: a whole-batch retry is a failure (with
+/// its first reason); otherwise the receiver answered, and each dead-lettered reading is an
+/// error too.
+fn record(status: &SinkStatus, plan: &Plan, now: OffsetDateTime) {
+    if plan.sink_backoff.is_some() {
+        let reason = plan.settles.iter().find_map(|(_, s)| match s {
+            Settle::Retry { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        });
+        status.failed(now, reason.unwrap_or("every reading to retry"));
+        return;
+    }
+    status.answered(now, !plan.delivered.is_empty());
+    for (_, settle) in &plan.settles {
+        if let Settle::Dead { reason } = settle {
+            status.dead_lettered(now, reason);
+        }
+    }
 }
 
 /// Moves every retry of `plan` to `now + hint` at the earliest (the receiver's `Retry-After`).

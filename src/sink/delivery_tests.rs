@@ -1,6 +1,7 @@
 //! Delivery-loop tests (real clock, short delays), against an in-memory fake queue and a scripted
 //! sink: delivered/rejected/retry mapping, a down receiver never dead-letters, one bad reading
-//! does not block the rest, idle does not spin, cancel settles the batch in flight.
+//! does not block the rest, idle does not spin, cancel settles the batch in flight, and the
+//! sink's status follows failures, rejections and recovery.
 
 use std::sync::Mutex;
 
@@ -87,6 +88,7 @@ struct Rig {
     cancel: CancellationToken,
     calls: Arc<Mutex<Vec<Instant>>>,
     events: broadcast::Receiver<DeliveryEvent>,
+    status: Arc<SinkStatus>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -101,11 +103,16 @@ fn start(script: Script, takes: Duration, policy: RetryPolicy) -> Rig {
         calls: calls.clone(),
         takes,
     };
+    let status = SinkStatus::new(SinkId::new("ehr"), OffsetDateTime::now_utc());
+    let report = Reporting {
+        events: Some(tx),
+        status: Some(status.clone()),
+    };
     let task = tokio::spawn({
         let (queue, cancel) = (queue.clone(), cancel.clone());
         let clock: Clock = Arc::new(OffsetDateTime::now_utc);
         async move {
-            run_delivery_with(&*queue, Box::new(sink), policy, cancel, Some(tx), clock).await;
+            run_delivery_with(&*queue, Box::new(sink), policy, cancel, report, clock).await;
         }
     });
     Rig {
@@ -113,6 +120,7 @@ fn start(script: Script, takes: Duration, policy: RetryPolicy) -> Rig {
         cancel,
         calls,
         events,
+        status,
         task,
     }
 }
@@ -173,6 +181,11 @@ async fn a_rejected_reading_goes_to_dead_letter_with_its_reason() {
     let r = reading("d1");
     rig.push(r.clone());
     rig.until("dead-letter", |s| !s.dead.is_empty()).await;
+    let snap = rig.status.snapshot();
+    assert_eq!(snap.last_error.as_deref(), Some("HTTP 422: bad code"));
+    assert!(snap.last_error_at.is_some());
+    assert_eq!(snap.last_success, None, "a rejection is no delivery");
+    assert_eq!(snap.failing_since, None, "the receiver answered");
     let q = rig.stop().await;
     q.with(|s| {
         assert_eq!(
@@ -207,6 +220,13 @@ async fn a_receiver_that_is_down_never_dead_letters_and_backs_off() {
             "retried past the per-reading cap"
         );
     });
+    let down = rig.status.snapshot();
+    assert_eq!(
+        down.last_error.as_deref(),
+        Some("transport: connection refused")
+    );
+    assert!(down.failing_since.is_some() && down.consecutive_failures >= 3);
+    assert_eq!(down.last_success, None);
     let calls = rig.calls.lock().expect("lock").clone();
     // 20, 40, 80, 160 ms, then 200 ms each: about 10 attempts in 1.5 s, not thousands.
     assert!((6..=16).contains(&calls.len()), "{} attempts", calls.len());
@@ -221,6 +241,14 @@ async fn a_receiver_that_is_down_never_dead_letters_and_backs_off() {
     up.store(true, std::sync::atomic::Ordering::SeqCst);
     rig.until("delivered after recovery", |s| s.delivered.len() == 2)
         .await;
+    let up_again = rig.status.snapshot();
+    assert!(up_again.last_success >= down.last_error_at && up_again.last_success.is_some());
+    assert_eq!(up_again.failing_since, None);
+    assert_eq!(up_again.consecutive_failures, 0);
+    assert_eq!(
+        up_again.last_error, down.last_error,
+        "the last error stays visible"
+    );
     let q = rig.stop().await;
     q.with(|s| assert!(s.entries.is_empty() && s.dead.is_empty()));
 }
