@@ -209,6 +209,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             id: SinkId::new("outbox"),
             dir: outbox.clone(),
             format: OutboxFormat::Fhir,
+            waveform: false,
         })],
         warnings: Vec::new(),
     };

@@ -31,7 +31,8 @@ pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<B
                 OutboxFormat::Hl7 => FileFormat::Hl7,
             };
             let sink = FileSink::open(f.id.clone(), &f.dir, format)
-                .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?;
+                .with_context(|| format!("sink {}: cannot use outbox {}", f.id, f.dir.display()))?
+                .with_waveform(f.waveform);
             Ok(Box::new(sink))
         }
         SinkConfig::Fhir(f) => {

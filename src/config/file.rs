@@ -221,6 +221,8 @@ pub struct FileSinkFile {
     pub dir: PathBuf,
     #[serde(default = "default_file_format")]
     pub format: String,
+    #[serde(default)]
+    pub waveform: bool,
 }
 
 pub fn default_payload() -> String {

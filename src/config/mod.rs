@@ -208,6 +208,8 @@ pub struct FileSinkConfig {
     pub id: SinkId,
     pub dir: PathBuf,
     pub format: OutboxFormat,
+    /// `hl7` format only: ECG strips also as waveform OBX rows (`waveform`, default false).
+    pub waveform: bool,
 }
 
 /// How the FHIR sink authenticates.

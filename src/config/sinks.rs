@@ -76,10 +76,18 @@ impl Validator {
                 return None;
             }
         };
+        if f.waveform && format != OutboxFormat::Hl7 {
+            self.problem(
+                format!("{at}.waveform"),
+                "only the hl7 outbox format carries waveforms (FHIR strips always have them)",
+            );
+            return None;
+        }
         Some(SinkConfig::File(FileSinkConfig {
             id: SinkId::new(f.id),
             dir: f.dir,
             format,
+            waveform: f.waveform,
         }))
     }
 
@@ -283,6 +291,27 @@ address = "engine.clinic.local:6661"
             },
             Err(e) => Err(e.problems.iter().map(ToString::to_string).collect()),
         }
+    }
+
+    #[test]
+    fn the_file_outbox_takes_waveform_only_with_the_hl7_format() {
+        let cfg = |format: &str| {
+            let src = format!(
+                "[[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"r\"\nserial = {{ path = \"/dev/ttyUSB0\" }}\n\n[[sink]]\nid = \"out\"\ntype = \"file\"\ndir = \"/tmp/o\"\nformat = \"{format}\"\nwaveform = true\n"
+            );
+            crate::config::parse(&src, "t.toml")
+        };
+        match &cfg("hl7").expect("valid").sinks[0] {
+            SinkConfig::File(f) => assert!(f.waveform),
+            other => panic!("{other:?}"),
+        }
+        let e = cfg("fhir").expect_err("refused");
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.to_string().starts_with("sink[0].waveform")),
+            "{e:?}"
+        );
     }
 
     #[test]

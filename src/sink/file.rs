@@ -81,6 +81,8 @@ pub struct FileSink {
     outbox: Option<Outbox>,
     dir: PathBuf,
     format: FileFormat,
+    /// The HL7 header of the `hl7` format (its `waveform` switch).
+    hl7: hl7::Header,
     clock: Clock,
     syncs: Arc<AtomicU64>,
 }
@@ -107,6 +109,7 @@ impl FileSink {
             outbox: Some(outbox),
             dir: dir.to_path_buf(),
             format,
+            hl7: hl7::Header::default(),
             clock,
             syncs,
         })
@@ -114,6 +117,12 @@ impl FileSink {
 
     pub fn with_max_batch(mut self, n: usize) -> Self {
         self.max_batch = n.max(1);
+        self
+    }
+
+    /// `hl7` format: also write ECG strips as waveform OBX rows (off by default).
+    pub fn with_waveform(mut self, on: bool) -> Self {
+        self.hl7.waveform = on;
         self
     }
 
@@ -141,7 +150,7 @@ impl Sink for FileSink {
         Box::pin(async move {
             let lines: Vec<(Option<ReadingId>, Result<String, String>)> = batch
                 .iter()
-                .map(|r| (r.id, encode(r, self.format)))
+                .map(|r| (r.id, encode(r, self.format, &self.hl7)))
                 .collect();
             let day = day_of((self.clock)());
             let outbox = match self.outbox.take() {
@@ -172,11 +181,11 @@ fn retry_all(n: usize, reason: &str) -> Vec<Outcome> {
 }
 
 /// One complete record, terminator included.
-fn encode(r: &Reading, format: FileFormat) -> Result<String, String> {
+fn encode(r: &Reading, format: FileFormat, header: &hl7::Header) -> Result<String, String> {
     let line = match format {
         FileFormat::Fhir => serde_json::to_string(&observation(r)),
         FileFormat::Reading => serde_json::to_string(r),
-        FileFormat::Hl7 => return Ok(hl7::outbox_record(r, &hl7::Header::default())),
+        FileFormat::Hl7 => return Ok(hl7::outbox_record(r, header)),
     };
     line.map(|l| l + "\n")
         .map_err(|e| format!("cannot encode reading: {e}"))

@@ -115,6 +115,46 @@ async fn the_reading_format_writes_the_canonical_reading() {
 }
 
 #[tokio::test]
+async fn the_hl7_format_writes_ecg_waveforms_only_when_asked() {
+    use crate::reading::{Lead, Waveform};
+    let mut ecg = reading("37.60");
+    ecg.kind = Kind::Ecg;
+    ecg.values[0] = Value {
+        code: "8867-4".into(),
+        mdc: Some(147_842),
+        name: "heart_rate".into(),
+        value: Some(Decimal::from_int(72)),
+        unit: Ucum::new("/min"),
+        site: None,
+        absent: None,
+    };
+    ecg.waveform = Some(Waveform {
+        fs_hz: 250.0,
+        t0: ecg.observed_at,
+        leads: vec![Lead {
+            mdc: 131_330,
+            name: "lead_ii".into(),
+            scale_uv: 1.0,
+            samples: vec![0, 10, 250, -40, 5],
+        }],
+        r_peaks: vec![2],
+        rr_ms: Vec::new(),
+    });
+    for on in [false, true] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s =
+            sink(tmp.path(), FileFormat::Hl7, datetime!(2026-11-27 10:00 UTC)).with_waveform(on);
+        s.deliver(std::slice::from_ref(&ecg)).await;
+        let text = std::fs::read_to_string(s.current_path()).expect("outbox");
+        assert!(text.contains("OBX|"), "{text}");
+        assert_eq!(text.contains("|NA|"), on, "waveform {on}: {text}");
+        if on {
+            assert!(text.contains("0^10^250^-40^5"), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_redelivery_after_a_lost_settle_is_not_written_twice() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let at = datetime!(2026-11-27 10:00 UTC);
