@@ -294,6 +294,16 @@ impl Writer {
         }
         let committed = self.commit(&mut tx, &mut done, &mut woken, sync);
         let Some(reply) = closing else { return false };
+        // Wait until the syncer answered every group before this one, then sync once more.
+        let (barrier, answered) = mpsc::channel();
+        let _ = sync.send(SyncJob {
+            applied: Ok(()),
+            wrote: false,
+            done: Vec::new(),
+            woken: BTreeSet::new(),
+            barrier: Some(barrier),
+        });
+        let _ = answered.recv();
         let result = committed.and_then(|()| store.sync().map_err(QueueError::from));
         self.shared.closed.store(true, Ordering::SeqCst);
         let _ = reply.send(result);
@@ -309,7 +319,8 @@ impl Writer {
         woken: &mut BTreeSet<SinkId>,
         sync: &mpsc::Sender<SyncJob>,
     ) -> Result<(), QueueError> {
-        let applied = if tx.is_empty() {
+        let wrote = !tx.is_empty();
+        let applied = if !wrote {
             Ok(())
         } else {
             let batch = tx.take_batch(true);
@@ -333,6 +344,7 @@ impl Writer {
         };
         let job = SyncJob {
             applied,
+            wrote,
             done: std::mem::take(done),
             woken: std::mem::take(woken),
             barrier: None,
@@ -356,6 +368,9 @@ impl Writer {
 /// One applied group waiting for its sync.
 struct SyncJob {
     applied: Result<(), StoreError>,
+    /// Whether the group applied any write. A group that wrote nothing needs no sync of its
+    /// own: the jobs before it are synced before it is answered.
+    wrote: bool,
     done: Vec<Done>,
     woken: BTreeSet<SinkId>,
     /// Answered once every earlier job was answered (used by Close).
@@ -370,9 +385,7 @@ fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        let needs_sync = jobs
-            .iter()
-            .any(|j| j.applied.is_ok() && (!j.done.is_empty() || !j.woken.is_empty()));
+        let needs_sync = jobs.iter().any(|j| j.applied.is_ok() && j.wrote);
         let synced = if needs_sync {
             shared.store.sync()
         } else {
