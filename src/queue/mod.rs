@@ -143,6 +143,7 @@ impl Queue {
             counters: Mutex::new(counters),
             notifies: Mutex::default(),
             closed: AtomicBool::new(false),
+            sync_failed: AtomicBool::new(false),
             max_bytes: opts.max_bytes,
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
         });

@@ -94,6 +94,9 @@ pub struct Shared {
     pub disk_bytes: AtomicU64,
     pub notifies: Mutex<HashMap<SinkId, Arc<Notify>>>,
     pub closed: AtomicBool,
+    /// Set once a sync failed: what was applied since may be visible to reads (a dedupe
+    /// lookup, a pending scan) without being durable, so no later request is answered Ok.
+    pub sync_failed: AtomicBool,
 }
 
 impl Shared {
@@ -368,8 +371,8 @@ impl Writer {
 /// One applied group waiting for its sync.
 struct SyncJob {
     applied: Result<(), StoreError>,
-    /// Whether the group applied any write. A group that wrote nothing needs no sync of its
-    /// own: the jobs before it are synced before it is answered.
+    /// Whether the group applied any write. A group that wrote nothing and has nobody to
+    /// answer (the Close barrier) needs no sync.
     wrote: bool,
     done: Vec<Done>,
     woken: BTreeSet<SinkId>,
@@ -385,13 +388,23 @@ fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        let needs_sync = jobs.iter().any(|j| j.applied.is_ok() && j.wrote);
-        let synced = if needs_sync {
+        // Sync even for a group that wrote nothing but has callers: its answer (say, a
+        // duplicate of a reading applied just before) may rest on writes not yet durable.
+        let needs_sync = jobs
+            .iter()
+            .any(|j| j.applied.is_ok() && (j.wrote || !j.done.is_empty()));
+        let synced = if shared.sync_failed.load(Ordering::SeqCst) {
+            Err(StoreError::Io(
+                "an earlier sync failed: nothing applied since is durable until the store is reopened"
+                    .into(),
+            ))
+        } else if needs_sync {
             shared.store.sync()
         } else {
             Ok(())
         };
         if let Err(e) = &synced {
+            shared.sync_failed.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "queue sync failed; the callers are told and must not acknowledge");
         }
         for job in jobs {
