@@ -51,6 +51,7 @@ mod rejected;
 pub mod salvage;
 mod sled_store;
 mod store;
+mod syncer;
 mod txn;
 mod types;
 pub mod verify;

@@ -20,7 +20,8 @@ use tokio::sync::{oneshot, Notify};
 
 use super::keys;
 use super::ops::{self, Ctx};
-use super::store::{Store, StoreError};
+use super::store::Store;
+use super::syncer::{again, answer, syncer, Done, SyncJob};
 use super::txn::{Counters, Txn};
 use super::types::{EnqueueOutcome, QueueError, Settle};
 use crate::reading::{Reading, ReadingId, SinkId};
@@ -117,13 +118,6 @@ impl Shared {
         let mut map = self.notifies.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(sink.clone()).or_default().clone()
     }
-}
-
-enum Done {
-    Outcomes(Reply<Vec<EnqueueOutcome>>, Vec<EnqueueOutcome>),
-    Unit(Reply<()>),
-    Count(Reply<usize>, usize),
-    Any(Reply<Box<dyn Any + Send>>, Box<dyn Any + Send>),
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -368,103 +362,9 @@ impl Writer {
     }
 }
 
-/// One applied group waiting for its sync.
-struct SyncJob {
-    applied: Result<(), StoreError>,
-    /// Whether the group applied any write. A group that wrote nothing and has nobody to
-    /// answer (the Close barrier) needs no sync.
-    wrote: bool,
-    done: Vec<Done>,
-    woken: BTreeSet<SinkId>,
-    /// Answered once every earlier job was answered (used by Close).
-    barrier: Option<mpsc::Sender<()>>,
-}
-
-/// The syncer thread: takes every applied group waiting, syncs once for all of them, then
-/// answers their callers and wakes their sinks.
-fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            jobs.push(more);
-        }
-        // Sync even for a group that wrote nothing but has callers: its answer (say, a
-        // duplicate of a reading applied just before) may rest on writes not yet durable.
-        let needs_sync = jobs
-            .iter()
-            .any(|j| j.applied.is_ok() && (j.wrote || !j.done.is_empty()));
-        let synced = if shared.sync_failed.load(Ordering::SeqCst) {
-            Err(StoreError::Io(
-                "an earlier sync failed: nothing applied since is durable until the store is reopened"
-                    .into(),
-            ))
-        } else if needs_sync {
-            shared.store.sync()
-        } else {
-            Ok(())
-        };
-        if let Err(e) = &synced {
-            shared.sync_failed.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "queue sync failed; the callers are told and must not acknowledge");
-        }
-        for job in jobs {
-            let result = match (&job.applied, &synced) {
-                (Err(e), _) | (Ok(()), Err(e)) => Err(copy(e)),
-                (Ok(()), Ok(())) => Ok(()),
-            };
-            answer(shared, job.done, job.woken, &result);
-            if let Some(b) = job.barrier {
-                let _ = b.send(());
-            }
-        }
-    }
-}
-
-/// Answers every caller of a group with `result` and wakes the sinks that gained entries.
-fn answer(
-    shared: &Shared,
-    done: Vec<Done>,
-    woken: BTreeSet<SinkId>,
-    result: &Result<(), StoreError>,
-) {
-    for d in done {
-        match (d, result) {
-            (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
-            (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
-            (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
-            (Done::Any(r, v), Ok(())) => drop(r.send(Ok(v))),
-            (Done::Any(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-        }
-    }
-    if result.is_ok() {
-        for sink in woken {
-            shared.notify(&sink).notify_one();
-        }
-    }
-}
-
 fn fail<T>(tx: &mut Txn, reply: Reply<T>, e: QueueError) {
     tx.rollback();
     let _ = reply.send(Err(e));
-}
-
-/// The same failure for every caller of a group (store errors are not `Clone`).
-fn again(e: &StoreError) -> QueueError {
-    QueueError::Store(copy(e))
-}
-
-fn copy(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Open { path, reason } => StoreError::Open {
-            path: path.clone(),
-            reason: reason.clone(),
-        },
-        StoreError::Io(m) => StoreError::Io(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    }
 }
 
 /// Every id in `sink`'s dead-letter, read from the store.
