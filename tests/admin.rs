@@ -237,7 +237,7 @@ fn a_failing_sink_shows_its_last_error_then_after_recovery_its_last_success() {
     let tmp = tempfile::tempdir().unwrap();
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fhir = fake_fhir(up.clone());
-    let mut ox = support::Pty::new();
+    let ox = support::Pty::new();
     let cfg = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
          [patient]\nmode = \"location\"\n\n\

@@ -133,7 +133,7 @@ fn queue_stats_opens_a_stopped_daemons_store() {
 #[test]
 fn queue_compact_gives_back_the_space_of_a_drained_backlog_and_refuses_a_running_daemon() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut pty = support::Pty::new();
+    let pty = support::Pty::new();
     let outbox = tmp.path().join("outbox");
     let cfg = support::config(
         &tmp.path().join("data"),

@@ -19,8 +19,8 @@ fn temp_line(t: &str, at: &str) -> String {
 fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let mut ox = Pty::new();
-    let mut bridge = Pty::new();
+    let ox = Pty::new();
+    let bridge = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,
@@ -86,7 +86,7 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
 fn garbled_frames_are_counted_and_the_stream_resynchronises() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let mut ox = Pty::new();
+    let ox = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,
@@ -126,7 +126,7 @@ fn a_serial_port_that_disappears_and_comes_back_is_reopened() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
     let link = tmp.path().join("ttyUSB-oximeter");
-    let mut first = Pty::new();
+    let first = Pty::new();
     std::os::unix::fs::symlink(&first.path, &link).unwrap();
     let cfg = support::config(
         &data,
@@ -150,7 +150,7 @@ fn a_serial_port_that_disappears_and_comes_back_is_reopened() {
     std::thread::sleep(Duration::from_secs(1));
 
     // Replug at the same path.
-    let mut second = Pty::new();
+    let second = Pty::new();
     std::os::unix::fs::symlink(&second.path, &link).unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(40);
     while d.log().matches("serial port open").count() < 2 {
@@ -233,7 +233,7 @@ fn an_unwritable_outbox_is_a_clear_error_at_start() {
 fn readings_stored_before_a_restart_are_delivered_after_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let mut bridge = Pty::new();
+    let bridge = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,

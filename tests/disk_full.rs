@@ -11,63 +11,16 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::mosquitto::Mosquitto;
 use support::{http, Daemon};
 
 /// Messages published: about three times what fits in the small data_dir.
 const MESSAGES: i64 = 6000;
-
-/// A Mosquitto on a free port, killed when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        std::fs::create_dir_all(dir).expect("broker dir");
-        let conf = dir.join("mosquitto.conf");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n\
-             max_queued_messages 1000000\nmax_inflight_messages 100\n"
-        );
-        std::fs::write(&conf, text).expect("broker conf");
-        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed: run scripts/test, which installs it");
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto { child, port }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A tmpfs mounted on a directory, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -229,7 +182,7 @@ const EXPECTED_ERRORS: &[&str] = &[
 fn a_full_data_dir_stops_acks_and_a_restart_with_room_stores_every_message_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let broker = Mosquitto::start(&tmp.path().join("broker"));
+    let broker = Mosquitto::start_with(&tmp.path().join("broker"), "max_inflight_messages 100");
     let cfg = config(
         tmp.path(),
         &data,

@@ -847,7 +847,7 @@ fn the_daemon_restarted_mid_delivery_leaves_every_reading_on_the_server_exactly_
     srv.with(|s| s.delay = Duration::from_millis(250));
     let addr = rt.block_on(serve(srv.clone()));
     let tmp = tempfile::tempdir().unwrap();
-    let mut pty = support::Pty::new();
+    let pty = support::Pty::new();
     let cfg = daemon_config(tmp.path(), &pty.path, addr);
     let d = support::Daemon::start(&cfg, &tmp.path().join("log1"));
     d.wait_log("serial port open", Duration::from_secs(10));

@@ -626,7 +626,7 @@ fn the_daemon_restarted_after_partial_delivery_delivers_the_rest_exactly_once() 
             Reply::Silent
         }
     });
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let cfg = tmp.path().join("vitalsd.toml");
     std::fs::write(
         &cfg,

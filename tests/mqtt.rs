@@ -9,103 +9,24 @@ mod support;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::mosquitto::{free_port, Mosquitto};
 use support::{outbox_lines, wait_outbox, Daemon};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: the broker, publishers, configs.
 
-/// A Mosquitto process with its own config, data directory and port; killed when dropped.
-struct Mosquitto {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    extra: String,
+/// Mosquitto with a wide in-flight window, so vitalsd can store many messages per flush.
+fn broker(dir: &Path) -> Mosquitto {
+    broker_with(dir, "")
 }
 
-fn mosquitto_bin() -> &'static str {
-    if Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Mosquitto {
-        Self::start_with(dir, "")
-    }
-
-    /// `extra` is appended to the config (more listeners, TLS files).
-    fn start_with(dir: &Path, extra: &str) -> Mosquitto {
-        let mut m = Mosquitto {
-            child: None,
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            extra: extra.to_string(),
-        };
-        m.launch();
-        m
-    }
-
-    fn launch(&mut self) {
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let conf = self.dir.join("mosquitto.conf");
-        let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
-             persistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
-             log_dest file {}\n{}\n",
-            self.port,
-            self.dir.display(),
-            self.dir.join("broker.log").display(),
-            self.extra
-        );
-        std::fs::write(&conf, text).unwrap();
-        let child = Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed: run scripts/test, which installs it");
-        self.child = Some(child);
-        wait_port(self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM (Mosquitto saves its persistence file), wait, start again on the same port.
-    fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap());
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// [`broker`] with `extra` config lines (more listeners, TLS files).
+fn broker_with(dir: &Path, extra: &str) -> Mosquitto {
+    Mosquitto::start_with(dir, &format!("max_inflight_messages 1000\n{extra}"))
 }
 
 #[track_caller]
@@ -272,7 +193,7 @@ fn assert_each_once(got: &[i64], expected: impl Iterator<Item = i64>) {
 #[test]
 fn gatt_and_json_devices_on_one_broker_reach_the_outbox_and_replays_are_stored_once() {
     let s = Setup::new();
-    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let broker = broker(&s.tmp.path().join("broker"));
     let cfg = s.config("delivery", &broker.url(), "", "");
     let d = s.daemon(&cfg, "log");
 
@@ -348,7 +269,7 @@ fn gatt_and_json_devices_on_one_broker_reach_the_outbox_and_replays_are_stored_o
 #[test]
 fn the_patient_topic_sets_the_rooms_patient_and_an_empty_payload_clears_it() {
     let s = Setup::new();
-    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let broker = broker(&s.tmp.path().join("broker"));
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
     let cfg = s.config(
         "patient",
@@ -390,7 +311,7 @@ fn the_patient_topic_sets_the_rooms_patient_and_an_empty_payload_clears_it() {
 #[test]
 fn kill_9_mid_stream_then_restart_delivers_every_message_exactly_once() {
     let s = Setup::new();
-    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let broker = broker(&s.tmp.path().join("broker"));
     let cfg = s.config("crash", &broker.url(), "", "");
     let mut d = s.daemon(&cfg, "log1");
     let n = 600;
@@ -424,7 +345,7 @@ fn kill_9_mid_stream_then_restart_delivers_every_message_exactly_once() {
 #[test]
 fn a_broker_restart_mid_stream_loses_nothing() {
     let s = Setup::new();
-    let mut broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let mut broker = broker(&s.tmp.path().join("broker"));
     let cfg = s.config("restart", &broker.url(), "", "");
     let d = s.daemon(&cfg, "log");
     publish(
@@ -541,7 +462,7 @@ fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused_with_a_clear_error()
     let (ca, cert, key) = make_ca(&s.tmp.path().join("pki"), "clinic");
     let (other_ca, _, _) = make_ca(&s.tmp.path().join("pki-other"), "other");
     let tls_port = free_port();
-    let broker = Mosquitto::start_with(
+    let broker = broker_with(
         &s.tmp.path().join("broker"),
         &format!(
             "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
@@ -574,7 +495,7 @@ fn tls_with_a_private_ca_delivers_and_a_wrong_ca_is_refused_with_a_clear_error()
 #[test]
 fn a_full_queue_holds_messages_unacknowledged_and_a_restart_with_room_stores_them_all() {
     let s = Setup::new();
-    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let broker = broker(&s.tmp.path().join("broker"));
     let tiny = s.config("full", &broker.url(), "", "queue_max_bytes = \"1KiB\"");
     let d = s.daemon(&tiny, "log1");
     // The first reading fits (an empty store is smaller than 1 KiB) and makes the store too
@@ -632,7 +553,7 @@ fn a_full_queue_holds_messages_unacknowledged_and_a_restart_with_room_stores_the
 #[test]
 fn undecodable_payloads_are_acknowledged_counted_and_recorded_without_content() {
     let s = Setup::new();
-    let broker = Mosquitto::start(&s.tmp.path().join("broker"));
+    let broker = broker(&s.tmp.path().join("broker"));
     let cfg = s.config("bad", &broker.url(), "", "");
     let d = s.daemon(&cfg, "log1");
     publish(
@@ -681,7 +602,7 @@ fn reading(n: u32) -> vitalsd::reading::Reading {
 fn the_mqtt_sink_publishes_observations_and_counts_delivered_only_on_puback() {
     use vitalsd::sink::{Outcome, Sink};
     let tmp = tempfile::tempdir().unwrap();
-    let mut broker = Mosquitto::start(&tmp.path().join("broker"));
+    let mut broker = broker(&tmp.path().join("broker"));
     let rt = rt();
     rt.block_on(async {
         let mut opts = MqttOptions::new("watcher", "127.0.0.1", broker.port);
@@ -776,7 +697,7 @@ fn benchmark_mqtt_ingest_against_the_brokers_own_qos1_rate() {
     use vitalsd::source::mqtt::{MqttDevice, MqttSource};
     let n: i64 = 20_000;
     let tmp = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(&tmp.path().join("broker"));
+    let broker = broker(&tmp.path().join("broker"));
     let rt = rt();
     let baseline_msgs: Vec<_> = (0..n)
         .map(|i| ("bench/x".to_string(), weight(5000 + i)))

@@ -170,7 +170,7 @@ fn without_notify_socket_nothing_is_sent_and_no_watchdog_runs() {
 fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let mut ox = Pty::new();
+    let ox = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,
@@ -269,7 +269,7 @@ fn delivered_devices(outbox: &Path) -> Vec<String> {
 fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_bad_config() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let (mut a, mut b, mut c) = (Pty::new(), Pty::new(), Pty::new());
+    let (a, b, c) = (Pty::new(), Pty::new(), Pty::new());
     let every = r#"report = "every""#;
     let write = |devs: &[(&str, &str, &str, &Path, &str)]| {
         let cfg = support::config(&data, &outbox, "reading", devs);

@@ -64,7 +64,7 @@ fn vitalsd(args: &[&str]) -> std::process::Output {
 fn a_scan_attaches_the_patient_readings_before_it_are_held_until_assigned_and_all_is_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let outbox = tmp.path().join("outbox");
-    let (mut scanner, mut ox1, mut ox2) = (Pty::new(), Pty::new(), Pty::new());
+    let (scanner, ox1, ox2) = (Pty::new(), Pty::new(), Pty::new());
     // A known port, so that the CLI finds the daemon from the config file.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -208,7 +208,7 @@ fn a_scan_attaches_the_patient_readings_before_it_are_held_until_assigned_and_al
 fn a_held_reading_survives_a_restart_and_is_delivered_once_assigned() {
     let tmp = tempfile::tempdir().unwrap();
     let outbox = tmp.path().join("outbox");
-    let (scanner, mut ox1, ox2) = (Pty::new(), Pty::new(), Pty::new());
+    let (scanner, ox1, ox2) = (Pty::new(), Pty::new(), Pty::new());
     let cfg = config(tmp.path(), "127.0.0.1:0", &scanner, &ox1, &ox2);
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
     let addr = d.admin_addr();

@@ -5,11 +5,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::mosquitto::Mosquitto;
 use support::{outbox_lines, Daemon, Pty};
 
 // ---------------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
         tmp.path().join("b"),
     );
     let cfg = tmp.path().join("vitalsd.toml");
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let device = serial_device("ox", "exam-1", &pty.path);
     let held = refused_mllp_sink("ehr-hl7");
     let write = |sinks: &str| {
@@ -319,7 +320,7 @@ fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_
     let data = tmp.path().join("data");
     let (out_a, out_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let cfg = tmp.path().join("vitalsd.toml");
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let device = serial_device("ox", "exam-1", &pty.path);
     let write = |with_b: bool| {
         let mut text = format!(
@@ -512,56 +513,6 @@ fn a_usb_device_without_its_adapter_is_not_connected_and_says_which_ids() {
 // ---------------------------------------------------------------------------------------------
 // MQTT devices.
 
-/// A Mosquitto on a free port; killed when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::create_dir_all(dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence false\nmax_queued_messages 100000\n"
-            ),
-        )
-        .unwrap();
-        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed: run scripts/test, which installs it");
-        let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto { child, port }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Publishes at QoS 1 and returns once the broker acknowledged every message.
 fn publish(port: u16, msgs: &[(&str, Vec<u8>)]) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -634,7 +585,7 @@ fn mqtt_devices_added_and_removed_by_reload_subscribe_and_unsubscribe_while_seri
     let data = tmp.path().join("data");
     let out: PathBuf = tmp.path().join("out");
     let cfg = tmp.path().join("vitalsd.toml");
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let head = format!(
         "{}[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"vitalsd-reload\"\n\n{}",
         daemon_section(&data, false),

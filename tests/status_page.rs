@@ -289,7 +289,7 @@ impl Drop for Browser {
 fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_readings() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let mut ox = Pty::new();
+    let ox = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,

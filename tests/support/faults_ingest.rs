@@ -1,142 +1,21 @@
-//! The device side of the fault matrix (tests/faults.rs): a Mosquitto of its own, a serial
-//! port whose unread input can be thrown away (the bytes a real device sends while nobody
-//! listens are lost), a QoS 1 publisher with a persistent session, and a serial feeder that
-//! writes a frame only after the previous one was seen stored through the admin API.
+//! The device side of the fault matrix (tests/faults.rs): the shared Mosquitto and PTY (whose
+//! unread input the feeder throws away: the bytes a real device sends while nobody listens are
+//! lost), a QoS 1 publisher with a persistent session, and a serial feeder that writes a frame
+//! only after the previous one was seen stored through the admin API.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::net::TcpStream;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::rig::{free_port, stored_by, try_get};
+use crate::rig::{stored_by, try_get};
 
-// ------------------------------------------------------------------ Mosquitto
+pub use crate::support::mosquitto::Mosquitto as Broker;
+pub use crate::support::Pty as Port;
 
-/// A Mosquitto with its own config, persistence and port; killed when dropped.
-pub struct Broker {
-    child: Option<Child>,
-    pub port: u16,
-    dir: PathBuf,
-}
-
-impl Broker {
-    pub fn start(dir: &Path) -> Broker {
-        let mut b = Broker {
-            child: None,
-            port: free_port(),
-            dir: dir.to_path_buf(),
-        };
-        b.launch();
-        b
-    }
-
-    fn launch(&mut self) {
-        std::fs::create_dir_all(&self.dir).expect("broker dir");
-        let conf = self.dir.join("mosquitto.conf");
-        let text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
-             persistence_location {}/\nmax_queued_messages 1000000\nlog_dest file {}\n",
-            self.port,
-            self.dir.display(),
-            self.dir.join("broker.log").display(),
-        );
-        std::fs::write(&conf, text).expect("broker config");
-        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is not installed: run scripts/test, which installs it");
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM (Mosquitto writes its persistence file), then start again on the same port.
-    pub fn restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pid"));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = c.wait();
-        }
-        self.launch();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-// ------------------------------------------------------------------ the serial port
-
-/// A pseudo-terminal standing in for a serial device. Unlike a real UART, a PTY keeps what
-/// the device wrote until someone reads it: [`Port::drop_unread`] throws that away, as the
-/// wire would while the daemon is dead.
-pub struct Port {
-    master: std::fs::File,
-    slave: OwnedFd,
-    pub path: PathBuf,
-}
-
-impl Port {
-    pub fn new() -> Port {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let mut t = nix::sys::termios::tcgetattr(pty.slave.as_fd()).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
-        let path = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
-        // Not inherited by the daemons: an unplugged port must hang up.
-        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .expect("FD_CLOEXEC");
-        }
-        Port {
-            master: std::fs::File::from(pty.master),
-            slave: pty.slave,
-            path,
-        }
-    }
-
-    #[track_caller]
-    pub fn send(&self, bytes: &[u8]) {
-        (&self.master).write_all(bytes).expect("write to pty");
-    }
-
-    /// Discards what the device wrote and nobody read.
-    pub fn drop_unread(&self) {
-        nix::sys::termios::tcflush(self.slave.as_fd(), nix::sys::termios::FlushArg::TCIFLUSH)
-            .expect("tcflush");
-    }
-}
+// ------------------------------------------------------------------ the serial frames
 
 /// The `nonin-ascii` line of serial frame `(spo2, heart rate)`.
 pub fn nonin_line((spo2, hr): (u32, u32)) -> Vec<u8> {
@@ -144,8 +23,7 @@ pub fn nonin_line((spo2, hr): (u32, u32)) -> Vec<u8> {
 }
 
 /// The `i`-th frame: distinct from the 12,749 before it, and both values differ from those of
-/// the 50 frames before it. A clockless device's dedupe key is (kind, second of receipt,
-/// value): two frames in one second with the same SpO2 would be one SpO2 reading.
+/// the 50 frames before it, so the listener's store tells frames apart by their values.
 pub fn frame(i: u32) -> (u32, u32) {
     (50 + i % 51, 30 + i % 250)
 }

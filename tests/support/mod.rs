@@ -2,6 +2,8 @@
 //! the real `vitalsd` binary started with a config file, and outbox readers.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 /// A pseudo-terminal: tests write device bytes to `master`; vitalsd opens `path`.
 pub struct Pty {
     pub master: std::fs::File,
-    _slave: OwnedFd,
+    slave: OwnedFd,
     pub path: PathBuf,
 }
 
@@ -34,15 +36,23 @@ impl Pty {
         }
         Pty {
             master: std::fs::File::from(pty.master),
-            _slave: pty.slave,
+            slave: pty.slave,
             path,
         }
     }
 
     #[track_caller]
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to pty");
-        self.master.flush().expect("flush pty");
+    pub fn send(&self, bytes: &[u8]) {
+        let mut master = &self.master;
+        master.write_all(bytes).expect("write to pty");
+        master.flush().expect("flush pty");
+    }
+
+    /// Discards what the device wrote and nobody read. Unlike a real UART, a PTY keeps it;
+    /// the wire would lose it while the daemon is dead.
+    pub fn drop_unread(&self) {
+        nix::sys::termios::tcflush(self.slave.as_fd(), nix::sys::termios::FlushArg::TCIFLUSH)
+            .expect("tcflush");
     }
 }
 
