@@ -33,6 +33,55 @@ fn a_minimal_config_is_valid_and_takes_the_defaults() {
     assert_eq!(s.parity, Parity::None);
 }
 
+/// MINIMAL's device with an `hl7-mllp` sink and `extra` keys on it: its `waveform`, or why not.
+fn mllp_waveform(extra: &str) -> Result<bool, Vec<String>> {
+    let (device, _) = MINIMAL.split_once("[[sink]]").expect("MINIMAL has a sink");
+    let src = format!(
+        "{device}[[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"engine.clinic.local:6661\"\n{extra}"
+    );
+    match parse(&src, "t.toml") {
+        Ok(cfg) => match &cfg.sinks[0] {
+            SinkConfig::Mllp(m) => Ok(m.waveform),
+            _ => Err(vec!["not mllp".into()]),
+        },
+        Err(e) => Err(e.problems.iter().map(ToString::to_string).collect()),
+    }
+}
+
+#[test]
+fn the_hl7_waveform_option_is_off_by_default_and_must_be_a_boolean() {
+    assert_eq!(mllp_waveform(""), Ok(false));
+    assert_eq!(mllp_waveform("waveform = true\n"), Ok(true));
+    let p = mllp_waveform("waveform = \"yes\"\n").unwrap_err();
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("sink[0].waveform") && x.contains("boolean")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn the_file_outbox_takes_waveform_only_with_the_hl7_format() {
+    // MINIMAL ends inside its file sink's table: the keys go on that sink.
+    let cfg = |format: &str| {
+        parse(
+            &format!("{MINIMAL}format = \"{format}\"\nwaveform = true\n"),
+            "t.toml",
+        )
+    };
+    match &cfg("hl7").expect("valid").sinks[0] {
+        SinkConfig::File(f) => assert!(f.waveform),
+        other => panic!("{other:?}"),
+    }
+    let e = cfg("fhir").expect_err("refused");
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.to_string().starts_with("sink[0].waveform")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn audit_retention_defaults_to_90_days_and_refuses_less_than_a_day() {
     let cfg = parse(MINIMAL, "test.toml").unwrap();
