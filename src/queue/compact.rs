@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::sled_store::SledStore;
 use super::store::{Batch, Store, StoreError};
+use super::txn::count_prefix;
 use super::types::QueueError;
 
 /// What a compaction did.
@@ -51,7 +52,7 @@ pub fn compact(dir: &Path, cache_capacity: u64) -> Result<CompactReport, QueueEr
         let new = SledStore::open(&tmp, cache_capacity)?;
         let copied = copy_all(&old, &new)?;
         new.sync()?;
-        let check = count_all(&new)?;
+        let check = count_prefix(&new, &[], |_| {})?;
         if check != copied {
             return Err(QueueError::Store(StoreError::Io(format!(
                 "the compacted copy holds {check} keys, the store {copied}; nothing was changed"
@@ -92,19 +93,6 @@ fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<u64, QueueError> {
             n += 1;
         }
         to.apply(batch)?;
-    }
-}
-
-fn count_all(store: &dyn Store) -> Result<u64, QueueError> {
-    let mut n = 0u64;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan_prefix(&[], after.as_deref(), PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(n);
-        };
-        after = Some(last.clone());
-        n += page.len() as u64;
     }
 }
 

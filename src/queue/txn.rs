@@ -87,7 +87,8 @@ impl Counters {
     }
 }
 
-fn count_prefix(
+/// Counts the keys under `prefix`, a page at a time, calling `each` with every key.
+pub(super) fn count_prefix(
     store: &dyn Store,
     prefix: &[u8],
     mut each: impl FnMut(&[u8]),
