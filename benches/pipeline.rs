@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use vitalsd::decode::{self, Options};
-use vitalsd::queue::{Queue, QueueOptions};
+use vitalsd::queue::{Batch, Entry, Queue, QueueOptions, SledStore, Store, StoreError};
 use vitalsd::reading::{
     Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
 };
@@ -60,15 +60,64 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// The sled store, timing every sync (flush + fdatasync) the queue makes.
+struct TimedStore {
+    inner: SledStore,
+    syncs: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Store for TimedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_prefix(prefix, after, limit)
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
+    }
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.apply(batch)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.sync();
+        self.syncs.lock().expect("lock").push(t.elapsed());
+        r
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn sync_count(&self) -> u64 {
+        self.inner.sync_count()
+    }
+}
+
+/// What one ingest run measured.
+struct Ingest {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    flush_p50: Duration,
+    flush_p99: Duration,
+    syncs: usize,
+}
+
 /// `producers` tasks each enqueue `batch` readings at a time (1, as a serial device's pipeline
 /// does; more, as an MQTT burst does).
-async fn queue_ingest(
-    total: u64,
-    producers: usize,
-    batch: u64,
-) -> (f64, Duration, Duration, usize) {
+async fn queue_ingest(total: u64, producers: usize, batch: u64) -> Ingest {
     let dir = tempfile::tempdir().expect("tempdir");
-    let q = Queue::open(dir.path(), QueueOptions::new(vec![SinkId::new("outbox")])).expect("open");
+    let opts = QueueOptions::new(vec![SinkId::new("outbox")]);
+    let store = Arc::new(TimedStore {
+        inner: SledStore::open(dir.path(), opts.cache_capacity).expect("open"),
+        syncs: std::sync::Mutex::default(),
+    });
+    let q = Queue::with_store(store.clone(), opts).expect("queue");
     let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
         usize::try_from(total).unwrap_or(0),
     )));
@@ -96,14 +145,18 @@ async fn queue_ingest(
     l.sort();
     let syncs = q.sync_count();
     q.close().await.expect("close");
+    let mut flushes = store.syncs.lock().expect("lock").clone();
+    flushes.sort();
     #[allow(clippy::cast_precision_loss)]
     let rate = total as f64 / secs;
-    (
+    Ingest {
         rate,
-        percentile(&l, 0.5),
-        percentile(&l, 0.99),
-        usize::try_from(syncs).unwrap_or(0),
-    )
+        p50: percentile(&l, 0.5),
+        p99: percentile(&l, 0.99),
+        flush_p50: percentile(&flushes, 0.5),
+        flush_p99: percentile(&flushes, 0.99),
+        syncs: usize::try_from(syncs).unwrap_or(0),
+    }
 }
 
 /// sled alone: 100 inserts of the same JSON per flush (the group-commit ceiling).
@@ -201,19 +254,25 @@ fn main() {
         "sled alone, 100 inserts per flush (baseline)", base
     );
     for (producers, batch) in [(1usize, 1u64), (64, 1), (16, 50)] {
-        let (rate, p50, p99, syncs) = rt.block_on(queue_ingest(total, producers, batch));
+        let m = rt.block_on(queue_ingest(total, producers, batch));
         println!(
             "{:<52} {:>12.0}/s   ratio to baseline {:.2}",
             format!("queue ingest, {producers} producers x {batch} per enqueue"),
-            rate,
-            rate / base
+            m.rate,
+            m.rate / base
         );
         println!(
             "{:<52} {:>10.2} ms / {:.2} ms   ({:.1} readings per flush)",
-            format!("  enqueue→durable latency p50 / p99"),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            per_flush(total, syncs)
+            "  enqueue→durable latency p50 / p99",
+            m.p50.as_secs_f64() * 1e3,
+            m.p99.as_secs_f64() * 1e3,
+            per_flush(total, m.syncs)
+        );
+        println!(
+            "{:<52} {:>10.2} ms / {:.2} ms",
+            "  flush + fdatasync p50 / p99",
+            m.flush_p50.as_secs_f64() * 1e3,
+            m.flush_p99.as_secs_f64() * 1e3,
         );
     }
     let nonin = b"SPO2=097 HR=072\r\n";

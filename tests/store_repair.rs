@@ -182,7 +182,7 @@ fn a_store_sled_reports_damaged_is_refused_and_salvage_exports_what_its_log_stil
     let clean = vitalsd(&["queue", "verify"], &cfg);
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
     assert!(
-        text(&clean).contains("readings             40"),
+        text(&clean).contains("recount:  40 readings"),
         "{}",
         text(&clean)
     );
@@ -305,4 +305,44 @@ fn verify_and_salvage_refuse_to_read_the_store_of_a_running_daemon() {
         "salvage created its target although it refused"
     );
     d.stop();
+}
+
+#[test]
+fn a_store_with_readings_of_the_layout_before_segments_is_reported_and_they_are_not_exported() {
+    use vitalsd::queue::{Batch, SledStore, Store};
+    let site = Site::new();
+    let data = site.path("data");
+    let cfg = site.config("queued.toml", &data, None);
+    site.ingest(&cfg, 0, 3);
+    {
+        let store = SledStore::open(&data.join("queue"), 1 << 20).expect("open");
+        let mut b = Batch::new();
+        b.put(
+            [&[b'r'][..], &[7; 16]].concat(),
+            b"{\"old\": true}".to_vec(),
+        );
+        store.apply(b).expect("put");
+        store.sync().expect("sync");
+    }
+    let v = vitalsd(&["queue", "verify"], &cfg);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    let out = text(&v);
+    assert!(out.contains("problems: 1"), "{out}");
+    assert!(
+        out.contains("1 reading keys (`r`) of the layout before segments"),
+        "{out}"
+    );
+    let new = site.path("salvaged");
+    let s = vitalsd(&["queue", "salvage", "--to", new.to_str().unwrap()], &cfg);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s));
+    let out = text(&s);
+    assert!(
+        out.contains("unreadable: `r` keys: 1 readings of the layout before segments"),
+        "{out}"
+    );
+    assert!(out.contains("readings exported: 3 (0 without"), "{out}");
+    assert!(out.contains("quarantined: 1 entries"), "{out}");
+    assert!(out.contains("new store check: clean"), "{out}");
+    let q = std::fs::read_to_string(new.join("quarantine.jsonl")).expect("quarantine");
+    assert!(q.contains("layout before segments"), "{q}");
 }

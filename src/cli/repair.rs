@@ -173,6 +173,12 @@ pub fn queue_salvage(config: &Path, dir: Option<&Path>, to: &Path) -> anyhow::Re
     for u in &done.unreadable {
         writeln!(out, "unreadable: {u}")?;
     }
+    for (seq, n) in &done.lost {
+        writeln!(
+            out,
+            "lost: segment {seq} does not parse or is missing: {n} readings (ids unknown)"
+        )?;
+    }
     writeln!(out, "new store: {}", new_store.display())?;
     for (name, n) in &done.copied {
         writeln!(out, "  copied {name:<20} {n}")?;

@@ -154,7 +154,7 @@ impl Queue {
         self.stage(move |tx, ctx| {
             let mut events = Vec::new();
             for (id, s) in &results {
-                if !ops::is_pending(tx, &sink, *id)? {
+                if !ops::has_pending(tx, ctx, &sink, *id)? {
                     continue;
                 }
                 let (outcome, reason) = match s {

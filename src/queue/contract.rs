@@ -77,6 +77,9 @@ fn prefix_scans_are_ordered_bounded_and_pageable(s: &dyn Store) {
     assert!(s.scan_prefix(b"nothing/", None, 10).unwrap().is_empty());
     let values = s.scan_prefix(b"s/1", None, 10).unwrap();
     assert_eq!(values, vec![(b"s/1".to_vec(), b"s/1".to_vec())]);
+    assert_eq!(s.last_key(b"s/").unwrap(), Some(b"s/3".to_vec()));
+    assert_eq!(s.last_key(b"s/2").unwrap(), Some(b"s/2\xff".to_vec()));
+    assert_eq!(s.last_key(b"nothing/").unwrap(), None);
 }
 
 fn sync_is_counted_and_size_is_reported(s: &dyn Store) {

@@ -13,9 +13,10 @@
 //!
 //! # Layout
 //! ```text
-//! 'h' id                      → HeldValue JSON {"room": ..., "at": held since, ms}
-//! 'r' id                      → the Reading (as for pending readings; counted in `readings`)
+//! 'h' id                      → HeldValue JSON {"room": ..., "at": held since ms, "reading": Reading}
 //! ```
+//! A held reading lives in its `h` value (counted in `readings`), not in a segment: assigning
+//! appends it, with its patient, to the group's segment like a new reading.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -38,10 +39,11 @@ fn held_key(id: ReadingId) -> Vec<u8> {
     k
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct HeldValue {
     room: Option<String>,
     at: u64,
+    reading: Reading,
 }
 
 /// A reading waiting for an MA's decision.
@@ -74,20 +76,19 @@ fn hold(
             out.extend(ops::enqueue(tx, ctx, std::slice::from_ref(r))?);
             continue;
         }
-        let (id, rkey) = match ops::claim(tx, ctx, index, r)? {
+        let id = match ops::claim(tx, ctx, index, r)? {
             ops::Claim::Duplicate(existing) => {
                 out.push(EnqueueOutcome::Duplicate(existing));
                 continue;
             }
-            ops::Claim::New { id, rkey } => (id, rkey),
+            ops::Claim::New(id) => id,
         };
-        let value = ops::json(&rkey, r)?;
-        tx.put(rkey, value);
         tx.counters.readings += 1;
         let hkey = held_key(id);
         let held = HeldValue {
             room: r.room.clone(),
             at: ctx.now_ms,
+            reading: r.clone(),
         };
         let hv = ops::json(&hkey, &held)?;
         tx.put(hkey, hv);
@@ -104,16 +105,12 @@ fn hold(
 /// Takes a held reading out of the held list: `(reading, held entry)`, or `None`.
 fn take_held(tx: &mut Txn, id: ReadingId) -> Result<Option<Reading>, QueueError> {
     let hkey = held_key(id);
-    if !tx.exists(&hkey)? {
+    let Some(raw) = tx.get(&hkey)? else {
         return Ok(None);
-    }
-    let rkey = keys::reading(id);
-    let raw = tx
-        .get(&rkey)?
-        .ok_or_else(|| corrupt(&hkey, "held entry without its reading"))?;
-    let reading: Reading = ops::decode(&rkey, &raw)?;
+    };
+    let held: HeldValue = ops::decode(&hkey, &raw)?;
     tx.remove(hkey);
-    Ok(Some(reading))
+    Ok(Some(held.reading))
 }
 
 fn assign(
@@ -127,10 +124,10 @@ fn assign(
         return Ok(None);
     };
     reading.patient = Some(patient.clone());
-    let rkey = keys::reading(id);
-    let value = ops::json(&rkey, &reading)?;
-    tx.put(rkey, value);
+    let value = ops::json(&keys::segment(tx.next_seq()), &reading)?;
+    let slot = tx.append(id, &value);
     let p = PendingValue {
+        slot,
         attempts: 0,
         not_before_ms: ops::fresh_not_before(id, ctx.now_ms),
         last_error: None,
@@ -158,7 +155,6 @@ fn discard(
     let Some(reading) = take_held(tx, id)? else {
         return Ok(None);
     };
-    tx.remove(keys::reading(id));
     tx.counters.readings = tx.counters.readings.saturating_sub(1);
     let event = AuditEvent::Discarded {
         reading: id,
@@ -203,16 +199,11 @@ impl Queue {
             for (k, v) in page {
                 let id = keys::id_suffix(&k).ok_or_else(|| corrupt(&k, "bad held key"))?;
                 let h: HeldValue = ops::decode(&k, &v)?;
-                let rkey = keys::reading(id);
-                let Some(raw) = store.get(&rkey)? else {
-                    tracing::error!(%id, "held entry without its reading");
-                    continue;
-                };
                 out.push(HeldEntry {
                     id,
                     room: h.room,
                     held_at: ops::from_ms(h.at),
-                    reading: ops::decode(&rkey, &raw)?,
+                    reading: h.reading,
                 });
                 if out.len() == limit {
                     break;

@@ -1,33 +1,41 @@
 //! The byte layout of the queue's keys and values. Every key lives in ONE store tree so one
 //! atomic batch covers a reading, its per-sink entries and the counters.
 //!
-//! # Layout (`id` = the 16 big-endian bytes of the UUIDv7 reading id, `ms` = u64 big-endian
-//! unix milliseconds, `sink` = the sink id's UTF-8 bytes, never containing 0x00)
+//! # Layout (`id` = the 16 big-endian bytes of the UUIDv7 reading id, `seq` = u64 big-endian
+//! segment number, `ms` = u64 big-endian unix milliseconds, `sink` = the sink id's UTF-8 bytes,
+//! never containing 0x00)
 //! ```text
-//! 'r' id                      → Reading JSON (DESIGN §6)
-//! 'p' sink 0x00 id            → empty: a fresh pending entry (never tried, due at once)
-//! 'q' sink 0x00 id            → PendingValue JSON {"n": attempts, "t": not_before ms, "e": last error}
+//! 'g' seq                     → segment: the readings of one group commit (see `segment`)
+//! 'n' seq                     → bitmap of the segment's entries still stored (counted in `readings`)
+//! 'p' sink 0x00 seq           → bitmap of the segment's entries fresh-pending for that sink
+//! 'q' sink 0x00 id            → PendingValue JSON {"s": slot, "n": attempts, "t": not_before ms, "e": last error}
 //! 't' sink 0x00 ms id         → empty; due index of the 'q' entries, ordered by (not_before, id)
-//! 'd' sink 0x00 id            → DeadValue JSON {"why": reason, "at": ms, "n": attempts}
+//! 'd' sink 0x00 id            → DeadValue JSON {"s": slot, "why": reason, "at": ms, "n": attempts}
 //! 'k' dedupe key              → id ++ ms stored (dedupe index, DESIGN §3.2)
 //! 'c' 'r'                     → u64 readings stored
 //! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
 //! 'm' "counters"              → "1": the 'c' keys are authoritative (else recounted at open)
+//! 'm' "layout"                → "segments": this layout (a store with 'r' keys is from before)
 //! ```
-//! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte).
+//! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte). A slot
+//! is `[seq, index]`: where the entry's reading is inside its segment.
 //!
 //! Keys per stored reading are what the writer's throughput depends on (sled's cost is per key,
-//! not per byte), so the common case is kept to three: the reading, its dedupe key and one
-//! empty `p` key per sink. A fresh entry's not_before is its id's UUIDv7 timestamp, so the `p`
-//! keys already list fresh entries in due order; only an entry with a state to remember (a retry
-//! scheduled, an error, a dead-letter retried) moves to `q` with a `t` due key. Dedupe keys are
-//! pruned by a cursor that walks `k` and reads the stored time from the value.
+//! not per byte), so the common case writes one segment, one live bitmap and one `p` bitmap per
+//! sink for the whole group commit, plus the reading's dedupe key. A fresh entry's not_before is
+//! its id's UUIDv7 timestamp; only an entry with a state to remember (a retry scheduled, an
+//! error, a dead-letter retried) moves to `q` with a `t` due key. Dedupe keys are pruned by a
+//! cursor that walks `k` and reads the stored time from the value.
 
 use serde::{Deserialize, Serialize};
 
+use super::segment::Slot;
 use crate::reading::{ReadingId, SinkId};
 
-pub const READING: u8 = b'r';
+pub const SEGMENT: u8 = b'g';
+pub const LIVE: u8 = b'n';
+/// The tag of one key per reading in the layout before segments.
+pub const OLD_READING: u8 = b'r';
 pub const PENDING: u8 = b'p';
 pub const RETRIED: u8 = b'q';
 pub const DUE: u8 = b't';
@@ -35,6 +43,8 @@ pub const DEAD: u8 = b'd';
 pub const DEDUPE: u8 = b'k';
 pub const COUNTER: u8 = b'c';
 pub const META_COUNTERS: &[u8] = b"mcounters";
+pub const META_LAYOUT: &[u8] = b"mlayout";
+pub const LAYOUT: &[u8] = b"segments";
 
 /// How long a dedupe key is remembered.
 pub const DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -42,6 +52,8 @@ pub const DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
 /// The state of one pending entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingValue {
+    #[serde(rename = "s")]
+    pub slot: Slot,
     #[serde(rename = "n")]
     pub attempts: u32,
     #[serde(rename = "t")]
@@ -53,6 +65,8 @@ pub struct PendingValue {
 /// The state of one dead-letter entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadValue {
+    #[serde(rename = "s")]
+    pub slot: Slot,
     #[serde(rename = "why")]
     pub reason: String,
     pub at: u64,
@@ -60,11 +74,35 @@ pub struct DeadValue {
     pub attempts: u32,
 }
 
-pub fn reading(id: ReadingId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(READING);
-    k.extend_from_slice(&id.to_bytes());
+pub fn segment(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(SEGMENT);
+    k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+pub fn live(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LIVE);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The segment number at the end of a `g`, `n` or `p` key.
+pub fn seq_suffix(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key[start..].try_into().ok()?))
+}
+
+/// `(sink, seq)` of a `p` key.
+pub fn parse_pending(key: &[u8]) -> Option<(SinkId, u64)> {
+    let body = key.get(1..)?;
+    let nul = body.len().checked_sub(9)?;
+    if body.get(nul) != Some(&0) {
+        return None;
+    }
+    let sink = std::str::from_utf8(&body[..nul]).ok()?;
+    Some((SinkId::new(sink), seq_suffix(key)?))
 }
 
 /// `tag sink 0x00`: the prefix of one sink's pending, due or dead entries.
@@ -76,9 +114,9 @@ pub fn sink_prefix(tag: u8, sink: &SinkId) -> Vec<u8> {
     k
 }
 
-pub fn pending(sink: &SinkId, id: ReadingId) -> Vec<u8> {
+pub fn pending(sink: &SinkId, seq: u64) -> Vec<u8> {
     let mut k = sink_prefix(PENDING, sink);
-    k.extend_from_slice(&id.to_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -108,7 +146,7 @@ pub fn id_suffix(key: &[u8]) -> Option<ReadingId> {
     Some(ReadingId::from_bytes(b))
 }
 
-/// `(sink, id)` of a `p`, `q` or `d` key.
+/// `(sink, id)` of a `q` or `d` key.
 pub fn parse_sink_entry(key: &[u8]) -> Option<(SinkId, ReadingId)> {
     let body = key.get(1..)?;
     let nul = body.len().checked_sub(17)?;
@@ -172,14 +210,21 @@ mod tests {
     fn sink_entry_keys_round_trip_and_keep_similar_sinks_apart() {
         let a = SinkId::new("a");
         let ab = SinkId::new("ab");
-        let k = pending(&a, id(7));
+        let k = retried(&a, id(7));
         assert_eq!(parse_sink_entry(&k), Some((a.clone(), id(7))));
-        assert!(!pending(&ab, id(7)).starts_with(&sink_prefix(PENDING, &a)));
+        assert!(!pending(&ab, 7).starts_with(&sink_prefix(PENDING, &a)));
+        assert_eq!(parse_pending(&pending(&ab, 7)), Some((ab.clone(), 7)));
+        assert_eq!(
+            parse_pending(&pending(&a, 1 << 40)),
+            Some((a.clone(), 1 << 40))
+        );
         assert_eq!(
             parse_sink_entry(&dead(&ab, id(1))),
             Some((ab.clone(), id(1)))
         );
         assert_eq!(parse_sink_entry(&retried(&ab, id(2))), Some((ab, id(2))));
+        assert!(segment(1) < segment(256));
+        assert_eq!(seq_suffix(&live(300)), Some(300));
     }
 
     #[test]

@@ -61,6 +61,15 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let map = self.map();
+        let mut range = match super::store::prefix_end(prefix) {
+            Some(end) => map.range(prefix.to_vec()..end),
+            None => map.range(prefix.to_vec()..),
+        };
+        Ok(range.next_back().map(|(k, _)| k.clone()))
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut map = self.map();
         for op in batch.ops {

@@ -12,12 +12,13 @@
 //! This file has the [`Queue`] handle; the writer thread is in `writer`, the byte layout in `keys`.
 //!
 //! # Design
-//! - **Keys**: all in one store tree; the byte layout is documented in `keys`. A reading is
-//!   stored once (`r`), with an empty fresh pending key per configured sink (`p`, in id order,
-//!   which is due order for never-tried entries), or a dead entry (`d`) per sink when normalize
-//!   rejected it. An entry with a retry scheduled moves to `q` with a due-index key (`t`)
-//!   ordered by (not_before, id). The dedupe index (`k`) maps `Reading::dedupe_key` to the first
-//!   id for 7 days. Three keys per reading and sink in the common case: sled's cost is per key.
+//! - **Keys**: all in one store tree; the byte layout is documented in `keys`. The readings of
+//!   one group commit are stored once, packed in one segment (`g`, see `segment`) with a live
+//!   bitmap (`n`); each configured sink gets one bitmap of its fresh entries per segment (`p`),
+//!   or a dead entry (`d`) per reading when normalize rejected it. An entry with a retry
+//!   scheduled moves to `q` with a due-index key (`t`) ordered by (not_before, id). The dedupe
+//!   index (`k`) maps `Reading::dedupe_key` to the first id for 7 days. sled's cost is per key:
+//!   a group writes its segment, its bitmaps and one dedupe key per reading.
 //! - **Group commit**: one writer thread (`writer`) takes every write request from a channel,
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
@@ -32,11 +33,15 @@
 //!   with [`QueueError::Full`] while the last value is above `max_bytes`. Settling is never
 //!   refused, so a full queue drains.
 //! - **Reads** (`pending`, `next_due`, `dead`) go straight to the store; each batch is atomic so
-//!   they see whole requests. They block briefly on sled: call them from `spawn_blocking` or a
+//!   they see whole requests. Fresh entries are listed in segment order (the order they were
+//!   stored in); the last segment read is kept parsed, so a sink paging through a backlog reads
+//!   each segment once. They block briefly on sled: call them from `spawn_blocking` or a
 //!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
 //!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
 //! - **Held readings and the audit log** (`held`, `audit`): own key prefixes (`h`, `l`, `x`)
 //!   in the same tree, written through the same writer (`Command::Stage`).
+//! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
+//!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it.
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
 //!   and dead-letter listings (`configured: false`).
 
@@ -49,6 +54,7 @@ mod memory;
 mod ops;
 mod rejected;
 pub mod salvage;
+pub mod segment;
 mod sled_store;
 mod store;
 mod syncer;
@@ -62,6 +68,8 @@ mod contract;
 #[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
+mod segment_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 use std::path::Path;
@@ -74,6 +82,7 @@ use tokio::sync::oneshot;
 
 use crate::reading::{Reading, ReadingId, SinkId};
 use keys::{DeadValue, PendingValue};
+use segment::{Segment, Slot};
 use txn::Counters;
 use writer::{Command, Shared, Writer};
 
@@ -121,6 +130,9 @@ impl Queue {
     /// A queue over any [`Store`] (tests use [`MemoryStore`]).
     pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
         let configured = sink_list(opts.sinks)?;
+        if !store.scan_prefix(&[keys::OLD_READING], None, 1)?.is_empty() {
+            return Err(QueueError::OldLayout);
+        }
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
             None => {
@@ -128,11 +140,13 @@ impl Queue {
                 let mut batch = Batch::new();
                 c.write_to(&mut batch);
                 batch.put(keys::META_COUNTERS, b"1".to_vec());
+                batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
                 store.apply(batch)?;
                 store.sync()?;
                 c
             }
         };
+        let next_seq = txn::next_seq(&*store)?;
         for s in &configured {
             counters.sink(s);
         }
@@ -147,9 +161,11 @@ impl Queue {
             sync_failed: AtomicBool::new(false),
             max_bytes: opts.max_bytes,
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
+            hints: ops::SlotHints::default(),
+            last_segment: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(Arc::clone(&shared), rx);
+        let writer = Writer::new(Arc::clone(&shared), rx, next_seq);
         let thread = std::thread::Builder::new()
             .name("vitalsd-queue".into())
             .spawn(move || writer.run())
@@ -209,8 +225,8 @@ impl Queue {
     }
 
     /// Up to `max` pending entries of `sink` due at `now` (not_before <= now), in due order:
-    /// never-tried entries from their id's time (so in id order), a retried entry from its
-    /// retry time on.
+    /// never-tried entries from their id's time (in the order they were stored), a retried
+    /// entry from its retry time on.
     pub fn pending(
         &self,
         sink: &SinkId,
@@ -233,55 +249,134 @@ impl Queue {
                 due.push((nb, id, ops::decode(&qkey, &raw)?));
             }
         }
-        let fresh = store.scan_prefix(&keys::sink_prefix(keys::PENDING, sink), None, max)?;
-        for (k, _) in fresh {
-            let id = keys::id_suffix(&k).ok_or_else(|| txn::corrupt(&k, "bad pending key"))?;
+        let mut looked = 0;
+        self.fresh_entries(sink, |slot, id| {
             let nb = ops::id_ms(id);
             if nb <= now_ms {
-                due.push((
-                    nb,
-                    id,
-                    PendingValue {
-                        attempts: 0,
-                        not_before_ms: nb,
-                        last_error: None,
-                    },
-                ));
+                let p = PendingValue {
+                    slot,
+                    attempts: 0,
+                    not_before_ms: nb,
+                    last_error: None,
+                };
+                due.push((nb, id, p));
             }
-        }
+            looked += 1;
+            looked < max
+        })?;
         due.sort_by_key(|(nb, id, _)| (*nb, *id));
         due.truncate(max);
         let mut out = Vec::with_capacity(due.len());
         for (_, id, p) in due {
-            match self.load_reading(id) {
-                Ok(reading) => out.push(Pending {
-                    reading,
-                    attempts: p.attempts,
-                    last_error: p.last_error,
-                }),
-                Err(reason) => self.quarantine(sink, id, reason),
+            match self.load_reading(p.slot, id) {
+                Ok(reading) => {
+                    shared.hints.insert(id, p.slot);
+                    out.push(Pending {
+                        reading,
+                        attempts: p.attempts,
+                        last_error: p.last_error,
+                    });
+                }
+                Err(reason) => self.quarantine(sink, id, p.slot, reason),
             }
         }
         Ok(out)
     }
 
-    /// The reading `id`, or why it cannot be delivered.
-    fn load_reading(&self, id: ReadingId) -> Result<Reading, String> {
-        let key = keys::reading(id);
-        match self.inner.shared.store.get(&key) {
-            Ok(Some(raw)) => ops::decode(&key, &raw).map_err(|e| format!("unreadable: {e}")),
-            Ok(None) => Err("unreadable: the reading is missing from the store".into()),
-            Err(e) => Err(format!("unreadable: {e}")),
+    /// Calls `each(slot, id)` for `sink`'s fresh entries in segment order while it returns true.
+    /// A segment that cannot be read is taken off the sink's list (see `ops::drop_fresh`).
+    fn fresh_entries(
+        &self,
+        sink: &SinkId,
+        mut each: impl FnMut(Slot, ReadingId) -> bool,
+    ) -> Result<(), QueueError> {
+        let store = &*self.inner.shared.store;
+        let prefix = keys::sink_prefix(keys::PENDING, sink);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.scan_prefix(&prefix, after.as_deref(), 16)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (k, bits) in page {
+                let (_, seq) =
+                    keys::parse_pending(&k).ok_or_else(|| txn::corrupt(&k, "bad pending key"))?;
+                let raw = match self.segment_bytes(seq) {
+                    Ok(raw) => raw,
+                    Err(reason) => {
+                        self.drop_fresh(sink, seq, reason);
+                        continue;
+                    }
+                };
+                let seg = Segment::parse(&raw).map_err(|e| txn::corrupt(&k, &e.to_string()))?;
+                for idx in segment::ones(&bits) {
+                    let Some((id, _)) = seg.get(idx) else {
+                        continue;
+                    };
+                    if !each(Slot(seq, idx), id) {
+                        return Ok(());
+                    }
+                }
+            }
         }
     }
 
-    fn quarantine(&self, sink: &SinkId, id: ReadingId, reason: String) {
+    /// The bytes of segment `seq` (parsed without error), from the one-segment cache or the
+    /// store.
+    fn segment_bytes(&self, seq: u64) -> Result<Arc<Vec<u8>>, String> {
+        let shared = &*self.inner.shared;
+        let mut cached = shared
+            .last_segment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((s, bytes)) = &*cached {
+            if *s == seq {
+                return Ok(Arc::clone(bytes));
+            }
+        }
+        let raw = match shared.store.get(&keys::segment(seq)) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Err(format!("segment {seq} is missing from the store")),
+            Err(e) => return Err(format!("segment {seq}: {e}")),
+        };
+        Segment::parse(&raw).map_err(|e| format!("segment {seq}: {e}"))?;
+        let raw = Arc::new(raw);
+        *cached = Some((seq, Arc::clone(&raw)));
+        Ok(raw)
+    }
+
+    /// The reading `id` at `slot`, or why it cannot be delivered.
+    fn load_reading(&self, slot: Slot, id: ReadingId) -> Result<Reading, String> {
+        let raw = self
+            .segment_bytes(slot.seq())
+            .map_err(|e| format!("unreadable: {e}"))?;
+        let seg = Segment::parse(&raw).map_err(|e| format!("unreadable: {e}"))?;
+        match seg.get(slot.idx()) {
+            Some((found, json)) if found == id => ops::decode(&keys::segment(slot.seq()), json)
+                .map_err(|e| format!("unreadable: {e}")),
+            _ => Err("unreadable: the reading is missing from its segment".into()),
+        }
+    }
+
+    fn quarantine(&self, sink: &SinkId, id: ReadingId, slot: Slot, reason: String) {
         tracing::error!(%sink, %id, %reason, "pending entry without a readable reading; moving it to dead-letter");
+        self.inner.shared.hints.insert(id, slot);
         if let Some(tx) = &self.inner.tx {
             let _ = tx.send(Command::Quarantine {
                 sink: sink.clone(),
                 id,
                 reason,
+            });
+        }
+    }
+
+    fn drop_fresh(&self, sink: &SinkId, seq: u64, reason: String) {
+        tracing::error!(%sink, seq, %reason, "fresh entries whose segment cannot be read; the sink skips them (run `vitalsd queue verify`)");
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Command::DropFresh {
+                sink: sink.clone(),
+                seq,
             });
         }
     }
@@ -299,13 +394,23 @@ impl Queue {
             ),
             None => None,
         };
-        let fresh = store.scan_prefix(&keys::sink_prefix(keys::PENDING, sink), None, 1)?;
-        let fresh = match fresh.first() {
-            Some((k, _)) => Some(ops::id_ms(
-                keys::id_suffix(k).ok_or_else(|| txn::corrupt(k, "bad pending key"))?,
-            )),
-            None => None,
-        };
+        // The first segment with fresh entries holds the oldest (segments are in store order).
+        let mut fresh: Option<u64> = None;
+        let first = store.scan_prefix(&keys::sink_prefix(keys::PENDING, sink), None, 1)?;
+        if let Some((k, bits)) = first.first() {
+            let (_, seq) =
+                keys::parse_pending(k).ok_or_else(|| txn::corrupt(k, "bad pending key"))?;
+            match self.segment_bytes(seq) {
+                Ok(raw) => {
+                    let seg = Segment::parse(&raw).map_err(|e| txn::corrupt(k, &e.to_string()))?;
+                    fresh = segment::ones(bits)
+                        .filter_map(|i| seg.get(i).map(|(id, _)| ops::id_ms(id)))
+                        .min();
+                }
+                // Due now: the next `pending` call takes the sink off this segment.
+                Err(_) => fresh = Some(0),
+            }
+        }
         Ok(retried.into_iter().chain(fresh).min().map(ops::from_ms))
     }
 
@@ -387,7 +492,7 @@ impl Queue {
                 let (sink, id) =
                     keys::parse_sink_entry(&k).ok_or_else(|| txn::corrupt(&k, "bad dead key"))?;
                 let d: DeadValue = ops::decode(&k, &v)?;
-                let reading = match self.load_reading(id) {
+                let reading = match self.load_reading(d.slot, id) {
                     Ok(r) => r,
                     Err(reason) => {
                         tracing::error!(%sink, %id, %reason, "dead-letter entry without a readable reading");

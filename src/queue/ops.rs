@@ -2,12 +2,19 @@
 //!
 //! The writer thread calls these inside one group commit; they keep the counters exact and
 //! collect the sinks that gained pending entries (to wake their delivery loops after the flush).
+//!
+//! A reading is appended to the group's segment; a fresh entry is a bit in the sink's bitmap for
+//! that segment, found again at settle through [`SlotHints`] (filled by `Queue::pending`) or, when
+//! the hint is gone (a restart), by looking through the sink's bitmaps. A reading stays stored
+//! (its live bit set) while any sink has a fresh bit, a retried entry or a dead entry for it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
 use super::keys::{self, DeadValue, PendingValue};
+use super::segment::{self, Segment, Slot};
 use super::txn::{corrupt, Txn};
 use super::types::{EnqueueOutcome, QueueError, Settle};
 use crate::reading::{Reading, ReadingId, SinkId};
@@ -18,6 +25,35 @@ pub struct Ctx<'a> {
     pub configured: &'a [SinkId],
     /// Sinks that gained pending entries in this group.
     pub woken: &'a mut BTreeSet<SinkId>,
+    pub hints: &'a SlotHints,
+}
+
+/// Where the readings handed out by `Queue::pending` are stored, so that settling them does not
+/// search. A hint is only a shortcut: the bitmaps decide, and a missing hint means a search.
+#[derive(Debug, Default)]
+pub struct SlotHints(Mutex<HashMap<ReadingId, Slot>>);
+
+/// Hints kept at most; beyond this they are dropped (delivery loops settle what they take, so
+/// this is only reached when entries are listed without being settled).
+const MAX_HINTS: usize = 100_000;
+
+impl SlotHints {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ReadingId, Slot>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn insert(&self, id: ReadingId, slot: Slot) {
+        let mut m = self.map();
+        if m.len() >= MAX_HINTS {
+            m.clear();
+        }
+        m.insert(id, slot);
+    }
+    pub fn get(&self, id: ReadingId) -> Option<Slot> {
+        self.map().get(&id).copied()
+    }
+    pub fn remove(&self, id: ReadingId) {
+        self.map().remove(&id);
+    }
 }
 
 /// Unix milliseconds of `t`, 0 before 1970.
@@ -55,8 +91,9 @@ pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T,
     serde_json::from_slice(v).map_err(|e| corrupt(key, &e.to_string()))
 }
 
-/// Adds a pending entry: an empty `p` key when it is fresh (never tried, no error, due from
-/// its id's time), else a `q` entry with its state plus a `t` due key.
+/// Adds a pending entry: a fresh bit when it is fresh (never tried, no error, due from its id's
+/// time) and its reading is in the group's own segment, else a `q` entry with its state plus a
+/// `t` due key.
 pub(super) fn add_pending(
     tx: &mut Txn,
     ctx: &mut Ctx,
@@ -64,9 +101,7 @@ pub(super) fn add_pending(
     id: ReadingId,
     v: &PendingValue,
 ) -> Result<(), QueueError> {
-    if is_fresh(id, v) {
-        tx.put(keys::pending(sink, id), Vec::new());
-    } else {
+    if !(is_fresh(id, v) && tx.set_fresh(sink, v.slot)) {
         let key = keys::retried(sink, id);
         let value = json(&key, v)?;
         tx.put(key, value);
@@ -81,34 +116,82 @@ fn is_fresh(id: ReadingId, v: &PendingValue) -> bool {
     v.attempts == 0 && v.last_error.is_none() && v.not_before_ms <= id_ms(id)
 }
 
+/// Where `sink`'s fresh entry for `id` is: the hint when its bit is set, else a search of the
+/// sink's bitmaps (after a restart, or an entry settled without being listed).
+fn find_fresh(
+    tx: &Txn,
+    ctx: &Ctx,
+    sink: &SinkId,
+    id: ReadingId,
+) -> Result<Option<Slot>, QueueError> {
+    if let Some(slot) = ctx.hints.get(id) {
+        if tx.is_fresh(sink, slot)? {
+            return Ok(Some(slot));
+        }
+    }
+    let prefix = keys::sink_prefix(keys::PENDING, sink);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = tx.store().scan_prefix(&prefix, after.as_deref(), 64)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
+        after = Some(last.clone());
+        for (k, _) in page {
+            let (_, seq) = keys::parse_pending(&k).ok_or_else(|| corrupt(&k, "bad pending key"))?;
+            let Some(raw) = tx.get(&keys::segment(seq))? else {
+                continue;
+            };
+            let Ok(seg) = Segment::parse(&raw) else {
+                continue;
+            };
+            if let Some(idx) = seg.find(id) {
+                let slot = Slot(seq, idx);
+                return Ok(tx.is_fresh(sink, slot)?.then_some(slot));
+            }
+        }
+    }
+}
+
 /// Whether `sink` has a pending entry (fresh or retried) for `id`.
-pub(super) fn is_pending(tx: &Txn, sink: &SinkId, id: ReadingId) -> Result<bool, QueueError> {
-    Ok(tx.exists(&keys::pending(sink, id))? || tx.exists(&keys::retried(sink, id))?)
+pub(super) fn has_pending(
+    tx: &Txn,
+    ctx: &Ctx,
+    sink: &SinkId,
+    id: ReadingId,
+) -> Result<bool, QueueError> {
+    Ok(tx.exists(&keys::retried(sink, id))? || find_fresh(tx, ctx, sink, id)?.is_some())
+}
+
+/// Whether `sink` has a pending entry (fresh or retried) for the reading at `slot`.
+fn is_pending(tx: &Txn, sink: &SinkId, id: ReadingId, slot: Slot) -> Result<bool, QueueError> {
+    Ok(tx.is_fresh(sink, slot)? || tx.exists(&keys::retried(sink, id))?)
 }
 
 /// Removes a pending entry; returns its state when there was one.
 fn take_pending(
     tx: &mut Txn,
+    ctx: &Ctx,
     sink: &SinkId,
     id: ReadingId,
 ) -> Result<Option<PendingValue>, QueueError> {
-    let fresh = keys::pending(sink, id);
-    let v = if tx.exists(&fresh)? {
-        tx.remove(fresh);
-        PendingValue {
-            attempts: 0,
-            not_before_ms: id_ms(id),
-            last_error: None,
-        }
-    } else {
-        let key = keys::retried(sink, id);
-        let Some(raw) = tx.get(&key)? else {
-            return Ok(None);
-        };
+    let key = keys::retried(sink, id);
+    let v = if let Some(raw) = tx.get(&key)? {
         let v: PendingValue = decode(&key, &raw)?;
         tx.remove(key);
         tx.remove(keys::due(sink, v.not_before_ms, id));
         v
+    } else {
+        let Some(slot) = find_fresh(tx, ctx, sink, id)? else {
+            return Ok(None);
+        };
+        tx.clear_fresh(sink, slot)?;
+        PendingValue {
+            slot,
+            attempts: 0,
+            not_before_ms: id_ms(id),
+            last_error: None,
+        }
     };
     let c = tx.counters.sink(sink);
     c.pending = c.pending.saturating_sub(1);
@@ -136,22 +219,27 @@ fn take_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId) -> Result<Option<DeadVa
 }
 
 /// Removes the reading when no sink's pending or dead entry refers to it any more.
-fn release_if_unreferenced(tx: &mut Txn, id: ReadingId) -> Result<(), QueueError> {
+fn release_if_unreferenced(
+    tx: &mut Txn,
+    ctx: &Ctx,
+    id: ReadingId,
+    slot: Slot,
+) -> Result<(), QueueError> {
     let sinks: Vec<SinkId> = tx.counters.sinks.keys().cloned().collect();
     for s in &sinks {
-        if is_pending(tx, s, id)? || tx.exists(&keys::dead(s, id))? {
+        if is_pending(tx, s, id, slot)? || tx.exists(&keys::dead(s, id))? {
             return Ok(());
         }
     }
-    let key = keys::reading(id);
-    if tx.exists(&key)? {
-        tx.remove(key);
+    if tx.clear_live(slot)? {
         tx.counters.readings = tx.counters.readings.saturating_sub(1);
     }
+    ctx.hints.remove(id);
     Ok(())
 }
 
-/// Stages readings: dedupe, store once, one pending (or, when rejected, dead) entry per sink.
+/// Stages readings: dedupe, append to the group's segment, one pending (or, when rejected,
+/// dead) entry per sink.
 pub fn enqueue(
     tx: &mut Txn,
     ctx: &mut Ctx,
@@ -159,23 +247,24 @@ pub fn enqueue(
 ) -> Result<Vec<EnqueueOutcome>, QueueError> {
     let mut out = Vec::with_capacity(readings.len());
     for (index, r) in readings.iter().enumerate() {
-        let (id, rkey) = match claim(tx, ctx, index, r)? {
+        let id = match claim(tx, ctx, index, r)? {
             Claim::Duplicate(existing) => {
                 out.push(EnqueueOutcome::Duplicate(existing));
                 continue;
             }
-            Claim::New { id, rkey } => (id, rkey),
+            Claim::New(id) => id,
         };
         if ctx.configured.is_empty() {
             // Nothing would ever deliver or release it: remember the key only.
             out.push(EnqueueOutcome::Stored);
             continue;
         }
-        let value = json(&rkey, r)?;
-        tx.put(rkey, value);
+        let value = json(&keys::segment(tx.next_seq()), r)?;
+        let slot = tx.append(id, &value);
         tx.counters.readings += 1;
         if let Some(reason) = r.rejection() {
             let dead = DeadValue {
+                slot,
                 reason: reason.to_string(),
                 at: ctx.now_ms,
                 attempts: 0,
@@ -186,6 +275,7 @@ pub fn enqueue(
             out.push(EnqueueOutcome::Rejected(reason.to_string()));
         } else {
             let p = PendingValue {
+                slot,
                 attempts: 0,
                 not_before_ms: fresh_not_before(id, ctx.now_ms),
                 last_error: None,
@@ -203,12 +293,13 @@ pub fn enqueue(
 pub(super) enum Claim {
     /// Stored before, under this id (the same id, or the same dedupe key).
     Duplicate(ReadingId),
-    /// New: its dedupe key is now recorded; the caller stores the reading under `rkey`.
-    New { id: ReadingId, rkey: Vec<u8> },
+    /// New: its dedupe key is now recorded; the caller stores the reading.
+    New(ReadingId),
 }
 
-/// Checks a reading against the store by id and by dedupe key, and records the key of a new
-/// one. Shared by every path that stores readings (pending, held).
+/// Checks a reading against the dedupe index, and records the key of a new one. The same id
+/// enqueued again has the same dedupe key (a reading without a device time is keyed by its
+/// id). Shared by every path that stores readings (pending, held).
 pub(super) fn claim(
     tx: &mut Txn,
     ctx: &Ctx,
@@ -216,10 +307,6 @@ pub(super) fn claim(
     r: &Reading,
 ) -> Result<Claim, QueueError> {
     let id = r.id.ok_or(QueueError::MissingId { index })?;
-    let rkey = keys::reading(id);
-    if tx.exists(&rkey)? {
-        return Ok(Claim::Duplicate(id));
-    }
     let dk = r.dedupe_key();
     let kkey = keys::dedupe(&dk);
     if let Some(v) = tx.get(&kkey)? {
@@ -228,7 +315,7 @@ pub(super) fn claim(
         return Ok(Claim::Duplicate(existing));
     }
     tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
-    Ok(Claim::New { id, rkey })
+    Ok(Claim::New(id))
 }
 
 /// Stages delivery results. Results for entries that are not pending (already settled or
@@ -240,14 +327,15 @@ pub fn settle(
     results: &[(ReadingId, Settle)],
 ) -> Result<(), QueueError> {
     for (id, result) in results {
-        let Some(p) = take_pending(tx, sink, *id)? else {
+        let Some(p) = take_pending(tx, ctx, sink, *id)? else {
             tracing::debug!(%sink, %id, "settle for an entry that is not pending; ignored");
             continue;
         };
         match result {
-            Settle::Delivered => release_if_unreferenced(tx, *id)?,
+            Settle::Delivered => release_if_unreferenced(tx, ctx, *id, p.slot)?,
             Settle::Retry { at, reason } => {
                 let next = PendingValue {
+                    slot: p.slot,
                     attempts: p.attempts.saturating_add(1),
                     not_before_ms: to_ms(*at),
                     last_error: Some(reason.clone()),
@@ -256,6 +344,7 @@ pub fn settle(
             }
             Settle::Dead { reason } => {
                 let dead = DeadValue {
+                    slot: p.slot,
                     reason: reason.clone(),
                     at: ctx.now_ms,
                     attempts: p.attempts,
@@ -280,6 +369,7 @@ pub fn retry_dead(
             continue;
         };
         let p = PendingValue {
+            slot: d.slot,
             attempts: 0,
             not_before_ms: fresh_not_before(*id, ctx.now_ms),
             last_error: Some(d.reason),
@@ -291,11 +381,16 @@ pub fn retry_dead(
 }
 
 /// Removes dead entries (and readings no entry refers to any more).
-pub fn purge_dead(tx: &mut Txn, sink: &SinkId, ids: &[ReadingId]) -> Result<usize, QueueError> {
+pub fn purge_dead(
+    tx: &mut Txn,
+    ctx: &Ctx,
+    sink: &SinkId,
+    ids: &[ReadingId],
+) -> Result<usize, QueueError> {
     let mut n = 0;
     for id in ids {
-        if take_dead(tx, sink, *id)?.is_some() {
-            release_if_unreferenced(tx, *id)?;
+        if let Some(d) = take_dead(tx, sink, *id)? {
+            release_if_unreferenced(tx, ctx, *id, d.slot)?;
             n += 1;
         }
     }
@@ -321,6 +416,21 @@ pub fn quarantine(
             },
         )],
     )
+}
+
+/// Stops `sink` waiting for the fresh entries of a segment that cannot be read (missing or
+/// damaged): their ids are unknown, so they cannot go to dead-letter; the live bits stay for
+/// `queue verify` and `queue salvage` to report.
+pub fn drop_fresh(tx: &mut Txn, sink: &SinkId, seq: u64) -> Result<u64, QueueError> {
+    let key = keys::pending(sink, seq);
+    let Some(bits) = tx.get(&key)? else {
+        return Ok(0);
+    };
+    let n = segment::count(&bits);
+    tx.remove(key);
+    let c = tx.counters.sink(sink);
+    c.pending = c.pending.saturating_sub(n);
+    Ok(n)
 }
 
 /// Looks at up to `limit` dedupe keys after `after` (from the start when `None`) and forgets

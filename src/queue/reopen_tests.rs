@@ -184,8 +184,12 @@ async fn a_pending_entry_with_an_unreadable_reading_moves_to_dead_letter() {
     let q = Queue::with_store(store.clone(), QueueOptions::new(sinks(&["ehr"]))).unwrap();
     let (bad, good) = (reading("a", 1), reading("a", 2));
     q.enqueue(vec![bad.clone(), good.clone()]).await.unwrap();
+    // Both are in segment 0: rewrite it with the first entry damaged.
+    let mut seg = super::segment::Writer::default();
+    seg.push(bad.id.unwrap(), b"{not json");
+    seg.push(good.id.unwrap(), &serde_json::to_vec(&good).unwrap());
     let mut b = Batch::new();
-    b.put(keys::reading(bad.id.unwrap()), b"{not json".to_vec());
+    b.put(keys::segment(0), seg.into_bytes());
     store.apply(b).unwrap();
     let p = q
         .pending(
@@ -251,6 +255,9 @@ impl Store for FailingSync {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         self.inner.scan_prefix(prefix, after, limit)
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
     }
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         self.inner.apply(batch)

@@ -124,6 +124,13 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.scan_prefix(prefix).next_back() {
+            Some(item) => Ok(Some(item.map_err(store_err)?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for op in batch.ops {

@@ -65,6 +65,8 @@ pub trait Store: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
+    /// The last key that starts with `prefix`, if any.
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies every op of `batch` atomically: after a crash either all or none are present.
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;
     /// Makes everything applied so far durable (process crash and power cut).

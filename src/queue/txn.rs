@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::keys;
+use super::segment::{self, Slot};
 use super::store::{Batch, Store, StoreError};
 use super::types::QueueError;
 use crate::reading::SinkId;
@@ -65,25 +66,48 @@ impl Counters {
         Ok(Some(c))
     }
 
-    /// Counts every entry (at open of a store without counters, and for verify).
+    /// Counts every entry (at open of a store without counters, and for verify): live bits of
+    /// the segments plus held readings; fresh bits plus retried entries per sink; dead entries.
     pub fn recount(store: &dyn Store) -> Result<Counters, QueueError> {
-        let mut c = Counters {
-            readings: count_prefix(store, &[keys::READING], |_| {})?,
-            ..Counters::default()
-        };
-        for tag in [keys::PENDING, keys::RETRIED] {
-            count_prefix(store, &[tag], |k| {
-                if let Some((s, _)) = keys::parse_sink_entry(k) {
-                    c.sink(&s).pending += 1;
-                }
-            })?;
-        }
+        let mut c = Counters::default();
+        scan_values(store, &[keys::LIVE], |_, v| c.readings += segment::count(v))?;
+        c.readings += count_prefix(store, &[super::held::HELD], |_| {})?;
+        scan_values(store, &[keys::PENDING], |k, v| {
+            if let Some((s, _)) = keys::parse_pending(k) {
+                c.sink(&s).pending += segment::count(v);
+            }
+        })?;
+        count_prefix(store, &[keys::RETRIED], |k| {
+            if let Some((s, _)) = keys::parse_sink_entry(k) {
+                c.sink(&s).pending += 1;
+            }
+        })?;
         count_prefix(store, &[keys::DEAD], |k| {
             if let Some((s, _)) = keys::parse_sink_entry(k) {
                 c.sink(&s).dead += 1;
             }
         })?;
         Ok(c)
+    }
+}
+
+/// Calls `each` with every key and value under `prefix`, a page at a time.
+pub(super) fn scan_values(
+    store: &dyn Store,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<(), QueueError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_prefix(prefix, after.as_deref(), 1024)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        let last = last.clone();
+        for (k, v) in &page {
+            each(k, v);
+        }
+        after = Some(last);
     }
 }
 
@@ -118,6 +142,38 @@ pub fn corrupt(key: &[u8], reason: &str) -> QueueError {
 
 type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
+/// The segment a group is building: its entries, which are still live, and which are fresh
+/// for which sink.
+#[derive(Debug, Default)]
+struct Building {
+    seq: u64,
+    seg: segment::Writer,
+    live: Vec<u8>,
+    fresh: BTreeMap<SinkId, Vec<u8>>,
+}
+
+impl Building {
+    fn new(seq: u64) -> Self {
+        Self {
+            seq,
+            ..Self::default()
+        }
+    }
+
+    /// Forgets the entries from `len` on.
+    fn truncate(&mut self, len: u32) {
+        self.seg.truncate(len);
+        let cut = |bits: &mut Vec<u8>| {
+            let end = u32::try_from(bits.len().saturating_mul(8)).unwrap_or(u32::MAX);
+            for i in len..end {
+                segment::clear_bit(bits, i);
+            }
+        };
+        cut(&mut self.live);
+        self.fresh.values_mut().for_each(cut);
+    }
+}
+
 /// Staged writes over a store.
 pub struct Txn<'s> {
     store: &'s dyn Store,
@@ -125,17 +181,154 @@ pub struct Txn<'s> {
     pub counters: Counters,
     undo: Vec<Undo>,
     saved: Option<Counters>,
+    /// The group's segments, numbered one after the other; the last one takes new readings.
+    building: Vec<Building>,
+    /// At the savepoint: how many segments the group had, and the last one's length.
+    saved_at: (usize, u32),
+}
+
+/// The number the next segment gets: one past the last segment (or live bitmap) in `store`.
+pub fn next_seq(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut next = 0;
+    for tag in [keys::SEGMENT, keys::LIVE] {
+        if let Some(k) = store.last_key(&[tag])? {
+            next = next.max(keys::seq_suffix(&k).map_or(0, |s| s.saturating_add(1)));
+        }
+    }
+    Ok(next)
 }
 
 impl<'s> Txn<'s> {
+    /// A transaction whose first segment is numbered after the store's last one.
+    #[cfg(test)]
     pub fn new(store: &'s dyn Store, counters: Counters) -> Self {
+        let seq = next_seq(store).unwrap_or(0);
+        Self::with_seq(store, counters, seq)
+    }
+
+    /// A transaction whose first segment is numbered `seq` (the writer tracks it).
+    pub fn with_seq(store: &'s dyn Store, counters: Counters, seq: u64) -> Self {
         Self {
             store,
             writes: BTreeMap::new(),
             counters,
             undo: Vec::new(),
             saved: None,
+            building: vec![Building::new(seq)],
+            saved_at: (1, 0),
         }
+    }
+
+    fn current(&mut self) -> &mut Building {
+        if self.building.is_empty() {
+            self.building.push(Building::new(0));
+        }
+        let last = self.building.len() - 1;
+        &mut self.building[last]
+    }
+
+    /// The group's own segment `seq`, if it is one.
+    fn own(&self, seq: u64) -> Option<&Building> {
+        let first = self.building.first()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.building.get(i)
+    }
+
+    fn own_mut(&mut self, seq: u64) -> Option<&mut Building> {
+        let first = self.building.first()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.building.get_mut(i)
+    }
+
+    /// The number the next segment written will get.
+    pub fn next_seq(&self) -> u64 {
+        self.building.last().map_or(0, |b| b.seq)
+    }
+
+    /// Appends a reading to the group's segment (live, pending for no sink yet), starting a new
+    /// segment when the current one is full.
+    pub fn append(&mut self, id: crate::reading::ReadingId, json: &[u8]) -> Slot {
+        let full = {
+            let b = self.current();
+            b.seg.len() >= segment::MAX_ENTRIES || b.seg.size() >= segment::MAX_BYTES
+        };
+        if full {
+            let next = self.current().seq.saturating_add(1);
+            self.building.push(Building::new(next));
+        }
+        let b = self.current();
+        let idx = b.seg.push(id, json);
+        segment::set_bit(&mut b.live, idx);
+        Slot(b.seq, idx)
+    }
+
+    /// Marks an entry of the group's own segments fresh-pending for `sink`; false (and nothing
+    /// changed) for a slot of an earlier segment.
+    pub fn set_fresh(&mut self, sink: &SinkId, slot: Slot) -> bool {
+        let Some(b) = self.own_mut(slot.seq()) else {
+            return false;
+        };
+        let bits = b.fresh.entry(sink.clone()).or_default();
+        segment::set_bit(bits, slot.idx());
+        true
+    }
+
+    /// Whether the entry at `slot` is fresh-pending for `sink`.
+    pub fn is_fresh(&self, sink: &SinkId, slot: Slot) -> Result<bool, StoreError> {
+        if let Some(b) = self.own(slot.seq()) {
+            return Ok(b
+                .fresh
+                .get(sink)
+                .is_some_and(|b| segment::bit(b, slot.idx())));
+        }
+        Ok(self
+            .get(&keys::pending(sink, slot.seq()))?
+            .is_some_and(|b| segment::bit(&b, slot.idx())))
+    }
+
+    /// Clears the fresh bit of `slot` for `sink`; true when it was set.
+    pub fn clear_fresh(&mut self, sink: &SinkId, slot: Slot) -> Result<bool, StoreError> {
+        if let Some(b) = self.own_mut(slot.seq()) {
+            return Ok(b
+                .fresh
+                .get_mut(sink)
+                .is_some_and(|b| segment::clear_bit(b, slot.idx())));
+        }
+        let key = keys::pending(sink, slot.seq());
+        let Some(mut bits) = self.get(&key)? else {
+            return Ok(false);
+        };
+        if !segment::clear_bit(&mut bits, slot.idx()) {
+            return Ok(false);
+        }
+        if segment::count(&bits) == 0 {
+            self.remove(key);
+        } else {
+            self.put(key, bits);
+        }
+        Ok(true)
+    }
+
+    /// Clears the live bit of `slot`, removing the segment with its last live entry; true when
+    /// the entry was live.
+    pub fn clear_live(&mut self, slot: Slot) -> Result<bool, StoreError> {
+        if let Some(b) = self.own_mut(slot.seq()) {
+            return Ok(segment::clear_bit(&mut b.live, slot.idx()));
+        }
+        let key = keys::live(slot.seq());
+        let Some(mut bits) = self.get(&key)? else {
+            return Ok(false);
+        };
+        if !segment::clear_bit(&mut bits, slot.idx()) {
+            return Ok(false);
+        }
+        if segment::count(&bits) == 0 {
+            self.remove(key);
+            self.remove(keys::segment(slot.seq()));
+        } else {
+            self.put(key, bits);
+        }
+        Ok(true)
     }
 
     pub fn store(&self) -> &'s dyn Store {
@@ -143,13 +336,15 @@ impl<'s> Txn<'s> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.is_empty() && self.building.iter().all(|b| b.seg.is_empty())
     }
 
     /// Starts a request: [`Txn::rollback`] undoes everything staged after this.
     pub fn savepoint(&mut self) {
         self.undo.clear();
         self.saved = Some(self.counters.clone());
+        let len = self.current().seg.len();
+        self.saved_at = (self.building.len(), len);
     }
 
     pub fn rollback(&mut self) {
@@ -166,6 +361,9 @@ impl<'s> Txn<'s> {
         if let Some(c) = self.saved.take() {
             self.counters = c;
         }
+        let (segments, len) = self.saved_at;
+        self.building.truncate(segments.max(1));
+        self.current().truncate(len);
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -198,6 +396,24 @@ impl<'s> Txn<'s> {
                 None => batch.remove(k),
             }
         }
+        let next = match self.building.last() {
+            Some(b) if b.seg.is_empty() => b.seq,
+            Some(b) => b.seq.saturating_add(1),
+            None => 0,
+        };
+        for b in std::mem::replace(&mut self.building, vec![Building::new(next)]) {
+            if segment::count(&b.live) == 0 {
+                continue;
+            }
+            batch.put(keys::segment(b.seq), b.seg.into_bytes());
+            batch.put(keys::live(b.seq), b.live);
+            for (sink, bits) in b.fresh {
+                if segment::count(&bits) > 0 {
+                    batch.put(keys::pending(&sink, b.seq), bits);
+                }
+            }
+        }
+        self.saved_at = (1, 0);
         if counters_changed {
             self.counters.write_to(&mut batch);
         }

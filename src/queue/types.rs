@@ -67,7 +67,7 @@ pub enum Settle {
 /// Queue counters, kept in memory and persisted with every batch (no scan per call).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStats {
-    /// Readings stored (referenced by at least one pending or dead entry).
+    /// Readings stored (referenced by at least one pending, dead or held entry).
     pub readings: u64,
     pub disk_bytes: u64,
     pub max_bytes: u64,
@@ -111,4 +111,9 @@ pub enum QueueError {
     MissingId { index: usize },
     #[error("sink id `{0}` cannot be used as a queue key (it contains a NUL byte or is empty)")]
     BadSinkId(String),
+    #[error(
+        "the queue store was written by an earlier development build (one key per reading); \
+         drain it with that build, or move the data directory aside"
+    )]
+    OldLayout,
 }

@@ -7,15 +7,22 @@
 //!
 //! # The prefix table
 //! [`RULES`] is the ONE place that knows, per key prefix, what a key and its value must look
-//! like; everything else here goes through it. Layout parsing is left to `keys` and the
-//! counting to [`Counters::recount`]. Tags that `keys` does not name (meta, the rejected log)
-//! are literal bytes next to the table (in `verify/rules.rs`).
+//! like; everything else here goes through it. Layout parsing is left to `keys` and `segment`,
+//! the counting to [`Counters::recount`]. Tags that `keys` does not name (meta, the rejected
+//! log) are literal bytes next to the table (in `verify/rules.rs`).
+//!
+//! # References (`verify/refs.rs`)
+//! Every live bit (`n`) is inside its segment and its entry is a reading with the entry's id;
+//! every fresh bit (`p`) is live; every retried (`q`) or dead (`d`) entry's slot holds its
+//! reading, live; a reading is not both fresh and retried, nor pending and dead, for one sink;
+//! every live reading has a fresh bit, a retried or a dead entry (else: orphan); `q` and `t`
+//! come in pairs. A store with `r` keys is from the layout before segments: one problem.
 //!
 //! Problems name a key by its hex, except dedupe keys (`k`), which hold a device's
 //! measurement values: those are shown as their tag plus a SHA-256 prefix. Values are never
 //! shown.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -23,10 +30,12 @@ use super::keys;
 use super::store::Store;
 use super::txn::Counters;
 use super::types::QueueError;
-use crate::reading::ReadingId;
 
+mod refs;
 mod rules;
-pub use rules::{classify, rule_for, show_key, Item, Rule, RULES};
+pub use rules::{
+    classify, decode_error, entry_reading, rule_for, show_key, Entry, Item, Rule, RULES,
+};
 
 /// One thing wrong with the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,8 +141,8 @@ pub fn scan_tag(
 /// Checks every key of `store` (see the module doc). Reads only.
 pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
     let mut rep = Report::default();
-    let mut readable: HashSet<ReadingId> = HashSet::new();
     let mut items: Vec<(Vec<u8>, Item)> = Vec::new();
+    let mut old = 0u64;
     for tag in 0..=u8::MAX {
         let name = rule_for(&[tag]).map_or("unknown", |r| r.name);
         let mut found = Vec::new();
@@ -141,10 +150,9 @@ pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
         for (k, item) in found {
             *rep.keys.entry(name).or_default() += 1;
             match item {
-                Ok(Item::Reading(id)) => {
-                    readable.insert(id);
-                }
                 Ok(Item::Counter | Item::Other) => {}
+                Ok(Item::OldReading) => old += 1,
+                Ok(Item::Held(_)) => rep.held += 1,
                 Ok(other) => items.push((k, other)),
                 Err(reason) => rep.problem(&k, reason),
             }
@@ -157,49 +165,21 @@ pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
             );
         }
     }
-    let mut referenced: HashSet<ReadingId> = HashSet::new();
-    for (k, item) in &items {
-        match item {
-            Item::Fresh(_, id) | Item::Dead(_, id) | Item::Held(id) | Item::Retried(_, id, _) => {
-                referenced.insert(*id);
-                if !readable.contains(id) {
-                    rep.problem(k, "entry without a readable reading");
-                }
-                if let Item::Retried(sink, id, ms) = item {
-                    if store.get(&keys::due(sink, *ms, *id))?.is_none() {
-                        rep.problem(k, "retried pending entry without its due key");
-                    }
-                }
-                if matches!(item, Item::Held(_)) {
-                    rep.held += 1;
-                }
-            }
-            Item::Due(sink, ms, id) => {
-                let qk = keys::retried(sink, *id);
-                let at_ms = match store.get(&qk)? {
-                    Some(v) => matches!(classify(&qk, &v), Ok(Item::Retried(_, _, t)) if t == *ms),
-                    None => false,
-                };
-                if !at_ms {
-                    rep.problem(k, "due key without a retried entry at that time");
-                }
-            }
-            _ => {}
-        }
+    if old > 0 {
+        rep.problem(&[keys::OLD_READING], old_layout(old));
     }
-    let mut orphans: Vec<_> = readable.difference(&referenced).copied().collect();
-    orphans.sort();
-    for id in orphans {
-        rep.problem(
-            &keys::reading(id),
-            "orphan: no pending, dead or held entry refers to this reading",
-        );
-    }
+    refs::check(&mut rep, store, items)?;
     rep.found = Counts::from(&Counters::recount(store)?);
     match Counters::load(store) {
         Ok(Some(c)) => rep.counted = Some(Counts::from(&c)),
         Ok(None) => rep.problem(keys::META_COUNTERS, NO_MARKER),
         Err(e) => rep.problem(&[keys::COUNTER], format!("counters unreadable: {e}")),
+    }
+    if rep.counted.is_some() && old == 0 && store.get(keys::META_LAYOUT)?.is_none() {
+        rep.problem(
+            keys::META_LAYOUT,
+            "the layout marker (`m layout` = \"segments\") is missing",
+        );
     }
     if let Some(counted) = rep.counted.clone() {
         if counted != rep.found {
@@ -214,6 +194,15 @@ pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
         }
     }
     Ok(rep)
+}
+
+/// The one problem of a store written in the layout before segments (`r` keys).
+pub fn old_layout(keys: u64) -> String {
+    format!(
+        "{keys} reading keys (`r`) of the layout before segments: this store was written by an \
+         older vitalsd, which must deliver or export it; this version cannot read or salvage \
+         those readings"
+    )
 }
 
 /// Why the counters marker matters: [`super::Queue`] writes `m counters` in its first sync, and
@@ -233,4 +222,4 @@ pub fn marker_missing(store: &dyn Store) -> Result<Option<String>, QueueError> {
 
 #[cfg(test)]
 #[path = "verify_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -54,6 +54,12 @@ pub enum Command {
         id: ReadingId,
         reason: String,
     },
+    /// Fire and forget: the sink stops waiting for the fresh entries of a segment that cannot
+    /// be read.
+    DropFresh {
+        sink: SinkId,
+        seq: u64,
+    },
     Close {
         reply: Reply<()>,
     },
@@ -98,6 +104,11 @@ pub struct Shared {
     /// Set once a sync failed: what was applied since may be visible to reads (a dedupe
     /// lookup, a pending scan) without being durable, so no later request is answered Ok.
     pub sync_failed: AtomicBool,
+    /// Where listed entries are stored, for settling them without a search.
+    pub hints: ops::SlotHints,
+    /// The last segment a reader loaded: `(seq, bytes)`. Segments never change and a number
+    /// is never reused while the queue is open, so it cannot go stale.
+    pub last_segment: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
 }
 
 impl Shared {
@@ -132,16 +143,19 @@ pub struct Writer {
     last_prune: Option<Instant>,
     prune_cursor: Option<Vec<u8>>,
     last_size: Instant,
+    /// The number the next segment gets: only grows while the queue is open.
+    next_seq: u64,
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>) -> Self {
+    pub fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>, next_seq: u64) -> Self {
         Self {
             shared,
             rx,
             last_prune: None,
             prune_cursor: None,
             last_size: Instant::now(),
+            next_seq,
         }
     }
 
@@ -186,7 +200,7 @@ impl Writer {
     fn group(&mut self, cmds: Vec<Command>, sync: &mpsc::Sender<SyncJob>) -> bool {
         let store = Arc::clone(&self.shared.store);
         let counters = self.shared.counters().clone();
-        let mut tx = Txn::new(&*store, counters);
+        let mut tx = Txn::with_seq(&*store, counters, self.next_seq);
         let mut done = Vec::new();
         let mut woken = BTreeSet::new();
         let now_ms = ops::to_ms(OffsetDateTime::now_utc());
@@ -216,6 +230,7 @@ impl Writer {
                 now_ms,
                 configured: &configured,
                 woken: &mut woken,
+                hints: &self.shared.hints,
             };
             tx.savepoint();
             match cmd {
@@ -239,6 +254,12 @@ impl Writer {
                         tracing::error!(%sink, %id, error = %e, "cannot move an unreadable entry to dead-letter");
                     }
                 }
+                Command::DropFresh { sink, seq } => {
+                    if let Err(e) = ops::drop_fresh(&mut tx, &sink, seq) {
+                        tx.rollback();
+                        tracing::error!(%sink, seq, error = %e, "cannot drop the entries of an unreadable segment");
+                    }
+                }
                 Command::RetryDead { sink, id, reply } => {
                     let ids = match id {
                         Some(id) => Ok(vec![id]),
@@ -250,6 +271,7 @@ impl Writer {
                         now_ms,
                         configured: &configured,
                         woken: &mut woken,
+                        hints: &self.shared.hints,
                     };
                     tx.savepoint();
                     match ids.and_then(|ids| ops::retry_dead(&mut tx, &mut ctx, &sink, &ids)) {
@@ -265,7 +287,7 @@ impl Writer {
                         }
                     }
                     tx.savepoint();
-                    match purge(&mut tx, sink, id) {
+                    match purge(&mut tx, &self.shared.hints, sink, id) {
                         Ok(n) => done.push(Done::Count(reply, n)),
                         Err(e) => fail(&mut tx, reply, e),
                     }
@@ -290,6 +312,7 @@ impl Writer {
             }
         }
         let committed = self.commit(&mut tx, &mut done, &mut woken, sync);
+        self.next_seq = self.next_seq.max(tx.next_seq());
         let Some(reply) = closing else { return false };
         // Wait until the syncer answered every group before this one, then sync once more.
         let (barrier, answered) = mpsc::channel();
@@ -382,7 +405,19 @@ fn dead_ids(store: &dyn Store, sink: &SinkId) -> Result<Vec<ReadingId>, QueueErr
     }
 }
 
-fn purge(tx: &mut Txn, sink: Option<SinkId>, id: Option<ReadingId>) -> Result<usize, QueueError> {
+fn purge(
+    tx: &mut Txn,
+    hints: &ops::SlotHints,
+    sink: Option<SinkId>,
+    id: Option<ReadingId>,
+) -> Result<usize, QueueError> {
+    let mut woken = BTreeSet::new();
+    let ctx = Ctx {
+        now_ms: 0,
+        configured: &[],
+        woken: &mut woken,
+        hints,
+    };
     let sinks: Vec<SinkId> = match sink {
         Some(s) => vec![s],
         None => tx.counters.sinks.keys().cloned().collect(),
@@ -393,7 +428,7 @@ fn purge(tx: &mut Txn, sink: Option<SinkId>, id: Option<ReadingId>) -> Result<us
             Some(id) => vec![id],
             None => dead_ids(tx.store(), s)?,
         };
-        n += ops::purge_dead(tx, s, &ids)?;
+        n += ops::purge_dead(tx, &ctx, s, &ids)?;
     }
     Ok(n)
 }

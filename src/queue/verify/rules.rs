@@ -1,24 +1,36 @@
 //! The prefix table of `verify`: per key prefix, what a key and its value must look like.
 //!
 //! [`RULES`] is the ONE place to adjust when the queue's key layout changes. Layout parsing is
-//! left to `keys`; tags that `keys` does not name (meta, the rejected log) are literal bytes
-//! here.
+//! left to `keys` and `segment`; tags that `keys` does not name (meta, the rejected log) are
+//! literal bytes here. Reasons never quote a value: a decode error is named by its kind and
+//! position only (serde's own message can quote the offending string).
 
 use super::super::keys::{self, DeadValue, PendingValue};
+use super::super::segment::{self, Segment, Slot};
 use crate::context::audit::AuditEntry;
 use crate::reading::{Reading, ReadingId, SinkId};
+
+/// One entry of a segment: its id, and why its JSON is not a reading with that id (`None`: it
+/// is one).
+pub type Entry = (ReadingId, Option<String>);
 
 /// What one readable key is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    Reading(ReadingId),
-    /// A pending entry that is due at once, in id order (no due key of its own).
-    Fresh(SinkId, ReadingId),
-    /// A pending entry with its own time: it must have a due key `t`.
-    Retried(SinkId, ReadingId, u64),
+    /// A segment (`g`): its number and every entry, live or not.
+    Segment(u64, Vec<Entry>),
+    /// The live bitmap of a segment (`n`; never empty).
+    Live(u64, Vec<u8>),
+    /// A sink's fresh-pending bitmap over one segment (`p`; never empty).
+    Fresh(SinkId, u64, Vec<u8>),
+    /// A pending entry with its own time (`q`): it must have a due key `t`.
+    Retried(SinkId, ReadingId, Slot, u64),
     Due(SinkId, u64, ReadingId),
-    Dead(SinkId, ReadingId),
+    Dead(SinkId, ReadingId, Slot),
+    /// A held reading: the reading lives in its held value, not in a segment.
     Held(ReadingId),
+    /// A reading key (`r`) of the layout before segments.
+    OldReading,
     /// A persisted counter (`c`): rebuilt by salvage, compared by verify.
     Counter,
     /// Anything else that stands alone (dedupe keys, audit, contexts, rejected log, meta).
@@ -35,13 +47,18 @@ pub struct Rule {
 /// Every key prefix of the queue's tree. Adjust HERE when the layout changes.
 pub const RULES: &[Rule] = &[
     Rule {
-        tag: keys::READING,
-        name: "readings",
-        check: reading,
+        tag: keys::SEGMENT,
+        name: "segments",
+        check: segment,
+    },
+    Rule {
+        tag: keys::LIVE,
+        name: "live bitmaps",
+        check: live,
     },
     Rule {
         tag: keys::PENDING,
-        name: "pending",
+        name: "pending bitmaps",
         check: pending,
     },
     Rule {
@@ -58,6 +75,11 @@ pub const RULES: &[Rule] = &[
         tag: keys::DEAD,
         name: "dead-letter",
         check: dead,
+    },
+    Rule {
+        tag: keys::OLD_READING,
+        name: "readings (old layout)",
+        check: old_reading,
     },
     Rule {
         tag: keys::DEDUPE,
@@ -106,35 +128,83 @@ fn id_key(key: &[u8]) -> Result<ReadingId, String> {
     keys::id_suffix(key).ok_or_else(|| "no id in the key".into())
 }
 
+fn seq_key(key: &[u8]) -> Result<u64, String> {
+    if key.len() != 9 {
+        return Err(format!(
+            "key is {} bytes, expected 9 (tag ++ seq)",
+            key.len()
+        ));
+    }
+    keys::seq_suffix(key).ok_or_else(|| "no segment number in the key".into())
+}
+
 fn sink_entry(key: &[u8]) -> Result<(SinkId, ReadingId), String> {
     keys::parse_sink_entry(key).ok_or_else(|| "not `tag sink 0x00 id`".into())
 }
 
-fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(v).map_err(|e| format!("value does not decode: {e}"))
+/// Why a JSON value does not decode, without quoting any of it.
+pub fn decode_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "read error",
+        Category::Syntax => "not JSON",
+        Category::Data => "JSON of the wrong shape",
+        Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
-fn reading(k: &[u8], v: &[u8]) -> Result<Item, String> {
-    let id = id_key(k)?;
-    let r: Reading = json(v)?;
+fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(v).map_err(|e| format!("value does not decode: {}", decode_error(&e)))
+}
+
+/// Whether one segment entry's JSON is a reading stored under `id`.
+pub fn entry_reading(id: ReadingId, v: &[u8]) -> Result<(), String> {
+    let r: Reading = serde_json::from_slice(v)
+        .map_err(|e| format!("does not decode as a reading: {}", decode_error(&e)))?;
     match r.id {
-        Some(inner) if inner != id => Err("the reading's id differs from its key".into()),
-        _ => Ok(Item::Reading(id)),
+        Some(inner) if inner == id => Ok(()),
+        Some(_) => Err("the reading's id differs from its entry's".into()),
+        None => Err("the reading has no id".into()),
     }
+}
+
+fn segment(k: &[u8], v: &[u8]) -> Result<Item, String> {
+    let seq = seq_key(k)?;
+    let seg = Segment::parse(v).map_err(|e| format!("segment does not parse: {e}"))?;
+    let entries = seg
+        .iter()
+        .map(|(_, id, json)| (id, entry_reading(id, json).err()))
+        .collect();
+    Ok(Item::Segment(seq, entries))
+}
+
+fn bitmap(v: &[u8], what: &str) -> Result<Vec<u8>, String> {
+    if segment::count(v) == 0 {
+        return Err(format!(
+            "{what} without any bit set (it is deleted when empty)"
+        ));
+    }
+    Ok(v.to_vec())
+}
+
+fn live(k: &[u8], v: &[u8]) -> Result<Item, String> {
+    let seq = seq_key(k)?;
+    Ok(Item::Live(seq, bitmap(v, "live bitmap")?))
 }
 
 fn pending(k: &[u8], v: &[u8]) -> Result<Item, String> {
-    let (sink, id) = sink_entry(k)?;
-    if !v.is_empty() {
-        return Err("a fresh pending entry has a value (its state belongs under `q`)".into());
+    let (sink, seq) = keys::parse_pending(k).ok_or("not `p sink 0x00 seq`")?;
+    if sink.as_str().is_empty() {
+        return Err("not `p sink 0x00 seq`: no sink".into());
     }
-    Ok(Item::Fresh(sink, id))
+    Ok(Item::Fresh(sink, seq, bitmap(v, "pending bitmap")?))
 }
 
 fn retried(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let (sink, id) = sink_entry(k)?;
     let p: PendingValue = json(v)?;
-    Ok(Item::Retried(sink, id, p.not_before_ms))
+    Ok(Item::Retried(sink, id, p.slot, p.not_before_ms))
 }
 
 /// The sink of a due key: `t sink 0x00 ms id`.
@@ -157,8 +227,12 @@ fn due(k: &[u8], v: &[u8]) -> Result<Item, String> {
 
 fn dead(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let (sink, id) = sink_entry(k)?;
-    let _: DeadValue = json(v)?;
-    Ok(Item::Dead(sink, id))
+    let d: DeadValue = json(v)?;
+    Ok(Item::Dead(sink, id, d.slot))
+}
+
+fn old_reading(_: &[u8], _: &[u8]) -> Result<Item, String> {
+    Ok(Item::OldReading)
 }
 
 fn dedupe(k: &[u8], v: &[u8]) -> Result<Item, String> {
@@ -182,16 +256,25 @@ fn counter(k: &[u8], v: &[u8]) -> Result<Item, String> {
 fn meta(k: &[u8], v: &[u8]) -> Result<Item, String> {
     match k {
         keys::META_COUNTERS if v != b"1" => Err("counters flag is not \"1\"".into()),
+        keys::META_LAYOUT if v != keys::LAYOUT => Err("layout marker is not \"segments\"".into()),
         b"mrejected" if v.len() != 24 => Err("rejected-log position is not 3 × u64".into()),
         _ => Ok(Item::Other),
     }
 }
 
+/// A held value: the reading lives here, not in a segment.
+#[derive(serde::Deserialize)]
+struct HeldValue {
+    #[serde(rename = "at")]
+    _at: u64,
+    reading: Reading,
+}
+
 fn held(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let id = id_key(k)?;
-    let h: serde_json::Value = json(v)?;
-    if !h.get("at").is_some_and(serde_json::Value::is_u64) {
-        return Err("held value has no `at` time".into());
+    let h: HeldValue = json(v)?;
+    if h.reading.id != Some(id) {
+        return Err("the held reading's id differs from its key".into());
     }
     Ok(Item::Held(id))
 }

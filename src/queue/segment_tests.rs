@@ -1,0 +1,171 @@
+//! The segment layout seen through the queue: one key per group, settling without hints,
+//! rolled-back requests, unreadable segments and stores from the layout before segments.
+
+use std::sync::Arc;
+
+use time::macros::datetime;
+
+use super::tests::reading;
+use super::txn::{Counters, Txn};
+use super::*;
+
+fn sinks(names: &[&str]) -> Vec<SinkId> {
+    names.iter().map(|n| SinkId::new(*n)).collect()
+}
+
+fn far_future() -> OffsetDateTime {
+    datetime!(2100-01-01 0:00 UTC)
+}
+
+fn count(store: &dyn Store, tag: u8) -> usize {
+    store.scan_prefix(&[tag], None, usize::MAX).unwrap().len()
+}
+
+#[tokio::test]
+async fn a_group_of_readings_is_one_segment_one_live_bitmap_and_one_bitmap_per_sink() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let q = Queue::with_store(
+        Arc::clone(&store),
+        QueueOptions::new(sinks(&["ehr", "file"])),
+    )
+    .unwrap();
+    let rs: Vec<_> = (0..200).map(|n| reading("cuff", n)).collect();
+    q.enqueue(rs.clone()).await.unwrap();
+    assert_eq!(count(&*store, keys::SEGMENT), 1);
+    assert_eq!(count(&*store, keys::LIVE), 1);
+    assert_eq!(count(&*store, keys::PENDING), 2);
+    assert_eq!(count(&*store, keys::DEDUPE), 200);
+    let s = q.stats().unwrap();
+    assert_eq!(s.readings, 200);
+    assert!(s.sinks.iter().all(|x| x.pending == 200));
+    // Listed in the order they were stored.
+    let p = q.pending(&SinkId::new("ehr"), 500, far_future()).unwrap();
+    let want: Vec<_> = rs.iter().map(|r| r.id).collect();
+    assert_eq!(p.iter().map(|p| p.reading.id).collect::<Vec<_>>(), want);
+    assert_eq!(p[7].reading, rs[7]);
+}
+
+#[tokio::test]
+async fn a_large_enqueue_is_split_into_segments_of_bounded_size() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+    let n = 2 * segment::MAX_ENTRIES as i64 + 10;
+    let rs: Vec<_> = (0..n).map(|i| reading("cuff", i)).collect();
+    q.enqueue(rs.clone()).await.unwrap();
+    assert_eq!(count(&*store, keys::SEGMENT), 3);
+    assert_eq!(count(&*store, keys::PENDING), 3);
+    let p = q.pending(&SinkId::new("ehr"), 1000, far_future()).unwrap();
+    assert_eq!(p.len(), rs.len());
+    assert_eq!(p.last().map(|p| p.reading.id), rs.last().map(|r| r.id));
+}
+
+#[tokio::test]
+async fn entries_are_settled_after_a_reopen_without_listing_them_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rs: Vec<_> = (0..30).map(|n| reading("cuff", n)).collect();
+    {
+        let q = Queue::open(dir.path(), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+        for chunk in rs.chunks(10) {
+            q.enqueue(chunk.to_vec()).await.unwrap();
+        }
+        q.close().await.unwrap();
+    }
+    let q = Queue::open(dir.path(), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+    // No hints after a reopen: each id is found by looking through the bitmaps.
+    let done: Vec<_> = rs[5..25]
+        .iter()
+        .map(|r| (r.id.unwrap(), Settle::Delivered))
+        .collect();
+    q.settle(&SinkId::new("ehr"), done).await.unwrap();
+    let left = q.pending(&SinkId::new("ehr"), 100, far_future()).unwrap();
+    let want: Vec<_> = rs[..5].iter().chain(&rs[25..]).map(|r| r.id).collect();
+    assert_eq!(left.iter().map(|p| p.reading.id).collect::<Vec<_>>(), want);
+    assert_eq!(q.stats().unwrap().readings, 10);
+    // The middle segment had nothing left: it is gone with its bitmaps.
+    let store = &*q.inner.shared.store;
+    assert_eq!(store.get(&keys::segment(1)).unwrap(), None);
+    assert_eq!(store.get(&keys::live(1)).unwrap(), None);
+    assert_eq!(
+        store.get(&keys::pending(&SinkId::new("ehr"), 1)).unwrap(),
+        None
+    );
+    // A new segment is numbered after every segment ever written while open.
+    q.enqueue(vec![reading("cuff", 99)]).await.unwrap();
+    assert!(store.get(&keys::segment(3)).unwrap().is_some());
+}
+
+#[test]
+fn a_rolled_back_request_leaves_nothing_in_the_group_segment() {
+    let store = MemoryStore::new();
+    let mut tx = Txn::with_seq(&store, Counters::default(), 4);
+    let ehr = SinkId::new("ehr");
+    let (a, b) = (ReadingId::new(), ReadingId::new());
+    tx.savepoint();
+    let first = tx.append(a, b"{\"a\":1}");
+    assert!(tx.set_fresh(&ehr, first));
+    tx.savepoint();
+    let second = tx.append(b, b"{\"b\":2}");
+    tx.set_fresh(&ehr, second);
+    // Enough to start two more segments, all rolled back with the request.
+    for _ in 0..(2 * segment::MAX_ENTRIES) {
+        let s = tx.append(ReadingId::new(), b"{}");
+        tx.set_fresh(&ehr, s);
+    }
+    assert_eq!(tx.next_seq(), 6);
+    tx.rollback();
+    let batch = tx.take_batch(false);
+    store.apply(batch).unwrap();
+    let raw = store.get(&keys::segment(4)).unwrap().unwrap();
+    let seg = segment::Segment::parse(&raw).unwrap();
+    assert_eq!(seg.len(), 1);
+    assert_eq!(seg.get(0).map(|(id, _)| id), Some(a));
+    let bits = store.get(&keys::pending(&ehr, 4)).unwrap().unwrap();
+    assert_eq!(segment::ones(&bits).collect::<Vec<_>>(), [0]);
+    let live = store.get(&keys::live(4)).unwrap().unwrap();
+    assert_eq!(segment::ones(&live).collect::<Vec<_>>(), [0]);
+    // Nothing else was written, and the next group's segment gets the next number.
+    assert_eq!(count(&store, keys::SEGMENT), 1);
+    assert_eq!(tx.next_seq(), 5);
+}
+
+#[tokio::test]
+async fn a_segment_that_cannot_be_read_does_not_block_the_sink() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+    q.enqueue(vec![reading("cuff", 1), reading("cuff", 2)])
+        .await
+        .unwrap();
+    let later = reading("cuff", 3);
+    q.enqueue(vec![later.clone()]).await.unwrap();
+    let mut b = Batch::new();
+    b.put(keys::segment(0), vec![1, 0xde, 0xad]);
+    store.apply(b).unwrap();
+    let p = q.pending(&SinkId::new("ehr"), 10, far_future()).unwrap();
+    assert_eq!(
+        p.iter().map(|p| p.reading.id).collect::<Vec<_>>(),
+        [later.id]
+    );
+    // The drop goes through the writer; a later request commits after it.
+    q.enqueue(vec![reading("cuff", 4)]).await.unwrap();
+    let s = q.stats().unwrap();
+    assert_eq!(s.sinks[0].pending, 2);
+    assert_eq!(
+        store.get(&keys::pending(&SinkId::new("ehr"), 0)).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_store_from_the_layout_before_segments_is_refused_at_open() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut b = Batch::new();
+    let mut old = vec![keys::OLD_READING];
+    old.extend_from_slice(&[7; 16]);
+    b.put(old, b"{}".to_vec());
+    store.apply(b).unwrap();
+    let err = Queue::with_store(store, QueueOptions::new(sinks(&["ehr"])))
+        .err()
+        .unwrap();
+    assert!(matches!(err, QueueError::OldLayout), "{err}");
+    assert!(err.to_string().contains("earlier development build"));
+}
