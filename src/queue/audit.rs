@@ -1,17 +1,21 @@
 //! The append-only audit log and the durable room contexts, in the queue's own store.
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop; stores each as one entry that is never changed, and removed only when it is
-//! older than `[daemon] audit_retention` (the writer prunes the oldest once a minute). Writes go through
-//! the group-commit writer (`Command::Stage`), so an audit entry is durable in the SAME batch as
-//! the change it describes (a settle, an assignment, a context record).
+//! delivery loop; stores the events of one request (a settled batch, an assignment) as one entry
+//! that is never changed, and removed only when it is older than `[daemon] audit_retention` (the
+//! writer prunes the oldest once a minute). Writes go through the group-commit writer
+//! (`Command::Stage`), so an audit entry is durable in the SAME batch as the change it describes
+//! (a settle, an assignment, a context record).
 //!
 //! # Layout
 //! ```text
-//! 'l' uuid7                   → AuditEntry JSON; uuid7 = 16 bytes whose first 6 are unix ms,
-//!                               so keys sort by time and `since` is a seek
+//! 'l' uuid7                   → JSON array of AuditEntry (one request's events; a single
+//!                               AuditEntry object is read too); uuid7 = 16 bytes whose first 6
+//!                               are unix ms, so keys sort by time and `since` is a seek
 //! 'x' room                    → the room's context record (JSON owned by `crate::context`)
 //! ```
+//! One key per request, not per event: a drained backlog of a million deliveries adds 20,000
+//! keys in 50-reading batches, not a million (sled's memory grows with its key count).
 
 use std::any::Any;
 
@@ -73,18 +77,40 @@ fn key_ms(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(ms))
 }
 
-/// Stages audit entries recorded at `now`.
+/// Stages audit entries recorded at `now`, as one key.
 pub(super) fn append(
     tx: &mut Txn,
     now: OffsetDateTime,
     events: Vec<AuditEvent>,
 ) -> Result<(), QueueError> {
-    for event in events {
-        let key = audit_key();
-        let value = ops::json(&key, &AuditEntry { at: now, event })?;
-        tx.put(key, value);
+    if events.is_empty() {
+        return Ok(());
     }
+    let entries: Vec<AuditEntry> = events
+        .into_iter()
+        .map(|event| AuditEntry { at: now, event })
+        .collect();
+    let key = audit_key();
+    let value = ops::json(&key, &entries)?;
+    tx.put(key, value);
     Ok(())
+}
+
+/// The entries of one `l` value: an array, or a single entry.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum Stored {
+    Many(Vec<AuditEntry>),
+    One(AuditEntry),
+}
+
+impl Stored {
+    pub(super) fn into_vec(self) -> Vec<AuditEntry> {
+        match self {
+            Stored::Many(v) => v,
+            Stored::One(e) => vec![e],
+        }
+    }
 }
 
 impl Queue {
@@ -131,12 +157,14 @@ impl Queue {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (k, v) in page {
-                out.push(ops::decode(&k, &v)?);
-                if out.len() == limit {
+                let stored: Stored = ops::decode(&k, &v)?;
+                out.extend(stored.into_vec());
+                if out.len() >= limit {
                     break;
                 }
             }
         }
+        out.truncate(limit);
         Ok(out)
     }
 

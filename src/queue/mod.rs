@@ -130,9 +130,7 @@ impl Queue {
     /// A queue over any [`Store`] (tests use [`MemoryStore`]).
     pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
         let configured = sink_list(opts.sinks)?;
-        if !store.scan_prefix(&[keys::OLD_READING], None, 1)?.is_empty() {
-            return Err(QueueError::OldLayout);
-        }
+        check_layout(&*store)?;
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
             None => {
@@ -554,6 +552,34 @@ impl Queue {
     pub fn sync_count(&self) -> u64 {
         self.inner.shared.store.sync_count()
     }
+}
+
+/// Refuses a store written before segments that still holds readings or entries; marks a
+/// drained one (only dedupe keys, audit, contexts and counters left) as this layout.
+fn check_layout(store: &dyn Store) -> Result<(), QueueError> {
+    if !store.scan_prefix(&[keys::OLD_READING], None, 1)?.is_empty() {
+        return Err(QueueError::OldLayout);
+    }
+    if store.get(keys::META_LAYOUT)?.is_some() || store.get(keys::META_COUNTERS)?.is_none() {
+        return Ok(());
+    }
+    let entry_tags = [
+        keys::PENDING,
+        keys::RETRIED,
+        keys::DUE,
+        keys::DEAD,
+        held::HELD,
+    ];
+    for tag in entry_tags {
+        if !store.scan_prefix(&[tag], None, 1)?.is_empty() {
+            return Err(QueueError::OldLayout);
+        }
+    }
+    let mut batch = Batch::new();
+    batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
+    store.apply(batch)?;
+    store.sync()?;
+    Ok(())
 }
 
 /// The sinks of `sinks` in order, without repeats; an empty or NUL-bearing id is refused.

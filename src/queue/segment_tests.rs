@@ -169,3 +169,71 @@ fn a_store_from_the_layout_before_segments_is_refused_at_open() {
     assert!(matches!(err, QueueError::OldLayout), "{err}");
     assert!(err.to_string().contains("earlier development build"));
 }
+
+#[tokio::test]
+async fn a_drained_store_from_before_segments_is_taken_over_and_one_with_entries_refused() {
+    let drained: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut b = Batch::new();
+    b.put(keys::META_COUNTERS, b"1".to_vec());
+    b.put(keys::counter_readings(), 0u64.to_be_bytes().to_vec());
+    b.put(
+        keys::dedupe("cuff|heart_rate|1|x=1"),
+        keys::dedupe_value(ReadingId::new(), 1),
+    );
+    drained.apply(b).unwrap();
+    let q = Queue::with_store(Arc::clone(&drained), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+    assert_eq!(
+        drained.get(keys::META_LAYOUT).unwrap().as_deref(),
+        Some(keys::LAYOUT)
+    );
+    q.enqueue(vec![reading("cuff", 1)]).await.unwrap();
+    assert_eq!(
+        q.pending(&SinkId::new("ehr"), 10, far_future())
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let with_dead: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut b = Batch::new();
+    b.put(keys::META_COUNTERS, b"1".to_vec());
+    b.put(
+        keys::dead(&SinkId::new("ehr"), ReadingId::new()),
+        br#"{"why":"HTTP 400","at":1,"n":0}"#.to_vec(),
+    );
+    with_dead.apply(b).unwrap();
+    let err = Queue::with_store(with_dead, QueueOptions::new(sinks(&["ehr"])))
+        .err()
+        .unwrap();
+    assert!(matches!(err, QueueError::OldLayout), "{err}");
+}
+
+#[tokio::test]
+async fn one_settled_batch_is_one_audit_key_and_reads_back_as_one_entry_per_reading() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(sinks(&["ehr"]))).unwrap();
+    let rs: Vec<_> = (0..3).map(|n| reading("cuff", n)).collect();
+    q.enqueue(rs.clone()).await.unwrap();
+    let done = rs
+        .iter()
+        .map(|r| (r.id.unwrap(), Settle::Delivered))
+        .collect();
+    q.settle_audited(&SinkId::new("ehr"), done).await.unwrap();
+    assert_eq!(count(&*store, super::audit::AUDIT), 1);
+    assert_eq!(q.audit(None, 100).unwrap().len(), 3);
+    assert_eq!(q.audit(None, 2).unwrap().len(), 2);
+    // An entry of the earlier one-event-per-key format still reads.
+    let old = crate::context::audit::AuditEntry {
+        at: datetime!(2026-11-27 13:00 UTC),
+        event: crate::context::audit::AuditEvent::Held {
+            reading: ReadingId::new(),
+            room: None,
+        },
+    };
+    let mut b = Batch::new();
+    let mut k = vec![super::audit::AUDIT];
+    k.extend_from_slice(uuid::Uuid::now_v7().as_bytes());
+    b.put(k, serde_json::to_vec(&old).unwrap());
+    store.apply(b).unwrap();
+    assert_eq!(q.audit(None, 100).unwrap().len(), 4);
+}

@@ -7,7 +7,6 @@
 
 use super::super::keys::{self, DeadValue, PendingValue};
 use super::super::segment::{self, Segment, Slot};
-use crate::context::audit::AuditEntry;
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// One entry of a segment: its id, and why its JSON is not a reading with that id (`None`: it
@@ -280,7 +279,7 @@ fn held(k: &[u8], v: &[u8]) -> Result<Item, String> {
 }
 
 fn audit(_: &[u8], v: &[u8]) -> Result<Item, String> {
-    let _: AuditEntry = json(v)?;
+    let _: super::super::audit::Stored = json(v)?;
     Ok(Item::Other)
 }
 
