@@ -1,21 +1,21 @@
 //! The append-only audit log and the durable room contexts, in the queue's own store.
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop; stores the events of one request (a settled batch, an assignment) as one entry
-//! that is never changed, and removed only when it is older than `[daemon] audit_retention` (the
-//! writer prunes the oldest once a minute). Writes go through the group-commit writer
-//! (`Command::Stage`), so an audit entry is durable in the SAME batch as the change it describes
-//! (a settle, an assignment, a context record).
+//! delivery loop; stores each as one entry that is never changed, and removed only when it is
+//! older than `[daemon] audit_retention` (the writer prunes the oldest once a minute). Writes go
+//! through the group-commit writer (`Command::Stage`), so an audit entry is durable in the SAME
+//! batch as the change it describes (a settle, an assignment, a context record).
 //!
 //! # Layout
 //! ```text
-//! 'l' uuid7                   → JSON array of AuditEntry (one request's events; a single
-//!                               AuditEntry object is read too); uuid7 = 16 bytes whose first 6
-//!                               are unix ms, so keys sort by time and `since` is a seek
+//! 'l' uuid7                   → AuditEntry JSON (a JSON array of them is read too); uuid7 =
+//!                               16 bytes whose first 6 are unix ms, so keys sort by time and
+//!                               `since` is a seek
 //! 'x' room                    → the room's context record (JSON owned by `crate::context`)
 //! ```
-//! One key per request, not per event: a drained backlog of a million deliveries adds 20,000
-//! keys in 50-reading batches, not a million (sled's memory grows with its key count).
+//! One key per event: packing a settled batch's events into one value was measured and raised
+//! the peak RSS of draining a large backlog (sled rewrites whole leaf nodes, and nodes of large
+//! values cost more than many small keys).
 
 use std::any::Any;
 
@@ -77,22 +77,17 @@ fn key_ms(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(ms))
 }
 
-/// Stages audit entries recorded at `now`, as one key.
+/// Stages audit entries recorded at `now`, one key each.
 pub(super) fn append(
     tx: &mut Txn,
     now: OffsetDateTime,
     events: Vec<AuditEvent>,
 ) -> Result<(), QueueError> {
-    if events.is_empty() {
-        return Ok(());
+    for event in events {
+        let key = audit_key();
+        let value = ops::json(&key, &AuditEntry { at: now, event })?;
+        tx.put(key, value);
     }
-    let entries: Vec<AuditEntry> = events
-        .into_iter()
-        .map(|event| AuditEntry { at: now, event })
-        .collect();
-    let key = audit_key();
-    let value = ops::json(&key, &entries)?;
-    tx.put(key, value);
     Ok(())
 }
 

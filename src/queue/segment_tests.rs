@@ -209,7 +209,7 @@ async fn a_drained_store_from_before_segments_is_taken_over_and_one_with_entries
 }
 
 #[tokio::test]
-async fn one_settled_batch_is_one_audit_key_and_reads_back_as_one_entry_per_reading() {
+async fn settled_readings_are_audited_one_entry_each_and_a_packed_entry_reads_too() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(sinks(&["ehr"]))).unwrap();
     let rs: Vec<_> = (0..3).map(|n| reading("cuff", n)).collect();
@@ -219,11 +219,11 @@ async fn one_settled_batch_is_one_audit_key_and_reads_back_as_one_entry_per_read
         .map(|r| (r.id.unwrap(), Settle::Delivered))
         .collect();
     q.settle_audited(&SinkId::new("ehr"), done).await.unwrap();
-    assert_eq!(count(&*store, super::audit::AUDIT), 1);
+    assert_eq!(count(&*store, super::audit::AUDIT), 3);
     assert_eq!(q.audit(None, 100).unwrap().len(), 3);
     assert_eq!(q.audit(None, 2).unwrap().len(), 2);
-    // An entry of the earlier one-event-per-key format still reads.
-    let old = crate::context::audit::AuditEntry {
+    // A value holding several entries reads as each of them.
+    let held = crate::context::audit::AuditEntry {
         at: datetime!(2026-11-27 13:00 UTC),
         event: crate::context::audit::AuditEvent::Held {
             reading: ReadingId::new(),
@@ -233,7 +233,7 @@ async fn one_settled_batch_is_one_audit_key_and_reads_back_as_one_entry_per_read
     let mut b = Batch::new();
     let mut k = vec![super::audit::AUDIT];
     k.extend_from_slice(uuid::Uuid::now_v7().as_bytes());
-    b.put(k, serde_json::to_vec(&old).unwrap());
+    b.put(k, serde_json::to_vec(&[held.clone(), held]).unwrap());
     store.apply(b).unwrap();
-    assert_eq!(q.audit(None, 100).unwrap().len(), 4);
+    assert_eq!(q.audit(None, 100).unwrap().len(), 5);
 }
