@@ -51,12 +51,13 @@ pub struct Reporting {
 
 /// The queue operations the loop needs; [`Queue`] implements it, tests use a fake.
 pub trait DeliveryQueue: Send + Sync {
-    fn pending(
-        &self,
-        sink: &SinkId,
+    /// Due entries; reads the store, so [`Queue`] runs it on the blocking pool.
+    fn pending<'a>(
+        &'a self,
+        sink: &'a SinkId,
         max: usize,
         now: OffsetDateTime,
-    ) -> Result<Vec<Pending>, QueueError>;
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>>;
     fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError>;
     fn settle<'a>(
         &'a self,
@@ -67,13 +68,22 @@ pub trait DeliveryQueue: Send + Sync {
 }
 
 impl DeliveryQueue for Queue {
-    fn pending(
-        &self,
-        sink: &SinkId,
+    fn pending<'a>(
+        &'a self,
+        sink: &'a SinkId,
         max: usize,
         now: OffsetDateTime,
-    ) -> Result<Vec<Pending>, QueueError> {
-        Queue::pending(self, sink, max, now)
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
+        let (queue, sink) = (self.clone(), sink.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || queue.pending(&sink, max, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
+                        "reading pending entries failed: {e}"
+                    ))))
+                })
+        })
     }
     fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
         Queue::next_due(self, sink)
@@ -139,7 +149,7 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     let mut health = Health::default();
     tracing::info!(sink = %id, "delivery started");
     while !cancel.is_cancelled() {
-        let batch = match queue.pending(&id, sink.max_batch().max(1), clock()) {
+        let batch = match queue.pending(&id, sink.max_batch().max(1), clock()).await {
             Ok(b) => b,
             Err(QueueError::Closed) => break,
             Err(e) => {

@@ -52,15 +52,16 @@ impl FakeQueue {
 }
 
 impl DeliveryQueue for FakeQueue {
-    fn pending(
-        &self,
-        _: &SinkId,
+    fn pending<'a>(
+        &'a self,
+        _: &'a SinkId,
         max: usize,
         now: OffsetDateTime,
-    ) -> Result<Vec<Pending>, QueueError> {
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
         let mut s = self.state.lock().expect("lock");
         s.pending_calls += 1;
-        Ok(s.entries
+        let due = s
+            .entries
             .values()
             .filter(|e| e.due <= now)
             .take(max)
@@ -69,7 +70,8 @@ impl DeliveryQueue for FakeQueue {
                 attempts: e.attempts,
                 last_error: e.last_error.clone(),
             })
-            .collect())
+            .collect();
+        Box::pin(std::future::ready(Ok(due)))
     }
     fn next_due(&self, _: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
         Ok(self.with(|s| s.entries.values().map(|e| e.due).min()))
