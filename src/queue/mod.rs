@@ -275,6 +275,8 @@ impl Queue {
                         last_error: p.last_error,
                     });
                 }
+                // Settled meanwhile (a listing racing the delivery loop): not a damaged entry.
+                Err(_) if !self.still_pending(sink, id, p.slot)? => {}
                 Err(reason) => self.quarantine(sink, id, p.slot, reason),
             }
         }
@@ -302,6 +304,8 @@ impl Queue {
                     keys::parse_pending(&k).ok_or_else(|| txn::corrupt(&k, "bad pending key"))?;
                 let raw = match self.segment_bytes(seq) {
                     Ok(raw) => raw,
+                    // Settled meanwhile (another reader's listing raced a settle): nothing to do.
+                    Err(_) if store.get(&k)?.is_none() => continue,
                     Err(reason) => {
                         self.drop_fresh(sink, seq, reason);
                         continue;
@@ -318,6 +322,17 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Whether `sink` still has a pending entry (retried, or fresh at `slot`) for `id`.
+    fn still_pending(&self, sink: &SinkId, id: ReadingId, slot: Slot) -> Result<bool, QueueError> {
+        let store = &*self.inner.shared.store;
+        if store.get(&keys::retried(sink, id))?.is_some() {
+            return Ok(true);
+        }
+        Ok(store
+            .get(&keys::pending(sink, slot.seq()))?
+            .is_some_and(|bits| segment::bit(&bits, slot.idx())))
     }
 
     /// The bytes of segment `seq` (parsed without error), from the one-segment cache or the
