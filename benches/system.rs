@@ -22,6 +22,8 @@ mod latency;
 mod listener;
 #[path = "system/proc.rs"]
 mod proc;
+#[path = "../tests/support/pty.rs"]
+mod pty;
 #[path = "system/soak.rs"]
 mod soak;
 

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -49,30 +48,6 @@ fn collect(sock: &UnixDatagram, within: Duration, done: impl Fn(&[String]) -> bo
 
 fn count(msgs: &[String], line: &str) -> usize {
     msgs.iter().filter(|m| m.lines().any(|l| l == line)).count()
-}
-
-/// A plain HTTP/1.1 request; returns the status and the body.
-fn http(addr: &str, method: &str, path: &str, ctype: &str, body: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// One metric sample's value by its exact name and labels.
@@ -195,7 +170,7 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
 
     let until = Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let (code, text) = http(&addr, "GET", "/metrics", "text/plain", "");
+        let (code, text) = support::http(&addr, "GET", "/metrics", &[], "");
         assert_eq!(code, 200, "{text}");
         if sample(&text, r#"vitalsd_delivered_total{sink="outbox"}"#) == Some(2.0)
             || Instant::now() > until
@@ -205,7 +180,7 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
         std::thread::sleep(Duration::from_millis(100));
     };
     // Frames as the pipeline counts them: the same figure as /api/status.
-    let (_, status) = http(&addr, "GET", "/api/status", "application/json", "");
+    let (_, status) = support::http(&addr, "GET", "/api/status", &[], "");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let frames_ok = status["devices"][0]["frames_ok"].as_f64().unwrap();
     assert!(frames_ok >= 1.0);
@@ -229,7 +204,7 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     let sum = sample(&text, "vitalsd_delivery_seconds_sum").unwrap();
     assert!(sum > 0.0 && sum < 10.0, "delivery latency sum {sum}");
 
-    let (code, body) = http(&addr, "GET", "/readyz", "text/plain", "");
+    let (code, body) = support::http(&addr, "GET", "/readyz", &[], "");
     assert_eq!(code, 200, "{body}");
     let (status, _) = d.stop();
     assert!(status.success());

@@ -60,7 +60,7 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Writes `n` frames at `rate` per second on `pty`, paced on absolute deadlines; the send
 /// times (unix nanoseconds) in order.
-pub fn write_paced(pty: &mut Pty, n: usize, rate: f64, progress: &AtomicUsize) -> Vec<i128> {
+pub fn write_paced(pty: &Pty, n: usize, rate: f64, progress: &AtomicUsize) -> Vec<i128> {
     let t0 = Instant::now();
     let mut sent = Vec::with_capacity(n);
     for i in 0..n {
@@ -100,7 +100,7 @@ async fn floor(base_url: &str, body: Vec<u8>, n: usize) -> Duration {
 pub fn run(rt: &Runtime, tmp: &Path, seconds: f64, rate: f64) -> Latency {
     let listener = rt.block_on(Listener::start());
     listener.reset(true);
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let dev = proc::serial_device("bench-scale", "json", "exam-1", &pty.path, "");
     let cfg_path = tmp.join("latency.toml");
     let text = proc::config(&tmp.join("latency-data"), &dev, &listener.base_url(), "");
@@ -124,7 +124,7 @@ pub fn run(rt: &Runtime, tmp: &Path, seconds: f64, rate: f64) -> Latency {
     let n = (seconds * rate).round() as usize;
     let ticks0 = proc::cpu_ticks(daemon.pid());
     let t0 = Instant::now();
-    let sent = write_paced(&mut pty, n, rate, &AtomicUsize::new(0));
+    let sent = write_paced(&pty, n, rate, &AtomicUsize::new(0));
     let until = Instant::now() + Duration::from_secs(30);
     while listener.stored() < n && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10));

@@ -3,7 +3,6 @@
 //! devices, and the size of a directory on disk.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,39 +17,7 @@ pub fn binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/vitalsd")
 }
 
-/// A pseudo-terminal: the harness writes device bytes to `master`; vitalsd opens `path`.
-pub struct Pty {
-    pub master: std::fs::File,
-    _slave: OwnedFd,
-    pub path: PathBuf,
-}
-
-impl Pty {
-    pub fn new() -> Pty {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let mut t = nix::sys::termios::tcgetattr(pty.slave.as_fd()).expect("tcgetattr");
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &t)
-            .expect("tcsetattr");
-        let path = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
-        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .expect("FD_CLOEXEC");
-        }
-        Pty {
-            master: std::fs::File::from(pty.master),
-            _slave: pty.slave,
-            path,
-        }
-    }
-
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).expect("write to pty");
-    }
-}
+pub use crate::pty::Pty;
 
 /// The daemon, killed when dropped.
 pub struct Daemon {

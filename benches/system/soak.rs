@@ -33,7 +33,7 @@ fn mib(b: u64) -> String {
 pub fn run(rt: &Runtime, tmp: &Path, a: &SoakArgs) -> bool {
     let mut listener = rt.block_on(Listener::start());
     listener.reset(true);
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let dev = proc::serial_device("soak-scale", "json", "exam-1", &pty.path, "");
     let cfg = tmp.join("soak.toml");
     std::fs::write(
@@ -67,7 +67,7 @@ pub fn run(rt: &Runtime, tmp: &Path, a: &SoakArgs) -> bool {
     let writer = {
         let progress = progress.clone();
         std::thread::spawn(move || {
-            let sent = write_paced(&mut pty, n, rate, &progress);
+            let sent = write_paced(&pty, n, rate, &progress);
             (sent, pty)
         })
     };
