@@ -82,7 +82,7 @@ use tokio::sync::oneshot;
 
 use crate::reading::{Reading, ReadingId, SinkId};
 use keys::{DeadValue, PendingValue};
-use segment::{Segment, Slot};
+use segment::Slot;
 use txn::Counters;
 use writer::{Command, Shared, Writer};
 
@@ -302,8 +302,8 @@ impl Queue {
             for (k, bits) in page {
                 let (_, seq) =
                     keys::parse_pending(&k).ok_or_else(|| txn::corrupt(&k, "bad pending key"))?;
-                let raw = match self.segment_bytes(seq) {
-                    Ok(raw) => raw,
+                let seg = match self.load_segment(seq) {
+                    Ok(seg) => seg,
                     // Settled meanwhile (another reader's listing raced a settle): nothing to do.
                     Err(_) if store.get(&k)?.is_none() => continue,
                     Err(reason) => {
@@ -311,7 +311,6 @@ impl Queue {
                         continue;
                     }
                 };
-                let seg = Segment::parse(&raw).map_err(|e| txn::corrupt(&k, &e.to_string()))?;
                 for idx in segment::ones(&bits) {
                     let Some((id, _)) = seg.get(idx) else {
                         continue;
@@ -335,17 +334,16 @@ impl Queue {
             .is_some_and(|bits| segment::bit(&bits, slot.idx())))
     }
 
-    /// The bytes of segment `seq` (parsed without error), from the one-segment cache or the
-    /// store.
-    fn segment_bytes(&self, seq: u64) -> Result<Arc<Vec<u8>>, String> {
+    /// Segment `seq`, indexed, from the one-segment cache or the store.
+    fn load_segment(&self, seq: u64) -> Result<Arc<segment::Loaded>, String> {
         let shared = &*self.inner.shared;
         let mut cached = shared
             .last_segment
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some((s, bytes)) = &*cached {
+        if let Some((s, loaded)) = &*cached {
             if *s == seq {
-                return Ok(Arc::clone(bytes));
+                return Ok(Arc::clone(loaded));
             }
         }
         let raw = match shared.store.get(&keys::segment(seq)) {
@@ -353,18 +351,17 @@ impl Queue {
             Ok(None) => return Err(format!("segment {seq} is missing from the store")),
             Err(e) => return Err(format!("segment {seq}: {e}")),
         };
-        Segment::parse(&raw).map_err(|e| format!("segment {seq}: {e}"))?;
-        let raw = Arc::new(raw);
-        *cached = Some((seq, Arc::clone(&raw)));
-        Ok(raw)
+        let loaded =
+            Arc::new(segment::Loaded::new(raw).map_err(|e| format!("segment {seq}: {e}"))?);
+        *cached = Some((seq, Arc::clone(&loaded)));
+        Ok(loaded)
     }
 
     /// The reading `id` at `slot`, or why it cannot be delivered.
     fn load_reading(&self, slot: Slot, id: ReadingId) -> Result<Reading, String> {
-        let raw = self
-            .segment_bytes(slot.seq())
+        let seg = self
+            .load_segment(slot.seq())
             .map_err(|e| format!("unreadable: {e}"))?;
-        let seg = Segment::parse(&raw).map_err(|e| format!("unreadable: {e}"))?;
         match seg.get(slot.idx()) {
             Some((found, json)) if found == id => ops::decode(&keys::segment(slot.seq()), json)
                 .map_err(|e| format!("unreadable: {e}")),
@@ -413,9 +410,8 @@ impl Queue {
         if let Some((k, bits)) = first.first() {
             let (_, seq) =
                 keys::parse_pending(k).ok_or_else(|| txn::corrupt(k, "bad pending key"))?;
-            match self.segment_bytes(seq) {
-                Ok(raw) => {
-                    let seg = Segment::parse(&raw).map_err(|e| txn::corrupt(k, &e.to_string()))?;
+            match self.load_segment(seq) {
+                Ok(seg) => {
                     fresh = segment::ones(bits)
                         .filter_map(|i| seg.get(i).map(|(id, _)| ops::id_ms(id)))
                         .min();

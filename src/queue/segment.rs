@@ -55,37 +55,67 @@ pub enum SegmentError {
 #[derive(Debug)]
 pub struct Segment<'a> {
     bytes: &'a [u8],
-    entries: Vec<(ReadingId, usize, usize)>,
+    entries: Index,
+}
+
+/// `(id, start, len)` of every entry of a segment value.
+type Index = Vec<(ReadingId, usize, usize)>;
+
+fn index(bytes: &[u8]) -> Result<Index, SegmentError> {
+    let (&format, mut rest) = bytes.split_first().ok_or(SegmentError::Empty)?;
+    if format != FORMAT {
+        return Err(SegmentError::Format(format));
+    }
+    let mut entries = Vec::new();
+    let mut at = 1;
+    while !rest.is_empty() {
+        let n = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        let head = rest.get(..HEADER).ok_or(SegmentError::Truncated(n))?;
+        let id: [u8; 16] = head[..16]
+            .try_into()
+            .map_err(|_| SegmentError::Truncated(n))?;
+        let len: [u8; 4] = head[16..]
+            .try_into()
+            .map_err(|_| SegmentError::Truncated(n))?;
+        let len = u32::from_be_bytes(len) as usize;
+        let start = at + HEADER;
+        if rest.len() < HEADER + len {
+            return Err(SegmentError::Truncated(n));
+        }
+        entries.push((ReadingId::from_bytes(id), start, len));
+        at = start + len;
+        rest = &rest[HEADER + len..];
+    }
+    Ok(entries)
+}
+
+/// A segment read from the store, indexed once and kept (the queue caches the last one read).
+#[derive(Debug)]
+pub struct Loaded {
+    bytes: Vec<u8>,
+    entries: Index,
+}
+
+impl Loaded {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, SegmentError> {
+        let entries = index(&bytes)?;
+        Ok(Self { bytes, entries })
+    }
+
+    /// The id and JSON of entry `idx`.
+    pub fn get(&self, idx: u32) -> Option<(ReadingId, &[u8])> {
+        let &(id, start, len) = self.entries.get(idx as usize)?;
+        Some((id, &self.bytes[start..start + len]))
+    }
 }
 
 impl<'a> Segment<'a> {
     /// Indexes `bytes` without decoding any reading.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, SegmentError> {
-        let (&format, mut rest) = bytes.split_first().ok_or(SegmentError::Empty)?;
-        if format != FORMAT {
-            return Err(SegmentError::Format(format));
-        }
-        let mut entries = Vec::new();
-        let mut at = 1;
-        while !rest.is_empty() {
-            let n = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-            let head = rest.get(..HEADER).ok_or(SegmentError::Truncated(n))?;
-            let id: [u8; 16] = head[..16]
-                .try_into()
-                .map_err(|_| SegmentError::Truncated(n))?;
-            let len: [u8; 4] = head[16..]
-                .try_into()
-                .map_err(|_| SegmentError::Truncated(n))?;
-            let len = u32::from_be_bytes(len) as usize;
-            let start = at + HEADER;
-            if rest.len() < HEADER + len {
-                return Err(SegmentError::Truncated(n));
-            }
-            entries.push((ReadingId::from_bytes(id), start, len));
-            at = start + len;
-            rest = &rest[HEADER + len..];
-        }
-        Ok(Self { bytes, entries })
+        Ok(Self {
+            bytes,
+            entries: index(bytes)?,
+        })
     }
 
     pub fn len(&self) -> usize {
