@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod dedupe;
+
 /// A configured device's stable id (`[[device]] id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -471,35 +473,6 @@ pub struct Lead {
 }
 
 impl Reading {
-    /// The dedupe key of DESIGN §3.2: (device, kind, device time, values). A device that sends
-    /// the same measurement again (memory recall, gateway replay) yields the same key. A
-    /// reading without a device time cannot be told from a new measurement of the same value
-    /// (an oximeter reports 97 % every second), so its key is its own id: it is never merged
-    /// with another reading, and only a resend of the same reading (same id) is recognised.
-    pub fn dedupe_key(&self) -> String {
-        use std::fmt::Write;
-        let t = match (self.device_time, self.id) {
-            (Some(t), _) => t,
-            (None, Some(id)) => return format!("{}|{}|id={id}", self.device.id, self.kind),
-            (None, None) => self.received_at,
-        };
-        let mut k = format!("{}|{}|{}", self.device.id, self.kind, t.unix_timestamp());
-        for v in &self.values {
-            let _ = write!(
-                k,
-                "|{}={}",
-                v.name,
-                v.value.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        if let Some(w) = &self.waveform {
-            // Two strips of a clockless device can complete in the same second (at a gap):
-            // the first sample's time tells them apart.
-            let _ = write!(k, "|t0={}", w.t0.unix_timestamp_nanos());
-        }
-        k
-    }
-
     pub fn has_flag(&self, prefix: &str) -> bool {
         self.flags.iter().any(|f| f.as_str().starts_with(prefix))
     }

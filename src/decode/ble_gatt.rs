@@ -18,7 +18,8 @@
 //!   but not forwarded: no reading kind carries them).
 //! - 0x2A5E / 0x2A5F pulse oximetry → `spo2` (MDC 150456) and `heart_rate` (MDC 149530).
 //! - 0x2A9D weight → `body_weight` (`kg` at 0.005 kg, scale 3, or `[lb_av]` at 0.01 lb) and,
-//!   when flagged, `bmi` (`kg/m2`, 0.1) and `body_height` (`m` at 0.001 or `[in_i]` at 0.1).
+//!   when flagged, `bmi` (`kg/m2`, 0.1). The height sent with the BMI is the user's profile
+//!   height stored in the scale, not a measurement: it is never forwarded.
 //!   0xFFFF in any of these fields is "measurement unsuccessful" → absent.
 //! - 0x2A36 / 0x2A1E (intermediate cuff pressure / temperature) are checked and then reported as
 //!   [`DecodeEvent::Idle`]: a measurement is in progress, nothing is forwarded (§1.4).
@@ -341,7 +342,6 @@ pub static INFO: DriverInfo = DriverInfo {
         Kind::BodyTemperature,
         Kind::Spo2,
         Kind::BodyWeight,
-        Kind::BodyHeight,
         Kind::Bmi,
     ],
     framing: "one characteristic value per MQTT message: binary, hex, base64 or JSON envelope; \

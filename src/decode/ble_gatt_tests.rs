@@ -316,11 +316,12 @@ fn plx_sensor_status_bits_become_flags() {
 }
 
 #[test]
-fn the_si_weight_vector_gives_weight_bmi_and_height() {
+fn the_si_weight_vector_gives_weight_and_bmi_but_never_the_stored_height() {
     let out = decode(0x2A9D, "0A A4 38 E8 07 03 0F 07 05 00 ED 00 D6 06");
     let m = messages(&out);
     let kinds: Vec<Kind> = m.iter().map(|m| m.kind).collect();
-    assert_eq!(kinds, [Kind::BodyWeight, Kind::Bmi, Kind::BodyHeight]);
+    // The 1.750 m in the frame is the user's profile height, not a measurement.
+    assert_eq!(kinds, [Kind::BodyWeight, Kind::Bmi]);
     // 0.005 kg resolution keeps three fraction digits: 72.500.
     assert_eq!(
         (num(m[0], 0), m[0].values[0].unit.as_str()),
@@ -330,21 +331,14 @@ fn the_si_weight_vector_gives_weight_bmi_and_height() {
         (num(m[1], 0), m[1].values[0].unit.as_str()),
         (dec("23.7"), "kg/m2")
     );
-    assert_eq!(
-        (num(m[2], 0), m[2].values[0].unit.as_str()),
-        (dec("1.750"), "m")
-    );
     let t = Some(DeviceTime::Local(datetime!(2024-03-15 07:05:00)));
     assert!(m.iter().all(|m| m.device_time == t));
     assert_eq!(m[0].values[0].name, "weight");
-    assert_eq!(
-        (m[1].values[0].name.as_str(), m[2].values[0].name.as_str()),
-        ("bmi", "height")
-    );
+    assert_eq!(m[1].values[0].name, "bmi");
 }
 
 #[test]
-fn imperial_weight_and_height_keep_their_units() {
+fn imperial_weight_keeps_its_unit_and_the_stored_height_is_dropped() {
     let out = decode(0x2A9D, "01 52 3E");
     let m = messages(&out);
     assert_eq!(
@@ -354,10 +348,7 @@ fn imperial_weight_and_height_keep_their_units() {
     let out = decode(0x2A9D, "0D 52 3E 02 ED 00 BC 02");
     let m = messages(&out);
     assert_eq!(flags(m[0]), ["device:user:2"]);
-    assert_eq!(
-        (num(m[2], 0), m[2].values[0].unit.as_str()),
-        (dec("70.0"), "[in_i]")
-    );
+    assert_eq!(m.len(), 2, "weight and BMI only");
 }
 
 #[test]
@@ -624,8 +615,6 @@ fn every_vector_normalizes_and_device_units_are_converted_there() {
         "systolic=120mm[Hg]",
         "temperature=37.0Cel",
         "weight=72.37kg",
-        "height=175.0cm",
-        "height=177.8cm",
         "bmi=23.7kg/m2",
     ] {
         assert!(
@@ -633,4 +622,8 @@ fn every_vector_normalizes_and_device_units_are_converted_there() {
             "{expected} not in {shown:?}"
         );
     }
+    assert!(
+        !shown.iter().any(|s| s.starts_with("height=")),
+        "a scale's stored height is not a measurement: {shown:?}"
+    );
 }

@@ -195,12 +195,6 @@ impl BleGattSim {
                     "kg",
                 ),
                 (Kind::Bmi, "bmi", Decimal::new(bmi.into(), 1), "kg/m2"),
-                (
-                    Kind::BodyHeight,
-                    "height",
-                    Decimal::new(height_mm.into(), 3),
-                    "m",
-                ),
             ],
         }
     }

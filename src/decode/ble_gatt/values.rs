@@ -407,31 +407,28 @@ fn fixed(raw: [u8; 2], step: i64, scale: u8) -> Measured {
 }
 
 /// 0x2A9D (PROTOCOLS §1.8).
+///
+/// The height field is the user's profile height stored in the scale, not a measurement: it is
+/// checked for length and dropped, never forwarded as a measured body height. The BMI the scale
+/// computed from the weight just measured and that height is forwarded.
 fn weight(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     let imperial = c.flag(0);
     let raw = c.take::<2>("weight")?;
     let time = c.time_if(1)?;
     let user = c.take_if::<1>(2, "user ID")?;
     let bmi = c.take_if::<2>(3, "BMI")?;
-    let height = c.take_if::<2>(3, "height")?;
+    let _profile_height = c.take_if::<2>(3, "height")?;
     let mut flags = Vec::new();
     user_flag(user, &mut flags);
-    let (w, h) = if imperial {
-        (
-            value("weight", fixed(raw, 1, 2), "[lb_av]", None),
-            height.map(|r| value("height", fixed(r, 1, 1), "[in_i]", None)),
-        )
+    let w = if imperial {
+        value("weight", fixed(raw, 1, 2), "[lb_av]", None)
     } else {
-        (
-            value("weight", fixed(raw, 5, 3), "kg", None),
-            height.map(|r| value("height", fixed(r, 1, 3), "m", None)),
-        )
+        value("weight", fixed(raw, 5, 3), "kg", None)
     };
     let mut msgs = vec![message(Kind::BodyWeight, vec![w], time, &flags)];
-    if let (Some(b), Some(h)) = (bmi, h) {
+    if let Some(b) = bmi {
         let b = value("bmi", fixed(b, 1, 1), "kg/m2", None);
         msgs.push(message(Kind::Bmi, vec![b], time, &flags));
-        msgs.push(message(Kind::BodyHeight, vec![h], time, &flags));
     }
     Ok(Outcome::Messages(msgs))
 }
