@@ -338,6 +338,20 @@ fn the_si_weight_vector_gives_weight_and_bmi_but_never_the_stored_height() {
 }
 
 #[test]
+fn a_bmi_that_does_not_match_weight_and_stored_height_is_flagged() {
+    // 72.500 kg, 1.750 m → 23.67: the frame's 23.7 agrees.
+    let ok = decode(0x2A9D, "08 A4 38 ED 00 D6 06");
+    assert!(flags(messages(&ok)[1]).is_empty());
+    // The same weight with a BMI of 30.0 (0x012C) was computed for someone else's height.
+    let off = decode(0x2A9D, "08 A4 38 2C 01 D6 06");
+    assert_eq!(flags(messages(&off)[1]), ["bmi_inconsistent"]);
+    assert!(
+        flags(messages(&off)[0]).is_empty(),
+        "the weight itself is fine"
+    );
+}
+
+#[test]
 fn imperial_weight_keeps_its_unit_and_the_stored_height_is_dropped() {
     let out = decode(0x2A9D, "01 52 3E");
     let m = messages(&out);

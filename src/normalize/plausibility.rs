@@ -1,4 +1,4 @@
-//! Plausibility limits of PROTOCOLS §6.2, as data, applied to values in canonical units.
+//! Plausibility limits (`docs/plausibility.md`), as data, applied to values in canonical units.
 //!
 //! Receives a reading's kind and coded values (after unit conversion) and returns flags:
 //! - a hard-limit violation → `rejected:<name> <value> <unit> <op> <limit>` (for example
@@ -52,56 +52,67 @@ pub struct Limits {
     pub soft: Option<(f64, f64)>,
 }
 
-/// The default policy of PROTOCOLS §6.2 (sources are cited there).
+/// The default policy. Every bound and its source is listed in `docs/plausibility.md`:
+/// hard limits from published data-quality rule sets (a value past them is a device or
+/// transcription error); soft ranges from NEWS2's single-parameter red thresholds (Royal
+/// College of Physicians, 2017) and the ACC/AHA 2017 hypertensive-crisis bounds, so a flag
+/// means "a value to look at again", not "a normal adult outside the textbook range".
 pub const LIMITS: [Limits; 10] = [
     Limits {
         name: "systolic",
         unit: "mm[Hg]",
         low: Reject::AtOrBelow(0.0),
         high: Reject::AtOrAbove(400.0),
-        soft: Some((60.0, 250.0)),
+        // NEWS2 scores 3 at <= 90; ACC/AHA 2017: > 180 is a hypertensive crisis.
+        soft: Some((91.0, 180.0)),
     },
     Limits {
         name: "diastolic",
         unit: "mm[Hg]",
         low: Reject::AtOrBelow(0.0),
         high: Reject::AtOrAbove(300.0),
-        soft: Some((30.0, 200.0)),
+        // Low: the data-quality bound; high: ACC/AHA 2017 crisis (> 120).
+        soft: Some((30.0, 120.0)),
     },
     Limits {
         name: "mean",
         unit: "mm[Hg]",
         low: Reject::AtOrBelow(0.0),
         high: Reject::AtOrAbove(300.0),
-        soft: Some((30.0, 200.0)),
+        // Low: the usual perfusion target of 65; high: the arterial-line artefact bound.
+        soft: Some((65.0, 200.0)),
     },
     Limits {
         name: "heart_rate",
         unit: "/min",
         low: Reject::AtOrBelow(0.0),
         high: Reject::AtOrAbove(300.0),
-        soft: Some((20.0, 300.0)),
+        // NEWS2 scores 3 at <= 40 and >= 131.
+        soft: Some((41.0, 130.0)),
     },
     Limits {
         name: "respiratory_rate",
         unit: "/min",
         low: Reject::AtOrBelow(0.0),
         high: Reject::AtOrAbove(70.0),
-        soft: None,
+        // NEWS2 scores 3 at <= 8 and >= 25.
+        soft: Some((9.0, 24.0)),
     },
     Limits {
         name: "temperature",
         unit: "Cel",
         low: Reject::AtOrBelow(10.0),
         high: Reject::AtOrAbove(50.0),
-        soft: Some((34.0, 45.0)),
+        // NEWS2 scores 3 at <= 35.0 and 2 at >= 39.1.
+        soft: Some((35.1, 39.0)),
     },
     Limits {
         name: "spo2",
         unit: "%",
         low: Reject::AtOrBelow(0.0),
         high: Reject::Above(100.0),
-        soft: Some((50.0, 100.0)),
+        // NEWS2 (scale 1) scores 3 at <= 91.
+        soft: Some((92.0, 100.0)),
     },
     Limits {
         name: "weight",
@@ -231,7 +242,7 @@ mod tests {
     fn systolic_not_above_diastolic_is_rejected() {
         assert_eq!(
             names(&bp("80", "120", None)),
-            ["rejected:systolic <= diastolic"]
+            ["out_of_range:systolic", "rejected:systolic <= diastolic"]
         );
     }
 
@@ -262,6 +273,82 @@ mod tests {
             names(&one(Kind::BodyTemperature, "temperature", "33.5", "Cel")),
             ["out_of_range:temperature"]
         );
+    }
+
+    #[test]
+    fn every_soft_range_lies_strictly_inside_its_hard_limits_so_it_can_fire() {
+        for l in &LIMITS {
+            let (lo, hi) = l
+                .soft
+                .unwrap_or_else(|| panic!("{} has no soft range", l.name));
+            assert!(lo < hi, "{}", l.name);
+            // Just past each soft bound, the value is flagged and not rejected; SpO2's top is
+            // the physical maximum (100 %), where the hard limit takes over.
+            let physical_max = l.high == Reject::Above(hi);
+            let past = if physical_max {
+                vec![lo - 0.1]
+            } else {
+                vec![lo - 0.1, hi + 0.1]
+            };
+            for x in past {
+                let d = Decimal::from_f64(x, 1).unwrap();
+                assert_eq!(
+                    check_one(l, d),
+                    Some(Flag::out_of_range(l.name)),
+                    "{} {x}",
+                    l.name
+                );
+            }
+            for x in [lo, hi] {
+                assert_eq!(
+                    check_one(l, Decimal::from_f64(x, 1).unwrap()),
+                    None,
+                    "{} {x}",
+                    l.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_clinic_vitals_raise_no_flag() {
+        let ordinary = [
+            (Kind::HeartRate, "heart_rate", "58", "/min"),
+            (Kind::HeartRate, "heart_rate", "112", "/min"),
+            (Kind::RespiratoryRate, "respiratory_rate", "16", "/min"),
+            (Kind::BodyTemperature, "temperature", "36.2", "Cel"),
+            (Kind::BodyTemperature, "temperature", "38.4", "Cel"),
+            (Kind::Spo2, "spo2", "95", "%"),
+            (Kind::BodyWeight, "weight", "81.3", "kg"),
+            (Kind::Bmi, "bmi", "31.2", "kg/m2"),
+        ];
+        for (kind, name, value, unit) in ordinary {
+            assert!(one(kind, name, value, unit).is_empty(), "{name} {value}");
+        }
+        assert!(bp("148", "94", Some("112")).is_empty());
+        assert!(bp("104", "62", Some("76")).is_empty());
+    }
+
+    #[test]
+    fn alarming_but_possible_values_are_flagged_not_rejected() {
+        let cases = [
+            (Kind::HeartRate, "heart_rate", "38", "/min"),
+            (Kind::HeartRate, "heart_rate", "145", "/min"),
+            (Kind::RespiratoryRate, "respiratory_rate", "28", "/min"),
+            (Kind::RespiratoryRate, "respiratory_rate", "6", "/min"),
+            (Kind::BodyTemperature, "temperature", "39.6", "Cel"),
+            (Kind::BodyTemperature, "temperature", "34.9", "Cel"),
+            (Kind::Spo2, "spo2", "89", "%"),
+        ];
+        for (kind, name, value, unit) in cases {
+            assert_eq!(
+                names(&one(kind, name, value, unit)),
+                [format!("out_of_range:{name}")],
+                "{name} {value}"
+            );
+        }
+        assert_eq!(names(&bp("192", "100", None)), ["out_of_range:systolic"]);
+        assert_eq!(names(&bp("86", "50", None)), ["out_of_range:systolic"]);
     }
 
     #[test]

@@ -409,15 +409,16 @@ fn fixed(raw: [u8; 2], step: i64, scale: u8) -> Measured {
 /// 0x2A9D (PROTOCOLS §1.8).
 ///
 /// The height field is the user's profile height stored in the scale, not a measurement: it is
-/// checked for length and dropped, never forwarded as a measured body height. The BMI the scale
-/// computed from the weight just measured and that height is forwarded.
+/// never forwarded as a measured body height. It is used only to check the BMI the scale
+/// computed: a BMI more than [`BMI_TOLERANCE`] from weight / height² is flagged
+/// `bmi_inconsistent` (the BMI field's resolution is 0.1 kg/m²).
 fn weight(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     let imperial = c.flag(0);
     let raw = c.take::<2>("weight")?;
     let time = c.time_if(1)?;
     let user = c.take_if::<1>(2, "user ID")?;
     let bmi = c.take_if::<2>(3, "BMI")?;
-    let _profile_height = c.take_if::<2>(3, "height")?;
+    let profile_height = c.take_if::<2>(3, "height")?;
     let mut flags = Vec::new();
     user_flag(user, &mut flags);
     let w = if imperial {
@@ -427,8 +428,37 @@ fn weight(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     };
     let mut msgs = vec![message(Kind::BodyWeight, vec![w], time, &flags)];
     if let Some(b) = bmi {
+        let mut bmi_flags = flags.clone();
+        if bmi_disagrees(raw, b, profile_height, imperial) {
+            bmi_flags.push(Flag::new("bmi_inconsistent"));
+        }
         let b = value("bmi", fixed(b, 1, 1), "kg/m2", None);
-        msgs.push(message(Kind::Bmi, vec![b], time, &flags));
+        msgs.push(message(Kind::Bmi, vec![b], time, &bmi_flags));
     }
     Ok(Outcome::Messages(msgs))
+}
+
+/// Largest difference (kg/m²) between the scale's BMI and weight / height² that still agrees.
+pub const BMI_TOLERANCE: f64 = 0.5;
+
+/// Whether the scale's BMI disagrees with the weight and stored height of the same frame.
+/// Fields the scale marks unsuccessful (0xFFFF) or a zero height are not compared.
+fn bmi_disagrees(weight: [u8; 2], bmi: [u8; 2], height: Option<[u8; 2]>, imperial: bool) -> bool {
+    let field = |raw: [u8; 2]| match u16::from_le_bytes(raw) {
+        0xFFFF => None,
+        v => Some(f64::from(v)),
+    };
+    let (Some(w), Some(b), Some(h)) = (field(weight), field(bmi), height.and_then(field)) else {
+        return false;
+    };
+    if h == 0.0 {
+        return false;
+    }
+    // SI: 0.005 kg and 0.001 m per step; imperial: 0.01 lb and 0.1 in, converted to kg and m.
+    let (kg, m) = if imperial {
+        (w * 0.01 * 0.453_592_37, h * 0.1 * 0.0254)
+    } else {
+        (w * 0.005, h * 0.001)
+    };
+    (kg / (m * m) - b * 0.1).abs() > BMI_TOLERANCE
 }

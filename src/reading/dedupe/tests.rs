@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use time::macros::datetime;
 
 use crate::reading::{
-    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Reading, ReadingId,
-    Ucum, Value,
+    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Reading, ReadingId, Ucum,
+    Value,
 };
 
 fn value(name: &str, code: &str, mdc: u32, v: i64, unit: &str) -> Value {
@@ -138,9 +138,7 @@ fn apply(r: &mut Reading, c: &Change) -> bool {
         Change::Serial(s) => r.device.serial = Some(s.clone()),
         Change::User(u) => r.flags.push(Flag::device(&format!("user:{u}"))),
         Change::TimeNanos(n) => {
-            r.device_time = r
-                .device_time
-                .map(|t| t + time::Duration::nanoseconds(*n));
+            r.device_time = r.device_time.map(|t| t + time::Duration::nanoseconds(*n));
         }
         Change::Mdc(m) if Some(*m) != v.mdc => v.mdc = Some(*m),
         Change::Code(c) if *c != v.code => v.code = c.clone(),
@@ -150,14 +148,16 @@ fn apply(r: &mut Reading, c: &Change) -> bool {
             v.value = Some(Decimal::new(*x, 0));
         }
         // 72 and 72.0 are different reports (a device that changed its resolution).
-        Change::Scale(s) => v.value = v.value.map(|d| Decimal::new(d.mantissa() * 10_i64.pow(u32::from(*s)), *s)),
+        Change::Scale(s) => {
+            v.value = v
+                .value
+                .map(|d| Decimal::new(d.mantissa() * 10_i64.pow(u32::from(*s)), *s))
+        }
         Change::Absent => {
             v.value = None;
             v.absent = Some(AbsentReason::Error);
         }
-        Change::ExtraValue => r
-            .values
-            .push(value("spo2", "59408-5", 150_456, 97, "%")),
+        Change::ExtraValue => r.values.push(value("spo2", "59408-5", 150_456, 97, "%")),
         _ => return false,
     }
     true
