@@ -182,7 +182,8 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
                 .iter()
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect::<Options>(),
-            inactivity_timeout: Duration::from_secs(30),
+            // As a config file would: spot-check devices are silent between patients.
+            inactivity_timeout: crate::config::default_silence(d.driver),
         });
         ptys.push(pty);
     }

@@ -148,10 +148,13 @@ pub(super) fn spawn_device(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Arc<DeviceStatus>> {
     let (queue, link, ingest) = (&stages.queue, &stages.link, &stages.ingest);
-    let decoder = decode::build(&d.driver, &d.options).map_err(|errs| {
-        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
-    })?;
+    // The decoder for the device's own transport: a `ble-gatt` gateway on a serial port reads
+    // lines, the same driver on MQTT reads one value per message.
+    let decoder =
+        decode::registry::build_for(&d.driver, d.transport.kind(), &d.options).map_err(|errs| {
+            let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
+        })?;
     let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
     let (ev_tx, ev_rx) = mpsc::channel(256);
     let (wr_tx, wr_rx) = mpsc::channel(16);

@@ -273,7 +273,7 @@ pub fn load(path: &Path) -> Result<Config, String> {
     })?;
     let mut problems = Vec::new();
     for d in &cfg.devices {
-        if let Err(errs) = decode::build(&d.driver, &d.options) {
+        if let Err(errs) = decode::registry::build_for(&d.driver, d.transport.kind(), &d.options) {
             for e in errs {
                 problems.push(format!("device {}: {e}", d.id));
             }

@@ -135,23 +135,8 @@ impl Default for PatientFile {
     }
 }
 
-pub fn default_baud() -> u32 {
-    9600
-}
-pub fn default_data_bits() -> u8 {
-    8
-}
-pub fn default_parity() -> String {
-    "none".into()
-}
-pub fn default_stop_bits() -> u8 {
-    1
-}
 pub fn default_flow_control() -> String {
     "none".into()
-}
-pub fn default_inactivity_timeout() -> Dur {
-    Dur(Duration::from_secs(30))
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,14 +146,15 @@ pub struct SerialFile {
     pub path: Option<PathBuf>,
     #[serde(default)]
     pub usb: Option<super::usb::UsbFile>,
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    #[serde(default = "default_data_bits")]
-    pub data_bits: u8,
-    #[serde(default = "default_parity")]
-    pub parity: String,
-    #[serde(default = "default_stop_bits")]
-    pub stop_bits: u8,
+    /// Line settings left out take the driver's defaults (`vitalsd drivers`), then 9600 8N1.
+    #[serde(default)]
+    pub baud: Option<u32>,
+    #[serde(default)]
+    pub data_bits: Option<u8>,
+    #[serde(default)]
+    pub parity: Option<String>,
+    #[serde(default)]
+    pub stop_bits: Option<u8>,
     #[serde(default = "default_flow_control")]
     pub flow_control: String,
 }
@@ -206,8 +192,9 @@ pub struct DeviceFile {
     pub mllp: Option<MllpDeviceFile>,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
-    #[serde(default = "default_inactivity_timeout")]
-    pub inactivity_timeout: Dur,
+    /// Left out: the driver's default ([`crate::config::default_silence`]).
+    #[serde(default)]
+    pub inactivity_timeout: Option<Dur>,
 }
 
 pub fn default_file_format() -> String {

@@ -191,9 +191,26 @@ pub struct DeviceConfig {
     pub room: String,
     pub transport: DeviceTransport,
     pub options: Options,
-    /// No valid frame for this long marks the device disconnected (cable faults give no EOF).
+    /// No bytes for this long closes and reopens the port (cable faults give no EOF);
+    /// `Duration::ZERO` never does. Defaults per driver: [`default_silence`].
     pub inactivity_timeout: Duration,
 }
+
+/// How long a device of `driver` may be silent before its port is reopened, when the config
+/// does not say: [`CONTINUOUS_SILENCE`] for drivers whose devices stream without pause
+/// (continuous oximeters, ECG), none for spot-check devices (scanners, cuffs, thermometers,
+/// scales, gateways), which are silent between patients as a matter of course.
+pub fn default_silence(driver: &str) -> Duration {
+    match crate::decode::driver_info(driver) {
+        Some(i) if i.continuous || i.kinds.contains(&crate::reading::Kind::Ecg) => {
+            CONTINUOUS_SILENCE
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// The default inactivity timeout of streaming devices (they send at least once a second).
+pub const CONTINUOUS_SILENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxFormat {

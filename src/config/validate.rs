@@ -269,7 +269,7 @@ impl Validator {
             );
         }
         let transport = if let Some(s) = d.serial {
-            self.serial(&at_t("serial"), s)
+            self.serial(&at_t("serial"), s, info.and_then(|i| i.serial))
         } else if let Some(m) = d.mqtt {
             self.mqtt_device(&at_t("mqtt"), m, has_mqtt)
         } else if let Some(m) = d.mllp {
@@ -309,13 +309,16 @@ impl Validator {
         if self.problems.len() != before {
             return None;
         }
+        let inactivity_timeout = d
+            .inactivity_timeout
+            .map_or_else(|| default_silence(&d.driver), |t| t.0);
         Some(DeviceConfig {
             id: DeviceId::new(d.id),
             driver: d.driver,
             room: d.room,
             transport: transport?,
             options,
-            inactivity_timeout: d.inactivity_timeout.0,
+            inactivity_timeout,
         })
     }
 
@@ -442,9 +445,26 @@ impl Validator {
         Some(p)
     }
 
-    fn serial(&mut self, at: &str, s: SerialFile) -> Option<DeviceTransport> {
+    /// The serial table; settings it leaves out take `driver`'s defaults, then 9600 8N1.
+    fn serial(
+        &mut self,
+        at: &str,
+        s: SerialFile,
+        driver: Option<decode::registry::SerialDefaults>,
+    ) -> Option<DeviceTransport> {
         let before = self.problems.len();
-        let parity = match s.parity.as_str() {
+        let d = driver.unwrap_or(decode::registry::SERIAL_9600_8N1);
+        let default_parity = match d.parity {
+            decode::registry::Parity::None => "none",
+            decode::registry::Parity::Odd => "odd",
+            decode::registry::Parity::Even => "even",
+        };
+        let (baud, data_bits, stop_bits) = (
+            s.baud.unwrap_or(d.baud),
+            s.data_bits.unwrap_or(d.data_bits),
+            s.stop_bits.unwrap_or(d.stop_bits),
+        );
+        let parity = match s.parity.as_deref().unwrap_or(default_parity) {
             "none" => Parity::None,
             "odd" => Parity::Odd,
             "even" => Parity::Even,
@@ -468,13 +488,13 @@ impl Validator {
                 FlowControl::None
             }
         };
-        if !(5..=8).contains(&s.data_bits) {
+        if !(5..=8).contains(&data_bits) {
             self.problem(format!("{at}.data_bits"), "expected 5, 6, 7 or 8");
         }
-        if !(1..=2).contains(&s.stop_bits) {
+        if !(1..=2).contains(&stop_bits) {
             self.problem(format!("{at}.stop_bits"), "expected 1 or 2");
         }
-        if s.baud == 0 {
+        if baud == 0 {
             self.problem(format!("{at}.baud"), "must be greater than 0");
         }
         let port = self.serial_port(at, s.path, s.usb);
@@ -482,10 +502,10 @@ impl Validator {
         Some(DeviceTransport::Serial(SerialSettings {
             path,
             usb,
-            baud: s.baud,
-            data_bits: s.data_bits,
+            baud,
+            data_bits,
             parity,
-            stop_bits: s.stop_bits,
+            stop_bits,
             flow_control,
         }))
     }

@@ -1,9 +1,16 @@
 //! Serial source: one configured port, opened with its line settings, read until it fails.
 //!
 //! An unplugged USB adapter makes reads return EOF or an error (and a cable fault gives only
-//! silence), so every EOF, error, and `inactivity_timeout` of silence counts as a disconnect:
-//! the port is closed and reopened with capped exponential backoff, never in a hot loop. The
-//! source stops when its cancellation token fires.
+//! silence), so every EOF, error, and `inactivity_timeout` of silence closes the port, which is
+//! reopened with capped exponential backoff, never in a hot loop. The source stops when its
+//! cancellation token fires.
+//!
+//! The log tells state changes once: INFO when the port opens after being closed, INFO when
+//! the device is lost (end of file, read or write error), INFO once when a device that was
+//! sending falls silent. Reopening a port that stayed silent, or failing again to open one that
+//! is missing, logs at DEBUG: a spot-check device idle between patients, or an unplugged one,
+//! does not fill the journal. Spot-check drivers have no inactivity timeout by default
+//! ([`crate::config::default_silence`]).
 //!
 //! A port given as `serial.usb` (the adapter's USB ids) is looked up again before every open
 //! ([`super::usb`]): a replugged adapter may come back as another `ttyUSBn`. No match is the
@@ -37,7 +44,12 @@ pub struct SerialSource {
 /// Why a connection ended.
 enum End {
     Cancelled,
+    /// End of file, a read or a write error: the device or its adapter is gone.
     Lost(String),
+    /// Nothing arrived for the inactivity timeout; `sent` when bytes came before the silence.
+    Silent {
+        sent: bool,
+    },
 }
 
 impl SerialSource {
@@ -49,6 +61,8 @@ impl SerialSource {
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut last_error = String::new();
+        // Whether "serial port open" was logged since the port was last lost.
+        let mut open_logged = false;
         loop {
             let path = match self.port_path() {
                 Ok(p) => p,
@@ -65,25 +79,44 @@ impl SerialSource {
             };
             match open(&self.settings, &path) {
                 Ok(port) => {
-                    tracing::info!(device = %self.device, path = %path.display(), "serial port open");
+                    if open_logged {
+                        tracing::debug!(device = %self.device, path = %path.display(), "serial port reopened");
+                    } else {
+                        tracing::info!(device = %self.device, path = %path.display(), "serial port open");
+                        open_logged = true;
+                    }
                     last_error.clear();
                     if events.send(SourceEvent::Connected).await.is_err() {
                         return;
                     }
                     let opened = tokio::time::Instant::now();
                     let end = self.connected(port, &events, &mut writes, &cancel).await;
-                    match end {
+                    let reason = match end {
                         End::Cancelled => return,
                         End::Lost(reason) => {
-                            tracing::warn!(device = %self.device, %reason, "serial device disconnected");
-                            if events
-                                .send(SourceEvent::Disconnected { reason })
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
+                            tracing::info!(device = %self.device, %reason, "serial device disconnected; reopening with backoff");
+                            open_logged = false;
+                            reason
                         }
+                        End::Silent { sent } => {
+                            let reason = format!(
+                                "no data for {}",
+                                humantime::format_duration(self.inactivity_timeout)
+                            );
+                            if sent {
+                                tracing::info!(device = %self.device, %reason, "serial device fell silent; reopening the port until it sends again");
+                            } else {
+                                tracing::debug!(device = %self.device, %reason, "serial device still silent; port reopened");
+                            }
+                            reason
+                        }
+                    };
+                    if events
+                        .send(SourceEvent::Disconnected { reason })
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                     if opened.elapsed() > Duration::from_secs(10) {
                         backoff.reset();
@@ -92,9 +125,10 @@ impl SerialSource {
                 Err(e) => {
                     let msg = e.to_string();
                     if msg != last_error {
-                        tracing::warn!(device = %self.device, path = %path.display(), error = %msg, "cannot open serial port; retrying with backoff");
+                        tracing::warn!(device = %self.device, path = %path.display(), error = %msg, "cannot open serial port; check the cable, the path and permissions (retrying with backoff)");
                         last_error = msg;
                     }
+                    open_logged = false;
                 }
             }
             if !self.pause(&mut backoff, &cancel).await {
@@ -141,6 +175,7 @@ impl SerialSource {
         cancel: &CancellationToken,
     ) -> End {
         let mut buf = vec![0u8; 4096];
+        let mut sent = false;
         let silence = if self.inactivity_timeout.is_zero() {
             Duration::from_secs(365 * 24 * 3600)
         } else {
@@ -150,9 +185,10 @@ impl SerialSource {
             tokio::select! {
                 () = cancel.cancelled() => return End::Cancelled,
                 r = tokio::time::timeout(silence, port.read(&mut buf)) => match r {
-                    Err(_) => return End::Lost(format!("no data for {}", humantime::format_duration(silence))),
+                    Err(_) => return End::Silent { sent },
                     Ok(Ok(0)) => return End::Lost("end of file (device unplugged?)".into()),
                     Ok(Ok(n)) => {
+                        sent = true;
                         let ev = SourceEvent::Bytes { data: buf[..n].to_vec(), received_at: super::now_utc_ms() };
                         tokio::select! {
                             () = cancel.cancelled() => return End::Cancelled,
