@@ -72,6 +72,7 @@ fn print_report(out: &mut impl Write, rep: &Report) -> std::io::Result<()> {
         writeln!(out, "  {name:<20} {n}")?;
     }
     writeln!(out, "held readings: {}", rep.held)?;
+    writeln!(out, "quarantined readings: {}", rep.quarantined)?;
     let show = |c: &verify::Counts| {
         let mut s = format!("{} readings", c.readings);
         for (sink, (p, d)) in &c.sinks {

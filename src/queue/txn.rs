@@ -67,11 +67,13 @@ impl Counters {
     }
 
     /// Counts every entry (at open of a store without counters, and for verify): live bits of
-    /// the segments plus held readings; fresh bits plus retried entries per sink; dead entries.
+    /// the segments plus held and quarantined readings; fresh bits plus retried entries per
+    /// sink; dead entries.
     pub fn recount(store: &dyn Store) -> Result<Counters, QueueError> {
         let mut c = Counters::default();
         scan_values(store, &[keys::LIVE], |_, v| c.readings += segment::count(v))?;
         c.readings += count_prefix(store, &[super::held::HELD], |_| {})?;
+        c.readings += count_prefix(store, &[super::quarantine::QUARANTINE], |_| {})?;
         scan_values(store, &[keys::PENDING], |k, v| {
             if let Some((s, _)) = keys::parse_pending(k) {
                 c.sink(&s).pending += segment::count(v);

@@ -96,6 +96,7 @@ pub struct Report {
     /// Keys per prefix name (readable or not).
     pub keys: BTreeMap<&'static str, u64>,
     pub held: u64,
+    pub quarantined: u64,
     /// Persisted counters (`None` when the store never persisted them) and the recount.
     pub counted: Option<Counts>,
     pub found: Counts,
@@ -153,6 +154,7 @@ pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
                 Ok(Item::Counter | Item::Other) => {}
                 Ok(Item::OldReading) => old += 1,
                 Ok(Item::Held(_)) => rep.held += 1,
+                Ok(Item::Quarantined(_)) => rep.quarantined += 1,
                 Ok(other) => items.push((k, other)),
                 Err(reason) => rep.problem(&k, reason),
             }

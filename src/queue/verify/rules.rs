@@ -28,6 +28,8 @@ pub enum Item {
     Dead(SinkId, ReadingId, Slot),
     /// A held reading: the reading lives in its held value, not in a segment.
     Held(ReadingId),
+    /// A quarantined reading (failed a hard limit): it lives in its value, not in a segment.
+    Quarantined(ReadingId),
     /// A reading key (`r`) of the layout before segments.
     OldReading,
     /// A persisted counter (`c`): rebuilt by salvage, compared by verify.
@@ -109,6 +111,11 @@ pub const RULES: &[Rule] = &[
         tag: super::super::audit::CONTEXT,
         name: "room contexts",
         check: json_any,
+    },
+    Rule {
+        tag: super::super::quarantine::QUARANTINE,
+        name: "quarantine",
+        check: quarantined,
     },
     Rule {
         tag: REJECTED,
@@ -276,6 +283,15 @@ fn held(k: &[u8], v: &[u8]) -> Result<Item, String> {
         return Err("the held reading's id differs from its key".into());
     }
     Ok(Item::Held(id))
+}
+
+fn quarantined(k: &[u8], v: &[u8]) -> Result<Item, String> {
+    let id = id_key(k)?;
+    let q: super::super::quarantine::QuarantineValue = json(v)?;
+    if q.reading.id != Some(id) {
+        return Err("the quarantined reading's id differs from its key".into());
+    }
+    Ok(Item::Quarantined(id))
 }
 
 fn audit(_: &[u8], v: &[u8]) -> Result<Item, String> {
