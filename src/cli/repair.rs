@@ -75,6 +75,9 @@ fn print_report(out: &mut impl Write, rep: &Report) -> std::io::Result<()> {
     writeln!(out, "quarantined readings: {}", rep.quarantined)?;
     let show = |c: &verify::Counts| {
         let mut s = format!("{} readings", c.readings);
+        if c.quarantined > 0 {
+            s.push_str(&format!(" ({} quarantined)", c.quarantined));
+        }
         for (sink, (p, d)) in &c.sinks {
             s.push_str(&format!("; {sink}: {p} pending, {d} dead"));
         }

@@ -473,7 +473,7 @@ impl Queue {
         let configured = shared.configured();
         Ok(QueueStats {
             readings: c.readings,
-            quarantined: self.quarantined_count()?,
+            quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
             max_bytes: shared.max_bytes,
             sinks: c

@@ -358,9 +358,17 @@ async fn a_store_of_the_earlier_version_has_its_rejected_dead_letters_moved_at_o
         assert!(rep.is_clean(), "{name}: {:?}", rep.problems);
         assert_eq!(rep.quarantined, 2, "{name}");
 
+        assert_eq!(
+            rep.counted.as_ref().map(|c| c.quarantined),
+            Some(2),
+            "{name}"
+        );
+        assert_eq!(rep.found.quarantined, 2, "{name}");
+
         // A second open finds nothing more to move.
         let q = Queue::with_store(store, opts()).unwrap();
         assert_eq!(q.quarantined_count().unwrap(), 2, "{name}");
+        assert_eq!(q.stats().unwrap().quarantined, 2, "{name}");
         let migrated = events(&q)
             .iter()
             .filter(|e| matches!(e, AuditEvent::Quarantined { migrated: true, .. }))

@@ -251,12 +251,12 @@ fn dedupe(k: &[u8], v: &[u8]) -> Result<Item, String> {
 
 fn counter(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let ok = match k.get(1) {
-        Some(b'r') => k.len() == 2 && v.len() == 8,
+        Some(b'r' | b'u') => k.len() == 2 && v.len() == 8,
         Some(b's') => std::str::from_utf8(&k[2..]).is_ok() && v.len() == 16,
         _ => false,
     };
     ok.then_some(Item::Counter)
-        .ok_or_else(|| "not a readings or sink counter of the right size".into())
+        .ok_or_else(|| "not a readings, quarantine or sink counter of the right size".into())
 }
 
 fn meta(k: &[u8], v: &[u8]) -> Result<Item, String> {
