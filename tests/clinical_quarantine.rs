@@ -325,3 +325,35 @@ fn a_discard_through_the_api_is_audited_and_nothing_is_sent() {
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn with_a_token_file_the_quarantine_list_needs_the_token_and_the_page_shows_no_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = Pty::new();
+    let cfg = config(tmp.path(), &dev.path, "127.0.0.1:0", "location");
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        &format!("admin_listen = \"127.0.0.1:0\"\nadmin_token_file = {token:?}\n"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = start(&cfg, &tmp.path().join("log"));
+    let addr = d.admin_addr();
+    dev.send(format!("{}\n", bp(410, "2026-11-27T10:00:00Z")).as_bytes());
+    d.wait_log("hard plausibility limit", Duration::from_secs(10));
+    let (code, body) = http(&addr, "GET", "/api/quarantine", &[], "");
+    assert_eq!(code, 401, "{body}");
+    let auth = [("Authorization", "Bearer s3cret-token")];
+    let (code, body) = http(&addr, "GET", "/api/quarantine", &auth, "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("blood_pressure"), "{body}");
+    let page = http(&addr, "GET", "/", &[], "").1;
+    assert!(
+        page.contains("<span id=\"quarantine-count\">1</span>"),
+        "{page}"
+    );
+    assert!(!page.contains("data-quarantined"), "{page}");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
