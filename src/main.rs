@@ -122,11 +122,42 @@ enum QueueAction {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Send dead-letter entries again: one by id, or all of a sink's.
+    /// Send dead-letter entries again: one by id, or all of a sink's. Never touches the
+    /// quarantine (readings that failed a hard limit): see `queue quarantine`.
     Retry {
         id: Option<String>,
         #[arg(long)]
         sink: String,
+    },
+    /// Readings that failed a hard plausibility limit, kept until a person releases or
+    /// discards them (id, device, room, kind, limit, when; patient masked).
+    Quarantine {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Send one quarantined reading to every sink (still flagged rejected, as preliminary);
+    /// audited with who and why.
+    Release {
+        id: String,
+        /// Who decides (recorded in the audit trail).
+        #[arg(long)]
+        by: String,
+        /// Why it may go out (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// The patient for a reading without one (required in `[patient] mode = "hold"`).
+        #[arg(long, requires = "patient_system")]
+        patient_id: Option<String>,
+        #[arg(long, requires = "patient_id")]
+        patient_system: Option<String>,
+    },
+    /// Remove one quarantined reading; audited with who and why.
+    Discard {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
     },
     /// Delete dead-letter entries: one by id, or a sink's, or all.
     PurgeDead {
@@ -210,6 +241,26 @@ fn main() -> ExitCode {
             QueueAction::Held { limit } => cli::queue_held(&config, limit),
             QueueAction::Dead { sink, limit } => cli::queue_dead(&config, sink.as_deref(), limit),
             QueueAction::Retry { id, sink } => cli::queue_retry(&config, &sink, id.as_deref()),
+            QueueAction::Quarantine { limit } => cli::queue_quarantine(&config, limit),
+            QueueAction::Release {
+                id,
+                by,
+                reason,
+                patient_id,
+                patient_system,
+            } => cli::queue_release(
+                &config,
+                &cli::ReleaseArgs {
+                    id: &id,
+                    by: &by,
+                    reason: &reason,
+                    patient_id: patient_id.as_deref(),
+                    patient_system: patient_system.as_deref(),
+                },
+            ),
+            QueueAction::Discard { id, by, reason } => {
+                cli::queue_discard(&config, &id, &by, &reason)
+            }
             QueueAction::PurgeDead { id, sink } => {
                 cli::queue_purge_dead(&config, sink.as_deref(), id.as_deref())
             }

@@ -305,7 +305,7 @@ impl DevicePipeline {
         report.rejected += rejected;
         self.status.stored(stored, duplicates, rejected);
         if rejected > 0 {
-            tracing::warn!(device = %self.ctx.device, count = rejected, "reading failed a hard plausibility limit; kept in dead-letter");
+            tracing::warn!(device = %self.ctx.device, count = rejected, "reading failed a hard plausibility limit; quarantined, sent nowhere until a person releases it (`vitalsd queue quarantine`)");
         }
         tracing::debug!(device = %self.ctx.device, stored = report.stored, duplicates = report.duplicates, "readings stored");
     }

@@ -1,7 +1,8 @@
 //! The admin API handlers: JSON in, JSON out; errors as `{"error": "..."}` with a status.
 //!
-//! Patient identifiers appear only where an MA needs them (assign bodies, the audit trail);
-//! `/api/status` shows rooms with the MASKED patient.
+//! Patient identifiers appear only where an MA needs them (assign bodies, the audit trail,
+//! the held and quarantined readings behind the token); `/api/status` shows rooms with the
+//! MASKED patient.
 
 // Handlers answer errors as ready `Response`s (the axum idiom); they are built once per failed
 // request, so their size does not matter.
@@ -110,6 +111,9 @@ pub fn api_routes() -> Router<AdminState> {
         .route("/api/held/{id}/discard", post(discard))
         .route("/api/dead", get(dead))
         .route("/api/dead/{sink}/{id}/retry", post(retry_dead))
+        .route("/api/quarantine", get(quarantine))
+        .route("/api/quarantine/{id}/release", post(release_quarantined))
+        .route("/api/quarantine/{id}/discard", post(discard_quarantined))
         .route("/api/audit", get(audit))
 }
 
@@ -340,6 +344,106 @@ async fn retry_dead(
         ));
     }
     Ok(Json(json!({ "moved": n })).into_response())
+}
+
+/// `GET /api/quarantine`: the quarantined readings with their values and patient (behind the
+/// token, like the other patient-data calls).
+async fn quarantine(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
+    let list = s
+        .queue
+        .quarantined(q.limit.unwrap_or(1000))
+        .map_err(|e| queue_err(&e))?;
+    Ok(Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    by: String,
+    reason: String,
+    /// Required for a reading without a patient in `[patient] mode = "hold"`.
+    #[serde(default)]
+    patient: Option<PatientRef>,
+}
+
+fn reason_field(reason: String) -> Result<String, Response> {
+    let reason = reason.trim().to_string();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "`reason` (why) is required, at most 1000 bytes",
+        ));
+    }
+    Ok(reason)
+}
+
+/// `POST /api/quarantine/{id}/release`: a named person sends a quarantined reading to every
+/// sink (audited; it stays flagged `rejected:`).
+async fn release_quarantined(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    use crate::queue::{Release, ReleaseRequest};
+    let id = reading_id(&id)?;
+    let b: ReleaseBody = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    let reason = reason_field(b.reason)?;
+    if let Some(p) = &b.patient {
+        crate::context::check_patient(p).map_err(|e| context_err(&e))?;
+    }
+    let req = ReleaseRequest {
+        by,
+        reason,
+        patient: b.patient,
+        require_patient: s.mode == PatientMode::Hold,
+    };
+    match s.queue.release_quarantined(id, req).await {
+        Ok(Release::Released(r)) => {
+            tracing::info!(reading = %id, "quarantined reading released");
+            Ok(Json(json!({ "released": true, "reading": r })).into_response())
+        }
+        Ok(Release::NotFound) => Err(fail(
+            StatusCode::NOT_FOUND,
+            "no quarantined reading with this id",
+        )),
+        Ok(Release::NeedsPatient) => Err(fail(
+            StatusCode::CONFLICT,
+            "the reading has no patient and [patient] mode is \"hold\": give `patient` ({\"id\", \"system\"}) in the release",
+        )),
+        Ok(Release::HasPatient) => Err(fail(
+            StatusCode::CONFLICT,
+            "the reading already has another patient; it is never re-attributed",
+        )),
+        Ok(Release::NoSinks) => Err(fail(
+            StatusCode::CONFLICT,
+            "no sink is configured: nothing could deliver it, so it stays in the quarantine",
+        )),
+        Err(e) => Err(queue_err(&e)),
+    }
+}
+
+/// `POST /api/quarantine/{id}/discard`: removes a quarantined reading, audited.
+async fn discard_quarantined(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let id = reading_id(&id)?;
+    let b: Discard = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    let reason = reason_field(b.reason)?;
+    match s.queue.discard_quarantined(id, by, reason).await {
+        Ok(true) => {
+            tracing::info!(reading = %id, "quarantined reading discarded");
+            Ok(Json(json!({ "discarded": true })).into_response())
+        }
+        Ok(false) => Err(fail(
+            StatusCode::NOT_FOUND,
+            "no quarantined reading with this id",
+        )),
+        Err(e) => Err(queue_err(&e)),
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 //!   (`http://` + `Host`), or `Sec-Fetch-Site: cross-site` / `same-site`. Tools like curl send
 //!   neither header and pass.
 //! - With a token file, mutating calls and the calls that return patient data or readings
-//!   (`/api/audit`, `/api/held`, `/api/dead`) need `Authorization: Bearer <token>`; the token
+//!   (`/api/audit`, `/api/held`, `/api/dead`, `/api/quarantine`) need `Authorization: Bearer <token>`; the token
 //!   is compared in constant time.
 
 use axum::extract::{Request, State};
@@ -37,7 +37,7 @@ pub fn cross_origin(origin: Option<&str>, host: Option<&str>, fetch_site: Option
 pub fn needs_token(method: &Method, path: &str) -> bool {
     let reads = method == Method::GET || method == Method::HEAD;
     !reads
-        || ["/api/audit", "/api/held", "/api/dead"]
+        || ["/api/audit", "/api/held", "/api/dead", "/api/quarantine"]
             .iter()
             .any(|p| path.starts_with(p))
 }

@@ -204,6 +204,8 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     }
     let held_g = Gauge::<i64>::default();
     held_g.set(i64_of(held));
+    let quarantined = Gauge::<i64>::default();
+    quarantined.set(i64_of(stats.quarantined));
     let disk = Gauge::<i64>::default();
     disk.set(i64_of(stats.disk_bytes));
     reg.register(
@@ -245,6 +247,11 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         "vitalsd_held_readings",
         "Readings held for an MA's decision",
         held_g,
+    );
+    reg.register(
+        "vitalsd_quarantined_readings",
+        "Readings that failed a hard plausibility limit, kept until a person releases or discards them",
+        quarantined,
     );
     reg.register(
         "vitalsd_queue_disk_bytes",

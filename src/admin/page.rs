@@ -2,7 +2,8 @@
 //! rooms and their MASKED patient, the devices, the sinks (pending, dead, last success, last
 //! error with its reason; red while failing), a queue-depth sparkline, and the held
 //! readings with plain HTML forms to assign or discard them (`POST /held/{id}/assign|discard`,
-//! form-encoded, answered with a redirect back to `/`).
+//! form-encoded, answered with a redirect back to `/`), and the quarantined readings (which
+//! limit they failed, no values; released through the CLI or the API).
 //!
 //! The forms pass the same guard as the API: a cross-origin form post is refused. With a token
 //! file the held readings are not listed here (a browser form cannot carry the bearer token);
@@ -199,6 +200,7 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
     } else {
         held_table(&mut h, s, now)?;
     }
+    quarantine_section(&mut h, s, stats.quarantined)?;
     h.push_str("</body></html>");
     Ok(h)
 }
@@ -228,6 +230,42 @@ fn held_table(
             esc(e.room.as_deref().unwrap_or("—")),
             esc(e.reading.device.id.as_str()),
             esc(e.reading.kind.as_str()),
+        );
+    }
+    h.push_str("</table>");
+    Ok(())
+}
+
+/// The quarantined readings: which limit, never the value or the patient (the page may be
+/// unauthenticated); releasing is a named person's act through the CLI or the API.
+fn quarantine_section(
+    h: &mut String,
+    s: &AdminState,
+    count: u64,
+) -> Result<(), crate::queue::QueueError> {
+    let _ = write!(
+        h,
+        "<h2>Quarantined readings (<span id=\"quarantine-count\">{count}</span>)</h2>\
+<p>Failed a hard plausibility limit: sent nowhere, and no dead-letter retry sends them. Review, then \
+<code>vitalsd queue release ID --by NAME --reason TEXT</code> or <code>vitalsd queue discard</code> \
+(or <code>POST /api/quarantine/ID/release</code>).</p>"
+    );
+    if s.token.is_some() {
+        h.push_str("<p>Quarantined readings are listed through the API with the bearer token (<code>vitalsd queue quarantine</code>).</p>");
+        return Ok(());
+    }
+    h.push_str("<table id=\"quarantine\"><tr><th>Since</th><th>Room</th><th>Device</th><th>Kind</th><th>Limit</th><th>Id</th></tr>");
+    for e in s.queue.quarantined(200)? {
+        let limit = e.reason.split_whitespace().next().unwrap_or("—");
+        let _ = write!(
+            h,
+            "<tr data-quarantined=\"{id}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{id}</td></tr>",
+            ts(Some(e.quarantined_at)),
+            esc(e.reading.room.as_deref().unwrap_or("—")),
+            esc(e.reading.device.id.as_str()),
+            esc(e.reading.kind.as_str()),
+            esc(limit),
+            id = e.id,
         );
     }
     h.push_str("</table>");

@@ -72,8 +72,12 @@ fn print_report(out: &mut impl Write, rep: &Report) -> std::io::Result<()> {
         writeln!(out, "  {name:<20} {n}")?;
     }
     writeln!(out, "held readings: {}", rep.held)?;
+    writeln!(out, "quarantined readings: {}", rep.quarantined)?;
     let show = |c: &verify::Counts| {
         let mut s = format!("{} readings", c.readings);
+        if c.quarantined > 0 {
+            s.push_str(&format!(" ({} quarantined)", c.quarantined));
+        }
         for (sink, (p, d)) in &c.sinks {
             s.push_str(&format!("; {sink}: {p} pending, {d} dead"));
         }

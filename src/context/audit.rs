@@ -1,5 +1,6 @@
 //! The audit trail's value types: who set or cleared which room's patient, which held reading
-//! an MA assigned or discarded, and what each receiver answered to each reading.
+//! an MA assigned or discarded, which quarantined reading someone released or discarded, and
+//! what each receiver answered to each reading.
 //!
 //! Entries are stored append-only in the queue's store (`queue::audit`); this module only
 //! names them. They hold patient identifiers in clear: the audit trail and the record system
@@ -88,6 +89,29 @@ pub enum AuditEvent {
         reason: Option<String>,
         #[serde(default)]
         changes: ReloadChanges,
+    },
+    /// A reading that failed a hard plausibility limit was put in quarantine (`migrated`: moved
+    /// there from the dead-letter of a store written by an earlier version).
+    Quarantined {
+        reading: ReadingId,
+        reason: String,
+        #[serde(default)]
+        migrated: bool,
+    },
+    /// A named person released a quarantined reading to every sink (still flagged `rejected:`),
+    /// with the patient they gave it, if any.
+    QuarantineReleased {
+        reading: ReadingId,
+        by: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patient: Option<PatientRef>,
+    },
+    /// A named person discarded a quarantined reading.
+    QuarantineDiscarded {
+        reading: ReadingId,
+        by: String,
+        reason: String,
     },
 }
 

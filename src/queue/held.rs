@@ -63,8 +63,8 @@ impl HeldEntry {
     }
 }
 
-/// Stages held readings; rejected readings (hard limits) and stores without sinks take the
-/// ordinary enqueue path.
+/// Stages held readings; rejected readings (hard limits: to the quarantine) and stores without
+/// sinks take the ordinary enqueue path.
 fn hold(
     tx: &mut Txn,
     ctx: &mut Ctx,
@@ -167,7 +167,7 @@ fn discard(
 
 impl Queue {
     /// Durable hold with group commit (see the module doc). Per reading: `Stored` (held),
-    /// `Duplicate(first id)`, or `Rejected(reason)` (into dead-letter, as with `enqueue`).
+    /// `Duplicate(first id)`, or `Rejected(reason)` (into the quarantine, as with `enqueue`).
     /// `Full` when over `max_bytes`, without writing anything.
     pub async fn hold(&self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
         let shared = self.shared()?;

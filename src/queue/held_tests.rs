@@ -125,7 +125,7 @@ async fn held_readings_survive_a_reopen_of_the_sled_store() {
 }
 
 #[tokio::test]
-async fn a_rejected_reading_goes_to_dead_letter_not_to_the_held_list() {
+async fn a_rejected_reading_goes_to_the_quarantine_not_to_the_held_list() {
     let q = Queue::with_store(Arc::new(MemoryStore::new()), opts()).unwrap();
     let mut r = reading("ox", 4);
     r.flags
@@ -133,7 +133,8 @@ async fn a_rejected_reading_goes_to_dead_letter_not_to_the_held_list() {
     let o = q.hold(vec![r]).await.unwrap();
     assert!(matches!(&o[0], EnqueueOutcome::Rejected(_)));
     assert_eq!(q.held_count().unwrap(), 0);
-    assert_eq!(q.dead(None, 10).unwrap().len(), 2);
+    assert_eq!(q.quarantined_count().unwrap(), 1);
+    assert!(q.dead(None, 10).unwrap().is_empty());
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! 'd' sink 0x00 id            → DeadValue JSON {"s": slot, "why": reason, "at": ms, "n": attempts}
 //! 'k' dedupe key              → id ++ ms stored (dedupe index, DESIGN §3.2)
 //! 'c' 'r'                     → u64 readings stored
+//! 'c' 'u'                     → u64 of them in the quarantine (see `quarantine`)
 //! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
 //! 'm' "counters"              → "1": the 'c' keys are authoritative (else recounted at open)
 //! 'm' "layout"                → "segments": this layout (a store with 'r' keys is from before)
@@ -186,6 +187,10 @@ pub fn parse_dedupe_value(v: &[u8]) -> Option<(ReadingId, u64)> {
 
 pub fn counter_readings() -> Vec<u8> {
     vec![COUNTER, b'r']
+}
+
+pub fn counter_quarantined() -> Vec<u8> {
+    vec![COUNTER, b'u']
 }
 
 pub fn counter_sink(sink: &SinkId) -> Vec<u8> {

@@ -14,8 +14,10 @@
 //! # Design
 //! - **Keys**: all in one store tree; the byte layout is documented in `keys`. The readings of
 //!   one group commit are stored once, packed in one segment (`g`, see `segment`) with a live
-//!   bitmap (`n`); each configured sink gets one bitmap of its fresh entries per segment (`p`),
-//!   or a dead entry (`d`) per reading when normalize rejected it. An entry with a retry
+//!   bitmap (`n`); each configured sink gets one bitmap of its fresh entries per segment (`p`).
+//!   A reading normalize rejected (hard limit) goes to the quarantine (`u`, see `quarantine`)
+//!   instead, in no sink's lists; a store of an earlier version, which dead-lettered them, has
+//!   them moved there at open. An entry with a retry
 //!   scheduled moves to `q` with a due-index key (`t`) ordered by (not_before, id). The dedupe
 //!   index (`k`) maps `Reading::dedupe_key` to the first id for 7 days. sled's cost is per key:
 //!   a group writes its segment, its bitmaps and one dedupe key per reading.
@@ -38,8 +40,9 @@
 //!   each segment once. They block briefly on sled: call them from `spawn_blocking` or a
 //!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
 //!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
-//! - **Held readings and the audit log** (`held`, `audit`): own key prefixes (`h`, `l`, `x`)
-//!   in the same tree, written through the same writer (`Command::Stage`).
+//! - **Held and quarantined readings, the audit log** (`held`, `quarantine`, `audit`): own key
+//!   prefixes (`h`, `u`, `l`, `x`) in the same tree, written through the same writer
+//!   (`Command::Stage`).
 //! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
 //!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it.
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
@@ -52,6 +55,7 @@ pub mod held;
 mod keys;
 mod memory;
 mod ops;
+pub mod quarantine;
 mod rejected;
 pub mod salvage;
 pub mod segment;
@@ -88,6 +92,7 @@ use writer::{Command, Shared, Writer};
 
 pub use held::HeldEntry;
 pub use memory::MemoryStore;
+pub use quarantine::{QuarantineEntry, QuarantineSummary, Release, ReleaseRequest};
 pub use rejected::RejectedRecord;
 pub use sled_store::SledStore;
 pub use store::{Batch, Entry, Op, Store, StoreError};
@@ -144,10 +149,11 @@ impl Queue {
                 c
             }
         };
-        let next_seq = txn::next_seq(&*store)?;
+        let mut next_seq = txn::next_seq(&*store)?;
         for s in &configured {
             counters.sink(s);
         }
+        migrate_rejected(&*store, &mut counters, &mut next_seq, &configured)?;
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
@@ -277,7 +283,7 @@ impl Queue {
                 }
                 // Settled meanwhile (a listing racing the delivery loop): not a damaged entry.
                 Err(_) if !self.still_pending(sink, id, p.slot)? => {}
-                Err(reason) => self.quarantine(sink, id, p.slot, reason),
+                Err(reason) => self.dead_unreadable(sink, id, p.slot, reason),
             }
         }
         Ok(out)
@@ -369,11 +375,11 @@ impl Queue {
         }
     }
 
-    fn quarantine(&self, sink: &SinkId, id: ReadingId, slot: Slot, reason: String) {
+    fn dead_unreadable(&self, sink: &SinkId, id: ReadingId, slot: Slot, reason: String) {
         tracing::error!(%sink, %id, %reason, "pending entry without a readable reading; moving it to dead-letter");
         self.inner.shared.hints.insert(id, slot);
         if let Some(tx) = &self.inner.tx {
-            let _ = tx.send(Command::Quarantine {
+            let _ = tx.send(Command::DeadUnreadable {
                 sink: sink.clone(),
                 id,
                 reason,
@@ -467,6 +473,7 @@ impl Queue {
         let configured = shared.configured();
         Ok(QueueStats {
             readings: c.readings,
+            quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
             max_bytes: shared.max_bytes,
             sinks: c
@@ -590,6 +597,39 @@ fn check_layout(store: &dyn Store) -> Result<(), QueueError> {
     batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
     store.apply(batch)?;
     store.sync()?;
+    Ok(())
+}
+
+/// Moves rejected readings that an earlier version left in dead-letters into the quarantine
+/// (see `quarantine::migrate`), in one synced batch, before the writer starts.
+fn migrate_rejected(
+    store: &dyn Store,
+    counters: &mut Counters,
+    next_seq: &mut u64,
+    configured: &[SinkId],
+) -> Result<(), QueueError> {
+    let hints = ops::SlotHints::default();
+    let mut woken = std::collections::BTreeSet::new();
+    let mut tx = txn::Txn::with_seq(store, counters.clone(), *next_seq);
+    let mut ctx = ops::Ctx {
+        now_ms: ops::to_ms(OffsetDateTime::now_utc()),
+        configured,
+        woken: &mut woken,
+        hints: &hints,
+    };
+    let moved = quarantine::migrate(&mut tx, &mut ctx)?;
+    if moved == 0 {
+        return Ok(());
+    }
+    let batch = tx.take_batch(true);
+    store.apply(batch)?;
+    store.sync()?;
+    *counters = tx.counters.clone();
+    *next_seq = (*next_seq).max(tx.next_seq());
+    tracing::warn!(
+        readings = moved,
+        "readings that failed a hard plausibility limit were in the dead-letter (stored by an earlier version); moved to the quarantine: `vitalsd queue quarantine`"
+    );
     Ok(())
 }
 

@@ -169,7 +169,7 @@ fn is_pending(tx: &Txn, sink: &SinkId, id: ReadingId, slot: Slot) -> Result<bool
 }
 
 /// Removes a pending entry; returns its state when there was one.
-fn take_pending(
+pub(super) fn take_pending(
     tx: &mut Txn,
     ctx: &Ctx,
     sink: &SinkId,
@@ -198,7 +198,12 @@ fn take_pending(
     Ok(Some(v))
 }
 
-fn add_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId, v: &DeadValue) -> Result<(), QueueError> {
+pub(super) fn add_dead(
+    tx: &mut Txn,
+    sink: &SinkId,
+    id: ReadingId,
+    v: &DeadValue,
+) -> Result<(), QueueError> {
     let key = keys::dead(sink, id);
     let value = json(&key, v)?;
     tx.put(key, value);
@@ -206,7 +211,11 @@ fn add_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId, v: &DeadValue) -> Result
     Ok(())
 }
 
-fn take_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId) -> Result<Option<DeadValue>, QueueError> {
+pub(super) fn take_dead(
+    tx: &mut Txn,
+    sink: &SinkId,
+    id: ReadingId,
+) -> Result<Option<DeadValue>, QueueError> {
     let key = keys::dead(sink, id);
     let Some(raw) = tx.get(&key)? else {
         return Ok(None);
@@ -219,7 +228,7 @@ fn take_dead(tx: &mut Txn, sink: &SinkId, id: ReadingId) -> Result<Option<DeadVa
 }
 
 /// Removes the reading when no sink's pending or dead entry refers to it any more.
-fn release_if_unreferenced(
+pub(super) fn release_if_unreferenced(
     tx: &mut Txn,
     ctx: &Ctx,
     id: ReadingId,
@@ -238,8 +247,8 @@ fn release_if_unreferenced(
     Ok(())
 }
 
-/// Stages readings: dedupe, append to the group's segment, one pending (or, when rejected,
-/// dead) entry per sink.
+/// Stages readings: dedupe, append to the group's segment with one pending entry per sink; a
+/// reading that failed a hard limit goes to the quarantine instead (see `quarantine`).
 pub fn enqueue(
     tx: &mut Txn,
     ctx: &mut Ctx,
@@ -259,21 +268,14 @@ pub fn enqueue(
             out.push(EnqueueOutcome::Stored);
             continue;
         }
-        let value = json(&keys::segment(tx.next_seq()), r)?;
-        let slot = tx.append(id, &value);
-        tx.counters.readings += 1;
         if let Some(reason) = r.rejection() {
-            let dead = DeadValue {
-                slot,
-                reason: reason.to_string(),
-                at: ctx.now_ms,
-                attempts: 0,
-            };
-            for sink in ctx.configured {
-                add_dead(tx, sink, id, &dead)?;
-            }
+            // A hard-limit failure is kept apart for a person's review, in no sink's lists.
+            super::quarantine::put(tx, ctx, id, r, reason, false)?;
             out.push(EnqueueOutcome::Rejected(reason.to_string()));
         } else {
+            let value = json(&keys::segment(tx.next_seq()), r)?;
+            let slot = tx.append(id, &value);
+            tx.counters.readings += 1;
             let p = PendingValue {
                 slot,
                 attempts: 0,
@@ -398,7 +400,7 @@ pub fn purge_dead(
 }
 
 /// Moves an undeliverable pending entry (its reading is missing or unreadable) to dead-letter.
-pub fn quarantine(
+pub fn dead_unreadable(
     tx: &mut Txn,
     ctx: &mut Ctx,
     sink: &SinkId,

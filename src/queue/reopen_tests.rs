@@ -133,9 +133,29 @@ async fn counters_match_a_full_recount_after_mixed_work() {
     q.settle(&file, delivered).await.unwrap();
     q.retry_dead(&ehr, rs[2].id).await.unwrap();
     q.purge_dead(None, None).await.unwrap();
+    // Three quarantined: one released, one discarded, one left.
+    let mut bad: Vec<Reading> = (100..103).map(|n| reading("ox", n)).collect();
+    for r in &mut bad {
+        r.flags
+            .push(crate::reading::Flag::new("rejected:heart_rate 0 /min <= 0"));
+    }
+    q.enqueue(bad.clone()).await.unwrap();
+    let release = crate::queue::ReleaseRequest {
+        by: "dr".into(),
+        reason: "checked".into(),
+        patient: None,
+        require_patient: false,
+    };
+    q.release_quarantined(bad[0].id.unwrap(), release)
+        .await
+        .unwrap();
+    q.discard_quarantined(bad[1].id.unwrap(), "ma".into(), "fault".into())
+        .await
+        .unwrap();
     let recount = Counters::recount(&*store).unwrap();
     let s = q.stats().unwrap();
     assert_eq!(s.readings, recount.readings);
+    assert_eq!((s.quarantined, recount.quarantined), (1, 1));
     for sink in &s.sinks {
         let c = recount.sinks.get(&sink.sink).copied().unwrap_or_default();
         assert_eq!(
@@ -145,11 +165,13 @@ async fn counters_match_a_full_recount_after_mixed_work() {
             sink.sink
         );
     }
-    // ehr: 10 delivered, 10 retried, 10 dead → 1 retried back, 9 purged. file: 20 left.
-    assert_eq!((s.sinks[0].pending, s.sinks[0].dead), (11, 0));
-    assert_eq!((s.sinks[1].pending, s.sinks[1].dead), (20, 0));
-    // Gone: 0, 3, 6, 9 (delivered to both) and 5, 8 (purged from ehr, delivered to file).
-    assert_eq!(s.readings, 30 - 6);
+    // ehr: 10 delivered, 10 retried, 10 dead → 1 retried back, 9 purged. file: 20 left. Plus
+    // the released reading on both.
+    assert_eq!((s.sinks[0].pending, s.sinks[0].dead), (12, 0));
+    assert_eq!((s.sinks[1].pending, s.sinks[1].dead), (21, 0));
+    // Gone: 0, 3, 6, 9 (delivered to both) and 5, 8 (purged from ehr, delivered to file); the
+    // released and the quarantined one are stored, the discarded one is gone.
+    assert_eq!(s.readings, 30 - 6 + 2);
 }
 
 #[test]

@@ -324,7 +324,7 @@ fn others(src: &dyn Store, w: &mut Writer, out: &mut Outcome) -> Result<(), Stor
                                export it";
                     return out.skip(k, v, why);
                 }
-                Ok(Item::Held(_)) => out.readings += 1,
+                Ok(Item::Held(_) | Item::Quarantined(_)) => out.readings += 1,
                 Ok(_) if k == keys::META_COUNTERS || k == keys::META_LAYOUT => return Ok(()),
                 Ok(_) => {}
             }

@@ -7,7 +7,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::reading::{Decimal, DeviceId, DeviceInfo, Flag, Kind, Ucum, Value};
+use crate::reading::{Decimal, DeviceId, DeviceInfo, Kind, Ucum, Value};
 
 /// A heart-rate reading of `device`; different `n` give different measurements.
 pub fn reading(device: &str, n: i64) -> Reading {
@@ -258,35 +258,6 @@ async fn the_same_measurement_twice_is_stored_once() {
             2,
             "{name}"
         );
-    }
-}
-
-#[tokio::test]
-async fn a_rejected_reading_goes_to_every_sinks_dead_letter() {
-    for (name, store, _dir) in each_store() {
-        let q = Queue::with_store(store, QueueOptions::new(sinks(&["ehr", "file"]))).unwrap();
-        let mut r = reading("cuff", 1);
-        r.flags
-            .push(Flag::new("rejected:heart_rate above 400 /min"));
-        let out = q.enqueue(vec![r.clone()]).await.unwrap();
-        let reason = "heart_rate above 400 /min".to_string();
-        assert_eq!(
-            out,
-            vec![EnqueueOutcome::Rejected(reason.clone())],
-            "{name}"
-        );
-        for s in sinks(&["ehr", "file"]) {
-            assert!(
-                q.pending(&s, 10, far_future()).unwrap().is_empty(),
-                "{name}"
-            );
-            assert_eq!(q.next_due(&s).unwrap(), None, "{name}");
-            let d = q.dead(Some(&s), 10).unwrap();
-            assert_eq!(
-                (d.len(), d[0].reason.clone(), d[0].id),
-                (1, reason.clone(), r.id.unwrap())
-            );
-        }
     }
 }
 

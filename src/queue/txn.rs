@@ -25,6 +25,8 @@ pub struct SinkCount {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     pub readings: u64,
+    /// Readings in the quarantine (also counted in `readings`).
+    pub quarantined: u64,
     pub sinks: BTreeMap<SinkId, SinkCount>,
 }
 
@@ -38,6 +40,10 @@ impl Counters {
         batch.put(
             keys::counter_readings(),
             self.readings.to_be_bytes().to_vec(),
+        );
+        batch.put(
+            keys::counter_quarantined(),
+            self.quarantined.to_be_bytes().to_vec(),
         );
         for (sink, c) in &self.sinks {
             let mut v = c.pending.to_be_bytes().to_vec();
@@ -55,6 +61,11 @@ impl Counters {
         if let Some(v) = store.get(&keys::counter_readings())? {
             c.readings = keys::u64_value(&v, 0).ok_or_else(|| corrupt(b"cr", "short counter"))?;
         }
+        // Absent in a store of an earlier version, which had no quarantine.
+        if let Some(v) = store.get(&keys::counter_quarantined())? {
+            c.quarantined =
+                keys::u64_value(&v, 0).ok_or_else(|| corrupt(b"cu", "short counter"))?;
+        }
         let prefix = [keys::COUNTER, b's'];
         for (k, v) in store.scan_prefix(&prefix, None, usize::MAX)? {
             let sink = std::str::from_utf8(&k[2..]).map_err(|e| corrupt(&k, &e.to_string()))?;
@@ -67,11 +78,14 @@ impl Counters {
     }
 
     /// Counts every entry (at open of a store without counters, and for verify): live bits of
-    /// the segments plus held readings; fresh bits plus retried entries per sink; dead entries.
+    /// the segments plus held and quarantined readings; fresh bits plus retried entries per
+    /// sink; dead entries.
     pub fn recount(store: &dyn Store) -> Result<Counters, QueueError> {
         let mut c = Counters::default();
         scan_values(store, &[keys::LIVE], |_, v| c.readings += segment::count(v))?;
         c.readings += count_prefix(store, &[super::held::HELD], |_| {})?;
+        c.quarantined = count_prefix(store, &[super::quarantine::QUARANTINE], |_| {})?;
+        c.readings += c.quarantined;
         scan_values(store, &[keys::PENDING], |k, v| {
             if let Some((s, _)) = keys::parse_pending(k) {
                 c.sink(&s).pending += segment::count(v);

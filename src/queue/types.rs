@@ -43,7 +43,8 @@ pub enum EnqueueOutcome {
     /// The same measurement (same `Reading::dedupe_key`, or the same id) was already stored under
     /// this id; nothing new was written.
     Duplicate(ReadingId),
-    /// Stored, but straight into every sink's dead-letter with this reason (a hard limit).
+    /// Stored in the quarantine, in no sink's lists, with this reason (a hard limit): only a
+    /// person's release sends it (see `queue::quarantine`).
     Rejected(String),
 }
 
@@ -67,8 +68,10 @@ pub enum Settle {
 /// Queue counters, kept in memory and persisted with every batch (no scan per call).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStats {
-    /// Readings stored (referenced by at least one pending, dead or held entry).
+    /// Readings stored (referenced by at least one pending, dead, held or quarantine entry).
     pub readings: u64,
+    /// Readings in the quarantine (failed a hard limit; released only by a person).
+    pub quarantined: u64,
     pub disk_bytes: u64,
     pub max_bytes: u64,
     /// Every sink that has entries or is configured, configured or not, by id.

@@ -49,6 +49,8 @@ pub struct Problem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub readings: u64,
+    /// Of the readings, those in the quarantine.
+    pub quarantined: u64,
     /// sink → (pending, dead); sinks whose counts are both 0 are left out.
     pub sinks: BTreeMap<String, (u64, u64)>,
 }
@@ -63,6 +65,7 @@ impl From<&Counters> for Counts {
             .collect();
         Counts {
             readings: c.readings,
+            quarantined: c.quarantined,
             sinks,
         }
     }
@@ -76,6 +79,12 @@ impl Counts {
             out.push(format!(
                 "{} readings counted, {} found",
                 self.readings, found.readings
+            ));
+        }
+        if found.quarantined < self.quarantined {
+            out.push(format!(
+                "{} quarantined counted, {} found",
+                self.quarantined, found.quarantined
             ));
         }
         for (sink, &(p, d)) in &self.sinks {
@@ -96,6 +105,7 @@ pub struct Report {
     /// Keys per prefix name (readable or not).
     pub keys: BTreeMap<&'static str, u64>,
     pub held: u64,
+    pub quarantined: u64,
     /// Persisted counters (`None` when the store never persisted them) and the recount.
     pub counted: Option<Counts>,
     pub found: Counts,
@@ -153,6 +163,7 @@ pub fn check(store: &dyn Store) -> Result<Report, QueueError> {
                 Ok(Item::Counter | Item::Other) => {}
                 Ok(Item::OldReading) => old += 1,
                 Ok(Item::Held(_)) => rep.held += 1,
+                Ok(Item::Quarantined(_)) => rep.quarantined += 1,
                 Ok(other) => items.push((k, other)),
                 Err(reason) => rep.problem(&k, reason),
             }

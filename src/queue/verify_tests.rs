@@ -362,10 +362,12 @@ fn keys_of_unknown_prefixes_or_wrong_shape_are_refused() {
 fn a_shortfall_names_what_the_counters_claim_and_more_found_is_no_shortfall() {
     let counted = Counts {
         readings: 5,
+        quarantined: 0,
         sinks: [("ehr".to_string(), (5, 0))].into(),
     };
     let found = Counts {
         readings: 3,
+        quarantined: 0,
         sinks: [("ehr".to_string(), (3, 1))].into(),
     };
     assert_eq!(

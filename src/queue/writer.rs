@@ -49,7 +49,7 @@ pub enum Command {
         reply: Reply<usize>,
     },
     /// Fire and forget: a pending entry whose reading cannot be read goes to dead-letter.
-    Quarantine {
+    DeadUnreadable {
         sink: SinkId,
         id: ReadingId,
         reason: String,
@@ -248,8 +248,8 @@ impl Writer {
                     Ok(()) => done.push(Done::Unit(reply)),
                     Err(e) => fail(&mut tx, reply, e),
                 },
-                Command::Quarantine { sink, id, reason } => {
-                    if let Err(e) = ops::quarantine(&mut tx, &mut ctx, &sink, id, &reason) {
+                Command::DeadUnreadable { sink, id, reason } => {
+                    if let Err(e) = ops::dead_unreadable(&mut tx, &mut ctx, &sink, id, &reason) {
                         tx.rollback();
                         tracing::error!(%sink, %id, error = %e, "cannot move an unreadable entry to dead-letter");
                     }

@@ -28,6 +28,8 @@ pub enum Item {
     Dead(SinkId, ReadingId, Slot),
     /// A held reading: the reading lives in its held value, not in a segment.
     Held(ReadingId),
+    /// A quarantined reading (failed a hard limit): it lives in its value, not in a segment.
+    Quarantined(ReadingId),
     /// A reading key (`r`) of the layout before segments.
     OldReading,
     /// A persisted counter (`c`): rebuilt by salvage, compared by verify.
@@ -109,6 +111,11 @@ pub const RULES: &[Rule] = &[
         tag: super::super::audit::CONTEXT,
         name: "room contexts",
         check: json_any,
+    },
+    Rule {
+        tag: super::super::quarantine::QUARANTINE,
+        name: "quarantine",
+        check: quarantined,
     },
     Rule {
         tag: REJECTED,
@@ -244,12 +251,12 @@ fn dedupe(k: &[u8], v: &[u8]) -> Result<Item, String> {
 
 fn counter(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let ok = match k.get(1) {
-        Some(b'r') => k.len() == 2 && v.len() == 8,
+        Some(b'r' | b'u') => k.len() == 2 && v.len() == 8,
         Some(b's') => std::str::from_utf8(&k[2..]).is_ok() && v.len() == 16,
         _ => false,
     };
     ok.then_some(Item::Counter)
-        .ok_or_else(|| "not a readings or sink counter of the right size".into())
+        .ok_or_else(|| "not a readings, quarantine or sink counter of the right size".into())
 }
 
 fn meta(k: &[u8], v: &[u8]) -> Result<Item, String> {
@@ -276,6 +283,15 @@ fn held(k: &[u8], v: &[u8]) -> Result<Item, String> {
         return Err("the held reading's id differs from its key".into());
     }
     Ok(Item::Held(id))
+}
+
+fn quarantined(k: &[u8], v: &[u8]) -> Result<Item, String> {
+    let id = id_key(k)?;
+    let q: super::super::quarantine::QuarantineValue = json(v)?;
+    if q.reading.id != Some(id) {
+        return Err("the quarantined reading's id differs from its key".into());
+    }
+    Ok(Item::Quarantined(id))
 }
 
 fn audit(_: &[u8], v: &[u8]) -> Result<Item, String> {
