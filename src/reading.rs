@@ -386,7 +386,8 @@ impl PatientRef {
 
 /// A data-quality fact about a reading (`clock_untrusted`, `out_of_range:systolic`,
 /// `device:artifact`, `rejected:...`). Flags starting with `rejected:` mean the reading
-/// failed a hard limit and is kept in dead-letter rather than forwarded.
+/// failed a hard limit: it is quarantined, and reaches a sink only when a named person
+/// releases it (then as a preliminary result; `docs/quarantine.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Flag(String);
