@@ -10,8 +10,10 @@
 //! strip is stored when the stream ends (disconnect, shutdown, [`DevicePipeline::flush_strips`]).
 //!
 //! With a [`PatientLink`] (the daemon always sets one): a `barcode` device's scans set its
-//! room's patient context; every reading takes the context valid when it was measured; in
-//! `hold` mode a reading without one is held for an MA instead of queued for the sinks.
+//! room's patient context; every reading takes the patient whose context covers the whole time
+//! it could have been measured in (and maps the device user it names, if any), else none and a
+//! flag (`patient_ambiguous`, `patient_user_unmapped`); in `hold` mode a reading without a
+//! patient is held for an MA instead of queued for the sinks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DeviceConfig, PatientMode};
 use crate::context::audit::ContextSource;
-use crate::context::history::Attribution;
+use crate::context::history::{Attribution, Window};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
@@ -346,7 +348,7 @@ impl DevicePipeline {
             let by = self.ctx.device.to_string();
             if let Err(e) = link
                 .contexts
-                .set(&room, patient, ContextSource::Scan, &by, at)
+                .set(&room, patient, None, ContextSource::Scan, &by, at)
                 .await
             {
                 tracing::error!(device = %self.ctx.device, %room, error = %e, "scan not applied: the room keeps its previous context");
@@ -357,6 +359,7 @@ impl DevicePipeline {
     /// Attaches each reading's patient (unless its message named one) and splits them into
     /// readings for the sinks and readings to hold.
     fn route(&self, readings: Vec<Reading>) -> (Vec<Reading>, Vec<Reading>) {
+        let tolerance = self.ctx.clock_skew_tolerance;
         let Some(link) = &self.link else {
             return (readings, Vec::new());
         };
@@ -365,10 +368,14 @@ impl DevicePipeline {
         for mut r in readings {
             if r.patient.is_none() {
                 if let Some(room) = &r.room {
-                    match link.contexts.attribute(room, r.observed_at, r.received_at) {
+                    let window = reading_window(&r, tolerance);
+                    match link.contexts.attribute(room, window, device_user(&r)) {
                         Attribution::Patient(p) => r.patient = Some(p),
                         Attribution::Unknown => {}
                         Attribution::Ambiguous => r.flags.push(Flag::new("patient_ambiguous")),
+                        Attribution::UserUnmapped => {
+                            r.flags.push(Flag::new("patient_user_unmapped"));
+                        }
                     }
                 }
             }
@@ -417,6 +424,21 @@ impl DevicePipeline {
             }
         }
     }
+}
+
+/// The time `r` could have been measured in. A reading carries a device time when it has one
+/// or its device time was refused (`clock_untrusted`: a clock not set or off is still a clock,
+/// and the value may come from the device's memory).
+fn reading_window(r: &Reading, tolerance: Duration) -> Window {
+    let has_device_time = r.device_time.is_some() || r.has_flag("clock_untrusted");
+    Window::of_reading(r.observed_at, r.received_at, has_device_time, tolerance)
+}
+
+/// The device user a multi-user cuff or scale named (the decoders' `device:user:<n>` flag).
+fn device_user(r: &Reading) -> Option<u8> {
+    r.flags
+        .iter()
+        .find_map(|f| f.as_str().strip_prefix("device:user:")?.parse().ok())
 }
 
 impl DevicePipeline {

@@ -22,7 +22,7 @@ pub enum ContextSource {
     Mqtt,
     /// `PUT /api/rooms/{room}/patient` (or `DELETE`).
     Api,
-    /// The context ran out: `context_ttl` after the last reading or scan.
+    /// The context ran out: `context_ttl` after the scan or the last confirmation.
     Expiry,
 }
 
@@ -88,6 +88,21 @@ pub enum AuditEvent {
         reason: Option<String>,
         #[serde(default)]
         changes: ReloadChanges,
+    },
+    /// Someone confirmed that a room's current patient is still there: the context stays
+    /// valid `context_ttl` from now.
+    ContextConfirmed {
+        room: String,
+        patient: PatientRef,
+        by: String,
+    },
+    /// The context just set (the `ContextSet` before it, same batch) maps this device user:
+    /// readings of a multi-user cuff or scale that name this user go to its patient.
+    ContextUserMapped {
+        room: String,
+        user: u8,
+        source: ContextSource,
+        by: String,
     },
 }
 
