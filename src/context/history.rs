@@ -376,7 +376,11 @@ mod tests {
         let later = Window::at(at(12, 3));
         assert_eq!(h.attribute(later, Some(2), TTL), is("A"));
         assert_eq!(h.attribute(later, Some(3), TTL), Attribution::UserUnmapped);
-        assert_eq!(h.attribute(later, None, TTL), is("A"), "a single-user device");
+        assert_eq!(
+            h.attribute(later, None, TTL),
+            is("A"),
+            "a single-user device"
+        );
         // The mapping must hold over the whole window.
         let across = w(at(12, 1), at(12, 3));
         assert_eq!(h.attribute(across, Some(2), TTL), Attribution::UserUnmapped);
@@ -422,8 +426,7 @@ mod tests {
         let mut h2 = h.clone();
         h2.confirm(at(12, 10), TTL);
         h2.epochs[0].user = Some(2);
-        let back: RoomHistory =
-            serde_json::from_str(&serde_json::to_string(&h2).unwrap()).unwrap();
+        let back: RoomHistory = serde_json::from_str(&serde_json::to_string(&h2).unwrap()).unwrap();
         assert_eq!(back, h2);
     }
 

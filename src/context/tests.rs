@@ -48,7 +48,11 @@ async fn two_rooms_never_mix_and_readings_get_the_patient_of_their_time() {
     assert_eq!(attach(&c, "exam-1", t(2)), Some(p("A")));
     assert_eq!(attach(&c, "exam-2", t(2)), Some(p("B")));
     assert_eq!(attach(&c, "exam-3", t(2)), None);
-    assert_eq!(attach(&c, "exam-2", t(0)), None, "before the context was set");
+    assert_eq!(
+        attach(&c, "exam-2", t(0)),
+        None,
+        "before the context was set"
+    );
 }
 
 #[tokio::test]
@@ -139,9 +143,16 @@ async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
 async fn the_room_view_shows_only_the_masked_patient() {
     let store = Arc::new(MemoryStore::new());
     let c = ContextStore::open(queue(&store), TTL).unwrap();
-    c.set("exam-1", p("MRN0012345"), None, ContextSource::Scan, "s1", t(0))
-        .await
-        .unwrap();
+    c.set(
+        "exam-1",
+        p("MRN0012345"),
+        None,
+        ContextSource::Scan,
+        "s1",
+        t(0),
+    )
+    .await
+    .unwrap();
     let v = c.views(t(1));
     assert_eq!(
         v[0].patient.as_deref(),
@@ -169,7 +180,11 @@ async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
     }
     let q = queue(&store);
     let c = ContextStore::open(q.clone(), TTL).unwrap();
-    assert_eq!(attach(&c, "exam-1", t(17)), Some(p("A")), "valid 10 min from t(8)");
+    assert_eq!(
+        attach(&c, "exam-1", t(17)),
+        Some(p("A")),
+        "valid 10 min from t(8)"
+    );
     assert_eq!(c.expire_due(t(17)).await.unwrap(), 0);
     let v = &c.views(t(17))[0];
     assert_eq!(v.expires_at, Some(t(18)));
@@ -237,5 +252,8 @@ async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
             _ => None,
         })
         .collect();
-    assert_eq!(users, [("exam-1".to_string(), 2), ("exam-2".to_string(), 3)]);
+    assert_eq!(
+        users,
+        [("exam-1".to_string(), 2), ("exam-2".to_string(), 3)]
+    );
 }
