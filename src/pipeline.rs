@@ -502,3 +502,54 @@ pub fn init_local_offset() {
 pub fn local_offset() -> time::UtcOffset {
     LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn reading(device_time: Option<&str>, flags: &[&str]) -> Reading {
+        let dt = device_time.map_or("null".to_string(), |t| format!("{t:?}"));
+        let flags: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
+        let json = format!(
+            r#"{{"id":null,"device":{{"id":"cuff","driver":"ble-gatt"}},"room":"exam-1",
+            "patient":null,"kind":"blood_pressure","observed_at":"2026-11-27T12:00:00Z",
+            "received_at":"2026-11-27T12:00:10Z","device_time":{dt},"values":[],
+            "flags":[{}]}}"#,
+            flags.join(",")
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn a_reading_with_a_device_time_or_an_untrusted_clock_gets_the_tolerance_window() {
+        let tol = Duration::from_secs(60);
+        let received = datetime!(2026-11-27 12:00:10 UTC);
+        let clockless = reading(None, &[]);
+        assert_eq!(reading_window(&clockless, tol), Window::at(received));
+        let timed = reading(Some("2026-11-27T12:00:00Z"), &[]);
+        assert_eq!(
+            reading_window(&timed, tol),
+            Window {
+                from: datetime!(2026-11-27 11:59:00 UTC),
+                to: received
+            }
+        );
+        let not_set = reading(None, &["clock_untrusted"]);
+        assert_eq!(
+            reading_window(&not_set, tol).from,
+            datetime!(2026-11-27 11:59:00 UTC)
+        );
+    }
+
+    #[test]
+    fn the_device_user_comes_from_the_decoders_flag() {
+        assert_eq!(device_user(&reading(None, &["device:user:2"])), Some(2));
+        assert_eq!(
+            device_user(&reading(None, &["device:cuff_loose", "device:user:17"])),
+            Some(17)
+        );
+        assert_eq!(device_user(&reading(None, &["device:cuff_loose"])), None);
+        assert_eq!(device_user(&reading(None, &["device:user:x"])), None);
+    }
+}
