@@ -387,7 +387,14 @@ impl DevicePipeline {
             }
         }
         if !held.is_empty() {
-            tracing::info!(device = %self.ctx.device, count = held.len(), "no patient context for the room: readings held for review");
+            let why = |flag: &str| held.iter().filter(|r| r.has_flag(flag)).count();
+            tracing::info!(
+                device = %self.ctx.device,
+                count = held.len(),
+                ambiguous = why("patient_ambiguous"),
+                user_unmapped = why("patient_user_unmapped"),
+                "readings without a patient held for review"
+            );
         }
         (ready, held)
     }
