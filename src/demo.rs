@@ -194,7 +194,9 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             admin_token_file: None,
             queue_max_bytes: 256 * 1024 * 1024,
             cache_size: 8 * 1024 * 1024,
-            clock_skew_tolerance: Duration::from_secs(300),
+            // The simulated devices' clocks are the host's (whole seconds): a small tolerance
+            // keeps each first reading's window after its room's scan (docs/patient-attribution.md).
+            clock_skew_tolerance: Duration::from_millis(1500),
             shutdown_timeout: Duration::from_secs(5),
             audit_retention: Duration::from_secs(24 * 3600),
             log_format: LogFormat::Text,

@@ -10,8 +10,10 @@
 //! strip is stored when the stream ends (disconnect, shutdown, [`DevicePipeline::flush_strips`]).
 //!
 //! With a [`PatientLink`] (the daemon always sets one): a `barcode` device's scans set its
-//! room's patient context; every reading takes the context valid when it was measured; in
-//! `hold` mode a reading without one is held for an MA instead of queued for the sinks.
+//! room's patient context; every reading takes the patient whose context covers the whole time
+//! it could have been measured in (and maps the device user it names, if any), else none and a
+//! flag (`patient_ambiguous`, `patient_user_unmapped`); in `hold` mode a reading without a
+//! patient is held for an MA instead of queued for the sinks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DeviceConfig, PatientMode};
 use crate::context::audit::ContextSource;
-use crate::context::history::Attribution;
+use crate::context::history::{Attribution, Window};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
@@ -346,7 +348,7 @@ impl DevicePipeline {
             let by = self.ctx.device.to_string();
             if let Err(e) = link
                 .contexts
-                .set(&room, patient, ContextSource::Scan, &by, at)
+                .set(&room, patient, None, ContextSource::Scan, &by, at)
                 .await
             {
                 tracing::error!(device = %self.ctx.device, %room, error = %e, "scan not applied: the room keeps its previous context");
@@ -357,6 +359,7 @@ impl DevicePipeline {
     /// Attaches each reading's patient (unless its message named one) and splits them into
     /// readings for the sinks and readings to hold.
     fn route(&self, readings: Vec<Reading>) -> (Vec<Reading>, Vec<Reading>) {
+        let tolerance = self.ctx.clock_skew_tolerance;
         let Some(link) = &self.link else {
             return (readings, Vec::new());
         };
@@ -365,10 +368,14 @@ impl DevicePipeline {
         for mut r in readings {
             if r.patient.is_none() {
                 if let Some(room) = &r.room {
-                    match link.contexts.attribute(room, r.observed_at, r.received_at) {
+                    let window = reading_window(&r, tolerance);
+                    match link.contexts.attribute(room, window, device_user(&r)) {
                         Attribution::Patient(p) => r.patient = Some(p),
                         Attribution::Unknown => {}
                         Attribution::Ambiguous => r.flags.push(Flag::new("patient_ambiguous")),
+                        Attribution::UserUnmapped => {
+                            r.flags.push(Flag::new("patient_user_unmapped"));
+                        }
                     }
                 }
             }
@@ -380,7 +387,14 @@ impl DevicePipeline {
             }
         }
         if !held.is_empty() {
-            tracing::info!(device = %self.ctx.device, count = held.len(), "no patient context for the room: readings held for review");
+            let why = |flag: &str| held.iter().filter(|r| r.has_flag(flag)).count();
+            tracing::info!(
+                device = %self.ctx.device,
+                count = held.len(),
+                ambiguous = why("patient_ambiguous"),
+                user_unmapped = why("patient_user_unmapped"),
+                "readings without a patient held for review"
+            );
         }
         (ready, held)
     }
@@ -417,6 +431,21 @@ impl DevicePipeline {
             }
         }
     }
+}
+
+/// The time `r` could have been measured in. A reading carries a device time when it has one
+/// or its device time was refused (`clock_untrusted`: a clock not set or off is still a clock,
+/// and the value may come from the device's memory).
+fn reading_window(r: &Reading, tolerance: Duration) -> Window {
+    let has_device_time = r.device_time.is_some() || r.has_flag("clock_untrusted");
+    Window::of_reading(r.observed_at, r.received_at, has_device_time, tolerance)
+}
+
+/// The device user a multi-user cuff or scale named (the decoders' `device:user:<n>` flag).
+fn device_user(r: &Reading) -> Option<u8> {
+    r.flags
+        .iter()
+        .find_map(|f| f.as_str().strip_prefix("device:user:")?.parse().ok())
 }
 
 impl DevicePipeline {
@@ -479,4 +508,55 @@ pub fn init_local_offset() {
 /// The host's UTC offset, for device clocks that report local wall time (UTC when unknown).
 pub fn local_offset() -> time::UtcOffset {
     LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn reading(device_time: Option<&str>, flags: &[&str]) -> Reading {
+        let dt = device_time.map_or("null".to_string(), |t| format!("{t:?}"));
+        let flags: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
+        let json = format!(
+            r#"{{"id":null,"device":{{"id":"cuff","driver":"ble-gatt"}},"room":"exam-1",
+            "patient":null,"kind":"blood_pressure","observed_at":"2026-11-27T12:00:00Z",
+            "received_at":"2026-11-27T12:00:10Z","device_time":{dt},"values":[],
+            "flags":[{}]}}"#,
+            flags.join(",")
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn a_reading_with_a_device_time_or_an_untrusted_clock_gets_the_tolerance_window() {
+        let tol = Duration::from_secs(60);
+        let received = datetime!(2026-11-27 12:00:10 UTC);
+        let clockless = reading(None, &[]);
+        assert_eq!(reading_window(&clockless, tol), Window::at(received));
+        let timed = reading(Some("2026-11-27T12:00:00Z"), &[]);
+        assert_eq!(
+            reading_window(&timed, tol),
+            Window {
+                from: datetime!(2026-11-27 11:59:00 UTC),
+                to: received
+            }
+        );
+        let not_set = reading(None, &["clock_untrusted"]);
+        assert_eq!(
+            reading_window(&not_set, tol).from,
+            datetime!(2026-11-27 11:59:00 UTC)
+        );
+    }
+
+    #[test]
+    fn the_device_user_comes_from_the_decoders_flag() {
+        assert_eq!(device_user(&reading(None, &["device:user:2"])), Some(2));
+        assert_eq!(
+            device_user(&reading(None, &["device:cuff_loose", "device:user:17"])),
+            Some(17)
+        );
+        assert_eq!(device_user(&reading(None, &["device:cuff_loose"])), None);
+        assert_eq!(device_user(&reading(None, &["device:user:x"])), None);
+    }
 }

@@ -275,7 +275,9 @@ fn the_patient_topic_sets_the_rooms_patient_and_an_empty_payload_clears_it() {
         "patient",
         &url,
         "patient_topic = \"clinic/rooms/+/patient\"",
-        "",
+        // The bridge's clock is the host's: a small tolerance keeps a reading measured 2 s
+        // after the context was set clear of it.
+        "clock_skew_tolerance = \"1s\"",
     );
     let d = s.daemon(&cfg, "patient.log");
     let ctx = br#"{"id":"MRN0000042","system":"urn:oid:1.2.3","by":"front-desk"}"#.to_vec();
@@ -284,9 +286,10 @@ fn the_patient_topic_sets_the_rooms_patient_and_an_empty_payload_clears_it() {
         vec![("clinic/rooms/exam-4/patient".into(), ctx)],
     );
     d.wait_log("patient context set", Duration::from_secs(10));
-    // The bridge reports whole seconds: wait for the next one, so the weight is measured after
-    // the context was set (a reading measured before it must not get the patient).
-    std::thread::sleep(Duration::from_millis(1100));
+    // The bridge reports whole seconds: wait so that the weight, less the clock-skew
+    // tolerance, is still measured after the context was set (a reading that may have been
+    // measured before it must not get the patient).
+    std::thread::sleep(Duration::from_millis(2100));
     publish(broker.port, vec![("bridge/exam4".into(), weight(7012))]);
     let lines = wait_outbox(&s.outbox, 1, Duration::from_secs(10));
     assert_eq!(lines[0]["patient"]["id"], "MRN0000042", "{}", lines[0]);

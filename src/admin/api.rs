@@ -106,6 +106,7 @@ pub fn api_routes() -> Router<AdminState> {
             "/api/rooms/{room}/patient",
             put(set_patient).delete(clear_patient),
         )
+        .route("/api/rooms/{room}/patient/confirm", post(confirm_patient))
         .route("/api/held", get(held))
         .route("/api/held/{id}/assign", post(assign))
         .route("/api/held/{id}/discard", post(discard))
@@ -187,6 +188,9 @@ struct SetPatient {
     id: String,
     system: String,
     by: String,
+    /// The device user (multi-user cuff or scale) whose readings go to this patient.
+    #[serde(default)]
+    user: Option<u8>,
 }
 
 async fn set_patient(State(s): State<AdminState>, Path(room): Path<String>, body: Bytes) -> Answer {
@@ -200,6 +204,7 @@ async fn set_patient(State(s): State<AdminState>, Path(room): Path<String>, body
         .set(
             &room,
             patient,
+            b.user,
             ContextSource::Api,
             &by,
             OffsetDateTime::now_utc(),
@@ -207,6 +212,37 @@ async fn set_patient(State(s): State<AdminState>, Path(room): Path<String>, body
         .await
         .map_err(|e| context_err(&e))?;
     Ok(Json(json!({ "room": room, "set": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmPatient {
+    by: String,
+}
+
+/// "Still this patient": renews the room's current context for `context_ttl` from now; 404
+/// when the room has no valid context (it expired or was never set: scan again).
+async fn confirm_patient(
+    State(s): State<AdminState>,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let b: ConfirmPatient = parse_body(&body)?;
+    let by = by_field(b.by)?;
+    let now = OffsetDateTime::now_utc();
+    let confirmed = s
+        .contexts
+        .confirm(&room, &by, now)
+        .await
+        .map_err(|e| context_err(&e))?;
+    if !confirmed {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "no valid patient context in this room to confirm; scan or set the patient",
+        ));
+    }
+    let view = s.contexts.views(now).into_iter().find(|v| v.room == room);
+    Ok(Json(json!({ "room": room, "confirmed": true, "context": view })).into_response())
 }
 
 #[derive(Deserialize, Default)]

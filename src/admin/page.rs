@@ -1,13 +1,14 @@
 //! The status page `GET /`: one server-rendered HTML document (no CDN, no script) with the
-//! rooms and their MASKED patient, the devices, the sinks (pending, dead, last success, last
+//! rooms and their MASKED patient, the time left on each room's context with a "Still this
+//! patient" form (`POST /rooms/{room}/confirm`, renews the context), the devices, the sinks (pending, dead, last success, last
 //! error with its reason; red while failing), a queue-depth sparkline, and the held
 //! readings with plain HTML forms to assign or discard them (`POST /held/{id}/assign|discard`,
 //! form-encoded, answered with a redirect back to `/`), and the quarantined readings (which
 //! limit they failed, no values; released through the CLI or the API).
 //!
 //! The forms pass the same guard as the API: a cross-origin form post is refused. With a token
-//! file the held readings are not listed here (a browser form cannot carry the bearer token);
-//! the page says so and the API is the way.
+//! file the held readings are not listed here and the rooms have no confirm form (a browser
+//! form cannot carry the bearer token); the page says so and the API is the way.
 
 use std::fmt::Write as _;
 
@@ -110,6 +111,7 @@ pub fn page_routes() -> Router<AdminState> {
         .route("/", get(page))
         .route("/held/{id}/assign", post(assign))
         .route("/held/{id}/discard", post(discard))
+        .route("/rooms/{room}/confirm", post(confirm))
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
@@ -125,18 +127,8 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title><style>{STYLE}</style></head><body><h1>vitalsd</h1>"
     );
-    h.push_str("<h2>Rooms</h2><table id=\"rooms\"><tr><th>Room</th><th>Patient (masked)</th><th>Since</th><th>Expires</th></tr>");
-    for r in s.contexts.views(now) {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=\"patient\">{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.room),
-            esc(r.patient.as_deref().unwrap_or("—")),
-            ts(r.since),
-            ts(r.expires_at)
-        );
-    }
-    h.push_str("</table><h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
+    rooms_table(&mut h, s, now);
+    h.push_str("<h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
     for d in &s.devices {
         let snap = d.snapshot();
         let drift = s
@@ -203,6 +195,54 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
     quarantine_section(&mut h, s, stats.quarantined)?;
     h.push_str("</body></html>");
     Ok(h)
+}
+
+/// A room's remaining context time as `12m 05s` (`—` without a context).
+fn remaining(secs: Option<u64>) -> String {
+    match secs {
+        Some(s) if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
+        Some(s) => format!("{s}s"),
+        None => "—".into(),
+    }
+}
+
+fn rooms_table(h: &mut String, s: &AdminState, now: OffsetDateTime) {
+    h.push_str("<h2>Rooms</h2><table id=\"rooms\"><tr><th>Room</th><th>Patient (masked)</th><th>Device user</th><th>Since</th><th>Expires</th><th>Remaining</th><th>Confirm</th></tr>");
+    for r in s.contexts.views(now) {
+        let room = esc(&r.room);
+        let confirm = match (&r.patient, s.token.is_some()) {
+            (None, _) => String::new(),
+            (Some(_), true) => "API only (token)".to_string(),
+            (Some(_), false) => format!(
+                "<form method=\"post\" action=\"/rooms/{}/confirm\"><input name=\"by\" placeholder=\"your name\" required> \
+<button type=\"submit\">Still this patient</button></form>",
+                esc(&path_segment(&r.room))
+            ),
+        };
+        let _ = write!(
+            h,
+            "<tr data-room=\"{room}\"><td>{room}</td><td class=\"patient\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"remaining\">{}</td><td>{confirm}</td></tr>",
+            esc(r.patient.as_deref().unwrap_or("—")),
+            r.user.map_or_else(|| "—".to_string(), |u| u.to_string()),
+            ts(r.since),
+            ts(r.expires_at),
+            remaining(r.remaining_seconds),
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// Percent-encodes a room name for a URL path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 fn held_table(
@@ -344,9 +384,42 @@ async fn discard(State(s): State<AdminState>, Path(id): Path<String>, body: Byte
     }
 }
 
+/// "Still this patient" from the status page: renews the room's context like
+/// `POST /api/rooms/{room}/patient/confirm`.
+async fn confirm(State(s): State<AdminState>, Path(room): Path<String>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let by = field(&form, "by");
+    if by.is_empty() || by.len() > 128 {
+        return problem(StatusCode::BAD_REQUEST, "your name (by) is required");
+    }
+    match s
+        .contexts
+        .confirm(&room, &by, OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(true) => back(),
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            "this room has no valid patient context any more: scan the patient again",
+        ),
+        Err(crate::context::ContextError::Store(e)) => {
+            problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remaining_time_and_room_paths_render_plainly() {
+        assert_eq!(remaining(Some(725)), "12m 05s");
+        assert_eq!(remaining(Some(9)), "9s");
+        assert_eq!(remaining(None), "—");
+        assert_eq!(path_segment("exam 1/b"), "exam%201%2Fb");
+    }
 
     #[test]
     fn html_special_characters_are_escaped() {

@@ -23,7 +23,7 @@ pub enum ContextSource {
     Mqtt,
     /// `PUT /api/rooms/{room}/patient` (or `DELETE`).
     Api,
-    /// The context ran out: `context_ttl` after the last reading or scan.
+    /// The context ran out: `context_ttl` after the scan or the last confirmation.
     Expiry,
 }
 
@@ -112,6 +112,21 @@ pub enum AuditEvent {
         reading: ReadingId,
         by: String,
         reason: String,
+    },
+    /// Someone confirmed that a room's current patient is still there: the context stays
+    /// valid `context_ttl` from now.
+    ContextConfirmed {
+        room: String,
+        patient: PatientRef,
+        by: String,
+    },
+    /// The context just set (the `ContextSet` before it, same batch) maps this device user:
+    /// readings of a multi-user cuff or scale that name this user go to its patient.
+    ContextUserMapped {
+        room: String,
+        user: u8,
+        source: ContextSource,
+        by: String,
     },
 }
 

@@ -1,17 +1,17 @@
 //! Room patient contexts: which patient is in which exam room, and since when.
 //!
 //! Receives context changes from a `barcode` device's scans (the pipeline), the `[mqtt]
-//! patient_topic` ([`ContextStore::set_from_mqtt`]) and the admin API; answers the pipeline's
-//! question "whose reading is this?" ([`ContextStore::attach`]) for the time the reading was
-//! MEASURED. Promises (DESIGN §3.3):
-//! - a reading gets a patient only from a context that was set and not expired at its
-//!   `observed_at`; never guessed (the history logic is in `history`);
-//! - every set, clear and expiry is written to the audit log together with the room's context
-//!   record, in one flushed batch; contexts survive a restart;
+//! patient_topic` ([`ContextStore::set_from_mqtt`]) and the admin API (set, clear, confirm);
+//! answers the pipeline's question "whose reading is this?" ([`ContextStore::attribute`]) over
+//! the time the reading could have been MEASURED in. Promises (see docs/patient-attribution.md):
+//! - a reading gets a patient only when one context covers its whole window and maps the
+//!   device user it names, if any; never guessed (the logic is in `history`);
+//! - a context is valid `context_ttl` after its scan or its last explicit confirmation, never
+//!   extended by readings;
+//! - every set (with its device user), confirmation, clear and expiry is written to the audit
+//!   log together with the room's context record, in one flushed batch; contexts survive a
+//!   restart;
 //! - patient identifiers never reach the ordinary log (only [`PatientRef::masked`]).
-//!
-//! Touches (readings that extend a context) are kept in memory only: after a restart a context
-//! may expire earlier than it would have, never later.
 
 pub mod audit;
 pub mod history;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::queue::{Queue, QueueError};
 use crate::reading::PatientRef;
 use audit::{AuditEvent, ContextSource};
-use history::{Attribution, RoomHistory};
+use history::{Attribution, RoomHistory, Window};
 
 /// Why a context change was refused or not stored.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub enum ContextError {
     BadPatient(String),
     #[error("invalid room name: {0}")]
     BadRoom(String),
+    #[error("invalid device user: {0}")]
+    BadUser(String),
 }
 
 /// What a room shows on the status page and `/api/status`: the patient MASKED.
@@ -53,6 +55,10 @@ pub struct RoomView {
     pub since: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// Whole seconds until `expires_at` (rounded down).
+    pub remaining_seconds: Option<u64>,
+    /// The device user (multi-user cuff or scale) the context maps.
+    pub user: Option<u8>,
 }
 
 /// The rooms' contexts; clones share one state.
@@ -80,6 +86,16 @@ pub fn check_patient(p: &PatientRef) -> Result<(), ContextError> {
     crate::decode::barcode::check_system(&p.system).map_err(ContextError::BadPatient)
 }
 
+/// Checks a device user index: 0 to 254 (255 is the devices' "unknown user").
+pub fn check_user(user: Option<u8>) -> Result<(), ContextError> {
+    match user {
+        Some(u8::MAX) => Err(ContextError::BadUser(
+            "0 to 254 (255 means an unknown user)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_room(room: &str) -> Result<(), ContextError> {
     if room.is_empty() || room.len() > 128 || room.chars().any(char::is_control) {
         return Err(ContextError::BadRoom(
@@ -97,6 +113,8 @@ struct MqttContext {
     system: String,
     #[serde(default)]
     by: Option<String>,
+    #[serde(default)]
+    user: Option<u8>,
 }
 
 impl ContextStore {
@@ -163,30 +181,68 @@ impl ContextStore {
         Ok(n)
     }
 
-    /// Sets `room`'s patient from `at` on (replacing any current one), audited with `source`
-    /// and `by`.
+    /// Sets `room`'s patient from `at` on (replacing any current one), mapping the device
+    /// `user` if given, audited with `source` and `by`.
     pub async fn set(
         &self,
         room: &str,
         patient: PatientRef,
+        user: Option<u8>,
         source: ContextSource,
         by: &str,
         at: OffsetDateTime,
     ) -> Result<(), ContextError> {
         check_room(room)?;
         check_patient(&patient)?;
-        tracing::info!(%room, patient = %patient.masked(), %source, "patient context set");
+        check_user(user)?;
+        tracing::info!(%room, patient = %patient.masked(), ?user, %source, "patient context set");
         self.change(room, |h| {
-            h.set(patient.clone(), source, by, at);
-            vec![AuditEvent::ContextSet {
+            h.set(patient.clone(), user, source, by, at);
+            let mut events = vec![AuditEvent::ContextSet {
                 room: room.to_string(),
                 patient,
                 source,
                 by: by.to_string(),
-            }]
+            }];
+            if let Some(user) = user {
+                events.push(AuditEvent::ContextUserMapped {
+                    room: room.to_string(),
+                    user,
+                    source,
+                    by: by.to_string(),
+                });
+            }
+            events
         })
         .await
         .map(|_| ())
+    }
+
+    /// `by` confirms at `at` that `room`'s current patient is still there: the context stays
+    /// valid `context_ttl` from `at`. Returns `false` (nothing changed) when the room has no
+    /// valid context.
+    pub async fn confirm(
+        &self,
+        room: &str,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, ContextError> {
+        check_room(room)?;
+        let ttl = self.inner.ttl;
+        let n = self
+            .change(room, |h| match h.confirm(at, ttl) {
+                Some(patient) => vec![AuditEvent::ContextConfirmed {
+                    room: room.to_string(),
+                    patient,
+                    by: by.to_string(),
+                }],
+                None => Vec::new(),
+            })
+            .await?;
+        if n > 0 {
+            tracing::info!(%room, "patient context confirmed");
+        }
+        Ok(n > 0)
     }
 
     /// Clears `room`'s patient at `at`; returns whether a valid context was cleared.
@@ -218,7 +274,8 @@ impl ContextStore {
     }
 
     /// A retained `[mqtt] patient_topic` message for `room` (the topic's `+` level): JSON
-    /// `{"id": "...", "system": "...", "by": optional}`; an empty payload clears the room.
+    /// `{"id": "...", "system": "...", "by": optional, "user": optional device user}`; an
+    /// empty payload clears the room.
     /// The MQTT source calls this, and acknowledges the message after it returns `Ok`.
     pub async fn set_from_mqtt(&self, room: &str, payload: &[u8]) -> Result<(), ContextError> {
         let now = OffsetDateTime::now_utc();
@@ -239,41 +296,18 @@ impl ContextStore {
             id: m.id,
             system: m.system,
         };
-        self.set(room, patient, ContextSource::Mqtt, &by, now).await
+        self.set(room, patient, m.user, ContextSource::Mqtt, &by, now)
+            .await
     }
 
-    /// The patient of `room` valid at `observed_at`, if any; a match keeps an open context
-    /// alive (`context_ttl` after the last reading).
-    pub fn attach(&self, room: &str, observed_at: OffsetDateTime) -> Option<PatientRef> {
+    /// Whose reading is this: the reading could have been measured in `window` and names
+    /// the device `user` (if any). See [`RoomHistory::attribute`].
+    pub fn attribute(&self, room: &str, window: Window, user: Option<u8>) -> Attribution {
         let ttl = self.inner.ttl;
-        let mut rooms = self.rooms();
-        let h = rooms.get_mut(room)?;
-        let found = h.patient_at(observed_at, ttl).cloned();
-        if found.is_some() {
-            h.touch(observed_at.min(OffsetDateTime::now_utc()), ttl);
+        match self.rooms().get(room) {
+            Some(h) => h.attribute(window, user, ttl),
+            None => Attribution::Unknown,
         }
-        found
-    }
-
-    /// Whose reading is this: the context valid at `observed_at`, unless another patient's
-    /// context was valid when it arrived (then [`Attribution::Ambiguous`]). A match keeps an
-    /// open context alive.
-    pub fn attribute(
-        &self,
-        room: &str,
-        observed_at: OffsetDateTime,
-        received_at: OffsetDateTime,
-    ) -> Attribution {
-        let ttl = self.inner.ttl;
-        let mut rooms = self.rooms();
-        let Some(h) = rooms.get_mut(room) else {
-            return Attribution::Unknown;
-        };
-        let found = h.attribute(observed_at, received_at, ttl);
-        if matches!(found, Attribution::Patient(_)) {
-            h.touch(observed_at.min(OffsetDateTime::now_utc()), ttl);
-        }
-        found
     }
 
     /// Closes and audits every context that ran out before `now`; returns how many.
@@ -285,7 +319,7 @@ impl ContextStore {
             .filter(|(_, h)| {
                 h.epochs
                     .last()
-                    .is_some_and(|e| e.until.is_none() && now > e.end(ttl))
+                    .is_some_and(|e| e.until.is_none() && now >= e.end(ttl))
             })
             .map(|(r, _)| r.clone())
             .collect();
@@ -327,12 +361,16 @@ impl ContextStore {
             .iter()
             .map(|(room, h)| {
                 let cur = h.current(now, ttl);
+                let expires_at = cur.map(|e| e.end(ttl));
                 RoomView {
                     room: room.clone(),
                     patient: cur.map(|e| e.patient.masked()),
                     source: cur.map(|e| e.source),
                     since: cur.map(|e| e.from),
-                    expires_at: cur.map(|e| e.end(ttl)),
+                    expires_at,
+                    remaining_seconds: expires_at
+                        .map(|t| u64::try_from((t - now).whole_seconds()).unwrap_or(0)),
+                    user: cur.and_then(|e| e.user),
                 }
             })
             .collect()

@@ -5,7 +5,7 @@
 //! device's clock drift (`device_time − received_at`, when the device reports a time) for
 //! `/api/status`, and flags `pulse_disagrees` on a reading whose pulse differs by more than
 //! [`PULSE_TOLERANCE`] /min from another device's pulse for the same patient measured within
-//! [`PULSE_WINDOW`] (PROTOCOLS: a cuff and an oximeter should agree within about 10 /min).
+//! [`PULSE_WINDOW`] (a cuff and an oximeter should agree within about 10 /min).
 //! State is small and bounded: one drift record per device, a few recent pulses per patient.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

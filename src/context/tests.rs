@@ -1,4 +1,5 @@
-//! The context store over a real queue: attach by measurement time, audit, expiry, restart.
+//! The context store over a real queue: attribution by time, audit, expiry, confirmation,
+//! device users, restart.
 
 use std::sync::Arc;
 
@@ -22,6 +23,14 @@ fn queue(store: &Arc<MemoryStore>) -> Queue {
     Queue::with_store(s, QueueOptions::new(vec![SinkId::new("out")])).unwrap()
 }
 
+/// The patient of a clockless reading received at `at`, if one.
+fn attach(c: &ContextStore, room: &str, at: OffsetDateTime) -> Option<PatientRef> {
+    match c.attribute(room, Window::at(at), None) {
+        Attribution::Patient(p) => Some(p),
+        _ => None,
+    }
+}
+
 fn t(min: i64) -> OffsetDateTime {
     datetime!(2026-11-27 12:00 UTC) + time::Duration::minutes(min)
 }
@@ -30,16 +39,20 @@ fn t(min: i64) -> OffsetDateTime {
 async fn two_rooms_never_mix_and_readings_get_the_patient_of_their_time() {
     let store = Arc::new(MemoryStore::new());
     let c = ContextStore::open(queue(&store), TTL).unwrap();
-    c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+    c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
         .await
         .unwrap();
-    c.set("exam-2", p("B"), ContextSource::Api, "ma", t(1))
+    c.set("exam-2", p("B"), None, ContextSource::Api, "ma", t(1))
         .await
         .unwrap();
-    assert_eq!(c.attach("exam-1", t(2)), Some(p("A")));
-    assert_eq!(c.attach("exam-2", t(2)), Some(p("B")));
-    assert_eq!(c.attach("exam-3", t(2)), None);
-    assert_eq!(c.attach("exam-2", t(0)), None, "before the context was set");
+    assert_eq!(attach(&c, "exam-1", t(2)), Some(p("A")));
+    assert_eq!(attach(&c, "exam-2", t(2)), Some(p("B")));
+    assert_eq!(attach(&c, "exam-3", t(2)), None);
+    assert_eq!(
+        attach(&c, "exam-2", t(0)),
+        None,
+        "before the context was set"
+    );
 }
 
 #[tokio::test]
@@ -48,7 +61,7 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
     {
         let q = queue(&store);
         let c = ContextStore::open(q.clone(), TTL).unwrap();
-        c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+        c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
             .await
             .unwrap();
         c.set_from_mqtt("exam-2", br#"{"id":"B","system":"urn:oid:1.2"}"#)
@@ -62,11 +75,11 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
     }
     let q = queue(&store);
     let c = ContextStore::open(q.clone(), TTL).unwrap();
-    assert_eq!(c.attach("exam-1", t(3)), Some(p("A")));
+    assert_eq!(attach(&c, "exam-1", t(3)), Some(p("A")));
     let now = OffsetDateTime::now_utc();
-    assert!(c.attach("exam-2", now).is_some());
+    assert!(attach(&c, "exam-2", now).is_some());
     c.set_from_mqtt("exam-2", b"").await.unwrap();
-    assert!(c.attach("exam-2", OffsetDateTime::now_utc()).is_none());
+    assert!(attach(&c, "exam-2", OffsetDateTime::now_utc()).is_none());
     let events: Vec<_> = q
         .audit(None, 10)
         .unwrap()
@@ -85,15 +98,15 @@ async fn expiry_is_audited_once_and_ends_attachment() {
     let store = Arc::new(MemoryStore::new());
     let q = queue(&store);
     let c = ContextStore::open(q.clone(), TTL).unwrap();
-    c.set("exam-1", p("A"), ContextSource::Scan, "s1", t(0))
+    c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
         .await
         .unwrap();
     assert_eq!(c.expire_due(t(5)).await.unwrap(), 0);
     assert_eq!(c.expire_due(t(11)).await.unwrap(), 1);
     assert_eq!(c.expire_due(t(12)).await.unwrap(), 0);
-    assert_eq!(c.attach("exam-1", t(11)), None);
+    assert_eq!(attach(&c, "exam-1", t(11)), None);
     assert_eq!(
-        c.attach("exam-1", t(9)),
+        attach(&c, "exam-1", t(9)),
         Some(p("A")),
         "measured while valid"
     );
@@ -121,7 +134,7 @@ async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
         system: "urn:oid:1".into(),
     };
     assert!(c
-        .set("exam-1", bad_id, ContextSource::Api, "ma", t(0))
+        .set("exam-1", bad_id, None, ContextSource::Api, "ma", t(0))
         .await
         .is_err());
 }
@@ -130,9 +143,16 @@ async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
 async fn the_room_view_shows_only_the_masked_patient() {
     let store = Arc::new(MemoryStore::new());
     let c = ContextStore::open(queue(&store), TTL).unwrap();
-    c.set("exam-1", p("MRN0012345"), ContextSource::Scan, "s1", t(0))
-        .await
-        .unwrap();
+    c.set(
+        "exam-1",
+        p("MRN0012345"),
+        None,
+        ContextSource::Scan,
+        "s1",
+        t(0),
+    )
+    .await
+    .unwrap();
     let v = c.views(t(1));
     assert_eq!(
         v[0].patient.as_deref(),
@@ -140,4 +160,100 @@ async fn the_room_view_shows_only_the_masked_patient() {
     );
     let json = serde_json::to_string(&v).unwrap();
     assert!(!json.contains("MRN0012345"));
+}
+
+#[tokio::test]
+async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
+    let store = Arc::new(MemoryStore::new());
+    {
+        let q = queue(&store);
+        let c = ContextStore::open(q.clone(), TTL).unwrap();
+        c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
+            .await
+            .unwrap();
+        assert!(c.confirm("exam-1", "ma-jo", t(8)).await.unwrap());
+        assert!(
+            !c.confirm("exam-2", "ma-jo", t(8)).await.unwrap(),
+            "no context to confirm"
+        );
+        q.close().await.unwrap();
+    }
+    let q = queue(&store);
+    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    assert_eq!(
+        attach(&c, "exam-1", t(17)),
+        Some(p("A")),
+        "valid 10 min from t(8)"
+    );
+    assert_eq!(c.expire_due(t(17)).await.unwrap(), 0);
+    let v = &c.views(t(17))[0];
+    assert_eq!(v.expires_at, Some(t(18)));
+    assert_eq!(v.remaining_seconds, Some(60));
+    assert_eq!(c.expire_due(t(18)).await.unwrap(), 1);
+    assert!(
+        !c.confirm("exam-1", "ma-jo", t(19)).await.unwrap(),
+        "an expired context cannot be renewed"
+    );
+    let last: Vec<_> = q.audit(None, 10).unwrap();
+    let confirmed = last
+        .iter()
+        .filter(|e| matches!(&e.event, AuditEvent::ContextConfirmed { by, patient, .. } if by == "ma-jo" && *patient == p("A")))
+        .count();
+    assert_eq!(confirmed, 1);
+}
+
+#[tokio::test]
+async fn readings_never_extend_a_context() {
+    let store = Arc::new(MemoryStore::new());
+    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
+        .await
+        .unwrap();
+    for m in 0..10 {
+        assert_eq!(attach(&c, "exam-1", t(m)), Some(p("A")));
+    }
+    assert_eq!(attach(&c, "exam-1", t(10)), None);
+    assert_eq!(c.expire_due(t(10)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
+    let store = Arc::new(MemoryStore::new());
+    let q = queue(&store);
+    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    c.set("exam-1", p("A"), Some(2), ContextSource::Api, "ma", t(0))
+        .await
+        .unwrap();
+    let w = Window::at(t(1));
+    assert_eq!(
+        c.attribute("exam-1", w, Some(2)),
+        Attribution::Patient(p("A"))
+    );
+    assert_eq!(c.attribute("exam-1", w, Some(1)), Attribution::UserUnmapped);
+    assert!(c
+        .set("exam-1", p("A"), Some(255), ContextSource::Api, "ma", t(2))
+        .await
+        .is_err());
+    c.set_from_mqtt("exam-2", br#"{"id":"B","system":"urn:oid:1.2","user":3}"#)
+        .await
+        .unwrap();
+    let now = Window::at(OffsetDateTime::now_utc());
+    assert!(matches!(
+        c.attribute("exam-2", now, Some(3)),
+        Attribution::Patient(_)
+    ));
+    assert_eq!(c.views(t(1))[0].user, Some(2));
+    let users: Vec<(String, u8)> = q
+        .audit(None, 10)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            AuditEvent::ContextUserMapped { room, user, .. } => Some((room, user)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        users,
+        [("exam-1".to_string(), 2), ("exam-2".to_string(), 3)]
+    );
 }

@@ -5,8 +5,9 @@
 //! assigns ids, the patient-context stage assigns patients) and `room` from the context:
 //! - codes from [`codes`] (a device's own MDC code overrides the table default);
 //! - values converted to the canonical UCUM unit by [`units`], precision kept;
-//! - device time resolved ([`resolve_device_time`]) and trusted only within the clock-skew
-//!   tolerance, else `observed_at = received_at` and the flag `clock_untrusted`;
+//! - device time resolved ([`resolve_device_time`]) and trusted only when it is not later than
+//!   the receipt (beyond [`FUTURE_GRACE`]) nor earlier by more than the clock-skew tolerance,
+//!   else `observed_at = received_at` and the flag `clock_untrusted`;
 //! - device flags carried, then [`plausibility`] flags appended (duplicates dropped).
 //!
 //! Unknown component names, unconvertible units, empty or duplicate values are
@@ -26,6 +27,12 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::decode::{DeviceMessage, DeviceTime, Measured};
 use crate::reading::{DeviceId, DeviceInfo, Flag, Kind, Reading, Ucum, Value};
+
+/// How far a device time may lie after its receipt and still be trusted: devices report whole
+/// seconds, so a value measured and sent within the same second may read up to a second
+/// "late"; one more second covers the host clock's own step. Anything later proves a fast
+/// device clock (a reading cannot be measured after it arrived).
+pub const FUTURE_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything about the device that normalize needs besides the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +143,8 @@ pub fn normalize(
 }
 
 /// Decides `observed_at` and `device_time`, pushing `clock_untrusted` when the device clock is
-/// not set or too far from the receipt time.
+/// not set, ahead of the receipt time (beyond [`FUTURE_GRACE`]), or further behind it than the
+/// clock-skew tolerance.
 fn observed_time(
     reported: Option<DeviceTime>,
     received_at: OffsetDateTime,
@@ -156,7 +164,8 @@ fn observed_time(
         untrusted();
         return Ok((received_at, None));
     };
-    if (t - received_at).unsigned_abs() <= ctx.clock_skew_tolerance {
+    let ahead = t > received_at + FUTURE_GRACE;
+    if !ahead && (received_at - t).unsigned_abs() <= ctx.clock_skew_tolerance {
         Ok((t, Some(t)))
     } else {
         untrusted();

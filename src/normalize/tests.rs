@@ -157,6 +157,20 @@ fn a_device_time_beyond_tolerance_is_kept_but_not_trusted() {
 }
 
 #[test]
+fn a_device_time_after_its_receipt_is_not_trusted_beyond_the_grace() {
+    // RECEIVED + 1 s: whole-second rounding, trusted.
+    let t = datetime!(2026-11-27 12:00:01 UTC);
+    let r = timed(DeviceTime::Absolute(t));
+    assert_eq!(r.observed_at, t);
+    assert!(r.flags.is_empty());
+    // 30 s ahead, well within the 5 min tolerance: a fast clock all the same.
+    let t = datetime!(2026-11-27 12:00:30 UTC);
+    let r = timed(DeviceTime::Absolute(t));
+    assert_eq!((r.observed_at, r.device_time), (RECEIVED, Some(t)));
+    assert_eq!(flags(&r), ["clock_untrusted"]);
+}
+
+#[test]
 fn a_local_time_gets_the_host_offset() {
     let r = timed(DeviceTime::Local(datetime!(2026-11-27 12:59:30)));
     assert_eq!(r.observed_at, datetime!(2026-11-27 11:59:30 UTC));
