@@ -11,7 +11,7 @@ fn ctx() -> NormalizeContext {
         driver: "nonin-ascii".into(),
         room: Some("exam-3".into()),
         clock_skew_tolerance: Duration::from_secs(300),
-        utc_offset: offset!(+1),
+        zone: LocalZone::fixed(offset!(+1)),
     }
 }
 
@@ -172,18 +172,10 @@ fn a_time_of_day_takes_the_local_date_of_receipt() {
 #[test]
 fn a_time_of_day_far_in_the_future_belongs_to_the_previous_day() {
     let received = datetime!(2026-11-27 23:00:05 UTC); // 00:00:05 on the 28th at +01:00
-    let t = resolve_device_time(
-        DeviceTime::TimeOfDay(time!(23:59:58)),
-        received,
-        offset!(+1),
-    );
+    let t = resolve_device_time(DeviceTime::TimeOfDay(time!(23:59:58)), received, &ctx());
     assert_eq!(t.unwrap(), Some(datetime!(2026-11-27 23:59:58 +1)));
     let received = datetime!(2026-11-27 22:59:58 UTC); // 23:59:58 at +01:00
-    let t = resolve_device_time(
-        DeviceTime::TimeOfDay(time!(00:00:02)),
-        received,
-        offset!(+1),
-    );
+    let t = resolve_device_time(DeviceTime::TimeOfDay(time!(00:00:02)), received, &ctx());
     assert_eq!(t.unwrap(), Some(datetime!(2026-11-28 00:00:02 +1)));
 }
 
