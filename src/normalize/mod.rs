@@ -262,7 +262,10 @@ pub fn local_instant(
         at,
         ambiguous: false,
     };
-    match zone.offsets_of(wall).ok_or(NormalizeError::TimeOutOfRange)? {
+    match zone
+        .offsets_of(wall)
+        .ok_or(NormalizeError::TimeOutOfRange)?
+    {
         WallOffsets::One(offset) => Ok(one(at(offset))),
         WallOffsets::Skipped { before, .. } => Ok(one(at(before))),
         WallOffsets::Repeated { before, after } => {

@@ -49,8 +49,8 @@ impl LocalZone {
     #[must_use]
     pub fn fixed(offset: UtcOffset) -> Self {
         // Both crates allow offsets up to ±25:59:59, so this conversion always succeeds.
-        let o = jiff::tz::Offset::from_seconds(offset.whole_seconds())
-            .unwrap_or(jiff::tz::Offset::UTC);
+        let o =
+            jiff::tz::Offset::from_seconds(offset.whole_seconds()).unwrap_or(jiff::tz::Offset::UTC);
         Self(jiff::tz::TimeZone::fixed(o))
     }
 
