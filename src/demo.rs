@@ -8,6 +8,12 @@
 //! thermometer (0x2A1C) and a scale (0x2A9D). Deliveries go to a FHIR NDJSON outbox in
 //! `DIR/outbox`; every delivered reading is printed as one readable line ([`describe`]). No
 //! config file, device or broker is needed.
+//!
+//! Each room has one simulated patient at a time ([`crate::simulate::patient`]): a baseline
+//! height, weight, pulse, SpO2, temperature (and site) and blood pressure that all of the room's
+//! devices measure with small jitter, so one patient's readings agree with each other and no
+//! data-quality flag fires on a normal demo reading. A later wristband scan brings the next
+//! patient in.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,7 @@ use crate::config::{
 };
 use crate::decode::Options;
 use crate::reading::{DeviceId, Reading, SinkId};
+use crate::simulate::patient::RoomPatient;
 use crate::simulate::{self, Simulator};
 
 struct DemoDevice {
@@ -31,37 +38,43 @@ struct DemoDevice {
     room: &'static str,
     every: Duration,
     options: &'static [(&'static str, &'static str)],
-    /// The simulator playing this device's wire bytes (seeded).
-    sim: fn(u64) -> Option<Box<dyn Simulator>>,
+    /// The simulator playing this device's wire bytes (seeded), measuring the room's patient.
+    sim: fn(u64, &RoomPatient) -> Option<Box<dyn Simulator>>,
 }
 
 /// The identifier system of the demo's wristbands.
 const WRISTBAND_SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
-fn scanner(seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::for_driver("barcode", seed)
+/// A room's scanner: each scan after the first brings the room's next patient in.
+fn scanner(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    Some(Box::new(
+        simulate::barcode::BarcodeSim::new(seed).in_room(room.clone(), seed ^ 0x5eed),
+    ))
 }
 
-fn nonin(seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::for_driver("nonin-ascii", seed)
+fn nonin(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    Some(Box::new(
+        simulate::NoninAscii::new(seed, Duration::from_secs(1)).measuring(room.clone()),
+    ))
 }
 
 /// A BLE gateway on a serial port forwarding one device: the characteristic's real value
 /// bytes (IEEE 11073 SFLOAT/FLOAT), one JSON envelope per line.
-fn gateway(chr: u16, seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::ble_gatt::BleGattSim::only(seed, chr).map(|s| Box::new(s) as Box<dyn Simulator>)
+fn gateway(chr: u16, seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    simulate::ble_gatt::BleGattSim::only(seed, chr)
+        .map(|s| Box::new(s.measuring(room.clone())) as Box<dyn Simulator>)
 }
 
-fn cuff(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed)
+fn cuff(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed, room)
 }
 
-fn thermometer(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::TEMPERATURE, seed)
+fn thermometer(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::TEMPERATURE, seed, room)
 }
 
-fn scale(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::WEIGHT, seed)
+fn scale(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::WEIGHT, seed, room)
 }
 
 /// Scanners first: each room's wristband is scanned before its vitals are taken (devices
@@ -153,10 +166,20 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     let sims = CancellationToken::new();
     let mut devices = Vec::new();
     let mut ptys = Vec::new();
+    // One simulated patient per room at a time, measured by all of the room's devices.
+    let mut rooms: Vec<(&str, RoomPatient)> = Vec::new();
     for (i, d) in DEVICES.iter().enumerate() {
         let pty = open_pty()?;
+        let room = match rooms.iter().find(|(r, _)| *r == d.room) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = RoomPatient::new(100 + rooms.len() as u64);
+                rooms.push((d.room, p.clone()));
+                p
+            }
+        };
         let mut sim =
-            (d.sim)(7 + i as u64).with_context(|| format!("no simulator for {}", d.id))?;
+            (d.sim)(7 + i as u64, &room).with_context(|| format!("no simulator for {}", d.id))?;
         let mut master = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
         let (every, token) = (d.every, sims.clone());
         tokio::spawn(async move {
