@@ -79,6 +79,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     })?;
     let cfg = load(config_path)?;
     init_logging("info", cfg.daemon.log_format);
+    tracing::info!(
+        zone = %crate::pipeline::local_zone(),
+        "device wall-clock times are read in this time zone"
+    );
     for w in &cfg.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
