@@ -37,7 +37,7 @@ pub fn init_logging(default: &str, format: LogFormat) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    crate::pipeline::init_local_offset();
+    crate::pipeline::init_local_zone();
     crate::tls::init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,6 +79,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     })?;
     let cfg = load(config_path)?;
     init_logging("info", cfg.daemon.log_format);
+    tracing::info!(
+        zone = %crate::pipeline::local_zone(),
+        "device wall-clock times are read in this time zone"
+    );
     for w in &cfg.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
@@ -178,7 +182,7 @@ pub fn decode(
     hex_input: Option<&str>,
     file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    crate::pipeline::init_local_offset();
+    crate::pipeline::init_local_zone();
     if decode::driver_info(driver).is_none() {
         let names: Vec<_> = decode::drivers().iter().map(|d| d.name).collect();
         bail!("unknown driver `{driver}`; drivers: {}", names.join(", "));
@@ -212,7 +216,7 @@ pub fn decode(
         driver: driver.to_string(),
         room: None,
         clock_skew_tolerance: Duration::from_secs(300),
-        utc_offset: crate::pipeline::local_offset(),
+        zone: crate::pipeline::local_zone(),
     };
     let now = time::OffsetDateTime::now_utc();
     let (mut printed, mut failed) = (0usize, 0usize);

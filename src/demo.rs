@@ -8,6 +8,12 @@
 //! thermometer (0x2A1C) and a scale (0x2A9D). Deliveries go to a FHIR NDJSON outbox in
 //! `DIR/outbox`; every delivered reading is printed as one readable line ([`describe`]). No
 //! config file, device or broker is needed.
+//!
+//! Each room has one simulated patient at a time ([`crate::simulate::patient`]): a baseline
+//! height, weight, pulse, SpO2, temperature (and site) and blood pressure that all of the room's
+//! devices measure with small jitter, so one patient's readings agree with each other and no
+//! data-quality flag fires on a normal demo reading. A later wristband scan brings the next
+//! patient in.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,7 @@ use crate::config::{
 };
 use crate::decode::Options;
 use crate::reading::{DeviceId, Reading, SinkId};
+use crate::simulate::patient::RoomPatient;
 use crate::simulate::{self, Simulator};
 
 struct DemoDevice {
@@ -31,37 +38,43 @@ struct DemoDevice {
     room: &'static str,
     every: Duration,
     options: &'static [(&'static str, &'static str)],
-    /// The simulator playing this device's wire bytes (seeded).
-    sim: fn(u64) -> Option<Box<dyn Simulator>>,
+    /// The simulator playing this device's wire bytes (seeded), measuring the room's patient.
+    sim: fn(u64, &RoomPatient) -> Option<Box<dyn Simulator>>,
 }
 
 /// The identifier system of the demo's wristbands.
 const WRISTBAND_SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
-fn scanner(seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::for_driver("barcode", seed)
+/// A room's scanner: each scan after the first brings the room's next patient in.
+fn scanner(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    Some(Box::new(
+        simulate::barcode::BarcodeSim::new(seed).in_room(room.clone(), seed ^ 0x5eed),
+    ))
 }
 
-fn nonin(seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::for_driver("nonin-ascii", seed)
+fn nonin(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    Some(Box::new(
+        simulate::NoninAscii::new(seed, Duration::from_secs(1)).measuring(room.clone()),
+    ))
 }
 
 /// A BLE gateway on a serial port forwarding one device: the characteristic's real value
 /// bytes (IEEE 11073 SFLOAT/FLOAT), one JSON envelope per line.
-fn gateway(chr: u16, seed: u64) -> Option<Box<dyn Simulator>> {
-    simulate::ble_gatt::BleGattSim::only(seed, chr).map(|s| Box::new(s) as Box<dyn Simulator>)
+fn gateway(chr: u16, seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    simulate::ble_gatt::BleGattSim::only(seed, chr)
+        .map(|s| Box::new(s.measuring(room.clone())) as Box<dyn Simulator>)
 }
 
-fn cuff(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed)
+fn cuff(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed, room)
 }
 
-fn thermometer(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::TEMPERATURE, seed)
+fn thermometer(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::TEMPERATURE, seed, room)
 }
 
-fn scale(seed: u64) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::WEIGHT, seed)
+fn scale(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
+    gateway(crate::decode::ble_gatt::WEIGHT, seed, room)
 }
 
 /// Scanners first: each room's wristband is scanned before its vitals are taken (devices
@@ -125,6 +138,26 @@ const DEVICES: &[DemoDevice] = &[
     },
 ];
 
+/// The simulators of [`DEVICES`], in order (seeded): one simulated patient per room at a time,
+/// measured by all of the room's devices.
+fn simulators() -> anyhow::Result<Vec<Box<dyn Simulator>>> {
+    let mut rooms: Vec<(&str, RoomPatient)> = Vec::new();
+    let mut sims = Vec::with_capacity(DEVICES.len());
+    for (i, d) in DEVICES.iter().enumerate() {
+        let room = match rooms.iter().find(|(r, _)| *r == d.room) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = RoomPatient::new(100 + rooms.len() as u64);
+                rooms.push((d.room, p.clone()));
+                p
+            }
+        };
+        let sim = (d.sim)(7 + i as u64, &room);
+        sims.push(sim.with_context(|| format!("no simulator for {}", d.id))?);
+    }
+    Ok(sims)
+}
+
 /// A pseudo-terminal whose device side vitalsd opens like a serial port.
 struct Pty {
     master: OwnedFd,
@@ -153,10 +186,8 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     let sims = CancellationToken::new();
     let mut devices = Vec::new();
     let mut ptys = Vec::new();
-    for (i, d) in DEVICES.iter().enumerate() {
+    for ((i, d), mut sim) in DEVICES.iter().enumerate().zip(simulators()?) {
         let pty = open_pty()?;
-        let mut sim =
-            (d.sim)(7 + i as u64).with_context(|| format!("no simulator for {}", d.id))?;
         let mut master = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
         let (every, token) = (d.every, sims.clone());
         tokio::spawn(async move {
@@ -323,4 +354,103 @@ pub fn describe(r: &Reading) -> String {
         shown,
         r.device.id,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::decode::DecodeEvent;
+    use crate::normalize::spot::SpotCheck;
+    use crate::normalize::{LocalZone, NormalizeContext};
+    use crate::reading::PatientRef;
+
+    /// Plays many rounds of every demo device (a new patient per room every five rounds),
+    /// decodes each through its real driver (the oximeter as spot checks), normalizes it and
+    /// runs the cross-device checks with the room's patient attached: no normal demo reading
+    /// carries a flag, and one patient's height and weight stay put between weighings.
+    #[test]
+    fn demo_readings_carry_no_flags_and_each_patient_keeps_their_size() {
+        let mut sims = simulators().unwrap();
+        let quality = crate::context::quality::Quality::new();
+        let t0 = time::OffsetDateTime::now_utc();
+        let clock = Instant::now();
+        let mut scans: HashMap<&str, u32> = HashMap::new();
+        let mut sizes: HashMap<(&str, u32, String), Vec<f64>> = HashMap::new();
+        let mut readings = 0;
+        for round in 0..60u32 {
+            let now = t0 + time::Duration::seconds(i64::from(round) * 60);
+            for (d, sim) in DEVICES.iter().zip(sims.iter_mut()) {
+                if d.driver == "barcode" {
+                    // A scan every five rounds; each after the first brings a new patient in.
+                    if round % 5 == 0 {
+                        sim.measurement(now);
+                        *scans.entry(d.room).or_default() += 1;
+                    }
+                    continue;
+                }
+                let options: crate::decode::Options = d
+                    .options
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect();
+                let mut decoder = crate::decode::build(d.driver, &options).unwrap();
+                let mut spot = SpotCheck::new(Duration::from_secs(8));
+                let mut msgs = Vec::new();
+                let mut at = clock + Duration::from_secs(u64::from(round) * 60);
+                for step in sim.measurement(now) {
+                    at += step.after;
+                    let mut events = Vec::new();
+                    decoder.feed(&step.bytes, &mut events);
+                    for ev in events {
+                        match (&ev, d.driver) {
+                            (_, "nonin-ascii") => msgs.extend(spot.feed(&ev, at)),
+                            (DecodeEvent::Message(m), _) => msgs.push(m.clone()),
+                            _ => {}
+                        }
+                    }
+                }
+                msgs.extend(spot.tick(at + Duration::from_secs(30)));
+                let ctx = NormalizeContext {
+                    device: DeviceId::new(d.id),
+                    driver: d.driver.to_string(),
+                    room: Some(d.room.to_string()),
+                    clock_skew_tolerance: Duration::from_secs(60),
+                    zone: LocalZone::utc(),
+                };
+                let patient = scans.get(d.room).copied().unwrap_or(0);
+                for m in msgs {
+                    let mut r = crate::normalize::normalize(m, now, &ctx).unwrap();
+                    r.patient = Some(PatientRef {
+                        id: format!("{}-{patient}", d.room),
+                        system: WRISTBAND_SYSTEM.into(),
+                    });
+                    quality.check(&mut r);
+                    assert!(r.flags.is_empty(), "{}", describe(&r));
+                    readings += 1;
+                    for v in &r.values {
+                        if let (Some(x), "weight" | "height") = (v.value, v.name.as_str()) {
+                            let key = (d.room, patient, v.name.clone());
+                            sizes.entry(key).or_default().push(x.to_f64());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(readings > 400, "{readings} readings");
+        assert_eq!(scans.get("exam-3"), Some(&12));
+        assert!(sizes.values().all(|v| v.len() >= 5), "{sizes:?}");
+        for ((room, patient, name), v) in &sizes {
+            let lo = v.iter().copied().fold(f64::MAX, f64::min);
+            let hi = v.iter().copied().fold(f64::MIN, f64::max);
+            // Weight within ±200 g, height within ±3 mm (in cm) of the patient's baseline.
+            let allowed = if name == "weight" { 0.4 } else { 0.6 };
+            assert!(
+                hi - lo <= allowed + 1e-9,
+                "{room} patient {patient} {name}: {v:?}"
+            );
+        }
+    }
 }

@@ -28,7 +28,7 @@ use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
 use crate::normalize::spot::Reporter;
-use crate::normalize::{self, NormalizeContext};
+use crate::normalize::{self, LocalZone, NormalizeContext};
 use crate::queue::{EnqueueOutcome, Queue, QueueError};
 use crate::reading::{Flag, Kind, PatientRef, Reading, ReadingId};
 use crate::source::SourceEvent;
@@ -107,7 +107,7 @@ impl DevicePipeline {
                 driver: d.driver.clone(),
                 room: Some(d.room.clone()),
                 clock_skew_tolerance: cfg.daemon.clock_skew_tolerance,
-                utc_offset: local_offset(),
+                zone: local_zone(),
             },
             queue,
             status,
@@ -496,18 +496,24 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-static LOCAL_OFFSET: std::sync::OnceLock<time::UtcOffset> = std::sync::OnceLock::new();
+static LOCAL_ZONE: std::sync::OnceLock<LocalZone> = std::sync::OnceLock::new();
 
-/// Reads the host's UTC offset. Call it before any thread starts: the `time` crate refuses to
-/// read the local offset once a process is multi-threaded.
-pub fn init_local_offset() {
-    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-    let _ = LOCAL_OFFSET.set(offset);
+/// Looks up the host's time zone once (`TZ`, else `/etc/localtime`); UTC, with a warning on
+/// stderr, when neither names a zone. Its rules cover every daylight-saving change, so the
+/// zone need not be read again when the clocks change; a new host zone takes a restart.
+pub fn init_local_zone() {
+    LOCAL_ZONE.get_or_init(|| {
+        LocalZone::system().unwrap_or_else(|e| {
+            eprintln!("vitalsd: {e}; device wall-clock times are read as UTC");
+            LocalZone::utc()
+        })
+    });
 }
 
-/// The host's UTC offset, for device clocks that report local wall time (UTC when unknown).
-pub fn local_offset() -> time::UtcOffset {
-    LOCAL_OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC)
+/// The host's time zone, for device clocks that report local wall time (UTC when it could not
+/// be determined, or before [`init_local_zone`]).
+pub fn local_zone() -> LocalZone {
+    LOCAL_ZONE.get().cloned().unwrap_or_else(LocalZone::utc)
 }
 
 #[cfg(test)]

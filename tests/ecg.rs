@@ -21,7 +21,7 @@ fn ctx() -> NormalizeContext {
         driver: "openbci".into(),
         room: Some("exam-1".into()),
         clock_skew_tolerance: std::time::Duration::from_secs(300),
-        utc_offset: time::UtcOffset::UTC,
+        zone: vitalsd::normalize::LocalZone::utc(),
     }
 }
 

@@ -151,7 +151,7 @@ fn the_worked_example_normalizes_to_the_observation_time_at_plus_one_hour() {
         driver: "ble-gatt".into(),
         room: None,
         clock_skew_tolerance: std::time::Duration::from_secs(300),
-        utc_offset: time::UtcOffset::from_hms(1, 0, 0).unwrap(),
+        zone: crate::normalize::LocalZone::fixed(time::UtcOffset::from_hms(1, 0, 0).unwrap()),
     };
     let received = datetime!(2024-03-15 10:29:31 +01:00);
     let out = decode(0x2A35, "06 78 00 50 00 5D 00 E8 07 03 0F 0A 1D 1E 48 00");
@@ -599,7 +599,7 @@ fn every_vector_normalizes_and_device_units_are_converted_there() {
         driver: "ble-gatt".into(),
         room: None,
         clock_skew_tolerance: std::time::Duration::from_secs(300),
-        utc_offset: time::UtcOffset::UTC,
+        zone: crate::normalize::LocalZone::utc(),
     };
     let vectors = [
         (

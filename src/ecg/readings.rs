@@ -111,9 +111,7 @@ fn times(
     let resolved = match strip.device_t0 {
         None => return (strip.receipt_t0, None),
         Some(DeviceTime::ClockNotSet) => None,
-        Some(t) => resolve_device_time(t, received_at, ctx.utc_offset)
-            .ok()
-            .flatten(),
+        Some(t) => resolve_device_time(t, received_at, ctx).ok().flatten(),
     };
     match resolved {
         Some(t) if (t - strip.receipt_t0).unsigned_abs() <= ctx.clock_skew_tolerance => {

@@ -114,7 +114,7 @@ fn ctx() -> NormalizeContext {
         driver: "polar-ecg".into(),
         room: Some("exam-3".into()),
         clock_skew_tolerance: std::time::Duration::from_secs(300),
-        utc_offset: time::UtcOffset::UTC,
+        zone: crate::normalize::LocalZone::utc(),
     }
 }
 

@@ -5,17 +5,33 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::patient::RoomPatient;
 use super::{Simulator, Step};
 
 /// Simulated wristband scanner; the MRNs come from a seeded generator.
 pub struct BarcodeSim {
     rng: fastrand::Rng,
+    /// The room whose next patient each scan after the first brings in, if any.
+    room: Option<(RoomPatient, fastrand::Rng)>,
+    scans: u64,
 }
 
 impl BarcodeSim {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: fastrand::Rng::with_seed(seed),
+            room: None,
+            scans: 0,
+        }
+    }
+
+    /// A scanner in `room`: its first scan is of the patient already there, each later scan
+    /// brings the next patient in (new values for the room's devices).
+    #[must_use]
+    pub fn in_room(self, room: RoomPatient, seed: u64) -> Self {
+        Self {
+            room: Some((room, fastrand::Rng::with_seed(seed))),
+            ..self
         }
     }
 
@@ -27,6 +43,12 @@ impl BarcodeSim {
 
 impl Simulator for BarcodeSim {
     fn measurement(&mut self, _now: OffsetDateTime) -> Vec<Step> {
+        if let Some((room, rng)) = &mut self.room {
+            if self.scans > 0 {
+                room.next(rng);
+            }
+        }
+        self.scans += 1;
         let mut bytes = self.next_mrn().into_bytes();
         bytes.push(b'\r');
         vec![Step {

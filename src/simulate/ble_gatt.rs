@@ -3,7 +3,9 @@
 //! [`BleGattSim`] takes measurements in turn from a blood-pressure cuff (0x2A35, mmHg, time
 //! stamp, pulse), a thermometer (0x2A1C, FLOAT in hundredths of °C, time stamp, site), a
 //! spot-check pulse oximeter (0x2A5E, time stamp, status "validated data") and a scale (0x2A9D,
-//! kg, time stamp, BMI and height), with plausible values that vary from one to the next.
+//! kg, time stamp, BMI and height). The values are those of one simulated patient
+//! ([`super::patient`]): a baseline with small jitter, shared with the room's other devices
+//! when built [`BleGattSim::measuring`] a room's patient.
 //!
 //! - [`BleGattSim::next_payload`] gives the characteristic and the raw value bytes, exactly what
 //!   a gateway forwards in `binary` mode (MQTT).
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::patient::RoomPatient;
 use super::{Simulator, Step};
 use crate::decode::ble_gatt::{BLOOD_PRESSURE, PLX_SPOT_CHECK, TEMPERATURE, WEIGHT};
 use crate::decode::ieee11073::{encode_date_time, encode_float, encode_sfloat};
@@ -38,10 +41,9 @@ pub struct BleGattSim {
     mac: String,
     /// The one device this gateway forwards (its turn index), when not all four.
     only: Option<u32>,
+    /// Whom the devices measure.
+    patient: RoomPatient,
 }
-
-/// BLE Temperature Types the thermometer uses: armpit, ear, mouth, tympanum.
-const TEMPERATURE_TYPES: [u8; 4] = [1, 3, 6, 9];
 
 impl BleGattSim {
     pub fn new(seed: u64) -> Self {
@@ -50,12 +52,23 @@ impl BleGattSim {
             .map(|_| format!("{:02X}", rng.u8(..)))
             .collect::<Vec<_>>()
             .join(":");
+        let patient = RoomPatient::new(rng.u64(..));
         Self {
             rng,
             turn: 0,
             seq: 0,
             mac,
             only: None,
+            patient,
+        }
+    }
+
+    /// The same gateway measuring the patient in `room` (shared with the room's other devices).
+    #[must_use]
+    pub fn measuring(self, room: RoomPatient) -> Self {
+        Self {
+            patient: room,
+            ..self
         }
     }
 
@@ -83,7 +96,7 @@ impl BleGattSim {
 
     /// The next measurement with the values it encodes.
     pub fn next(&mut self, now: OffsetDateTime) -> SimPayload {
-        let local = now.to_offset(crate::pipeline::local_offset());
+        let local = now.to_offset(crate::pipeline::local_zone().offset_at(now));
         let wall = PrimitiveDateTime::new(local.date(), local.time())
             .replace_nanosecond(0)
             .unwrap_or(PrimitiveDateTime::new(local.date(), time::Time::MIDNIGHT));
@@ -99,10 +112,9 @@ impl BleGattSim {
     }
 
     fn blood_pressure(&mut self, stamp: [u8; 7]) -> SimPayload {
-        let sys = self.rng.i16(105..=140);
-        let dia = self.rng.i16(62..=90);
-        let map = dia + (sys - dia) / 3;
-        let pulse = self.rng.i16(55..=95);
+        let who = self.patient.get();
+        let (sys, dia, map) = who.blood_pressure(&mut self.rng);
+        let pulse = i16::try_from(who.pulse(&mut self.rng)).unwrap_or(70);
         let mut bytes = vec![0x06]; // mmHg, time stamp, pulse rate
         for v in [sys, dia, map] {
             bytes.extend(sfloat(v, 0));
@@ -135,8 +147,9 @@ impl BleGattSim {
     }
 
     fn temperature(&mut self, stamp: [u8; 7]) -> SimPayload {
-        let hundredths = self.rng.i32(3640..=3740);
-        let site = TEMPERATURE_TYPES[self.rng.usize(..TEMPERATURE_TYPES.len())];
+        let who = self.patient.get();
+        let hundredths = who.temperature(&mut self.rng);
+        let site = who.temperature_site.ble_code();
         let raw = encode_float(hundredths, -2).unwrap_or(0);
         let mut bytes = vec![0x06]; // Celsius, time stamp, temperature type
         bytes.extend(raw.to_le_bytes());
@@ -151,8 +164,9 @@ impl BleGattSim {
     }
 
     fn oximeter(&mut self, stamp: [u8; 7]) -> SimPayload {
-        let spo2 = self.rng.i16(94..=99);
-        let pr = self.rng.i16(55..=95);
+        let who = self.patient.get();
+        let spo2 = i16::try_from(who.spo2(&mut self.rng)).unwrap_or(97);
+        let pr = i16::try_from(who.pulse(&mut self.rng)).unwrap_or(70);
         let mut bytes = vec![0x03]; // time stamp, measurement status
         bytes.extend(sfloat(spo2, 0));
         bytes.extend(sfloat(pr, 0));
@@ -174,8 +188,10 @@ impl BleGattSim {
     }
 
     fn scale(&mut self, stamp: [u8; 7]) -> SimPayload {
-        let raw = self.rng.u16(11_000..=19_000); // 55–95 kg at 0.005 kg
-        let height_mm = self.rng.u16(1_550..=1_900);
+        let who = self.patient.get();
+        // Weight in steps of 0.005 kg.
+        let raw = u16::try_from(who.weight(&mut self.rng) / 5).unwrap_or(14_000);
+        let height_mm = who.height(&mut self.rng);
         // BMI in tenths: (raw × 0.005 kg) / (mm / 1000)² × 10, rounded.
         let h2 = u64::from(height_mm) * u64::from(height_mm);
         let bmi = u16::try_from((u64::from(raw) * 50_000 + h2 / 2) / h2).unwrap_or(0);
@@ -303,7 +319,13 @@ mod tests {
 
     #[test]
     fn the_temperature_site_is_one_the_code_table_knows() {
-        for t in TEMPERATURE_TYPES {
+        use crate::simulate::patient::TemperatureSite;
+        for site in [
+            TemperatureSite::Armpit,
+            TemperatureSite::Ear,
+            TemperatureSite::Mouth,
+        ] {
+            let t = site.ble_code();
             assert!(
                 crate::normalize::codes::site_for_ble_type(t).is_some(),
                 "type {t}"

@@ -3,7 +3,8 @@
 //!
 //! A [`Simulator`] produces one measurement at a time as timed [`Step`]s (a continuous
 //! oximeter sends a line per second while a finger is in; a bridge sends one JSON line). The
-//! values are plausible and vary a little from one measurement to the next.
+//! values are plausible and vary a little from one measurement to the next; the demo's devices
+//! measure simulated patients ([`patient`]) whose values stay consistent across devices.
 
 pub mod barcode;
 pub mod ble_gatt;
@@ -13,6 +14,7 @@ pub mod masimo;
 pub mod mqtt;
 pub mod nonin_binary;
 pub mod openbci;
+pub mod patient;
 pub mod polar_ecg;
 
 use std::path::Path;
@@ -78,22 +80,38 @@ pub struct NoninAscii {
     period: Duration,
     /// Lines with a value per measurement.
     pub lines: usize,
+    /// Whom the oximeter measures.
+    patient: patient::RoomPatient,
 }
 
 impl NoninAscii {
     pub fn new(seed: u64, period: Duration) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let patient = patient::RoomPatient::new(rng.u64(..));
         Self {
-            rng: fastrand::Rng::with_seed(seed),
+            rng,
             period,
             lines: 14,
+            patient,
+        }
+    }
+
+    /// The same oximeter measuring the patient in `room` (shared with the room's other
+    /// devices).
+    #[must_use]
+    pub fn measuring(self, room: patient::RoomPatient) -> Self {
+        Self {
+            patient: room,
+            ..self
         }
     }
 }
 
 impl Simulator for NoninAscii {
     fn measurement(&mut self, _now: OffsetDateTime) -> Vec<Step> {
-        let spo2 = self.rng.u32(95..=99);
-        let hr = self.rng.u32(58..=92);
+        let who = self.patient.get();
+        let spo2 = who.spo2(&mut self.rng).unsigned_abs();
+        let hr = who.pulse(&mut self.rng).unsigned_abs();
         let mut steps: Vec<Step> = (0..self.lines)
             .map(|i| {
                 let s = spo2 - u32::from(i < 2 && spo2 > 96) * 2;
