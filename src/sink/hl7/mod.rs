@@ -14,7 +14,7 @@
 mod encode;
 pub mod waveform;
 
-pub use encode::{oru_r01, PROFILE, SERVICE};
+pub use encode::{oru_r01, NO_PATIENT_AUTHORITY, NO_PATIENT_ID, PROFILE, SERVICE, UNKNOWN_NAME};
 
 use crate::config::MllpSinkConfig;
 use crate::reading::{Reading, ReadingId};
