@@ -88,6 +88,8 @@ pub fn outbox_line_id(line: &[u8]) -> Option<Option<ReadingId>> {
 }
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
 mod tests;
