@@ -1,4 +1,4 @@
-//! ACK / NAK (PROTOCOLS §4.6): building the MLLP-framed ACK vitalsd answers with, and parsing
+//! ACK / NAK (`docs/hl7.md`): building the MLLP-framed ACK vitalsd answers with, and parsing
 //! the ACKs a receiving system sends back.
 
 use time::OffsetDateTime;
@@ -116,7 +116,7 @@ impl AckHeader {
     }
 }
 
-/// An MLLP-framed ACK (`ACK^R01^ACK`, §4.6) acknowledging control id `acked`, with an ERR
+/// An MLLP-framed ACK (`ACK^R01^ACK`) acknowledging control id `acked`, with an ERR
 /// segment when `error` is given. Segments end with CR.
 pub fn ack_message(h: &AckHeader, acked: &str, code: AckCode, error: Option<&AckError>) -> Vec<u8> {
     let d = Delimiters::STANDARD;

@@ -1,4 +1,4 @@
-//! Reading → HL7 v2.6 ORU^R01 (IHE PCD-01 style, PROTOCOLS §4.2–§4.4), unframed ER7 text whose
+//! Reading → HL7 v2.6 ORU^R01 (IHE PCD-01 style, `docs/hl7.md`), unframed ER7 text whose
 //! segments each end with CR.
 //!
 //! Layout (one message per reading):

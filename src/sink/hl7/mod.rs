@@ -1,4 +1,4 @@
-//! HL7 v2: readings as ORU^R01 messages (DESIGN §7, PROTOCOLS §4), for the MLLP sink
+//! HL7 v2: readings as ORU^R01 messages (`docs/hl7.md`), for the MLLP sink
 //! ([`crate::sink::mllp`]) and the `hl7` file outbox format ([`crate::sink::file`]).
 //!
 //! Receives canonical [`Reading`]s and the sender's identity ([`Header`]); emits ER7 text.
@@ -9,7 +9,7 @@
 //! In a `YYYY-MM-DD.hl7` file each message is one *line group*: its segments, each ending CR LF
 //! (CR as on the wire, LF so line tools and editors show one segment per line), then an empty
 //! line (CR LF). A group is complete only when that empty line is there, so a torn group is
-//! recognised at open and cut off. HL7 readers accept CR, LF and CR LF (§4.1).
+//! recognised at open and cut off. HL7 readers accept CR, LF and CR LF (`docs/hl7.md`).
 
 mod encode;
 pub mod waveform;

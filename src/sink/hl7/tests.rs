@@ -1,5 +1,5 @@
-//! Encoder tests: the PROTOCOLS §4.4 layout with literal messages, precision, absent values,
-//! flags, escaping, and a round trip through vitalsd's own ORU parser.
+//! Encoder tests: the documented layout (`docs/hl7.md`) with literal messages, precision,
+//! absent values, flags, escaping, and a round trip through vitalsd's own ORU parser.
 
 use time::macros::datetime;
 

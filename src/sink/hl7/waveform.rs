@@ -1,4 +1,4 @@
-//! An ECG strip as HL7 v2 waveform OBX rows (PROTOCOLS §4.2, §4.4: value type `NA`, samples
+//! An ECG strip as HL7 v2 waveform OBX rows (`docs/hl7.md`: value type `NA`, samples
 //! separated by `^`, as Mindray and the IHE PCD Waveform Content Module do), sent only when the
 //! sink's `waveform = true` (the receiver has agreed to them).
 //!
