@@ -126,7 +126,7 @@ pub fn oru_r01(reading: &Reading, header: &Header) -> Vec<u8> {
             .flags
             .iter()
             .any(|f| f.as_str().strip_prefix("out_of_range:") == Some(v.name.as_str()));
-        let implausible = released && (none_named || named(&v.name));
+        let implausible = released && v.value.is_some() && (none_named || named(&v.name));
         let abnormal = if out_of_range || implausible { "A" } else { "" };
         let (value, status) = match v.value {
             Some(d) => (d.to_string(), final_status),
