@@ -48,7 +48,9 @@ use tokio_rustls::TlsConnector;
 use super::hl7::{oru_r01, Header};
 use super::{DeliverFuture, Outcome, Sink};
 use crate::config::MllpSinkConfig;
-use crate::decode::hl7v2::{error_code_text, mllp_frame, parse_ack, Ack, AckCode, MllpFramer};
+use crate::decode::hl7v2::{
+    error_code_text, mllp_frame, parse_ack, Ack, AckCode, Delimiters, MllpFramer,
+};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// Most bytes read while waiting for one ACK; a receiver that sends more is dropped.
@@ -68,7 +70,14 @@ pub enum MllpSinkError {
     ServerName(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// HL7 v2.6 allows at most [`MAX_NAME_CHARS`] characters (counted escaped) in MSH-3 to
+    /// MSH-6; a longer name would make every message fail validation.
+    #[error("`{0}` is longer than HL7 allows (at most {MAX_NAME_CHARS} characters, delimiters counting 3)")]
+    NameTooLong(&'static str),
 }
+
+/// Most characters of a sending or receiving application or facility name, escaped.
+pub const MAX_NAME_CHARS: usize = 20;
 
 /// A byte stream to the receiver: plain TCP or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
@@ -98,6 +107,17 @@ pub struct MllpSink {
 impl MllpSink {
     /// A sink for `cfg`; connects lazily on the first delivery.
     pub fn new(cfg: &MllpSinkConfig) -> Result<Self, MllpSinkError> {
+        let names = [
+            ("sending_application", &cfg.sending_application),
+            ("sending_facility", &cfg.sending_facility),
+            ("receiving_application", &cfg.receiving_application),
+            ("receiving_facility", &cfg.receiving_facility),
+        ];
+        for (key, name) in names {
+            if Delimiters::STANDARD.escape(name).chars().count() > MAX_NAME_CHARS {
+                return Err(MllpSinkError::NameTooLong(key));
+            }
+        }
         let host = match cfg.address.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
                 h.trim_start_matches('[').trim_end_matches(']')
@@ -494,6 +514,42 @@ mod tests {
             ack_reason(&a),
             "AE (application error): ERR 101 Required field missing, severity W"
         );
+    }
+
+    #[test]
+    fn a_name_longer_than_hl7_allows_is_refused_at_build() {
+        let ok = |f: &dyn Fn(&mut MllpSinkConfig)| {
+            let mut cfg = config();
+            f(&mut cfg);
+            MllpSink::new(&cfg).map(|_| ())
+        };
+        assert!(ok(&|c| c.sending_application = "A".repeat(20)).is_ok());
+        assert!(matches!(
+            ok(&|c| c.sending_application = "A".repeat(21)),
+            Err(MllpSinkError::NameTooLong("sending_application"))
+        ));
+        // Escaped: 6 × `\S\` = 18 characters, 7 would be 21.
+        assert!(ok(&|c| c.receiving_facility = "^".repeat(6)).is_ok());
+        assert!(matches!(
+            ok(&|c| c.receiving_facility = "^".repeat(7)),
+            Err(MllpSinkError::NameTooLong("receiving_facility"))
+        ));
+    }
+
+    fn config() -> MllpSinkConfig {
+        MllpSinkConfig {
+            id: SinkId::new("engine"),
+            address: "127.0.0.1:2575".into(),
+            ack_timeout: Duration::from_secs(1),
+            tls: false,
+            ca_file: None,
+            max_ar_retries: 5,
+            sending_application: "VITALSD".into(),
+            sending_facility: String::new(),
+            receiving_application: String::new(),
+            receiving_facility: String::new(),
+            waveform: false,
+        }
     }
 
     #[test]
