@@ -330,9 +330,11 @@ impl MllpSink {
                 }) {
                     Ok(ack) if ack.acked_control_id == control => return Ok(ack),
                     Ok(ack) => {
-                        let got: String = ack.acked_control_id.chars().take(40).collect();
-                        tracing::warn!(sink = %id, expected = control, acked = %got,
+                        // MSA-2 is the receiver's text: kept out of the ordinary log.
+                        tracing::warn!(sink = %id, expected = control,
                             "ignoring an ACK for another message; still waiting");
+                        let got: String = ack.acked_control_id.chars().take(40).collect();
+                        tracing::debug!(sink = %id, acked = %got, "the ACK for another message");
                     }
                     Err(why) => {
                         // The reason may quote the reply: kept out of the ordinary log.
