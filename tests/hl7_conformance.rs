@@ -380,10 +380,13 @@ fn location_mode_messages_carry_the_placeholder_patient_and_pass_strict_validati
 
 #[test]
 fn patient_data_in_an_engines_error_ack_stays_out_of_the_log_status_and_dead_letters() {
-    // An engine that quotes the patient back in MSA-3 and ERR-8 (escaped as ER7 requires).
+    // An engine that quotes the patient back in MSA-3 and ERR-8 (escaped as ER7 requires),
+    // after a first ACK whose MSA-2 is the patient's MRN instead of the message's id.
     let engine = Engine::start(|id| {
         format!(
-            "MSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-{id}|P|2.6\r\
+            "MSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-0|P|2.6\r\
+             MSA|AA|MRN0099999 JANE DOE\r\x1c\r\x0b\
+             MSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-{id}|P|2.6\r\
              MSA|AE|{id}|No match for DOE\\S\\JANE MRN0099999\r\
              ERR||PID^1^3|204^Unknown key identifier^HL70357|E||||Patient JANE DOE (MRN0099999, born 19800101) not found\r"
         )
@@ -424,5 +427,9 @@ fn patient_data_in_an_engines_error_ack_stays_out_of_the_log_status_and_dead_let
     );
     assert!(dead.contains("ERR 204 Unknown key identifier"), "{dead}");
     assert!(page.contains("ERR 204"), "{page}");
+    assert!(
+        log.contains("ignoring an ACK for another message"),
+        "the mismatched ACK was seen: {log}"
+    );
     assert_eq!(engine.messages().len(), 2, "an AE is never resent");
 }
