@@ -29,7 +29,9 @@ mod er7;
 mod mllp;
 mod oru;
 
-pub use ack::{ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader};
+pub use ack::{
+    ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader, Severity,
+};
 pub use er7::{dtm, format_dtm, Delimiters};
 pub use mllp::{mllp_frame, Frame, MllpFramer};
 pub use oru::{parse_oru, Oru};

@@ -1,19 +1,23 @@
-//! The HL7 v2 sink over MLLP (`[[sink]] type = "hl7-mllp"`, PROTOCOLS §4.5–§4.7).
+//! The HL7 v2 sink over MLLP (`[[sink]] type = "hl7-mllp"`; messages and ACK handling are
+//! described in `docs/hl7.md`).
 //!
 //! Receives one reading at a time from the delivery loop ([`Sink::max_batch`] = 1); emits it as
 //! an MLLP-framed ORU^R01 ([`super::hl7::oru_r01`]) on one TCP (or TLS) connection and waits for
 //! the receiver's ACK, so order is preserved. The ACK decides the outcome ([`classify_ack`]):
 //! - `AA` / `CA` → `Delivered`;
-//! - `AE` / `CE` → `Rejected` with MSA-3 / ERR text (dead-letter, never resent unchanged);
+//! - `AE` / `CE` → `Rejected` (dead-letter, never resent unchanged);
 //! - `AR` / `CR` → `Retry`, until the `max_ar_retries`-th AR for the same reading, which is
 //!   `Rejected("gave up after N AR: …")` (the delivery loop treats a batch of one `Retry` as
 //!   "receiver down" and would never dead-letter it, so the cap lives here);
+//! - the reason of an outcome names only the ACK code, the ERR-3 code (HL7 table 0357) with
+//!   the table's description and the ERR-4 severity ([`ack_reason`]); the receiver's free text
+//!   (MSA-3, ERR-2, ERR-8), which may quote patient data, is never kept or logged;
 //! - an ACK whose MSA-2 is not the sent MSH-10 is not an ACK: it is ignored (WARN) and the
 //!   wait goes on;
 //! - no ACK within `ack_timeout`, a connection refused, reset or closed before the ACK, or a
 //!   reply larger than [`MAX_REPLY_BYTES`] → `Retry`: the connection is closed, and the next
 //!   attempt (after the delivery loop's backoff) reconnects and resends the **same bytes** with
-//!   the same MSH-10 — the receiver de-duplicates on it (§4.7 rule 2).
+//!   the same MSH-10 — the receiver de-duplicates on it.
 //!
 //! The encoder is pure (MSH-7 comes from the reading), so a resend after a restart is also
 //! byte-identical.
@@ -29,6 +33,7 @@
 //! a reading may get up to `max_ar_retries` more ARs before it is dead-lettered.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -43,13 +48,13 @@ use tokio_rustls::TlsConnector;
 use super::hl7::{oru_r01, Header};
 use super::{DeliverFuture, Outcome, Sink};
 use crate::config::MllpSinkConfig;
-use crate::decode::hl7v2::{mllp_frame, parse_ack, Ack, AckCode, MllpFramer};
+use crate::decode::hl7v2::{
+    error_code_text, mllp_frame, parse_ack, Ack, AckCode, Delimiters, MllpFramer,
+};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// Most bytes read while waiting for one ACK; a receiver that sends more is dropped.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
-/// Most characters of a receiver's text kept in an outcome reason.
-const REASON_MAX_CHARS: usize = 200;
 /// Readings whose AR count or early outcome is remembered; beyond this the memory starts over
 /// (never reached with one message in flight, but bounded whatever the receiver does).
 const MAX_TRACKED: usize = 4096;
@@ -65,7 +70,14 @@ pub enum MllpSinkError {
     ServerName(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// HL7 v2.6 allows at most [`MAX_NAME_CHARS`] characters (counted escaped) in MSH-3 to
+    /// MSH-6; a longer name would make every message fail validation.
+    #[error("`{0}` is longer than HL7 allows (at most {MAX_NAME_CHARS} characters, delimiters counting 3)")]
+    NameTooLong(&'static str),
 }
+
+/// Most characters of a sending or receiving application or facility name, escaped.
+pub const MAX_NAME_CHARS: usize = 20;
 
 /// A byte stream to the receiver: plain TCP or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
@@ -95,6 +107,17 @@ pub struct MllpSink {
 impl MllpSink {
     /// A sink for `cfg`; connects lazily on the first delivery.
     pub fn new(cfg: &MllpSinkConfig) -> Result<Self, MllpSinkError> {
+        let names = [
+            ("sending_application", &cfg.sending_application),
+            ("sending_facility", &cfg.sending_facility),
+            ("receiving_application", &cfg.receiving_application),
+            ("receiving_facility", &cfg.receiving_facility),
+        ];
+        for (key, name) in names {
+            if Delimiters::STANDARD.escape(name).chars().count() > MAX_NAME_CHARS {
+                return Err(MllpSinkError::NameTooLong(key));
+            }
+        }
         let host = match cfg.address.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
                 h.trim_start_matches('[').trim_end_matches(']')
@@ -307,12 +330,16 @@ impl MllpSink {
                 }) {
                     Ok(ack) if ack.acked_control_id == control => return Ok(ack),
                     Ok(ack) => {
-                        let got: String = ack.acked_control_id.chars().take(40).collect();
-                        tracing::warn!(sink = %id, expected = control, acked = %got,
+                        // MSA-2 is the receiver's text: kept out of the ordinary log.
+                        tracing::warn!(sink = %id, expected = control,
                             "ignoring an ACK for another message; still waiting");
+                        let got: String = ack.acked_control_id.chars().take(40).collect();
+                        tracing::debug!(sink = %id, acked = %got, "the ACK for another message");
                     }
                     Err(why) => {
-                        tracing::warn!(sink = %id, reason = %why, "ignoring a reply that is not an HL7 ACK")
+                        // The reason may quote the reply: kept out of the ordinary log.
+                        tracing::warn!(sink = %id, "ignoring a reply that is not an HL7 ACK");
+                        tracing::debug!(sink = %id, reason = %why, "the reply that is not an ACK");
                     }
                 }
             }
@@ -340,44 +367,62 @@ impl Sink for MllpSink {
     }
 }
 
-/// ACK → outcome (PROTOCOLS §4.6/§4.7). `ar_seen` counts the ARs (or CRs) this reading has
+/// ACK → outcome (`docs/hl7.md`). `ar_seen` counts the ARs (or CRs) this reading has
 /// received, this one included; at `max_ar_retries` it is rejected.
+///
+/// The reason is built only from coded parts of the ACK ([`ack_reason`]): an engine may quote
+/// patient data in MSA-3 or ERR-8, and the reason reaches the log, the sink's `last_error` on
+/// the status page and the dead-letter entry.
 pub fn classify_ack(ack: &Ack, ar_seen: u32, max_ar_retries: u32) -> Outcome {
     let reason = ack_reason(ack);
-    let code = ack.code.as_str();
     match ack.code {
         AckCode::AA | AckCode::CA => Outcome::Delivered,
-        AckCode::AE | AckCode::CE => Outcome::Rejected(format!("{code}: {reason}")),
-        AckCode::AR | AckCode::CR if ar_seen >= max_ar_retries => {
-            Outcome::Rejected(format!("gave up after {ar_seen} {code}: {reason}"))
-        }
-        AckCode::AR | AckCode::CR => Outcome::Retry(format!("{code}: {reason}")),
+        AckCode::AE | AckCode::CE => Outcome::Rejected(reason),
+        AckCode::AR | AckCode::CR if ar_seen >= max_ar_retries => Outcome::Rejected(format!(
+            "gave up after {ar_seen} {}: {reason}",
+            ack.code.as_str()
+        )),
+        AckCode::AR | AckCode::CR => Outcome::Retry(reason),
     }
 }
 
-/// MSA-3 and the ERR segment's code and text, clipped.
-fn ack_reason(ack: &Ack) -> String {
-    let mut parts = Vec::new();
-    if let Some(t) = &ack.text {
-        parts.push(t.clone());
-    }
-    if let Some(e) = &ack.error {
-        if e.text.is_empty() {
-            parts.push(format!("ERR {}", e.code));
-        } else {
-            parts.push(format!("ERR {}: {}", e.code, e.text));
+/// The ACK code with its fixed meaning, then the ERR segment's table 0357 code with the
+/// table's description and the ERR-4 severity, e.g. `AE (application error): ERR 101 Required
+/// field missing, severity E`. Never MSA-3, ERR-2 or ERR-8: those are the receiver's free text.
+pub fn ack_reason(ack: &Ack) -> String {
+    let meaning = match ack.code {
+        AckCode::AA => "application accept",
+        AckCode::AE => "application error",
+        AckCode::AR => "application reject",
+        AckCode::CA => "commit accept",
+        AckCode::CE => "commit error",
+        AckCode::CR => "commit reject",
+    };
+    let mut out = format!("{} ({meaning})", ack.code.as_str());
+    match &ack.error {
+        Some(e) => {
+            let _ = write!(out, ": ERR {} {}", e.code, error_description(e.code));
+            if let Some(sev) = ack.severity {
+                let _ = write!(out, ", severity {}", sev.as_str());
+            }
         }
+        None => out.push_str(": no error code given"),
     }
-    if parts.is_empty() {
-        return "no reason given".into();
+    out
+}
+
+/// The description of an ERR-3 code: HL7 table 0357's, or a fixed text for other codes.
+fn error_description(code: u16) -> &'static str {
+    match code {
+        0 | 100..=104 | 200..=207 => error_code_text(code),
+        _ => "(not an HL7 table 0357 code)",
     }
-    parts.join("; ").chars().take(REASON_MAX_CHARS).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::hl7v2::AckError;
+    use crate::decode::hl7v2::{AckError, Severity};
 
     fn ack(code: AckCode, text: Option<&str>, err: Option<(u16, &str)>) -> Ack {
         Ack {
@@ -390,6 +435,7 @@ mod tests {
                 code,
                 text: t.into(),
             }),
+            severity: None,
         }
     }
 
@@ -401,40 +447,111 @@ mod tests {
     }
 
     #[test]
-    fn an_application_error_is_rejected_with_the_receivers_reason() {
-        let a = ack(
+    fn an_application_error_is_rejected_with_its_coded_reason_only() {
+        let mut a = ack(
             AckCode::AE,
             Some("bad PID"),
             Some((101, "Patient identifier missing")),
         );
+        a.severity = Some(Severity::Error);
         assert_eq!(
             classify_ack(&a, 0, 5),
-            Outcome::Rejected("AE: bad PID; ERR 101: Patient identifier missing".into())
+            Outcome::Rejected(
+                "AE (application error): ERR 101 Required field missing, severity E".into()
+            )
         );
         assert_eq!(
             classify_ack(&ack(AckCode::CE, None, None), 0, 5),
-            Outcome::Rejected("CE: no reason given".into())
+            Outcome::Rejected("CE (commit error): no error code given".into())
+        );
+    }
+
+    #[test]
+    fn patient_data_in_msa_3_and_err_8_never_reaches_the_reason() {
+        let text = "MRN0099999 DOE^JANE born 19800101";
+        for code in [AckCode::AE, AckCode::AR, AckCode::CE, AckCode::CR] {
+            for seen in [1, 5] {
+                let a = ack(code, Some(text), Some((103, text)));
+                let reason = match classify_ack(&a, seen, 5) {
+                    Outcome::Rejected(r) | Outcome::Retry(r) => r,
+                    o => panic!("{code:?}: {o:?}"),
+                };
+                for word in ["MRN0099999", "DOE", "JANE", "19800101"] {
+                    assert!(!reason.contains(word), "{code:?} {seen}: {reason}");
+                }
+                assert!(reason.contains("ERR 103 Table value not found"), "{reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_outside_table_0357_gets_a_fixed_description() {
+        let a = ack(AckCode::AE, None, Some((999, "Jane Doe not found")));
+        assert_eq!(
+            classify_ack(&a, 0, 5),
+            Outcome::Rejected(
+                "AE (application error): ERR 999 (not an HL7 table 0357 code)".into()
+            )
         );
     }
 
     #[test]
     fn an_application_reject_is_retried_until_the_cap() {
-        let a = ack(AckCode::AR, Some("locked"), None);
-        assert_eq!(classify_ack(&a, 1, 3), Outcome::Retry("AR: locked".into()));
-        assert_eq!(classify_ack(&a, 2, 3), Outcome::Retry("AR: locked".into()));
+        let a = ack(AckCode::AR, Some("locked"), Some((206, "")));
+        let why = "AR (application reject): ERR 206 Application record locked";
+        assert_eq!(classify_ack(&a, 1, 3), Outcome::Retry(why.into()));
+        assert_eq!(classify_ack(&a, 2, 3), Outcome::Retry(why.into()));
         assert_eq!(
             classify_ack(&a, 3, 3),
-            Outcome::Rejected("gave up after 3 AR: locked".into())
+            Outcome::Rejected(format!("gave up after 3 AR: {why}"))
         );
     }
 
     #[test]
-    fn a_long_receiver_text_is_clipped() {
-        let long = "x".repeat(1000);
-        let Outcome::Rejected(r) = classify_ack(&ack(AckCode::AE, Some(&long), None), 0, 5) else {
-            panic!("AE rejects");
+    fn a_parsed_error_ack_keeps_code_and_severity_but_not_the_text() {
+        let raw = b"MSH|^~\\&|EHR||VITALSD||20261127120000+0000||ACK^R01^ACK|E1|P|2.6\rMSA|AE|X|Jane Doe MRN42\rERR||PID^1^3|101^Required field missing^HL70357|W||||Jane Doe MRN42\r";
+        let a = parse_ack(raw).expect("ack");
+        assert_eq!(a.severity, Some(Severity::Warning));
+        assert_eq!(
+            ack_reason(&a),
+            "AE (application error): ERR 101 Required field missing, severity W"
+        );
+    }
+
+    #[test]
+    fn a_name_longer_than_hl7_allows_is_refused_at_build() {
+        let ok = |f: &dyn Fn(&mut MllpSinkConfig)| {
+            let mut cfg = config();
+            f(&mut cfg);
+            MllpSink::new(&cfg).map(|_| ())
         };
-        assert_eq!(r.len(), "AE: ".len() + REASON_MAX_CHARS);
+        assert!(ok(&|c| c.sending_application = "A".repeat(20)).is_ok());
+        assert!(matches!(
+            ok(&|c| c.sending_application = "A".repeat(21)),
+            Err(MllpSinkError::NameTooLong("sending_application"))
+        ));
+        // Escaped: 6 × `\S\` = 18 characters, 7 would be 21.
+        assert!(ok(&|c| c.receiving_facility = "^".repeat(6)).is_ok());
+        assert!(matches!(
+            ok(&|c| c.receiving_facility = "^".repeat(7)),
+            Err(MllpSinkError::NameTooLong("receiving_facility"))
+        ));
+    }
+
+    fn config() -> MllpSinkConfig {
+        MllpSinkConfig {
+            id: SinkId::new("engine"),
+            address: "127.0.0.1:2575".into(),
+            ack_timeout: Duration::from_secs(1),
+            tls: false,
+            ca_file: None,
+            max_ar_retries: 5,
+            sending_application: "VITALSD".into(),
+            sending_facility: String::new(),
+            receiving_application: String::new(),
+            receiving_facility: String::new(),
+            waveform: false,
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! ACK / NAK (PROTOCOLS §4.6): building the MLLP-framed ACK vitalsd answers with, and parsing
+//! ACK / NAK (`docs/hl7.md`): building the MLLP-framed ACK vitalsd answers with, and parsing
 //! the ACKs a receiving system sends back.
 
 use time::OffsetDateTime;
@@ -116,7 +116,7 @@ impl AckHeader {
     }
 }
 
-/// An MLLP-framed ACK (`ACK^R01^ACK`, §4.6) acknowledging control id `acked`, with an ERR
+/// An MLLP-framed ACK (`ACK^R01^ACK`) acknowledging control id `acked`, with an ERR
 /// segment when `error` is given. Segments end with CR.
 pub fn ack_message(h: &AckHeader, acked: &str, code: AckCode, error: Option<&AckError>) -> Vec<u8> {
     let d = Delimiters::STANDARD;
@@ -168,6 +168,37 @@ pub fn ack(oru_control_id: &str, code: AckCode, text: &str) -> Vec<u8> {
     ack_message(&h, oru_control_id, code, with_err.then_some(&err))
 }
 
+/// ERR-4 severity (HL7 table 0516).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Fatal,
+    Information,
+    Warning,
+}
+
+impl Severity {
+    /// The table 0516 code: `E`, `F`, `I` or `W`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Error => "E",
+            Severity::Fatal => "F",
+            Severity::Information => "I",
+            Severity::Warning => "W",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "E" => Some(Severity::Error),
+            "F" => Some(Severity::Fatal),
+            "I" => Some(Severity::Information),
+            "W" => Some(Severity::Warning),
+            _ => None,
+        }
+    }
+}
+
 /// A received ACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
@@ -180,6 +211,8 @@ pub struct Ack {
     pub text: Option<String>,
     /// The first ERR segment, when sent.
     pub error: Option<AckError>,
+    /// ERR-4 of the first ERR segment, when it is a table 0516 code.
+    pub severity: Option<Severity>,
 }
 
 /// Parses an ACK (MLLP framing optional).
@@ -218,11 +251,13 @@ pub fn parse_ack(bytes: &[u8]) -> Result<Ack, Hl7Error> {
         code: d.text(field(e, 3), 1).parse().unwrap_or(207),
         text: d.unescape(field(e, 8)).trim().to_string(),
     });
+    let severity = seg("ERR").and_then(|e| Severity::parse(&d.text(field(e, 4), 1)));
     Ok(Ack {
         code,
         acked_control_id,
         control_id: d.unescape(field(msh, 10)).trim().to_string(),
         text,
         error,
+        severity,
     })
 }

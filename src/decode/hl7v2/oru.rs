@@ -365,9 +365,18 @@ fn ucum_of_mdc(code: u32, comp: &codes::ComponentCodes) -> Option<String> {
         .map(|u| (*u).to_string())
 }
 
-/// PID-3 (CX, repeating) → the `MR` identifier, else the first non-empty one.
+/// PID-3 (CX, repeating) → the `MR` identifier, else the first non-empty one. vitalsd's own
+/// "no patient" placeholder ([`crate::sink::hl7::NO_PATIENT_ID`]) is no patient.
 fn patient(d: Delimiters, f: &str) -> Option<PatientRef> {
-    let reps: Vec<&str> = f.split(d.repetition).take(20).collect();
+    let placeholder = |r: &str| {
+        d.text(r, 1) == crate::sink::hl7::NO_PATIENT_ID
+            && d.text(r, 4) == crate::sink::hl7::NO_PATIENT_AUTHORITY
+    };
+    let reps: Vec<&str> = f
+        .split(d.repetition)
+        .take(20)
+        .filter(|r| !placeholder(r))
+        .collect();
     let id_of = |r: &str| d.text(r, 1);
     let pick = reps
         .iter()

@@ -1,26 +1,38 @@
-//! Reading → HL7 v2.6 ORU^R01 (IHE PCD-01 style, PROTOCOLS §4.2–§4.4), unframed ER7 text whose
+//! Reading → HL7 v2.6 ORU^R01 (IHE PCD-01 style, `docs/hl7.md`), unframed ER7 text whose
 //! segments each end with CR.
 //!
 //! Layout (one message per reading):
 //! ```text
 //! MSH|^~\&|<app>|<fac>|<recv app>|<recv fac>|<received_at>||ORU^R01^ORU_R01|<reading id>|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO
-//! PID|||<id>^^^&<oid>&ISO^MR            (PID-3 empty when the reading has no patient)
+//! PID|||<id>^^^&<oid>&ISO^MR||^^^^^^U
 //! PV1||O|^<room>                        (PL: component 2 is the room)
 //! OBR|1|<reading id>^<app>|<reading id>^<app>|182777000^monitoring of patient^SCT|||<observed_at>
 //! NTE|1||<flag>                          (one per data-quality flag: clock_untrusted, ...)
 //! OBX|n|NM|<mdc>^<MDC ref>^MDC^<loinc>^<display>^LN|1.1.1.n|<value>|<mdc unit>^<ref>^MDC^<ucum>^<ucum>^UCUM||<A>|||F|||<observed_at>||||<device id>
 //! ```
+//! The message conforms to HL7 v2.6 ORU^R01 as a strict validator checks it (`docs/hl7.md`):
+//! - PID-3 and PID-5 are always present. vitalsd knows no patient names, so PID-5 is an empty
+//!   name of type `U` (unspecified): [`UNKNOWN_NAME`]. A reading without a patient (location
+//!   mode) gets the placeholder PID-3 [`NO_PATIENT_ID`] in the assigning authority
+//!   [`NO_PATIENT_AUTHORITY`] with identifier type `U`: an identifier no record system issues,
+//!   so it never matches a real patient; the room stays in PV1-3.
+//! - PV1-3.2 (room, at most 20 characters once escaped) holds the room; a longer room is cut
+//!   there (never inside an escape sequence) and sent whole in PV1-3.9 (location description).
 //! - MSH-7 is the reading's `received_at` (when the message was, in effect, created — the same
 //!   moment the control id was assigned), so encoding is a pure function: every resend of a
-//!   reading, even after a restart, is byte-identical (PROTOCOLS §4.7 rule 2).
+//!   reading, even after a restart, is byte-identical.
 //! - OBX-5 keeps the device's precision (`37.0`, not `37`). A value the device reported as
 //!   absent is sent as an OBX with an empty OBX-5 and result status `X` ("results cannot be
 //!   obtained", the HL7 v2 counterpart of FHIR `dataAbsentReason`), followed by an NTE with the
 //!   reason (`data absent: not-a-number`). Consumers that ignore `X` rows (as PCD-01 device-level
 //!   rows use `X`) simply skip it.
 //! - OBX-8 is `A` (abnormal) for a value named in an `out_of_range:<name>` flag.
+//! - A reading with a `rejected:<reason>` flag failed a hard plausibility limit; it reaches a
+//!   sink only after an MA released it from quarantine. Its rows get OBX-11 `P` (preliminary)
+//!   instead of `F`, OBX-8 `A` on the values the reason names (all values when it names none),
+//!   and the flag's NTE says it failed a hard plausibility limit and was released after review.
 //! - An ECG strip (`Reading::waveform`) is sent only when [`Header::waveform`] is on (the sink's
-//!   `waveform = true`): waveform OBX rows need the receiver's agreement (§4.4). Then one `NA`
+//!   `waveform = true`): waveform OBX rows need the receiver's agreement. Then one `NA`
 //!   row per lead plus its sample-rate row follow the value rows ([`super::waveform`]); when
 //!   off the message is exactly as without a strip. The strip's derived values in `values` are
 //!   always sent.
@@ -34,10 +46,20 @@ use crate::decode::hl7v2::{format_dtm, Delimiters};
 use crate::normalize::codes::{self, Mdc};
 use crate::reading::{Reading, Value};
 
-/// MSH-21 message profile (PROTOCOLS §4.3).
+/// MSH-21 message profile (IHE PCD-01).
 pub const PROFILE: &str = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO";
 /// OBR-4 universal service id used by GE, Mindray and Continua.
 pub const SERVICE: &str = "182777000^monitoring of patient^SCT";
+
+/// PID-3.1 of a message whose reading has no patient (location mode).
+pub const NO_PATIENT_ID: &str = "VITALSD-UNKNOWN";
+/// PID-3.4 (assigning authority namespace) of [`NO_PATIENT_ID`]: vitalsd's own, so the
+/// placeholder can never be taken for an identifier a clinic issued.
+pub const NO_PATIENT_AUTHORITY: &str = "VITALSD-NO-PATIENT";
+/// PID-5: present but without a name, name type `U` (unspecified; HL7 table 0200).
+pub const UNKNOWN_NAME: &str = "^^^^^^U";
+/// Most characters (escaped) of an IS component such as PV1-3.2, the room.
+const IS_MAX: usize = 20;
 
 const D: Delimiters = Delimiters::STANDARD;
 
@@ -61,36 +83,53 @@ pub fn oru_r01(reading: &Reading, header: &Header) -> Vec<u8> {
         esc(&control),
         esc(&header.processing_id),
     );
-    m.push_str("PID|||");
-    if let Some(p) = &reading.patient {
-        m.push_str(&pid3(&p.id, &p.system));
-    }
-    m.push('\r');
+    let pid3 = match &reading.patient {
+        Some(p) => pid3(&p.id, &p.system),
+        None => format!("{NO_PATIENT_ID}^^^{NO_PATIENT_AUTHORITY}^U"),
+    };
+    let _ = write!(m, "PID|||{pid3}||{UNKNOWN_NAME}\r");
     m.push_str("PV1||O|");
     if let Some(room) = &reading.room {
-        let _ = write!(m, "^{}", esc(room));
+        m.push_str(&pv1_3(room));
     }
     m.push('\r');
     let observed = format_dtm(reading.observed_at);
     let order = format!("{}^{app}", esc(&control));
     let _ = write!(m, "OBR|1|{order}|{order}|{SERVICE}|||{observed}\r");
+    let rejections: Vec<&str> = reading
+        .flags
+        .iter()
+        .filter_map(|f| f.as_str().strip_prefix("rejected:"))
+        .collect();
     for (i, flag) in reading.flags.iter().enumerate() {
-        let _ = write!(m, "NTE|{}||{}\r", i + 1, esc(flag.as_str()));
+        let note = match flag.as_str().strip_prefix("rejected:") {
+            Some(why) => format!(
+                "failed a hard plausibility limit ({why}); released from quarantine after review"
+            ),
+            None => flag.as_str().to_string(),
+        };
+        let _ = write!(m, "NTE|{}||{}\r", i + 1, esc(&note));
     }
+    let released = !rejections.is_empty();
+    // The values a rejection names (`heart_rate 450 /min > 300`, `systolic <= diastolic`).
+    let named = |name: &str| {
+        rejections
+            .iter()
+            .any(|r| r.split_whitespace().any(|w| w == name))
+    };
+    let none_named = !reading.values.iter().any(|v| named(&v.name));
+    let final_status = if released { "P" } else { "F" };
     let device = esc(reading.device.id.as_str());
     for (i, v) in reading.values.iter().enumerate() {
         let n = i + 1;
-        let abnormal = if reading
+        let out_of_range = reading
             .flags
             .iter()
-            .any(|f| f.as_str().strip_prefix("out_of_range:") == Some(v.name.as_str()))
-        {
-            "A"
-        } else {
-            ""
-        };
+            .any(|f| f.as_str().strip_prefix("out_of_range:") == Some(v.name.as_str()));
+        let implausible = released && v.value.is_some() && (none_named || named(&v.name));
+        let abnormal = if out_of_range || implausible { "A" } else { "" };
         let (value, status) = match v.value {
-            Some(d) => (d.to_string(), "F"),
+            Some(d) => (d.to_string(), final_status),
             None => (String::new(), "X"),
         };
         let _ = write!(
@@ -105,9 +144,31 @@ pub fn oru_r01(reading: &Reading, header: &Header) -> Vec<u8> {
         }
     }
     if let Some(w) = reading.waveform.as_ref().filter(|_| header.waveform) {
-        super::waveform::append(&mut m, w, reading.values.len() + 1, &observed, &device);
+        let first = reading.values.len() + 1;
+        super::waveform::append(&mut m, w, first, &observed, &device, final_status);
     }
     m.into_bytes()
+}
+
+/// PV1-3 (PL) for a room: `^<room>`; a room longer than PL-2 allows is cut there and sent
+/// whole in PL-9 (location description).
+fn pv1_3(room: &str) -> String {
+    let full = esc(room);
+    if full.chars().count() <= IS_MAX {
+        return format!("^{full}");
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in room.chars() {
+        let e = esc(c.encode_utf8(&mut [0u8; 4]));
+        let n = e.chars().count();
+        if used + n > IS_MAX {
+            break;
+        }
+        used += n;
+        cut.push_str(&e);
+    }
+    format!("^{cut}^^^^^^^{full}")
 }
 
 /// PID-3 (CX): `id^^^&<universal id>&<type>^MR`. A `urn:oid:` system is sent as its bare OID

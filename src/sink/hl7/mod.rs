@@ -1,4 +1,4 @@
-//! HL7 v2: readings as ORU^R01 messages (DESIGN §7, PROTOCOLS §4), for the MLLP sink
+//! HL7 v2: readings as ORU^R01 messages (`docs/hl7.md`), for the MLLP sink
 //! ([`crate::sink::mllp`]) and the `hl7` file outbox format ([`crate::sink::file`]).
 //!
 //! Receives canonical [`Reading`]s and the sender's identity ([`Header`]); emits ER7 text.
@@ -9,12 +9,12 @@
 //! In a `YYYY-MM-DD.hl7` file each message is one *line group*: its segments, each ending CR LF
 //! (CR as on the wire, LF so line tools and editors show one segment per line), then an empty
 //! line (CR LF). A group is complete only when that empty line is there, so a torn group is
-//! recognised at open and cut off. HL7 readers accept CR, LF and CR LF (§4.1).
+//! recognised at open and cut off. HL7 readers accept CR, LF and CR LF (`docs/hl7.md`).
 
 mod encode;
 pub mod waveform;
 
-pub use encode::{oru_r01, PROFILE, SERVICE};
+pub use encode::{oru_r01, NO_PATIENT_AUTHORITY, NO_PATIENT_ID, PROFILE, SERVICE, UNKNOWN_NAME};
 
 use crate::config::MllpSinkConfig;
 use crate::reading::{Reading, ReadingId};
@@ -87,6 +87,8 @@ pub fn outbox_line_id(line: &[u8]) -> Option<Option<ReadingId>> {
     Some(msh.split('|').nth(9).and_then(|id| id.parse().ok()))
 }
 
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Encoder tests: the PROTOCOLS §4.4 layout with literal messages, precision, absent values,
-//! flags, escaping, and a round trip through vitalsd's own ORU parser.
+//! Encoder tests: the documented layout (`docs/hl7.md`) with literal messages, precision,
+//! absent values, flags, escaping, and a round trip through vitalsd's own ORU parser.
 
 use time::macros::datetime;
 
@@ -84,7 +84,7 @@ fn fields(msg: &str, seg: &str) -> Vec<String> {
 fn a_blood_pressure_reading_becomes_the_pcd01_message_of_the_protocol_example() {
     let expected = [
         format!("MSH|^~\\&|VITALSD|CLINIC_A|EHR|CLINIC_A|20240315103005+0100||ORU^R01^ORU_R01|{ID}|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"),
-        "PID|||MRN0012345^^^&2.16.840.1.113883.3.999&ISO^MR".to_string(),
+        "PID|||MRN0012345^^^&2.16.840.1.113883.3.999&ISO^MR||^^^^^^U".to_string(),
         "PV1||O|^exam-3".to_string(),
         format!("OBR|1|{ID}^VITALSD|{ID}^VITALSD|182777000^monitoring of patient^SCT|||20240315102930+0100"),
         "OBX|1|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC^8480-6^Systolic blood pressure^LN|1.1.1.1|120|266016^MDC_DIM_MMHG^MDC^mm[Hg]^mm[Hg]^UCUM|||||F|||20240315102930+0100||||exam3-cuff".to_string(),
@@ -133,12 +133,109 @@ fn a_temperature_keeps_its_precision_and_its_site_code() {
 }
 
 #[test]
-fn a_reading_without_patient_keeps_an_empty_pid() {
+fn a_reading_without_patient_names_the_vitalsd_placeholder_and_an_unknown_name() {
     let mut r = bp();
     r.patient = None;
-    r.room = None;
     let m = text(&r);
-    assert!(m.contains("\rPID|||\rPV1||O|\rOBR|"), "{m:?}");
+    assert!(
+        m.contains("\rPID|||VITALSD-UNKNOWN^^^VITALSD-NO-PATIENT^U||^^^^^^U\rPV1||O|^exam-3\rOBR|"),
+        "{m:?}"
+    );
+    r.room = None;
+    assert!(text(&r).contains("^U||^^^^^^U\rPV1||O|\rOBR|"));
+}
+
+#[test]
+fn vitalsd_does_not_read_its_placeholder_back_as_a_patient() {
+    let mut r = bp();
+    r.patient = None;
+    let oru = parse_oru(&oru_r01(&r, &header())).expect("parses");
+    assert_eq!(oru.patient, None);
+}
+
+#[test]
+fn a_patient_without_a_name_still_has_pid_5_of_name_type_unspecified() {
+    let m = text(&bp());
+    let pid = fields(&m, "PID");
+    assert_eq!(pid[5], "^^^^^^U");
+    assert_eq!(pid.len(), 6, "nothing after PID-5: {pid:?}");
+}
+
+#[test]
+fn a_room_longer_than_pl_2_allows_is_cut_there_and_sent_whole_in_pl_9() {
+    let mut r = bp();
+    r.room = Some("cardiology-exam-room-12".into());
+    assert_eq!(
+        fields(&text(&r), "PV1")[3],
+        "^cardiology-exam-room^^^^^^^cardiology-exam-room-12"
+    );
+    // The cut never splits an escape sequence: 6 × "\\F\\" = 18, one more would be 21.
+    r.room = Some("||||||||".into());
+    let pl = fields(&text(&r), "PV1")[3].clone();
+    let comps: Vec<&str> = pl.split('^').collect();
+    assert_eq!(comps[1], "\\F\\".repeat(6));
+    assert_eq!(comps[8], "\\F\\".repeat(8));
+    r.room = Some("x".repeat(20));
+    assert_eq!(fields(&text(&r), "PV1")[3], format!("^{}", "x".repeat(20)));
+}
+
+#[test]
+fn a_reading_released_after_a_hard_limit_is_preliminary_abnormal_and_noted() {
+    let mut r = bp();
+    r.values[0].value = Some("320".parse().expect("decimal"));
+    r.values[2].value = None;
+    r.values[2].absent = Some(AbsentReason::NotANumber);
+    r.flags = vec![Flag::new("rejected:systolic 320 mm[Hg] > 300")];
+    let m = text(&r);
+    assert!(
+        m.contains("\rNTE|1||failed a hard plausibility limit (systolic 320 mm[Hg] > 300); released from quarantine after review\rOBX|1|"),
+        "{m:?}"
+    );
+    let rows: Vec<Vec<&str>> = m
+        .split('\r')
+        .filter(|l| l.starts_with("OBX"))
+        .map(|l| l.split('|').collect())
+        .collect();
+    let got: Vec<(&str, &str)> = rows.iter().map(|f| (f[8], f[11])).collect();
+    assert_eq!(got, [("A", "P"), ("", "P"), ("", "X")]);
+}
+
+#[test]
+fn a_released_reading_whose_reason_names_two_values_flags_both() {
+    let mut r = bp();
+    r.values[0].value = Some("70".parse().expect("decimal"));
+    r.flags = vec![Flag::new("rejected:systolic <= diastolic")];
+    let m = text(&r);
+    let got: Vec<(String, String)> = m
+        .split('\r')
+        .filter(|l| l.starts_with("OBX"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[8].to_string(), f[11].to_string())
+        })
+        .collect();
+    let want = [("A", "P"), ("A", "P"), ("", "P")].map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(got, want);
+    // A reason that names no value marks them all, except an absent one.
+    r.flags = vec![Flag::new("rejected:implausible")];
+    r.values[2].value = None;
+    let m = text(&r);
+    let abnormal: Vec<&str> = m
+        .split('\r')
+        .filter(|l| l.starts_with("OBX"))
+        .map(|l| l.split('|').nth(8).unwrap_or(""))
+        .collect();
+    assert_eq!(abnormal, ["A", "A", ""]);
+}
+
+#[test]
+fn normal_readings_stay_final() {
+    let m = text(&bp());
+    assert!(m
+        .split('\r')
+        .filter(|l| l.starts_with("OBX"))
+        .all(|l| l.split('|').nth(11) == Some("F")));
+    assert!(!m.contains("NTE"));
 }
 
 #[test]
@@ -186,15 +283,16 @@ fn an_absent_value_is_an_x_row_with_a_note_saying_why() {
 #[test]
 fn delimiters_in_every_data_field_are_escaped() {
     let mut r = bp();
-    r.room = Some("a|b^c~d\\e&f".into());
+    r.room = Some("a|b^c~d\\e&".into());
     r.device.id = DeviceId::new("dev|1");
     r.patient = Some(PatientRef {
         id: "M&R^N".into(),
         system: "urn:oid:1.2.3".into(),
     });
     let m = text(&r);
-    assert_eq!(fields(&m, "PV1")[3], "^a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f");
+    assert_eq!(fields(&m, "PV1")[3], "^a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\");
     assert_eq!(fields(&m, "PID")[3], "M\\T\\R\\S\\N^^^&1.2.3&ISO^MR");
+    assert_eq!(fields(&m, "PID")[5], "^^^^^^U");
     assert_eq!(fields(&m, "OBX")[18], "dev\\F\\1");
     assert_eq!(m.matches('\r').count(), 7, "no extra segments");
 }

@@ -1,10 +1,10 @@
-//! An ECG strip as HL7 v2 waveform OBX rows (PROTOCOLS §4.2, §4.4: value type `NA`, samples
+//! An ECG strip as HL7 v2 waveform OBX rows (`docs/hl7.md`: value type `NA`, samples
 //! separated by `^`, as Mindray and the IHE PCD Waveform Content Module do), sent only when the
 //! sink's `waveform = true` (the receiver has agreed to them).
 //!
 //! Per lead `k` (in the strip's order), after the reading's value rows:
 //! ```text
-//! OBX|n|NA|<lead mdc>^<MDC ref>^MDC|1.1.2.k|v1^v2^…|266419^MDC_DIM_MICRO_VOLT^MDC^uV^uV^UCUM|||||F|||<t0>||||<device>
+//! OBX|n|NA|<lead mdc>^<MDC ref>^MDC|1.1.2.k|v1^v2^…|266419^MDC_DIM_MICRO_VOLT^MDC^uV^uV^UCUM|||||<F or P>|||<t0>||||<device>
 //! OBX|n+1|NM|0^MDC_ATTR_SAMP_RATE^MDC|1.1.2.k.1|<fs>|264608^MDC_DIM_PER_SEC^MDC^/s^/s^UCUM|||||F|||<t0>||||<device>
 //! ```
 //! - Values are µV (count × the lead's µV/count), at most 3 decimals, trailing zeros dropped;
@@ -53,9 +53,17 @@ fn rate(fs: f64) -> String {
 }
 
 /// Appends the waveform rows (numbered from `first`) to `m`, and an NTE per left-out lead.
-/// `observed` and `device` are the already formatted OBX-14 and OBX-18. Returns the next
-/// OBX number.
-pub fn append(m: &mut String, w: &Waveform, first: usize, observed: &str, device: &str) -> usize {
+/// `observed` and `device` are the already formatted OBX-14 and OBX-18, `status` the OBX-11
+/// of the reading's values (`F`, or `P` for a reading released after review). Returns the
+/// next OBX number.
+pub fn append(
+    m: &mut String,
+    w: &Waveform,
+    first: usize,
+    observed: &str,
+    device: &str,
+    status: &str,
+) -> usize {
     let mut n = first;
     let mut used = 0usize;
     let (unit, unit_ref) = codes::mdc_unit("uV").unwrap_or((266_419, "MDC_DIM_MICRO_VOLT"));
@@ -77,11 +85,11 @@ pub fn append(m: &mut String, w: &Waveform, first: usize, observed: &str, device
         }
         let _ = write!(
             rows,
-            "|{unit}^{unit_ref}^MDC^uV^uV^UCUM|||||F|||{observed}||||{device}\r"
+            "|{unit}^{unit_ref}^MDC^uV^uV^UCUM|||||{status}|||{observed}||||{device}\r"
         );
         let _ = write!(
             rows,
-            "OBX|{}|NM|0^MDC_ATTR_SAMP_RATE^MDC|1.1.2.{}.1|{}|264608^MDC_DIM_PER_SEC^MDC^/s^/s^UCUM|||||F|||{observed}||||{device}\r",
+            "OBX|{}|NM|0^MDC_ATTR_SAMP_RATE^MDC|1.1.2.{}.1|{}|264608^MDC_DIM_PER_SEC^MDC^/s^/s^UCUM|||||{status}|||{observed}||||{device}\r",
             n + 1,
             k + 1,
             rate(w.fs_hz),
