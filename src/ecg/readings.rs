@@ -113,8 +113,15 @@ fn times(
         Some(DeviceTime::ClockNotSet) => None,
         Some(t) => resolve_device_time(t, received_at, ctx).ok().flatten(),
     };
+    // The same rule as every other reading: a first sample dated after its receipt proves a
+    // fast clock (beyond the whole-second grace); one earlier by more than the tolerance is
+    // not trusted either.
+    let future = time::Duration::try_from(crate::normalize::FUTURE_GRACE).unwrap_or_default();
     match resolved {
-        Some(t) if (t - strip.receipt_t0).unsigned_abs() <= ctx.clock_skew_tolerance => {
+        Some(t)
+            if t - strip.receipt_t0 <= future
+                && (strip.receipt_t0 - t).unsigned_abs() <= ctx.clock_skew_tolerance =>
+        {
             (t, Some(t))
         }
         other => {
