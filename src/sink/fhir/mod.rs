@@ -6,6 +6,8 @@
 //! reading always encodes to the same bytes, so a redelivery is byte-identical.
 
 pub mod auth;
+#[cfg(test)]
+mod conformance_tests;
 mod ecg;
 pub mod http;
 pub mod jwt;

@@ -183,7 +183,10 @@ fn outcomes(status: u16, body: &[u8], sent: usize) -> Option<Vec<Outcome>> {
             status,
             diagnostics,
         } => Some(vec![
-            classify_fhir(status, diagnostics.as_deref().unwrap_or(""));
+            classify_fhir(
+                status,
+                diagnostics.as_deref().unwrap_or("")
+            );
             sent
         ]),
         TransactionAnswer::Unknown(_) => None,
@@ -204,7 +207,11 @@ fn a_2xx_without_a_body_commits_every_entry() {
 
 #[test]
 fn a_2xx_whose_body_is_not_json_commits_every_entry() {
-    for body in [&b"<html>OK</html>"[..], b"OK", b"{\"resourceType\":\"Patient\"}"] {
+    for body in [
+        &b"<html>OK</html>"[..],
+        b"OK",
+        b"{\"resourceType\":\"Patient\"}",
+    ] {
         assert_eq!(
             answer(200, body, 2),
             TransactionAnswer::Committed { warnings: 0 }
