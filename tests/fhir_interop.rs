@@ -19,14 +19,17 @@ use support::{http, Daemon, Pty};
 const FRAMES: u32 = 10;
 const READINGS: u64 = 2 * FRAMES as u64;
 
-fn config(dir: &Path, pty: &Pty, base_url: &str, batch: usize) -> PathBuf {
+fn config(dir: &Path, pty: &Pty, bridge: &Pty, base_url: &str, batch: usize) -> PathBuf {
     let cfg = format!(
         "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
          [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\n\
          serial = {{ path = {serial:?} }}\noptions = {{ report = \"every\" }}\n\n\
+         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-1\"\n\
+         serial = {{ path = {bridge:?} }}\n\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"{base_url}\"\nbatch_size = {batch}\ntimeout = \"5s\"\n",
         data = dir.join("data"),
         serial = pty.path,
+        bridge = bridge.path,
     );
     let p = dir.join("vitalsd.toml");
     std::fs::write(&p, cfg).expect("config");
@@ -53,6 +56,28 @@ fn send_frames(pty: &Pty) {
     }
 }
 
+/// One reading of every vital-sign kind and the awkward shapes through the `json` driver: a
+/// blood pressure without diastolic, one with an absent diastolic, a temperature site, device
+/// and range flags. Returns how many readings were sent.
+fn send_mixed(bridge: &Pty) -> u64 {
+    let lines = [
+        r#"{"kind":"blood_pressure","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"},{"name":"mean","value":93,"unit":"mm[Hg]"}]}"#,
+        r#"{"kind":"blood_pressure","values":[{"name":"systolic","value":135,"unit":"mm[Hg]"}]}"#,
+        r#"{"kind":"blood_pressure","values":[{"name":"systolic","value":128,"unit":"mm[Hg]"},{"name":"diastolic","value":null,"absent":"error","unit":"mm[Hg]"}],"flags":["device:cuff_leak"]}"#,
+        r#"{"kind":"blood_pressure","values":[{"name":"systolic","value":265,"unit":"mm[Hg]"},{"name":"diastolic","value":95,"unit":"mm[Hg]"}]}"#,
+        r#"{"kind":"body_temperature","values":[{"name":"temperature","value":37.60,"unit":"Cel","site":"oral"}]}"#,
+        r#"{"kind":"respiratory_rate","values":[{"name":"respiratory_rate","value":16,"unit":"/min"}]}"#,
+        r#"{"kind":"body_weight","values":[{"name":"weight","value":72.5,"unit":"kg"}]}"#,
+        r#"{"kind":"body_height","values":[{"name":"height","value":175.0,"unit":"cm"}]}"#,
+        r#"{"kind":"bmi","values":[{"name":"bmi","value":23.7,"unit":"kg/m2"}]}"#,
+    ];
+    for l in lines {
+        bridge.send(format!("{l}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lines.len() as u64
+}
+
 /// `(pending, dead, held)` of sink `ehr`, `None` when the daemon does not answer.
 fn sink_state(d: &Daemon) -> Option<(u64, u64, u64)> {
     let (st, body) = get(&d.admin_addr(), "/api/status");
@@ -69,12 +94,17 @@ fn sink_state(d: &Daemon) -> Option<(u64, u64, u64)> {
 /// count stays there (no late duplicate) and nothing was dead-lettered.
 #[track_caller]
 fn settle(d: &Daemon, what: &str, count: impl Fn() -> u64) {
+    settle_n(d, what, READINGS, count);
+}
+
+#[track_caller]
+fn settle_n(d: &Daemon, what: &str, expected: u64, count: impl Fn() -> u64) {
     wait_until(
         Duration::from_secs(40),
-        || count() >= READINGS && sink_state(d).is_some_and(|(p, _, _)| p == 0),
+        || count() >= expected && sink_state(d).is_some_and(|(p, _, _)| p == 0),
         || {
             format!(
-                "{what}: {} Observations for {READINGS} readings, sink (pending, dead, held) {:?}\n{}",
+                "{what}: {} Observations for {expected} readings, sink (pending, dead, held) {:?}\n{}",
                 count(),
                 sink_state(d),
                 d.log()
@@ -84,7 +114,7 @@ fn settle(d: &Daemon, what: &str, count: impl Fn() -> u64) {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         count(),
-        READINGS,
+        expected,
         "{what}: readings sent vs Observations on the server"
     );
     assert_eq!(sink_state(d).map(|s| s.1), Some(0), "{what}: dead-lettered");
@@ -93,6 +123,7 @@ fn settle(d: &Daemon, what: &str, count: impl Fn() -> u64) {
 struct Rig {
     tmp: tempfile::TempDir,
     pty: Pty,
+    bridge: Pty,
 }
 
 impl Rig {
@@ -100,19 +131,20 @@ impl Rig {
         Rig {
             tmp: tempfile::tempdir().expect("tmp"),
             pty: Pty::new(),
+            bridge: Pty::new(),
         }
     }
 
     fn start(&self, base_url: &str, batch: usize, run: u32) -> Daemon {
-        let cfg = config(self.tmp.path(), &self.pty, base_url, batch);
+        let cfg = config(self.tmp.path(), &self.pty, &self.bridge, base_url, batch);
         Daemon::start(&cfg, &self.tmp.path().join(format!("vitalsd-{run}.log")))
     }
 }
 
 /// Every Observation Medplum holds: identifiers untouched (`urn:uuid:` of the reading), one
-/// per identifier, subject the patient.
+/// per identifier, subject the patient, `expected` in all, none refused as invalid.
 #[track_caller]
-fn check_medplum_store(m: &Medplum) {
+fn check_medplum_store(m: &Medplum, expected: u64) {
     let (st, body) = get(
         &format!("127.0.0.1:{}", m.port),
         "/fhir/Observation?_count=1000",
@@ -142,7 +174,7 @@ fn check_medplum_store(m: &Medplum) {
             .map_or(0, Vec::len);
         assert_eq!(n, 1, "search by identifier {id}");
     }
-    assert_eq!(entries.len() as u64, READINGS);
+    assert_eq!(entries.len() as u64, expected);
     let s = m.stats();
     assert_eq!(
         s["invalid"],
@@ -153,14 +185,15 @@ fn check_medplum_store(m: &Medplum) {
 }
 
 #[test]
-fn medplum_stores_each_reading_exactly_once_with_its_identifier_intact() {
+fn medplum_stores_each_reading_exactly_once_with_its_identifier_intact_and_valid() {
     let rig = Rig::new();
     let m = Medplum::start(rig.tmp.path());
     let d = rig.start(&m.base_url(), 4, 0);
     set_patient(&d);
     send_frames(&rig.pty);
-    settle(&d, "medplum", || m.observations());
-    check_medplum_store(&m);
+    let expected = READINGS + send_mixed(&rig.bridge);
+    settle_n(&d, "medplum", expected, || m.observations());
+    check_medplum_store(&m, expected);
 }
 
 #[test]
@@ -192,7 +225,7 @@ fn medplum_after_kill_9_during_delivery_and_a_restart_still_holds_each_reading_o
     );
     let d = rig.start(&proxy.base_url(), 2, 1);
     settle(&d, "medplum after kill -9", || m.observations());
-    check_medplum_store(&m);
+    check_medplum_store(&m, READINGS);
 }
 
 #[test]
@@ -211,7 +244,7 @@ fn medplum_behind_a_connection_dropped_after_commit_still_holds_each_reading_onc
     send_frames(&rig.pty);
     settle(&d, "medplum, answers dropped", || m.observations());
     assert_eq!(proxy.dropped.load(std::sync::atomic::Ordering::SeqCst), 2);
-    check_medplum_store(&m);
+    check_medplum_store(&m, READINGS);
 }
 
 #[test]
