@@ -1,4 +1,4 @@
-//! The ECG part of the Observation encoder (PROTOCOLS §3.2): one component per lead with
+//! The ECG part of the Observation encoder: one component per lead with
 //! `valueSampledData` (raw counts in `data`, µV/count in `factor`, origin 0 uV, `period` in ms
 //! with at least 6 significant digits, `dimensions` 1). The `ecg:` quality flags reach the
 //! flags note written by [`super::observation`].

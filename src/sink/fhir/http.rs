@@ -1,5 +1,5 @@
 //! The FHIR R4 sink (`[[sink]] type = "fhir"`): posts readings as transaction Bundles to the
-//! server's base URL and reports one outcome per reading (DESIGN §2, §7; PROTOCOLS §5.7–5.8).
+//! server's base URL and reports one outcome per reading (docs/fhir.md).
 //!
 //! Receives batches of up to `batch_size` readings from the delivery loop; emits
 //! `POST {base_url}` with a [`transaction_bundle`] (`Content-Type: application/fhir+json`,

@@ -1,5 +1,5 @@
-//! Reading → FHIR R4 Observation (DESIGN §7, PROTOCOLS §5.1–5.6), and readings → transaction
-//! Bundle (PROTOCOLS §5.8). Pure functions: no I/O, no clock, no randomness.
+//! Reading → FHIR R4 Observation (docs/fhir.md), and readings → transaction
+//! Bundle. Pure functions: no I/O, no clock, no randomness.
 //!
 //! Receives canonical readings; promises (docs/fhir.md):
 //! - The Observation follows the R4 vital-signs profile: `status` final, category
@@ -43,7 +43,7 @@ pub const INTERPRETATION_SYSTEM: &str =
 pub const ROOM_SYSTEM: &str = "urn:vitalsd:room";
 /// System of the configured device id.
 pub const DEVICE_SYSTEM: &str = "urn:vitalsd:device";
-/// The note for a reading whose device clock was not trusted (PROTOCOLS §5.4, "Time").
+/// The note for a reading whose device clock was not trusted.
 pub const CLOCK_NOTE: &str = "device clock not trusted; time of receipt used";
 /// The start of the note on a reading released from quarantine.
 pub const REJECTED_NOTE: &str = "failed a hard plausibility limit";
@@ -106,14 +106,14 @@ pub fn observation(reading: &Reading) -> Observation {
         single_value(reading, &mut obs);
     }
     if let Some(w) = &reading.waveform {
-        // An ECG strip: one component per lead before the derived values (PROTOCOLS §3.2).
+        // An ECG strip: one component per lead before the derived values.
         super::ecg::add_leads(w, &mut obs);
     }
     apply_flags(reading, &mut obs);
     obs
 }
 
-/// The transaction Bundle for a batch (PROTOCOLS §5.8): one POST per reading with
+/// The transaction Bundle for a batch: one POST per reading with
 /// `ifNoneExist` on its business identifier and the `fullUrl` of [`entry_full_url`].
 pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
     Bundle {
@@ -205,7 +205,7 @@ fn single_value(reading: &Reading, obs: &mut Observation) {
     let mut loinc: Vec<&str> = table::leading_loinc(kind).collect();
     loinc.extend(value_loinc(first));
     loinc.extend(site.and_then(|s| s.loinc).map(|(code, _)| code));
-    // A known site's MDC code replaces the generic one (PROTOCOLS §5.2b).
+    // A known site's MDC code replaces the generic one.
     let mdc = site.and_then(|s| s.mdc).map(|m| m.code).or(first.mdc);
     obs.code.coding = codings(loinc.into_iter(), mdc);
     if let Some((code, display)) = site.and_then(|s| s.loinc) {

@@ -1,5 +1,5 @@
 //! Test helpers for the FHIR encoder: readings of every kind, JSON accessors and a checker of
-//! the R4 vital-signs rules vs-1..vs-3 (PROTOCOLS §5.1).
+//! the R4 vital-signs rules vs-1..vs-3.
 
 use serde_json::Value as Json;
 use time::macros::datetime;

@@ -1,4 +1,4 @@
-//! Encoder tests: the PROTOCOLS §5.5 worked example, precision, absent values, flags, subject,
+//! Encoder tests: the worked blood-pressure example, precision, absent values, flags, subject,
 //! the Bundle, and the vital-signs constraints vs-1..vs-3 for every kind.
 
 use time::macros::datetime;
