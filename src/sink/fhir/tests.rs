@@ -374,6 +374,12 @@ fn the_full_url_is_derived_from_the_id_and_differs_from_it() {
     assert_eq!(entry_full_url(a), entry_full_url(a));
     assert_ne!(entry_full_url(a), entry_full_url(b));
     assert_ne!(entry_full_url(a), format!("urn:uuid:{a}"));
+    // The worked example of docs/fhir.md.
+    let r = bp().id.expect("id");
+    assert_eq!(
+        entry_full_url(r),
+        "urn:uuid:77fafb2f-1759-8860-bc24-53607e6ff256"
+    );
 }
 
 #[test]
