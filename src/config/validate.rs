@@ -623,6 +623,19 @@ mod location_mode_tests {
         );
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("sink[0].format"), "{}", p[0]);
+        let p = problems(
+            "[[sink]]\nid = \"bus\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n\
+             topic = \"vitals/{room}\"\nformat = \"fhir\"\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("sink[0].format") && p[0].contains("`bus`"),
+            "{}",
+            p[0]
+        );
+        let reading = "[[sink]]\nid = \"bus\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n\
+                       topic = \"vitals/{room}\"\nformat = \"reading\"\n";
+        assert!(problems(reading).is_empty(), "{:?}", problems(reading));
     }
 
     #[test]
