@@ -372,7 +372,10 @@ pub fn flag_text(flag: &str) -> String {
     }
     let known = match flag {
         "clock_untrusted" => CLOCK_NOTE,
-        "patient_ambiguous" => "patient context changed around the time of measurement; patient not attributed with certainty",
+        "patient_ambiguous" => {
+            "the room's patient when it was measured differs from the one when it arrived: \
+             the attribution was ambiguous"
+        }
         "pulse_disagrees" => "pulse rate disagrees with another device in the room",
         "map_outside_range" => "mean pressure outside the systolic-diastolic range",
         "ecg:partial" => "ECG strip shorter than configured: data missing",
