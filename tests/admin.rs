@@ -240,7 +240,7 @@ fn a_failing_sink_shows_its_last_error_then_after_recovery_its_last_success() {
     let ox = support::Pty::new();
     let cfg = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"location\"\n\n\
+         [patient]\nmode = \"hold\"\n\n\
          [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = {:?} }}\noptions = {{ report = \"every\" }}\n\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://{fhir}/fhir\"\ntimeout = \"5s\"\n",
         tmp.path().join("data"),
@@ -259,6 +259,7 @@ fn a_failing_sink_shows_its_last_error_then_after_recovery_its_last_success() {
     ] {
         assert!(fresh[key].is_null(), "{key} before any batch: {fresh}");
     }
+    support::set_patient(&addr, "exam-1");
     d.wait_log("serial port open", std::time::Duration::from_secs(10));
     std::thread::sleep(std::time::Duration::from_millis(300));
     ox.send(b"SPO2=097 HR=072\r\n");

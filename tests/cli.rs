@@ -138,7 +138,7 @@ fn queue_compact_gives_back_the_space_of_a_drained_backlog_and_refuses_a_running
     let cfg = support::config(
         &tmp.path().join("data"),
         &outbox,
-        "fhir",
+        "reading",
         &[(
             "ox",
             "nonin-ascii",

@@ -36,10 +36,15 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
             ("bridge", "json", "exam-2", &bridge.path, ""),
         ],
     );
+    // FHIR output needs a patient: set one in each room through the admin API.
+    let cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
     d.wait_log("serial port open", Duration::from_secs(10));
+    let admin = d.admin_addr();
+    support::set_patient(&admin, "exam-1");
+    support::set_patient(&admin, "exam-2");
     std::thread::sleep(Duration::from_millis(300));
 
     ox.send(b"SPO2=097 HR=072\r\n");
@@ -67,10 +72,7 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
     assert!(temp.contains(r#""value":37.60"#), "precision lost: {temp}");
     for o in &lines {
         assert_eq!(o["resourceType"], "Observation");
-        assert_eq!(
-            o["subject"]["type"], "Location",
-            "location mode uses the room"
-        );
+        assert_eq!(o["subject"]["type"], "Patient", "the room's patient");
         assert!(o["identifier"][0]["value"]
             .as_str()
             .unwrap()

@@ -101,7 +101,7 @@ fn publish_all(port: u16, n: i64) {
 fn config(dir: &Path, data: &Path, url: &str) -> PathBuf {
     let text = format!(
         "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"location\"\n\n\
+         [patient]\nmode = \"hold\"\n\n\
          [mqtt]\nurl = \"{url}\"\nclient_id = \"vitalsd-disk-full\"\n\n\
          [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-4\"\n\
          mqtt = {{ topic = \"bridge/exam4\", payload = \"json\" }}\n\n\
@@ -198,6 +198,8 @@ fn a_full_data_dir_stops_acks_and_a_restart_with_room_stores_every_message_once(
     let mut d = Daemon::start(&cfg, &tmp.path().join("daemon.log"));
     d.wait_log("mqtt subscribed", Duration::from_secs(15));
     let addr = d.admin_addr();
+    // FHIR output needs a patient (kept across restarts).
+    support::set_patient(&addr, "exam-4");
     let (code, body) = http(&addr, "GET", "/readyz", &[], "");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("data_dir filesystem nearly full"), "{body}");

@@ -39,6 +39,13 @@ use support::Daemon;
 fn start(tmp: &Path, cfg: &Path, n: usize, mqtt: bool) -> (Daemon, String) {
     let d = Daemon::start(cfg, &tmp.join(format!("log{n}")));
     let admin = d.admin_addr();
+    if n == 0 {
+        // FHIR output needs a patient; contexts survive the restarts.
+        support::set_patient(&admin, "exam-1");
+        support::set_patient(&admin, "exam-4");
+        // The MQTT weights carry whole-second device times: none may predate the context.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
     d.wait_log("serial port open", Duration::from_secs(15));
     if mqtt {
         d.wait_log("mqtt subscribed", Duration::from_secs(15));

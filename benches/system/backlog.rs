@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
-use vitalsd::reading::{Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, Ucum, Value};
+use vitalsd::reading::{
+    Decimal, DeviceId, DeviceInfo, Kind, PatientRef, Reading, ReadingId, Ucum, Value,
+};
 
 use crate::listener::{self, Listener};
 use crate::proc::{self, Daemon};
@@ -54,7 +56,10 @@ pub fn reading(n: u64) -> Reading {
             serial: None,
         },
         room: Some(format!("exam-{}", n % 20)),
-        patient: None,
+        patient: Some(PatientRef {
+            id: format!("MRN-{}", n % 20),
+            system: "urn:oid:2.16.840.1.113883.3.999".into(),
+        }),
         kind: Kind::Spo2,
         observed_at: t,
         received_at: OffsetDateTime::now_utc(),

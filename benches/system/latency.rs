@@ -107,6 +107,7 @@ pub fn run(rt: &Runtime, tmp: &Path, seconds: f64, rate: f64) -> Latency {
     std::fs::write(&cfg_path, text).expect("write config");
     let mut daemon = Daemon::start(&cfg_path, &tmp.join("latency.log"));
     let (addr, _) = daemon.wait_ready(Duration::from_secs(30));
+    proc::set_patient(&addr, "exam-1");
     proc::wait_connected(&addr, 1, Duration::from_secs(30));
     // One reading through first: the connection to the listener is open before the clock starts.
     pty.send(frame(99_999, now_micros()).as_bytes());

@@ -197,6 +197,28 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Puts a bench patient in `room` through the admin API: FHIR output needs a patient (location
+/// mode, the room as subject, is refused with a FHIR sink).
+pub fn set_patient(addr: &str, room: &str) {
+    let body = r#"{"id":"MRN-BENCH","system":"urn:oid:2.16.840.1.113883.3.999","by":"bench"}"#;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        panic!("admin API at {addr} not reachable");
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "PUT /api/rooms/{room}/patient HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(req.as_bytes());
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(
+        raw.starts_with("HTTP/1.1 200"),
+        "set the patient of {room}: {raw}"
+    );
+}
+
 /// Pending entries of `sink` and stored readings, from `/api/status`.
 pub fn queue_status(addr: &str, sink: &str) -> Option<(u64, u64)> {
     let (code, body) = http(addr, "GET", "/api/status");
@@ -231,12 +253,12 @@ pub fn wait_connected(addr: &str, n: usize, within: Duration) -> bool {
     }
 }
 
-/// A config: `[daemon]` with the admin API on a free loopback port, location mode, the given
-/// device tables and a FHIR sink at `fhir_url`.
+/// A config: `[daemon]` with the admin API on a free loopback port, hold mode (set the rooms'
+/// patients with [`set_patient`]), the given device tables and a FHIR sink at `fhir_url`.
 pub fn config(data_dir: &Path, devices: &str, fhir_url: &str, extra_daemon: &str) -> String {
     format!(
         "[daemon]\ndata_dir = {data_dir:?}\nadmin_listen = \"127.0.0.1:0\"\n{extra_daemon}\n\
-         [patient]\nmode = \"location\"\n\n{devices}\n\
+         [patient]\nmode = \"hold\"\n\n{devices}\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = {fhir_url:?}\nbatch_size = 50\ntimeout = \"10s\"\n"
     )
 }

@@ -43,6 +43,7 @@ pub fn run(rt: &Runtime, tmp: &Path, a: &SoakArgs) -> bool {
     .expect("config");
     let mut d = Daemon::start(&cfg, &tmp.join("soak.log"));
     let (addr, _) = d.wait_ready(Duration::from_secs(30));
+    proc::set_patient(&addr, "exam-1");
     assert!(
         proc::wait_connected(&addr, 1, Duration::from_secs(30)),
         "the device's port did not open:\n{}",

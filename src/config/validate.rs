@@ -116,8 +116,15 @@ impl Validator {
         let sinks: Vec<_> = sinks
             .into_iter()
             .enumerate()
-            .filter_map(|(i, v)| self.sink(i, v, has_mqtt))
+            .filter_map(|(i, v)| self.sink(i, v, has_mqtt).map(|s| (i, s)))
             .collect();
+        if patient
+            .as_ref()
+            .is_some_and(|p| p.mode == PatientMode::Location)
+        {
+            self.location_without_fhir(&sinks);
+        }
+        let sinks: Vec<_> = sinks.into_iter().map(|(_, s)| s).collect();
         self.unique("device", devices.iter().map(|d| d.id.as_str().to_string()));
         self.unique("sink", sinks.iter().map(|s| s.id().as_str().to_string()));
         if sinks.is_empty() && !self.problems.iter().any(|p| p.path.starts_with("sink")) {
@@ -134,6 +141,37 @@ impl Validator {
             sinks,
             warnings: Vec::new(),
         })
+    }
+
+    /// Location mode sends Observations whose subject is the room (a Location). FHIR R4 makes
+    /// every Observation with a vital-sign LOINC code conform to the vital-signs profile, whose
+    /// subject must be a Patient: no FHIR output may run in location mode (docs/fhir.md).
+    fn location_without_fhir(&mut self, sinks: &[(usize, SinkConfig)]) {
+        for (i, s) in sinks {
+            let key = match s {
+                SinkConfig::Fhir(_) => format!("sink[{i}].type"),
+                SinkConfig::File(f) if f.format == OutboxFormat::Fhir => {
+                    format!("sink[{i}].format")
+                }
+                SinkConfig::Mqtt(m) if m.format == PublishFormat::Fhir => {
+                    format!("sink[{i}].format")
+                }
+                _ => continue,
+            };
+            let at = self
+                .loc
+                .line(&key)
+                .map_or_else(String::new, |l| format!(" (line {l})"));
+            self.problem(
+                "patient.mode",
+                format!(
+                    "mode = \"location\" cannot be used with FHIR output: {key}{at} of sink `{}` sends \
+                     FHIR Observations, and FHIR R4 requires the subject of a vital-sign Observation \
+                     to be a Patient, not a room; use mode = \"hold\", or a non-FHIR format",
+                    s.id()
+                ),
+            );
+        }
     }
 
     fn array(&mut self, v: Option<toml::Value>, name: &str) -> Vec<toml::Value> {
@@ -570,4 +608,64 @@ pub(super) fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod location_mode_tests {
+    use super::super::parse;
+
+    const DEVICE: &str = "[patient]\nmode = \"location\"\n\n[[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = { path = \"/dev/ttyUSB0\" }\n\n";
+
+    fn problems(sinks: &str) -> Vec<String> {
+        match parse(&format!("{DEVICE}{sinks}"), "test.toml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn location_mode_with_a_fhir_sink_is_refused_naming_the_key_line_and_reason() {
+        let p = problems(
+            "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = \"/tmp/o\"\nformat = \"reading\"\n\n\
+             [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"https://ehr.example/fhir\"\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("patient.mode"), "{}", p[0]);
+        assert!(p[0].contains("line 2"), "the mode's line: {}", p[0]);
+        assert!(p[0].contains("sink[1].type (line 18)"), "{}", p[0]);
+        assert!(p[0].contains("to be a Patient"), "{}", p[0]);
+    }
+
+    #[test]
+    fn location_mode_with_a_fhir_file_or_mqtt_format_is_refused() {
+        let p = problems(
+            "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = \"/tmp/o\"\nformat = \"fhir\"\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("sink[0].format"), "{}", p[0]);
+        let p = problems(
+            "[[sink]]\nid = \"bus\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n\
+             topic = \"vitals/{room}\"\nformat = \"fhir\"\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("sink[0].format") && p[0].contains("`bus`"),
+            "{}",
+            p[0]
+        );
+        let reading = "[[sink]]\nid = \"bus\"\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1883\"\n\
+                       topic = \"vitals/{room}\"\nformat = \"reading\"\n";
+        assert!(problems(reading).is_empty(), "{:?}", problems(reading));
+    }
+
+    #[test]
+    fn location_mode_with_non_fhir_outputs_and_hold_mode_with_fhir_are_accepted() {
+        assert!(problems(
+            "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = \"/tmp/o\"\nformat = \"reading\"\n"
+        )
+        .is_empty());
+        let hold = "[[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = { path = \"/dev/ttyUSB0\" }\n\n\
+                    [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"https://ehr.example/fhir\"\n";
+        assert!(parse(hold, "test.toml").is_ok());
+    }
 }

@@ -3,7 +3,7 @@
 //! A sink reports one [`Outcome`] per reading. The delivery loop turns it into a queue decision:
 //! `Delivered` settles the entry, `Retry` schedules it again with backoff, `Rejected` moves it to
 //! the sink's dead-letter tree (never dropped). The classifiers here decide the outcome from what
-//! the receiver said, without I/O, so the rules of DESIGN §2 are tested in one place.
+//! the receiver said, without I/O, so the delivery rules are tested in one place.
 
 /// What happened to one reading at one sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +38,12 @@ impl Outcome {
 /// The most characters of a receiver's body text kept in a reason.
 const HINT_MAX_CHARS: usize = 200;
 
-/// HTTP status → outcome (DESIGN §2): 2xx delivered; 408, 429 and 5xx retry; other 4xx (and
+/// HTTP status → outcome: 2xx delivered; 408, 429 and 5xx retry; other 4xx (and
 /// anything else unexpected, such as 1xx or 3xx after redirects were followed) reject.
 ///
 /// `body_hint` is a short excerpt of the response (an OperationOutcome diagnostic), kept in the
 /// reason so the dead-letter entry says why. A 412 on a conditional create means duplicates
-/// already exist on the server (PROTOCOLS §5.7 rule 4): rejected, never retried forever.
+/// already exist on the server: rejected, never retried forever.
 pub fn classify_http(status: u16, body_hint: &str) -> Outcome {
     let reason = || {
         let hint: String = body_hint.trim().chars().take(HINT_MAX_CHARS).collect();
@@ -70,8 +70,8 @@ pub fn classify_transport_error(what: &str) -> Outcome {
 /// → outcome. As [`classify_http`], with two FHIR rules:
 /// - 401 and 403 retry: the sink's credentials are wrong or expired, not the reading.
 ///   Rejecting would move the whole queue to dead-letter while an operator renews a token.
-/// - 412 on a conditional create means duplicates already exist on the server (PROTOCOLS §5.7
-///   rule 4): rejected with that explanation, never retried forever.
+/// - 412 on a conditional create means duplicates already exist on the server: rejected with
+///   that explanation, never retried forever (the full table of answers is in docs/fhir.md).
 pub fn classify_fhir(status: u16, diagnostics: &str) -> Outcome {
     match status {
         401 | 403 => match classify_http(status, diagnostics) {

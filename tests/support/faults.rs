@@ -303,7 +303,7 @@ pub fn config(
 ) -> PathBuf {
     let mut s = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"location\"\n\n",
+         [patient]\nmode = \"hold\"\n\n",
         dir.join("data"),
     );
     if let Some(url) = broker {

@@ -170,8 +170,24 @@ pub fn wait_outbox(dir: &Path, n: usize, within: Duration) -> Vec<serde_json::Va
     }
 }
 
+/// Puts a test patient in `room` through the admin API at `admin`. FHIR output needs one:
+/// location mode (the room as subject) cannot be combined with FHIR.
+#[track_caller]
+pub fn set_patient(admin: &str, room: &str) {
+    let (st, body) = http(
+        admin,
+        "PUT",
+        &format!("/api/rooms/{room}/patient"),
+        &[],
+        r#"{"id":"MRN-TEST-1","system":"urn:oid:2.16.840.1.113883.3.999","by":"test"}"#,
+    );
+    assert_eq!(st, 200, "set the patient of {room}: {body}");
+}
+
 /// A config with one device per `(id, driver, room, serial path)` and a file sink.
-/// Options are an inline TOML table body, e.g. `report = "every"`.
+/// Options are an inline TOML table body, e.g. `report = "every"`. Readings go with the room
+/// as subject (location mode), except with `format = "fhir"`, which needs a patient (hold
+/// mode: set one with [`set_patient`]).
 pub fn config(
     data_dir: &Path,
     outbox: &Path,
@@ -179,8 +195,9 @@ pub fn config(
     devices: &[(&str, &str, &str, &Path, &str)],
 ) -> String {
     let mut s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n",
-        data_dir
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = {:?}\n\n",
+        data_dir,
+        if format == "fhir" { "hold" } else { "location" }
     );
     for (id, driver, room, path, options) in devices {
         s.push_str(&format!(

@@ -7,7 +7,7 @@ fn ids(list: &[(&str, &str)]) -> Vec<(DeviceId, String)> {
         .collect()
 }
 
-const BASE: &str = "[daemon]\ndata_dir = \"/tmp/x\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"a\"\n\n[[sink]]\nid = \"o\"\ntype = \"file\"\ndir = \"/tmp/o\"\n\n[[sink]]\nid = \"m\"\ntype = \"mqtt\"\ntopic = \"vitals/{room}\"\n";
+const BASE: &str = "[daemon]\ndata_dir = \"/tmp/x\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"a\"\n\n[[sink]]\nid = \"o\"\ntype = \"file\"\ndir = \"/tmp/o\"\nformat = \"reading\"\n\n[[sink]]\nid = \"m\"\ntype = \"mqtt\"\ntopic = \"vitals/{room}\"\n";
 
 fn cfg(src: &str) -> Config {
     config::parse(src, "t.toml").unwrap_or_else(|e| panic!("{e}"))

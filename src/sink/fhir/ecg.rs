@@ -1,19 +1,18 @@
-//! The ECG part of the Observation encoder (PROTOCOLS §3.2): one component per lead with
+//! The ECG part of the Observation encoder: one component per lead with
 //! `valueSampledData` (raw counts in `data`, µV/count in `factor`, origin 0 uV, `period` in ms
-//! with at least 6 significant digits, `dimensions` 1), and a note per `ecg:` quality flag.
+//! with at least 6 significant digits, `dimensions` 1). The `ecg:` quality flags reach the
+//! flags note written by [`super::observation`].
 //! The Observation's code (131328), category (`procedure`) and the derived components (median
 //! RR) come from the general panel path; `effectiveDateTime` is the first sample's time.
 
 use std::fmt::Write;
 
-use super::model::{
-    Annotation, CodeableConcept, Coding, Component, Observation, Quantity, SampledData,
-};
+use super::model::{CodeableConcept, Coding, Component, Observation, Quantity, SampledData};
 use super::observation::UCUM_SYSTEM;
 use super::table::{self, MDC};
 use crate::reading::{Decimal, Waveform};
 
-/// Inserts the lead components (in lead order, first) and the notes of `ecg:` flags.
+/// Inserts the lead components (in lead order, first).
 pub fn add_leads(w: &Waveform, obs: &mut Observation) {
     let period = period_ms(w.fs_hz);
     let leads: Vec<Component> = w
@@ -46,20 +45,6 @@ pub fn add_leads(w: &Waveform, obs: &mut Observation) {
         obs.data_absent_reason = None;
     }
     obs.component.splice(0..0, leads);
-}
-
-/// Notes for the strip's quality flags.
-pub fn notes(flags: &[crate::reading::Flag], obs: &mut Observation) {
-    for f in flags {
-        let text = match f.as_str() {
-            "ecg:partial" => "ECG strip shorter than configured: data missing",
-            "ecg:saturated" => "ECG amplifier saturated (clipped samples)",
-            "ecg:duplicate_frame" => "duplicate ECG frames were dropped",
-            "ecg:out_of_order_frame" => "out-of-order ECG frames were dropped",
-            _ => continue,
-        };
-        obs.note.push(Annotation { text: text.into() });
-    }
 }
 
 /// `1000 / fs` ms with at least 6 significant digits (130 Hz → `7.692308`).

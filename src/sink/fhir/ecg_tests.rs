@@ -1,4 +1,4 @@
-//! Tests of the ECG strip encoding (PROTOCOLS §3.2).
+//! Tests of the ECG strip encoding.
 
 use super::*;
 use crate::reading::{Kind, Lead, Reading};

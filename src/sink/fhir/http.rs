@@ -1,11 +1,13 @@
 //! The FHIR R4 sink (`[[sink]] type = "fhir"`): posts readings as transaction Bundles to the
-//! server's base URL and reports one outcome per reading (DESIGN §2, §7; PROTOCOLS §5.7–5.8).
+//! server's base URL and reports one outcome per reading (docs/fhir.md).
 //!
 //! Receives batches of up to `batch_size` readings from the delivery loop; emits
 //! `POST {base_url}` with a [`transaction_bundle`] (`Content-Type: application/fhir+json`,
 //! `Prefer: return=minimal`). Every entry is a conditional create on the reading's identifier,
 //! so resending is always safe: the server answers `201` (created) or `200` (already there),
-//! both `Delivered`.
+//! both `Delivered`. Any 2xx to the transaction means every entry committed (a transaction is
+//! atomic), even with an empty or unreadable body; only a `batch-response` is read entry by
+//! entry (docs/fhir.md has the whole table).
 //!
 //! Promises:
 //! - **One bad reading never blocks the rest.** A whole-transaction 4xx for several readings
@@ -13,8 +15,8 @@
 //!   alone is `Rejected` with the server's OperationOutcome diagnostics (patient identifiers of
 //!   the batch removed, bounded). A 412 means duplicates exist on the server (§5.7).
 //! - **A down server only grows the queue.** 408/429/5xx, 401/403 (credentials), timeouts,
-//!   connection errors, and a success body that is too big (over [`MAX_RESPONSE_BYTES`]) or not
-//!   a matching transaction-response are `Retry`. A `Retry-After` (seconds or HTTP-date) is
+//!   connection errors, a success body that is too big (over [`MAX_RESPONSE_BYTES`]) and a
+//!   `batch-response` that does not match the sent entries are `Retry`. A `Retry-After` (seconds or HTTP-date) is
 //!   exposed through [`Sink::retry_after`] so the loop waits at least that long.
 //! - **Credentials rotate.** A 401 re-reads the token file or drops the cached OAuth token and
 //!   retries once at once.
@@ -26,7 +28,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTE
 use reqwest::StatusCode;
 
 use super::auth::Auth;
-use super::response::{self, bounded, redact, MAX_DIAGNOSTICS_CHARS};
+use super::response::{self, bounded, redact, TransactionAnswer, MAX_DIAGNOSTICS_CHARS};
 use super::transaction_bundle;
 use crate::config::{FhirAuth, FhirSinkConfig};
 use crate::reading::{Reading, SinkId};
@@ -224,35 +226,43 @@ impl FhirSink {
         }
     }
 
-    /// Turns one response into outcomes for its sub-batch.
+    /// Turns one response into outcomes for its sub-batch (the table in docs/fhir.md).
     fn judge(&self, status: u16, body: &[u8], batch: &[Reading]) -> Posted {
-        if (200..300).contains(&status) {
-            return match response::transaction_response(body, batch.len()) {
-                Ok(entries) => Posted::Entries(
-                    entries
-                        .iter()
-                        .zip(batch)
-                        .map(|(e, r)| {
-                            let diag = e.diagnostics.as_deref().unwrap_or("");
-                            let o = classify_fhir(e.status, &clean(diag, batch));
-                            log_rejection(&self.id, r, &o);
-                            o
-                        })
-                        .collect(),
-                ),
-                Err(e) => Posted::Retry(format!("HTTP {status} but {e}")),
-            };
-        }
-        let diag = response::operation_outcome(body)
-            .map(|d| clean(&d, batch))
-            .unwrap_or_default();
-        match classify_fhir(status, &diag) {
-            Outcome::Retry(r) => Posted::Retry(r),
-            outcome => {
-                if let [r] = batch {
-                    log_rejection(&self.id, r, &outcome);
+        match response::answer(status, body, batch.len()) {
+            TransactionAnswer::Committed { warnings } => {
+                if warnings > 0 {
+                    tracing::info!(sink = %self.id, status, warnings, readings = batch.len(),
+                        "transaction committed with warnings from the server");
                 }
-                Posted::Failed { status, outcome }
+                Posted::Entries(vec![Outcome::Delivered; batch.len()])
+            }
+            TransactionAnswer::PerEntry(entries) => Posted::Entries(
+                entries
+                    .iter()
+                    .zip(batch)
+                    .map(|(e, r)| {
+                        let diag = e.diagnostics.as_deref().unwrap_or("");
+                        let o = classify_fhir(e.status, &clean(diag, batch));
+                        log_rejection(&self.id, r, &o);
+                        o
+                    })
+                    .collect(),
+            ),
+            TransactionAnswer::Unknown(e) => Posted::Retry(format!("HTTP {status} but {e}")),
+            TransactionAnswer::Failed {
+                status,
+                diagnostics,
+            } => {
+                let diag = diagnostics.map(|d| clean(&d, batch)).unwrap_or_default();
+                match classify_fhir(status, &diag) {
+                    Outcome::Retry(r) => Posted::Retry(r),
+                    outcome => {
+                        if let [r] = batch {
+                            log_rejection(&self.id, r, &outcome);
+                        }
+                        Posted::Failed { status, outcome }
+                    }
+                }
             }
         }
     }

@@ -1,11 +1,13 @@
-//! FHIR R4 encoding of readings: one Observation per reading (DESIGN §7) and the transaction
-//! Bundle a FHIR sink posts (PROTOCOLS §5.8).
+//! FHIR R4 encoding of readings: one Observation per reading and the transaction
+//! Bundle a FHIR sink posts (docs/fhir.md).
 //!
 //! Receives canonical [`crate::reading::Reading`]s; emits typed, serialise-only FHIR values
 //! ([`model`]) whose JSON keeps every number exactly as the device reported it. Pure: the same
 //! reading always encodes to the same bytes, so a redelivery is byte-identical.
 
 pub mod auth;
+#[cfg(test)]
+mod conformance_tests;
 mod ecg;
 pub mod http;
 pub mod jwt;

@@ -93,7 +93,7 @@ pub struct Component {
     pub code: CodeableConcept,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_quantity: Option<Quantity>,
-    /// An ECG lead's samples (PROTOCOLS §3.2).
+    /// An ECG lead's samples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_sampled_data: Option<SampledData>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,17 +1,25 @@
-//! Reading → FHIR R4 Observation (DESIGN §7, PROTOCOLS §5.1–5.6), and readings → transaction
-//! Bundle (PROTOCOLS §5.8). Pure functions: no I/O, no clock, no randomness.
+//! Reading → FHIR R4 Observation (docs/fhir.md), and readings → transaction
+//! Bundle. Pure functions: no I/O, no clock, no randomness.
 //!
-//! The Observation follows the R4 vital-signs profile: `status` final, category `vital-signs`,
-//! LOINC + MDC codings, UCUM quantities with the device's precision, `effectiveDateTime` =
-//! `observed_at` with its offset. A blood-pressure reading is a panel (85354-9 / 150020) with
-//! one component per value and no value of its own. An absent value becomes a
-//! `dataAbsentReason`. The reading id is the business identifier (`urn:ietf:rfc:3986`,
-//! `urn:uuid:<id>`) that makes retries idempotent through conditional create.
-//!
-//! Flags become `interpretation` and `note`: `out_of_range:<name>` → interpretation `A`
-//! (abnormal) on the matching component (or the Observation) plus a note; `clock_untrusted` →
-//! a note that the time of receipt was used; `device:<what>` → a note. Other flags are
-//! vitalsd-internal and not sent.
+//! Receives canonical readings; promises (docs/fhir.md):
+//! - The Observation follows the R4 vital-signs profile: `status` final, category
+//!   `vital-signs`, LOINC + MDC codings, UCUM quantities with the device's precision,
+//!   `effectiveDateTime` = `observed_at` with its offset.
+//! - A blood-pressure reading is a panel (85354-9 / 150020) with one component per value and no
+//!   value of its own; it always carries exactly one systolic and one diastolic component (a
+//!   missing one is added with a `dataAbsentReason`). Every absent value has a
+//!   `dataAbsentReason`.
+//! - The reading id is the business identifier (`urn:ietf:rfc:3986`, `urn:uuid:<id>`) that
+//!   makes retries idempotent through conditional create. A Bundle entry's `fullUrl` is a
+//!   different UUID derived from the id ([`entry_full_url`]), never equal to the identifier, so
+//!   a server that rewrites `urn:uuid:` references inside a transaction leaves it alone.
+//! - Every flag reaches FHIR: one `note` lists them all in words; where a standard
+//!   v3-ObservationInterpretation code fits it is set too (`out_of_range:<name>` → `H`/`L` when
+//!   the side is known, else `A`, on the matching component; `map_outside_range` → `A` on the
+//!   mean pressure).
+//! - A reading released from quarantine (a `rejected:<reason>` flag) is `preliminary`, carries
+//!   interpretation `A` and a note that it failed a hard plausibility limit and was released
+//!   after review.
 
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -21,7 +29,8 @@ use super::model::{
     Meta, Observation, Quantity, Reference,
 };
 use super::table::{self, LOINC, MDC, SNOMED};
-use crate::reading::{AbsentReason, Kind, Reading, Value};
+use crate::normalize::plausibility;
+use crate::reading::{AbsentReason, Kind, Reading, ReadingId, Value};
 
 /// System of the reading-id business identifier.
 pub const IDENTIFIER_SYSTEM: &str = "urn:ietf:rfc:3986";
@@ -34,8 +43,12 @@ pub const INTERPRETATION_SYSTEM: &str =
 pub const ROOM_SYSTEM: &str = "urn:vitalsd:room";
 /// System of the configured device id.
 pub const DEVICE_SYSTEM: &str = "urn:vitalsd:device";
-/// The note for a reading whose device clock was not trusted (PROTOCOLS §5.4, "Time").
+/// The note for a reading whose device clock was not trusted.
 pub const CLOCK_NOTE: &str = "device clock not trusted; time of receipt used";
+/// The start of the note on a reading released from quarantine.
+pub const REJECTED_NOTE: &str = "failed a hard plausibility limit";
+/// The start of the note listing every flag of a reading.
+pub const FLAGS_NOTE: &str = "vitalsd flags";
 
 /// The Observation for one reading.
 pub fn observation(reading: &Reading) -> Observation {
@@ -51,7 +64,11 @@ pub fn observation(reading: &Reading) -> Observation {
             .into_iter()
             .collect(),
         meta: table::profile(kind).map(|p| Meta { profile: vec![p] }),
-        status: "final",
+        status: if reading.rejection().is_some() {
+            "preliminary"
+        } else {
+            "final"
+        },
         category: vec![category(kind)],
         code: CodeableConcept {
             coding: Vec::new(),
@@ -82,20 +99,22 @@ pub fn observation(reading: &Reading) -> Observation {
             // vs-2: no component and no value needs a reason.
             obs.data_absent_reason = Some(absent(AbsentReason::Unknown));
         }
+        if kind == Kind::BloodPressure {
+            complete_bp_panel(&mut obs);
+        }
     } else {
         single_value(reading, &mut obs);
     }
     if let Some(w) = &reading.waveform {
-        // An ECG strip: one component per lead before the derived values (PROTOCOLS §3.2).
+        // An ECG strip: one component per lead before the derived values.
         super::ecg::add_leads(w, &mut obs);
-        super::ecg::notes(&reading.flags, &mut obs);
     }
     apply_flags(reading, &mut obs);
     obs
 }
 
-/// The transaction Bundle for a batch (PROTOCOLS §5.8): one POST per reading with
-/// `ifNoneExist` on its business identifier, `fullUrl` `urn:uuid:<id>`.
+/// The transaction Bundle for a batch: one POST per reading with
+/// `ifNoneExist` on its business identifier and the `fullUrl` of [`entry_full_url`].
 pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
     Bundle {
         resource_type: "Bundle",
@@ -103,7 +122,7 @@ pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
         entry: readings
             .iter()
             .map(|r| BundleEntry {
-                full_url: r.id.map(|id| format!("urn:uuid:{id}")),
+                full_url: r.id.map(entry_full_url),
                 resource: observation(r),
                 request: BundleRequest {
                     method: "POST",
@@ -114,6 +133,61 @@ pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
                 },
             })
             .collect(),
+    }
+}
+
+/// The `fullUrl` of a reading's Bundle entry: `urn:uuid:` + a UUID derived from the reading id
+/// (every byte XORed with a fixed mask, then marked as a version-8 UUID). The same reading
+/// always gets the same `fullUrl`, and it never equals the identifier value `urn:uuid:<id>`:
+/// servers that resolve `urn:uuid:` references in a transaction replace every string equal to
+/// a `fullUrl` (identifiers included), which would make `ifNoneExist` miss on every resend.
+pub fn entry_full_url(id: ReadingId) -> String {
+    const MASK: [u8; 16] = *b"vitalsd-fullUrl!";
+    let mut b = id.to_bytes();
+    for (x, m) in b.iter_mut().zip(MASK) {
+        *x ^= m;
+    }
+    let mut u = uuid::Builder::from_custom_bytes(b).into_uuid();
+    if u == id.uuid() {
+        // Only possible if the id itself were crafted this way; flip one non-version bit.
+        let mut raw = *u.as_bytes();
+        raw[15] ^= 1;
+        u = uuid::Uuid::from_bytes(raw);
+    }
+    format!("urn:uuid:{u}")
+}
+
+/// LOINC and MDC codes of the two components the R4 `bp` profile requires exactly once.
+const BP_REQUIRED: [(&str, &str, u32); 2] = [
+    ("systolic", "8480-6", 150_021),
+    ("diastolic", "8462-4", 150_022),
+];
+
+/// Adds a systolic or diastolic component the device did not send, as `dataAbsentReason`
+/// unknown, so the panel still meets the `bp` profile (one of each).
+fn complete_bp_panel(obs: &mut Observation) {
+    for (i, (_, loinc, mdc)) in BP_REQUIRED.into_iter().enumerate() {
+        let present = obs
+            .component
+            .iter()
+            .any(|c| c.code.coding.iter().any(|k| k.code == loinc));
+        if !present {
+            let c = Component {
+                code: CodeableConcept {
+                    coding: codings(std::iter::once(loinc), Some(mdc)),
+                    text: None,
+                },
+                value_quantity: None,
+                value_sampled_data: None,
+                data_absent_reason: Some(absent(AbsentReason::Unknown)),
+                interpretation: Vec::new(),
+            };
+            let at = i.min(obs.component.len());
+            obs.component.insert(at, c);
+        }
+    }
+    if obs.component.iter().any(|c| c.value_quantity.is_some()) {
+        obs.data_absent_reason = None;
     }
 }
 
@@ -131,7 +205,7 @@ fn single_value(reading: &Reading, obs: &mut Observation) {
     let mut loinc: Vec<&str> = table::leading_loinc(kind).collect();
     loinc.extend(value_loinc(first));
     loinc.extend(site.and_then(|s| s.loinc).map(|(code, _)| code));
-    // A known site's MDC code replaces the generic one (PROTOCOLS §5.2b).
+    // A known site's MDC code replaces the generic one.
     let mdc = site.and_then(|s| s.mdc).map(|m| m.code).or(first.mdc);
     obs.code.coding = codings(loinc.into_iter(), mdc);
     if let Some((code, display)) = site.and_then(|s| s.loinc) {
@@ -248,38 +322,129 @@ fn date_time(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-fn abnormal() -> CodeableConcept {
-    CodeableConcept::of(Coding::new(INTERPRETATION_SYSTEM, "A", Some("Abnormal")))
+fn interpretation(code: &str) -> CodeableConcept {
+    let display = match code {
+        "H" => "High",
+        "L" => "Low",
+        _ => "Abnormal",
+    };
+    CodeableConcept::of(Coding::new(INTERPRETATION_SYSTEM, code, Some(display)))
+}
+
+/// Adds `code` to an interpretation list unless an interpretation is already there.
+fn interpret(list: &mut Vec<CodeableConcept>, code: &str) {
+    if list.is_empty() {
+        list.push(interpretation(code));
+    }
+}
+
+/// `H` or `L` when a value in its canonical unit lies above or below its soft range, else `A`.
+fn side(v: Option<&Value>) -> &'static str {
+    let Some(v) = v else { return "A" };
+    let (Some(x), Some(l)) = (v.value, plausibility::limits(&v.name)) else {
+        return "A";
+    };
+    match l.soft {
+        Some((lo, hi)) if l.unit == v.unit.as_str() => {
+            let x = x.to_f64();
+            if x > hi {
+                "H"
+            } else if x < lo {
+                "L"
+            } else {
+                "A"
+            }
+        }
+        _ => "A",
+    }
+}
+
+/// The words for one flag in the flags note.
+pub fn flag_text(flag: &str) -> String {
+    if let Some(name) = flag.strip_prefix("out_of_range:") {
+        return format!("{name} outside the plausible range");
+    }
+    if let Some(why) = flag.strip_prefix("rejected:") {
+        return format!("failed a hard plausibility limit ({why})");
+    }
+    if let Some(what) = flag.strip_prefix("device:") {
+        return format!("device reported: {what}");
+    }
+    let known = match flag {
+        "clock_untrusted" => CLOCK_NOTE,
+        "patient_ambiguous" => {
+            "the room's patient when it was measured differs from the one when it arrived: \
+             the attribution was ambiguous"
+        }
+        "pulse_disagrees" => "pulse rate disagrees with another device in the room",
+        "map_outside_range" => "mean pressure outside the systolic-diastolic range",
+        "ecg:partial" => "ECG strip shorter than configured: data missing",
+        "ecg:saturated" => "ECG amplifier saturated (clipped samples)",
+        "ecg:duplicate_frame" => "duplicate ECG frames were dropped",
+        "ecg:out_of_order_frame" => "out-of-order ECG frames were dropped",
+        "source:ecg" => "derived from an ECG strip",
+        _ => return format!("flag {flag}"),
+    };
+    known.to_string()
+}
+
+/// The component that carries value `name`: the one coded with the value's code, else (a code
+/// the components do not show) its position among the values that became components.
+fn component_of(reading: &Reading, obs: &Observation, name: &str) -> Option<usize> {
+    // Components are all values of a panel, or the values after the first otherwise.
+    let skip = usize::from(table::panel(reading.kind).is_none());
+    let (i, v) = reading
+        .values
+        .iter()
+        .skip(skip)
+        .enumerate()
+        .find(|(_, v)| v.name == name)?;
+    let by_code = obs
+        .component
+        .iter()
+        .position(|c| !v.code.is_empty() && c.code.coding.iter().any(|k| k.code == v.code));
+    // ECG lead components come before the values.
+    let leads = reading.waveform.as_ref().map_or(0, |w| w.leads.len());
+    by_code.or(Some(i + leads))
 }
 
 fn apply_flags(reading: &Reading, obs: &mut Observation) {
     for flag in &reading.flags {
         let f = flag.as_str();
         if let Some(name) = f.strip_prefix("out_of_range:") {
-            // Components are all values of a panel, or the values after the first otherwise.
-            let skip = usize::from(table::panel(reading.kind).is_none());
-            let idx = reading
-                .values
-                .iter()
-                .skip(skip)
-                .position(|v| v.name == name);
-            match idx.and_then(|i| obs.component.get_mut(i)) {
-                Some(c) if c.interpretation.is_empty() => c.interpretation.push(abnormal()),
-                Some(_) => {}
-                None if obs.interpretation.is_empty() => obs.interpretation.push(abnormal()),
-                None => {}
+            let value = reading.values.iter().find(|v| v.name == name);
+            let code = side(value);
+            match component_of(reading, obs, name).and_then(|i| obs.component.get_mut(i)) {
+                Some(c) => interpret(&mut c.interpretation, code),
+                None => interpret(&mut obs.interpretation, code),
             }
-            obs.note.push(Annotation {
-                text: format!("{name} outside the plausible range"),
-            });
-        } else if f == "clock_untrusted" {
-            obs.note.push(Annotation {
-                text: CLOCK_NOTE.to_string(),
-            });
-        } else if let Some(what) = f.strip_prefix("device:") {
-            obs.note.push(Annotation {
-                text: format!("device reported: {what}"),
-            });
+        } else if f == "map_outside_range" {
+            match component_of(reading, obs, "mean").and_then(|i| obs.component.get_mut(i)) {
+                Some(c) => interpret(&mut c.interpretation, "A"),
+                None => interpret(&mut obs.interpretation, "A"),
+            }
         }
+    }
+    if let Some(why) = reading.rejection() {
+        if !obs
+            .interpretation
+            .iter()
+            .any(|i| i.coding.iter().any(|c| c.code == "A"))
+        {
+            obs.interpretation.push(interpretation("A"));
+        }
+        obs.note.push(Annotation {
+            text: format!("{REJECTED_NOTE} ({why}); released from quarantine after review"),
+        });
+    }
+    if !reading.flags.is_empty() {
+        let list: Vec<String> = reading
+            .flags
+            .iter()
+            .map(|f| format!("{} [{f}]", flag_text(f.as_str())))
+            .collect();
+        obs.note.push(Annotation {
+            text: format!("{FLAGS_NOTE}: {}", list.join("; ")),
+        });
     }
 }

@@ -6,6 +6,10 @@
 //! ignored) and strict about what decides delivery: a transaction-response must carry exactly
 //! one entry per sent entry, each with a readable `response.status`.
 //!
+//! [`answer`] reads a whole answer to a transaction (status and body) into a
+//! [`TransactionAnswer`]; the table of answers and what vitalsd does with each is in
+//! docs/fhir.md.
+//!
 //! Diagnostics text comes from the server and may quote what we sent (a patient identifier in
 //! a conditional reference): [`redact`] removes the batch's patient identifiers before the text
 //! becomes a dead-letter reason, and [`bounded`] keeps it short.
@@ -78,6 +82,7 @@ struct RawOutcome {
 
 #[derive(Deserialize)]
 struct RawIssue {
+    severity: Option<String>,
     diagnostics: Option<String>,
     details: Option<RawConcept>,
     code: Option<String>,
@@ -86,6 +91,61 @@ struct RawIssue {
 #[derive(Deserialize)]
 struct RawConcept {
     text: Option<String>,
+}
+
+/// What a server's answer to a `transaction` Bundle says about its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionAnswer {
+    /// A 2xx to a transaction: every entry is committed (a transaction is atomic), whatever the
+    /// body (empty with `Prefer: return=minimal`, not JSON, an OperationOutcome, a
+    /// transaction-response whose entries cannot be matched to ours). `warnings` counts the
+    /// warning and information issues of an OperationOutcome body (content never kept).
+    Committed { warnings: usize },
+    /// The server answered each entry (a transaction-response or a batch-response with one
+    /// readable entry per sent entry, in order).
+    PerEntry(Vec<EntryResponse>),
+    /// The whole request failed (not 2xx), with the OperationOutcome's diagnostics if any.
+    Failed {
+        status: u16,
+        diagnostics: Option<String>,
+    },
+    /// A 2xx whose body is a `batch-response` that cannot be matched to the sent entries:
+    /// some entries may have failed and nobody can say which. Resending is safe (conditional
+    /// create).
+    Unknown(ResponseError),
+}
+
+/// Reads the answer (`status`, bounded `body`) to a transaction of `sent` entries.
+pub fn answer(status: u16, body: &[u8], sent: usize) -> TransactionAnswer {
+    if !(200..300).contains(&status) {
+        return TransactionAnswer::Failed {
+            status,
+            diagnostics: operation_outcome(body),
+        };
+    }
+    let is_batch = serde_json::from_slice::<RawBundle>(body)
+        .is_ok_and(|b| b.resource_type == "Bundle" && b.type_ == "batch-response");
+    match transaction_response(body, sent) {
+        Ok(entries) => TransactionAnswer::PerEntry(entries),
+        Err(e) if is_batch => TransactionAnswer::Unknown(e),
+        Err(_) => TransactionAnswer::Committed {
+            warnings: outcome_warnings(body),
+        },
+    }
+}
+
+/// How many warning or information issues an OperationOutcome body holds (0 for any other
+/// body).
+pub fn outcome_warnings(body: &[u8]) -> usize {
+    serde_json::from_slice::<RawOutcome>(body)
+        .ok()
+        .filter(|o| o.resource_type == "OperationOutcome")
+        .map_or(0, |o| {
+            o.issue
+                .iter()
+                .filter(|i| matches!(i.severity.as_deref(), Some("warning" | "information")))
+                .count()
+        })
 }
 
 /// Reads a `transaction-response` (or `batch-response`) Bundle answering `sent` entries.

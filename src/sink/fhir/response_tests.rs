@@ -164,3 +164,150 @@ fn the_fhir_version_comes_from_a_capability_statement_only() {
     );
     assert_eq!(fhir_version(b"{}"), None);
 }
+
+// ------------------------------------------------- every answer a server gives to a transaction
+
+use crate::sink::outcome::{classify_fhir, Outcome};
+
+/// The outcome of each of `sent` entries for an answer, as the sink decides it (a failed
+/// transaction of one entry; `None` for "nothing known, resend").
+fn outcomes(status: u16, body: &[u8], sent: usize) -> Option<Vec<Outcome>> {
+    match answer(status, body, sent) {
+        TransactionAnswer::Committed { .. } => Some(vec![Outcome::Delivered; sent]),
+        TransactionAnswer::PerEntry(e) => Some(
+            e.iter()
+                .map(|e| classify_fhir(e.status, e.diagnostics.as_deref().unwrap_or("")))
+                .collect(),
+        ),
+        TransactionAnswer::Failed {
+            status,
+            diagnostics,
+        } => Some(vec![
+            classify_fhir(
+                status,
+                diagnostics.as_deref().unwrap_or("")
+            );
+            sent
+        ]),
+        TransactionAnswer::Unknown(_) => None,
+    }
+}
+
+#[test]
+fn a_2xx_without_a_body_commits_every_entry() {
+    for status in [200, 201, 202, 204] {
+        assert_eq!(
+            answer(status, b"", 3),
+            TransactionAnswer::Committed { warnings: 0 },
+            "{status}"
+        );
+        assert_eq!(outcomes(status, b"", 3), Some(vec![Outcome::Delivered; 3]));
+    }
+}
+
+#[test]
+fn a_2xx_whose_body_is_not_json_commits_every_entry() {
+    for body in [
+        &b"<html>OK</html>"[..],
+        b"OK",
+        b"{\"resourceType\":\"Patient\"}",
+    ] {
+        assert_eq!(
+            answer(200, body, 2),
+            TransactionAnswer::Committed { warnings: 0 }
+        );
+    }
+}
+
+#[test]
+fn a_transaction_response_with_entries_is_read_per_entry() {
+    assert_eq!(
+        outcomes(200, OK_TWO.as_bytes(), 2),
+        Some(vec![Outcome::Delivered, Outcome::Delivered])
+    );
+    // A transaction-response that does not match what was sent: still atomic, committed.
+    assert_eq!(
+        answer(200, OK_TWO.as_bytes(), 3),
+        TransactionAnswer::Committed { warnings: 0 }
+    );
+}
+
+#[test]
+fn a_batch_response_with_mixed_statuses_decides_each_entry() {
+    let b = br#"{"resourceType":"Bundle","type":"batch-response","entry":[
+      {"response":{"status":"201 Created"}},
+      {"response":{"status":"200 OK"}},
+      {"response":{"status":"400 Bad Request","outcome":{"resourceType":"OperationOutcome",
+        "issue":[{"severity":"error","code":"invalid","diagnostics":"bad code"}]}}},
+      {"response":{"status":"503"}},
+      {"response":{"status":"412 Precondition Failed"}},
+      {"response":{"status":"429"}}]}"#;
+    let o = outcomes(200, b, 6).expect("per entry");
+    assert_eq!(o[0], Outcome::Delivered);
+    assert_eq!(o[1], Outcome::Delivered);
+    assert_eq!(o[2], Outcome::Rejected("HTTP 400: bad code".into()));
+    assert!(o[3].is_retry());
+    assert!(matches!(&o[4], Outcome::Rejected(r) if r.contains("duplicates exist")));
+    assert!(o[5].is_retry());
+}
+
+#[test]
+fn a_batch_response_that_does_not_match_the_sent_entries_is_resent() {
+    let b = br#"{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"201"}}]}"#;
+    assert!(matches!(
+        answer(200, b, 2),
+        TransactionAnswer::Unknown(ResponseError::EntryCount { sent: 2, got: 1 })
+    ));
+    assert_eq!(outcomes(200, b, 2), None);
+}
+
+#[test]
+fn a_412_on_a_conditional_create_that_matched_several_is_rejected_not_retried() {
+    let oo = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"duplicate","diagnostics":"Multiple resources found matching identifier"}]}"#;
+    let o = outcomes(412, oo, 1).unwrap();
+    assert_eq!(
+        o,
+        vec![Outcome::Rejected(
+            "HTTP 412: duplicates exist on the server (Multiple resources found matching identifier)"
+                .into()
+        )]
+    );
+}
+
+#[test]
+fn warnings_on_a_2xx_are_counted_and_the_transaction_is_committed() {
+    let oo = br#"{"resourceType":"OperationOutcome","issue":[
+      {"severity":"warning","code":"informational","diagnostics":"MRN123 looks odd"},
+      {"severity":"information","code":"informational"}]}"#;
+    assert_eq!(
+        answer(200, oo, 4),
+        TransactionAnswer::Committed { warnings: 2 }
+    );
+    assert_eq!(outcome_warnings(b"{}"), 0);
+}
+
+#[test]
+fn a_4xx_with_an_operation_outcome_rejects_with_its_diagnostics() {
+    let oo = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Observation.status: missing"}]}"#;
+    assert_eq!(
+        answer(422, oo, 1),
+        TransactionAnswer::Failed {
+            status: 422,
+            diagnostics: Some("Observation.status: missing".into())
+        }
+    );
+    assert_eq!(
+        outcomes(400, oo, 1),
+        Some(vec![Outcome::Rejected(
+            "HTTP 400: Observation.status: missing".into()
+        )])
+    );
+}
+
+#[test]
+fn timeouts_throttling_and_server_errors_are_retried() {
+    for status in [408, 429, 500, 502, 503, 504] {
+        let o = outcomes(status, b"", 2).unwrap();
+        assert!(o.iter().all(Outcome::is_retry), "{status}: {o:?}");
+    }
+}

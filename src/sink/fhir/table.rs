@@ -1,6 +1,5 @@
 //! The FHIR-side view of the code table ([`crate::normalize::codes`]): profiles, panel codes,
-//! extra LOINC codings, displays, temperature sites and unit display text (PROTOCOLS §5.2,
-//! §5.2b, §3.2).
+//! extra LOINC codings, displays, temperature sites and unit display text.
 //!
 //! A reading already carries each value's LOINC (or MDC-only) code, MDC code and UCUM unit;
 //! this adapter adds the panel-level and display facts so the encoder does not depend on the

@@ -1,5 +1,5 @@
 //! Test helpers for the FHIR encoder: readings of every kind, JSON accessors and a checker of
-//! the R4 vital-signs rules vs-1..vs-3 (PROTOCOLS §5.1).
+//! the R4 vital-signs rules vs-1..vs-3.
 
 use serde_json::Value as Json;
 use time::macros::datetime;
@@ -130,11 +130,37 @@ pub fn mdc(c: &str) -> (String, String) {
     ("urn:iso:std:iso:11073:10101".into(), c.into())
 }
 
-/// The R4 vital-signs profile rules of PROTOCOLS §5.1 that an encoder can break.
+/// The R4 vital-signs profile rules that an encoder can break (docs/fhir.md): the profile is
+/// named, the subject is a Patient, the category is vital-signs, quantities are UCUM, a blood
+/// pressure has exactly one systolic and one diastolic component, vs-1..vs-3.
 #[track_caller]
 pub fn assert_vital_signs_rules(o: &Json) {
     assert_eq!(o["resourceType"], "Observation");
-    assert_eq!(o["status"], "final");
+    let status = o["status"].as_str().expect("status");
+    if o["note"].to_string().contains("[rejected:") {
+        assert_eq!(status, "preliminary", "a released rejected reading");
+    } else {
+        assert_eq!(status, "final");
+    }
+    let profile = o["meta"]["profile"][0].as_str().expect("meta.profile");
+    assert!(
+        profile.starts_with("http://hl7.org/fhir/StructureDefinition/"),
+        "{profile}"
+    );
+    assert_eq!(
+        o["subject"]["type"], "Patient",
+        "vital signs are about a Patient"
+    );
+    if profile.ends_with("/bp") {
+        let comps = o["component"].as_array().expect("bp components");
+        for code in ["8480-6", "8462-4"] {
+            let n = comps
+                .iter()
+                .filter(|c| codes(&c["code"]).contains(&loinc(code)))
+                .count();
+            assert_eq!(n, 1, "bp profile: exactly one {code} component");
+        }
+    }
     let cat = &o["category"][0]["coding"][0];
     assert_eq!(
         cat["system"],

@@ -1,8 +1,9 @@
-//! Encoder tests: the PROTOCOLS §5.5 worked example, precision, absent values, flags, subject,
+//! Encoder tests: the worked blood-pressure example, precision, absent values, flags, subject,
 //! the Bundle, and the vital-signs constraints vs-1..vs-3 for every kind.
 
 use time::macros::datetime;
 
+use super::observation::entry_full_url;
 use super::test_support::*;
 use super::{observation, transaction_bundle};
 use crate::reading::{AbsentReason, Flag, Kind};
@@ -189,6 +190,7 @@ fn without_a_patient_the_subject_is_the_room_as_location() {
 #[test]
 fn flags_become_interpretation_and_notes() {
     let mut r = bp();
+    r.values[0].value = Some("270".parse().unwrap());
     r.flags = vec![
         Flag::out_of_range("systolic"),
         Flag::clock_untrusted(),
@@ -201,22 +203,104 @@ fn flags_become_interpretation_and_notes() {
         a["system"],
         "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
     );
-    assert_eq!(a["code"], "A");
+    assert_eq!(a["code"], "H", "270 mmHg is above the soft range");
     assert!(o["component"][1].get("interpretation").is_none());
-    let notes: Vec<&str> = o["note"]
+    assert_eq!(o["status"], "final");
+    assert_eq!(notes(&o), [
+        "vitalsd flags: systolic outside the plausible range [out_of_range:systolic]; \
+         device clock not trusted; time of receipt used [clock_untrusted]; \
+         device reported: artifact [device:artifact]; flag duplicate_suppressed [duplicate_suppressed]"
+    ]);
+}
+
+fn notes(o: &serde_json::Value) -> Vec<&str> {
+    o["note"]
         .as_array()
-        .expect("notes")
-        .iter()
-        .map(|n| n["text"].as_str().expect("text"))
-        .collect();
-    assert_eq!(
-        notes,
-        [
-            "systolic outside the plausible range",
-            "device clock not trusted; time of receipt used",
-            "device reported: artifact",
-        ]
+        .map(|n| {
+            n.iter()
+                .map(|n| n["text"].as_str().expect("text"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_flag_reaches_the_note_and_known_ones_an_interpretation() {
+    let mut r = bp();
+    r.values[1].value = Some("20".parse().unwrap());
+    r.flags = vec![
+        Flag::new("patient_ambiguous"),
+        Flag::new("pulse_disagrees"),
+        Flag::new("map_outside_range"),
+        Flag::out_of_range("diastolic"),
+        Flag::new("ecg:partial"),
+        Flag::new("something_new"),
+    ];
+    let o = json(&r);
+    let note = notes(&o).join("\n");
+    for f in &r.flags {
+        assert!(note.contains(&format!("[{f}]")), "{f} missing from {note}");
+    }
+    assert!(note.contains("the attribution was ambiguous"), "{note}");
+    assert!(note.contains("ECG strip shorter"), "{note}");
+    let interp = |i: usize| o["component"][i]["interpretation"][0]["coding"][0]["code"].clone();
+    assert_eq!(interp(1), "L", "diastolic 20 is below the soft range");
+    assert_eq!(interp(2), "A", "mean outside systolic-diastolic");
+    assert_vital_signs_rules(&o);
+}
+
+#[test]
+fn a_reading_released_from_quarantine_is_preliminary_abnormal_and_says_why() {
+    let mut r = one(
+        Kind::HeartRate,
+        "8867-4",
+        149_546,
+        "heart_rate",
+        "410",
+        "/min",
     );
+    r.flags = vec![Flag::new("rejected:heart_rate 410 /min >= 400")];
+    let o = json(&r);
+    assert_eq!(o["status"], "preliminary");
+    assert_eq!(o["interpretation"][0]["coding"][0]["code"], "A");
+    let n = notes(&o);
+    assert_eq!(
+        n[0],
+        "failed a hard plausibility limit (heart_rate 410 /min >= 400); \
+         released from quarantine after review"
+    );
+    assert!(n[1].contains("[rejected:heart_rate 410 /min >= 400]"));
+    assert_vital_signs_rules(&o);
+}
+
+#[test]
+fn a_blood_pressure_panel_missing_a_component_still_has_one_systolic_and_one_diastolic() {
+    for missing in ["systolic", "diastolic"] {
+        let mut r = bp();
+        r.values.retain(|v| v.name != missing);
+        let o = json(&r);
+        let comps = o["component"].as_array().expect("components");
+        for code in ["8480-6", "8462-4"] {
+            let found: Vec<_> = comps
+                .iter()
+                .filter(|c| codes(&c["code"]).contains(&loinc(code)))
+                .collect();
+            assert_eq!(found.len(), 1, "{missing} missing: one {code}");
+        }
+        let added = comps
+            .iter()
+            .find(|c| c.get("valueQuantity").is_none())
+            .expect("the added component");
+        assert_eq!(added["dataAbsentReason"]["coding"][0]["code"], "unknown");
+        assert_eq!(comps.len(), 3);
+        assert!(o.get("dataAbsentReason").is_none());
+        assert_vital_signs_rules(&o);
+    }
+    let mut empty = bp();
+    empty.values.clear();
+    let o = json(&empty);
+    assert_eq!(o["component"].as_array().map(Vec::len), Some(2));
+    assert_vital_signs_rules(&o);
 }
 
 #[test]
@@ -253,11 +337,21 @@ fn the_bundle_posts_each_reading_with_a_conditional_create() {
         .filter_map(|e| e["fullUrl"].as_str())
         .collect();
     assert_eq!(urls.len(), readings.len(), "fullUrls are unique");
-    for e in entries {
+    for (e, r) in entries.iter().zip(&readings) {
         let id = e["resource"]["identifier"][0]["value"]
             .as_str()
             .expect("id");
-        assert_eq!(e["fullUrl"], id);
+        assert_eq!(id, format!("urn:uuid:{}", r.id.expect("id")));
+        let full = e["fullUrl"].as_str().expect("fullUrl");
+        assert!(full.starts_with("urn:uuid:"), "{full}");
+        assert_ne!(
+            full, id,
+            "a server rewriting fullUrl strings must not touch the identifier"
+        );
+        assert!(!serde_json::to_string(&e["resource"])
+            .unwrap()
+            .contains(full));
+        assert!(full[9..].parse::<uuid::Uuid>().is_ok(), "{full}");
         assert_eq!(e["request"]["method"], "POST");
         assert_eq!(e["request"]["url"], "Observation");
         assert_eq!(
@@ -265,6 +359,24 @@ fn the_bundle_posts_each_reading_with_a_conditional_create() {
             format!("identifier=urn:ietf:rfc:3986|{id}")
         );
     }
+    // A resend is byte-identical: same fullUrl, same identifier, same condition.
+    let again = serde_json::to_value(transaction_bundle(&readings)).expect("bundle");
+    assert_eq!(again, b);
+}
+
+#[test]
+fn the_full_url_is_derived_from_the_id_and_differs_from_it() {
+    let a = crate::reading::ReadingId::from_uuid(uuid::Uuid::from_u128(1));
+    let b = crate::reading::ReadingId::from_uuid(uuid::Uuid::from_u128(2));
+    assert_eq!(entry_full_url(a), entry_full_url(a));
+    assert_ne!(entry_full_url(a), entry_full_url(b));
+    assert_ne!(entry_full_url(a), format!("urn:uuid:{a}"));
+    // The worked example of docs/fhir.md.
+    let r = bp().id.expect("id");
+    assert_eq!(
+        entry_full_url(r),
+        "urn:uuid:77fafb2f-1759-8860-bc24-53607e6ff256"
+    );
 }
 
 #[test]
