@@ -72,4 +72,68 @@ fn demo_readings_carry_no_flags_and_a_patient_keeps_their_size() {
             "one patient's {kind} moved: {v:?}\n{stdout}"
         );
     }
+    every_outbox_line_is_a_valid_r4_vital_signs_observation(&dir.join("outbox"));
+}
+
+/// Parses every Observation of the demo's FHIR outbox with an independent R4 implementation
+/// (Python `fhir.resources` 6.4.0 on pydantic 1: FHIR 4.0.1; scripts/test installs it) and
+/// checks the vital-signs profile's rules the parser does not: profile, category, a Patient
+/// subject, one systolic and one diastolic component in a blood pressure, UCUM quantities.
+fn every_outbox_line_is_a_valid_r4_vital_signs_observation(outbox: &std::path::Path) {
+    const CHECK: &str = r#"
+import json, sys
+import fhir.resources
+assert fhir.resources.__version__ == "6.4.0", fhir.resources.__version__
+from fhir.resources.observation import Observation
+bad, n = 0, 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        if not line.strip():
+            continue
+        n += 1
+        d = json.loads(line)
+        problems = []
+        try:
+            Observation.parse_obj(d)
+        except Exception as e:
+            problems.append(str(e).replace("\n", " | "))
+        if not any(p.startswith("http://hl7.org/fhir/StructureDefinition/") for p in d.get("meta", {}).get("profile", [])):
+            problems.append("no vital-signs profile")
+        cats = [c.get("code") for cat in d.get("category", []) for c in cat.get("coding", [])]
+        if "vital-signs" not in cats:
+            problems.append("category is not vital-signs")
+        subj = d.get("subject", {})
+        if not (subj.get("reference", "").startswith("Patient/") or subj.get("type") == "Patient" or "identifier" in subj):
+            problems.append(f"subject is not a Patient: {subj.get('type') or subj.get('reference')}")
+        if d["code"]["coding"][0]["code"] == "85354-9":
+            comps = [c["code"]["coding"][0]["code"] for c in d.get("component", [])]
+            if comps.count("8480-6") != 1 or comps.count("8462-4") != 1:
+                problems.append(f"blood pressure components {comps}")
+        for q in [d.get("valueQuantity")] + [c.get("valueQuantity") for c in d.get("component", [])]:
+            if q and q.get("system") != "http://unitsofmeasure.org":
+                problems.append(f"quantity not in UCUM: {q}")
+        if problems:
+            bad += 1
+            print(f"{path}: {d['code']['coding'][0]['code']}: {'; '.join(problems)}")
+print(f"checked {n}")
+sys.exit(1 if bad or n == 0 else 0)
+"#;
+    let mut files: Vec<_> = std::fs::read_dir(outbox)
+        .expect("the demo's outbox")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .collect();
+    files.sort();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(CHECK)
+        .args(&files)
+        .output()
+        .expect("python3 is needed to validate FHIR (scripts/test installs fhir.resources)");
+    assert!(
+        out.status.success(),
+        "the demo's FHIR outbox does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
