@@ -314,7 +314,8 @@ fn an_out_of_range_single_value_is_interpreted_on_the_observation() {
         "/min",
     );
     r.flags = vec![Flag::out_of_range("heart_rate")];
-    assert_eq!(json(&r)["interpretation"][0]["coding"][0]["code"], "A");
+    // 250 /min is above the soft range's top (130): high.
+    assert_eq!(json(&r)["interpretation"][0]["coding"][0]["code"], "H");
 }
 
 #[test]
