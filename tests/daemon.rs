@@ -36,8 +36,13 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
             ("bridge", "json", "exam-2", &bridge.path, ""),
         ],
     );
-    // FHIR output needs a patient: set one in each room through the admin API.
-    let cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
+    // FHIR output needs a patient: set one in each room through the admin API. The bridge's
+    // readings carry device times from another day (untrusted clocks): each may have been
+    // measured up to `clock_skew_tolerance` before it arrived, so the scans must be older than
+    // that for the readings to be attributed rather than held as ambiguous.
+    let cfg = cfg
+        .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
+        .replace("[daemon]\n", "[daemon]\nclock_skew_tolerance = \"1s\"\n");
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
@@ -45,7 +50,7 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
     let admin = d.admin_addr();
     support::set_patient(&admin, "exam-1");
     support::set_patient(&admin, "exam-2");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1300));
 
     ox.send(b"SPO2=097 HR=072\r\n");
     bridge.send(format!("{BP}\n").as_bytes());

@@ -43,8 +43,10 @@ fn start(tmp: &Path, cfg: &Path, n: usize, mqtt: bool) -> (Daemon, String) {
         // FHIR output needs a patient; contexts survive the restarts.
         support::set_patient(&admin, "exam-1");
         support::set_patient(&admin, "exam-4");
-        // The MQTT weights carry whole-second device times: none may predate the context.
-        std::thread::sleep(Duration::from_millis(1100));
+        // The MQTT weights carry device times cut to the second: a reading is attributed only
+        // when the context covers (device time − clock_skew_tolerance of 1 s) .. receipt, so
+        // wait past two seconds.
+        std::thread::sleep(Duration::from_millis(2500));
     }
     d.wait_log("serial port open", Duration::from_secs(15));
     if mqtt {

@@ -830,7 +830,8 @@ async fn oauth_private_key_jwt_assertion_is_signed_and_verified_by_the_server() 
 
 fn daemon_config(tmp: &Path, pty: &Path, addr: SocketAddr) -> PathBuf {
     let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\
+         clock_skew_tolerance = \"1s\"\n\n\
          [patient]\nmode = \"hold\"\n\n\
          [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-2\"\nserial = {{ path = {:?} }}\n\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://{addr}/fhir\"\nbatch_size = 2\ntimeout = \"5s\"\n",
@@ -854,13 +855,14 @@ fn the_daemon_restarted_mid_delivery_leaves_every_reading_on_the_server_exactly_
     let d = support::Daemon::start(&cfg, &tmp.path().join("log1"));
     d.wait_log("serial port open", Duration::from_secs(10));
     d.wait_log("FHIR server reachable", Duration::from_secs(10));
-    // FHIR output needs the room's patient; the readings are measured after it was set.
+    // FHIR output needs the room's patient; the readings are measured more than the clock-skew
+    // tolerance (1 s) after it was set, so the context covers each one's whole window.
     let set_at = time::OffsetDateTime::now_utc();
     support::set_patient(&d.admin_addr(), "exam-2");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1500));
     const N: i64 = 24;
     for i in 0..N {
-        let at = (set_at + time::Duration::milliseconds(10 * (i + 1)))
+        let at = (set_at + time::Duration::milliseconds(1200 + 10 * i))
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap();
         pty.send(format!(

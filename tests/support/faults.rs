@@ -302,7 +302,8 @@ pub fn config(
     batch: usize,
 ) -> PathBuf {
     let mut s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\
+         clock_skew_tolerance = \"1s\"\n\n\
          [patient]\nmode = \"hold\"\n\n",
         dir.join("data"),
     );
