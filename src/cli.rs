@@ -18,9 +18,9 @@ mod ops;
 mod queue;
 mod repair;
 pub use ops::{completions, man, status, Shell};
-pub use queue::{ReleaseArgs, 
-    queue_discard, queue_dead, queue_purge_dead, queue_quarantine, queue_release, queue_retry,
-    queue_stats,
+pub use queue::{
+    queue_dead, queue_discard, queue_purge_dead, queue_quarantine, queue_release, queue_retry,
+    queue_stats, ReleaseArgs,
 };
 pub use repair::{queue_compact, queue_salvage, queue_verify};
 
@@ -402,7 +402,7 @@ pub fn audit(config_path: &Path, since: Option<&str>, limit: usize) -> anyhow::R
     }
     with_queue(config_path, |q| async move {
         for e in q.audit(since, limit)? {
-            println!("{}", serde_json::to_string(&e)?);
+            println!("{}", queue::json_line(&e)?);
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -17,7 +17,11 @@ pub enum ClientError {
     Unreachable(String),
     /// The daemon answered with an error status; `message` is its `error` text.
     #[error("the daemon answered {status}: {message}")]
-    Status { status: u16, message: String, body: String },
+    Status {
+        status: u16,
+        message: String,
+        body: String,
+    },
     #[error("admin API call failed: {0}")]
     Other(String),
 }
@@ -89,7 +93,10 @@ impl AdminClient {
         self.send(req).await
     }
 
-    async fn send(&self, mut req: reqwest::RequestBuilder) -> Result<serde_json::Value, ClientError> {
+    async fn send(
+        &self,
+        mut req: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, ClientError> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

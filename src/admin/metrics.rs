@@ -264,6 +264,8 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     quarantined.set(i64_of(stats.quarantined));
     let disk = Gauge::<i64>::default();
     disk.set(i64_of(stats.disk_bytes));
+    let max = Gauge::<i64>::default();
+    max.set(i64_of(stats.max_bytes));
     reg.register(
         "vitalsd_readings_stored",
         "Readings stored, by device",
@@ -313,6 +315,11 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         "vitalsd_queue_disk_bytes",
         "Size of the queue on disk",
         disk,
+    );
+    reg.register(
+        "vitalsd_queue_max_bytes",
+        "The queue's cap on disk (daemon.queue_max_bytes): above it readings are refused",
+        max,
     );
     reg.register(
         "vitalsd_delivery_seconds",

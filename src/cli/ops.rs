@@ -41,11 +41,13 @@ pub fn status(config_path: &Path) -> anyhow::Result<ExitCode> {
         };
         (status, stats, ready)
     });
-    let unreachable = |e: ClientError| match e {
+    let unreachable = |e: ClientError| {
+        match e {
         ClientError::Unreachable(at) => anyhow::anyhow!(
             "no daemon answers at {at}: is vitalsd running? (systemctl status vitalsd; journalctl -u vitalsd)"
         ),
         other => other.into(),
+    }
     };
     let status = status.map_err(unreachable)?;
     let stats = stats.map_err(unreachable)?;
@@ -85,7 +87,12 @@ fn mib(v: &Value) -> String {
 }
 
 /// The summary text and whether the daemon is ready (pure: the tests feed it JSON).
-pub fn render_status(status: &Value, stats: &Value, ready: &Value, now: OffsetDateTime) -> (String, bool) {
+pub fn render_status(
+    status: &Value,
+    stats: &Value,
+    ready: &Value,
+    now: OffsetDateTime,
+) -> (String, bool) {
     let mut out = String::new();
     let is_ready = ready["ready"].as_bool() == Some(true);
     if is_ready {
@@ -259,7 +266,10 @@ mod tests {
         let (text, ok) = render_status(&status, &stats, &ready, now);
         assert!(!ok);
         assert!(text.contains("ready: NO (sink ehr stuck)"), "{text}");
-        assert!(text.contains("queue: 5 readings, 1.0 MiB of 2.0 MiB on disk; held 4; quarantined 1"), "{text}");
+        assert!(
+            text.contains("queue: 5 readings, 1.0 MiB of 2.0 MiB on disk; held 4; quarantined 1"),
+            "{text}"
+        );
         assert!(text.contains("device ox (nonin-ascii, room exam-1): DISCONNECTED, last frame 2m ago, 7 readings, 1 bad frames"), "{text}");
         assert!(text.contains("sink ehr: pending 3, dead 2, last success never, FAILING since 10m ago, last error 10s ago: connection refused"), "{text}");
         let (_, ok) = render_status(&status, &stats, &json!({"ready": true}), now);

@@ -26,6 +26,12 @@ fn entries(n: u64) -> &'static str {
     }
 }
 
+/// One JSON line with its keys in the same (sorted) order as the admin API's answers, so a
+/// line reads the same whether it came from the daemon or from the store.
+pub(super) fn json_line(v: &impl serde::Serialize) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&serde_json::to_value(v)?)?)
+}
+
 fn count(v: &Value, key: &str) -> anyhow::Result<u64> {
     v[key]
         .as_u64()
@@ -77,7 +83,7 @@ pub fn queue_dead(
     let sink = sink.map(SinkId::new);
     with_queue(config_path, |q| async move {
         for e in q.dead(sink.as_ref(), limit)? {
-            println!("{}", serde_json::to_string(&e)?);
+            println!("{}", json_line(&e)?);
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -171,7 +177,7 @@ pub fn queue_quarantine(config_path: &Path, limit: usize) -> anyhow::Result<Exit
     }
     with_queue(config_path, |q| async move {
         for e in q.quarantined(limit)? {
-            println!("{}", serde_json::to_string(&e.summary())?);
+            println!("{}", json_line(&e.summary())?);
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -227,8 +233,11 @@ pub fn queue_release(config_path: &Path, a: &ReleaseArgs) -> anyhow::Result<Exit
         (None, None) => None,
         _ => bail!("--patient-id and --patient-system go together"),
     };
-    let released =
-        || println!("released {id} to every configured sink (still flagged rejected: sent as preliminary)");
+    let released = || {
+        println!(
+            "released {id} to every configured sink (still flagged rejected: sent as preliminary)"
+        )
+    };
     let cfg = load(config_path)?;
     let body = json!({ "by": by, "reason": reason, "patient": patient });
     match call_daemon(&cfg, &format!("/api/quarantine/{id}/release"), Some(&body)) {

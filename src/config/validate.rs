@@ -262,7 +262,10 @@ impl Validator {
     fn device(&mut self, i: usize, v: toml::Value, has_mqtt: bool) -> Option<DeviceConfig> {
         let at = format!("device[{i}]");
         // A table with a bad key still gets its driver name checked.
-        let driver = v.get("driver").and_then(toml::Value::as_str).map(str::to_string);
+        let driver = v
+            .get("driver")
+            .and_then(toml::Value::as_str)
+            .map(str::to_string);
         let Some(d) = self.section::<DeviceFile>(&at, v) else {
             if let Some(name) = driver.filter(|n| decode::driver_info(n).is_none()) {
                 self.unknown_driver(&at, &name);
@@ -568,7 +571,10 @@ fn remove_key(v: &mut toml::Value, keys: &[String]) -> bool {
             None => return false,
         }
     }
-    match (last.strip_prefix('[').and_then(|r| r.strip_suffix(']')), cur) {
+    match (
+        last.strip_prefix('[').and_then(|r| r.strip_suffix(']')),
+        cur,
+    ) {
         (Some(i), toml::Value::Array(a)) => match i.parse::<usize>() {
             Ok(i) if i < a.len() => {
                 a.remove(i);
