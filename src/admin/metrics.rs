@@ -155,7 +155,10 @@ impl Ops {
                 ev = deliveries.recv() => match ev {
                     Ok(ev) => self.record_delivery(&ev, OffsetDateTime::now_utc()),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "metrics missed delivery events");
+                        tracing::warn!(
+                            missed = n,
+                            "metrics missed delivery events; vitalsd_delivered_total reads a little low, nothing else is affected"
+                        );
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         cancel.cancelled().await;

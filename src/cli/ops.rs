@@ -218,8 +218,19 @@ fn write_sub(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> anyhow::Re
             (None, Some(s)) => format!("\\-{s}"),
             (None, None) => arg.get_id().as_str().to_uppercase(),
         };
-        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-        writeln!(out, ".TP\n\\fB{flag}\\fR\n{}", roff_text(&help))?;
+        let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if !defaults.is_empty() {
+            help.push_str(&format!(" [default: {}]", defaults.join(", ")));
+        }
+        if let Some(env) = arg.get_env() {
+            help.push_str(&format!(" [env: {}]", env.to_string_lossy()));
+        }
+        writeln!(out, ".TP\n\\fB{flag}\\fR\n{}", roff_text(help.trim()))?;
     }
     for s in sub.get_subcommands().filter(|s| s.get_name() != "help") {
         write_sub(out, &name, s)?;
