@@ -435,6 +435,8 @@ fn completions_and_the_man_page_come_from_the_command_line_and_the_package_insta
         assert!(man.contains(section), "no {section} in the man page");
     }
     assert!(man.contains("\\-\\-sink"), "options of the queue actions");
+    // roff input is ASCII: other characters are written as escapes.
+    assert!(man.is_ascii(), "raw non-ASCII in the man page");
 
     // The packaging script writes every generated asset Cargo.toml's deb assets name.
     let out = tempfile::tempdir().expect("tmp");

@@ -238,10 +238,19 @@ fn write_sub(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> anyhow::Re
     Ok(())
 }
 
-/// Text safe in a roff body: backslashes and `-` escaped, no line starting with `.` or `'`.
+/// Text safe in a roff body: backslashes and `-` escaped, non-ASCII as `\[uXXXX]`, no line
+/// starting with `.` or `'`.
 fn roff_text(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('-', "\\-")
+    let escaped: String = s
+        .chars()
+        .map(|c| match c {
+            '\\' => "\\\\".to_string(),
+            '-' => "\\-".to_string(),
+            c if c.is_ascii() => c.to_string(),
+            c => format!("\\[u{:04X}]", u32::from(c)),
+        })
+        .collect();
+    escaped
         .lines()
         .map(|l| {
             if l.starts_with('.') || l.starts_with('\'') {
@@ -285,5 +294,13 @@ mod tests {
         assert!(text.contains("sink ehr: pending 3, dead 2, last success never, FAILING since 10m ago, last error 10s ago: connection refused"), "{text}");
         let (_, ok) = render_status(&status, &stats, &json!({"ready": true}), now);
         assert!(ok);
+    }
+
+    #[test]
+    fn roff_text_escapes_dashes_backslashes_leading_dots_and_non_ascii() {
+        assert_eq!(
+            roff_text("serial → FHIR\n.hidden -x \\n"),
+            "serial \\[u2192] FHIR\n\\&.hidden \\-x \\\\n"
+        );
     }
 }
