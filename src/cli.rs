@@ -12,9 +12,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, LogFormat};
 use crate::decode::{self, DecodeEvent, Options};
 use crate::normalize::{self, NormalizeContext};
-use crate::reading::{DeviceId, ReadingId, SinkId};
+use crate::reading::DeviceId;
 
+mod ops;
+mod queue;
 mod repair;
+pub use ops::{completions, man, status, Shell};
+pub use queue::{
+    queue_dead, queue_discard, queue_purge_dead, queue_quarantine, queue_release, queue_retry,
+    queue_stats, ReleaseArgs,
+};
 pub use repair::{queue_compact, queue_salvage, queue_verify};
 
 /// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info"); with
@@ -316,173 +323,32 @@ where
     })
 }
 
-pub fn queue_stats(config_path: &Path) -> anyhow::Result<ExitCode> {
-    with_queue(config_path, |q| async move {
-        let stats = q.stats()?;
-        let mut json = serde_json::to_value(&stats)?;
-        if let Some(obj) = json.as_object_mut() {
-            // Undecodable MQTT payloads that were acknowledged (kept in the rejected log).
-            obj.insert("rejected_payloads".into(), q.rejected_count()?.into());
-        }
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-pub fn queue_dead(
-    config_path: &Path,
-    sink: Option<&str>,
-    limit: usize,
-) -> anyhow::Result<ExitCode> {
-    let sink = sink.map(SinkId::new);
-    with_queue(config_path, |q| async move {
-        for e in q.dead(sink.as_ref(), limit)? {
-            println!("{}", serde_json::to_string(&e)?);
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-pub fn queue_retry(config_path: &Path, sink: &str, id: Option<&str>) -> anyhow::Result<ExitCode> {
-    let id = id
-        .map(str::parse::<ReadingId>)
-        .transpose()
-        .context("not a reading id")?;
-    let sink = SinkId::new(sink);
-    with_queue(config_path, |q| async move {
-        let n = q.retry_dead(&sink, id).await?;
-        println!(
-            "{n} entr{} moved back to pending",
-            if n == 1 { "y" } else { "ies" }
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-pub fn queue_purge_dead(
-    config_path: &Path,
-    sink: Option<&str>,
-    id: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let id = id
-        .map(str::parse::<ReadingId>)
-        .transpose()
-        .context("not a reading id")?;
-    let sink = sink.map(SinkId::new);
-    with_queue(config_path, |q| async move {
-        let n = q.purge_dead(sink.as_ref(), id).await?;
-        println!(
-            "{n} dead-letter entr{} purged",
-            if n == 1 { "y" } else { "ies" }
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `vitalsd queue quarantine`: the readings that failed a hard limit, one JSON line each (id,
-/// device, room, kind, the limit, when; the patient masked), from a stopped daemon's store.
-pub fn queue_quarantine(config_path: &Path, limit: usize) -> anyhow::Result<ExitCode> {
-    with_queue(config_path, |q| async move {
-        for e in q.quarantined(limit)? {
-            println!("{}", serde_json::to_string(&e.summary())?);
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `by` and `reason` of a release or discard: both required, trimmed.
-fn decision(by: &str, reason: &str) -> anyhow::Result<(String, String)> {
-    let (by, reason) = (by.trim(), reason.trim());
-    if by.is_empty() || by.len() > 128 {
-        bail!("--by (who decides, up to 128 bytes) is required");
-    }
-    if reason.is_empty() || reason.len() > 1000 {
-        bail!("--reason (why, up to 1000 bytes) is required");
-    }
-    Ok((by.to_string(), reason.to_string()))
-}
-
-/// A quarantine release decided on the command line.
-pub struct ReleaseArgs<'a> {
-    pub id: &'a str,
-    pub by: &'a str,
-    pub reason: &'a str,
-    pub patient_id: Option<&'a str>,
-    pub patient_system: Option<&'a str>,
-}
-
-/// `vitalsd queue release ID --by NAME --reason TEXT [--patient-id ID --patient-system SYS]`:
-/// sends one quarantined reading to every configured sink, audited (daemon stopped).
-pub fn queue_release(config_path: &Path, a: &ReleaseArgs) -> anyhow::Result<ExitCode> {
-    use crate::queue::{Release, ReleaseRequest};
-    let id: ReadingId = a.id.parse().context("not a reading id")?;
-    let (by, reason) = decision(a.by, a.reason)?;
-    let patient = match (a.patient_id, a.patient_system) {
-        (Some(id), Some(system)) => {
-            let p = crate::reading::PatientRef {
-                id: id.trim().to_string(),
-                system: system.trim().to_string(),
-            };
-            crate::context::check_patient(&p).map_err(|e| anyhow::anyhow!("{e}"))?;
-            Some(p)
-        }
-        (None, None) => None,
-        _ => bail!("--patient-id and --patient-system go together"),
-    };
-    let cfg = load(config_path)?;
-    let req = ReleaseRequest {
-        by,
-        reason,
-        patient,
-        require_patient: cfg.patient.mode == config::PatientMode::Hold,
-    };
-    with_queue(config_path, |q| async move {
-        match q.release_quarantined(id, req).await? {
-            Release::Released(_) => {
-                println!(
-                    "released {id} to every configured sink (still flagged rejected: sent as preliminary)"
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Release::NotFound => bail!("no quarantined reading with id {id}"),
-            Release::NeedsPatient => bail!(
-                "the reading has no patient and [patient] mode = \"hold\": give --patient-id and --patient-system"
-            ),
-            Release::HasPatient => {
-                bail!("the reading already has another patient; it is never re-attributed")
-            }
-            Release::NoSinks => bail!("no sink is configured: nothing could deliver it"),
-        }
-    })
-}
-
-/// `vitalsd queue discard ID --by NAME --reason TEXT`: removes a quarantined reading, audited.
-pub fn queue_discard(
-    config_path: &Path,
-    id: &str,
-    by: &str,
-    reason: &str,
-) -> anyhow::Result<ExitCode> {
-    let id: ReadingId = id.parse().context("not a reading id")?;
-    let (by, reason) = decision(by, reason)?;
-    with_queue(config_path, |q| async move {
-        if !q.discard_quarantined(id, by, reason).await? {
-            bail!("no quarantined reading with id {id}");
-        }
-        println!("discarded {id}");
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
 /// Asks the running daemon's admin API for `path`; `Ok(None)` when no daemon answers there.
 fn ask_daemon(cfg: &Config, path: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    call_daemon(cfg, path, None)
+}
+
+/// GET `path` (or POST `body` to it) on the running daemon's admin API; `Ok(None)` when the
+/// config has no admin API or no daemon answers there (the request was not sent: the caller
+/// works on the store instead).
+fn call_daemon(
+    cfg: &Config,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<Option<serde_json::Value>> {
     use crate::admin::client::{AdminClient, ClientError};
     crate::tls::init();
     let Some(client) = AdminClient::from_config(cfg)? else {
         return Ok(None);
     };
     let rt = runtime()?;
-    match rt.block_on(client.get(path)) {
+    let answer = rt.block_on(async {
+        match body {
+            Some(b) => client.post(path, b).await,
+            None => client.get(path).await,
+        }
+    });
+    match answer {
         Ok(v) => Ok(Some(v)),
         Err(ClientError::Unreachable(_)) => Ok(None),
         Err(e) => Err(e.into()),
@@ -536,7 +402,7 @@ pub fn audit(config_path: &Path, since: Option<&str>, limit: usize) -> anyhow::R
     }
     with_queue(config_path, |q| async move {
         for e in q.audit(since, limit)? {
-            println!("{}", serde_json::to_string(&e)?);
+            println!("{}", queue::json_line(&e)?);
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use vitalsd::cli;
 
@@ -96,13 +96,29 @@ enum Command {
         #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
         config: PathBuf,
     },
-    /// Inspect and repair the queue (the daemon must be stopped: sled allows one process).
+    /// Inspect and repair the queue: stats, dead, retry, purge-dead, held, quarantine, release
+    /// and discard go through the admin API while the daemon runs and open the store when it
+    /// is stopped; verify, compact and salvage need it stopped.
     Queue {
         #[command(subcommand)]
         action: QueueAction,
         #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG", global = true)]
         config: PathBuf,
     },
+    /// A terse summary of the running daemon (readiness, queue, held and quarantined readings,
+    /// devices, sinks) from its admin API; exits 1 when it is not ready or does not answer.
+    Status {
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the shell completion script (e.g. `vitalsd completions bash >
+    /// /usr/share/bash-completion/completions/vitalsd`).
+    Completions {
+        #[arg(value_enum)]
+        shell: cli::Shell,
+    },
+    /// Print the man page (roff; `vitalsd man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -231,6 +247,9 @@ fn main() -> ExitCode {
             file,
         } => cli::decode(&driver, &opts, hex.as_deref(), file.as_deref()),
         Command::Drivers => cli::drivers(),
+        Command::Status { config } => cli::status(&config),
+        Command::Completions { shell } => cli::completions(Cli::command(), shell),
+        Command::Man => cli::man(Cli::command()),
         Command::Audit {
             since,
             limit,

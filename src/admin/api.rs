@@ -116,6 +116,19 @@ pub fn api_routes() -> Router<AdminState> {
         .route("/api/quarantine/{id}/release", post(release_quarantined))
         .route("/api/quarantine/{id}/discard", post(discard_quarantined))
         .route("/api/audit", get(audit))
+        .merge(queue_routes())
+}
+
+/// The routes behind `vitalsd queue ...` while the daemon runs (the store is locked then):
+/// the same answers the CLI prints from the store of a stopped daemon.
+pub fn queue_routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/queue/stats", get(queue_stats))
+        .route("/api/quarantine/summary", get(quarantine_summary))
+        .route("/api/dead/{sink}/retry-all", post(retry_dead_all))
+        .route("/api/dead/purge", post(purge_dead_all))
+        .route("/api/dead/{sink}/purge", post(purge_dead_sink))
+        .route("/api/dead/{sink}/{id}/purge", post(purge_dead_one))
 }
 
 /// Ready when the queue is open and below its cap; else 503 with every reason.
@@ -480,6 +493,77 @@ async fn discard_quarantined(
         )),
         Err(e) => Err(queue_err(&e)),
     }
+}
+
+/// `GET /api/queue/stats`: what `vitalsd queue stats` prints (readings, quarantined, disk
+/// and per-sink pending/dead, plus the count of acknowledged undecodable MQTT payloads).
+async fn queue_stats(State(s): State<AdminState>) -> Answer {
+    let stats = s.queue.stats().map_err(|e| queue_err(&e))?;
+    let rejected = s.queue.rejected_count().map_err(|e| queue_err(&e))?;
+    let mut v = serde_json::to_value(&stats).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("rejected_payloads".into(), rejected.into());
+    }
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/quarantine/summary`: the quarantined readings as `vitalsd queue quarantine` lists
+/// them (id, device, room, kind, limit, when; the patient masked).
+async fn quarantine_summary(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
+    let list = s
+        .queue
+        .quarantined(q.limit.unwrap_or(1000))
+        .map_err(|e| queue_err(&e))?;
+    let out: Vec<_> = list.iter().map(|e| e.summary()).collect();
+    Ok(Json(out).into_response())
+}
+
+/// `POST /api/dead/{sink}/retry-all`: every dead-letter entry of the sink back to pending.
+async fn retry_dead_all(State(s): State<AdminState>, Path(sink): Path<String>) -> Answer {
+    let n = s
+        .queue
+        .retry_dead(&SinkId::new(sink), None)
+        .await
+        .map_err(|e| queue_err(&e))?;
+    tracing::info!(moved = n, "dead-letter entries moved back to pending");
+    Ok(Json(json!({ "moved": n })).into_response())
+}
+
+async fn purge(s: &AdminState, sink: Option<SinkId>, id: Option<ReadingId>) -> Answer {
+    let n = s
+        .queue
+        .purge_dead(sink.as_ref(), id)
+        .await
+        .map_err(|e| queue_err(&e))?;
+    tracing::info!(purged = n, "dead-letter entries purged");
+    Ok(Json(json!({ "purged": n })).into_response())
+}
+
+#[derive(Deserialize)]
+struct PurgeQuery {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// `POST /api/dead/purge[?id=ID]`: deletes every sink's dead-letter entries (or the entries of
+/// one reading, whatever the sink).
+async fn purge_dead_all(State(s): State<AdminState>, Query(q): Query<PurgeQuery>) -> Answer {
+    let id = q.id.as_deref().map(reading_id).transpose()?;
+    purge(&s, None, id).await
+}
+
+/// `POST /api/dead/{sink}/purge`: deletes one sink's dead-letter entries.
+async fn purge_dead_sink(State(s): State<AdminState>, Path(sink): Path<String>) -> Answer {
+    purge(&s, Some(SinkId::new(sink)), None).await
+}
+
+/// `POST /api/dead/{sink}/{id}/purge`: deletes one dead-letter entry (`purged: 0` when absent).
+async fn purge_dead_one(
+    State(s): State<AdminState>,
+    Path((sink, id)): Path<(String, String)>,
+) -> Answer {
+    let id = reading_id(&id)?;
+    purge(&s, Some(SinkId::new(sink)), Some(id)).await
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -48,6 +48,18 @@ struct DeviceLabel {
 struct KindLabel {
     device: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeviceInfoLabel {
+    device: String,
+    driver: String,
+    room: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomLabel {
+    room: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,7 +155,10 @@ impl Ops {
                 ev = deliveries.recv() => match ev {
                     Ok(ev) => self.record_delivery(&ev, OffsetDateTime::now_utc()),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "metrics missed delivery events");
+                        tracing::warn!(
+                            missed = n,
+                            "metrics missed delivery events; vitalsd_delivered_total reads a little low, nothing else is affected"
+                        );
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         cancel.cancelled().await;
@@ -159,6 +174,11 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Seconds since the Unix epoch, as a gauge value.
+fn unix_seconds(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
 /// The whole scrape, in the OpenMetrics text format.
 pub fn render(s: &AdminState) -> Result<String, QueueError> {
     let stats = s.queue.stats()?;
@@ -168,6 +188,8 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     let by_kind = Family::<KindLabel, Counter>::default();
     let frames = Family::<FrameLabel, Counter>::default();
     let connected = Family::<DeviceLabel, Gauge>::default();
+    let last_frame = Family::<DeviceLabel, Gauge>::default();
+    let info = Family::<DeviceInfoLabel, Gauge>::default();
     for d in &s.devices {
         let snap = d.snapshot();
         let device = snap.id.to_string();
@@ -190,7 +212,33 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
             frames.get_or_create(&l).inc_by(n);
         }
         connected.get_or_create(&dl).set(i64::from(snap.connected));
+        if let Some(at) = snap.last_frame_at {
+            last_frame.get_or_create(&dl).set(unix_seconds(at));
+        }
+        let info_l = DeviceInfoLabel {
+            device: device.clone(),
+            driver: snap.driver.clone(),
+            room: snap.room.clone(),
+        };
+        info.get_or_create(&info_l).set(1);
     }
+    let now = OffsetDateTime::now_utc();
+    // Rooms only: whether a patient context is active, never who.
+    let context = Family::<RoomLabel, Gauge>::default();
+    for v in s.contexts.views(now) {
+        context
+            .get_or_create(&RoomLabel { room: v.room })
+            .set(i64::from(v.patient.is_some()));
+    }
+    let held_oldest = Gauge::<i64>::default();
+    if let Some(e) = s.queue.held(1)?.first() {
+        held_oldest.set((now - e.held_at).whole_seconds().max(0));
+    }
+    let started = Gauge::<i64>::default();
+    started.set(unix_seconds(s.ops.started_at));
+    let failing = Family::<SinkLabel, Gauge>::default();
+    let failures = Family::<SinkLabel, Gauge>::default();
+    let last_success = Family::<SinkLabel, Gauge>::default();
     let pending = Family::<SinkLabel, Gauge>::default();
     let dead = Family::<SinkLabel, Gauge>::default();
     for st in &stats.sinks {
@@ -201,6 +249,17 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         dead.get_or_create(&l).set(i64_of(st.dead));
         // Every sink shows up, with 0 before its first delivery.
         let _ = s.ops.delivered.get_or_create(&l);
+        if let Some(h) = s.ops.sinks.get(&st.sink).map(|x| x.snapshot()) {
+            failing
+                .get_or_create(&l)
+                .set(i64::from(h.failing_since.is_some()));
+            failures
+                .get_or_create(&l)
+                .set(i64::from(h.consecutive_failures));
+            if let Some(at) = h.last_success {
+                last_success.get_or_create(&l).set(unix_seconds(at));
+            }
+        }
     }
     let held_g = Gauge::<i64>::default();
     held_g.set(i64_of(held));
@@ -208,6 +267,8 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     quarantined.set(i64_of(stats.quarantined));
     let disk = Gauge::<i64>::default();
     disk.set(i64_of(stats.disk_bytes));
+    let max = Gauge::<i64>::default();
+    max.set(i64_of(stats.max_bytes));
     reg.register(
         "vitalsd_readings_stored",
         "Readings stored, by device",
@@ -259,9 +320,54 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         disk,
     );
     reg.register(
+        "vitalsd_queue_max_bytes",
+        "The queue's cap on disk (daemon.queue_max_bytes): above it readings are refused",
+        max,
+    );
+    reg.register(
         "vitalsd_delivery_seconds",
         "Time from reception to delivery",
         s.ops.delivery_seconds.clone(),
+    );
+    reg.register(
+        "vitalsd_device_last_frame_timestamp_seconds",
+        "When the device last sent a frame the decoder read (Unix time); absent before the first",
+        last_frame,
+    );
+    reg.register(
+        "vitalsd_device_info",
+        "Always 1: the device's driver and room, to join device metrics with rooms",
+        info,
+    );
+    reg.register(
+        "vitalsd_room_patient_context_active",
+        "1 while the room has a valid patient context (who is never shown here)",
+        context,
+    );
+    reg.register(
+        "vitalsd_held_oldest_age_seconds",
+        "Age of the longest-held reading waiting for an MA (0 when none is held)",
+        held_oldest,
+    );
+    reg.register(
+        "vitalsd_start_time_seconds",
+        "When the daemon started (Unix time)",
+        started,
+    );
+    reg.register(
+        "vitalsd_sink_failing",
+        "1 while every batch the sink tries fails as a whole (receiver down or refusing)",
+        failing,
+    );
+    reg.register(
+        "vitalsd_sink_consecutive_failures",
+        "Batches in a row that failed as a whole",
+        failures,
+    );
+    reg.register(
+        "vitalsd_sink_last_success_timestamp_seconds",
+        "When the sink last delivered a reading (Unix time); absent before the first",
+        last_success,
     );
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).map_err(|e| QueueError::Corrupt {
@@ -275,9 +381,16 @@ pub fn metrics_routes() -> Router<AdminState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), else the classic Prometheus
+/// text format (curl, promtool, older scrapers).
+async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let open = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     match render(&s) {
-        Ok(text) => (
+        Ok(text) if open => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -285,13 +398,57 @@ async fn metrics(State(s): State<AdminState>) -> Response {
             text,
         )
             .into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            classic_text(&text),
+        )
+            .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// OpenMetrics text → the classic Prometheus text format: a counter family is named with its
+/// `_total` suffix in `# HELP` and `# TYPE` (OpenMetrics leaves it off), `# UNIT` and `# EOF`
+/// lines go (pure).
+pub fn classic_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_openmetrics_only_lines() {
+        let open = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
+        assert_eq!(
+            classic_text(open),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 
     #[test]
     fn depth_samples_keep_only_the_last_ones() {

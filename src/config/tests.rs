@@ -170,6 +170,8 @@ fromat = "fhir"
         "daemon.queue_max_bytes (line 3): invalid size `lots`",
         "device[0].serial.parity (line 9): `mark`",
         "device[1].colour (line 16): unknown field `colour`",
+        // The unknown key does not hide the same table's unknown driver.
+        "device[1].driver (line 13): unknown driver `no-such-driver`",
         "sink[0].fromat (line 22): unknown field `fromat`",
     ];
     for e in expect {
@@ -178,7 +180,7 @@ fromat = "fhir"
             "missing `{e}` in {p:#?}"
         );
     }
-    assert_eq!(p.len(), 4, "{p:#?}");
+    assert_eq!(p.len(), 5, "{p:#?}");
 }
 
 #[test]

@@ -38,33 +38,62 @@ impl Validator {
     }
 
     /// Deserializes one table, recording a problem (with the failing key's path) on error.
+    ///
+    /// serde stops at a table's first bad key, so after each error the offending key is taken
+    /// out of a copy and the table is tried again: every bad key of the table is reported in
+    /// one run (a missing key, or an error that names no key, ends the search). `None` when
+    /// there was any problem.
     pub(super) fn section<T: DeserializeOwned>(
         &mut self,
         path: &str,
         value: toml::Value,
     ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let inner = e.inner().to_string();
-                let mut p = path.to_string();
-                let sub = e.path().to_string();
-                if sub != "." && !sub.is_empty() {
-                    p = join(&p, &sub);
-                }
-                // Depending on the table, the unknown key may or may not be part of the path yet.
-                if let Some(rest) = inner.strip_prefix("unknown field `") {
-                    if let Some(name) = rest.split('`').next() {
-                        let last = p.rsplit(['.', ']']).next().unwrap_or("");
-                        if last != name {
-                            p = join(&p, name);
+        let mut value = value;
+        let mut failed = false;
+        // Each round removes one key, so a table cannot loop for longer than it has keys.
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(t) if !failed => return Some(t),
+                Ok(_) => return None,
+                Err(e) => {
+                    failed = true;
+                    let inner = e.inner().to_string();
+                    let segments: Vec<String> = e
+                        .path()
+                        .iter()
+                        .filter_map(|seg| match seg {
+                            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                            serde_path_to_error::Segment::Seq { index } => {
+                                Some(format!("[{index}]"))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let mut p = path.to_string();
+                    let sub = e.path().to_string();
+                    if sub != "." && !sub.is_empty() {
+                        p = join(&p, &sub);
+                    }
+                    let mut keys = segments;
+                    // Depending on the table, the unknown key may or may not be part of the
+                    // path yet.
+                    if let Some(rest) = inner.strip_prefix("unknown field `") {
+                        if let Some(name) = rest.split('`').next() {
+                            let last = p.rsplit(['.', ']']).next().unwrap_or("");
+                            if last != name {
+                                p = join(&p, name);
+                                keys.push(name.to_string());
+                            }
                         }
                     }
+                    self.problem(p, inner.replace('\n', " ").trim().to_string());
+                    if inner.starts_with("missing field") || !remove_key(&mut value, &keys) {
+                        return None;
+                    }
                 }
-                self.problem(p, inner.replace('\n', " ").trim().to_string());
-                None
             }
         }
+        None
     }
 
     pub(super) fn run(&mut self, src: &str) -> Option<Config> {
@@ -270,7 +299,17 @@ impl Validator {
 
     fn device(&mut self, i: usize, v: toml::Value, has_mqtt: bool) -> Option<DeviceConfig> {
         let at = format!("device[{i}]");
-        let d: DeviceFile = self.section(&at, v)?;
+        // A table with a bad key still gets its driver name checked.
+        let driver = v
+            .get("driver")
+            .and_then(toml::Value::as_str)
+            .map(str::to_string);
+        let Some(d) = self.section::<DeviceFile>(&at, v) else {
+            if let Some(name) = driver.filter(|n| decode::driver_info(n).is_none()) {
+                self.unknown_driver(&at, &name);
+            }
+            return None;
+        };
         let before = self.problems.len();
         if !valid_id(&d.id) {
             self.problem(
@@ -286,15 +325,7 @@ impl Validator {
         }
         let info = decode::driver_info(&d.driver);
         if info.is_none() {
-            let names: Vec<_> = decode::drivers().iter().map(|d| d.name).collect();
-            self.problem(
-                format!("{at}.driver"),
-                format!(
-                    "unknown driver `{}`, expected one of {}",
-                    d.driver,
-                    names.join(", ")
-                ),
-            );
+            self.unknown_driver(&at, &d.driver);
         }
         let at_t = |t: &str| format!("{at}.{t}");
         let count = usize::from(d.serial.is_some())
@@ -358,6 +389,17 @@ impl Validator {
             options,
             inactivity_timeout,
         })
+    }
+
+    fn unknown_driver(&mut self, at: &str, name: &str) {
+        let names: Vec<_> = decode::drivers().iter().map(|d| d.name).collect();
+        self.problem(
+            format!("{at}.driver"),
+            format!(
+                "unknown driver `{name}`, expected one of {}",
+                names.join(", ")
+            ),
+        );
     }
 
     fn mqtt_device(
@@ -546,6 +588,40 @@ impl Validator {
             stop_bits,
             flow_control,
         }))
+    }
+}
+
+/// Takes the key at `keys` (table keys and `[i]` array indexes) out of `v`; false when there
+/// is no such key (or `keys` is empty: the whole table failed).
+fn remove_key(v: &mut toml::Value, keys: &[String]) -> bool {
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for k in parents {
+        let next = match (k.strip_prefix('[').and_then(|r| r.strip_suffix(']')), cur) {
+            (Some(i), toml::Value::Array(a)) => i.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            (None, toml::Value::Table(t)) => t.get_mut(k.as_str()),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (
+        last.strip_prefix('[').and_then(|r| r.strip_suffix(']')),
+        cur,
+    ) {
+        (Some(i), toml::Value::Array(a)) => match i.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        (None, toml::Value::Table(t)) => t.remove(last.as_str()).is_some(),
+        _ => false,
     }
 }
 
