@@ -200,7 +200,8 @@ pub(super) fn spawn_device(
             })?;
             let src = crate::source::mllp::MllpSource {
                 device: d.id.clone(),
-                limits: crate::source::mllp::MllpLimits::default(),
+                limits: crate::source::mllp::MllpLimits::from_settings(settings),
+                allow: settings.allow.clone(),
                 status: status.clone(),
             };
             let cancel = cancel.clone();
