@@ -240,6 +240,19 @@ pub struct MllpDeviceFile {
     pub idle_timeout: Dur,
     #[serde(default = "default_mllp_message_timeout")]
     pub message_timeout: Dur,
+    #[serde(default)]
+    pub tls: Option<MllpTlsFile>,
+}
+
+/// `tls = { cert_file, key_file, client_ca_file }` on an MLLP listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpTlsFile {
+    pub cert_file: String,
+    pub key_file: String,
+    /// Set: senders must present a certificate issued by this CA.
+    #[serde(default)]
+    pub client_ca_file: String,
 }
 
 pub fn default_mllp_max_connections() -> usize {

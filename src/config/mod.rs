@@ -156,6 +156,17 @@ pub struct MllpListenSettings {
     pub idle_timeout: Duration,
     /// Longest time from a message's first byte to its end block.
     pub message_timeout: Duration,
+    /// TLS on the listener; `None`: plain TCP.
+    pub tls: Option<ListenTls>,
+}
+
+/// The server side of TLS on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate issued by this CA.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -421,6 +421,19 @@ impl Validator {
         if m.idle_timeout.0 < Duration::from_secs(1) {
             self.problem(format!("{at}.idle_timeout"), "must be at least 1s");
         }
+        let tls = m.tls.and_then(|t| {
+            let cert = self.readable_file(&format!("{at}.tls.cert_file"), &t.cert_file);
+            let key = self.secret_file(&format!("{at}.tls.key_file"), &t.key_file);
+            let ca = self.readable_file(&format!("{at}.tls.client_ca_file"), &t.client_ca_file);
+            if t.cert_file.is_empty() || t.key_file.is_empty() {
+                self.problem(format!("{at}.tls"), "needs cert_file and key_file");
+            }
+            Some(ListenTls {
+                cert_file: cert?,
+                key_file: key?,
+                client_ca_file: ca,
+            })
+        });
         // The transport stands when the address does, so the driver check still runs (the
         // device is dropped anyway when any problem was found).
         Some(DeviceTransport::Mllp(MllpListenSettings {
@@ -430,6 +443,7 @@ impl Validator {
             max_connections_per_peer: m.max_connections_per_peer,
             idle_timeout: m.idle_timeout.0,
             message_timeout: m.message_timeout.0,
+            tls,
         }))
     }
 

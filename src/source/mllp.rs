@@ -35,6 +35,10 @@
 //!   the listener stops accepting, every connection answers the message in flight and closes,
 //!   and [`MllpSource::run`] returns when all have.
 //!
+//! With `tls = { cert_file, key_file, client_ca_file? }` every connection starts with a TLS
+//! handshake (rustls), which must finish within [`MllpLimits::message_timeout`]; with
+//! `client_ca_file` the sender must present a certificate issued by that CA.
+//!
 //! All connections share one pipeline (behind a lock), so messages of one device are stored
 //! one after another. Patient identifiers and message text never reach the log.
 
@@ -45,10 +49,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -114,7 +119,16 @@ pub struct MllpSource {
     pub limits: MllpLimits,
     /// Networks whose peers are served; everyone else is refused.
     pub allow: Vec<Cidr>,
+    /// TLS on every connection (`mllp.tls`); `None`: plain TCP.
+    pub tls: Option<TlsAcceptor>,
     pub status: Arc<DeviceStatus>,
+}
+
+/// The acceptor for a listener's `tls` table.
+pub fn acceptor(tls: &crate::config::ListenTls) -> Result<TlsAcceptor, crate::tls::TlsError> {
+    let config =
+        crate::tls::server_config(&tls.cert_file, &tls.key_file, tls.client_ca_file.as_deref())?;
+    Ok(TlsAcceptor::from(config))
 }
 
 /// Binds `addr` (call inside the runtime). Port 0 picks a free port: read it with
@@ -176,6 +190,7 @@ impl MllpSource {
         }
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let allow = self.allow;
+        let tls = self.tls;
         let shared = Arc::new(Shared {
             device: self.device,
             limits: self.limits,
@@ -214,13 +229,36 @@ impl MllpSource {
                 shared.refuse(stream, ip, Refusal::Full);
                 continue;
             };
-            let (shared, cancel) = (shared.clone(), cancel.clone());
+            let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
             conns.spawn(async move {
                 let _permit = permit;
                 let _peer = peer_slot;
-                let _open = Open::new(&shared);
-                tracing::debug!(device = %shared.device, %peer, "MLLP sender connected");
-                let end = shared.serve(stream, &cancel).await;
+                let _ = stream.set_nodelay(true);
+                let end = match tls {
+                    None => {
+                        let _open = Open::new(&shared);
+                        tracing::debug!(device = %shared.device, %peer, "MLLP sender connected");
+                        shared.serve(stream, &cancel).await
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            shared.limits.message_timeout,
+                            acceptor.accept(stream),
+                        );
+                        let accepted = tokio::select! {
+                            () = cancel.cancelled() => return,
+                            a = handshake => a,
+                        };
+                        match accepted {
+                            Ok(Ok(stream)) => {
+                                let _open = Open::new(&shared);
+                                tracing::debug!(device = %shared.device, %peer, "MLLP sender connected over TLS");
+                                shared.serve(stream, &cancel).await
+                            }
+                            _ => End::TlsFailed,
+                        }
+                    }
+                };
                 if end.lost() {
                     tracing::warn!(device = %shared.device, %peer, reason = end.reason(), "MLLP connection lost");
                 } else {
@@ -244,6 +282,7 @@ enum End {
     Closed,
     ReadFailed,
     AckNotSent,
+    TlsFailed,
 }
 
 impl End {
@@ -255,12 +294,13 @@ impl End {
             End::Closed => "closed by sender",
             End::ReadFailed => "read failed",
             End::AckNotSent => "ACK could not be sent",
+            End::TlsFailed => "TLS handshake failed or timed out",
         }
     }
 
     /// Ended by a fault rather than by the sender, the timeout or shutdown.
     fn lost(self) -> bool {
-        matches!(self, End::ReadFailed | End::AckNotSent)
+        matches!(self, End::ReadFailed | End::AckNotSent | End::TlsFailed)
     }
 }
 
@@ -340,8 +380,11 @@ impl Shared {
     }
 
     /// Serves one connection; returns why it ended.
-    async fn serve(&self, mut stream: TcpStream, cancel: &CancellationToken) -> End {
-        let _ = stream.set_nodelay(true);
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        cancel: &CancellationToken,
+    ) -> End {
         let mut framer = MllpFramer::new();
         let mut buf = vec![0u8; 16 * 1024];
         let mut frames = Vec::new();

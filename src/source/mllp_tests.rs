@@ -138,6 +138,7 @@ async fn rig_allowing(limits: MllpLimits, allow: Vec<Cidr>) -> Rig {
         device: d.id.clone(),
         limits,
         allow,
+        tls: None,
         status: status.clone(),
     };
     let done = tokio::spawn(src.run(listener, pipeline, cancel.clone()));
