@@ -16,6 +16,7 @@
 //! - [`sink`]: encoders and the delivery loop (file outbox, FHIR).
 //! - [`context`]: room patient contexts, held-reading decisions, audit types.
 //! - [`admin`]: the loopback HTTP admin API.
+//! - [`net`]: CIDR allow lists and the loopback test behind the transport-security checks.
 //! - [`app`]: wires the stages, owns shutdown.
 //! - [`demo`], [`simulate`]: simulated devices on pseudo-terminals.
 
@@ -27,6 +28,7 @@ pub mod context;
 pub mod decode;
 pub mod demo;
 pub mod ecg;
+pub mod net;
 pub mod normalize;
 pub mod pipeline;
 pub mod queue;

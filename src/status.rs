@@ -23,10 +23,17 @@ pub struct DeviceStatus {
     readings: AtomicU64,
     duplicates: AtomicU64,
     rejected: AtomicU64,
+    /// Connections refused by a listener (not allowed, or over a connection limit).
+    connections_refused: AtomicU64,
     last_frame_at: Mutex<Option<OffsetDateTime>>,
     kinds: Mutex<BTreeMap<String, u64>>,
     /// The serial port in use or last tried (a `usb` device's resolved path).
     port: Mutex<Option<String>>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A snapshot of [`DeviceStatus`] for JSON output.
@@ -41,6 +48,9 @@ pub struct DeviceSnapshot {
     pub readings: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Connections an MLLP listener refused (shown only when some were).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connections_refused: u64,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_frame_at: Option<OffsetDateTime>,
     /// The serial port in use or last tried; for a `usb` device, the path its ids resolved to.
@@ -60,6 +70,7 @@ impl DeviceStatus {
             readings: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
             last_frame_at: Mutex::new(None),
             kinds: Mutex::new(BTreeMap::new()),
             port: Mutex::new(None),
@@ -80,6 +91,9 @@ impl DeviceStatus {
         if let Ok(mut t) = self.last_frame_at.lock() {
             *t = Some(at);
         }
+    }
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
     pub fn frame_bad(&self) {
         self.frames_bad.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +130,7 @@ impl DeviceStatus {
             readings: self.readings.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            connections_refused: self.connections_refused.load(Ordering::Relaxed),
             last_frame_at: self.last_frame_at.lock().ok().and_then(|t| *t),
             port: self.port.lock().ok().and_then(|p| p.clone()),
         }

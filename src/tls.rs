@@ -1,13 +1,15 @@
-//! TLS for every client vitalsd opens (FHIR over HTTPS, HL7 over MLLP/TLS, MQTT over TLS):
-//! one crypto provider (ring) and one way to build a rustls client configuration from the
-//! config's `ca_file` and optional client certificate.
+//! TLS for every client vitalsd opens (FHIR over HTTPS, HL7 over MLLP/TLS, MQTT over TLS) and
+//! for the MLLP listener: one crypto provider (ring), one way to build a rustls client
+//! configuration from the config's `ca_file` and optional client certificate, and one to build
+//! the listener's server configuration (certificate, key, optional client CA).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// Why a TLS configuration could not be built; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -94,4 +96,29 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// A server configuration presenting `cert`/`key`; with `client_ca`, every client must present a
+/// certificate issued by it (mutual TLS), else no client certificate is asked for.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    init();
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots(Some(ca))?))
+                .build()
+                .map_err(|e| TlsError::Certs {
+                    path: ca.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            ServerConfig::builder().with_client_cert_verifier(verifier)
+        }
+        None => ServerConfig::builder().with_no_client_auth(),
+    };
+    Ok(Arc::new(
+        builder.with_single_cert(load_certs(cert)?, load_key(key)?)?,
+    ))
 }

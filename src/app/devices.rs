@@ -200,7 +200,15 @@ pub(super) fn spawn_device(
             })?;
             let src = crate::source::mllp::MllpSource {
                 device: d.id.clone(),
-                limits: crate::source::mllp::MllpLimits::default(),
+                limits: crate::source::mllp::MllpLimits::from_settings(settings),
+                allow: settings.allow.clone(),
+                tls: match &settings.tls {
+                    Some(t) => Some(
+                        crate::source::mllp::acceptor(t)
+                            .with_context(|| format!("device[{i}].mllp.tls: cannot set up TLS"))?,
+                    ),
+                    None => None,
+                },
                 status: status.clone(),
             };
             let cancel = cancel.clone();

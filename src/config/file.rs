@@ -228,6 +228,44 @@ pub struct MqttDeviceFile {
 #[serde(deny_unknown_fields)]
 pub struct MllpDeviceFile {
     pub listen: String,
+    /// Networks allowed to connect (CIDR or single addresses); empty: loopback only, and a
+    /// problem when `listen` is not a loopback address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default = "default_mllp_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_mllp_max_per_peer")]
+    pub max_connections_per_peer: usize,
+    #[serde(default = "default_mllp_idle_timeout")]
+    pub idle_timeout: Dur,
+    #[serde(default = "default_mllp_message_timeout")]
+    pub message_timeout: Dur,
+    #[serde(default)]
+    pub tls: Option<MllpTlsFile>,
+}
+
+/// `tls = { cert_file, key_file, client_ca_file }` on an MLLP listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpTlsFile {
+    pub cert_file: String,
+    pub key_file: String,
+    /// Set: senders must present a certificate issued by this CA.
+    #[serde(default)]
+    pub client_ca_file: String,
+}
+
+pub fn default_mllp_max_connections() -> usize {
+    64
+}
+pub fn default_mllp_max_per_peer() -> usize {
+    4
+}
+pub fn default_mllp_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+pub fn default_mllp_message_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 pub fn default_client_id() -> String {
@@ -257,6 +295,10 @@ pub struct MqttFile {
     pub keep_alive: Dur,
     #[serde(default)]
     pub patient_topic: String,
+    /// Accept a password (and the shared broker's patient data) over plain `mqtt://` to a host
+    /// that is not this machine (logged at WARN at every start).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 pub fn default_batch_size() -> usize {
@@ -299,6 +341,9 @@ pub struct FhirSinkFile {
     pub timeout: Dur,
     #[serde(default)]
     pub oauth: Option<OAuthFile>,
+    /// Accept plain `http://` to a host that is not this machine (WARN at every start).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 pub fn default_max_ar_retries() -> u32 {
@@ -331,6 +376,9 @@ pub struct MllpSinkFile {
     pub receiving_facility: String,
     #[serde(default)]
     pub waveform: bool,
+    /// Accept MLLP without TLS to a host that is not this machine (WARN at every start).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 pub fn default_publish_format() -> String {
@@ -346,4 +394,8 @@ pub struct MqttSinkFile {
     pub format: String,
     #[serde(default)]
     pub url: String,
+    /// Accept publishing over plain `mqtt://` to a host that is not this machine (WARN at
+    /// every start).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }

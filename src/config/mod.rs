@@ -148,6 +148,25 @@ pub struct MqttDeviceSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MllpListenSettings {
     pub listen: SocketAddr,
+    /// Peers allowed to connect; never empty (loopback when the file leaves it out).
+    pub allow: Vec<crate::net::Cidr>,
+    pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    /// No complete message for this long: the connection is closed.
+    pub idle_timeout: Duration,
+    /// Longest time from a message's first byte to its end block.
+    pub message_timeout: Duration,
+    /// TLS on the listener; `None`: plain TCP.
+    pub tls: Option<ListenTls>,
+}
+
+/// The server side of TLS on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate issued by this CA.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,7 +94,22 @@ impl Validator {
     fn fhir_sink(&mut self, at: &str, f: FhirSinkFile) -> Option<SinkConfig> {
         let before = self.problems.len();
         match reqwest::Url::parse(&f.base_url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                let host = u.host_str().unwrap_or_default();
+                if u.scheme() == "http" && !crate::net::is_loopback_host(host) {
+                    let what = if f.token_file.is_empty() {
+                        format!("readings would travel to {host}")
+                    } else {
+                        format!("readings and the bearer token would travel to {host}")
+                    };
+                    self.plaintext(
+                        &format!("{at}.base_url"),
+                        f.allow_insecure,
+                        &what,
+                        "use https://",
+                    );
+                }
+            }
             _ => self.problem(
                 format!("{at}.base_url"),
                 format!("`{}` is not an http(s) URL", f.base_url),
@@ -131,11 +146,25 @@ impl Validator {
     }
 
     fn oauth(&mut self, at: &str, o: &OAuthFile) -> FhirAuth {
-        if reqwest::Url::parse(&o.token_url).is_err() {
-            self.problem(
+        match reqwest::Url::parse(&o.token_url) {
+            Err(_) => self.problem(
                 format!("{at}.token_url"),
                 format!("`{}` is not a URL", o.token_url),
-            );
+            ),
+            Ok(u) => {
+                let loopback = u.host_str().is_some_and(crate::net::is_loopback_host);
+                let ok = match u.scheme() {
+                    "https" => u.host_str().is_some(),
+                    "http" => loopback,
+                    _ => false,
+                };
+                if !ok {
+                    self.problem(
+                        format!("{at}.token_url"),
+                        "the client credentials go to the token endpoint: it must be an https:// URL (http:// only to this machine)",
+                    );
+                }
+            }
         }
         if o.client_id.is_empty() {
             self.problem(format!("{at}.client_id"), "must not be empty");
@@ -180,6 +209,16 @@ impl Validator {
                 format!("{at}.address"),
                 format!("`{}` is not host:port", m.address),
             ),
+        }
+        if let Some(host) = crate::net::host_of_address(&m.address) {
+            if !m.tls && !host.is_empty() && !crate::net::is_loopback_host(host) {
+                self.plaintext(
+                    &format!("{at}.address"),
+                    m.allow_insecure,
+                    &format!("HL7 messages would travel to {host}"),
+                    "set tls = true (and ca_file for a clinic CA)",
+                );
+            }
         }
         let ca_file = self.readable_file(&format!("{at}.ca_file"), &m.ca_file);
         if ca_file.is_some() && !m.tls {
@@ -251,9 +290,25 @@ impl Validator {
                     format!("{at}.url"),
                     "set url, or configure the [mqtt] broker to publish on",
                 );
+            } else if let Some((host, shared_allowed)) = self.plain_shared_broker.clone() {
+                self.plaintext(
+                    at,
+                    m.allow_insecure || shared_allowed,
+                    &format!("readings would be published through the [mqtt] broker {host}"),
+                    "use an mqtts:// broker",
+                );
             }
-        } else if let Err(why) = parse_broker_url(&m.url) {
-            self.problem(format!("{at}.url"), why);
+        } else {
+            match parse_broker_url(&m.url) {
+                Err(why) => self.problem(format!("{at}.url"), why),
+                Ok((host, _, false)) if !crate::net::is_loopback_host(&host) => self.plaintext(
+                    &format!("{at}.url"),
+                    m.allow_insecure,
+                    &format!("readings would be published to {host}"),
+                    "use mqtts://",
+                ),
+                Ok(_) => {}
+            }
         }
         (self.problems.len() == before).then(|| {
             SinkConfig::Mqtt(MqttSinkConfig {

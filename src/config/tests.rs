@@ -37,7 +37,7 @@ fn a_minimal_config_is_valid_and_takes_the_defaults() {
 fn mllp_waveform(extra: &str) -> Result<bool, Vec<String>> {
     let (device, _) = MINIMAL.split_once("[[sink]]").expect("MINIMAL has a sink");
     let src = format!(
-        "{device}[[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"engine.clinic.local:6661\"\n{extra}"
+        "{device}[[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"localhost:6661\"\n{extra}"
     );
     match parse(&src, "t.toml") {
         Ok(cfg) => match &cfg.sinks[0] {
@@ -287,7 +287,7 @@ token_file = {token:?}
 [[sink]]
 id = "engine"
 type = "hl7-mllp"
-address = "engine.clinic.local:6661"
+address = "127.0.0.1:6661"
 
 [[sink]]
 id = "region"
@@ -333,7 +333,7 @@ mqtt = { topic = "gw/exam#" }
 id = "ox"
 driver = "nonin-ascii"
 room = "exam-3"
-mllp = { listen = "0.0.0.0:2575" }
+mllp = { listen = "0.0.0.0:2575", allow = ["10.20.0.0/16"] }
 
 [[sink]]
 id = "ehr"

@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::file::{DaemonFile, DeviceFile, MqttDeviceFile, MqttFile, PatientFile, SerialFile};
+use super::file::{
+    DaemonFile, DeviceFile, MllpDeviceFile, MqttDeviceFile, MqttFile, PatientFile, SerialFile,
+};
 use super::locate::Locator;
 use super::*;
 use crate::decode::{self, Options, Transport};
@@ -16,6 +19,9 @@ pub(super) struct Validator {
     loc: Locator,
     pub(super) problems: Vec<Problem>,
     pub(super) warnings: Vec<Problem>,
+    /// The `[mqtt]` broker when it is plain `mqtt://` to another machine: its host and
+    /// whether `[mqtt] allow_insecure` accepts that (for sinks publishing through it).
+    pub(super) plain_shared_broker: Option<(String, bool)>,
 }
 
 impl Validator {
@@ -24,6 +30,26 @@ impl Validator {
             loc,
             problems: Vec::new(),
             warnings: Vec::new(),
+            plain_shared_broker: None,
+        }
+    }
+
+    /// Something sent unencrypted to another machine: a problem naming `key`, or with
+    /// `allowed` (the table's `allow_insecure = true`) a warning, which the daemon logs at WARN
+    /// at every start (docs/network-security.md).
+    pub(super) fn plaintext(&mut self, key: &str, allowed: bool, what: &str, fix: &str) {
+        if allowed {
+            let line = self.loc.line(key);
+            self.warnings.push(Problem {
+                path: key.to_string(),
+                line,
+                message: format!("allow_insecure = true: {what} unencrypted"),
+            });
+        } else {
+            self.problem(
+                key,
+                format!("{what} unencrypted: {fix}, or set allow_insecure = true on this table to accept that"),
+            );
         }
     }
 
@@ -342,16 +368,7 @@ impl Validator {
         } else if let Some(m) = d.mqtt {
             self.mqtt_device(&at_t("mqtt"), m, has_mqtt)
         } else if let Some(m) = d.mllp {
-            match m.listen.parse::<SocketAddr>() {
-                Ok(listen) => Some(DeviceTransport::Mllp(MllpListenSettings { listen })),
-                Err(_) => {
-                    self.problem(
-                        at_t("mllp.listen"),
-                        format!("`{}` is not an address like \"0.0.0.0:2575\"", m.listen),
-                    );
-                    None
-                }
-            }
+            self.mllp_listen(&at_t("mllp"), m)
         } else {
             None
         };
@@ -400,6 +417,76 @@ impl Validator {
                 names.join(", ")
             ),
         );
+    }
+
+    /// The `mllp` table of an `hl7v2` device: the listen address, who may connect and the
+    /// connection limits (docs/network-security.md).
+    fn mllp_listen(&mut self, at: &str, m: MllpDeviceFile) -> Option<DeviceTransport> {
+        let listen = match m.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    format!("{at}.listen"),
+                    format!("`{}` is not an address like \"0.0.0.0:2575\"", m.listen),
+                );
+                None
+            }
+        };
+        let mut allow = Vec::new();
+        for (j, text) in m.allow.iter().enumerate() {
+            match text.parse::<crate::net::Cidr>() {
+                Ok(c) => allow.push(c),
+                Err(e) => self.problem(format!("{at}.allow[{j}]"), e.to_string()),
+            }
+        }
+        if m.allow.is_empty() {
+            if listen.is_some_and(|a| !crate::net::unmap(a.ip()).is_loopback()) {
+                self.problem(
+                    format!("{at}.allow"),
+                    "the listener is reachable from the network but no `allow` list says who may send: set allow = [\"10.20.0.0/16\", ...] to the monitors' addresses or subnets",
+                );
+            }
+            allow.extend(crate::net::Cidr::loopback());
+        }
+        if m.max_connections == 0 {
+            self.problem(format!("{at}.max_connections"), "must be at least 1");
+        }
+        if m.max_connections_per_peer == 0 || m.max_connections_per_peer > m.max_connections {
+            self.problem(
+                format!("{at}.max_connections_per_peer"),
+                "must be between 1 and max_connections",
+            );
+        }
+        if m.message_timeout.0 < Duration::from_secs(1) {
+            self.problem(format!("{at}.message_timeout"), "must be at least 1s");
+        }
+        if m.idle_timeout.0 < Duration::from_secs(1) {
+            self.problem(format!("{at}.idle_timeout"), "must be at least 1s");
+        }
+        let tls = m.tls.and_then(|t| {
+            let cert = self.readable_file(&format!("{at}.tls.cert_file"), &t.cert_file);
+            let key = self.secret_file(&format!("{at}.tls.key_file"), &t.key_file);
+            let ca = self.readable_file(&format!("{at}.tls.client_ca_file"), &t.client_ca_file);
+            if t.cert_file.is_empty() || t.key_file.is_empty() {
+                self.problem(format!("{at}.tls"), "needs cert_file and key_file");
+            }
+            Some(ListenTls {
+                cert_file: cert?,
+                key_file: key?,
+                client_ca_file: ca,
+            })
+        });
+        // The transport stands when the address does, so the driver check still runs (the
+        // device is dropped anyway when any problem was found).
+        Some(DeviceTransport::Mllp(MllpListenSettings {
+            listen: listen?,
+            allow,
+            max_connections: m.max_connections,
+            max_connections_per_peer: m.max_connections_per_peer,
+            idle_timeout: m.idle_timeout.0,
+            message_timeout: m.message_timeout.0,
+            tls,
+        }))
     }
 
     fn mqtt_device(
@@ -453,6 +540,17 @@ impl Validator {
             );
         }
         let password_file = self.secret_file("mqtt.password_file", &m.password_file);
+        if !tls && !crate::net::is_loopback_host(&host) {
+            if password_file.is_some() {
+                self.plaintext(
+                    "mqtt.url",
+                    m.allow_insecure,
+                    &format!("the MQTT password would travel to {host}"),
+                    "use mqtts://",
+                );
+            }
+            self.plain_shared_broker = Some((host.clone(), m.allow_insecure));
+        }
         let ca_file = self.readable_file("mqtt.ca_file", &m.ca_file);
         let client_cert_file = self.readable_file("mqtt.client_cert_file", &m.client_cert_file);
         let client_key_file = self.secret_file("mqtt.client_key_file", &m.client_key_file);
@@ -745,3 +843,7 @@ mod location_mode_tests {
         assert!(parse(hold, "test.toml").is_ok());
     }
 }
+
+#[cfg(test)]
+#[path = "transport_tests.rs"]
+mod transport_tests;

@@ -16,37 +16,54 @@
 //!   `AA`); a full queue or a store failure → `AR` (the sender resends later); readings lost in
 //!   normalisation → `AE`. Never `AA` for something not stored.
 //!
-//! Promises: at most [`MllpLimits::max_connections`] connections (more are refused and
-//! logged); a partial frame silent for [`MllpLimits::partial_frame_timeout`] is dropped (WARN,
-//! no content) and the connection stays; a connection silent for
-//! [`MllpLimits::idle_timeout`] is closed; frames over [`crate::decode::hl7v2::MAX_MESSAGE`]
-//! bytes are skipped by the framer and get no answer (the sender's ACK timeout fires), as do
-//! frames cut short by a new start block. Framing errors and refused messages count as
-//! `frame_bad`, MLLP commit blocks (`0x06`/`0x15`) as `frame_ok` without an answer; decoded
-//! messages are counted by the pipeline. The device is `connected` while at least one connection is open. On
-//! shutdown the listener stops accepting, every connection answers the message in flight and
-//! closes, and [`MllpSource::run`] returns when all have.
+//! Promises (docs/network-security.md):
+//! - **Only allowed peers are served.** A connection from an address outside
+//!   [`MllpSource::allow`] (IPv4-mapped IPv6 peers compare as IPv4) is closed at once, without
+//!   a byte of answer; so is one over [`MllpLimits::max_connections_per_peer`] from one address
+//!   or over [`MllpLimits::max_connections`] in all. Each refusal counts in the device's
+//!   `connections_refused`; the WARN naming the peer's address (not patient data) comes at most
+//!   once per peer per minute.
+//! - **No sender holds a slot for ever.** A connection without a complete message for
+//!   [`MllpLimits::idle_timeout`] is closed; a message not complete
+//!   [`MllpLimits::message_timeout`] after its first byte is dropped (WARN, no content, counted
+//!   `frame_bad`) and its connection closed, however slowly the bytes trickle in.
+//! - Frames over [`crate::decode::hl7v2::MAX_MESSAGE`] bytes are skipped by the framer and get
+//!   no answer (the sender's ACK timeout fires), as do frames cut short by a new start block.
+//!   Framing errors and refused messages count as `frame_bad`, MLLP commit blocks
+//!   (`0x06`/`0x15`) as `frame_ok` without an answer; decoded messages are counted by the
+//!   pipeline. The device is `connected` while at least one connection is open. On shutdown
+//!   the listener stops accepting, every connection answers the message in flight and closes,
+//!   and [`MllpSource::run`] returns when all have.
+//!
+//! With `tls = { cert_file, key_file, client_ca_file? }` every connection starts with a TLS
+//! handshake (rustls), which must finish within [`MllpLimits::message_timeout`]; with
+//! `client_ca_file` the sender must present a certificate issued by that CA.
 //!
 //! All connections share one pipeline (behind a lock), so messages of one device are stored
 //! one after another. Patient identifiers and message text never reach the log.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::now_utc_ms;
+use crate::config::MllpListenSettings;
 use crate::decode::hl7v2::{
     ack_message, mllp_frame, parse_oru, AckCode, AckError, AckHeader, Delimiters, Hl7Error,
     MllpFramer, CR, EB,
 };
+use crate::net::{unmap, Cidr};
 use crate::pipeline::{DevicePipeline, IngestError, IngestReport};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
@@ -59,9 +76,13 @@ const INTERNAL_ERROR: u16 = 207;
 pub struct MllpLimits {
     /// Connections open at once; further ones are closed right after accept.
     pub max_connections: usize,
-    /// Silence inside a frame after which its bytes are dropped (PROTOCOLS §4.5: ~30 s).
-    pub partial_frame_timeout: Duration,
-    /// Silence after which a connection is closed (senders reconnect when they have data).
+    /// Connections open at once from one address.
+    pub max_connections_per_peer: usize,
+    /// Longest time from a message's first byte to its end block (PROTOCOLS-style senders
+    /// send a whole message in well under a second).
+    pub message_timeout: Duration,
+    /// Time without a complete message after which a connection is closed (senders reconnect
+    /// when they have data).
     pub idle_timeout: Duration,
     /// Longest wait for the peer to take an ACK.
     pub write_timeout: Duration,
@@ -71,9 +92,23 @@ impl Default for MllpLimits {
     fn default() -> Self {
         Self {
             max_connections: 64,
-            partial_frame_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(600),
+            max_connections_per_peer: 4,
+            message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MllpLimits {
+    /// The limits a device's `mllp` table sets.
+    pub fn from_settings(s: &MllpListenSettings) -> Self {
+        Self {
+            max_connections: s.max_connections,
+            max_connections_per_peer: s.max_connections_per_peer,
+            message_timeout: s.message_timeout,
+            idle_timeout: s.idle_timeout,
+            ..Self::default()
         }
     }
 }
@@ -82,7 +117,18 @@ impl Default for MllpLimits {
 pub struct MllpSource {
     pub device: DeviceId,
     pub limits: MllpLimits,
+    /// Networks whose peers are served; everyone else is refused.
+    pub allow: Vec<Cidr>,
+    /// TLS on every connection (`mllp.tls`); `None`: plain TCP.
+    pub tls: Option<TlsAcceptor>,
     pub status: Arc<DeviceStatus>,
+}
+
+/// The acceptor for a listener's `tls` table.
+pub fn acceptor(tls: &crate::config::ListenTls) -> Result<TlsAcceptor, crate::tls::TlsError> {
+    let config =
+        crate::tls::server_config(&tls.cert_file, &tls.key_file, tls.client_ca_file.as_deref())?;
+    Ok(TlsAcceptor::from(config))
 }
 
 /// Binds `addr` (call inside the runtime). Port 0 picks a free port: read it with
@@ -100,7 +146,34 @@ struct Shared {
     status: Arc<DeviceStatus>,
     pipeline: Mutex<DevicePipeline>,
     open: AtomicUsize,
+    /// Open connections per peer address.
+    peers: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    /// When each refused peer was last logged.
+    warned: std::sync::Mutex<HashMap<IpAddr, Instant>>,
 }
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotAllowed,
+    PeerLimit,
+    Full,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "address not in the device's mllp.allow list",
+            Refusal::PeerLimit => {
+                "too many connections from this address (max_connections_per_peer)"
+            }
+            Refusal::Full => "too many open connections (max_connections)",
+        }
+    }
+}
+
+/// How often a refused peer is logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl MllpSource {
     /// Accepts connections until `cancel` fires, then waits for every connection to answer
@@ -112,15 +185,20 @@ impl MllpSource {
         cancel: CancellationToken,
     ) {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(device = %self.device, listen = %addr, "MLLP listener ready");
+            let allow: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
+            tracing::info!(device = %self.device, listen = %addr, allow = %allow.join(","), "MLLP listener ready");
         }
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let allow = self.allow;
+        let tls = self.tls;
         let shared = Arc::new(Shared {
             device: self.device,
             limits: self.limits,
             status: self.status,
             pipeline: Mutex::new(pipeline),
             open: AtomicUsize::new(0),
+            peers: std::sync::Mutex::new(HashMap::new()),
+            warned: std::sync::Mutex::new(HashMap::new()),
         });
         let conns = TaskTracker::new();
         loop {
@@ -137,16 +215,50 @@ impl MllpSource {
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tracing::warn!(device = %shared.device, %peer, max = shared.limits.max_connections, "MLLP connection refused: too many open connections");
+            let ip = unmap(peer.ip());
+            if !allow.iter().any(|c| c.contains(ip)) {
+                shared.refuse(stream, ip, Refusal::NotAllowed);
+                continue;
+            }
+            let Some(peer_slot) = PeerSlot::take(&shared, ip) else {
+                shared.refuse(stream, ip, Refusal::PeerLimit);
                 continue;
             };
-            let (shared, cancel) = (shared.clone(), cancel.clone());
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                drop(peer_slot);
+                shared.refuse(stream, ip, Refusal::Full);
+                continue;
+            };
+            let (shared, cancel, tls) = (shared.clone(), cancel.clone(), tls.clone());
             conns.spawn(async move {
                 let _permit = permit;
-                let _open = Open::new(&shared);
-                tracing::debug!(device = %shared.device, %peer, "MLLP sender connected");
-                let end = shared.serve(stream, &cancel).await;
+                let _peer = peer_slot;
+                let _ = stream.set_nodelay(true);
+                let end = match tls {
+                    None => {
+                        let _open = Open::new(&shared);
+                        tracing::debug!(device = %shared.device, %peer, "MLLP sender connected");
+                        shared.serve(stream, &cancel).await
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            shared.limits.message_timeout,
+                            acceptor.accept(stream),
+                        );
+                        let accepted = tokio::select! {
+                            () = cancel.cancelled() => return,
+                            a = handshake => a,
+                        };
+                        match accepted {
+                            Ok(Ok(stream)) => {
+                                let _open = Open::new(&shared);
+                                tracing::debug!(device = %shared.device, %peer, "MLLP sender connected over TLS");
+                                shared.serve(stream, &cancel).await
+                            }
+                            _ => End::TlsFailed,
+                        }
+                    }
+                };
                 if end.lost() {
                     tracing::warn!(device = %shared.device, %peer, reason = end.reason(), "MLLP connection lost");
                 } else {
@@ -166,9 +278,11 @@ impl MllpSource {
 enum End {
     Shutdown,
     Idle,
+    MessageTimeout,
     Closed,
     ReadFailed,
     AckNotSent,
+    TlsFailed,
 }
 
 impl End {
@@ -176,15 +290,51 @@ impl End {
         match self {
             End::Shutdown => "shutdown",
             End::Idle => "idle timeout",
+            End::MessageTimeout => "message timeout",
             End::Closed => "closed by sender",
             End::ReadFailed => "read failed",
             End::AckNotSent => "ACK could not be sent",
+            End::TlsFailed => "TLS handshake failed or timed out",
         }
     }
 
     /// Ended by a fault rather than by the sender, the timeout or shutdown.
     fn lost(self) -> bool {
-        matches!(self, End::ReadFailed | End::AckNotSent)
+        matches!(self, End::ReadFailed | End::AckNotSent | End::TlsFailed)
+    }
+}
+
+/// One connection's place in the per-peer count; given back on drop.
+struct PeerSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for `ip`, or `None` when it already has `max_connections_per_peer`.
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Self> {
+        let mut peers = shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = peers.entry(ip).or_insert(0);
+        if *n >= shared.limits.max_connections_per_peer {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            shared: shared.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = peers.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                peers.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -209,42 +359,76 @@ impl Drop for Open<'_> {
 }
 
 impl Shared {
+    /// Closes a refused connection without answering; counts it and logs the peer at most
+    /// once per [`REFUSAL_LOG_EVERY`].
+    fn refuse(&self, stream: TcpStream, ip: IpAddr, why: Refusal) {
+        drop(stream);
+        self.status.connection_refused();
+        let now = Instant::now();
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.len() > 1024 {
+            warned.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        let due = warned
+            .get(&ip)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
+        if due {
+            warned.insert(ip, now);
+            tracing::warn!(device = %self.device, peer = %ip, reason = why.reason(),
+                "MLLP connection refused (further refusals of this address are not logged for a minute)");
+        }
+    }
+
     /// Serves one connection; returns why it ended.
-    async fn serve(&self, mut stream: TcpStream, cancel: &CancellationToken) -> End {
-        let _ = stream.set_nodelay(true);
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        cancel: &CancellationToken,
+    ) -> End {
         let mut framer = MllpFramer::new();
         let mut buf = vec![0u8; 16 * 1024];
         let mut frames = Vec::new();
-        let mut partial = false;
+        // The last complete message (or the connection's start), and the first byte of the
+        // message in progress.
+        let mut last_message = Instant::now();
+        let mut message_start: Option<Instant> = None;
         loop {
-            let wait = if partial {
-                self.limits.partial_frame_timeout
-            } else {
-                self.limits.idle_timeout
+            let deadline = match message_start {
+                Some(t) => t + self.limits.message_timeout,
+                None => last_message + self.limits.idle_timeout,
             };
             let read = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return End::Shutdown,
-                r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
+                r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
             };
             let chunk = match read {
-                Err(_) if partial => {
-                    partial = false;
+                Err(_) if message_start.is_some() => {
                     framer.finish(&mut frames);
-                    let dropped = frames.drain(..).filter(Result::is_err).count();
-                    if dropped > 0 {
-                        self.status.frame_bad();
-                        tracing::warn!(device = %self.device, after_s = wait.as_secs(), "partial MLLP frame dropped after silence");
-                    }
-                    continue;
+                    frames.clear();
+                    self.status.frame_bad();
+                    tracing::warn!(device = %self.device, limit_s = self.limits.message_timeout.as_secs(), "MLLP message not complete within message_timeout; dropped and the connection closed");
+                    return End::MessageTimeout;
                 }
                 Err(_) => return End::Idle,
                 Ok(Ok(0)) => return End::Closed,
                 Ok(Err(_)) => return End::ReadFailed,
                 Ok(Ok(n)) => &buf[..n],
             };
+            let now = Instant::now();
             framer.feed(chunk, &mut frames);
-            partial = still_partial(chunk, partial);
+            let completed = frames.iter().any(Result::is_ok);
+            if completed {
+                last_message = now;
+            }
+            message_start = if still_partial(chunk, message_start.is_some()) {
+                match message_start {
+                    Some(t) if !completed && !frames.iter().any(Result::is_err) => Some(t),
+                    _ => Some(now),
+                }
+            } else {
+                None
+            };
             for frame in frames.drain(..) {
                 let message = match frame {
                     Ok(m) => m,

@@ -113,6 +113,10 @@ struct Rig {
 }
 
 async fn rig(limits: MllpLimits) -> Rig {
+    rig_allowing(limits, Cidr::loopback().to_vec()).await
+}
+
+async fn rig_allowing(limits: MllpLimits, allow: Vec<Cidr>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\n\n[[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\n",
@@ -133,6 +137,8 @@ async fn rig(limits: MllpLimits) -> Rig {
     let src = MllpSource {
         device: d.id.clone(),
         limits,
+        allow,
+        tls: None,
         status: status.clone(),
     };
     let done = tokio::spawn(src.run(listener, pipeline, cancel.clone()));
@@ -170,32 +176,150 @@ async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// A connection from `from` (a loopback source address) to `to`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(format!("{from}:0").parse().expect("addr"))
+        .expect("bind the source address");
+    sock.connect(to).await.expect("connect")
+}
+
 #[tokio::test]
-async fn a_partial_frame_silent_past_its_timeout_is_dropped_and_the_connection_stays() {
+async fn a_message_trickling_in_past_its_deadline_is_dropped_and_the_connection_closed() {
     let r = rig(MllpLimits {
-        partial_frame_timeout: Duration::from_millis(200),
+        message_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_secs(30),
         ..MllpLimits::default()
     })
     .await;
     let mut s = TcpStream::connect(r.addr).await.expect("connect");
-    s.write_all(b"\x0bMSH|^~\\&|half a message")
-        .await
-        .expect("write");
-    wait_for("the partial frame drop", || {
-        r.status.snapshot().frames_bad == 1
+    let started = Instant::now();
+    let frame = mllp_frame(ORU.as_bytes());
+    // One byte every 100 ms: never silent long enough for any silence timer.
+    let mut closed = false;
+    for b in &frame[..frame.len() - 2] {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut one = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut one)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("no answer to a message that never ended"),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still open");
+    }
+    assert!(closed, "the trickling sender was cut");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    wait_for("the drop counted", || r.status.snapshot().frames_bad == 1).await;
+    wait_for("disconnected", || !r.status.snapshot().connected).await;
+    assert_eq!(r.status.snapshot().readings, 0);
+    // A whole message on a new connection is served.
+    let mut s = TcpStream::connect(r.addr).await.expect("connect");
+    s.write_all(&frame).await.expect("write");
+    assert_eq!(read_ack(&mut s).await.expect("ACK").code, AckCode::AA);
+    r.cancel.cancel();
+    r.done.await.expect("listener stops");
+}
+
+#[tokio::test]
+async fn whitespace_between_messages_does_not_hold_a_connection_past_the_idle_timeout() {
+    let r = rig(MllpLimits {
+        idle_timeout: Duration::from_millis(500),
+        ..MllpLimits::default()
     })
     .await;
-    assert!(r.status.snapshot().connected);
+    let mut s = TcpStream::connect(r.addr).await.expect("connect");
     s.write_all(&mllp_frame(ORU.as_bytes()))
         .await
         .expect("write");
-    let ack = read_ack(&mut s).await.expect("an ACK");
-    assert_eq!(
-        (ack.code, ack.acked_control_id.as_str()),
-        (AckCode::AA, "CTRL-1")
+    assert_eq!(read_ack(&mut s).await.expect("ACK").code, AckCode::AA);
+    let answered = Instant::now();
+    let mut closed = false;
+    while answered.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut one = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), s.read(&mut one)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "closed for want of a complete message");
+    assert!(answered.elapsed() >= Duration::from_millis(450));
+    r.cancel.cancel();
+    r.done.await.expect("listener stops");
+}
+
+#[tokio::test]
+async fn a_peer_outside_the_allow_list_is_closed_unanswered_and_counted() {
+    let r = rig_allowing(
+        MllpLimits::default(),
+        vec!["127.0.0.1/32".parse().expect("cidr")],
+    )
+    .await;
+    let mut stranger = connect_from("127.0.0.2", r.addr).await;
+    stranger.write_all(&mllp_frame(ORU.as_bytes())).await.ok();
+    assert!(read_ack(&mut stranger).await.is_none(), "refused");
+    wait_for("the refusal counted", || {
+        r.status.snapshot().connections_refused == 1
+    })
+    .await;
+    let mut monitor = connect_from("127.0.0.1", r.addr).await;
+    monitor
+        .write_all(&mllp_frame(ORU.as_bytes()))
+        .await
+        .expect("write");
+    assert_eq!(read_ack(&mut monitor).await.expect("ACK").code, AckCode::AA);
+    assert_eq!(r.status.snapshot().readings, 1);
+    r.cancel.cancel();
+    r.done.await.expect("listener stops");
+}
+
+#[tokio::test]
+async fn one_peer_cannot_take_more_than_its_share_of_connections() {
+    let r = rig(MllpLimits {
+        max_connections_per_peer: 2,
+        ..MllpLimits::default()
+    })
+    .await;
+    let _a = connect_from("127.0.0.3", r.addr).await;
+    let _b = connect_from("127.0.0.3", r.addr).await;
+    let mut c = connect_from("127.0.0.3", r.addr).await;
+    c.write_all(&mllp_frame(ORU.as_bytes())).await.ok();
+    assert!(
+        read_ack(&mut c).await.is_none(),
+        "third from one address refused"
     );
-    let snap = r.status.snapshot();
-    assert_eq!((snap.frames_bad, snap.readings), (1, 1));
+    assert_eq!(r.status.snapshot().connections_refused, 1);
+    let mut other = connect_from("127.0.0.4", r.addr).await;
+    other
+        .write_all(&mllp_frame(ORU.as_bytes()))
+        .await
+        .expect("write");
+    assert_eq!(read_ack(&mut other).await.expect("ACK").code, AckCode::AA);
+    drop(_a);
+    // The slot comes back when a connection closes.
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut d = connect_from("127.0.0.3", r.addr).await;
+        d.write_all(&mllp_frame(ORU.as_bytes())).await.ok();
+        if let Some(ack) = read_ack(&mut d).await {
+            again = Some(ack.code);
+            break;
+        }
+    }
+    assert_eq!(again, Some(AckCode::AA));
     r.cancel.cancel();
     r.done.await.expect("listener stops");
 }

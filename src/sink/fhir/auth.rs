@@ -8,7 +8,10 @@
 //! - **OAuth2**: `POST token_url` (form `grant_type=client_credentials`, `scope`, and either
 //!   `client_id` + `client_secret` or `client_assertion_type` + `client_assertion`). The access
 //!   token is cached until `expires_in` minus a margin; [`Auth::rejected`] drops it. The secret
-//!   and key files are read at each token request, so they can rotate too.
+//!   and key files are read at each token request, so they can rotate too. The request goes
+//!   through the sink's client, which never follows redirects: a 3xx from the token endpoint
+//!   is [`AuthError::Redirected`] (`token_url` is https, or http only to this machine, as the
+//!   config check demands).
 //!
 //! Secrets never reach a log: they live in [`Secret`], whose `Debug` is redacted, and errors
 //! name files and statuses, never contents.
@@ -61,6 +64,8 @@ pub enum AuthError {
     Transport(String),
     #[error("token endpoint answered HTTP {status}: {error}")]
     Endpoint { status: u16, error: String },
+    #[error("token endpoint: {0}")]
+    Redirected(String),
     #[error("token endpoint answer has no access_token: {0}")]
     BadAnswer(String),
 }
@@ -193,6 +198,12 @@ impl OAuthClient {
             .await
             .map_err(|e| AuthError::Transport(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            return Err(AuthError::Redirected(super::http::redirect_reason(
+                status,
+                resp.headers(),
+            )));
+        }
         let body = super::http::read_bounded(resp, MAX_TOKEN_RESPONSE)
             .await
             .map_err(AuthError::Transport)?;

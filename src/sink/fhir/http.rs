@@ -18,6 +18,10 @@
 //!   connection errors, a success body that is too big (over [`MAX_RESPONSE_BYTES`]) and a
 //!   `batch-response` that does not match the sent entries are `Retry`. A `Retry-After` (seconds or HTTP-date) is
 //!   exposed through [`Sink::retry_after`] so the loop waits at least that long.
+//! - **Nothing is sent where the config does not say.** Redirects are never followed (for the
+//!   Bundle and for the OAuth token request): a 3xx is `Retry` with a reason naming where it
+//!   pointed ("set base_url to the final address"), so readings wait, with the loop's backoff,
+//!   until the address is fixed (docs/network-security.md).
 //! - **Credentials rotate.** A 401 re-reads the token file or drops the cached OAuth token and
 //!   retries once at once.
 //! - Logs carry reading ids and statuses, never patient identifiers or values.
@@ -91,7 +95,10 @@ impl FhirSink {
         if let FhirAuth::OAuth(o) = &cfg.auth {
             uses_https |= o.token_url.starts_with("https:");
         }
+        // Never follow a redirect: it would resend the Bundle (and the token) to wherever the
+        // answer points, possibly another host or plain http.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
@@ -119,6 +126,9 @@ impl FhirSink {
             .await
             .map_err(|e| transport_reason(&e))?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(redirect_reason(status.as_u16(), resp.headers()));
+        }
         let body = read_bounded(resp, MAX_RESPONSE_BYTES).await?;
         if !status.is_success() {
             return Err(format!("HTTP {}", status.as_u16()));
@@ -216,6 +226,11 @@ impl FhirSink {
                 tracing::info!(sink = %self.id, "server answered 401; renewing credentials once");
                 reauthed = true;
                 continue;
+            }
+            if status.is_redirection() {
+                let reason = redirect_reason(status.as_u16(), resp.headers());
+                tracing::warn!(sink = %self.id, %reason, "FHIR server redirected; not followed");
+                return Posted::Retry(reason);
             }
             self.note_retry_after(status, resp.headers());
             let body = match read_bounded(resp, MAX_RESPONSE_BYTES).await {
@@ -321,6 +336,24 @@ fn log_rejection(sink: &SinkId, r: &Reading, o: &Outcome) {
                 "duplicates of this reading exist on the FHIR server; not retried (operator: merge them)");
         }
     }
+}
+
+/// Why a 3xx answer is a failure, naming only the scheme, host and port it pointed to (a path
+/// or query could carry identifiers).
+pub(crate) fn redirect_reason(status: u16, headers: &HeaderMap) -> String {
+    let target = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| reqwest::Url::parse(l).ok())
+        .map(|u| {
+            let host = u.host_str().unwrap_or("");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        })
+        .unwrap_or_else(|| "another address".to_string());
+    format!("HTTP {status}: the server redirected to {target}; redirects are not followed: set the URL to the final address")
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {
