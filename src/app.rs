@@ -26,7 +26,7 @@ use crate::config::{Config, DeviceTransport};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::pipeline::PatientLink;
-use crate::queue::cipher::{KeySource, SealError, Sealed, StoreKey};
+use crate::queue::cipher::{self, KeySource, SealError, Sealed, StoreKey};
 use crate::queue::{self, Queue, QueueOptions, SledStore};
 use crate::sink::{DeliveryEvent, Sink};
 
@@ -79,6 +79,22 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
         Err(e) => {
             return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
         }
+    };
+    // An unencrypted store from an earlier version: sealing values in place would leave the
+    // plain ones in sled's log until it reuses the space, so it is sealed and then copied into
+    // a fresh store (as `queue compact` does), and the old files are removed.
+    let store = if cipher::is_unsealed(&store)? {
+        drop(store);
+        let rep = queue::compact::compact(&dir, opts.cache_capacity, &key)
+            .with_context(|| format!("cannot encrypt the queue store in {}", dir.display()))?;
+        tracing::info!(
+            keys = rep.keys,
+            "the queue store was rewritten encrypted; the unencrypted files were removed"
+        );
+        SledStore::open(&dir, opts.cache_capacity)
+            .with_context(|| format!("cannot open the queue in {}", dir.display()))?
+    } else {
+        store
     };
     let store = match Sealed::open(store, &key) {
         Ok(s) => s,
@@ -184,6 +200,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     tracing::info!("vitalsd starting");
+    // Everything vitalsd creates is 0640/0750 at most, whatever umask it was started with.
+    queue::restrict_umask();
     check_writable(&cfg.daemon.data_dir, "daemon.data_dir")?;
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;

@@ -260,6 +260,12 @@ fn parse_key(raw: &[u8]) -> Option<[u8; 32]> {
     raw.try_into().ok()
 }
 
+/// True when `store` holds entries but no key marker: it was written unencrypted by an
+/// earlier version and [`Sealed::open`] will seal it.
+pub fn is_unsealed(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get(KEY_CHECK)?.is_none() && !store.scan_prefix(&[], None, 1)?.is_empty())
+}
+
 /// Why a sealed store cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
