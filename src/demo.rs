@@ -220,6 +220,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     }
     // The demo's store is encrypted like a real one, with a key kept next to its data_dir.
     let key_file = dir.join("store.key");
+    std::fs::create_dir_all(dir)?;
     crate::queue::cipher::ensure_key_file(&key_file)?;
     let cfg = Config {
         daemon: DaemonConfig {

@@ -181,6 +181,12 @@ pub fn queue_salvage(config: &Path, dir: Option<&Path>, to: &Path) -> anyhow::Re
     let key = store_key(config, dir)?;
     let owner = Ownership::of(&store_dir).ok();
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(crate::queue::DIR_MODE);
+        std::fs::set_permissions(to, mode)
+            .with_context(|| format!("cannot set the mode of {}", to.display()))?;
+    }
     let source = Scratch(to.join(".salvage-source"));
     let (src, how) = match salvage::open_copy(&store_dir, &source.0, CACHE) {
         Ok(x) => x,

@@ -408,11 +408,26 @@ impl<S: Store> Sealed<S> {
         Cow::Owned(k)
     }
 
-    fn seal(&self, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut nonce = [0u8; NONCE_LEN];
+    /// `n` random nonces from one call to the system's generator (one syscall per batch
+    /// rather than per value).
+    fn nonces(&self, n: usize) -> Result<Vec<u8>, StoreError> {
+        let mut buf = vec![0u8; n * NONCE_LEN];
         self.rng
-            .fill(&mut nonce)
+            .fill(&mut buf)
             .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
+        Ok(buf)
+    }
+
+    fn seal(&self, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let nonce = self.nonces(1)?;
+        self.seal_with(key, plain, &nonce)
+    }
+
+    /// Seals `plain` under `key` with `nonce` (fresh random bytes, never used before).
+    fn seal_with(&self, key: &[u8], plain: &[u8], nonce: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| StoreError::Io("a nonce of the wrong length".into()))?;
         let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -498,11 +513,21 @@ impl<S: Store> Store for Sealed<S> {
         let mut sealed = Batch {
             ops: Vec::with_capacity(batch.ops.len()),
         };
+        let puts = batch
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Put(..)))
+            .count();
+        let nonces = self.nonces(puts)?;
+        let mut nonces = nonces.chunks_exact(NONCE_LEN);
         for op in batch.ops {
             match op {
                 Op::Put(k, v) => {
                     let pk = self.physical(&k).into_owned();
-                    let v = self.seal(&pk, &v)?;
+                    let nonce = nonces
+                        .next()
+                        .ok_or_else(|| StoreError::Io("ran out of nonces".into()))?;
+                    let v = self.seal_with(&pk, &v, nonce)?;
                     sealed.put(pk, v);
                 }
                 Op::Remove(k) => sealed.remove(self.physical(&k).into_owned()),

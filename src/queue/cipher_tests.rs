@@ -166,3 +166,22 @@ fn key_sources_parse_paths_and_credentials() {
     assert!(KeySource::parse("credential:").is_err());
     assert!(KeySource::parse("").is_err());
 }
+
+#[test]
+fn every_value_of_a_batch_gets_its_own_nonce() {
+    let s = Sealed::open(MemoryStore::new(), &key(1)).unwrap();
+    let mut b = Batch::new();
+    for i in 0..50u8 {
+        b.put(vec![b'g', i], b"same value".to_vec());
+    }
+    s.apply(b).unwrap();
+    let mut nonces: Vec<Vec<u8>> = raw(s.inner())
+        .into_iter()
+        .filter(|(k, _)| k[0] == b'g')
+        .map(|(_, v)| v[1..=NONCE_LEN].to_vec())
+        .collect();
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 50);
+    assert_eq!(s.get(&[b'g', 49]).unwrap().unwrap(), b"same value");
+}

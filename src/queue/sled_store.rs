@@ -4,8 +4,8 @@
 //! entries and the counters (sled batches are atomic within one tree). [`Store::sync`] calls
 //! `flush()` — which on Linux writes with `sync_file_range` and survives a process crash but not
 //! a power cut — and then `fdatasync` on `<dir>/db` through a second handle to the same file
-//! (see the sled notes in `docs/at-rest.md`). The store is the only code in vitalsd that touches
-//! sled.
+//! (sled 0.34's own flush does not wait for the disk). The store is the only code in vitalsd
+//! that touches sled.
 //!
 //! File modes never follow the caller's umask: `open` sets the process umask to 0027 (sled
 //! creates snapshot files later, from its own threads) and sets 0750 on the store's directories
