@@ -365,4 +365,66 @@ fn an_unencrypted_store_from_an_earlier_version_is_sealed_at_start_and_delivered
     );
     assert_modes(&data.join("queue"));
     assert!(grep(&data, MRN).is_empty());
+    let to = tmp.path().join("salvaged");
+    let out = command(
+        "000",
+        &[
+            "queue",
+            "salvage",
+            "--to",
+            to.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&to), 0o750);
+    assert_modes(&to.join("queue"));
+    assert!(grep(&to, MRN).is_empty());
+}
+
+#[test]
+fn the_key_can_be_a_systemd_credential() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("credentials");
+    key_file(&creds, "store.key");
+    let written = write_config(
+        tmp.path(),
+        Path::new("unused"),
+        "",
+        None,
+        None,
+        "vitalsd.toml",
+    );
+    let text = std::fs::read_to_string(&written).unwrap().replace(
+        "store_key_file = \"unused\"",
+        "store_key_file = \"credential:store.key\"",
+    );
+    std::fs::write(&written, text).unwrap();
+    let check = |dir: Option<&Path>| {
+        let mut c = command(
+            "022",
+            &["check-config", "--config", written.to_str().unwrap()],
+        );
+        if let Some(d) = dir {
+            c.env("CREDENTIALS_DIRECTORY", d);
+        }
+        c.output().unwrap()
+    };
+    let out = check(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
+    let out = check(Some(&creds));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

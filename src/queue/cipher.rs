@@ -466,10 +466,9 @@ impl<S: Store> Sealed<S> {
             None if self.lenient => Ok(stored),
             None => Err(StoreError::Corrupt(format!(
                 "a value under a '{}' key ({} bytes) does not decrypt with the store key",
-                key.first().map_or('?', |&b| char::from(b)
-                    .escape_default()
-                    .next()
-                    .unwrap_or('?')),
+                key.first()
+                    .filter(|b| b.is_ascii_alphanumeric())
+                    .map_or('?', |&b| char::from(b)),
                 stored.len()
             ))),
         }
