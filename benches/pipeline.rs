@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use vitalsd::decode::{self, Options};
+use vitalsd::queue::cipher::{Sealed, StoreKey};
 use vitalsd::queue::{Batch, Entry, Queue, QueueOptions, SledStore, Store, StoreError};
 use vitalsd::reading::{
     Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
@@ -62,7 +63,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// The sled store, timing every sync (flush + fdatasync) the queue makes.
 struct TimedStore {
-    inner: SledStore,
+    inner: Box<dyn Store>,
     syncs: std::sync::Mutex<Vec<Duration>>,
 }
 
@@ -98,6 +99,21 @@ impl Store for TimedStore {
     }
 }
 
+/// The store the queue benches run on: sled with every value encrypted, as the daemon runs it;
+/// plain sled when `VITALSD_BENCH_PLAIN=1` (to measure what encryption costs).
+fn bench_store(dir: &std::path::Path, cache: u64) -> Box<dyn Store> {
+    let sled = SledStore::open(dir, cache).expect("open");
+    if plain_store() {
+        return Box::new(sled);
+    }
+    let key = StoreKey::from_bytes([7; 32], "bench");
+    Box::new(Sealed::open(sled, &key).expect("sealed store"))
+}
+
+fn plain_store() -> bool {
+    std::env::var("VITALSD_BENCH_PLAIN").is_ok_and(|v| v == "1")
+}
+
 /// What one ingest run measured.
 struct Ingest {
     rate: f64,
@@ -114,7 +130,7 @@ async fn queue_ingest(total: u64, producers: usize, batch: u64) -> Ingest {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = QueueOptions::new(vec![SinkId::new("outbox")]);
     let store = Arc::new(TimedStore {
-        inner: SledStore::open(dir.path(), opts.cache_capacity).expect("open"),
+        inner: bench_store(dir.path(), opts.cache_capacity),
         syncs: std::sync::Mutex::default(),
     });
     let q = Queue::with_store(store.clone(), opts).expect("queue");
@@ -246,6 +262,14 @@ fn main() {
     println!(
         "command: cargo bench --bench pipeline   machine: {}",
         machine()
+    );
+    println!(
+        "queue store: {}",
+        if plain_store() {
+            "plain sled (VITALSD_BENCH_PLAIN=1)"
+        } else {
+            "sled, every value encrypted (ChaCha20-Poly1305)"
+        }
     );
     println!("{:<52} {:>14}", "figure", "value");
     let base = sled_baseline(total);

@@ -26,6 +26,7 @@ use crate::config::{Config, DeviceTransport};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::pipeline::PatientLink;
+use crate::queue::cipher::{self, KeySource, SealError, Sealed, StoreKey};
 use crate::queue::{self, Queue, QueueOptions, SledStore};
 use crate::sink::{DeliveryEvent, Sink};
 
@@ -70,10 +71,43 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let data = &cfg.daemon.data_dir;
     let dir = queue_dir(data);
     let existed = dir.join("db").exists() || dir.join("conf").exists();
+    // The key first: without it nothing is created or opened.
+    let key = store_key(cfg)?;
     let store = match SledStore::open(&dir, opts.cache_capacity) {
         Ok(s) => s,
         Err(e) if queue::salvage::is_damage(&e) => return Err(damaged(data, &e.to_string())),
         Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
+        }
+    };
+    // An unencrypted store from an earlier version: sealing values in place would leave the
+    // plain ones in sled's log until it reuses the space, so it is sealed and then copied into
+    // a fresh store (as `queue compact` does), and the old files are removed.
+    let store = if cipher::is_unsealed(&store)? {
+        drop(store);
+        let rep = queue::compact::compact(&dir, opts.cache_capacity, &key)
+            .with_context(|| format!("cannot encrypt the queue store in {}", dir.display()))?;
+        tracing::info!(
+            keys = rep.keys,
+            "the queue store was rewritten encrypted; the unencrypted files were removed"
+        );
+        SledStore::open(&dir, opts.cache_capacity)
+            .with_context(|| format!("cannot open the queue in {}", dir.display()))?
+    } else {
+        store
+    };
+    let store = match Sealed::open(store, &key) {
+        Ok(s) => s,
+        Err(SealError::WrongKey { origin }) => bail!(
+            "the store key from {origin} does not open the queue store in data_dir {}: it was \
+             encrypted with another key; vitalsd did not start and wrote nothing to it (restore \
+             the key file the store was created with, see docs/at-rest.md)",
+            data.display()
+        ),
+        Err(SealError::Store(e)) if queue::salvage::is_damage(&e) => {
+            return Err(damaged(data, &e.to_string()))
+        }
+        Err(SealError::Store(e)) => {
             return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
         }
     };
@@ -86,6 +120,14 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     }
     Queue::with_store(Arc::new(store), opts)
         .with_context(|| format!("cannot open the queue in {}", dir.display()))
+}
+
+/// The store key of a config (`[daemon] store_key_file`, or `VITALSD_STORE_KEY_FILE` when set),
+/// checked and read; the error names the setting and the file.
+pub fn store_key(cfg: &Config) -> anyhow::Result<StoreKey> {
+    let source = KeySource::from_env_or(&cfg.daemon.store_key_file)
+        .map_err(|e| anyhow::anyhow!("daemon.store_key_file: {e}"))?;
+    StoreKey::load(&source).map_err(|e| anyhow::anyhow!("daemon.store_key_file: {e}"))
 }
 
 /// How often the daemon checks that its store still takes writes.
@@ -158,6 +200,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     tracing::info!("vitalsd starting");
+    // Everything vitalsd creates is 0640/0750 at most, whatever umask it was started with.
+    queue::restrict_umask();
     check_writable(&cfg.daemon.data_dir, "daemon.data_dir")?;
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;

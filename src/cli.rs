@@ -114,6 +114,10 @@ pub fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
             }
+            if let Err(e) = crate::app::store_key(&cfg) {
+                eprintln!("{}: {e}", config_path.display());
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "{}: ok ({} device{}, {} sink{})",
                 config_path.display(),

@@ -218,6 +218,10 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
         });
         ptys.push(pty);
     }
+    // The demo's store is encrypted like a real one, with a key kept next to its data_dir.
+    let key_file = dir.join("store.key");
+    std::fs::create_dir_all(dir)?;
+    crate::queue::cipher::ensure_key_file(&key_file)?;
     let cfg = Config {
         daemon: DaemonConfig {
             data_dir: dir.join("data"),
@@ -231,6 +235,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             shutdown_timeout: Duration::from_secs(5),
             audit_retention: Duration::from_secs(24 * 3600),
             log_format: LogFormat::Text,
+            store_key_file: crate::queue::cipher::KeySource::File(key_file),
         },
         patient: PatientConfig {
             mode: PatientMode::Hold,

@@ -24,6 +24,7 @@ fn a_non_loopback_admin_address_without_a_token_file_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "0.0.0.0:0", "");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();

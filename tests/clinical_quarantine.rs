@@ -18,6 +18,7 @@ fn bp(systolic: u32, at: &str) -> String {
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(args)
         .arg("--config")
         .arg(cfg)

@@ -17,6 +17,7 @@ use vitalsd::normalize::LocalZone;
 fn start_in_zone(cfg: &Path, log: &Path, tz: &str) -> Daemon {
     let stderr = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
         .arg(cfg)
         .env("RUST_LOG", "info")

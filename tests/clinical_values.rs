@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 fn start(config: &Path, log: &Path) -> Daemon {
     let stderr = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")

@@ -200,6 +200,7 @@ fn an_unwritable_data_dir_is_a_clear_error_at_start() {
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
         .arg(&cfg_path)
         .output()
@@ -224,6 +225,7 @@ fn an_unwritable_outbox_is_a_clear_error_at_start() {
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
         .arg(&cfg_path)
         .output()

@@ -140,6 +140,7 @@ fn unexpected_errors(log: &str, expected: &[&str]) -> Vec<String> {
 
 fn vitalsd(args: &[&str], config: &Path) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(args)
         .arg("--config")
         .arg(config)
@@ -289,6 +290,7 @@ fn fsize_fallback(dir: &Path, cfg: &Path, port: u16) {
     let mut child = Command::new("prlimit")
         .arg("--fsize=3145728")
         .arg(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
         .arg(cfg)
         .env("RUST_LOG", "info")

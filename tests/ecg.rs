@@ -87,6 +87,7 @@ struct Stream {
 
 fn vitalsd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(args)
         .output()
         .expect("run vitalsd")
@@ -136,6 +137,7 @@ fn simulate_refuses_a_heart_rate_or_sample_rate_out_of_range_and_for_other_drive
 fn simulate_openbci_streams_the_chosen_heart_rate_at_500_hz() {
     let pty = support::Pty::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["simulate", "openbci", "--serial"])
         .arg(&pty.path)
         .args([

@@ -361,6 +361,7 @@ fn hl7v2_over_a_serial_port_is_stored_and_nothing_is_answered() {
     let wire = tmp.path().join("wire.bin");
     std::fs::write(&wire, b"").expect("wire file");
     let sim = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args([
             "simulate", "hl7v2", "--every", "1s", "--count", "2", "--serial",
         ])

@@ -162,6 +162,7 @@ impl Setup {
 
     fn rejected_payloads(&self, config: &Path) -> u64 {
         let out = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+            .env(crate::support::KEY_ENV, crate::support::store_key_file())
             .args(["queue", "stats", "--config"])
             .arg(config)
             .output()
@@ -233,6 +234,7 @@ fn gatt_and_json_devices_on_one_broker_reach_the_outbox_and_replays_are_stored_o
 
     // The simulator publishes real GATT payloads with the characteristic as the last segment.
     let st = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args([
             "simulate",
             "ble-gatt",

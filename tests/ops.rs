@@ -14,7 +14,8 @@ use support::{wait_outbox, Daemon, Pty};
 fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
     let stderr = std::fs::File::create(log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitalsd"));
-    cmd.args(["run", "--config"])
+    cmd.env(crate::support::KEY_ENV, crate::support::store_key_file())
+        .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
         .env_remove("NOTIFY_SOCKET")

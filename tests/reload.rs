@@ -118,6 +118,7 @@ fn nonin(hr: u32) -> Vec<u8> {
 /// `vitalsd <args> --config <config>` with the daemon stopped; its stdout.
 fn vitalsd(args: &[&str], config: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(args)
         .arg("--config")
         .arg(config)

@@ -118,6 +118,7 @@ fn send(addr: SocketAddr, i: u32) {
 
 fn vitalsd(args: &[&str], config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(args)
         .arg("--config")
         .arg(config)

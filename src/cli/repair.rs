@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
+use crate::queue::cipher::{KeySource, SealError, Sealed, StoreKey};
 use crate::queue::compact;
 use crate::queue::salvage::{self, Opened};
 use crate::queue::verify::{self, Report};
-use crate::queue::{SledStore, Store};
+use crate::queue::{Ownership, SledStore, Store};
 
 const CACHE: u64 = 16 << 20;
 /// Problems printed one per line; the rest are counted.
@@ -27,6 +28,36 @@ fn data_dir(config: &Path, data_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .daemon
             .data_dir),
+    }
+}
+
+/// The store key, as the daemon reads it: from the config's `[daemon] store_key_file` (or
+/// `VITALSD_STORE_KEY_FILE`); with `--data-dir` and no readable config, from the default path.
+fn store_key(config: &Path, data_dir: Option<&Path>) -> anyhow::Result<StoreKey> {
+    match crate::config::load(config) {
+        Ok(cfg) => crate::app::store_key(&cfg),
+        Err(_) if data_dir.is_some() => {
+            let default = KeySource::parse(crate::queue::cipher::DEFAULT_KEY_FILE)?;
+            let source = KeySource::from_env_or(&default)?;
+            StoreKey::load(&source).map_err(|e| anyhow::anyhow!("daemon.store_key_file: {e}"))
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// Reads `store` with `key` for verify and salvage; `None` (after saying why) for another key.
+fn reader(
+    store: SledStore,
+    key: &StoreKey,
+    data: &Path,
+) -> anyhow::Result<Option<Sealed<SledStore>>> {
+    match Sealed::reader(store, key) {
+        Ok(s) => Ok(Some(s)),
+        Err(e @ SealError::WrongKey { .. }) => {
+            eprintln!("vitalsd: the queue store in {}: {e}", data.display());
+            Ok(None)
+        }
+        Err(SealError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -108,6 +139,7 @@ pub fn queue_verify(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCod
     let scratch = Scratch(
         std::env::temp_dir().join(format!("vitalsd-verify-{}-{nanos}", std::process::id())),
     );
+    let key = store_key(config, dir)?;
     let (store, how) = match salvage::open_copy(&store_dir, &scratch.0, CACHE) {
         Ok(x) => x,
         Err(e) => {
@@ -118,6 +150,9 @@ pub fn queue_verify(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCod
             );
             return Ok(ExitCode::from(2));
         }
+    };
+    let Some(store) = reader(store, &key, &data)? else {
+        return Ok(ExitCode::from(2));
     };
     let rep = verify::check(&store).context("reading the store")?;
     let mut out = std::io::stdout().lock();
@@ -143,7 +178,15 @@ pub fn queue_salvage(config: &Path, dir: Option<&Path>, to: &Path) -> anyhow::Re
         bail!("--to {}: choose a new or empty directory", to.display());
     }
     ensure_stopped(&store_dir)?;
+    let key = store_key(config, dir)?;
+    let owner = Ownership::of(&store_dir).ok();
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(crate::queue::DIR_MODE);
+        std::fs::set_permissions(to, mode)
+            .with_context(|| format!("cannot set the mode of {}", to.display()))?;
+    }
     let source = Scratch(to.join(".salvage-source"));
     let (src, how) = match salvage::open_copy(&store_dir, &source.0, CACHE) {
         Ok(x) => x,
@@ -156,8 +199,15 @@ pub fn queue_salvage(config: &Path, dir: Option<&Path>, to: &Path) -> anyhow::Re
             return Ok(ExitCode::from(2));
         }
     };
+    let Some(src) = reader(src, &key, &data)? else {
+        return Ok(ExitCode::from(2));
+    };
     let new_store = crate::app::queue_dir(to);
-    let dst = SledStore::open(&new_store, CACHE).context("creating the new store")?;
+    let dst = Sealed::open(
+        SledStore::open(&new_store, CACHE).context("creating the new store")?,
+        &key,
+    )
+    .context("creating the new store")?;
     let now_ms = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp() * 1000)?;
     let done = salvage::salvage(&src, &dst, now_ms).context("salvage")?;
     drop(src);
@@ -167,6 +217,16 @@ pub fn queue_salvage(config: &Path, dir: Option<&Path>, to: &Path) -> anyhow::Re
     }
     let rep = verify::check(&dst).context("checking the new store")?;
     dst.sync()?;
+    drop(dst);
+    if let Some(owner) = owner {
+        owner.apply(&new_store).with_context(|| {
+            format!(
+                "cannot give {} the owner and modes of {}",
+                new_store.display(),
+                store_dir.display()
+            )
+        })?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -261,7 +321,8 @@ pub fn queue_compact(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCo
                 .cache_size
         }
     };
-    let rep = compact::compact(&store_dir, cache)
+    let key = store_key(config, dir)?;
+    let rep = compact::compact(&store_dir, cache, &key)
         .with_context(|| format!("cannot compact the queue in {}", store_dir.display()))?;
     #[allow(clippy::cast_precision_loss)]
     let mib = |b: u64| b as f64 / 1024.0 / 1024.0;

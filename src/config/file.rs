@@ -61,6 +61,9 @@ pub fn default_shutdown_timeout() -> Dur {
 pub fn default_audit_retention() -> Dur {
     Dur(Duration::from_secs(90 * 24 * 3600))
 }
+pub fn default_store_key_file() -> String {
+    crate::queue::cipher::DEFAULT_KEY_FILE.into()
+}
 pub fn default_log_format() -> String {
     "text".into()
 }
@@ -86,6 +89,9 @@ pub struct DaemonFile {
     pub audit_retention: Dur,
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// The store encryption key: a path, or `credential:<name>` for a systemd credential.
+    #[serde(default = "default_store_key_file")]
+    pub store_key_file: String,
 }
 
 impl Default for DaemonFile {
@@ -100,6 +106,7 @@ impl Default for DaemonFile {
             shutdown_timeout: default_shutdown_timeout(),
             audit_retention: default_audit_retention(),
             log_format: default_log_format(),
+            store_key_file: default_store_key_file(),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct DaemonConfig {
     /// Audit entries older than this are pruned.
     pub audit_retention: Duration,
     pub log_format: LogFormat,
+    /// Where the key that encrypts the store comes from (outside `data_dir`).
+    pub store_key_file: crate::queue::cipher::KeySource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

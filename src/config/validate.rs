@@ -290,6 +290,21 @@ impl Validator {
         if d.audit_retention.0 < std::time::Duration::from_secs(24 * 3600) {
             self.problem("daemon.audit_retention", "must be at least 1d");
         }
+        let store_key_file = match crate::queue::cipher::KeySource::parse(&d.store_key_file) {
+            Ok(k) => k,
+            Err(e) => {
+                self.problem("daemon.store_key_file", e.to_string());
+                return None;
+            }
+        };
+        if let crate::queue::cipher::KeySource::File(p) = &store_key_file {
+            if p.starts_with(&d.data_dir) {
+                self.problem(
+                    "daemon.store_key_file",
+                    "must be outside data_dir (a copy of data_dir must not carry its key)",
+                );
+            }
+        }
         Some(DaemonConfig {
             data_dir: d.data_dir,
             admin_listen,
@@ -301,6 +316,7 @@ impl Validator {
             shutdown_timeout: d.shutdown_timeout.0,
             audit_retention: d.audit_retention.0,
             log_format,
+            store_key_file,
         })
     }
 

@@ -7,11 +7,18 @@
 //! directories in one `renameat2(RENAME_EXCHANGE)`: at every moment `<dir>` is a whole store,
 //! the old one or the new one. The old store (now under `<dir>.compact`) is removed last; a
 //! leftover `<dir>.compact` from an interrupted run is removed by the next run.
+//!
+//! The store key is checked first (a store sealed with another key is refused before anything
+//! is written; an unencrypted store from an earlier version is sealed in place, as the daemon
+//! would). Values are copied as they are stored: each is sealed with its own key as associated
+//! data, so the copy opens with the same store key. The copy gets the owner, group and modes of
+//! the store it replaces before the exchange.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::sled_store::SledStore;
+use super::cipher::{SealError, Sealed, StoreKey};
+use super::sled_store::{Ownership, SledStore};
 use super::store::{Batch, Store, StoreError};
 use super::txn::count_prefix;
 use super::types::QueueError;
@@ -31,7 +38,11 @@ pub struct CompactReport {
 const PAGE: usize = 4096;
 
 /// Compacts the store in `dir` (the daemon must be stopped: the store's lock is taken).
-pub fn compact(dir: &Path, cache_capacity: u64) -> Result<CompactReport, QueueError> {
+pub fn compact(
+    dir: &Path,
+    cache_capacity: u64,
+    key: &StoreKey,
+) -> Result<CompactReport, QueueError> {
     let started = Instant::now();
     let io = |what: &str, p: &Path, e: std::io::Error| {
         QueueError::Store(StoreError::Io(format!("{what} {}: {e}", p.display())))
@@ -47,10 +58,20 @@ pub fn compact(dir: &Path, cache_capacity: u64) -> Result<CompactReport, QueueEr
         std::fs::remove_dir_all(&tmp).map_err(|e| io("removing the leftover", &tmp, e))?;
     }
     let bytes_before = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
+    let owner = Ownership::of(dir).map_err(|e| io("reading the owner and modes of", dir, e))?;
     let keys = {
-        let old = SledStore::open(dir, cache_capacity)?;
+        let old = match Sealed::open(SledStore::open(dir, cache_capacity)?, key) {
+            Ok(s) => s,
+            Err(SealError::Store(e)) => return Err(e.into()),
+            Err(e @ SealError::WrongKey { .. }) => {
+                return Err(QueueError::Store(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    reason: e.to_string(),
+                }))
+            }
+        };
         let new = SledStore::open(&tmp, cache_capacity)?;
-        let copied = copy_all(&old, &new)?;
+        let copied = copy_all(old.inner(), &new)?;
         new.sync()?;
         let check = count_prefix(&new, &[], |_| {})?;
         if check != copied {
@@ -60,6 +81,9 @@ pub fn compact(dir: &Path, cache_capacity: u64) -> Result<CompactReport, QueueEr
         }
         copied
     };
+    owner
+        .apply(&tmp)
+        .map_err(|e| io("giving the copy the owner and modes of", dir, e))?;
     exchange(dir, &tmp).map_err(|e| io("swapping in the compacted store at", dir, e))?;
     std::fs::remove_dir_all(&tmp).map_err(|e| io("removing the old store at", &tmp, e))?;
     let bytes_after = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
@@ -129,9 +153,19 @@ mod tests {
     use crate::queue::tests::reading;
     use crate::queue::{Queue, QueueOptions, Settle};
     use crate::reading::SinkId;
+    use std::sync::Arc;
 
     fn opts() -> QueueOptions {
         QueueOptions::new(vec![SinkId::new("ehr")])
+    }
+
+    fn key() -> StoreKey {
+        StoreKey::from_bytes([5; 32], "test key")
+    }
+
+    fn open(dir: &Path) -> Queue {
+        let store = Sealed::open(SledStore::open(dir, 8 << 20).unwrap(), &key()).unwrap();
+        Queue::with_store(Arc::new(store), opts()).unwrap()
     }
 
     #[tokio::test]
@@ -140,7 +174,7 @@ mod tests {
         let dir = parent.path().join("queue");
         let sink = SinkId::new("ehr");
         let kept = {
-            let q = Queue::open(&dir, opts()).unwrap();
+            let q = open(&dir);
             let all: Vec<_> = (0..3000).map(|n| reading("cuff", n)).collect();
             q.enqueue(all.clone()).await.unwrap();
             let delivered = all[..2990]
@@ -151,10 +185,10 @@ mod tests {
             q.close().await.unwrap();
             all[2990..].to_vec()
         };
-        let report = compact(&dir, 8 << 20).unwrap();
+        let report = compact(&dir, 8 << 20, &key()).unwrap();
         assert!(report.bytes_after < report.bytes_before, "{report:?}");
         assert!(!sibling(&dir).exists());
-        let q = Queue::open(&dir, opts()).unwrap();
+        let q = open(&dir);
         assert_eq!(q.stats().unwrap().sinks[0].pending, 10);
         let far = time::OffsetDateTime::now_utc() + time::Duration::days(1);
         let left: Vec<_> = q
@@ -176,11 +210,30 @@ mod tests {
     fn compaction_refuses_a_directory_without_a_store_and_removes_leftovers() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("queue");
-        assert!(compact(&dir, 8 << 20).is_err());
+        assert!(compact(&dir, 8 << 20, &key()).is_err());
         std::fs::create_dir_all(sibling(&dir)).unwrap();
         drop(SledStore::open(&dir, 8 << 20).unwrap());
-        compact(&dir, 8 << 20).unwrap();
+        compact(&dir, 8 << 20, &key()).unwrap();
         assert!(!sibling(&dir).exists());
         assert!(dir.join("db").exists());
+    }
+
+    #[test]
+    fn compaction_refuses_another_key_and_keeps_the_store_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("queue");
+        drop(Sealed::open(SledStore::open(&dir, 8 << 20).unwrap(), &key()).unwrap());
+        let other = StoreKey::from_bytes([6; 32], "other key");
+        let err = compact(&dir, 8 << 20, &other).unwrap_err().to_string();
+        assert!(err.contains("another key"), "{err}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(dir.join("db"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        compact(&dir, 8 << 20, &key()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("db")), 0o600);
+        assert_eq!(mode(&dir.join("conf")), 0o600);
+        drop(Sealed::open(SledStore::open(&dir, 8 << 20).unwrap(), &key()).unwrap());
     }
 }

@@ -176,3 +176,11 @@ fn sled_store_open_names_the_path_when_it_is_not_a_directory() {
     let err = SledStore::open(&file, 1 << 20).unwrap_err().to_string();
     assert!(err.contains("plain-file"), "{err}");
 }
+
+#[test]
+fn encrypting_sled_store_meets_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = super::cipher::StoreKey::from_bytes([9; 32], "test");
+    let sled = SledStore::open(dir.path(), 1 << 20).unwrap();
+    check_store(Arc::new(super::cipher::Sealed::open(sled, &key).unwrap()));
+}

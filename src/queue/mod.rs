@@ -49,6 +49,7 @@
 //!   and dead-letter listings (`configured: false`).
 
 pub mod audit;
+pub mod cipher;
 pub mod compact;
 mod health;
 pub mod held;
@@ -94,7 +95,7 @@ pub use held::HeldEntry;
 pub use memory::MemoryStore;
 pub use quarantine::{QuarantineEntry, QuarantineSummary, Release, ReleaseRequest};
 pub use rejected::RejectedRecord;
-pub use sled_store::SledStore;
+pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
     DeadEntry, EnqueueOutcome, Pending, QueueError, QueueOptions, QueueStats, Settle, SinkStats,

@@ -4,7 +4,13 @@
 //! entries and the counters (sled batches are atomic within one tree). [`Store::sync`] calls
 //! `flush()` — which on Linux writes with `sync_file_range` and survives a process crash but not
 //! a power cut — and then `fdatasync` on `<dir>/db` through a second handle to the same file
-//! (DEPENDENCIES.md, sled section). The store is the only code in vitalsd that touches sled.
+//! (sled 0.34's own flush does not wait for the disk). The store is the only code in vitalsd
+//! that touches sled.
+//!
+//! File modes never follow the caller's umask: `open` sets the process umask to 0027 (sled
+//! creates snapshot files later, from its own threads) and sets 0750 on the store's directories
+//! and 0640 on its files, whatever they were created with. The values it holds are plain bytes:
+//! encryption is the [`super::cipher::Sealed`] layer above it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,6 +43,7 @@ impl SledStore {
             path: dir.to_path_buf(),
             reason,
         };
+        restrict_umask();
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let config = sled::Config::new()
             .path(dir)
@@ -58,6 +65,7 @@ impl SledStore {
         let data_path = dir.join("db");
         let data_file = File::open(&data_path)
             .map_err(|e| open_err(format!("{}: {e}", data_path.display())))?;
+        set_modes(dir).map_err(|e| open_err(format!("setting file modes: {e}")))?;
         Ok(Self {
             db,
             data_file,
@@ -68,6 +76,79 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The mode of every directory of a store (and of an outbox directory).
+pub const DIR_MODE: u32 = 0o750;
+/// The mode of every file of a store (and of an outbox file).
+pub const FILE_MODE: u32 = 0o640;
+
+/// Sets the process umask to 0027, so files created later without an explicit mode get at
+/// most 0640 and directories 0750, whatever umask vitalsd was started with.
+pub fn restrict_umask() {
+    use nix::sys::stat::{umask, Mode};
+    umask(Mode::from_bits_truncate(0o027));
+}
+
+/// Sets [`DIR_MODE`] on `dir` and the directories below it and [`FILE_MODE`] on its files.
+pub fn set_modes(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            set_modes(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(FILE_MODE))?;
+        }
+    }
+    Ok(())
+}
+
+/// The owner, group and modes of a store, taken before `queue compact` or `salvage` opens it,
+/// and given to the store written in its place (changing the owner needs root unless it is
+/// already the caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    uid: u32,
+    gid: u32,
+    dir_mode: u32,
+    file_mode: u32,
+}
+
+impl Ownership {
+    /// The owner and group of the directory `dir`, its mode, and the mode of `dir/db`.
+    pub fn of(dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir)?;
+        let file_mode = std::fs::metadata(dir.join("db")).map_or(FILE_MODE, |m| m.mode() & 0o7777);
+        Ok(Self {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            dir_mode: meta.mode() & 0o7777,
+            file_mode,
+        })
+    }
+
+    /// Gives `tree` and everything under it this owner and group, the directory mode to its
+    /// directories and the file mode to its files.
+    pub fn apply(&self, tree: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::symlink_metadata(tree)?;
+        if meta.uid() != self.uid || meta.gid() != self.gid {
+            std::os::unix::fs::lchown(tree, Some(self.uid), Some(self.gid))?;
+        }
+        if meta.is_dir() {
+            std::fs::set_permissions(tree, std::fs::Permissions::from_mode(self.dir_mode))?;
+            for entry in std::fs::read_dir(tree)? {
+                self.apply(&entry?.path())?;
+            }
+        } else if meta.is_file() {
+            std::fs::set_permissions(tree, std::fs::Permissions::from_mode(self.file_mode))?;
+        }
+        Ok(())
     }
 }
 

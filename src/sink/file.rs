@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -222,6 +223,11 @@ struct Outbox {
     previous_ids: HashSet<ReadingId>,
 }
 
+/// The mode of a day file vitalsd creates: the owner writes, the group (a pickup process) reads.
+const OUTBOX_FILE_MODE: u32 = 0o640;
+/// The mode of an outbox directory vitalsd creates.
+const OUTBOX_DIR_MODE: u32 = 0o750;
+
 struct DayFile {
     day: Date,
     file: File,
@@ -234,7 +240,13 @@ impl Outbox {
             dir: dir.to_path_buf(),
             source,
         };
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(dir_err)?;
+        if created {
+            // The caller's umask does not decide who may read the outbox.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(OUTBOX_DIR_MODE))
+                .map_err(dir_err)?;
+        }
         if !std::fs::metadata(dir).map_err(dir_err)?.is_dir() {
             return Err(dir_err(io::Error::other("not a directory")));
         }
@@ -269,9 +281,13 @@ impl Outbox {
             .create(true)
             .read(true)
             .append(true)
+            .mode(OUTBOX_FILE_MODE)
             .open(&path)
             .map_err(file_err)?;
         if !existed {
+            // `mode` above is narrowed by the umask; the file gets exactly OUTBOX_FILE_MODE.
+            file.set_permissions(std::fs::Permissions::from_mode(OUTBOX_FILE_MODE))
+                .map_err(file_err)?;
             // The new directory entry must survive a power cut too.
             sync_dir(&self.dir).map_err(|source| FileSinkError::Dir {
                 dir: self.dir.clone(),

@@ -13,6 +13,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The variable through which every daemon the tests start gets its store key.
+pub const KEY_ENV: &str = vitalsd::queue::cipher::KEY_FILE_ENV;
+
+/// A store key file (0600, 32 random bytes as hex) shared by the daemons of this test binary,
+/// created at the first call in a directory of the system's temp dir.
+pub fn store_key_file() -> PathBuf {
+    static KEY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vitalsd-test-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let path = dir.join("store.key");
+        vitalsd::queue::cipher::ensure_key_file(&path).expect("store key");
+        path
+    })
+    .clone()
+}
+
 /// The real daemon, killed when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -23,6 +40,7 @@ impl Daemon {
     pub fn start(config: &Path, log: &Path) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+            .env(KEY_ENV, store_key_file())
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

@@ -1,0 +1,553 @@
+//! Encryption at rest: a [`Store`] that seals every value before it reaches the store below.
+//!
+//! Receives the store key ([`StoreKey`], 32 bytes read from a file outside `data_dir`) and a
+//! plain store (sled in production). Promises:
+//! - every value is written as `0x01 ++ nonce(12) ++ ChaCha20-Poly1305(value) ++ tag(16)` with a
+//!   random nonce per value and the entry's key as associated data, so a value copied under
+//!   another key, altered, or read with another store key fails to open;
+//! - keys stay readable (ids, sequence numbers, sink and room names, times) except the dedupe
+//!   index (`'k'`), whose keys are built from a reading's values: they are replaced by
+//!   `'k' 0x00 ++ HMAC-SHA256(key)`, so equal keys still meet and nothing of the value shows;
+//! - [`Sealed::open`] refuses a store that was sealed with another key ([`SealError::WrongKey`],
+//!   checked against a marker value under `m key-check` written when the store got its key),
+//!   and seals an unencrypted store from an earlier version in place, in batches, before use;
+//! - [`Sealed::reader`] (for `queue verify` and `salvage`) writes nothing and hands back a
+//!   value that does not open as it is stored, so a damaged or unencrypted entry is reported
+//!   by the checks above instead of stopping the scan.
+//!
+//! The value and dedupe keys are derived from the store key with HMAC-SHA256 under two fixed
+//! labels, so the file's 32 bytes are never used directly. Details for operators:
+//! `docs/at-rest.md`.
+
+use std::borrow::Cow;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::keys::DEDUPE;
+use super::store::{Batch, Entry, Op, Store, StoreError};
+
+/// The key under which the marker value lives.
+pub const KEY_CHECK: &[u8] = b"mkey-check";
+const KEY_CHECK_TEXT: &[u8] = b"vitalsd store key check v1";
+const VERSION: u8 = 1;
+const TAG_LEN: usize = 16;
+const OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+/// Values sealed per batch when an unencrypted store is sealed at open.
+const MIGRATE_PAGE: usize = 1024;
+/// `[daemon] store_key_file` when the config does not set it.
+pub const DEFAULT_KEY_FILE: &str = "/etc/vitalsd/store.key";
+/// The environment variable systemd sets to the directory of a unit's credentials.
+pub const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// Overrides `[daemon] store_key_file` (same syntax) when set and not empty.
+pub const KEY_FILE_ENV: &str = "VITALSD_STORE_KEY_FILE";
+/// What `[daemon] store_key_file` starts with to name a systemd credential.
+pub const CREDENTIAL_PREFIX: &str = "credential:";
+
+/// Where the store key comes from: `[daemon] store_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file path.
+    File(PathBuf),
+    /// A systemd credential of this name: `$CREDENTIALS_DIRECTORY/<name>`.
+    Credential(String),
+}
+
+impl KeySource {
+    /// Parses the config's value: `credential:<name>` or a path.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        match text.strip_prefix(CREDENTIAL_PREFIX) {
+            Some(name) if name.is_empty() || name.contains('/') || name == ".." => {
+                Err(KeyError::BadCredentialName(name.to_string()))
+            }
+            Some(name) => Ok(Self::Credential(name.to_string())),
+            None if text.is_empty() => Err(KeyError::Empty),
+            None => Ok(Self::File(PathBuf::from(text))),
+        }
+    }
+
+    /// The config's source, or [`KEY_FILE_ENV`]'s when that is set.
+    pub fn from_env_or(configured: &KeySource) -> Result<Self, KeyError> {
+        match std::env::var(KEY_FILE_ENV) {
+            Ok(v) if !v.is_empty() => Self::parse(&v),
+            _ => Ok(configured.clone()),
+        }
+    }
+
+    /// The file to read (a credential resolves through `CREDENTIALS_DIRECTORY`).
+    pub fn path(&self) -> Result<PathBuf, KeyError> {
+        match self {
+            Self::File(p) => Ok(p.clone()),
+            Self::Credential(name) => match std::env::var_os(CREDENTIALS_ENV) {
+                Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
+                _ => Err(KeyError::NoCredentials(name.clone())),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Credential(n) => write!(f, "{CREDENTIAL_PREFIX}{n}"),
+        }
+    }
+}
+
+/// Why the store key cannot be used. Never shows the key's bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("daemon.store_key_file is empty")]
+    Empty,
+    #[error("store key credential `{0}` is not a plain file name")]
+    BadCredentialName(String),
+    #[error(
+        "the store key is the systemd credential `{0}` but CREDENTIALS_DIRECTORY is not set \
+         (add LoadCredential= or LoadCredentialEncrypted= for it to the unit)"
+    )]
+    NoCredentials(String),
+    #[error(
+        "the store key file {path} does not exist: create it with \
+         `install -m 0600 -o vitalsd /dev/null {path} && head -c 32 /dev/urandom > {path}` \
+         (a new store only; an existing store needs the key it was encrypted with)"
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot read the store key file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "the store key file {path} has mode {mode:04o}: it must be readable by its owner only \
+         (chmod 0600 or 0400)"
+    )]
+    Mode { path: PathBuf, mode: u32 },
+    #[error(
+        "the store key file {path} belongs to uid {uid}: it must belong to the user vitalsd \
+         runs as (uid {euid}) or to root"
+    )]
+    Owner { path: PathBuf, uid: u32, euid: u32 },
+    #[error(
+        "the store key file {path} holds {len} bytes: it must hold 32 random bytes, raw or as \
+         64 hex digits"
+    )]
+    Format { path: PathBuf, len: usize },
+}
+
+/// The 32-byte store key. Its `Debug` shows nothing of the bytes.
+#[derive(Clone)]
+pub struct StoreKey {
+    bytes: [u8; 32],
+    /// Where it was read from, for messages.
+    origin: String,
+}
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreKey")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreKey {
+    /// A key from its bytes (tests, the demo's throwaway store).
+    pub fn from_bytes(bytes: [u8; 32], origin: impl Into<String>) -> Self {
+        Self {
+            bytes,
+            origin: origin.into(),
+        }
+    }
+
+    /// A fresh random key.
+    pub fn generate(origin: impl Into<String>) -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
+        Ok(Self::from_bytes(bytes, origin))
+    }
+
+    /// Reads the key from `source`: the file must be owned by this process's user or root,
+    /// readable by its owner only, and hold 32 bytes raw or 64 hex digits (whitespace around
+    /// them is ignored).
+    pub fn load(source: &KeySource) -> Result<Self, KeyError> {
+        let path = source.path()?;
+        let unreadable = |e: std::io::Error| KeyError::Unreadable {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyError::Missing { path })
+            }
+            Err(e) => return Err(unreadable(e)),
+        };
+        if !meta.is_file() {
+            return Err(KeyError::Unreadable {
+                path,
+                reason: "not a regular file".into(),
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o177 != 0 {
+            return Err(KeyError::Mode { path, mode });
+        }
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(KeyError::Owner {
+                path,
+                uid: meta.uid(),
+                euid,
+            });
+        }
+        let raw = std::fs::read(&path).map_err(unreadable)?;
+        let bytes = parse_key(&raw).ok_or(KeyError::Format {
+            path: path.clone(),
+            len: raw.len(),
+        })?;
+        Ok(Self::from_bytes(bytes, path.display().to_string()))
+    }
+
+    /// Where the key came from (a path or "generated").
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &self.bytes);
+        let tag = hmac::sign(&k, label);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+}
+
+/// Creates a key file at `path` unless one exists: 32 random bytes as 64 hex digits, mode
+/// 0600 (the demo's throwaway store; production keys come from the package's install step).
+pub fn ensure_key_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(hex::encode(bytes).as_bytes())?;
+    f.sync_all()
+}
+
+/// 32 raw bytes, or 64 hex digits with optional surrounding whitespace.
+fn parse_key(raw: &[u8]) -> Option<[u8; 32]> {
+    let trimmed = raw.trim_ascii();
+    if trimmed.len() == 64 {
+        if let Ok(b) = hex::decode(trimmed) {
+            return b.try_into().ok();
+        }
+    }
+    raw.try_into().ok()
+}
+
+/// True when `store` holds entries but no key marker: it was written unencrypted by an
+/// earlier version and [`Sealed::open`] will seal it.
+pub fn is_unsealed(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(store.get(KEY_CHECK)?.is_none() && !store.scan_prefix(&[], None, 1)?.is_empty())
+}
+
+/// Why a sealed store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(
+        "the store key from {origin} does not open this queue store: it was encrypted with \
+         another key (restore the key file it was created with; nothing was changed)"
+    )]
+    WrongKey { origin: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A [`Store`] whose values are sealed with the store key (see the module docs).
+pub struct Sealed<S> {
+    inner: S,
+    aead: LessSafeKey,
+    mac: hmac::Key,
+    rng: SystemRandom,
+    /// Hand back values that do not open as they are stored (verify and salvage only).
+    lenient: bool,
+}
+
+impl<S> std::fmt::Debug for Sealed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("lenient", &self.lenient)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Sealed<S> {
+    fn new(inner: S, key: &StoreKey, lenient: bool) -> Self {
+        let value_key = key.derive(b"vitalsd store values v1");
+        let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &value_key)
+            .unwrap_or_else(|_| unreachable!("a 32-byte key fits ChaCha20-Poly1305"));
+        Self {
+            inner,
+            aead: LessSafeKey::new(unbound),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, &key.derive(b"vitalsd dedupe keys v1")),
+            rng: SystemRandom::new(),
+            lenient,
+        }
+    }
+
+    /// The store the daemon uses: checks the key against the marker; a new store gets the
+    /// marker; a store without it (written unencrypted by an earlier version) is sealed in
+    /// place first, in batches of [`MIGRATE_PAGE`] values, and synced.
+    pub fn open(inner: S, key: &StoreKey) -> Result<Self, SealError> {
+        let s = Self::new(inner, key, false);
+        if s.check_marker(key)? {
+            return Ok(s);
+        }
+        let empty = s.inner.scan_prefix(&[], None, 1)?.is_empty();
+        if !empty {
+            let n = s.migrate()?;
+            tracing::info!(
+                values = n,
+                "the queue store was unencrypted (written by an earlier vitalsd): every value is now encrypted with the store key"
+            );
+        }
+        let mut b = Batch::new();
+        b.put(KEY_CHECK.to_vec(), s.seal(KEY_CHECK, KEY_CHECK_TEXT)?);
+        s.inner.apply(b)?;
+        s.inner.sync()?;
+        Ok(s)
+    }
+
+    /// A read-mostly view for the offline checks: checks the key against the marker when the
+    /// store has one, writes nothing, and hands back values that do not open as they are.
+    pub fn reader(inner: S, key: &StoreKey) -> Result<Self, SealError> {
+        let s = Self::new(inner, key, true);
+        s.check_marker(key)?;
+        Ok(s)
+    }
+
+    /// The plain store below (its values are the sealed bytes).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// `Ok(true)` when the marker is present and opens; `Ok(false)` when it is absent.
+    fn check_marker(&self, key: &StoreKey) -> Result<bool, SealError> {
+        match self.inner.get(KEY_CHECK)? {
+            None => Ok(false),
+            Some(v) if self.open_value(KEY_CHECK, &v).as_deref() == Some(KEY_CHECK_TEXT) => {
+                Ok(true)
+            }
+            Some(_) => Err(SealError::WrongKey {
+                origin: key.origin().to_string(),
+            }),
+        }
+    }
+
+    /// Seals every value that does not open yet (a run interrupted by a crash resumes) and
+    /// moves dedupe keys to their keyed hash. Returns how many values it sealed.
+    fn migrate(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .inner
+                .scan_prefix(&[], after.as_deref(), MIGRATE_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(n);
+            };
+            after = Some(last.clone());
+            let mut batch = Batch::new();
+            for (k, v) in page {
+                if k == KEY_CHECK || self.open_value(&k, &v).is_some() {
+                    continue;
+                }
+                let pk = self.physical(&k).into_owned();
+                let sealed = self.seal(&pk, &v)?;
+                if pk != k {
+                    batch.remove(k);
+                }
+                batch.put(pk, sealed);
+                n += 1;
+            }
+            if !batch.is_empty() {
+                self.inner.apply(batch)?;
+            }
+            if n > 0 && n % (100 * MIGRATE_PAGE as u64) < MIGRATE_PAGE as u64 {
+                tracing::info!(values = n, "encrypting the queue store");
+            }
+        }
+    }
+
+    /// The key as stored: a dedupe key becomes `'k' 0x00 ++ HMAC`; a key already in that
+    /// form (from a scan) and every other key stay as they are.
+    fn physical<'a>(&self, key: &'a [u8]) -> Cow<'a, [u8]> {
+        if key.first() != Some(&DEDUPE) || is_hashed_dedupe(key) {
+            return Cow::Borrowed(key);
+        }
+        let tag = hmac::sign(&self.mac, &key[1..]);
+        let mut k = Vec::with_capacity(2 + tag.as_ref().len());
+        k.push(DEDUPE);
+        k.push(0);
+        k.extend_from_slice(tag.as_ref());
+        Cow::Owned(k)
+    }
+
+    /// `n` random nonces from one call to the system's generator (one syscall per batch
+    /// rather than per value).
+    fn nonces(&self, n: usize) -> Result<Vec<u8>, StoreError> {
+        let mut buf = vec![0u8; n * NONCE_LEN];
+        self.rng
+            .fill(&mut buf)
+            .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
+        Ok(buf)
+    }
+
+    fn seal(&self, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let nonce = self.nonces(1)?;
+        self.seal_with(key, plain, &nonce)
+    }
+
+    /// Seals `plain` under `key` with `nonce` (fresh random bytes, never used before).
+    fn seal_with(&self, key: &[u8], plain: &[u8], nonce: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| StoreError::Io("a nonce of the wrong length".into()))?;
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(key),
+                &mut out[1 + NONCE_LEN..],
+            )
+            .map_err(|_| StoreError::Io("encrypting a value failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// The plain value, or `None` when `stored` does not open under `key`.
+    fn open_value(&self, key: &[u8], stored: &[u8]) -> Option<Vec<u8>> {
+        if stored.len() < OVERHEAD || stored[0] != VERSION {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&stored[1..=NONCE_LEN]).ok()?;
+        let mut buf = stored[1 + NONCE_LEN..].to_vec();
+        let n = self
+            .aead
+            .open_in_place(nonce, Aad::from(key), &mut buf)
+            .ok()?
+            .len();
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    fn unseal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        match self.open_value(key, &stored) {
+            Some(v) => Ok(v),
+            None if self.lenient => Ok(stored),
+            None => Err(StoreError::Corrupt(format!(
+                "a value under a '{}' key ({} bytes) does not decrypt with the store key",
+                key.first()
+                    .filter(|b| b.is_ascii_alphanumeric())
+                    .map_or('?', |&b| char::from(b)),
+                stored.len()
+            ))),
+        }
+    }
+}
+
+fn is_hashed_dedupe(key: &[u8]) -> bool {
+    key.len() == 2 + 32 && key[1] == 0
+}
+
+impl<S: Store> Store for Sealed<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let pk = self.physical(key);
+        match self.inner.get(&pk)? {
+            Some(v) => Ok(Some(self.unseal(&pk, v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner
+            .scan_prefix(prefix, after, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let v = self.unseal(&k, v)?;
+                Ok((k, v))
+            })
+            .collect()
+    }
+
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut sealed = Batch {
+            ops: Vec::with_capacity(batch.ops.len()),
+        };
+        let puts = batch
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Put(..)))
+            .count();
+        let nonces = self.nonces(puts)?;
+        let mut nonces = nonces.chunks_exact(NONCE_LEN);
+        for op in batch.ops {
+            match op {
+                Op::Put(k, v) => {
+                    let pk = self.physical(&k).into_owned();
+                    let nonce = nonces
+                        .next()
+                        .ok_or_else(|| StoreError::Io("ran out of nonces".into()))?;
+                    let v = self.seal_with(&pk, &v, nonce)?;
+                    sealed.put(pk, v);
+                }
+                Op::Remove(k) => sealed.remove(self.physical(&k).into_owned()),
+            }
+        }
+        self.inner.apply(sealed)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+
+    fn sync_count(&self) -> u64 {
+        self.inner.sync_count()
+    }
+}
+
+#[cfg(test)]
+#[path = "cipher_tests.rs"]
+mod tests;
