@@ -159,6 +159,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         .context("installing the SIGHUP handler")?;
     tracing::info!("vitalsd starting");
     check_writable(&cfg.daemon.data_dir, "daemon.data_dir")?;
+    crate::reading::mask::load_or_create(&cfg.daemon.data_dir)
+        .context("the patient-tag masking key (daemon.data_dir/mask.key)")?;
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;
     }
