@@ -172,6 +172,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let queue = open_queue(&cfg)?;
     let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
         .context("cannot load the rooms' patient contexts")?;
+    contexts.set_known_rooms(cfg.devices.iter().map(|d| d.room.clone()));
     let link = PatientLink {
         contexts: contexts.clone(),
         mode: cfg.patient.mode,
@@ -242,11 +243,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
                 quality: link.quality.clone(),
                 mode: cfg.patient.mode,
                 hold_for: cfg.patient.hold_for,
-                token: None,
+                access: Default::default(),
                 ops: ops.clone(),
             };
             let token_file = cfg.daemon.admin_token_file.as_deref();
-            let (_, task) = admin::start(listen, token_file, state, admin_cancel.clone())
+            let hosts = &cfg.daemon.admin_hosts;
+            let (_, task) = admin::start(listen, token_file, hosts, state, admin_cancel.clone())
                 .await
                 .context("admin API")?;
             Some(task)

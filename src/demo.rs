@@ -223,6 +223,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             data_dir: dir.join("data"),
             admin_listen: None,
             admin_token_file: None,
+            admin_hosts: Vec::new(),
             queue_max_bytes: 256 * 1024 * 1024,
             cache_size: 8 * 1024 * 1024,
             // The simulated devices' clocks are the host's (whole seconds): a small tolerance
