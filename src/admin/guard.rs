@@ -7,8 +7,8 @@
 //!   with the bound port) and the names of `[daemon] admin_hosts`. A web page whose name
 //!   resolves to this box (DNS rebinding) therefore gets nothing;
 //! - cross-origin browser requests are refused with 403: an `Origin` that is not
-//!   `http://` + `Host`, or `Sec-Fetch-Site: cross-site` / `same-site`. Tools like curl send
-//!   neither header and pass;
+//!   `http://` + `Host` (an `Origin: null` passes only with `Sec-Fetch-Site: same-origin`), or
+//!   `Sec-Fetch-Site: cross-site` / `same-site`. Tools like curl send neither header and pass;
 //! - every mutating call and every call that returns patient data or readings
 //!   (`/api/audit`, `/api/held`, `/api/dead`, `/api/quarantine`) needs a credential: the
 //!   token as `Authorization: Bearer <token>`, or a status-page session cookie got by signing
@@ -138,6 +138,9 @@ pub fn cross_origin(origin: Option<&str>, host: Option<&str>, fetch_site: Option
     }
     match origin {
         None => false,
+        // Browsers send `Origin: null` on form posts under `Referrer-Policy: no-referrer`;
+        // then only their own `Sec-Fetch-Site` (which no page can set) vouches for the post.
+        Some("null") => fetch_site != Some("same-origin"),
         Some(o) => host.is_none_or(|h| !o.eq_ignore_ascii_case(&format!("http://{h}"))),
     }
 }
@@ -382,6 +385,10 @@ mod tests {
         assert!(cross_origin(Some("http://evil.example"), host, None));
         assert!(cross_origin(None, host, Some("cross-site")));
         assert!(cross_origin(Some("http://127.0.0.1:9750"), None, None));
+        // A same-origin form post under `Referrer-Policy: no-referrer`.
+        assert!(!cross_origin(Some("null"), host, Some("same-origin")));
+        assert!(cross_origin(Some("null"), host, None));
+        assert!(cross_origin(Some("null"), host, Some("cross-site")));
     }
 
     #[test]
