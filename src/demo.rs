@@ -343,7 +343,7 @@ pub fn describe(r: &Reading) -> String {
         format!("  [{}]", f.join(" "))
     };
     format!(
-        "{:02}:{:02}:{:02}  {:<8} #{:<9} {:<17} {:<22} {}{flags}",
+        "{:02}:{:02}:{:02}  {:<8} #{:<12} {:<17} {:<22} {}{flags}",
         t.hour(),
         t.minute(),
         t.second(),
