@@ -203,6 +203,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     // Everything vitalsd creates is 0640/0750 at most, whatever umask it was started with.
     queue::restrict_umask();
     check_writable(&cfg.daemon.data_dir, "daemon.data_dir")?;
+    crate::reading::mask::load_or_create(&cfg.daemon.data_dir)
+        .context("the patient-tag masking key (daemon.data_dir/mask.key)")?;
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;
     }
@@ -214,6 +216,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let queue = open_queue(&cfg)?;
     let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
         .context("cannot load the rooms' patient contexts")?;
+    contexts.set_known_rooms(cfg.devices.iter().map(|d| d.room.clone()));
     let link = PatientLink {
         contexts: contexts.clone(),
         mode: cfg.patient.mode,
@@ -284,11 +287,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
                 quality: link.quality.clone(),
                 mode: cfg.patient.mode,
                 hold_for: cfg.patient.hold_for,
-                token: None,
+                access: Default::default(),
                 ops: ops.clone(),
             };
             let token_file = cfg.daemon.admin_token_file.as_deref();
-            let (_, task) = admin::start(listen, token_file, state, admin_cancel.clone())
+            let hosts = &cfg.daemon.admin_hosts;
+            let (_, task) = admin::start(listen, token_file, hosts, state, admin_cancel.clone())
                 .await
                 .context("admin API")?;
             Some(task)

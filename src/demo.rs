@@ -227,6 +227,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             data_dir: dir.join("data"),
             admin_listen: None,
             admin_token_file: None,
+            admin_hosts: Vec::new(),
             queue_max_bytes: 256 * 1024 * 1024,
             cache_size: 8 * 1024 * 1024,
             // The simulated devices' clocks are the host's (whole seconds): a small tolerance
@@ -347,7 +348,7 @@ pub fn describe(r: &Reading) -> String {
         format!("  [{}]", f.join(" "))
     };
     format!(
-        "{:02}:{:02}:{:02}  {:<8} #{:<9} {:<17} {:<22} {}{flags}",
+        "{:02}:{:02}:{:02}  {:<8} #{:<12} {:<17} {:<22} {}{flags}",
         t.hour(),
         t.minute(),
         t.second(),

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 mod dedupe;
+pub mod mask;
 
 /// A configured device's stable id (`[[device]] id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -373,14 +374,11 @@ impl fmt::Debug for PatientRef {
 }
 
 impl PatientRef {
-    /// A short, stable, non-reversible tag for logs (first 8 hex digits of an FNV-1a hash).
+    /// A short tag for logs and pages: the first 12 hex digits of HMAC-SHA-256 of the system
+    /// and id under the install's secret key ([`mask`]), stable while the key is, and not
+    /// reversible without it (docs/security.md).
     pub fn masked(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.system.bytes().chain([0u8]).chain(self.id.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{:08x}", h >> 32)
+        mask::tag(mask::key(), &self.system, &self.id)
     }
 }
 

@@ -3,11 +3,12 @@
 
 mod support;
 
-use support::{http, Daemon};
+use support::{http, with_token, Daemon, AUTH};
 
 fn write_config(tmp: &std::path::Path, listen: &str, token_file: &str) -> std::path::PathBuf {
     let cfg = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = {listen:?}\nadmin_token_file = {token_file:?}\nshutdown_timeout = \"5s\"\n\n\
+         [[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-1\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n\
          [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
         tmp.join("data"),
         tmp.join("outbox"),
@@ -38,6 +39,7 @@ fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
     let tmp = tempfile::tempdir().unwrap();
     let token = tmp.path().join("admin.token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cfg = write_config(tmp.path(), "127.0.0.1:0", token.to_str().unwrap());
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
     let addr = d.admin_addr();
@@ -97,6 +99,8 @@ fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
 fn cross_origin_requests_and_huge_bodies_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "127.0.0.1:0", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, with_token(&text, tmp.path())).unwrap();
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
     let addr = d.admin_addr();
     let path = "/api/rooms/exam-1/patient";
@@ -116,7 +120,11 @@ fn cross_origin_requests_and_huge_bodies_are_refused() {
         &addr,
         "PUT",
         path,
-        &[("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        &[
+            ("Origin", own.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+            AUTH,
+        ],
         SET,
     );
     assert_eq!(st, 200, "{body}");
@@ -125,12 +133,12 @@ fn cross_origin_requests_and_huge_bodies_are_refused() {
         r#"{{"id":"{}","system":"urn:oid:1","by":"x"}}"#,
         "A".repeat(100 * 1024)
     );
-    assert_eq!(http(&addr, "PUT", path, &[], &huge).0, 413);
+    assert_eq!(http(&addr, "PUT", path, &[AUTH], &huge).0, 413);
     let (st, _) = http(
         &addr,
         "POST",
         "/api/held/not-a-uuid/discard",
-        &[],
+        &[AUTH],
         r#"{"reason":"r","by":"b"}"#,
     );
     assert_eq!(st, 400);
@@ -139,7 +147,7 @@ fn cross_origin_requests_and_huge_bodies_are_refused() {
         &addr,
         "POST",
         &format!("/api/held/{id}/discard"),
-        &[],
+        &[AUTH],
         r#"{"reason":"r","by":"b"}"#,
     );
     assert_eq!(st, 404);

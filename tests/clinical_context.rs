@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, outbox_lines, wait_outbox, Daemon, Pty};
+use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -36,7 +36,7 @@ fn config(
         out = tmp.join("outbox"),
     );
     let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, cfg).unwrap();
+    std::fs::write(&p, with_token(&cfg, tmp)).unwrap();
     p
 }
 
@@ -49,7 +49,7 @@ fn start(cfg: &Path, tmp: &Path) -> (Daemon, String) {
 }
 
 fn get(addr: &str, path: &str) -> Value {
-    let (st, body) = http(addr, "GET", path, &[], "");
+    let (st, body) = http(addr, "GET", path, &[AUTH], "");
     assert_eq!(st, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -189,7 +189,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
     let t0 = Instant::now();
     // Checked after the readings (the behaviour first).
     let ctx = room(&addr);
-    let page = http(&addr, "GET", "/", &[], "").1;
+    let page = http(&addr, "GET", "/", &[AUTH], "").1;
     for i in 0..7u32 {
         sleep_until(t0 + Duration::from_millis(500 + 1000 * u64::from(i)));
         ox.send(format!("SPO2={:03} HR=070\r\n", 90 + i).as_bytes());
@@ -231,7 +231,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
         &addr,
         "POST",
         "/api/rooms/exam-1/patient/confirm",
-        &[],
+        &[AUTH],
         r#"{"by":"ma-jo"}"#,
     );
     assert_eq!(st, 404, "{body}");
@@ -244,7 +244,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
         &addr,
         "POST",
         "/api/rooms/exam-1/patient/confirm",
-        &[],
+        &[AUTH],
         r#"{"by":"ma-jo"}"#,
     );
     assert_eq!(st, 200, "{body}");
@@ -254,7 +254,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
         &addr,
         "POST",
         "/api/rooms/exam-1/patient/confirm",
-        &[],
+        &[AUTH],
         r#"{"by":""}"#,
     );
     assert_eq!(st, 400, "who confirms is required: {body}");
@@ -271,7 +271,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
 
     // The status page's "Still this patient" form renews a valid context too.
     scan(&addr, &scanner, "MRN-C3");
-    let (st, _) = http(&addr, "POST", "/rooms/exam-1/confirm", &[], "by=Ann+MA");
+    let (st, _) = http(&addr, "POST", "/rooms/exam-1/confirm", &[AUTH], "by=Ann+MA");
     assert_eq!(st, 303);
     let audit = get(&addr, "/api/audit");
     let confirmed: Vec<&Value> = audit
@@ -390,7 +390,7 @@ fn a_multi_user_cuff_or_scale_reading_needs_its_user_mapped_to_the_rooms_patient
     // The MA maps user 2 to the patient: user 2 is charted, user 3 is still held, and a
     // value without a user (a single-user device) goes to the patient.
     let body = format!(r#"{{"id":"MRN-A1","system":"{SYSTEM}","by":"ma-jo","user":2}}"#);
-    let (st, b) = http(&addr, "PUT", "/api/rooms/exam-1/patient", &[], &body);
+    let (st, b) = http(&addr, "PUT", "/api/rooms/exam-1/patient", &[AUTH], &body);
     assert_eq!(st, 200, "{b}");
     assert_eq!(room(&addr)["user"], 2);
     std::thread::sleep(Duration::from_millis(50));
@@ -415,7 +415,7 @@ fn a_multi_user_cuff_or_scale_reading_needs_its_user_mapped_to_the_rooms_patient
         &addr,
         "PUT",
         "/api/rooms/exam-1/patient",
-        &[],
+        &[AUTH],
         &format!(r#"{{"id":"MRN-A1","system":"{SYSTEM}","by":"ma-jo","user":255}}"#),
     );
     assert_eq!(st, 400, "255 is the devices' unknown user: {b}");

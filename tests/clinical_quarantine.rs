@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{http, outbox_lines, wait_outbox, Daemon, Pty};
+use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
 
 fn bp(systolic: u32, at: &str) -> String {
     format!(
@@ -47,7 +47,7 @@ fn config(dir: &Path, serial: &Path, admin: &str, mode: &str) -> std::path::Path
         dir.join("outbox"),
     );
     let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, s).expect("config");
+    std::fs::write(&path, with_token(&s, dir)).expect("config");
     path
 }
 
@@ -201,7 +201,7 @@ fn the_api_lists_releases_with_a_patient_in_hold_mode_and_retry_cannot_send_it()
     dev.send(format!("{}\n", bp(410, "2026-11-27T10:00:00Z")).as_bytes());
     d.wait_log("hard plausibility limit", Duration::from_secs(10));
 
-    let (code, body) = http(&addr, "GET", "/api/quarantine", &[], "");
+    let (code, body) = http(&addr, "GET", "/api/quarantine", &[AUTH], "");
     assert_eq!(code, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "{body}");
@@ -213,7 +213,7 @@ fn the_api_lists_releases_with_a_patient_in_hold_mode_and_retry_cannot_send_it()
         metrics.contains("vitalsd_quarantined_readings 1"),
         "{metrics}"
     );
-    let page = http(&addr, "GET", "/", &[], "").1;
+    let page = http(&addr, "GET", "/", &[AUTH], "").1;
     assert!(
         page.contains("<span id=\"quarantine-count\">1</span>"),
         "{page}"
@@ -229,22 +229,22 @@ fn the_api_lists_releases_with_a_patient_in_hold_mode_and_retry_cannot_send_it()
         &addr,
         "POST",
         &format!("/api/dead/outbox/{id}/retry"),
-        &[],
+        &[AUTH],
         "",
     );
     assert_eq!(code, 404);
 
     let path = format!("/api/quarantine/{id}/release");
-    let (code, body) = http(&addr, "POST", &path, &[], r#"{"by":"dr-lee"}"#);
+    let (code, body) = http(&addr, "POST", &path, &[AUTH], r#"{"by":"dr-lee"}"#);
     assert_eq!(code, 400, "{body}");
-    let (code, body) = http(&addr, "POST", &path, &[], r#"{"by":"","reason":"ok"}"#);
+    let (code, body) = http(&addr, "POST", &path, &[AUTH], r#"{"by":"","reason":"ok"}"#);
     assert_eq!(code, 400, "{body}");
     // No patient on the reading in hold mode: refused, and nothing moved.
     let (code, body) = http(
         &addr,
         "POST",
         &path,
-        &[],
+        &[AUTH],
         r#"{"by":"dr-lee","reason":"re-measured"}"#,
     );
     assert_eq!(code, 409, "{body}");
@@ -256,14 +256,14 @@ fn the_api_lists_releases_with_a_patient_in_hold_mode_and_retry_cannot_send_it()
         &addr,
         "POST",
         &path,
-        &[],
+        &[AUTH],
         r#"{"by":"dr-lee","reason":"re-measured","patient":{"id":"MRN0012345","system":"urn:oid:1.2.3"}}"#,
     );
     assert_eq!(code, 200, "{body}");
     let lines = wait_outbox(&outbox, 1, Duration::from_secs(10));
     assert_eq!(lines[0]["patient"]["id"], "MRN0012345");
     assert_eq!(systolic(&lines[0]), Some(410));
-    let (code, _) = http(&addr, "POST", &path, &[], r#"{"by":"x","reason":"y"}"#);
+    let (code, _) = http(&addr, "POST", &path, &[AUTH], r#"{"by":"x","reason":"y"}"#);
     assert_eq!(code, 404);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(outbox_lines(&outbox).len(), 1);
@@ -274,7 +274,7 @@ fn the_api_lists_releases_with_a_patient_in_hold_mode_and_retry_cannot_send_it()
         "{metrics}"
     );
     let audit: serde_json::Value =
-        serde_json::from_str(&http(&addr, "GET", "/api/audit", &[], "").1).unwrap();
+        serde_json::from_str(&http(&addr, "GET", "/api/audit", &[AUTH], "").1).unwrap();
     let rel = audit
         .as_array()
         .unwrap()
@@ -300,24 +300,24 @@ fn a_discard_through_the_api_is_audited_and_nothing_is_sent() {
     dev.send(format!("{}\n", bp(410, "2026-11-27T10:00:00Z")).as_bytes());
     d.wait_log("hard plausibility limit", Duration::from_secs(10));
     let list: serde_json::Value =
-        serde_json::from_str(&http(&addr, "GET", "/api/quarantine", &[], "").1).unwrap();
+        serde_json::from_str(&http(&addr, "GET", "/api/quarantine", &[AUTH], "").1).unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
     let path = format!("/api/quarantine/{id}/discard");
-    let (code, _) = http(&addr, "POST", &path, &[], r#"{"by":"ma-jo"}"#);
+    let (code, _) = http(&addr, "POST", &path, &[AUTH], r#"{"by":"ma-jo"}"#);
     assert_eq!(code, 400);
     let (code, body) = http(
         &addr,
         "POST",
         &path,
-        &[],
+        &[AUTH],
         r#"{"by":"ma-jo","reason":"cuff fault"}"#,
     );
     assert_eq!(code, 200, "{body}");
-    let list = http(&addr, "GET", "/api/quarantine", &[], "").1;
+    let list = http(&addr, "GET", "/api/quarantine", &[AUTH], "").1;
     assert_eq!(list.trim(), "[]");
     std::thread::sleep(Duration::from_millis(500));
     assert!(outbox_lines(&outbox).is_empty());
-    let audit = http(&addr, "GET", "/api/audit", &[], "").1;
+    let audit = http(&addr, "GET", "/api/audit", &[AUTH], "").1;
     assert!(
         audit.contains("\"event\":\"quarantine_discarded\""),
         "{audit}"
@@ -332,21 +332,13 @@ fn with_a_token_file_the_quarantine_list_needs_the_token_and_the_page_shows_no_r
     let tmp = tempfile::tempdir().unwrap();
     let dev = Pty::new();
     let cfg = config(tmp.path(), &dev.path, "127.0.0.1:0", "location");
-    let token = tmp.path().join("token");
-    std::fs::write(&token, "s3cret-token\n").unwrap();
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "admin_listen = \"127.0.0.1:0\"\n",
-        &format!("admin_listen = \"127.0.0.1:0\"\nadmin_token_file = {token:?}\n"),
-    );
-    std::fs::write(&cfg, text).unwrap();
     let d = start(&cfg, &tmp.path().join("log"));
     let addr = d.admin_addr();
     dev.send(format!("{}\n", bp(410, "2026-11-27T10:00:00Z")).as_bytes());
     d.wait_log("hard plausibility limit", Duration::from_secs(10));
     let (code, body) = http(&addr, "GET", "/api/quarantine", &[], "");
     assert_eq!(code, 401, "{body}");
-    let auth = [("Authorization", "Bearer s3cret-token")];
-    let (code, body) = http(&addr, "GET", "/api/quarantine", &auth, "");
+    let (code, body) = http(&addr, "GET", "/api/quarantine", &[AUTH], "");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("blood_pressure"), "{body}");
     let page = http(&addr, "GET", "/", &[], "").1;

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{http, Daemon, Pty};
+use support::{http, with_token, Daemon, Pty, AUTH};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
@@ -209,7 +209,7 @@ impl Setup {
             out = self.outbox(),
         );
         let path = self.tmp.path().join("vitalsd.toml");
-        std::fs::write(&path, cfg).expect("config");
+        std::fs::write(&path, with_token(&cfg, self.tmp.path())).expect("config");
         Daemon::start(&path, &self.tmp.path().join("log"))
     }
 
@@ -264,7 +264,7 @@ fn hold_mode_messages_with_a_scanned_and_an_assigned_patient_pass_strict_validat
     s.scanner.send(b"MRN0012345\r");
     wait_for("exam-1's patient", || room_has_patient(&addr, "exam-1"));
     let body = r#"{"id":"MRN|77^x&y","system":"https://clinic.example/mrn","by":"ma-jo"}"#;
-    let (st, b) = http(&addr, "PUT", "/api/rooms/exam-2/patient", &[], body);
+    let (st, b) = http(&addr, "PUT", "/api/rooms/exam-2/patient", &[AUTH], body);
     assert_eq!(st, 200, "{b}");
     wait_for("exam-2's patient", || room_has_patient(&addr, "exam-2"));
     std::thread::sleep(Duration::from_millis(100));
@@ -406,8 +406,8 @@ fn patient_data_in_an_engines_error_ack_stays_out_of_the_log_status_and_dead_let
     std::thread::sleep(Duration::from_millis(200));
 
     let (_, status) = http(&addr, "GET", "/api/status", &[], "");
-    let (_, page) = http(&addr, "GET", "/", &[], "");
-    let (st, dead) = http(&addr, "GET", "/api/dead?sink=engine", &[], "");
+    let (_, page) = http(&addr, "GET", "/", &[AUTH], "");
+    let (st, dead) = http(&addr, "GET", "/api/dead?sink=engine", &[AUTH], "");
     assert_eq!(st, 200, "{dead}");
     let log = d.log();
     for (place, text) in [

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, wait_outbox, Daemon, Pty};
+use support::{http, wait_outbox, with_token, Daemon, Pty, AUTH};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
@@ -16,7 +16,7 @@ const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 fn wait_json(addr: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let (st, body) = http(addr, "GET", path, &[], "");
+        let (st, body) = http(addr, "GET", path, &[AUTH], "");
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if st == 200 && ok(&v) {
             return v;
@@ -49,7 +49,7 @@ fn config(
         out = tmp.join("outbox"),
     );
     let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, cfg).unwrap();
+    std::fs::write(&p, with_token(&cfg, tmp)).unwrap();
     p
 }
 
@@ -141,9 +141,21 @@ fn a_scan_attaches_the_patient_readings_before_it_are_held_until_assigned_and_al
     for id in &early {
         let body =
             format!(r#"{{"patient":{{"id":"MRN0099999","system":"{SYSTEM}"}},"by":"ma-jo"}}"#);
-        let (st, b) = http(&addr, "POST", &format!("/api/held/{id}/assign"), &[], &body);
+        let (st, b) = http(
+            &addr,
+            "POST",
+            &format!("/api/held/{id}/assign"),
+            &[AUTH],
+            &body,
+        );
         assert_eq!(st, 200, "{b}");
-        let (st, _) = http(&addr, "POST", &format!("/api/held/{id}/assign"), &[], &body);
+        let (st, _) = http(
+            &addr,
+            "POST",
+            &format!("/api/held/{id}/assign"),
+            &[AUTH],
+            &body,
+        );
         assert_eq!(st, 404, "a released reading is never re-attributed");
     }
     let lines = wait_outbox(&outbox, n_after_scan + early.len(), Duration::from_secs(10));
@@ -157,7 +169,7 @@ fn a_scan_attaches_the_patient_readings_before_it_are_held_until_assigned_and_al
             &addr,
             "POST",
             &format!("/api/held/{id}/discard"),
-            &[],
+            &[AUTH],
             r#"{"reason":"test strip","by":"ma-jo"}"#,
         );
         assert_eq!(st, 200, "{b}");
@@ -232,7 +244,13 @@ fn a_held_reading_survives_a_restart_and_is_delivered_once_assigned() {
     );
     let id = held[0]["id"].as_str().unwrap();
     let body = format!(r#"{{"patient":{{"id":"MRN0055555","system":"{SYSTEM}"}},"by":"ma-al"}}"#);
-    let (st, b) = http(&addr, "POST", &format!("/api/held/{id}/assign"), &[], &body);
+    let (st, b) = http(
+        &addr,
+        "POST",
+        &format!("/api/held/{id}/assign"),
+        &[AUTH],
+        &body,
+    );
     assert_eq!(st, 200, "{b}");
     let lines = wait_outbox(&outbox, 1, Duration::from_secs(10));
     assert_eq!(lines[0]["patient"]["id"], "MRN0055555");

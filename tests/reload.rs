@@ -68,10 +68,14 @@ fn wait_out(d: &Daemon, dir: &Path, n: usize, within: Duration) {
 }
 
 fn daemon_section(data: &Path, admin: bool) -> String {
-    format!(
+    let s = format!(
         "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"{}\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n",
         if admin { "127.0.0.1:0" } else { "" }
-    )
+    );
+    match (admin, data.parent()) {
+        (true, Some(dir)) => support::with_token(&s, dir),
+        _ => s,
+    }
 }
 
 fn serial_device(id: &str, room: &str, path: &Path) -> String {
@@ -237,7 +241,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
     assert_eq!(ox["port"], pty.path.display().to_string(), "{ox}");
 
     // Both reloads are in the audit trail, with ids only.
-    let (_, body) = support::http(&admin, "GET", "/api/audit?limit=1000", &[], "");
+    let (_, body) = support::http(&admin, "GET", "/api/audit?limit=1000", &[support::AUTH], "");
     let audit: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     let reloads: Vec<_> = audit.iter().filter(|e| e["event"] == "reload").collect();
     assert_eq!(reloads.len(), 2, "{body}");

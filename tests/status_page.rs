@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Daemon, Pty};
+use support::{with_token, Daemon, Pty, AUTH, TOKEN};
 
 /// The Chromium binary; installs Debian's `chromium` when it is missing (CI runs as root).
 fn chromium() -> String {
@@ -96,7 +96,7 @@ fn http(
 }
 
 fn held_ids(addr: &str) -> Vec<String> {
-    let (_, _, body) = http(addr, "GET", "/api/held", &[], "");
+    let (_, _, body) = http(addr, "GET", "/api/held", &[AUTH], "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     v.as_array()
         .map(|a| {
@@ -241,6 +241,13 @@ impl Browser {
 
     /// One DevTools call; returns its `result`.
     fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let v = self.call_raw(method, params);
+        assert!(v["error"].is_null(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// One DevTools call; the whole answer, `error` included.
+    fn call_raw(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         let id = self.next_id;
         self.next_id += 1;
         let msg = serde_json::json!({"id": id, "method": method, "params": params});
@@ -248,8 +255,7 @@ impl Browser {
         loop {
             let v: serde_json::Value = serde_json::from_str(&self.read_frame()).unwrap_or_default();
             if v["id"] == id {
-                assert!(v["error"].is_null(), "{method}: {v}");
-                return v["result"].clone();
+                return v;
             }
         }
     }
@@ -268,7 +274,12 @@ impl Browser {
     fn wait_for(&mut self, js: &str, want: serde_json::Value) {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            let got = self.eval(js);
+            // While the page navigates (a form post and its redirect) an evaluation may fail.
+            let r = self.call_raw(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": js, "returnByValue": true}),
+            );
+            let got = r["result"]["result"]["value"].clone();
             if got == want {
                 return;
             }
@@ -290,22 +301,32 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     let tmp = tempfile::tempdir().unwrap();
     let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
     let ox = Pty::new();
+    let ox2 = Pty::new();
     let cfg = support::config(
         &data,
         &outbox,
         "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
+        &[
+            (
+                "ox",
+                "nonin-ascii",
+                "exam-1",
+                &ox.path,
+                r#"report = "every""#,
+            ),
+            (
+                "ox2",
+                "nonin-ascii",
+                "exam-2",
+                &ox2.path,
+                r#"report = "every""#,
+            ),
+        ],
     )
     .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
     .replace("mode = \"location\"", "mode = \"hold\"");
     let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::write(&cfg_path, with_token(&cfg, tmp.path())).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
     let addr = d.admin_addr();
     d.wait_log("serial port open", Duration::from_secs(10));
@@ -323,11 +344,13 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
         &addr,
         "PUT",
         "/api/rooms/exam-2/patient",
-        &[("Content-Type", "application/json")],
+        &[("Content-Type", "application/json"), AUTH],
         r#"{"id":"MRN-7788","system":"urn:oid:1.2.3","by":"test"}"#,
     );
     assert_eq!(code, 200, "{body}");
 
+    // Not signed in: rooms (masked), devices, sinks and counts, a sign-in form, no held
+    // readings and no forms that change anything.
     let profile = tmp.path().join("chromium");
     let dom = dump_dom(&format!("http://{addr}/"), &profile);
     assert!(dom.contains("<h1>vitalsd</h1>"), "{dom}");
@@ -342,6 +365,36 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
         "{dom}"
     );
     assert!(dom.contains(r#"<span id="held-count">2</span>"#), "{dom}");
+    assert!(dom.contains(r#"action="/login""#), "{dom}");
+    assert!(!dom.contains(r#"action="/held/"#), "{dom}");
+    // The room shows the masked patient, never the identifier.
+    assert!(
+        dom.contains(r#"<tr data-room="exam-2"><td>exam-2</td>"#),
+        "{dom}"
+    );
+    assert!(!dom.contains("MRN-7788"), "patient identifier on the page");
+    assert!(!dom.contains("<script"), "the page needs no script");
+
+    // Sign in through the page's form in Chromium: the session cookie brings the held
+    // readings and their forms.
+    let mut browser = Browser::start(&tmp.path().join("chromium-cdp"));
+    browser.call("Page.enable", serde_json::json!({}));
+    browser.call(
+        "Page.navigate",
+        serde_json::json!({"url": format!("http://{addr}/")}),
+    );
+    browser.wait_for("document.querySelector('form#login') !== null", true.into());
+    let js = format!(
+        "(() => {{ const f = document.querySelector('form#login'); f.elements['token'].value = '{TOKEN}'; f.querySelector('button').click(); return 'clicked'; }})()"
+    );
+    assert_eq!(browser.eval(&js), "clicked");
+    browser.wait_for("document.getElementById('signed-in') !== null", true.into());
+    let dom = browser
+        .eval("document.documentElement.outerHTML")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(dom.contains(r#"<span id="held-count">2</span>"#), "{dom}");
     for id in &ids {
         assert!(
             dom.contains(&format!(r#"action="/held/{id}/assign""#)),
@@ -352,19 +405,10 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
             "{dom}"
         );
     }
-    // The room shows the masked patient, never the identifier.
-    assert!(dom.contains("<td>exam-2</td>"), "{dom}");
     assert!(!dom.contains("MRN-7788"), "patient identifier on the page");
-    assert!(!dom.contains("<script"), "the page needs no script");
 
     // Real clicks in Chromium: fill the assign form of one reading, the discard form of the
     // other, click their buttons; the server redirects back to the page.
-    let mut browser = Browser::start(&tmp.path().join("chromium-cdp"));
-    browser.call("Page.enable", serde_json::json!({}));
-    browser.call(
-        "Page.navigate",
-        serde_json::json!({"url": format!("http://{addr}/")}),
-    );
     browser.wait_for(
         "document.getElementById('held-count')?.textContent",
         "2".into(),
@@ -408,7 +452,7 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     let lines = support::wait_outbox(&outbox, 1, Duration::from_secs(10));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["patient"]["id"], "MRN-4242");
-    let (_, _, audit) = http(&addr, "GET", "/api/audit", &[], "");
+    let (_, _, audit) = http(&addr, "GET", "/api/audit", &[AUTH], "");
     assert!(
         audit.contains("\"assigned\"") && audit.contains("\"discarded\""),
         "{audit}"
@@ -417,6 +461,7 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     let form = [
         ("Content-Type", "application/x-www-form-urlencoded"),
         ("Origin", origin.as_str()),
+        AUTH,
     ];
     // A cross-site form post is refused, and a missing field is a readable error.
     let (code, _, _) = http(

@@ -67,6 +67,18 @@ fn reading_id(s: &str) -> Result<ReadingId, Response> {
         .map_err(|_| fail(StatusCode::BAD_REQUEST, "not a reading id (a UUID)"))
 }
 
+/// 404 unless `room` is the room of a configured device.
+fn known_room(s: &AdminState, room: &str) -> Result<(), Response> {
+    if s.contexts.is_known_room(room) {
+        Ok(())
+    } else {
+        Err(fail(
+            StatusCode::NOT_FOUND,
+            "no configured device is in this room",
+        ))
+    }
+}
+
 fn by_field(by: String) -> Result<String, Response> {
     let by = by.trim().to_string();
     if by.is_empty() || by.len() > 128 {
@@ -207,6 +219,7 @@ struct SetPatient {
 }
 
 async fn set_patient(State(s): State<AdminState>, Path(room): Path<String>, body: Bytes) -> Answer {
+    known_room(&s, &room)?;
     let b: SetPatient = parse_body(&body)?;
     let by = by_field(b.by)?;
     let patient = PatientRef {
@@ -240,6 +253,7 @@ async fn confirm_patient(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Answer {
+    known_room(&s, &room)?;
     let b: ConfirmPatient = parse_body(&body)?;
     let by = by_field(b.by)?;
     let now = OffsetDateTime::now_utc();
@@ -270,6 +284,7 @@ async fn clear_patient(
     Path(room): Path<String>,
     body: Bytes,
 ) -> Answer {
+    known_room(&s, &room)?;
     let b: ClearPatient = if body.is_empty() {
         ClearPatient::default()
     } else {

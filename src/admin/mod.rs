@@ -2,12 +2,17 @@
 //! dead-letter and the audit trail (DESIGN §4).
 //!
 //! Listens on `daemon.admin_listen` (loopback by default). Refuses to start on a non-loopback
-//! address without `admin_token_file`. Every request passes [`guard`] (cross-origin refusal,
-//! bearer token) and a 64 KiB body limit (413 above). Routes are assembled in [`router`] from
-//! one function per area, so `/metrics` and the status page `/` are one `.merge(...)` each.
+//! address without `admin_token_file`. Every request passes [`guard`] (its own `Host` names
+//! only, cross-origin refusal, a token or session for protected calls, security headers) and
+//! a 64 KiB body limit (413 above); the listener caps open connections and cuts idle or slow
+//! ones ([`listener`]). Routes are assembled in [`router`] from one function per area, so
+//! `/metrics` and the status page `/` are one `.merge(...)` each. The threat model is in
+//! docs/security.md.
 //!
 //! # Layout
 //! - `guard`: the request checks (pure functions + middleware).
+//! - `session`: the status page's sign-in sessions.
+//! - `listener`: the connection cap and per-connection deadline.
 //! - `api`: the handlers.
 //! - `client`: the CLI's side, for `vitalsd queue held` / `vitalsd audit` while the daemon runs.
 //! - `metrics`: `/metrics`, delivery/depth state and the sinks' health (`Ops`).
@@ -17,9 +22,11 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+pub mod listener;
 pub mod metrics;
 pub mod page;
 pub mod ready;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,8 +56,8 @@ pub struct AdminState {
     pub quality: Arc<Quality>,
     pub mode: PatientMode,
     pub hold_for: Duration,
-    /// The bearer token for protected calls, when a token file is configured.
-    pub token: Option<Arc<String>>,
+    /// The token, the allowed `Host` names and the sessions ([`start`] fills it in).
+    pub access: Arc<guard::Access>,
     /// Delivery counters, queue-depth samples and the readiness thresholds.
     pub ops: Arc<metrics::Ops>,
 }
@@ -62,6 +69,8 @@ pub enum AdminError {
     NoTokenOffLoopback(SocketAddr),
     #[error("daemon.admin_token_file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
+    #[error("daemon.admin_token_file: {0}")]
+    NoRandom(String),
     #[error("cannot listen on {addr} for the admin API: {reason}")]
     Bind { addr: SocketAddr, reason: String },
 }
@@ -105,18 +114,24 @@ pub fn router(state: AdminState) -> Router {
             guard::middleware,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(guard::headers))
         .with_state(state)
 }
 
 /// Checks the listen address and token, binds, and serves until `cancel`. Returns the bound
-/// address (port 0 picks a free one) once listening.
+/// address (port 0 picks a free one) once listening. `hosts` are the extra `Host` names it
+/// answers to (`daemon.admin_hosts`).
 pub async fn start(
     listen: SocketAddr,
     token_file: Option<&Path>,
+    hosts: &[String],
     mut state: AdminState,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminError> {
-    state.token = check_access(listen, token_file)?.map(Arc::new);
+    let token = check_access(listen, token_file)?
+        .map(|t| guard::Token::new(&t))
+        .transpose()
+        .map_err(|e| AdminError::NoRandom(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| AdminError::Bind {
@@ -127,7 +142,14 @@ pub async fn start(
         addr: listen,
         reason: e.to_string(),
     })?;
+    state.access = Arc::new(guard::Access {
+        token,
+        hosts: guard::Hosts::new(addr, hosts),
+        sessions: session::Sessions::default(),
+    });
     let app = router(state);
+    let listener =
+        listener::Capped::new(listener, listener::MAX_CONNECTIONS, listener::IDLE_TIMEOUT);
     tracing::info!(%addr, "admin API listening");
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -6,20 +6,25 @@
 //! form-encoded, answered with a redirect back to `/`), and the quarantined readings (which
 //! limit they failed, no values; released through the CLI or the API).
 //!
-//! The forms pass the same guard as the API: a cross-origin form post is refused. With a token
-//! file the held readings are not listed here and the rooms have no confirm form (a browser
-//! form cannot carry the bearer token); the page says so and the API is the way.
+//! The forms pass the same guard as the API: a cross-origin form post is refused, and every
+//! post needs a signed-in session. Signing in (`POST /login`, the admin token in a password
+//! field) sets a session cookie; `POST /logout` ends it. Until then the page shows the rooms
+//! (masked), devices, sinks and counts, and a sign-in form instead of the held and
+//! quarantined readings and the confirm forms. Without a configured token nobody can sign in
+//! and the page says how to set one (docs/security.md).
 
 use std::fmt::Write as _;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use time::OffsetDateTime;
 
+use super::guard::SignedIn;
+use super::session::Sessions;
 use super::AdminState;
 use crate::reading::{PatientRef, ReadingId};
 
@@ -112,14 +117,33 @@ pub fn page_routes() -> Router<AdminState> {
         .route("/held/{id}/assign", post(assign))
         .route("/held/{id}/discard", post(discard))
         .route("/rooms/{room}/confirm", post(confirm))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}\
-th{background:#f3f3f3}.bad{color:#b00}.ok{color:#070}form{display:inline}input{width:9em}";
+th{background:#f3f3f3}.bad{color:#b00}.ok{color:#070}form{display:inline}input{width:9em}#login input{width:20em}";
 
-/// The page's HTML, from the current state.
-pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queue::QueueError> {
+/// The sign-in form, sign-out button or how to get a token, by the visitor's state.
+fn sign_in_section(h: &mut String, s: &AdminState, signed_in: bool) {
+    if signed_in {
+        h.push_str("<div id=\"signed-in\">Signed in. <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form></div>");
+    } else if s.access.token.is_some() {
+        h.push_str("<form id=\"login\" method=\"post\" action=\"/login\"><label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
+<button type=\"submit\">Sign in</button></form><p>Sign in to see and act on held and quarantined readings and to confirm patients.</p>");
+    } else {
+        h.push_str("<p id=\"no-token\">No admin token is configured, so nobody can sign in here and the API refuses changes and patient data. \
+Put a random token in a file (<code>openssl rand -hex 32</code>, mode 0640) and set <code>[daemon] admin_token_file</code> to it.</p>");
+    }
+}
+
+/// The page's HTML, from the current state; `signed_in` shows the forms and the readings.
+pub fn render(
+    s: &AdminState,
+    now: OffsetDateTime,
+    signed_in: bool,
+) -> Result<String, crate::queue::QueueError> {
     let stats = s.queue.stats()?;
     let held_count = s.queue.held_count()?;
     let mut h = String::new();
@@ -127,7 +151,8 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title><style>{STYLE}</style></head><body><h1>vitalsd</h1>"
     );
-    rooms_table(&mut h, s, now);
+    sign_in_section(&mut h, s, signed_in);
+    rooms_table(&mut h, s, now, signed_in);
     h.push_str("<h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
     for d in &s.devices {
         let snap = d.snapshot();
@@ -187,12 +212,12 @@ pub fn render(s: &AdminState, now: OffsetDateTime) -> Result<String, crate::queu
         h,
         "<h2>Held readings (<span id=\"held-count\">{held_count}</span>)</h2>"
     );
-    if s.token.is_some() {
-        h.push_str("<p>Held readings are listed through the API with the bearer token (<code>vitalsd queue held</code>).</p>");
-    } else {
+    if signed_in {
         held_table(&mut h, s, now)?;
+    } else {
+        h.push_str("<p>Sign in to list and assign them (or <code>vitalsd queue held</code>).</p>");
     }
-    quarantine_section(&mut h, s, stats.quarantined)?;
+    quarantine_section(&mut h, s, stats.quarantined, signed_in)?;
     h.push_str("</body></html>");
     Ok(h)
 }
@@ -206,14 +231,14 @@ fn remaining(secs: Option<u64>) -> String {
     }
 }
 
-fn rooms_table(h: &mut String, s: &AdminState, now: OffsetDateTime) {
+fn rooms_table(h: &mut String, s: &AdminState, now: OffsetDateTime, signed_in: bool) {
     h.push_str("<h2>Rooms</h2><table id=\"rooms\"><tr><th>Room</th><th>Patient (masked)</th><th>Device user</th><th>Since</th><th>Expires</th><th>Remaining</th><th>Confirm</th></tr>");
     for r in s.contexts.views(now) {
         let room = esc(&r.room);
-        let confirm = match (&r.patient, s.token.is_some()) {
+        let confirm = match (&r.patient, signed_in) {
             (None, _) => String::new(),
-            (Some(_), true) => "API only (token)".to_string(),
-            (Some(_), false) => format!(
+            (Some(_), false) => "sign in".to_string(),
+            (Some(_), true) => format!(
                 "<form method=\"post\" action=\"/rooms/{}/confirm\"><input name=\"by\" placeholder=\"your name\" required> \
 <button type=\"submit\">Still this patient</button></form>",
                 esc(&path_segment(&r.room))
@@ -282,6 +307,7 @@ fn quarantine_section(
     h: &mut String,
     s: &AdminState,
     count: u64,
+    signed_in: bool,
 ) -> Result<(), crate::queue::QueueError> {
     let _ = write!(
         h,
@@ -290,8 +316,8 @@ fn quarantine_section(
 <code>vitalsd queue release ID --by NAME --reason TEXT</code> or <code>vitalsd queue discard</code> \
 (or <code>POST /api/quarantine/ID/release</code>).</p>"
     );
-    if s.token.is_some() {
-        h.push_str("<p>Quarantined readings are listed through the API with the bearer token (<code>vitalsd queue quarantine</code>).</p>");
+    if !signed_in {
+        h.push_str("<p>Sign in to list them (or <code>vitalsd queue quarantine</code>).</p>");
         return Ok(());
     }
     h.push_str("<table id=\"quarantine\"><tr><th>Since</th><th>Room</th><th>Device</th><th>Kind</th><th>Limit</th><th>Id</th></tr>");
@@ -324,8 +350,9 @@ fn back() -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
 }
 
-async fn page(State(s): State<AdminState>) -> Response {
-    match render(&s, OffsetDateTime::now_utc()) {
+async fn page(State(s): State<AdminState>, signed_in: Option<Extension<SignedIn>>) -> Response {
+    let signed_in = signed_in.is_some_and(|Extension(SignedIn(b))| b);
+    match render(&s, OffsetDateTime::now_utc(), signed_in) {
         Ok(html) => Html(html).into_response(),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
@@ -382,6 +409,56 @@ async fn discard(State(s): State<AdminState>, Path(id): Path<String>, body: Byte
         Ok(None) => problem(StatusCode::NOT_FOUND, "no held reading with this id"),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
+}
+
+/// `POST /login` (form field `token`): a right token starts a session (cookie) and goes back
+/// to the page; a wrong one is 401.
+async fn login(State(s): State<AdminState>, body: Bytes) -> Response {
+    let Some(token) = &s.access.token else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "no admin token is configured: set [daemon] admin_token_file to a file holding one",
+        );
+    };
+    let form = parse_form(&body);
+    if !token.matches(field(&form, "token").as_bytes()) {
+        tracing::warn!("status page sign-in with a wrong token");
+        return problem(StatusCode::UNAUTHORIZED, "wrong token");
+    }
+    let Some(id) = s.access.sessions.create() else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no random source for a session",
+        );
+    };
+    tracing::info!("status page signed in");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, Sessions::cookie_for(&id)),
+        ],
+    )
+        .into_response()
+}
+
+/// `POST /logout`: ends the session of the cookie sent and clears the cookie.
+async fn logout(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    let id = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| super::guard::cookie(c, super::session::COOKIE));
+    if let Some(id) = id {
+        s.access.sessions.remove(id);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (header::SET_COOKIE, Sessions::cookie_cleared()),
+        ],
+    )
+        .into_response()
 }
 
 /// "Still this patient" from the status page: renews the room's context like

@@ -74,6 +74,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             "daemon.admin_token_file",
             a.admin_token_file != b.admin_token_file,
         ),
+        ("daemon.admin_hosts", a.admin_hosts != b.admin_hosts),
         (
             "daemon.queue_max_bytes",
             a.queue_max_bytes != b.queue_max_bytes,
@@ -213,6 +214,11 @@ async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<Reloa
     // Apply. Sinks: stop, then the queue's list, then start (new readings get entries for a
     // sink before its loop runs, never after).
     let within = stages.stop_within;
+    // Rooms first: a new MQTT connection's retained patient messages may name new rooms.
+    stages
+        .link
+        .contexts
+        .set_known_rooms(new.devices.iter().map(|d| d.room.clone()));
     for id in sink_plan.stop.iter().chain(&sink_plan.restart) {
         run.sinks.stop(id, within).await;
     }

@@ -77,6 +77,9 @@ pub struct DaemonFile {
     pub admin_listen: String,
     #[serde(default)]
     pub admin_token_file: String,
+    /// Extra `Host` names (or addresses) the admin API answers to, without a port.
+    #[serde(default)]
+    pub admin_hosts: Vec<String>,
     #[serde(default = "default_queue_max_bytes")]
     pub queue_max_bytes: Size,
     #[serde(default = "default_cache_size")]
@@ -100,6 +103,7 @@ impl Default for DaemonFile {
             data_dir: default_data_dir(),
             admin_listen: default_admin_listen(),
             admin_token_file: String::new(),
+            admin_hosts: Vec::new(),
             queue_max_bytes: default_queue_max_bytes(),
             cache_size: default_cache_size(),
             clock_skew_tolerance: default_clock_skew_tolerance(),

@@ -50,6 +50,8 @@ pub struct DaemonConfig {
     /// `None` when `admin_listen = ""`.
     pub admin_listen: Option<SocketAddr>,
     pub admin_token_file: Option<PathBuf>,
+    /// Extra `Host` names the admin API answers to (besides its address and loopback names).
+    pub admin_hosts: Vec<String>,
     pub queue_max_bytes: u64,
     /// sled's page cache (sled's own tables grow with the number of stored entries besides).
     pub cache_size: u64,

@@ -473,3 +473,53 @@ fn settings_the_config_gives_override_the_drivers_defaults() {
     assert_eq!((s.baud, s.parity), (57_600, Parity::Even));
     assert_eq!(cfg.devices[0].inactivity_timeout, Duration::from_secs(120));
 }
+
+#[test]
+fn an_open_admin_token_file_and_an_open_admin_address_without_one_are_problems() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let token = tmp.path().join("admin.token");
+    std::fs::write(&token, "t").unwrap();
+    let daemon = |listen: &str, file: &str| {
+        format!("[daemon]\nadmin_listen = {listen:?}\nadmin_token_file = {file:?}\n{MINIMAL}")
+    };
+    let file = token.to_str().unwrap();
+    for (mode, ok) in [(0o600, true), (0o640, true), (0o644, false), (0o660, false)] {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        let p = problems(&daemon("127.0.0.1:9750", file));
+        assert_eq!(p.is_empty(), ok, "{mode:o}: {p:?}");
+        if !ok {
+            assert!(
+                p[0].starts_with("daemon.admin_token_file (line 3)") && p[0].contains("chmod 640"),
+                "{p:?}"
+            );
+        }
+    }
+    let p = problems(&daemon("0.0.0.0:9750", ""));
+    assert!(
+        p.len() == 1
+            && p[0].starts_with("daemon.admin_listen (line 2)")
+            && p[0].contains("admin_token_file"),
+        "{p:?}"
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(problems(&daemon("0.0.0.0:9750", file)).is_empty());
+}
+
+#[test]
+fn admin_hosts_are_bare_names_or_addresses() {
+    let src = |hosts: &str| format!("[daemon]\nadmin_hosts = {hosts}\n{MINIMAL}");
+    let cfg = parse(
+        &src(r#"["vitals-box.clinic.local", "192.168.1.5", "::1"]"#),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(cfg.daemon.admin_hosts.len(), 3);
+    for bad in ["http://box", "box:9750", "box/x", "a..b", ""] {
+        let p = problems(&src(&format!("[{bad:?}]")));
+        assert!(
+            p.len() == 1 && p[0].starts_with("daemon.admin_hosts[0]"),
+            "{bad}: {p:?}"
+        );
+    }
+}

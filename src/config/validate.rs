@@ -305,11 +305,25 @@ impl Validator {
                 );
             }
         }
+        let admin_token_file = self.admin_token_file(&d.admin_token_file);
+        if let Some(listen) = admin_listen {
+            if !listen.ip().is_loopback() && admin_token_file.is_none() {
+                self.problem(
+                    "daemon.admin_listen",
+                    format!("`{listen}` is not a loopback address: set daemon.admin_token_file (the API then needs its token) or listen on 127.0.0.1"),
+                );
+            }
+        }
+        for (i, h) in d.admin_hosts.iter().enumerate() {
+            if let Err(why) = check_admin_host(h) {
+                self.problem(format!("daemon.admin_hosts[{i}]"), why);
+            }
+        }
         Some(DaemonConfig {
             data_dir: d.data_dir,
             admin_listen,
-            admin_token_file: (!d.admin_token_file.is_empty())
-                .then(|| PathBuf::from(&d.admin_token_file)),
+            admin_token_file,
+            admin_hosts: d.admin_hosts,
             queue_max_bytes: d.queue_max_bytes.0,
             cache_size: d.cache_size.0,
             clock_skew_tolerance: d.clock_skew_tolerance.0,
@@ -610,6 +624,23 @@ impl Validator {
         })
     }
 
+    /// The admin token file: it must exist, and group or others may at most read it (0640).
+    fn admin_token_file(&mut self, path: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let key = "daemon.admin_token_file";
+        let p = self.readable_file(key, path)?;
+        if let Ok(meta) = std::fs::metadata(&p) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o037 != 0 {
+                self.problem(
+                    key,
+                    format!("{path} has mode {mode:04o}: only its owner may write it and only its group read it (chmod 640, or 600)"),
+                );
+            }
+        }
+        Some(p)
+    }
+
     /// A file the daemon must read: it must exist. `""` means not set.
     pub(super) fn readable_file(&mut self, key: &str, path: &str) -> Option<PathBuf> {
         if path.is_empty() {
@@ -863,3 +894,27 @@ mod location_mode_tests {
 #[cfg(test)]
 #[path = "transport_tests.rs"]
 mod transport_tests;
+/// An `admin_hosts` entry: a host name or an IP address, without scheme, port or path.
+fn check_admin_host(h: &str) -> Result<(), String> {
+    let bare = h.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = h.strip_suffix('.').unwrap_or(h);
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if name_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{h}` is not a host name or address (no scheme, port or path: e.g. \"vitals-box.clinic.local\")"
+        ))
+    }
+}

@@ -11,14 +11,17 @@
 //! - every set (with its device user), confirmation, clear and expiry is written to the audit
 //!   log together with the room's context record, in one flushed batch; contexts survive a
 //!   restart;
-//! - patient identifiers never reach the ordinary log (only [`PatientRef::masked`]).
+//! - patient identifiers never reach the ordinary log (only [`PatientRef::masked`]);
+//! - once the configured rooms are known ([`ContextStore::set_known_rooms`]), the admin API
+//!   and MQTT can name only those: an MQTT message for another room is dropped with a WARN
+//!   naming the room (and acknowledged), the API answers 404.
 
 pub mod audit;
 pub mod history;
 pub mod quality;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +76,8 @@ struct Inner {
     rooms: Mutex<BTreeMap<String, RoomHistory>>,
     /// Serialises changes so records reach the store in the order they were made.
     writes: tokio::sync::Mutex<()>,
+    /// The rooms of the configured devices; `None` until the app sets them (any room then).
+    known: RwLock<Option<BTreeSet<String>>>,
 }
 
 /// Checks an identifier and its system before it becomes a context.
@@ -137,6 +142,7 @@ impl ContextStore {
                 ttl,
                 rooms: Mutex::new(rooms),
                 writes: tokio::sync::Mutex::new(()),
+                known: RwLock::new(None),
             }),
         })
     }
@@ -148,6 +154,24 @@ impl ContextStore {
 
     pub fn ttl(&self) -> Duration {
         self.inner.ttl
+    }
+
+    /// The rooms of the configured devices: from now on only these can be named by the admin
+    /// API and the MQTT patient topic. The app calls it at start and on every reload.
+    pub fn set_known_rooms(&self, rooms: impl IntoIterator<Item = String>) {
+        let set = rooms.into_iter().collect();
+        if let Ok(mut k) = self.inner.known.write() {
+            *k = Some(set);
+        }
+    }
+
+    /// Whether `room` is a configured device's room (every room before
+    /// [`Self::set_known_rooms`]).
+    pub fn is_known_room(&self, room: &str) -> bool {
+        match self.inner.known.read() {
+            Ok(k) => k.as_ref().is_none_or(|set| set.contains(room)),
+            Err(_) => false,
+        }
     }
 
     /// Applies `change` to `room` in memory (at once, so readings measured after it see it),
@@ -277,7 +301,12 @@ impl ContextStore {
     /// `{"id": "...", "system": "...", "by": optional, "user": optional device user}`; an
     /// empty payload clears the room.
     /// The MQTT source calls this, and acknowledges the message after it returns `Ok`.
+    /// A room no configured device is in is ignored (`Ok`, so the message is acknowledged).
     pub async fn set_from_mqtt(&self, room: &str, payload: &[u8]) -> Result<(), ContextError> {
+        if !self.is_known_room(room) {
+            tracing::warn!(%room, "MQTT patient context for a room no configured device is in; ignored");
+            return Ok(());
+        }
         let now = OffsetDateTime::now_utc();
         if payload.iter().all(u8::is_ascii_whitespace) {
             self.clear(room, ContextSource::Mqtt, "mqtt", now).await?;

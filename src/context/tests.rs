@@ -257,3 +257,20 @@ async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
         [("exam-1".to_string(), 2), ("exam-2".to_string(), 3)]
     );
 }
+
+#[tokio::test]
+async fn mqtt_cannot_name_a_room_no_configured_device_is_in() {
+    let store = Arc::new(MemoryStore::new());
+    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    c.set_known_rooms(["exam-1".to_string()]);
+    assert!(c.is_known_room("exam-1") && !c.is_known_room("lobby"));
+    let body = br#"{"id":"B","system":"urn:oid:1.2"}"#;
+    // Acknowledged (Ok) but without effect.
+    c.set_from_mqtt("lobby", body).await.unwrap();
+    assert!(c.views(t(0)).iter().all(|v| v.room != "lobby"));
+    c.set_from_mqtt("exam-1", body).await.unwrap();
+    assert!(c
+        .views(OffsetDateTime::now_utc())
+        .iter()
+        .any(|v| v.room == "exam-1" && v.patient.is_some()));
+}

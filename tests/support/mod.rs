@@ -115,6 +115,27 @@ impl Drop for Daemon {
     }
 }
 
+/// The admin token the tests configure with [`with_token`].
+pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
+/// The header that carries [`TOKEN`], for the admin API's protected calls.
+pub const AUTH: (&str, &str) = ("Authorization", "Bearer vitalsd-test-admin-token-5d2f9a");
+
+/// `cfg` with `admin_token_file` in its `[daemon]` table pointing at a file (mode 0600) in
+/// `dir` that holds [`TOKEN`]; replaces an `admin_token_file = ""` line if there is one.
+pub fn with_token(cfg: &str, dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("admin.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).expect("token file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let line = format!("admin_token_file = {file:?}\n");
+    if cfg.contains("admin_token_file = \"\"\n") {
+        cfg.replacen("admin_token_file = \"\"\n", &line, 1)
+    } else {
+        assert!(cfg.contains("[daemon]\n"), "no [daemon] table in {cfg}");
+        cfg.replacen("[daemon]\n", &format!("[daemon]\n{line}"), 1)
+    }
+}
+
 /// One HTTP/1.1 request to the admin API; `(status, body)`.
 pub fn http(
     addr: &str,
