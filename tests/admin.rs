@@ -255,6 +255,7 @@ fn a_failing_sink_shows_its_last_error_then_after_recovery_its_last_success() {
         tmp.path().join("data"),
         ox.path,
     );
+    let cfg = support::with_token(&cfg, tmp.path());
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));

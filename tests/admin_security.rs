@@ -523,6 +523,7 @@ fn check_config_refuses_an_open_token_file_and_an_open_address_without_one() {
     let cfg = config(tmp.path(), "", true);
     let check = |cfg: &Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+            .env(support::KEY_ENV, support::store_key_file())
             .args(["check-config", "--config", cfg.to_str().unwrap()])
             .output()
             .unwrap()

@@ -56,6 +56,7 @@ fn write_config(
         "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
         tmp.join("outbox")
     ));
+    let cfg = support::with_token(&cfg, tmp);
     let p = tmp.join(name);
     std::fs::write(&p, cfg).unwrap();
     p
@@ -114,7 +115,7 @@ fn free_port() -> u16 {
 fn wait_json(addr: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let (st, body) = http(addr, "GET", path, &[], "");
+        let (st, body) = http(addr, "GET", path, &[support::AUTH], "");
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if st == 200 && ok(&v) {
             return v;
@@ -162,7 +163,7 @@ fn assert_modes(dir: &Path) {
 }
 
 fn held_ids(addr: &str) -> Vec<String> {
-    let (st, body) = http(addr, "GET", "/api/held", &[], "");
+    let (st, body) = http(addr, "GET", "/api/held", &[support::AUTH], "");
     assert_eq!(st, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     v.as_array()
@@ -275,7 +276,13 @@ fn the_store_shows_no_patient_data_opens_only_with_its_key_and_keeps_modes_under
     assert_eq!(held_ids(&addr), held);
     let body = format!(r#"{{"patient":{{"id":"{MRN}","system":"{SYSTEM}"}},"by":"ma-jo"}}"#);
     for id in &held {
-        let (st, b) = http(&addr, "POST", &format!("/api/held/{id}/assign"), &[], &body);
+        let (st, b) = http(
+            &addr,
+            "POST",
+            &format!("/api/held/{id}/assign"),
+            &[support::AUTH],
+            &body,
+        );
         assert_eq!(st, 200, "{b}");
     }
     let lines = wait_outbox(&outbox, 4, Duration::from_secs(10));

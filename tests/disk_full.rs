@@ -107,6 +107,7 @@ fn config(dir: &Path, data: &Path, url: &str) -> PathBuf {
          mqtt = {{ topic = \"bridge/exam4\", payload = \"json\" }}\n\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://127.0.0.1:1/fhir\"\n"
     );
+    let text = support::with_token(&text, dir);
     let path = dir.join("vitalsd.toml");
     std::fs::write(&path, text).expect("config");
     path

@@ -42,7 +42,10 @@ fn start(tmp: &Path, cfg: &Path, n: usize, mqtt: bool) -> (Daemon, String) {
     if n == 0 {
         // FHIR output needs a patient; contexts survive the restarts.
         support::set_patient(&admin, "exam-1");
-        support::set_patient(&admin, "exam-4");
+        if mqtt {
+            // The MQTT bridge's room (the admin API knows only rooms of configured devices).
+            support::set_patient(&admin, "exam-4");
+        }
         // The MQTT weights carry device times cut to the second: a reading is attributed only
         // when the context covers (device time − clock_skew_tolerance of 1 s) .. receipt, so
         // wait past two seconds.

@@ -31,6 +31,7 @@ fn config(dir: &Path, pty: &Pty, bridge: &Pty, base_url: &str, batch: usize) -> 
         serial = pty.path,
         bridge = bridge.path,
     );
+    let cfg = support::with_token(&cfg, dir);
     let p = dir.join("vitalsd.toml");
     std::fs::write(&p, cfg).expect("config");
     p
@@ -43,7 +44,7 @@ fn set_patient(d: &Daemon) {
         &d.admin_addr(),
         "PUT",
         "/api/rooms/exam-1/patient",
-        &[],
+        &[support::AUTH],
         r#"{"id":"MRN-4711","system":"urn:oid:2.16.840.1.113883.3.999","by":"interop-test"}"#,
     );
     assert_eq!(st, 200, "set patient: {body}");

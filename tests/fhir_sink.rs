@@ -838,6 +838,7 @@ fn daemon_config(tmp: &Path, pty: &Path, addr: SocketAddr) -> PathBuf {
         tmp.join("data"),
         pty
     );
+    let cfg = support::with_token(&cfg, tmp);
     let path = tmp.join("vitalsd.toml");
     std::fs::write(&path, cfg).unwrap();
     path

@@ -319,6 +319,7 @@ pub fn config(
          serial = {{ path = {serial:?} }}\noptions = {{ report = \"every\" }}\n\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"{fhir}\"\nbatch_size = {batch}\ntimeout = \"5s\"\n"
     ));
+    let s = crate::support::with_token(&s, dir);
     let path = dir.join("vitalsd.toml");
     std::fs::write(&path, s).expect("config");
     path

@@ -217,7 +217,7 @@ pub fn set_patient(admin: &str, room: &str) {
         admin,
         "PUT",
         &format!("/api/rooms/{room}/patient"),
-        &[],
+        &[AUTH],
         r#"{"id":"MRN-TEST-1","system":"urn:oid:2.16.840.1.113883.3.999","by":"test"}"#,
     );
     assert_eq!(st, 200, "set the patient of {room}: {body}");
@@ -246,5 +246,18 @@ pub fn config(
     s.push_str(&format!(
         "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {outbox:?}\nformat = {format:?}\n"
     ));
-    s
+    // The admin API (when a test turns it on) needs the token for changes and patient data.
+    with_token(&s, &shared_token_dir())
+}
+
+/// A directory of the system's temp dir, one per test process, for the token file of
+/// [`config`] (a test's own data dir may be made unwritable on purpose).
+fn shared_token_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vitalsd-test-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("token dir");
+        dir
+    })
+    .clone()
 }
