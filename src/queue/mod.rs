@@ -49,7 +49,9 @@
 //!   and dead-letter listings (`configured: false`).
 
 pub mod audit;
+mod bytes;
 pub mod compact;
+mod dedupe;
 mod health;
 pub mod held;
 mod keys;
@@ -67,6 +69,8 @@ mod types;
 pub mod verify;
 mod writer;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
@@ -97,7 +101,8 @@ pub use rejected::RejectedRecord;
 pub use sled_store::SledStore;
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
-    DeadEntry, EnqueueOutcome, Pending, QueueError, QueueOptions, QueueStats, Settle, SinkStats,
+    DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueError, QueueOptions, QueueStats, Settle,
+    SinkStats,
 };
 
 /// A handle to the queue; clones share one store and one writer thread. Dropping the last
@@ -153,7 +158,9 @@ impl Queue {
         for s in &configured {
             counters.sink(s);
         }
-        migrate_rejected(&*store, &mut counters, &mut next_seq, &configured)?;
+        let dedupe = dedupe::Index::open(&*store)?;
+        migrate_rejected(&*store, &mut counters, &mut next_seq, &configured, &dedupe)?;
+        let rejected_bytes = rejected::measure(&*store)?;
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
@@ -164,6 +171,11 @@ impl Queue {
             closed: AtomicBool::new(false),
             sync_failed: AtomicBool::new(false),
             max_bytes: opts.max_bytes,
+            history_max_bytes: opts.history_max_bytes,
+            dedupe,
+            rejected_bytes: AtomicU64::new(rejected_bytes),
+            history_pruned: AtomicU64::new(0),
+            history_warned: AtomicBool::new(false),
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
             hints: ops::SlotHints::default(),
             last_segment: Mutex::new(None),
@@ -214,13 +226,7 @@ impl Queue {
         if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
             return Err(QueueError::MissingId { index });
         }
-        let size = shared.disk_bytes.load(Ordering::Relaxed);
-        if size > shared.max_bytes {
-            return Err(QueueError::Full {
-                size,
-                max: shared.max_bytes,
-            });
-        }
+        shared.check_room()?;
         if readings.is_empty() {
             return Ok(Vec::new());
         }
@@ -466,16 +472,28 @@ impl Queue {
             .await
     }
 
-    /// Counters of readings, pending and dead entries per sink, and the size on disk.
+    /// Counters of readings, pending and dead entries per sink, the live bytes by class
+    /// (undelivered against the cap, history against its own bound) and the size on disk.
     pub fn stats(&self) -> Result<QueueStats, QueueError> {
         let shared = self.shared()?;
         let c = shared.counters().clone();
         let configured = shared.configured();
+        let rejected = shared.rejected_bytes.load(Ordering::Relaxed);
         Ok(QueueStats {
             readings: c.readings,
             quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
             max_bytes: shared.max_bytes,
+            undelivered_bytes: c.bytes.undelivered,
+            free_bytes: shared.max_bytes.saturating_sub(c.bytes.undelivered),
+            history: HistoryStats {
+                dedupe_bytes: c.bytes.dedupe,
+                audit_bytes: c.bytes.audit,
+                rejected_bytes: rejected,
+                total_bytes: shared.history_bytes(&c.bytes),
+                max_bytes: shared.history_max_bytes,
+                pruned: shared.history_pruned.load(Ordering::Relaxed),
+            },
             sinks: c
                 .sinks
                 .into_iter()
@@ -607,6 +625,7 @@ fn migrate_rejected(
     counters: &mut Counters,
     next_seq: &mut u64,
     configured: &[SinkId],
+    dedupe: &dedupe::Index,
 ) -> Result<(), QueueError> {
     let hints = ops::SlotHints::default();
     let mut woken = std::collections::BTreeSet::new();
@@ -616,6 +635,7 @@ fn migrate_rejected(
         configured,
         woken: &mut woken,
         hints: &hints,
+        dedupe,
     };
     let moved = quarantine::migrate(&mut tx, &mut ctx)?;
     if moved == 0 {
