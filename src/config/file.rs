@@ -50,7 +50,7 @@ pub fn default_queue_max_bytes() -> Size {
     Size(2 * 1024 * 1024 * 1024)
 }
 pub fn default_history_max_bytes() -> Size {
-    Size(256 * 1024 * 1024)
+    Size(512 * 1024 * 1024)
 }
 pub fn default_cache_size() -> Size {
     Size(16 * 1024 * 1024)

@@ -5,8 +5,11 @@
 //! sink delivery loop and records their [`Settle`] results. Promises (DESIGN §3.1, §3.2, §3.5):
 //! - [`Queue::enqueue`] returns only after the flush + fdatasync that holds the readings.
 //! - A reading and all of its per-sink entries are written in one atomic batch.
-//! - The same measurement enqueued twice (same dedupe key within 7 days) is stored once.
-//! - Enqueue fails with [`QueueError::Full`] above `max_bytes` instead of growing without bound.
+//! - The same measurement enqueued twice (same dedupe key within the dedupe window, see
+//!   `dedupe`) is stored once.
+//! - Enqueue fails with [`QueueError::Full`] while undelivered readings take more than
+//!   `max_bytes`; what is kept after delivery (dedupe index, audit log, rejected payloads) never
+//!   counts against it and is bounded by `history_max_bytes` instead (docs/store-bounds.md).
 //!
 //! The store sits behind the [`Store`] trait (sled in production, a map in tests).
 //! This file has the [`Queue`] handle; the writer thread is in `writer`, the byte layout in `keys`.
@@ -19,21 +22,26 @@
 //!   instead, in no sink's lists; a store of an earlier version, which dead-lettered them, has
 //!   them moved there at open. An entry with a retry
 //!   scheduled moves to `q` with a due-index key (`t`) ordered by (not_before, id). The dedupe
-//!   index (`k`) maps `Reading::dedupe_key` to the first id for 7 days. sled's cost is per key:
-//!   a group writes its segment, its bitmaps and one dedupe key per reading.
+//!   index (`w`, see `dedupe`) keeps a 24-byte entry (hash of `Reading::dedupe_key`, first id)
+//!   per reading in chunks per (hour of device time, device). sled's cost is per key: a group
+//!   writes its segment, its bitmaps and one dedupe chunk per device-hour it touches.
 //! - **Group commit**: one writer thread (`writer`) takes every write request from a channel,
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
 //!   Settle, retry and purge go through the same writer, so they are durable when they return.
-//! - **Dedupe pruning**: at most once a minute the writer looks at the next 10,000 `k` entries
-//!   (a cursor walks the whole index, then starts over) and drops those stored more than 7 days
-//!   ago, inside the next group's batch.
-//! - **Counters** (readings, pending and dead per sink) are kept in memory, persisted in the same
-//!   batch as the change (`c` keys), and loaded at open, so `stats` never scans and restarting
-//!   with a large backlog does not count it. A store without them is counted once at open.
-//! - **Size cap**: the writer refreshes the size on disk at most every 250 ms; `enqueue` fails
-//!   with [`QueueError::Full`] while the last value is above `max_bytes`. Settling is never
-//!   refused, so a full queue drains.
+//! - **History pruning**: at most once a minute, inside the next group's batch, the writer
+//!   drops dedupe chunks older than the window, audit entries older than `audit_retention`, and
+//!   per-reading dedupe keys (`k`) that an earlier version stored more than 7 days ago (a
+//!   cursor walks them). While history is above `history_max_bytes`, each group also drops its
+//!   oldest keys (audit and dedupe together, oldest first): ingest is never refused for it.
+//! - **Counters** (readings, pending and dead per sink, live bytes per class: see `bytes`) are
+//!   kept in memory, persisted in the same batch as the change (`c` keys, `m` "bytes"), and
+//!   loaded at open, so `stats` never scans and restarting with a large backlog does not count
+//!   it. A store without them is counted once at open.
+//! - **Size cap**: `enqueue` and `hold` fail with [`QueueError::Full`] while the live bytes of
+//!   undelivered readings (segments, bitmaps, pending, due, dead, held, quarantined) are above
+//!   `max_bytes`. Settling is never refused, so a full queue drains. The size on disk (refreshed
+//!   at most every 250 ms) is reported, not enforced: sled keeps freed space for reuse.
 //! - **Reads** (`pending`, `next_due`, `dead`) go straight to the store; each batch is atomic so
 //!   they see whole requests. Fresh entries are listed in segment order (the order they were
 //!   stored in); the last segment read is kept parsed, so a sink paging through a backlog reads

@@ -479,9 +479,13 @@ pub struct Pruned {
 /// whichever class it is in) until about `excess` bytes are freed or `limit` keys removed.
 pub fn prune_history(tx: &mut Txn, excess: u64, limit: usize) -> Result<Pruned, QueueError> {
     use super::{audit, dedupe};
-    let page = limit.clamp(1, 1024);
-    let audits = tx.store().scan_prefix(&[audit::AUDIT], None, page)?;
-    let buckets = tx.store().scan_prefix(&[dedupe::BUCKET], None, page)?;
+    // Audit entries are small, dedupe chunks up to 4 KiB: pages of similar bytes.
+    let audits = tx
+        .store()
+        .scan_prefix(&[audit::AUDIT], None, limit.clamp(1, 1024))?;
+    let buckets = tx
+        .store()
+        .scan_prefix(&[dedupe::BUCKET], None, limit.clamp(1, 64))?;
     // Oldest first: an audit entry by its time, a dedupe chunk by the time it is kept from.
     let mut all: Vec<(u64, &super::store::Entry)> = audits
         .iter()

@@ -27,12 +27,12 @@ pub struct QueueOptions {
 }
 
 impl QueueOptions {
-    /// Cache 16 MiB, cap 2 GiB, history 256 MiB, 1000 readings per flush, audit kept 90 days.
+    /// Cache 16 MiB, cap 2 GiB, history 512 MiB, 1000 readings per flush, audit kept 90 days.
     pub fn new(sinks: Vec<SinkId>) -> Self {
         Self {
             cache_capacity: 16 << 20,
             max_bytes: 2 << 30,
-            history_max_bytes: 256 << 20,
+            history_max_bytes: 512 << 20,
             sinks,
             max_group: 1000,
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
