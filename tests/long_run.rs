@@ -41,10 +41,20 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
         "[daemon]\n",
         "[daemon]\nqueue_max_bytes = \"1MiB\"\nhistory_max_bytes = \"64MiB\"\n",
     );
+    cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
     let cfg_path = tmp.path().join("vitalsd.toml");
     std::fs::write(&cfg_path, &cfg).unwrap();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
     d.wait_log("serial port open", Duration::from_secs(10));
+    // Started without it, `vitalsd run` gives itself glibc's mmap threshold (as the systemd
+    // unit sets it), keeping its pid.
+    let environ = std::fs::read(format!("/proc/{}/environ", d.child.id())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|kv| kv == b"MALLOC_MMAP_THRESHOLD_=131072"),
+        "no MALLOC_MMAP_THRESHOLD_ in the daemon's environment"
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     // Device times a millisecond apart, in the last minute (a trusted clock).
@@ -88,6 +98,20 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
 
     let log = d.log();
     assert!(!log.contains("queue full"), "refused for history:\n{log}");
+    // Live bytes by class and the size on disk, apart.
+    let (code, metrics) = support::http(&d.admin_addr(), "GET", "/metrics", &[], "");
+    assert_eq!(code, 200, "{metrics}");
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(gauge("vitalsd_store_live_bytes{class=\"undelivered\"}"), 0);
+    assert!(gauge("vitalsd_store_live_bytes{class=\"dedupe\"}") > 0);
+    assert!(gauge("vitalsd_store_live_bytes{class=\"audit\"}") > 1024 * 1024);
+    assert!(gauge("vitalsd_store_disk_bytes") > 1024 * 1024);
+    assert_eq!(gauge("vitalsd_history_pruned_total"), 0);
     let (status, _) = d.stop();
     assert!(status.success(), "{status:?}");
 
