@@ -67,6 +67,7 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let mut opts = QueueOptions::new(cfg.sinks.iter().map(|s| s.id().clone()).collect());
     opts.cache_capacity = cfg.daemon.cache_size;
     opts.max_bytes = cfg.daemon.queue_max_bytes;
+    opts.history_max_bytes = cfg.daemon.history_max_bytes;
     opts.audit_retention = cfg.daemon.audit_retention;
     let data = &cfg.daemon.data_dir;
     let dir = queue_dir(data);

@@ -229,6 +229,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             admin_token_file: None,
             admin_hosts: Vec::new(),
             queue_max_bytes: 256 * 1024 * 1024,
+            history_max_bytes: 64 * 1024 * 1024,
             cache_size: 8 * 1024 * 1024,
             // The simulated devices' clocks are the host's (whole seconds): a small tolerance
             // keeps each first reading's window after its room's scan (docs/patient-attribution.md).

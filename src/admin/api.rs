@@ -147,9 +147,9 @@ pub fn queue_routes() -> Router<AdminState> {
 async fn readyz(State(s): State<AdminState>) -> Response {
     let mut reasons = Vec::new();
     match s.queue.stats() {
-        Ok(st) if st.disk_bytes > st.max_bytes => reasons.push(format!(
-            "queue full: {} of {} bytes",
-            st.disk_bytes, st.max_bytes
+        Ok(st) if st.undelivered_bytes > st.max_bytes => reasons.push(format!(
+            "queue full: {} of {} bytes of undelivered readings",
+            st.undelivered_bytes, st.max_bytes
         )),
         Ok(_) => {}
         Err(e) => reasons.push(format!("queue: {e}")),
@@ -199,7 +199,14 @@ async fn status(State(s): State<AdminState>) -> Answer {
     Ok(Json(json!({
         "devices": devices,
         "sinks": sinks,
-        "queue": {"readings": stats.readings, "disk_bytes": stats.disk_bytes, "max_bytes": stats.max_bytes},
+        "queue": {
+            "readings": stats.readings,
+            "undelivered_bytes": stats.undelivered_bytes,
+            "max_bytes": stats.max_bytes,
+            "free_bytes": stats.free_bytes,
+            "history": stats.history,
+            "disk_bytes": stats.disk_bytes,
+        },
         "held": held,
         "patient_mode": mode,
         "rooms": s.contexts.views(OffsetDateTime::now_utc()),

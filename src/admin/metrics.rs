@@ -35,6 +35,11 @@ use crate::status::SinkStatusList;
 pub const DEPTH_SAMPLES: usize = 120;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabel {
     sink: String,
 }
@@ -267,8 +272,27 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
     quarantined.set(i64_of(stats.quarantined));
     let disk = Gauge::<i64>::default();
     disk.set(i64_of(stats.disk_bytes));
-    let max = Gauge::<i64>::default();
-    max.set(i64_of(stats.max_bytes));
+    let disk_store = Gauge::<i64>::default();
+    disk_store.set(i64_of(stats.disk_bytes));
+    let live = Family::<ClassLabel, Gauge>::default();
+    let h = &stats.history;
+    for (class, n) in [
+        ("undelivered", stats.undelivered_bytes),
+        ("dedupe", h.dedupe_bytes),
+        ("audit", h.audit_bytes),
+        ("rejected", h.rejected_bytes),
+    ] {
+        live.get_or_create(&ClassLabel {
+            class: class.into(),
+        })
+        .set(i64_of(n));
+    }
+    let cap = Gauge::<i64>::default();
+    cap.set(i64_of(stats.max_bytes));
+    let history_cap = Gauge::<i64>::default();
+    history_cap.set(i64_of(h.max_bytes));
+    let pruned = Counter::<u64>::default();
+    pruned.inc_by(h.pruned);
     reg.register(
         "vitalsd_readings_stored",
         "Readings stored, by device",
@@ -320,9 +344,29 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         disk,
     );
     reg.register(
+        "vitalsd_store_disk_bytes",
+        "Size of the store's files on disk (freed space stays until `vitalsd queue compact`)",
+        disk_store,
+    );
+    reg.register(
+        "vitalsd_store_live_bytes",
+        "Live bytes (keys and values) in the store by class: undelivered readings count against queue_max_bytes; dedupe, audit and rejected are history, bounded by history_max_bytes",
+        live,
+    );
+    reg.register(
         "vitalsd_queue_max_bytes",
-        "The queue's cap on disk (daemon.queue_max_bytes): above it readings are refused",
-        max,
+        "The cap on undelivered readings (queue_max_bytes)",
+        cap,
+    );
+    reg.register(
+        "vitalsd_history_max_bytes",
+        "The bound on retained history (history_max_bytes)",
+        history_cap,
+    );
+    reg.register(
+        "vitalsd_history_pruned",
+        "History keys (dedupe chunks, audit entries) pruned before their age limit because history was over its bound, since start",
+        pruned,
     );
     reg.register(
         "vitalsd_delivery_seconds",

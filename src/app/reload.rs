@@ -79,6 +79,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             "daemon.queue_max_bytes",
             a.queue_max_bytes != b.queue_max_bytes,
         ),
+        (
+            "daemon.history_max_bytes",
+            a.history_max_bytes != b.history_max_bytes,
+        ),
         ("daemon.cache_size", a.cache_size != b.cache_size),
         (
             "daemon.clock_skew_tolerance",

@@ -49,6 +49,9 @@ pub fn default_admin_listen() -> String {
 pub fn default_queue_max_bytes() -> Size {
     Size(2 * 1024 * 1024 * 1024)
 }
+pub fn default_history_max_bytes() -> Size {
+    Size(512 * 1024 * 1024)
+}
 pub fn default_cache_size() -> Size {
     Size(16 * 1024 * 1024)
 }
@@ -82,6 +85,8 @@ pub struct DaemonFile {
     pub admin_hosts: Vec<String>,
     #[serde(default = "default_queue_max_bytes")]
     pub queue_max_bytes: Size,
+    #[serde(default = "default_history_max_bytes")]
+    pub history_max_bytes: Size,
     #[serde(default = "default_cache_size")]
     pub cache_size: Size,
     #[serde(default = "default_clock_skew_tolerance")]
@@ -105,6 +110,7 @@ impl Default for DaemonFile {
             admin_token_file: String::new(),
             admin_hosts: Vec::new(),
             queue_max_bytes: default_queue_max_bytes(),
+            history_max_bytes: default_history_max_bytes(),
             cache_size: default_cache_size(),
             clock_skew_tolerance: default_clock_skew_tolerance(),
             shutdown_timeout: default_shutdown_timeout(),

@@ -52,7 +52,11 @@ pub struct DaemonConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Extra `Host` names the admin API answers to (besides its address and loopback names).
     pub admin_hosts: Vec<String>,
+    /// The cap on undelivered readings (pending, retry, dead-letter, held, quarantined).
     pub queue_max_bytes: u64,
+    /// Retained history (dedupe index, audit log, rejected payloads) above this is pruned
+    /// oldest first, before its age limit (docs/store-bounds.md).
+    pub history_max_bytes: u64,
     /// sled's page cache (sled's own tables grow with the number of stored entries besides).
     pub cache_size: u64,
     pub clock_skew_tolerance: Duration,

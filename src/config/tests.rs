@@ -83,6 +83,20 @@ fn the_file_outbox_takes_waveform_only_with_the_hl7_format() {
 }
 
 #[test]
+fn history_max_bytes_defaults_to_512_mib_and_refuses_less_than_16_mib() {
+    let cfg = parse(MINIMAL, "test.toml").unwrap();
+    assert_eq!(cfg.daemon.history_max_bytes, 512 * 1024 * 1024);
+    let p = problems(&format!(
+        "[daemon]\nhistory_max_bytes = \"1MiB\"\n{MINIMAL}"
+    ));
+    assert!(
+        p.iter()
+            .any(|x| x.starts_with("daemon.history_max_bytes (line 2)")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn audit_retention_defaults_to_90_days_and_refuses_less_than_a_day() {
     let cfg = parse(MINIMAL, "test.toml").unwrap();
     assert_eq!(

@@ -287,6 +287,9 @@ impl Validator {
         if d.cache_size.0 < 1024 * 1024 {
             self.problem("daemon.cache_size", "must be at least 1MiB");
         }
+        if d.history_max_bytes.0 < 16 * 1024 * 1024 {
+            self.problem("daemon.history_max_bytes", "must be at least 16MiB");
+        }
         if d.audit_retention.0 < std::time::Duration::from_secs(24 * 3600) {
             self.problem("daemon.audit_retention", "must be at least 1d");
         }
@@ -325,6 +328,7 @@ impl Validator {
             admin_token_file,
             admin_hosts: d.admin_hosts,
             queue_max_bytes: d.queue_max_bytes.0,
+            history_max_bytes: d.history_max_bytes.0,
             cache_size: d.cache_size.0,
             clock_skew_tolerance: d.clock_skew_tolerance.0,
             shutdown_timeout: d.shutdown_timeout.0,

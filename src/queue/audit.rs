@@ -70,7 +70,7 @@ pub(super) fn prune(tx: &mut Txn, before_ms: u64, limit: usize) -> Result<usize,
 }
 
 /// The unix milliseconds in the first 6 bytes of an audit key's UUIDv7.
-fn key_ms(key: &[u8]) -> Option<u64> {
+pub(super) fn key_ms(key: &[u8]) -> Option<u64> {
     let b = key.get(1..7)?;
     let mut ms = [0u8; 8];
     ms[2..].copy_from_slice(b);

@@ -174,13 +174,7 @@ impl Queue {
         if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
             return Err(QueueError::MissingId { index });
         }
-        let size = shared.disk_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        if size > shared.max_bytes {
-            return Err(QueueError::Full {
-                size,
-                max: shared.max_bytes,
-            });
-        }
+        shared.check_room()?;
         if readings.is_empty() {
             return Ok(Vec::new());
         }

@@ -11,7 +11,10 @@
 //! 'q' sink 0x00 id            → PendingValue JSON {"s": slot, "n": attempts, "t": not_before ms, "e": last error}
 //! 't' sink 0x00 ms id         → empty; due index of the 'q' entries, ordered by (not_before, id)
 //! 'd' sink 0x00 id            → DeadValue JSON {"s": slot, "why": reason, "at": ms, "n": attempts}
-//! 'k' dedupe key              → id ++ ms stored (dedupe index, DESIGN §3.2)
+//! 'k' dedupe key              → id ++ ms stored: one key per reading, written by earlier
+//!                               versions only; looked up and pruned by age until none is left
+//! 'w' hour device chunk       → the dedupe index (see `dedupe`)
+//! 'm' "bytes"                 → live bytes per class (see `bytes`)
 //! 'c' 'r'                     → u64 readings stored
 //! 'c' 'u'                     → u64 of them in the quarantine (see `quarantine`)
 //! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
@@ -23,7 +26,7 @@
 //!
 //! Keys per stored reading are what the writer's throughput depends on (sled's cost is per key,
 //! not per byte), so the common case writes one segment, one live bitmap and one `p` bitmap per
-//! sink for the whole group commit, plus the reading's dedupe key. A fresh entry's not_before is
+//! sink for the whole group commit, plus the dedupe chunk of each device-hour it touches. A fresh entry's not_before is
 //! its id's UUIDv7 timestamp; only an entry with a state to remember (a retry scheduled, an
 //! error, a dead-letter retried) moves to `q` with a `t` due key. Dedupe keys are pruned by a
 //! cursor that walks `k` and reads the stored time from the value.
@@ -47,7 +50,7 @@ pub const META_COUNTERS: &[u8] = b"mcounters";
 pub const META_LAYOUT: &[u8] = b"mlayout";
 pub const LAYOUT: &[u8] = b"segments";
 
-/// How long a dedupe key is remembered.
+/// How long a per-reading dedupe key of an earlier version is remembered.
 pub const DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// The state of one pending entry.
@@ -172,6 +175,8 @@ pub fn dedupe(dedupe_key: &str) -> Vec<u8> {
     k
 }
 
+/// A `k` value (written by earlier versions; tests build old stores with it).
+#[cfg(test)]
 pub fn dedupe_value(id: ReadingId, stored_ms: u64) -> Vec<u8> {
     let mut v = id.to_bytes().to_vec();
     v.extend_from_slice(&stored_ms.to_be_bytes());

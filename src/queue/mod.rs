@@ -5,8 +5,11 @@
 //! sink delivery loop and records their [`Settle`] results. Promises (DESIGN §3.1, §3.2, §3.5):
 //! - [`Queue::enqueue`] returns only after the flush + fdatasync that holds the readings.
 //! - A reading and all of its per-sink entries are written in one atomic batch.
-//! - The same measurement enqueued twice (same dedupe key within 7 days) is stored once.
-//! - Enqueue fails with [`QueueError::Full`] above `max_bytes` instead of growing without bound.
+//! - The same measurement enqueued twice (same dedupe key within the dedupe window, see
+//!   `dedupe`) is stored once.
+//! - Enqueue fails with [`QueueError::Full`] while undelivered readings take more than
+//!   `max_bytes`; what is kept after delivery (dedupe index, audit log, rejected payloads) never
+//!   counts against it and is bounded by `history_max_bytes` instead (docs/store-bounds.md).
 //!
 //! The store sits behind the [`Store`] trait (sled in production, a map in tests).
 //! This file has the [`Queue`] handle; the writer thread is in `writer`, the byte layout in `keys`.
@@ -19,21 +22,26 @@
 //!   instead, in no sink's lists; a store of an earlier version, which dead-lettered them, has
 //!   them moved there at open. An entry with a retry
 //!   scheduled moves to `q` with a due-index key (`t`) ordered by (not_before, id). The dedupe
-//!   index (`k`) maps `Reading::dedupe_key` to the first id for 7 days. sled's cost is per key:
-//!   a group writes its segment, its bitmaps and one dedupe key per reading.
+//!   index (`w`, see `dedupe`) keeps a 24-byte entry (hash of `Reading::dedupe_key`, first id)
+//!   per reading in chunks per (hour of device time, device). sled's cost is per key: a group
+//!   writes its segment, its bitmaps and one dedupe chunk per device-hour it touches.
 //! - **Group commit**: one writer thread (`writer`) takes every write request from a channel,
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
 //!   Settle, retry and purge go through the same writer, so they are durable when they return.
-//! - **Dedupe pruning**: at most once a minute the writer looks at the next 10,000 `k` entries
-//!   (a cursor walks the whole index, then starts over) and drops those stored more than 7 days
-//!   ago, inside the next group's batch.
-//! - **Counters** (readings, pending and dead per sink) are kept in memory, persisted in the same
-//!   batch as the change (`c` keys), and loaded at open, so `stats` never scans and restarting
-//!   with a large backlog does not count it. A store without them is counted once at open.
-//! - **Size cap**: the writer refreshes the size on disk at most every 250 ms; `enqueue` fails
-//!   with [`QueueError::Full`] while the last value is above `max_bytes`. Settling is never
-//!   refused, so a full queue drains.
+//! - **History pruning**: at most once a minute, inside the next group's batch, the writer
+//!   drops dedupe chunks older than the window, audit entries older than `audit_retention`, and
+//!   per-reading dedupe keys (`k`) that an earlier version stored more than 7 days ago (a
+//!   cursor walks them). While history is above `history_max_bytes`, each group also drops its
+//!   oldest keys (audit and dedupe together, oldest first): ingest is never refused for it.
+//! - **Counters** (readings, pending and dead per sink, live bytes per class: see `bytes`) are
+//!   kept in memory, persisted in the same batch as the change (`c` keys, `m` "bytes"), and
+//!   loaded at open, so `stats` never scans and restarting with a large backlog does not count
+//!   it. A store without them is counted once at open.
+//! - **Size cap**: `enqueue` and `hold` fail with [`QueueError::Full`] while the live bytes of
+//!   undelivered readings (segments, bitmaps, pending, due, dead, held, quarantined) are above
+//!   `max_bytes`. Settling is never refused, so a full queue drains. The size on disk (refreshed
+//!   at most every 250 ms) is reported, not enforced: sled keeps freed space for reuse.
 //! - **Reads** (`pending`, `next_due`, `dead`) go straight to the store; each batch is atomic so
 //!   they see whole requests. Fresh entries are listed in segment order (the order they were
 //!   stored in); the last segment read is kept parsed, so a sink paging through a backlog reads
@@ -50,7 +58,9 @@
 
 pub mod audit;
 pub mod cipher;
+mod bytes;
 pub mod compact;
+mod dedupe;
 mod health;
 pub mod held;
 mod keys;
@@ -68,6 +78,8 @@ mod types;
 pub mod verify;
 mod writer;
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
@@ -98,7 +110,8 @@ pub use rejected::RejectedRecord;
 pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
-    DeadEntry, EnqueueOutcome, Pending, QueueError, QueueOptions, QueueStats, Settle, SinkStats,
+    DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueError, QueueOptions, QueueStats, Settle,
+    SinkStats,
 };
 
 /// A handle to the queue; clones share one store and one writer thread. Dropping the last
@@ -154,7 +167,9 @@ impl Queue {
         for s in &configured {
             counters.sink(s);
         }
-        migrate_rejected(&*store, &mut counters, &mut next_seq, &configured)?;
+        let dedupe = dedupe::Index::open(&*store)?;
+        migrate_rejected(&*store, &mut counters, &mut next_seq, &configured, &dedupe)?;
+        let rejected_bytes = rejected::measure(&*store)?;
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
@@ -165,6 +180,11 @@ impl Queue {
             closed: AtomicBool::new(false),
             sync_failed: AtomicBool::new(false),
             max_bytes: opts.max_bytes,
+            history_max_bytes: opts.history_max_bytes,
+            dedupe,
+            rejected_bytes: AtomicU64::new(rejected_bytes),
+            history_pruned: AtomicU64::new(0),
+            history_warned: AtomicBool::new(false),
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
             hints: ops::SlotHints::default(),
             last_segment: Mutex::new(None),
@@ -215,13 +235,7 @@ impl Queue {
         if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
             return Err(QueueError::MissingId { index });
         }
-        let size = shared.disk_bytes.load(Ordering::Relaxed);
-        if size > shared.max_bytes {
-            return Err(QueueError::Full {
-                size,
-                max: shared.max_bytes,
-            });
-        }
+        shared.check_room()?;
         if readings.is_empty() {
             return Ok(Vec::new());
         }
@@ -467,16 +481,28 @@ impl Queue {
             .await
     }
 
-    /// Counters of readings, pending and dead entries per sink, and the size on disk.
+    /// Counters of readings, pending and dead entries per sink, the live bytes by class
+    /// (undelivered against the cap, history against its own bound) and the size on disk.
     pub fn stats(&self) -> Result<QueueStats, QueueError> {
         let shared = self.shared()?;
         let c = shared.counters().clone();
         let configured = shared.configured();
+        let rejected = shared.rejected_bytes.load(Ordering::Relaxed);
         Ok(QueueStats {
             readings: c.readings,
             quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
             max_bytes: shared.max_bytes,
+            undelivered_bytes: c.bytes.undelivered,
+            free_bytes: shared.max_bytes.saturating_sub(c.bytes.undelivered),
+            history: HistoryStats {
+                dedupe_bytes: c.bytes.dedupe,
+                audit_bytes: c.bytes.audit,
+                rejected_bytes: rejected,
+                total_bytes: shared.history_bytes(&c.bytes),
+                max_bytes: shared.history_max_bytes,
+                pruned: shared.history_pruned.load(Ordering::Relaxed),
+            },
             sinks: c
                 .sinks
                 .into_iter()
@@ -608,6 +634,7 @@ fn migrate_rejected(
     counters: &mut Counters,
     next_seq: &mut u64,
     configured: &[SinkId],
+    dedupe: &dedupe::Index,
 ) -> Result<(), QueueError> {
     let hints = ops::SlotHints::default();
     let mut woken = std::collections::BTreeSet::new();
@@ -617,6 +644,7 @@ fn migrate_rejected(
         configured,
         woken: &mut woken,
         hints: &hints,
+        dedupe,
     };
     let moved = quarantine::migrate(&mut tx, &mut ctx)?;
     if moved == 0 {

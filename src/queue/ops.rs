@@ -26,6 +26,8 @@ pub struct Ctx<'a> {
     /// Sinks that gained pending entries in this group.
     pub woken: &'a mut BTreeSet<SinkId>,
     pub hints: &'a SlotHints,
+    /// The dedupe index's hashing key and whether per-reading keys of an earlier version remain.
+    pub dedupe: &'a super::dedupe::Index,
 }
 
 /// Where the readings handed out by `Queue::pending` are stored, so that settling them does not
@@ -299,9 +301,10 @@ pub(super) enum Claim {
     New(ReadingId),
 }
 
-/// Checks a reading against the dedupe index, and records the key of a new one. The same id
-/// enqueued again has the same dedupe key (a reading without a device time is keyed by its
-/// id). Shared by every path that stores readings (pending, held).
+/// Checks a reading against the dedupe index (see `dedupe`), and records a new one. The same
+/// id enqueued again has the same dedupe key (a reading without a device time is keyed by its
+/// id). Shared by every path that stores readings (pending, held). A store of an earlier
+/// version may still hold one `k` key per reading: those are looked up too until pruned.
 pub(super) fn claim(
     tx: &mut Txn,
     ctx: &Ctx,
@@ -309,15 +312,20 @@ pub(super) fn claim(
     r: &Reading,
 ) -> Result<Claim, QueueError> {
     let id = r.id.ok_or(QueueError::MissingId { index })?;
-    let dk = r.dedupe_key();
-    let kkey = keys::dedupe(&dk);
-    if let Some(v) = tx.get(&kkey)? {
-        let (existing, _) =
-            keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
-        return Ok(Claim::Duplicate(existing));
+    if ctx.dedupe.has_old_keys() {
+        let kkey = keys::dedupe(&r.dedupe_key());
+        if let Some(v) = tx.get(&kkey)? {
+            let (existing, _) =
+                keys::parse_dedupe_value(&v).ok_or_else(|| corrupt(&kkey, "short dedupe value"))?;
+            return Ok(Claim::Duplicate(existing));
+        }
     }
-    tx.put(kkey, keys::dedupe_value(id, ctx.now_ms));
-    Ok(Claim::New(id))
+    Ok(
+        match super::dedupe::claim(tx, &ctx.dedupe.hasher, r, id, ctx.now_ms)? {
+            Some(first) => Claim::Duplicate(first),
+            None => Claim::New(id),
+        },
+    )
 }
 
 /// Stages delivery results. Results for entries that are not pending (already settled or
@@ -435,8 +443,8 @@ pub fn drop_fresh(tx: &mut Txn, sink: &SinkId, seq: u64) -> Result<u64, QueueErr
     Ok(n)
 }
 
-/// Looks at up to `limit` dedupe keys after `after` (from the start when `None`) and forgets
-/// those stored before `now - DEDUPE_WINDOW`. Returns how many it removed and where to go on
+/// Looks at up to `limit` per-reading dedupe keys of an earlier version after `after` (from the
+/// start when `None`) and forgets those stored before `now - DEDUPE_WINDOW`. Returns how many it removed and where to go on
 /// next time (`None` once it reached the end, to start over).
 pub fn prune_dedupe(
     tx: &mut Txn,
@@ -458,4 +466,45 @@ pub fn prune_dedupe(
         }
     }
     Ok((n, next))
+}
+
+/// What [`prune_history`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// Stages the removal of the oldest history (audit entries and dedupe buckets, oldest first
+/// whichever class it is in) until about `excess` bytes are freed or `limit` keys removed.
+pub fn prune_history(tx: &mut Txn, excess: u64, limit: usize) -> Result<Pruned, QueueError> {
+    use super::{audit, dedupe};
+    // Audit entries are small, dedupe chunks up to 4 KiB: pages of similar bytes.
+    let audits = tx
+        .store()
+        .scan_prefix(&[audit::AUDIT], None, limit.clamp(1, 1024))?;
+    let buckets = tx
+        .store()
+        .scan_prefix(&[dedupe::BUCKET], None, limit.clamp(1, 64))?;
+    // Oldest first: an audit entry by its time, a dedupe chunk by the time it is kept from.
+    let mut all: Vec<(u64, &super::store::Entry)> = audits
+        .iter()
+        .map(|e| (audit::key_ms(&e.0).unwrap_or(0), e))
+        .chain(
+            buckets
+                .iter()
+                .map(|e| (dedupe::kept_from_ms(&e.0, &e.1), e)),
+        )
+        .collect();
+    all.sort_by_key(|(when, _)| *when);
+    let mut out = Pruned::default();
+    for (_, (k, v)) in all {
+        if out.bytes >= excess || out.keys >= limit as u64 {
+            break;
+        }
+        out.bytes += (k.len() + v.len()) as u64;
+        out.keys += 1;
+        tx.remove(k.clone());
+    }
+    Ok(out)
 }

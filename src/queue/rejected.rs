@@ -94,6 +94,13 @@ pub fn payload_hash(payload: &[u8]) -> String {
     hex::encode(d.as_ref().get(..16).unwrap_or_default())
 }
 
+/// Bytes (keys and values) of the stored records, by one scan (at open: at most [`KEEP`]).
+pub fn measure(store: &dyn super::Store) -> Result<u64, QueueError> {
+    let mut n = 0u64;
+    txn::scan_values(store, &[TAG], |k, v| n += (k.len() + v.len()) as u64)?;
+    Ok(n)
+}
+
 impl Queue {
     fn rejected_state(&self) -> Result<std::sync::MutexGuard<'_, Option<State>>, QueueError> {
         let shared = self.shared()?;
@@ -135,17 +142,30 @@ impl Queue {
             .map_err(|e| txn::corrupt(&[TAG], &format!("cannot encode a record: {e}")))?;
         let mut guard = self.rejected_state()?;
         let mut st = guard.unwrap_or_default();
+        let shared = self.shared()?;
         let mut batch = Batch::new();
+        let added = (9 + value.len()) as u64;
+        let mut freed = 0u64;
         batch.put(key(st.next), value);
         st.next += 1;
         st.total += 1;
         while st.next - st.first > KEEP {
+            if let Some(old) = shared.store.get(&key(st.first))? {
+                freed += (9 + old.len()) as u64;
+            }
             batch.remove(key(st.first));
             st.first += 1;
         }
         batch.put(META, st.encode());
-        self.shared()?.store.apply(batch)?;
+        shared.store.apply(batch)?;
         *guard = Some(st);
+        // Updated under the log's lock: one reject at a time.
+        let bytes = &shared.rejected_bytes;
+        let now = bytes.load(std::sync::atomic::Ordering::Relaxed);
+        bytes.store(
+            (now + added).saturating_sub(freed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 

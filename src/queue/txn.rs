@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::bytes::{StoreBytes, META_BYTES};
 use super::keys;
 use super::segment::{self, Slot};
 use super::store::{Batch, Store, StoreError};
@@ -28,6 +29,8 @@ pub struct Counters {
     /// Readings in the quarantine (also counted in `readings`).
     pub quarantined: u64,
     pub sinks: BTreeMap<SinkId, SinkCount>,
+    /// Live bytes per class (see `bytes`).
+    pub bytes: StoreBytes,
 }
 
 impl Counters {
@@ -50,6 +53,7 @@ impl Counters {
             v.extend_from_slice(&c.dead.to_be_bytes());
             batch.put(keys::counter_sink(sink), v);
         }
+        batch.put(META_BYTES, self.bytes.encode());
     }
 
     /// Loads the persisted counters, or `None` when the store has none yet.
@@ -74,6 +78,11 @@ impl Counters {
             c.sinks
                 .insert(SinkId::new(sink), SinkCount { pending, dead });
         }
+        // Absent in a store of an earlier version: measured once (one scan).
+        c.bytes = match store.get(META_BYTES)? {
+            Some(v) => StoreBytes::decode(&v).ok_or_else(|| corrupt(META_BYTES, "short value"))?,
+            None => StoreBytes::measure(store)?,
+        };
         Ok(Some(c))
     }
 
@@ -101,6 +110,7 @@ impl Counters {
                 c.sink(&s).dead += 1;
             }
         })?;
+        c.bytes = StoreBytes::measure(store)?;
         Ok(c)
     }
 }
@@ -387,6 +397,25 @@ impl<'s> Txn<'s> {
         }
     }
 
+    /// Every key under `prefix` with its value, staged writes included, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+        let mut out: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .scan_prefix(prefix, None, usize::MAX)?
+            .into_iter()
+            .collect();
+        for (k, v) in self.writes.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
+    }
+
     pub fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {
         Ok(self.get(key)?.is_some())
     }
@@ -405,6 +434,13 @@ impl<'s> Txn<'s> {
     pub fn take_batch(&mut self, counters_changed: bool) -> Batch {
         let mut batch = Batch::new();
         for (k, v) in std::mem::take(&mut self.writes) {
+            if super::bytes::class(&k) != super::bytes::Class::Other {
+                // The value it replaces: an unreadable one counts as absent.
+                let old = self.store.get(&k).ok().flatten().map(|o| o.len());
+                self.counters
+                    .bytes
+                    .change(&k, old, v.as_ref().map(Vec::len));
+            }
             match v {
                 Some(v) => batch.put(k, v),
                 None => batch.remove(k),
@@ -419,11 +455,19 @@ impl<'s> Txn<'s> {
             if segment::count(&b.live) == 0 {
                 continue;
             }
-            batch.put(keys::segment(b.seq), b.seg.into_bytes());
-            batch.put(keys::live(b.seq), b.live);
+            let (seg_key, seg) = (keys::segment(b.seq), b.seg.into_bytes());
+            let live_key = keys::live(b.seq);
+            self.counters.bytes.change(&seg_key, None, Some(seg.len()));
+            self.counters
+                .bytes
+                .change(&live_key, None, Some(b.live.len()));
+            batch.put(seg_key, seg);
+            batch.put(live_key, b.live);
             for (sink, bits) in b.fresh {
                 if segment::count(&bits) > 0 {
-                    batch.put(keys::pending(&sink, b.seq), bits);
+                    let key = keys::pending(&sink, b.seq);
+                    self.counters.bytes.change(&key, None, Some(bits.len()));
+                    batch.put(key, bits);
                 }
             }
         }

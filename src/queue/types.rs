@@ -12,8 +12,12 @@ use crate::reading::{Reading, ReadingId, SinkId};
 pub struct QueueOptions {
     /// Bytes of sled page cache (sled's default of 1 GB would dominate RSS).
     pub cache_capacity: u64,
-    /// Enqueue fails with [`QueueError::Full`] while the store is larger than this.
+    /// Enqueue fails with [`QueueError::Full`] while the undelivered readings (pending, retry,
+    /// dead-letter, held, quarantined) take more than this; retained history does not count.
     pub max_bytes: u64,
+    /// Retained history (dedupe index, audit log, rejected payloads) above this is pruned,
+    /// oldest first, before its age limit.
+    pub history_max_bytes: u64,
     /// The configured sinks: every new reading gets a pending entry for each.
     pub sinks: Vec<SinkId>,
     /// Most readings combined into one flush by the group-commit writer.
@@ -23,11 +27,12 @@ pub struct QueueOptions {
 }
 
 impl QueueOptions {
-    /// Cache 16 MiB, cap 2 GiB, 1000 readings per flush, audit kept 90 days.
+    /// Cache 16 MiB, cap 2 GiB, history 512 MiB, 1000 readings per flush, audit kept 90 days.
     pub fn new(sinks: Vec<SinkId>) -> Self {
         Self {
             cache_capacity: 16 << 20,
             max_bytes: 2 << 30,
+            history_max_bytes: 512 << 20,
             sinks,
             max_group: 1000,
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
@@ -72,10 +77,34 @@ pub struct QueueStats {
     pub readings: u64,
     /// Readings in the quarantine (failed a hard limit; released only by a person).
     pub quarantined: u64,
+    /// Bytes the store's files take on disk (sled keeps freed space until it is rewritten).
     pub disk_bytes: u64,
+    /// The cap on `undelivered_bytes` (`queue_max_bytes`).
     pub max_bytes: u64,
+    /// Live bytes (keys and values) of undelivered readings and their entries.
+    pub undelivered_bytes: u64,
+    /// Room left under the cap for undelivered readings.
+    pub free_bytes: u64,
+    /// Retained history, bounded apart from the cap.
+    pub history: HistoryStats,
     /// Every sink that has entries or is configured, configured or not, by id.
     pub sinks: Vec<SinkStats>,
+}
+
+/// Live bytes of what is kept after delivery, and its bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryStats {
+    /// The dedupe index (7 days by device time).
+    pub dedupe_bytes: u64,
+    /// The audit log (`audit_retention`).
+    pub audit_bytes: u64,
+    /// The rejected-payload log (the newest 10,000 records).
+    pub rejected_bytes: u64,
+    pub total_bytes: u64,
+    /// `history_max_bytes`: above it the oldest history is pruned early.
+    pub max_bytes: u64,
+    /// History keys pruned early (over the bound) since the queue was opened.
+    pub pruned: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,7 +131,7 @@ pub struct DeadEntry {
 /// Why a queue call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("queue is full: {size} bytes on disk, the cap is {max} bytes")]
+    #[error("queue is full: {size} bytes of undelivered readings, the cap is {max} bytes")]
     Full { size: u64, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -96,7 +96,16 @@ pub struct Shared {
     pub configured: Mutex<Vec<SinkId>>,
     pub max_group: usize,
     pub max_bytes: u64,
+    /// Retained history (dedupe, audit, rejected) above this is pruned oldest first.
+    pub history_max_bytes: u64,
     pub audit_retention_ms: u64,
+    pub dedupe: super::dedupe::Index,
+    /// Bytes of the rejected-payload log (written outside the group commit; see `rejected`).
+    pub rejected_bytes: AtomicU64,
+    /// History keys removed early because history was over its bound, since open.
+    pub history_pruned: AtomicU64,
+    /// Whether the early pruning was logged (once per open).
+    pub history_warned: AtomicBool,
     pub counters: Mutex<Counters>,
     pub disk_bytes: AtomicU64,
     pub notifies: Mutex<HashMap<SinkId, Arc<Notify>>>,
@@ -123,6 +132,25 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Bytes of retained history: dedupe index, audit log, rejected-payload log.
+    pub fn history_bytes(&self, b: &super::bytes::StoreBytes) -> u64 {
+        b.dedupe
+            .saturating_add(b.audit)
+            .saturating_add(self.rejected_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Err(Full) while the undelivered readings are above the cap (history does not count).
+    pub fn check_room(&self) -> Result<(), QueueError> {
+        let size = self.counters().bytes.undelivered;
+        if size > self.max_bytes {
+            return Err(QueueError::Full {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
     }
 
     pub fn notify(&self, sink: &SinkId) -> Arc<Notify> {
@@ -209,7 +237,15 @@ impl Writer {
             tx.savepoint();
             let after = self.prune_cursor.take();
             match ops::prune_dedupe(&mut tx, now_ms, after.as_deref(), PRUNE_LIMIT) {
-                Ok((_, next)) => self.prune_cursor = next,
+                Ok((_, next)) => {
+                    if after.is_none() && self.shared.dedupe.has_old_keys() {
+                        let left = store.scan_prefix(&[keys::DEDUPE], None, 1);
+                        if left.is_ok_and(|l| l.is_empty()) {
+                            self.shared.dedupe.old_keys_gone();
+                        }
+                    }
+                    self.prune_cursor = next;
+                }
                 Err(e) => {
                     tx.rollback();
                     self.prune_cursor = after;
@@ -222,7 +258,14 @@ impl Writer {
                 tx.rollback();
                 tracing::warn!(error = %e, "pruning old audit entries failed; will try again");
             }
+            tx.savepoint();
+            let before = super::dedupe::hour_of(now_ms.saturating_sub(super::dedupe::WINDOW_MS));
+            if let Err(e) = super::dedupe::prune(&mut tx, before, PRUNE_LIMIT) {
+                tx.rollback();
+                tracing::warn!(error = %e, "pruning old dedupe buckets failed; will try again");
+            }
         }
+        self.prune_history(&mut tx);
         let mut closing = None;
         let mut configured = self.shared.configured();
         for cmd in cmds {
@@ -231,6 +274,7 @@ impl Writer {
                 configured: &configured,
                 woken: &mut woken,
                 hints: &self.shared.hints,
+                dedupe: &self.shared.dedupe,
             };
             tx.savepoint();
             match cmd {
@@ -272,6 +316,7 @@ impl Writer {
                         configured: &configured,
                         woken: &mut woken,
                         hints: &self.shared.hints,
+                        dedupe: &self.shared.dedupe,
                     };
                     tx.savepoint();
                     match ids.and_then(|ids| ops::retry_dead(&mut tx, &mut ctx, &sink, &ids)) {
@@ -287,7 +332,7 @@ impl Writer {
                         }
                     }
                     tx.savepoint();
-                    match purge(&mut tx, &self.shared.hints, sink, id) {
+                    match purge(&mut tx, &self.shared, sink, id) {
                         Ok(n) => done.push(Done::Count(reply, n)),
                         Err(e) => fail(&mut tx, reply, e),
                     }
@@ -328,6 +373,39 @@ impl Writer {
         self.shared.closed.store(true, Ordering::SeqCst);
         let _ = reply.send(result);
         true
+    }
+
+    /// While retained history is above its bound, stages the removal of its oldest keys (up to
+    /// [`PRUNE_LIMIT`] per group; the next group sees the bytes this one freed). Never blocks
+    /// the group's own requests: a failure is logged and tried again with the next group.
+    fn prune_history(&self, tx: &mut Txn) {
+        let history = self.shared.history_bytes(&tx.counters.bytes);
+        let max = self.shared.history_max_bytes;
+        if history <= max {
+            return;
+        }
+        tx.savepoint();
+        // A little below the bound, so pruning runs in steps rather than with every group.
+        let excess = history - max + max / 64;
+        match ops::prune_history(tx, excess, PRUNE_LIMIT) {
+            Ok(p) if p.keys > 0 => {
+                self.shared
+                    .history_pruned
+                    .fetch_add(p.keys, Ordering::Relaxed);
+                if !self.shared.history_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        history_bytes = history,
+                        history_max_bytes = max,
+                        "retained history (dedupe index, audit log) is over daemon.history_max_bytes; pruning the oldest early (counted in vitalsd_history_pruned_total; logged once)"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tx.rollback();
+                tracing::warn!(error = %e, "pruning history over its bound failed; will try again");
+            }
+        }
     }
 
     /// Applies what is staged and hands the group's answers to the syncer, which answers
@@ -407,7 +485,7 @@ fn dead_ids(store: &dyn Store, sink: &SinkId) -> Result<Vec<ReadingId>, QueueErr
 
 fn purge(
     tx: &mut Txn,
-    hints: &ops::SlotHints,
+    shared: &Shared,
     sink: Option<SinkId>,
     id: Option<ReadingId>,
 ) -> Result<usize, QueueError> {
@@ -416,7 +494,8 @@ fn purge(
         now_ms: 0,
         configured: &[],
         woken: &mut woken,
-        hints,
+        hints: &shared.hints,
+        dedupe: &shared.dedupe,
     };
     let sinks: Vec<SinkId> = match sink {
         Some(s) => vec![s],

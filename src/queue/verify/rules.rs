@@ -88,6 +88,11 @@ pub const RULES: &[Rule] = &[
         check: dedupe,
     },
     Rule {
+        tag: super::super::dedupe::BUCKET,
+        name: "dedupe buckets",
+        check: dedupe_bucket,
+    },
+    Rule {
         tag: keys::COUNTER,
         name: "counters",
         check: counter,
@@ -246,6 +251,13 @@ fn dedupe(k: &[u8], v: &[u8]) -> Result<Item, String> {
         return Err("empty dedupe key".into());
     }
     keys::parse_dedupe_value(v).ok_or("dedupe value shorter than id ++ ms")?;
+    Ok(Item::Other)
+}
+
+fn dedupe_bucket(k: &[u8], v: &[u8]) -> Result<Item, String> {
+    if !super::super::dedupe::valid_chunk(k, v) {
+        return Err("not `w hour device chunk` with sorted 24-byte entries".into());
+    }
     Ok(Item::Other)
 }
 

@@ -1,0 +1,148 @@
+//! Months unattended, compressed: a stream of readings far past a small `queue_max_bytes`,
+//! each delivered at once to a file outbox, keeps flowing (what is kept after delivery does not
+//! count against the cap), and replays of frames already stored are still stored once.
+//! Through the real binary, a PTY standing in for a JSON bridge on a serial port.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{config, wait_outbox, Daemon, Pty};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Readings sent: the old check (store size on disk against the cap) refused everything after
+/// about 2,000 of them with a 1 MiB cap.
+const READINGS: usize = 20_000;
+/// Frames sent a second time (a gateway replaying what it holds after a reconnect).
+const REPLAYS: usize = 600;
+
+fn frame(t: OffsetDateTime, i: usize) -> String {
+    let at = t.format(&Rfc3339).unwrap();
+    let temp = 36.0 + (i % 20) as f64 / 10.0;
+    format!(
+        r#"{{"kind":"body_temperature","device_time":"{at}","values":[{{"name":"temperature","value":{temp:.1},"unit":"Cel","site":"oral"}}]}}"#
+    )
+}
+
+#[test]
+fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bridge = Pty::new();
+    let data = tmp.path().join("data");
+    let outbox = tmp.path().join("outbox");
+    let mut cfg = config(
+        &data,
+        &outbox,
+        "reading",
+        &[("bridge", "json", "exam-2", &bridge.path, "")],
+    );
+    cfg = cfg.replace(
+        "[daemon]\n",
+        "[daemon]\nqueue_max_bytes = \"1MiB\"\nhistory_max_bytes = \"64MiB\"\n",
+    );
+    cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
+    let cfg_path = tmp.path().join("vitalsd.toml");
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    d.wait_log("serial port open", Duration::from_secs(10));
+    // Started without it, `vitalsd run` gives itself glibc's mmap threshold (as the systemd
+    // unit sets it), keeping its pid.
+    let environ = std::fs::read(format!("/proc/{}/environ", d.child.id())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|kv| kv == b"MALLOC_MMAP_THRESHOLD_=131072"),
+        "no MALLOC_MMAP_THRESHOLD_ in the daemon's environment"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Device times a millisecond apart, in the last minute (a trusted clock).
+    let base = OffsetDateTime::now_utc() - time::Duration::seconds(60);
+    let frames: Vec<String> = (0..READINGS)
+        .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+        .collect();
+    let started = Instant::now();
+    for chunk in frames.chunks(200) {
+        bridge.send(format!("{}\n", chunk.join("\n")).as_bytes());
+    }
+    let lines = wait_outbox(&outbox, READINGS, Duration::from_secs(90));
+    let first_pass = started.elapsed();
+    assert_eq!(lines.len(), READINGS, "every reading delivered once");
+
+    // Replays of frames stored long ago in this stream (their dedupe entries are still kept).
+    for chunk in frames[..REPLAYS].chunks(200) {
+        bridge.send(format!("{}\n", chunk.join("\n")).as_bytes());
+    }
+    // And a few new ones after them: when these are out, the replays were handled.
+    let tail: Vec<String> = (READINGS..READINGS + 10)
+        .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+        .collect();
+    bridge.send(format!("{}\n", tail.join("\n")).as_bytes());
+    let lines = wait_outbox(&outbox, READINGS + 10, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let lines_after = support::outbox_lines(&outbox);
+    assert_eq!(
+        lines_after.len(),
+        READINGS + 10,
+        "replayed frames must not be delivered again (had {} before the wait)",
+        lines.len()
+    );
+    let mut ids: Vec<&str> = lines_after
+        .iter()
+        .map(|l| l["id"].as_str().unwrap_or(""))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), READINGS + 10, "ids are unique");
+
+    let log = d.log();
+    assert!(!log.contains("queue full"), "refused for history:\n{log}");
+    // Live bytes by class and the size on disk, apart.
+    let (code, metrics) = support::http(&d.admin_addr(), "GET", "/metrics", &[], "");
+    assert_eq!(code, 200, "{metrics}");
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(gauge("vitalsd_store_live_bytes{class=\"undelivered\"}"), 0);
+    assert!(gauge("vitalsd_store_live_bytes{class=\"dedupe\"}") > 0);
+    assert!(gauge("vitalsd_store_live_bytes{class=\"audit\"}") > 1024 * 1024);
+    assert!(gauge("vitalsd_store_disk_bytes") > 1024 * 1024);
+    assert_eq!(gauge("vitalsd_history_pruned_total"), 0);
+    let (status, _) = d.stop();
+    assert!(status.success(), "{status:?}");
+
+    // The stopped daemon's store: nothing undelivered, the history is there and bounded.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .args(["queue", "stats", "--config"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["readings"], 0, "{stats}");
+    assert_eq!(stats["undelivered_bytes"], 0, "{stats}");
+    assert_eq!(stats["free_bytes"], 1024 * 1024, "{stats}");
+    let dedupe = stats["history"]["dedupe_bytes"].as_u64().unwrap();
+    let audit = stats["history"]["audit_bytes"].as_u64().unwrap();
+    let n = (READINGS + 10) as u64;
+    // 24 bytes an entry plus a few keys: far below the per-reading keys of before.
+    assert!(
+        dedupe >= 24 * n && dedupe < 40 * n,
+        "dedupe {dedupe} for {n}"
+    );
+    assert!(audit > 1024 * 1024, "more history than the cap: {audit}");
+    eprintln!(
+        "long run: {READINGS} readings in {first_pass:?}; dedupe {dedupe} B ({:.1} B/reading), audit {audit} B ({:.1} B/reading), disk {}",
+        dedupe as f64 / n as f64,
+        audit as f64 / n as f64,
+        stats["disk_bytes"]
+    );
+}
