@@ -1,6 +1,6 @@
 //! `cargo bench --bench system`: the whole daemon, measured through the real release binary
 //! with config files in a temp dir. Prints one table (figure, value, same-run baseline, ratio,
-//! DESIGN §8 target, met?) with the command and the machine:
+//! docs/ARCHITECTURE.md#performance-targets target, met?) with the command and the machine:
 //! - device → FHIR listener latency at 100 readings/s (serial device on a pseudo-terminal);
 //! - a backlog of N readings (default 1,000,000): restart time to `/readyz`, RSS holding and
 //!   draining it, drain rate in 50-reading Bundles against the listener's own ceiling, bytes on

@@ -2,7 +2,7 @@
 //!
 //! A [`Reading`] is one measurement event of one device (a blood-pressure panel, one SpO2 value,
 //! one temperature) with its codes (LOINC + IEEE 11073 MDC), UCUM units, times, room, patient and
-//! data-quality flags. Its JSON form is the public contract of DESIGN §6: `vitalsd decode` prints
+//! data-quality flags. Its JSON form is the public contract of docs/ARCHITECTURE.md#the-reading-json: `vitalsd decode` prints
 //! it, the `reading` outbox format writes it, and the queue stores it.
 //!
 //! Numbers are [`Decimal`]s, not floats, so the device's precision survives from decode to the
@@ -103,7 +103,7 @@ impl FromStr for ReadingId {
     }
 }
 
-/// What was measured. The kinds of DESIGN §6.
+/// What was measured. The kinds of docs/ARCHITECTURE.md#the-reading-json.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -414,7 +414,7 @@ impl fmt::Display for Flag {
     }
 }
 
-/// The canonical reading (DESIGN §6).
+/// The canonical reading (docs/ARCHITECTURE.md#the-reading-json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reading {
@@ -441,7 +441,7 @@ pub struct Reading {
     pub waveform: Option<Waveform>,
 }
 
-/// An ECG strip (PROTOCOLS §3.1 canonical form): integer counts plus a µV scale per lead,
+/// An ECG strip (docs/ecg.md#the-canonical-sample-form canonical form): integer counts plus a µV scale per lead,
 /// sampled at `fs_hz` from `t0` (the first sample's time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

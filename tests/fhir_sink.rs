@@ -428,7 +428,7 @@ async fn wait_until(what: &str, within: Duration, cond: impl Fn() -> bool) {
     }
 }
 
-/// The PROTOCOLS §5.1 / §5.8 rules every entry must meet.
+/// The docs/fhir-codes.md#required-elements-of-a-vital-signs-observation / docs/fhir.md#what-vitalsd-sends rules every entry must meet.
 #[track_caller]
 fn check_entry(e: &Json) {
     let o = &e["resource"];
@@ -931,7 +931,7 @@ fn check_entry_daemon(e: &Json) {
 
 // ---------------------------------------------------------------- drain benchmark
 
-/// Backlog drain to a local FHIR listener with 50-reading Bundles (DESIGN §8: ≥ 5,000/s).
+/// Backlog drain to a local FHIR listener with 50-reading Bundles (docs/ARCHITECTURE.md#performance-targets: ≥ 5,000/s).
 /// `cargo test --release --test fhir_sink -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]

@@ -155,7 +155,7 @@ fn msh10(msg: &[u8]) -> String {
         .to_string()
 }
 
-/// Parses with the independent `hl7-parser` and checks the PROTOCOLS §4.4 layout.
+/// Parses with the independent `hl7-parser` and checks the docs/hl7-inbound.md#a-complete-example layout.
 #[track_caller]
 fn check_layout(msg: &[u8]) -> (String, Vec<String>) {
     let text = std::str::from_utf8(msg).expect("UTF-8");

@@ -1,5 +1,5 @@
 //! The `mllp` device transport through the real binary: a monitor pushing HL7 v2 ORU^R01
-//! over TCP (PROTOCOLS §4.5–§4.7), the ACK rules (AA only once durable, AE/AR with ERR), the
+//! over TCP (docs/hl7-inbound.md#mllp-framing), the ACK rules (AA only once durable, AE/AR with ERR), the
 //! framing edge cases, a SIGKILL right after an AA, and `hl7v2` over a serial port (no ACK).
 //!
 //! The daemon listens on `127.0.0.1:0`; the tests read the bound address from its
@@ -17,7 +17,7 @@ use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, Ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// PROTOCOLS §4.4, segments ending in CR: five readings for patient MRN123456.
+/// docs/hl7-inbound.md#a-complete-example, segments ending in CR: five readings for patient MRN123456.
 const EXAMPLE: &str = "MSH|^~\\&|VITALSD^0012345678ABCDEF^EUI-64|CLINIC_A|EHR|CLINIC_A|20240315103005+0100||ORU^R01^ORU_R01|VD-20240315-000042|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO\r\
 PID|||MRN123456^^^CLINIC_A^MR||DOE^JANE^^^^^L||19800101|F\r\
 PV1||O|CLINIC_A^EXAM1^1\r\

@@ -1,4 +1,4 @@
-//! Crash test of the durable queue (DESIGN §3.1): a child process enqueues through
+//! Crash test of the durable queue (docs/ARCHITECTURE.md#where-the-guarantees-are-enforced): a child process enqueues through
 //! `Queue::open` and prints `acked <id>` after each enqueue returns; the parent SIGKILLs it at a
 //! random moment, reopens the store and checks every acknowledged reading is pending. Five
 //! rounds on the same store, so recovery of an already-crashed store is exercised too.

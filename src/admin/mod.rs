@@ -1,5 +1,5 @@
 //! The admin HTTP server (axum): health, readiness, status, patient contexts, held readings,
-//! dead-letter and the audit trail (DESIGN §4).
+//! dead-letter and the audit trail (docs/ARCHITECTURE.md#the-admin-api).
 //!
 //! Listens on `daemon.admin_listen` (loopback by default). Refuses to start on a non-loopback
 //! address without `admin_token_file`. Every request passes [`guard`] (its own `Host` names

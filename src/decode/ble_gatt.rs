@@ -1,5 +1,5 @@
 //! `ble-gatt`: Bluetooth SIG health measurements forwarded by a BLE→MQTT gateway
-//! (PROTOCOLS §1, §5.5, §5.6).
+//! (docs/devices/ble-gatt.md, docs/fhir-codes.md#worked-example-ble-bytes-to-fhir, docs/fhir-codes.md#missing-and-special-values).
 //!
 //! On a serial port (a gateway writing one value per line) see [`serial`]; otherwise it
 //! receives one characteristic value per `feed` (one MQTT message), as raw bytes (`payload =
@@ -22,10 +22,10 @@
 //!   height stored in the scale, not a measurement: it is never forwarded.
 //!   0xFFFF in any of these fields is "measurement unsuccessful" → absent.
 //! - 0x2A36 / 0x2A1E (intermediate cuff pressure / temperature) are checked and then reported as
-//!   [`DecodeEvent::Idle`]: a measurement is in progress, nothing is forwarded (§1.4).
+//!   [`DecodeEvent::Idle`]: a measurement is in progress, nothing is forwarded (docs/devices/ble-gatt.md#0x2a35-blood-pressure).
 //!
 //! Rules shared by all characteristics:
-//! - SFLOAT/FLOAT specials are `Measured::Absent` (§5.6); when every value of a payload is
+//! - SFLOAT/FLOAT specials are `Measured::Absent` (docs/fhir-codes.md#missing-and-special-values); when every value of a payload is
 //!   absent (a failed measurement) the result is `Idle { episode_end: true }`.
 //! - A payload whose flags promise a field it lacks is rejected whole with
 //!   [`DecodeError::Malformed`] naming the field. Bytes after the last promised field are

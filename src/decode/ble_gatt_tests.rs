@@ -1,4 +1,4 @@
-//! Tests of `ble-gatt`: every vector of PROTOCOLS §1.4–§1.8 and §5.5, literally.
+//! Tests of `ble-gatt`: every vector of docs/devices/ble-gatt.md and docs/fhir-codes.md#worked-example-ble-bytes-to-fhir, literally.
 
 use super::*;
 use crate::decode::{DeviceMessage, DeviceTime, Measured};

@@ -1,11 +1,11 @@
-//! `hl7v2`: monitors that push HL7 v2 ORU^R01 (IHE PCD-01) messages (PROTOCOLS §4).
+//! `hl7v2`: monitors that push HL7 v2 ORU^R01 (IHE PCD-01) messages (docs/hl7-inbound.md).
 //!
-//! Receives MLLP-framed messages (`0x0B` … `0x1C 0x0D`, §4.5) on the mllp and serial
+//! Receives MLLP-framed messages (`0x0B` … `0x1C 0x0D`, docs/hl7-inbound.md#mllp-framing) on the mllp and serial
 //! transports, or one message per MQTT payload (framed or not). [`MllpFramer`] discards bytes
 //! outside frames (reported once per run as [`DecodeError::Malformed`]), handles frames split
 //! across reads and several frames per read, and bounds a frame at [`MAX_MESSAGE`] bytes.
 //!
-//! [`parse_oru`] reads one message in ER7 syntax (§4.1): segments end with CR, LF or CR LF;
+//! [`parse_oru`] reads one message in ER7 syntax (docs/hl7-inbound.md#er7-encoding): segments end with CR, LF or CR LF;
 //! the delimiters come from MSH-1/MSH-2; `\F\ \S\ \T\ \R\ \E\` escapes are decoded. MSH-9 must
 //! be `ORU^R01`, MSH-10 (the control id) present, MSH-12 a `2.x` version. Each OBX with value
 //! type `NM` and result status `F`, `C` or `R` whose OBX-3 is a known MDC code (components
@@ -22,7 +22,7 @@
 //! PID-3 is returned as [`Oru::patient`] for the MLLP source; it never appears in an error.
 //! The option `patient_system` names the identifier system of PID-3 ids that carry none
 //! ([`with_patient_system`], applied by the device pipeline).
-//! [`ack`]/[`ack_message`] build MLLP-framed ACKs (§4.6), [`parse_ack`] reads them (HL7 sink).
+//! [`ack`]/[`ack_message`] build MLLP-framed ACKs (docs/hl7-inbound.md#ack-and-nak-rules), [`parse_ack`] reads them (HL7 sink).
 
 mod ack;
 mod er7;
@@ -112,7 +112,7 @@ pub enum Hl7Error {
 }
 
 impl Hl7Error {
-    /// The acknowledgement code to answer with (§4.7): AR for type/version, AE for content.
+    /// The acknowledgement code to answer with (docs/hl7-inbound.md#what-vitalsd-answers): AR for type/version, AE for content.
     pub fn ack_code(&self) -> AckCode {
         match self {
             Hl7Error::UnsupportedType(_) | Hl7Error::UnsupportedVersion(_) => AckCode::AR,

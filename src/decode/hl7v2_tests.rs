@@ -4,7 +4,7 @@ use crate::reading::{Flag, Kind};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
-/// PROTOCOLS §4.4, segment by segment (joined with CR on the wire).
+/// docs/hl7-inbound.md#a-complete-example, segment by segment (joined with CR on the wire).
 const EXAMPLE: [&str; 11] = [
     r"MSH|^~\&|VITALSD^0012345678ABCDEF^EUI-64|CLINIC_A|EHR|CLINIC_A|20240315103005+0100||ORU^R01^ORU_R01|VD-20240315-000042|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO",
     "PID|||MRN123456^^^CLINIC_A^MR||DOE^JANE^^^^^L||19800101|F",

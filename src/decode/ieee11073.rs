@@ -1,4 +1,4 @@
-//! IEEE 11073-20601 numbers and the Bluetooth Date Time (PROTOCOLS §1.2, §1.3, §5.6).
+//! IEEE 11073-20601 numbers and the Bluetooth Date Time (docs/devices/ble-gatt.md#sfloat-and-float, docs/devices/ble-gatt.md#date-time, docs/fhir-codes.md#missing-and-special-values).
 //!
 //! Receives raw little-endian words or byte slices from a characteristic value and returns:
 //! - [`sfloat`] (16-bit "medfloat16") and [`float`] (32-bit "medfloat32") as [`Measured`]: a
@@ -35,7 +35,7 @@ pub enum Special {
 }
 
 impl Special {
-    /// The FHIR `dataAbsentReason` of PROTOCOLS §1.2 / §5.6.
+    /// The FHIR `dataAbsentReason` of docs/devices/ble-gatt.md#sfloat-and-float / docs/fhir-codes.md#missing-and-special-values.
     pub fn absent_reason(self) -> AbsentReason {
         match self {
             Special::NaN => AbsentReason::NotANumber,
@@ -195,7 +195,7 @@ pub struct DateTimeError {
     pub value: u16,
 }
 
-/// Decodes the 7-octet Date Time of PROTOCOLS §1.3. See the module docs.
+/// Decodes the 7-octet Date Time of docs/devices/ble-gatt.md#date-time. See the module docs.
 pub fn date_time(b: [u8; 7]) -> Result<DeviceTime, DateTimeError> {
     let year = u16::from_le_bytes([b[0], b[1]]);
     let [_, _, month, day, hour, minute, second] = b;

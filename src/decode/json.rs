@@ -1,4 +1,4 @@
-//! `json`: readings already in the DESIGN §6 shape, sent by other software.
+//! `json`: readings already in the docs/ARCHITECTURE.md#the-reading-json shape, sent by other software.
 //!
 //! Receives one JSON object per frame: per line on serial ([`JsonFraming::Lines`], bounded by
 //! [`MAX_FRAME`] through a [`LineFramer`]), or per MQTT message ([`JsonFraming::PerMessage`],

@@ -1,5 +1,5 @@
 //! `masimo-ascii`: the "ASCII 1" real-time output of Masimo Rad-series oximeters (Radical-5/-7,
-//! Rad-8, Rad-87), PROTOCOLS §2.2.
+//! Rad-8, Rad-87), docs/devices/masimo.md.
 //!
 //! Receives serial bytes (9600 8N1, one line per second, CR LF) framed by a [`LineFramer`]. A
 //! data line is a line with a `SPO2=` field:
@@ -16,7 +16,7 @@
 //! - two [`DeviceMessage`]s: kind `spo2` (value `spo2`, `%`, MDC 150456) and kind `heart_rate`
 //!   (value `heart_rate`, `/min`, MDC 149530, the oximeter pulse rate), with the device clock as
 //!   [`DeviceTime::Local`] (two-digit year = 20YY) and `SN` as the serial. A field filled with
-//!   `-` (its second character is `-`, PROTOCOLS §2.2) is `Measured::Absent(Unknown)`.
+//!   `-` (its second character is `-`, docs/devices/masimo.md) is `Measured::Absent(Unknown)`.
 //! - [`DecodeEvent::Idle`] `{ episode_end: true }` instead when `EXC` says there is no usable
 //!   sensor signal ([`EXC_NO_SIGNAL`]: no sensor, defective / unrecognised / incompatible sensor,
 //!   sensor off patient, cable missing or unusable, sensor or cable life expired), or when both
@@ -25,7 +25,7 @@
 //! Flags, on both messages: every set `ALARM` bit becomes `device:<name>` ([`ALARM_BITS`]),
 //! every set `EXC` bit except "Masimo SET mode" (0x000800, normal) becomes `device:<name>`
 //! ([`EXC_BITS`]); bits the table does not name become `device:alarm_bit_0xNNNN` /
-//! `device:exc_bit_0xNNNNNN`. PROTOCOLS §2.2's daemon rule (forward only when
+//! `device:exc_bit_0xNNNNNN`. The daemon rule of docs/devices/masimo.md#the-forwarding-rule (forward only when
 //! `EXC & 0x0000FF == 0` and `EXC & 0x000400 == 0`, else store as questionable) is applied as:
 //! lines with a no-signal bit are dropped (above); lines with the remaining bits of that mask
 //! (low perfusion, pulse search, interference, ambient light, low signal IQ) are forwarded with
@@ -50,7 +50,7 @@ pub const MDC_SPO2: u32 = 150_456;
 /// MDC_PULS_OXIM_PULS_RATE: pulse rate measured by an oximeter.
 pub const MDC_OXIMETER_PULSE_RATE: u32 = 149_530;
 
-/// `ALARM` bits and their flag names (PROTOCOLS §2.2).
+/// `ALARM` bits and their flag names (docs/devices/masimo.md).
 pub const ALARM_BITS: [(u32, &str); 13] = [
     (0x0001, "spo2_high_limit"),
     (0x0002, "spo2_low_limit"),
@@ -70,7 +70,7 @@ pub const ALARM_BITS: [(u32, &str); 13] = [
 /// "Masimo SET" mode: normal operation, not a flag.
 pub const EXC_SET_MODE: u32 = 0x00_0800;
 
-/// `EXC` bits and their flag names (PROTOCOLS §2.2). [`EXC_SET_MODE`] is not listed.
+/// `EXC` bits and their flag names (docs/devices/masimo.md). [`EXC_SET_MODE`] is not listed.
 pub const EXC_BITS: [(u32, &str); 21] = [
     (0x00_0001, "no_sensor"),
     (0x00_0002, "defective_sensor"),
@@ -108,7 +108,7 @@ pub const EXC_NO_SIGNAL: u32 = 0x00_0001 // no sensor
     | 0x01_0000 // defective cable
     | 0x04_0000; // sensor life expired
 
-/// PROTOCOLS §2.2's "forward only when clear" mask; what is left of it after
+/// docs/devices/masimo.md's "forward only when clear" mask; what is left of it after
 /// [`EXC_NO_SIGNAL`] marks a forwarded value `device:questionable`.
 pub const EXC_QUESTIONABLE: u32 = 0x00_00FF | 0x00_0400;
 

@@ -1,4 +1,4 @@
-//! Tests of `masimo-ascii`: the PROTOCOLS §2.2 vectors literally, field rules, flags, errors.
+//! Tests of `masimo-ascii`: the docs/devices/masimo.md vectors literally, field rules, flags, errors.
 
 use super::*;
 use crate::decode::Decoder;

@@ -1,4 +1,4 @@
-//! `nonin-ascii`: the human-readable 1 line/s output of Nonin oximeters (PROTOCOLS §2.1(a)).
+//! `nonin-ascii`: the human-readable 1 line/s output of Nonin oximeters (docs/devices/nonin.md#ascii-lines-nonin-ascii).
 //!
 //! Receives serial bytes (9600 8N1, lines ending CR LF) and emits, per line
 //! `[HH:MM:SS ]SPO2=XXX HR=YYY[ F][*][B]`:
@@ -34,7 +34,7 @@ pub const MDC_SPO2: u32 = 150_456;
 /// MDC_PULS_OXIM_PULS_RATE: pulse rate measured by an oximeter.
 pub const MDC_OXIMETER_PULSE_RATE: u32 = 149_530;
 
-/// The line pattern of PROTOCOLS §2.1(a), with ASCII-only classes (`[0-9]`, `[ \t]`) because
+/// The line pattern of docs/devices/nonin.md#ascii-lines-nonin-ascii, with ASCII-only classes (`[0-9]`, `[ \t]`) because
 /// the regex crate's `\d`/`\s` are Unicode-aware. Blanks after `=` are tolerated for devices
 /// that pad the 3-character fields with spaces instead of zeros.
 const PATTERN: &str = r"^(?:([0-9]{2}):([0-9]{2}):([0-9]{2})[ \t]+)?SPO2=[ \t]*([0-9]{1,3}|---)[ \t]+HR=[ \t]*([0-9]{1,3}|---)([ \t]+F)?[ \t]*(\*)?[ \t]*(B)?[ \t]*$";

@@ -1,5 +1,5 @@
 //! `nonin-8`, `nonin-7`, `nonin-13`: the binary OEM data formats #8, #7 and #13 of Nonin pulse
-//! oximeters (Onyx II 9560, OEM III, Xpod, WristOx2; PROTOCOLS §2.1(b)).
+//! oximeters (Onyx II 9560, OEM III, Xpod, WristOx2; docs/devices/nonin.md).
 //!
 //! Receives serial bytes (9600 8N1) and emits, per decoded frame or packet, up to two
 //! [`DeviceMessage`]s like `nonin-ascii` does: kind `spo2` (value `spo2`, `%`, MDC 150456) and

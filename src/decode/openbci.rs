@@ -1,4 +1,4 @@
-//! `openbci`: OpenBCI Cyton (ADS1299) over its USB dongle (PROTOCOLS §3.1c).
+//! `openbci`: OpenBCI Cyton (ADS1299) over its USB dongle (docs/ecg.md#openbci-cyton-openbci).
 //!
 //! 33-byte packets: `A0` · sample number · 8 × signed 24-bit big-endian counts · 6 aux bytes ·
 //! footer `C0`–`CF`. `A0` can occur inside data, so a header counts only when the byte 32

@@ -1,4 +1,4 @@
-//! Tests of the `openbci` decoder: the PROTOCOLS §3.1c vector literally, resync, gaps.
+//! Tests of the `openbci` decoder: the docs/ecg.md#openbci-cyton-openbci vector literally, resync, gaps.
 
 use super::*;
 use proptest::prelude::*;

@@ -1,5 +1,5 @@
 //! `polar-ecg`: Polar H10 ECG as Polar Measurement Data (PMD) frames, one notification per
-//! MQTT payload from a BLE→MQTT gateway (PROTOCOLS §3.1a).
+//! MQTT payload from a BLE→MQTT gateway (docs/ecg.md#polar-h10-polar-ecg).
 //!
 //! Frame: type (low 6 bits, 0 = ECG) · timestamp uint64 LE, ns since 2000-01-01 in sensor time,
 //! of the LAST sample · frame type (bit 7 = compressed; only type 0 is read) · signed 24-bit LE

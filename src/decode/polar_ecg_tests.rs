@@ -1,4 +1,4 @@
-//! Tests of the `polar-ecg` decoder: the PROTOCOLS §3.1a vector literally, continuity, errors.
+//! Tests of the `polar-ecg` decoder: the docs/ecg.md#polar-h10-polar-ecg vector literally, continuity, errors.
 
 use super::*;
 use proptest::prelude::*;

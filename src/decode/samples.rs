@@ -1,4 +1,4 @@
-//! Waveform samples as decoders hand them on: [`SampleChunk`] (PROTOCOLS §3.1 canonical form).
+//! Waveform samples as decoders hand them on: [`SampleChunk`] (docs/ecg.md#the-canonical-sample-form canonical form).
 //!
 //! A chunk is a run of consecutive samples of one device: integer counts plus a µV-per-count
 //! scale per lead, the sample rate, and the device time of the first sample when the device has
@@ -57,7 +57,7 @@ impl SampleChunk {
 }
 
 /// The lead names a `channels` option may use, with their code-table component name and MDC
-/// code (PROTOCOLS §3.2 lead table). `ECG` is the unspecified lead.
+/// code (docs/ecg.md#lead-codes lead table). `ECG` is the unspecified lead.
 pub const LEADS: &[(&str, &str, u32)] = &[
     ("ECG", "ecg", 131_328),
     ("I", "lead_i", 131_329),

@@ -1,5 +1,5 @@
 //! `suntech` (experimental): the SunTech Advantage / Advantage+ OEM NIBP module, host-driven
-//! binary frames (PROTOCOLS §2.4, inferred from two open-source hosts — verify on hardware).
+//! binary frames (docs/devices/suntech.md, inferred from two open-source hosts — verify on hardware).
 //!
 //! **Wire.** Host → module: `3A`, command bytes, checksum. Module → host: `3E`, LEN, payload,
 //! checksum, with LEN counting the whole frame. Checksum both ways: the two's complement of the
@@ -75,7 +75,7 @@ pub const GET_MODULE_DATA: [u8; 3] = [0x3A, 0x00, 0xC6];
 pub const GET_VERSION: [u8; 5] = [0x3A, 0x79, 0x02, 0x40, 0x0B];
 pub const RESET: [u8; 3] = [0x3A, 0x8A, 0x3C];
 
-/// Every host command of PROTOCOLS §2.4 (recognised when an adapter echoes them).
+/// Every host command of docs/devices/suntech.md (recognised when an adapter echoes them).
 #[rustfmt::skip]
 const HOST_COMMANDS: [&[u8]; 9] = [
     &START_ADULT, &START_PEDIATRIC, &START_NEONATAL, &ABORT, &GET_CUFF_PRESSURE, &GET_BP_DATA,

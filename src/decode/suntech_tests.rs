@@ -1,4 +1,4 @@
-//! Tests of `suntech`: the PROTOCOLS §2.4 frames literally, a fake module answering polls,
+//! Tests of `suntech`: the docs/devices/suntech.md frames literally, a fake module answering polls,
 //! the forwarding rule, status and error codes, framing errors and resync.
 
 use super::*;

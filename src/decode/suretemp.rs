@@ -1,5 +1,5 @@
 //! `suretemp`: the Welch Allyn SureTemp Plus OEM thermometer module, host-polled binary blocks
-//! (PROTOCOLS §2.3).
+//! (docs/devices/suretemp.md).
 //!
 //! **Wire.** Command and response blocks share one layout: preamble `03 02 10`, command code
 //! (2 bytes, big-endian), type (`01` command, `02` good response, `03` NAK), data size (2 bytes,

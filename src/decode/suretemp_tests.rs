@@ -1,4 +1,4 @@
-//! Tests of `suretemp`: the PROTOCOLS §2.3 blocks literally, a fake module that answers polls,
+//! Tests of `suretemp`: the docs/devices/suretemp.md blocks literally, a fake module that answers polls,
 //! the forwarding rule, framing errors and resync.
 
 use super::*;

@@ -1,4 +1,4 @@
-//! Streaming Pan–Tompkins R-peak detection (PROTOCOLS §3.4), with bounded memory.
+//! Streaming Pan–Tompkins R-peak detection (docs/ecg.md#pantompkins-as-implemented), with bounded memory.
 //!
 //! Input: samples in µV at any rate, resampled to 200 Hz ([`FS`]); above 200 Hz they are
 //! low-passed first ([`AntiAlias`], cutoff 80 Hz, its delay taken off the R-peak positions)

@@ -1,10 +1,10 @@
-//! Tests of the Pan–Tompkins detector: the PROTOCOLS §3.4 recipe literally, then missed and
+//! Tests of the Pan–Tompkins detector: the docs/ecg.md#pantompkins-as-implemented recipe literally, then missed and
 //! premature beats, mains noise, baseline wander and other input rates.
 
 use super::*;
 use crate::ecg::synth::Synth;
 
-/// PROTOCOLS §3.4 test recipe: 2300 samples at 200 Hz, beats at 100 + 200·b.
+/// docs/ecg.md#pantompkins-as-implemented test recipe: 2300 samples at 200 Hz, beats at 100 + 200·b.
 #[allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,

@@ -1,4 +1,4 @@
-//! The Pan–Tompkins filter stages at 200 Hz (PROTOCOLS §3.4), as exact FIR forms with fixed
+//! The Pan–Tompkins filter stages at 200 Hz (docs/ecg.md#pantompkins-as-implemented), as exact FIR forms with fixed
 //! ring buffers (no recursion, so no float drift however long a stream runs), the linear
 //! resampler that brings any input rate to 200 Hz, and the [`AntiAlias`] low-pass that runs
 //! before the resampler when the input rate is above 200 Hz.

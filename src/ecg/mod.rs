@@ -1,4 +1,4 @@
-//! ECG: waveform samples → strips, R peaks and heart rate (PROTOCOLS §3).
+//! ECG: waveform samples → strips, R peaks and heart rate (docs/ecg.md).
 //!
 //! Receives [`crate::decode::SampleChunk`]s from the ECG decoders (via the device pipeline);
 //! emits finished strips as an `ecg` [`crate::reading::Reading`] carrying the waveform plus a

@@ -1,10 +1,10 @@
 //! The code table: every reading kind and component with its LOINC, IEEE 11073 MDC and UCUM
-//! codes (DESIGN §6, PROTOCOLS §3.3, §5.2, §5.2b, §5.3).
+//! codes (docs/ARCHITECTURE.md#the-reading-json, docs/ecg.md#summary-codes, docs/fhir-codes.md#codes-per-vital-sign, docs/fhir-codes.md#temperature-sites, docs/fhir-codes.md#mdc-unit-codes).
 //!
 //! Pure static data plus lookups. `normalize` uses it to code readings; the FHIR encoder uses
 //! the LOINC/MDC codes, displays and profile ids; the HL7 encoder uses the MDC codes and the MDC
 //! unit codes for OBX-3/OBX-6. Component names are the contract between decoders and normalize
-//! (`DeviceValue::name`). MDC reference ids marked [INFERRED] in PROTOCOLS are used as display
+//! (`DeviceValue::name`). MDC reference ids that docs/fhir-codes.md calls reconstructed are used as display
 //! text only: never key logic on a display.
 //!
 //! ECG leads and the RR interval have no LOINC code; for them [`ComponentCodes::loinc`] is
@@ -86,7 +86,7 @@ pub struct KindCodes {
     pub components: &'static [ComponentCodes],
 }
 
-/// Codes of a temperature measurement site (PROTOCOLS §5.2b).
+/// Codes of a temperature measurement site (docs/fhir-codes.md#temperature-sites).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteCodes {
     /// Site name as in `Value.site`.
@@ -214,7 +214,7 @@ static KINDS: [KindCodes; 9] = [
         &[mdc(150_324, "MDC_SAT_O2")],
         &[comp("spo2", Some("59408-5"), "Oxygen saturation in Arterial blood by Pulse oximetry",
             mdc(150_456, "MDC_PULS_OXIM_SAT_O2"), "%", "%", PERCENT)]),
-    // The method-specific reference ids are displays only (PROTOCOLS gives the numbers).
+    // The method-specific reference ids are displays only (docs/fhir-codes.md#codes-per-vital-sign gives the numbers).
     simple(Kind::RespiratoryRate, "resprate", &[],
         &[
             mdc(151_578, "MDC_TTHOR_RESP_RATE"),
@@ -371,7 +371,7 @@ pub fn site_for_ble_type(t: u8) -> Option<&'static SiteCodes> {
     SITES.iter().find(|s| s.ble_type == Some(t))
 }
 
-/// MDC unit code and reference id of a UCUM unit (PROTOCOLS §5.3). `/min` is beats per
+/// MDC unit code and reference id of a UCUM unit (docs/fhir-codes.md#mdc-unit-codes). `/min` is beats per
 /// minute here; use [`ComponentCodes::mdc_unit`] when the component is known.
 pub fn mdc_unit(ucum: &str) -> Option<(u32, &'static str)> {
     const UNITS: [(&str, Mdc); 18] = [

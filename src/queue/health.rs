@@ -1,8 +1,8 @@
 //! A live check that the store still takes writes, for the daemon's store watch.
 //!
 //! sled 0.34 remembers the first I/O error of a write (ENOSPC, EIO) and fails every later
-//! flush with it until the store is reopened, even after the cause is gone (DEPENDENCIES.md,
-//! sled section). [`Queue::check_store`] asks the store for a sync, which writes nothing when
+//! flush with it until the store is reopened, even after the cause is gone (see
+//! docs/decisions.md#sled-0347). [`Queue::check_store`] asks the store for a sync, which writes nothing when
 //! nothing is pending and fails exactly when sled has stopped taking writes.
 
 use super::{Queue, QueueError};

@@ -2,7 +2,7 @@
 //! pending entry per sink, a retry schedule and a dead-letter per sink.
 //!
 //! Receives canonical [`Reading`]s (with ids) from normalize; hands [`Pending`] entries to the
-//! sink delivery loop and records their [`Settle`] results. Promises (DESIGN §3.1, §3.2, §3.5):
+//! sink delivery loop and records their [`Settle`] results. Promises (docs/ARCHITECTURE.md#where-the-guarantees-are-enforced):
 //! - [`Queue::enqueue`] returns only after the flush + fdatasync that holds the readings.
 //! - A reading and all of its per-sink entries are written in one atomic batch.
 //! - The same measurement enqueued twice (same dedupe key within the dedupe window, see
@@ -57,8 +57,8 @@
 //!   and dead-letter listings (`configured: false`).
 
 pub mod audit;
-pub mod cipher;
 mod bytes;
+pub mod cipher;
 pub mod compact;
 mod dedupe;
 mod health;

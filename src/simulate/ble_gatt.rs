@@ -1,4 +1,4 @@
-//! A Bluetooth health-device gateway for the `ble-gatt` driver (PROTOCOLS §1).
+//! A Bluetooth health-device gateway for the `ble-gatt` driver (docs/devices/ble-gatt.md).
 //!
 //! [`BleGattSim`] takes measurements in turn from a blood-pressure cuff (0x2A35, mmHg, time
 //! stamp, pulse), a thermometer (0x2A1C, FLOAT in hundredths of °C, time stamp, site), a
@@ -9,7 +9,7 @@
 //!
 //! - [`BleGattSim::next_payload`] gives the characteristic and the raw value bytes, exactly what
 //!   a gateway forwards in `binary` mode (MQTT).
-//! - As a [`Simulator`] it emits the JSON envelope of PROTOCOLS §1.1, one line per measurement,
+//! - As a [`Simulator`] it emits the JSON envelope of docs/devices/ble-gatt.md#the-gateway-envelope, one line per measurement,
 //!   so it can be played anywhere a `payload = "json"` device listens.
 //!
 //! Time stamps are the host's local wall-clock time, as a device set from a phone would send.
@@ -215,7 +215,7 @@ impl BleGattSim {
         }
     }
 
-    /// The JSON envelope line (PROTOCOLS §1.1) of a payload received at `now`.
+    /// The JSON envelope line (docs/devices/ble-gatt.md#the-gateway-envelope) of a payload received at `now`.
     pub fn envelope(&mut self, p: &SimPayload, now: OffsetDateTime) -> String {
         self.seq = self.seq.wrapping_add(1);
         let (svc, op) = match p.chr {

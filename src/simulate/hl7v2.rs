@@ -1,5 +1,5 @@
 //! A vital-signs monitor for the `hl7v2` driver: one MLLP-framed ORU^R01 per spot check in
-//! the IHE PCD-01 style of PROTOCOLS §4.4 (blood pressure with mean, cuff pulse rate, SpO2,
+//! the IHE PCD-01 style of docs/hl7-inbound.md#a-complete-example (blood pressure with mean, cuff pulse rate, SpO2,
 //! oral temperature; MDC codes with LOINC alternates, MDC and UCUM units, status `R`).
 
 use std::time::Duration;

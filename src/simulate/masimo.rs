@@ -1,10 +1,10 @@
-//! A simulated Masimo Rad-8 in "ASCII 1" mode (PROTOCOLS §2.2), for `masimo-ascii`.
+//! A simulated Masimo Rad-8 in "ASCII 1" mode (docs/devices/masimo.md), for `masimo-ascii`.
 //!
 //! One measurement is: a pulse-search line (values dashed, `EXC=000808`), [`MasimoSim::lines`]
 //! (15 by default) lines with a finger in, one per second, with plausible, slowly varying SpO2,
 //! pulse rate and perfusion index, then three "sensor off patient" lines (`EXC=000820`). Each
 //! line carries the device clock (the host's local time, like a device set by hand), the
-//! simulator's serial number and the Rad-8 field layout of PROTOCOLS test vector 1.
+//! simulator's serial number and the Rad-8 field layout of test vector 1 of docs/devices/masimo.md#vectors.
 
 use std::time::Duration;
 

@@ -223,7 +223,7 @@ impl Simulator for JsonBridge {
     }
 }
 
-/// One line of the bridge: the reading JSON shape of DESIGN §6 (serialised directly, so a
+/// One line of the bridge: the reading JSON shape of docs/ARCHITECTURE.md#the-reading-json (serialised directly, so a
 /// [`Decimal`] keeps its digits).
 #[derive(serde::Serialize)]
 struct BridgeLine {

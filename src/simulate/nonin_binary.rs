@@ -1,5 +1,5 @@
 //! Simulated Nonin oximeters in the binary OEM data formats #8, #7 and #13
-//! (PROTOCOLS §2.1(b)): the real wire bytes of one measurement per call.
+//! (docs/devices/nonin.md): the real wire bytes of one measurement per call.
 //!
 //! - [`Nonin8Sim`]: one 4-byte #8 frame per second for a ~15 s measurement, SmartPoint reached
 //!   after 10 s, then missing-data frames with the sensor alarm (finger out).

@@ -1,7 +1,7 @@
 //! The file outbox sink: append-only, one file per UTC day. NDJSON (`YYYY-MM-DD.ndjson`) with
 //! one FHIR Observation (`fhir`) or canonical Reading (`reading`) per line, or HL7 v2
 //! (`YYYY-MM-DD.hl7`) with one ORU^R01 message per line group (`hl7`, see [`super::hl7`])
-//! (DESIGN §7).
+//! (docs/ARCHITECTURE.md#forwarding-formats).
 //!
 //! Promises:
 //! - A reading is reported `Delivered` only after its line was written and the file
@@ -35,7 +35,7 @@ use crate::reading::{Reading, ReadingId, SinkId};
 pub enum FileFormat {
     /// A FHIR R4 Observation.
     Fhir,
-    /// The canonical reading JSON of DESIGN §6.
+    /// The canonical reading JSON of docs/ARCHITECTURE.md#the-reading-json.
     Reading,
     /// An HL7 v2.6 ORU^R01 message (MSH-10 = reading id) per line group, sent as `VITALSD`.
     Hl7,

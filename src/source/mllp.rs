@@ -1,5 +1,5 @@
 //! MLLP listener source: monitors push HL7 v2 ORU^R01 messages to vitalsd over TCP
-//! (`[[device]] driver = "hl7v2"`, `mllp = { listen = "0.0.0.0:2575" }`; PROTOCOLS §4.5–§4.7).
+//! (`[[device]] driver = "hl7v2"`, `mllp = { listen = "0.0.0.0:2575" }`; docs/hl7-inbound.md#mllp-framing).
 //!
 //! Receives TCP connections on the configured address (port 0 picks a free port; the bound
 //! address is logged as `listen=` in the "MLLP listener ready" line). Each connection is
@@ -78,7 +78,7 @@ pub struct MllpLimits {
     pub max_connections: usize,
     /// Connections open at once from one address.
     pub max_connections_per_peer: usize,
-    /// Longest time from a message's first byte to its end block (PROTOCOLS-style senders
+    /// Longest time from a message's first byte to its end block (monitors and interface engines
     /// send a whole message in well under a second).
     pub message_timeout: Duration,
     /// Time without a complete message after which a connection is closed (senders reconnect

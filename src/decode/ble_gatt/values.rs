@@ -1,4 +1,4 @@
-//! The characteristic layouts of `ble-gatt` (PROTOCOLS §1.4–§1.8): one characteristic value
+//! The characteristic layouts of `ble-gatt` (docs/devices/ble-gatt.md): one characteristic value
 //! (flags byte first) → [`DecodeEvent`]s, by the rules in the parent module's docs.
 //!
 //! Every field is read through a bounds-checked [`Cursor`] in wire order, so a value whose
@@ -128,7 +128,7 @@ pub fn decode_value(
         Err(e) => out.push(DecodeEvent::Error(e)),
         Ok(Outcome::Idle { episode_end }) => out.push(DecodeEvent::Idle { episode_end }),
         Ok(Outcome::Dropped(reason)) => out.push(DecodeEvent::Error(DecodeError::Unsupported(
-            format!("{what}: {reason}; reading dropped (PROTOCOLS §1.7)"),
+            format!("{what}: {reason}; reading dropped (docs/devices/ble-gatt.md#0x2a5e-and-0x2a5f-pulse-oximetry)"),
         ))),
         Ok(Outcome::Messages(_))
             if chr == INTERMEDIATE_CUFF_PRESSURE || chr == INTERMEDIATE_TEMPERATURE =>
@@ -230,7 +230,7 @@ fn user_flag(user: Option<[u8; 1]>, flags: &mut Vec<Flag>) {
     }
 }
 
-/// 0x2A35 / 0x2A36 (PROTOCOLS §1.4).
+/// 0x2A35 / 0x2A36 (docs/devices/ble-gatt.md#0x2a35-blood-pressure).
 fn blood_pressure(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     let unit = if c.flag(0) { "kPa" } else { "mm[Hg]" };
     let sys = c.sfloat("systolic")?;
@@ -274,7 +274,7 @@ fn blood_pressure(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     Ok(Outcome::Messages(msgs))
 }
 
-/// 0x2A1C / 0x2A1E (PROTOCOLS §1.5).
+/// 0x2A1C / 0x2A1E (docs/devices/ble-gatt.md#0x2a1c-temperature).
 fn temperature(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     let unit = if c.flag(0) { "[degF]" } else { "Cel" };
     let raw = c.take::<4>("temperature")?;
@@ -295,7 +295,7 @@ fn temperature(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     )]))
 }
 
-/// 0x2A37 (PROTOCOLS §1.6).
+/// 0x2A37 (docs/devices/ble-gatt.md#0x2a37-heart-rate).
 fn heart_rate(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     let hr = if c.flag(0) {
         u16::from_le_bytes(c.take::<2>("heart rate (uint16)")?)
@@ -331,7 +331,7 @@ fn heart_rate(c: &mut Cursor) -> Result<Outcome, DecodeError> {
     )]))
 }
 
-/// 0x2A5E (`continuous == false`) and 0x2A5F (PROTOCOLS §1.7).
+/// 0x2A5E (`continuous == false`) and 0x2A5F (docs/devices/ble-gatt.md#0x2a5e-and-0x2a5f-pulse-oximetry).
 fn plx(c: &mut Cursor, continuous: bool) -> Result<Outcome, DecodeError> {
     let spo2 = c.sfloat("SpO2")?;
     let pr = c.sfloat("pulse rate")?;
@@ -406,7 +406,7 @@ fn fixed(raw: [u8; 2], step: i64, scale: u8) -> Measured {
     }
 }
 
-/// 0x2A9D (PROTOCOLS §1.8).
+/// 0x2A9D (docs/devices/ble-gatt.md#0x2a9d-weight).
 ///
 /// The height field is the user's profile height stored in the scale, not a measurement: it is
 /// never forwarded as a measured body height. It is used only to check the BMI the scale

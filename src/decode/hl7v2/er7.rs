@@ -1,4 +1,4 @@
-//! ER7 syntax (PROTOCOLS §4.1): delimiters from MSH-1/MSH-2, segments, fields, components,
+//! ER7 syntax (docs/hl7-inbound.md#er7-encoding): delimiters from MSH-1/MSH-2, segments, fields, components,
 //! escapes, and the DTM time type.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};

@@ -1,4 +1,4 @@
-//! MLLP framing (PROTOCOLS §4.5): `0x0B` message `0x1C 0x0D`, bounded and resynchronising.
+//! MLLP framing (docs/hl7-inbound.md#mllp-framing): `0x0B` message `0x1C 0x0D`, bounded and resynchronising.
 
 use super::{CR, EB, MAX_MESSAGE, SB};
 use crate::decode::DecodeError;

@@ -1,4 +1,4 @@
-//! ORU^R01 → device messages (PROTOCOLS §4.2–§4.4): OBX rows mapped to kinds, components and
+//! ORU^R01 → device messages (docs/hl7-inbound.md#message-structure): OBX rows mapped to kinds, components and
 //! UCUM units through the code table, grouped per kind; PID-3 → patient.
 
 use super::er7::{as_text, dtm, field, Delimiters, Er7};
@@ -212,7 +212,7 @@ const SITE_NAMES: [&str; 14] = [
     "body",
 ];
 
-/// NIBP reported as cuff pressure (MDC_PRESS_CUFF_SYS/DIA/MEAN) maps like 15002x (§4.3).
+/// NIBP reported as cuff pressure (MDC_PRESS_CUFF_SYS/DIA/MEAN) maps like 15002x (docs/hl7-inbound.md#ihe-pcd-01-conventions).
 const CUFF: [(u32, &str); 3] = [
     (150_301, "systolic"),
     (150_302, "diastolic"),
@@ -301,7 +301,7 @@ fn by_loinc(code: &str) -> Option<Ident> {
         })
 }
 
-/// UCUM units that have an MDC unit code (§5.3), for mapping OBX-6 back.
+/// UCUM units that have an MDC unit code (docs/fhir-codes.md#mdc-unit-codes), for mapping OBX-6 back.
 const UCUM_WITH_MDC: [&str; 18] = [
     "%", "/min", "mm[Hg]", "kPa", "Cel", "[degF]", "kg", "g", "[lb_av]", "cm", "m", "[in_i]",
     "kg/m2", "ms", "mV", "uV", "Hz", "1",

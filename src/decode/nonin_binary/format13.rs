@@ -1,5 +1,5 @@
 //! Format #13: one SmartPoint spot-check packet per completed measurement
-//! (PROTOCOLS §2.1(b)).
+//! (docs/devices/nonin.md#format-13).
 //!
 //! `00 02 | type (u16 BE, 13) | len (u16 BE, ≥ 14) | data (len bytes) | CHK | 03`, where CHK is
 //! the low byte of the sum of the data bytes. The data starts with the device's wall-clock

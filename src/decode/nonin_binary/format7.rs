@@ -1,5 +1,5 @@
 //! Format #7: 5-byte checksummed frames, 25 frames per packet, 3 packets/s
-//! (PROTOCOLS §2.1(b)).
+//! (docs/devices/nonin.md#format-7).
 //!
 //! A frame is `STATUS, PLETH MSB, PLETH LSB, FLOAT, CHK` with `CHK = (b1+b2+b3+b4) mod 256`
 //! and STATUS bit 7 always set; bit 0 (SYNC) is set on frame 1 of a packet only. The FLOAT
@@ -9,7 +9,7 @@
 //! (bit 5 ARTF, bit 4 OOT, bit 3 SNSA; perfusion (RPRF bit 2, GPRF bit 1): (1,1) marginal,
 //! (1,0) low, (0,1) good).
 //!
-//! Synchronisation, as PROTOCOLS specifies it:
+//! Synchronisation, as docs/devices/nonin.md#format-7 describes it:
 //! 1. Look for a byte with bit 7 and SYNC set whose 5-byte window has a valid CHK.
 //! 2. Call it frame 1; then require bit 7 and a valid CHK on each following frame (PLETH MSB
 //!    can have bit 7 set too, so the checksum is what disambiguates).
@@ -206,7 +206,7 @@ pub fn decode_packet7(
     float: &[u8; FRAMES_PER_PACKET],
     out: &mut Vec<DecodeEvent>,
 ) {
-    // Frame numbers in PROTOCOLS are 1-based; the arrays are 0-based.
+    // Frame numbers in docs/devices/nonin.md#format-7 are 1-based; the arrays are 0-based.
     let [stat2, spo2_d] = [float[7], float[8]];
     let [hr_msb, hr_lsb] = [float[19], float[20]];
     let hr = (u16::from(hr_msb & 0x03) << 7) | u16::from(hr_lsb & 0x7F);

@@ -5,7 +5,7 @@ use super::super::{ACK, NAK};
 use super::*;
 use proptest::prelude::*;
 
-/// The first 8 frames of the PROTOCOLS vector, literally (HR-D 72, SpO2-D 97, SREV 0x29,
+/// The first 8 frames of the docs/devices/nonin.md#format-7 vector, literally (HR-D 72, SpO2-D 97, SREV 0x29,
 /// timer 5, green perfusion).
 const VECTOR_FIRST_8: [[u8; 5]; 8] = [
     [0x83, 0x75, 0x30, 0x00, 0x28],
@@ -40,7 +40,7 @@ fn tail_floats(spo2_d: u8, hr_d: u16) -> [u8; 17] {
     ]
 }
 
-/// The PROTOCOLS vector completed into a full, valid 25-frame packet.
+/// The docs/devices/nonin.md#format-7 vector completed into a full, valid 25-frame packet.
 fn vector_packet() -> Vec<u8> {
     let mut bytes: Vec<u8> = VECTOR_FIRST_8.concat();
     for (i, f) in tail_floats(97, 72).into_iter().enumerate() {

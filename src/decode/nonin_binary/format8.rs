@@ -1,4 +1,4 @@
-//! Format #8: 4-byte frames, once per second, no checksum (PROTOCOLS §2.1(b)).
+//! Format #8: 4-byte frames, once per second, no checksum (docs/devices/nonin.md#format-8).
 //!
 //! | byte | bit 7 | 6 | 5 | 4 | 3 | 2 | 1 | 0 |
 //! |---|---|---|---|---|---|---|---|---|

@@ -13,7 +13,7 @@
 //! - **One bad reading never blocks the rest.** A whole-transaction 4xx for several readings
 //!   is split: the batch is bisected and resent until the failing reading stands alone; it
 //!   alone is `Rejected` with the server's OperationOutcome diagnostics (patient identifiers of
-//!   the batch removed, bounded). A 412 means duplicates exist on the server (§5.7).
+//!   the batch removed, bounded). A 412 means duplicates exist on the server (docs/fhir.md#identifier-ifnoneexist-and-fullurl-why-a-resend-never-duplicates).
 //! - **A down server only grows the queue.** 408/429/5xx, 401/403 (credentials), timeouts,
 //!   connection errors, a success body that is too big (over [`MAX_RESPONSE_BYTES`]) and a
 //!   `batch-response` that does not match the sent entries are `Retry`. A `Retry-After` (seconds or HTTP-date) is
