@@ -209,7 +209,7 @@ impl DevicePipeline {
                 DecodeEvent::Error(e) => {
                     self.status.frame_bad();
                     tracing::warn!(device = %self.ctx.device, error = e.label(), "frame skipped");
-                    tracing::debug!(device = %self.ctx.device, detail = %e, "frame skipped");
+                    tracing::debug!(device = %self.ctx.device, detail = %crate::decode::redact::redact_quoted(&e.to_string()), "frame skipped");
                 }
             }
         }

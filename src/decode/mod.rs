@@ -20,6 +20,7 @@ pub mod nonin_ascii;
 pub mod nonin_binary;
 pub mod openbci;
 pub mod polar_ecg;
+pub mod redact;
 pub mod registry;
 pub mod samples;
 pub mod suntech;

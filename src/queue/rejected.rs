@@ -134,7 +134,11 @@ impl Queue {
             at: ops::to_ms(OffsetDateTime::now_utc()),
             device: device.to_string(),
             topic: topic.to_string(),
-            reason: reason.chars().take(300).collect(),
+            // A parser's message may quote the payload: keep its kind and place only.
+            reason: crate::decode::redact::redact_quoted(reason)
+                .chars()
+                .take(300)
+                .collect(),
             payload_len: payload.len() as u64,
             sha256: payload_hash(payload),
         };
@@ -202,6 +206,21 @@ mod tests {
 
     fn queue(store: Arc<MemoryStore>) -> Queue {
         Queue::with_store(store, QueueOptions::new(vec![SinkId::new("out")])).unwrap()
+    }
+
+    #[test]
+    fn a_parser_message_quoting_the_payload_is_recorded_without_the_quote() {
+        let q = queue(Arc::new(MemoryStore::new()));
+        let reason = r#"json: invalid type: string "MRN0012345", expected u32 at line 1 column 20"#;
+        q.reject("bridge", "bridge/exam4", reason, b"{\"id\":\"MRN0012345\"}")
+            .unwrap();
+        let recs = q.rejected(10).unwrap();
+        assert!(!recs[0].reason.contains("MRN0012345"), "{}", recs[0].reason);
+        assert!(
+            recs[0].reason.contains("invalid type"),
+            "{}",
+            recs[0].reason
+        );
     }
 
     #[test]

@@ -435,7 +435,7 @@ impl Shared {
                     Err(e) => {
                         self.status.frame_bad();
                         tracing::warn!(device = %self.device, error = e.label(), "MLLP bytes skipped");
-                        tracing::debug!(device = %self.device, detail = %e, "MLLP bytes skipped");
+                        tracing::debug!(device = %self.device, detail = %crate::decode::redact::redact_quoted(&e.to_string()), "MLLP bytes skipped");
                         continue;
                     }
                 };
