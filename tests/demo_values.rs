@@ -35,6 +35,12 @@ fn demo_readings_carry_no_flags_and_a_patient_keeps_their_size() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Idle spot-check devices between measurements are normal: no WARN or ERROR in between.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("ERROR"),
+        "the demo logged warnings:\n{stderr}"
+    );
     let readings: Vec<_> = stdout.lines().filter_map(parse).collect();
     assert!(readings.len() >= 12, "{stdout}");
     for (_, kind, _, flags) in &readings {
