@@ -117,6 +117,7 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
 
     // The stopped daemon's store: nothing undelivered, the history is there and bounded.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(support::KEY_ENV, support::store_key_file())
         .args(["queue", "stats", "--config"])
         .arg(&cfg_path)
         .output()

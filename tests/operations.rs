@@ -84,6 +84,8 @@ impl Rig {
         let port = free_port();
         let token = tmp.path().join("token");
         std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod token");
         let cfg = write_config(tmp.path(), "vitalsd.toml", port, &token, &ox.path, &bp.path);
         Rig {
             addr: format!("127.0.0.1:{port}"),
@@ -146,6 +148,7 @@ fn bp_line(systolic: u32, at: &str) -> String {
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(support::KEY_ENV, support::store_key_file())
         .args(args)
         .arg("--config")
         .arg(cfg)
@@ -219,6 +222,8 @@ fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_s
     // A wrong token is refused by the daemon, not papered over by the store.
     let wrong = rig.tmp.path().join("wrong-token");
     std::fs::write(&wrong, "not-the-token\n").expect("token");
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod token");
     let port: u16 = rig.addr.rsplit(':').next().unwrap().parse().unwrap();
     let bad_cfg = write_config(
         rig.tmp.path(),

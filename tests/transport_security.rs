@@ -234,6 +234,7 @@ fn check_config(dir: &Path, name: &str, toml: &str) -> (bool, String) {
     let path = dir.join(name);
     std::fs::write(&path, toml).expect("config");
     let out = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(support::KEY_ENV, support::store_key_file())
         .args(["check-config", "--config"])
         .arg(&path)
         .output()

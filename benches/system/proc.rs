@@ -9,6 +9,19 @@ use std::time::{Duration, Instant};
 
 /// The binary measured: the one cargo built for this bench profile (release under
 /// `cargo bench`), else `target/release/vitalsd` under the crate.
+/// A store key file (0600) for the daemons of this run, in the system's temp dir.
+pub fn store_key_file() -> PathBuf {
+    static KEY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vitalsd-bench-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let path = dir.join("store.key");
+        vitalsd::queue::cipher::ensure_key_file(&path).expect("store key");
+        path
+    })
+    .clone()
+}
+
 pub fn binary() -> PathBuf {
     let built = PathBuf::from(env!("CARGO_BIN_EXE_vitalsd"));
     if built.exists() {
@@ -32,6 +45,7 @@ impl Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let started = Instant::now();
         let child = Command::new(binary())
+            .env(vitalsd::queue::cipher::KEY_FILE_ENV, store_key_file())
             .args(["run", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
@@ -207,6 +221,7 @@ pub fn set_patient(addr: &str, room: &str) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let req = format!(
         "PUT /api/rooms/{room}/patient HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -217,6 +232,9 @@ pub fn set_patient(addr: &str, room: &str) {
         raw.starts_with("HTTP/1.1 200"),
         "set the patient of {room}: {raw}"
     );
+    // A reading is attributed only when the context covers (device time − the 1 s clock-skew
+    // tolerance of `config`) .. receipt: readings start after that.
+    std::thread::sleep(Duration::from_millis(1500));
 }
 
 /// Pending entries of `sink` and stored readings, from `/api/status`.
@@ -253,14 +271,34 @@ pub fn wait_connected(addr: &str, n: usize, within: Duration) -> bool {
     }
 }
 
-/// A config: `[daemon]` with the admin API on a free loopback port, hold mode (set the rooms'
-/// patients with [`set_patient`]), the given device tables and a FHIR sink at `fhir_url`.
+/// A config: `[daemon]` with the admin API on a free loopback port and its token, a 1 s
+/// clock-skew tolerance, hold mode (set the rooms' patients with [`set_patient`]), the given
+/// device tables and a FHIR sink at `fhir_url`.
 pub fn config(data_dir: &Path, devices: &str, fhir_url: &str, extra_daemon: &str) -> String {
+    let token = admin_token_file();
+    let key = store_key_file();
     format!(
-        "[daemon]\ndata_dir = {data_dir:?}\nadmin_listen = \"127.0.0.1:0\"\n{extra_daemon}\n\
+        "[daemon]\ndata_dir = {data_dir:?}\nadmin_listen = \"127.0.0.1:0\"\nadmin_token_file = {token:?}\n\
+         store_key_file = {key:?}\n\
+         clock_skew_tolerance = \"1s\"\n{extra_daemon}\n\
          [patient]\nmode = \"hold\"\n\n{devices}\n\
          [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = {fhir_url:?}\nbatch_size = 50\ntimeout = \"10s\"\n"
     )
+}
+
+/// The admin token the bench daemons require for changes and patient data.
+pub const ADMIN_TOKEN: &str = "vitalsd-bench-admin-token";
+
+/// A file (0600) holding [`ADMIN_TOKEN`], next to the bench's store key.
+pub fn admin_token_file() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let key = store_key_file();
+    let path = key.with_file_name("admin.token");
+    if !path.exists() {
+        std::fs::write(&path, format!("{ADMIN_TOKEN}\n")).expect("admin token");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
 }
 
 /// One serial device table.

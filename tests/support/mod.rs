@@ -121,15 +121,19 @@ pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
 pub const AUTH: (&str, &str) = ("Authorization", "Bearer vitalsd-test-admin-token-5d2f9a");
 
 /// `cfg` with `admin_token_file` in its `[daemon]` table pointing at a file (mode 0600) in
-/// `dir` that holds [`TOKEN`]; replaces an `admin_token_file = ""` line if there is one.
+/// `dir` that holds [`TOKEN`]; replaces an `admin_token_file` line if there is one.
 pub fn with_token(cfg: &str, dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     let file = dir.join("admin.token");
     std::fs::write(&file, format!("{TOKEN}\n")).expect("token file");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let line = format!("admin_token_file = {file:?}\n");
-    if cfg.contains("admin_token_file = \"\"\n") {
-        cfg.replacen("admin_token_file = \"\"\n", &line, 1)
+    if let Some(start) = cfg.find("\nadmin_token_file = ") {
+        // Replace the line there is (empty, or another token file).
+        let end = cfg[start + 1..]
+            .find('\n')
+            .map_or(cfg.len(), |e| start + 1 + e + 1);
+        format!("{}{line}{}", &cfg[..start + 1], &cfg[end..])
     } else {
         assert!(cfg.contains("[daemon]\n"), "no [daemon] table in {cfg}");
         cfg.replacen("[daemon]\n", &format!("[daemon]\n{line}"), 1)
