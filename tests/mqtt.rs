@@ -502,9 +502,14 @@ fn a_full_queue_holds_messages_unacknowledged_and_a_restart_with_room_stores_the
     let s = Setup::new();
     let broker = broker(&s.tmp.path().join("broker"));
     let tiny = s.config("full", &broker.url(), "", "queue_max_bytes = \"1KiB\"");
+    // The cap counts undelivered readings only: a second sink, an HL7 engine that never
+    // answers, keeps every reading pending while the outbox shows what was stored.
+    let text = std::fs::read_to_string(&tiny).unwrap()
+        + "\n[[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"127.0.0.1:1\"\n";
+    std::fs::write(&tiny, text).unwrap();
     let d = s.daemon(&tiny, "log1");
-    // The first reading fits (an empty store is smaller than 1 KiB) and makes the store too
-    // big; the queue notices within 250 ms.
+    // The first reading fits (nothing is undelivered yet) and puts the undelivered bytes over
+    // the cap; the queue notices within 250 ms.
     publish(broker.port, vec![("bridge/exam4".into(), weight(6999))]);
     wait_outbox(&s.outbox, 1, Duration::from_secs(15));
     // The queue reads its size at most every 250 ms: send small rounds until it refuses.
