@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use super::audit::append;
 use super::keys::{self, PendingValue};
 use super::ops::{self, Ctx};
-use super::txn::{corrupt, Txn};
+use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
 use super::Queue;
 use crate::context::audit::AuditEvent;
@@ -184,27 +184,14 @@ impl Queue {
     /// Up to `limit` held readings, oldest id first.
     pub fn held(&self, limit: usize) -> Result<Vec<HeldEntry>, QueueError> {
         let store = &*self.shared()?.store;
-        let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        while out.len() < limit {
-            let page = store.scan_prefix(&[HELD], after.as_deref(), limit.clamp(16, 512))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, v) in page {
-                let id = keys::id_suffix(&k).ok_or_else(|| corrupt(&k, "bad held key"))?;
-                let h: HeldValue = ops::decode(&k, &v)?;
-                out.push(HeldEntry {
-                    id,
-                    room: h.room,
-                    held_at: ops::from_ms(h.at),
-                    reading: h.reading,
-                });
-                if out.len() == limit {
-                    break;
-                }
+        ops::list_by_id(store, HELD, "bad held key", limit, |id, h: HeldValue| {
+            HeldEntry {
+                id,
+                room: h.room,
+                held_at: ops::from_ms(h.at),
+                reading: h.reading,
             }
-        }
-        Ok(out)
+        })
     }
 
     /// How many readings are held.

@@ -89,6 +89,32 @@ pub(super) fn json<T: serde::Serialize>(key: &[u8], v: &T) -> Result<Vec<u8>, Qu
     serde_json::to_vec(v).map_err(|e| corrupt(key, &e.to_string()))
 }
 
+/// Up to `limit` entries of the one-byte `tag` whose keys end in a reading id, oldest id first,
+/// each value decoded and turned into an item by `item` (held and quarantined listings).
+pub fn list_by_id<V: serde::de::DeserializeOwned, T>(
+    store: &dyn super::store::Store,
+    tag: u8,
+    what: &'static str,
+    limit: usize,
+    mut item: impl FnMut(ReadingId, V) -> T,
+) -> Result<Vec<T>, QueueError> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    while out.len() < limit {
+        let page = store.scan_prefix(&[tag], after.as_deref(), limit.clamp(16, 512))?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (k, v) in page {
+            let id = keys::id_suffix(&k).ok_or_else(|| corrupt(&k, what))?;
+            out.push(item(id, decode(&k, &v)?));
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, QueueError> {
     serde_json::from_slice(v).map_err(|e| corrupt(key, &e.to_string()))
 }

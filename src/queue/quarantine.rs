@@ -361,28 +361,19 @@ impl Queue {
     /// Up to `limit` quarantined readings, oldest id first.
     pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineEntry>, QueueError> {
         let store = &*self.shared()?.store;
-        let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        while out.len() < limit {
-            let page = store.scan_prefix(&[QUARANTINE], after.as_deref(), limit.clamp(16, 512))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, v) in page {
-                let id = keys::id_suffix(&k).ok_or_else(|| corrupt(&k, "bad quarantine key"))?;
-                let q: QuarantineValue = ops::decode(&k, &v)?;
-                out.push(QuarantineEntry {
-                    id,
-                    reason: q.reason,
-                    quarantined_at: ops::from_ms(q.at),
-                    migrated: q.migrated,
-                    reading: q.reading,
-                });
-                if out.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        ops::list_by_id(
+            store,
+            QUARANTINE,
+            "bad quarantine key",
+            limit,
+            |id, q: QuarantineValue| QuarantineEntry {
+                id,
+                reason: q.reason,
+                quarantined_at: ops::from_ms(q.at),
+                migrated: q.migrated,
+                reading: q.reading,
+            },
+        )
     }
 
     /// How many readings are in the quarantine (a kept counter: no scan).
