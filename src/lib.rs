@@ -9,6 +9,8 @@
 //! - [`config`]: the TOML file → a validated configuration, every problem reported at once.
 //! - [`reading`]: the canonical reading and its small types.
 //! - [`source`]: transports (serial) → raw bytes with device id and receipt time.
+//! - [`model`]: the device message, code table, units, option specs and time rules that
+//!   decode, ecg and normalize share (none of those three imports another).
 //! - [`decode`]: one pure decoder per wire format → device messages.
 //! - [`ecg`]: waveform samples → strips, R peaks (Pan–Tompkins) and heart rate.
 //! - [`normalize`]: device messages → readings (codes, units, plausibility, times).
@@ -28,6 +30,7 @@ pub mod context;
 pub mod decode;
 pub mod demo;
 pub mod ecg;
+pub mod model;
 pub mod net;
 pub mod normalize;
 pub mod pipeline;

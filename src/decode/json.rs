@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::framing::LineFramer;
 use super::{DecodeError, DecodeEvent, Decoder, DeviceMessage, DeviceTime, DeviceValue, Measured};
-use crate::normalize::{codes, units};
+use crate::model::{codes, units};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind, Ucum};
 
 /// Largest frame accepted (a reading is a few hundred bytes).

@@ -261,7 +261,7 @@ fn build(_t: Transport, opts: &Options) -> Result<Box<dyn Decoder>, Vec<OptionEr
     Ok(Box::new(OpenBci::new(fs, gain, channels)))
 }
 
-const S: [OptionSpec; 3] = crate::ecg::options::SPECS;
+const S: [OptionSpec; 3] = crate::model::ecg_options::SPECS;
 
 /// The `openbci` driver entry for the registry.
 pub static INFO: DriverInfo = DriverInfo {

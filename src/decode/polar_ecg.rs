@@ -227,7 +227,7 @@ fn build(_t: Transport, opts: &Options) -> Result<Box<dyn Decoder>, Vec<OptionEr
     Ok(Box::new(PolarEcg::new(payload, fs, lead)))
 }
 
-const S: [OptionSpec; 3] = crate::ecg::options::SPECS;
+const S: [OptionSpec; 3] = crate::model::ecg_options::SPECS;
 
 /// The `polar-ecg` driver entry for the registry.
 pub static INFO: DriverInfo = DriverInfo {

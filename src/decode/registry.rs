@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::json::{JsonDecoder, JsonFraming};
 use super::nonin_ascii::NoninAscii;
 use super::{Decoder, OptionError, Options};
+pub use crate::model::options::{OptionSpec, Report};
 use crate::reading::Kind;
 
 /// A transport a driver can be read over.
@@ -61,15 +62,6 @@ pub const SERIAL_9600_8N1: SerialDefaults = SerialDefaults {
     stop_bits: 1,
 };
 
-/// One option a driver accepts: its key, help text and value checker.
-#[derive(Debug, Clone, Copy)]
-pub struct OptionSpec {
-    pub key: &'static str,
-    pub help: &'static str,
-    /// Checks one value; the error is the reason shown after the key.
-    pub check: fn(&str) -> Result<(), String>,
-}
-
 /// Builds a decoder for a transport from already-validated options.
 pub type BuildFn = fn(Transport, &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>>;
 
@@ -112,15 +104,6 @@ impl DriverInfo {
                     .is_some_and(|prefix| key.starts_with(prefix) && key.len() > prefix.len())
         })
     }
-}
-
-/// How a continuous driver's stream becomes readings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Report {
-    /// One reading per measurement episode (median after `settle`).
-    Spot,
-    /// Every message becomes a reading.
-    Every,
 }
 
 /// The common options of a driver, resolved with defaults.

@@ -49,7 +49,7 @@ use super::registry::{DriverInfo, OptionSpec, Transport, SERIAL_9600_8N1};
 pub use super::suretemp::checksum;
 use super::{suretemp::parse_poll_every, Options};
 use super::{DecodeError, DecodeEvent, Decoder, DeviceMessage, DeviceValue, Measured, OptionError};
-use crate::normalize::codes::MDC_PULSE_RATE_CUFF;
+use crate::model::codes::MDC_PULSE_RATE_CUFF;
 use crate::reading::{Decimal, Kind};
 
 /// First byte of a host → module frame.

@@ -1,6 +1,6 @@
 //! ECG: waveform samples → strips, R peaks and heart rate (docs/ecg.md).
 //!
-//! Receives [`crate::decode::SampleChunk`]s from the ECG decoders (via the device pipeline);
+//! Receives [`crate::model::SampleChunk`]s from the ECG decoders (via the device pipeline);
 //! emits finished strips as an `ecg` [`crate::reading::Reading`] carrying the waveform plus a
 //! `heart_rate` reading (MDC 147842, flag `source:ecg`).
 //! - [`filters`], [`detector`]: streaming Pan–Tompkins at 200 Hz with bounded memory;
@@ -10,10 +10,11 @@
 
 pub mod detector;
 pub mod filters;
-pub mod options;
 pub mod readings;
 pub mod strip;
 pub mod synth;
+
+pub use crate::model::ecg_options as options;
 
 pub use options::{PartialStrips, StripOptions};
 pub use readings::readings;

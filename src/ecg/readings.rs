@@ -2,7 +2,7 @@
 //! RR interval as its value), plus a `heart_rate` reading (MDC 147842, flag `source:ecg`)
 //! when the strip held at least two RR intervals.
 //!
-//! Time follows normalize's rules: the device's time of the first sample is trusted only
+//! Time follows the same rules as every other reading ([`crate::model::time`]): the device's time of the first sample is trusted only
 //! within the clock-skew tolerance of the receipt-based estimate; otherwise (a Polar H10 back
 //! at 2019-01-01 after a power cycle, a clock never set) the receipt-based time is used and
 //! both readings are flagged `clock_untrusted`. `observed_at` = the first sample's time.
@@ -10,9 +10,9 @@
 use time::OffsetDateTime;
 
 use super::strip::CompletedStrip;
-use crate::decode::DeviceTime;
-use crate::normalize::codes::{self, MDC_HEART_RATE_ECG};
-use crate::normalize::{plausibility, resolve_device_time, NormalizeContext};
+use crate::model::codes::{self, MDC_HEART_RATE_ECG};
+use crate::model::time::{resolve_device_time, FUTURE_GRACE};
+use crate::model::{plausibility, DeviceTime, NormalizeContext};
 use crate::reading::{Decimal, DeviceInfo, Flag, Kind, Reading, ReadingId, Ucum, Value, Waveform};
 
 /// The readings of one strip (ids assigned), in order: the ECG, then the heart rate.
@@ -116,7 +116,7 @@ fn times(
     // The same rule as every other reading: a first sample dated after its receipt proves a
     // fast clock (beyond the whole-second grace); one earlier by more than the tolerance is
     // not trusted either.
-    let future = time::Duration::try_from(crate::normalize::FUTURE_GRACE).unwrap_or_default();
+    let future = time::Duration::try_from(FUTURE_GRACE).unwrap_or_default();
     match resolved {
         Some(t)
             if t - strip.receipt_t0 <= future

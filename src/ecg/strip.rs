@@ -19,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::detector::{Beat, Detector};
 use super::options::{PartialStrips, StripOptions};
-use crate::decode::{DeviceTime, SampleChunk};
+use crate::model::{DeviceTime, SampleChunk};
 use crate::reading::{Flag, Lead};
 
 /// Seconds of input a full strip waits for late beats.

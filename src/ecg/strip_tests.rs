@@ -1,10 +1,10 @@
 //! Tests of the strip builder and of strip → readings.
 
 use super::*;
-use crate::decode::ChunkLead;
 use crate::ecg::readings::readings;
 use crate::ecg::synth::Synth;
-use crate::normalize::NormalizeContext;
+use crate::model::ChunkLead;
+use crate::model::NormalizeContext;
 use crate::reading::{DeviceId, Kind};
 use time::macros::datetime;
 
@@ -114,7 +114,7 @@ fn ctx() -> NormalizeContext {
         driver: "polar-ecg".into(),
         room: Some("exam-3".into()),
         clock_skew_tolerance: std::time::Duration::from_secs(300),
-        zone: crate::normalize::LocalZone::utc(),
+        zone: crate::model::zone::LocalZone::utc(),
     }
 }
 

@@ -18,8 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::decode::registry::Report;
-use crate::decode::{DecodeEvent, DeviceMessage, Measured};
+use crate::model::{DecodeEvent, DeviceMessage, Measured, Report};
 use crate::reading::{Decimal, Kind};
 
 /// The values considered for the median: those received this long before the report.

@@ -1,7 +1,7 @@
 //! Tests of the spot-check reduction, with explicit instants.
 
 use super::*;
-use crate::decode::{DeviceTime, DeviceValue};
+use crate::model::{DeviceTime, DeviceValue};
 use crate::reading::{AbsentReason, Flag};
 
 fn msg(kind: Kind, name: &str, v: i64) -> DecodeEvent {

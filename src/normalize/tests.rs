@@ -1,7 +1,10 @@
 //! Tests of `normalize`: codes, units, times, flags.
 
 use super::*;
-use crate::decode::DeviceValue;
+use std::time::Duration;
+
+use crate::model::DeviceValue;
+use crate::reading::DeviceId;
 use crate::reading::{AbsentReason, Decimal};
 use time::macros::{datetime, offset, time};
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::super::ieee11073::{self, DateTimeError};
 use super::super::{DecodeError, DecodeEvent, DeviceMessage, DeviceTime, DeviceValue, Measured};
-use crate::normalize::codes::{self, MDC_PULSE_RATE_CUFF, MDC_PULSE_RATE_OXIMETER};
+use crate::model::codes::{self, MDC_PULSE_RATE_CUFF, MDC_PULSE_RATE_OXIMETER};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind};
 
 /// Largest characteristic value accepted (the ATT maximum attribute length).

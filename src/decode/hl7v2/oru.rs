@@ -6,7 +6,7 @@ use super::mllp::unframe;
 use super::{clip, Hl7Error, MAX_MESSAGE};
 use crate::decode::lines::NUMERIC_KINDS;
 use crate::decode::{DeviceMessage, DeviceTime, DeviceValue, Measured};
-use crate::normalize::{codes, units};
+use crate::model::{codes, hl7, units};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind, PatientRef};
 
 /// What an ORU^R01 carried.
@@ -366,12 +366,10 @@ fn ucum_of_mdc(code: u32, comp: &codes::ComponentCodes) -> Option<String> {
 }
 
 /// PID-3 (CX, repeating) → the `MR` identifier, else the first non-empty one. vitalsd's own
-/// "no patient" placeholder ([`crate::sink::hl7::NO_PATIENT_ID`]) is no patient.
+/// "no patient" placeholder ([`crate::model::hl7::NO_PATIENT_ID`]) is no patient.
 fn patient(d: Delimiters, f: &str) -> Option<PatientRef> {
-    let placeholder = |r: &str| {
-        d.text(r, 1) == crate::sink::hl7::NO_PATIENT_ID
-            && d.text(r, 4) == crate::sink::hl7::NO_PATIENT_AUTHORITY
-    };
+    let placeholder =
+        |r: &str| d.text(r, 1) == hl7::NO_PATIENT_ID && d.text(r, 4) == hl7::NO_PATIENT_AUTHORITY;
     let reps: Vec<&str> = f
         .split(d.repetition)
         .take(20)

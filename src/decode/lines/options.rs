@@ -8,7 +8,7 @@ use time::format_description::OwnedFormatItem;
 use super::{MAX_OPTION_LEN, NUMERIC_KINDS, PATTERN_SIZE_LIMIT, VALUE_PREFIX};
 use crate::decode::registry::OptionSpec;
 use crate::decode::{OptionError, Options};
-use crate::normalize::{codes, units};
+use crate::model::{codes, units};
 use crate::reading::{Decimal, Kind};
 
 pub(super) const OPTIONS: [OptionSpec; 7] = [

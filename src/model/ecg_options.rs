@@ -1,8 +1,7 @@
 //! The strip options every ECG driver accepts (`[[device]] options`): `strip_seconds`,
 //! `min_strip_fraction`, `partial_strips`. Checked by the registry, read by the pipeline.
 
-use crate::decode::registry::OptionSpec;
-use crate::decode::{OptionError, Options};
+use super::options::{OptionError, OptionSpec, Options};
 
 /// Default strip length (the R4 `Observation/ekg` example uses 10 s chunks).
 pub const DEFAULT_STRIP_SECONDS: u32 = 10;

@@ -3,12 +3,12 @@
 //! A chunk is a run of consecutive samples of one device: integer counts plus a µV-per-count
 //! scale per lead, the sample rate, and the device time of the first sample when the device has
 //! a clock. Decoders say when samples were lost right before a chunk (`gap_before`: a lost
-//! frame, a sample-counter jump, a timestamp jump) so the strip builder (`crate::ecg`) never
+//! frame, a sample-counter jump, a timestamp jump) so the ECG strip builder never
 //! stitches a strip across a gap. Converting to µV and encoding happen only at the edge.
 
 use crate::reading::Flag;
 
-use super::DeviceTime;
+use super::message::DeviceTime;
 
 /// One lead's samples within a chunk.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,32 @@
+//! Model: the plain data and pure tables that decode, ecg and normalize share.
+//!
+//! Receives nothing and does no I/O; imports only [`crate::reading`] (the canonical reading,
+//! which stays in its own module) and outside crates.
+//! Promises one definition of everything the stages hand each other, so no stage imports
+//! another (docs/ARCHITECTURE.md, "Modules and their imports"):
+//! - [`message`]: [`DeviceMessage`] and its values and times, [`DecodeEvent`], [`DecodeError`];
+//! - [`samples`]: [`SampleChunk`], waveform samples as decoders hand them on;
+//! - [`options`]: driver [`Options`], [`OptionError`], [`OptionSpec`], the spot-check
+//!   [`Report`] mode;
+//! - [`ecg_options`]: the strip options every ECG driver accepts;
+//! - [`codes`]: the LOINC / IEEE 11073 MDC / UCUM code table (docs/fhir-codes.md);
+//! - [`units`]: UCUM unit checks and exact conversions;
+//! - [`plausibility`]: the physiological limits and the flags they give;
+//! - [`time`], [`zone`]: device times on the time line, the device's [`NormalizeContext`];
+//! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity.
+
+pub mod codes;
+pub mod ecg_options;
+pub mod hl7;
+pub mod message;
+pub mod options;
+pub mod plausibility;
+pub mod samples;
+pub mod time;
+pub mod units;
+pub mod zone;
+
+pub use message::{DecodeError, DecodeEvent, DeviceMessage, DeviceTime, DeviceValue, Measured};
+pub use options::{OptionError, OptionSpec, Options, Report};
+pub use samples::{ChunkLead, SampleChunk};
+pub use time::{NormalizeContext, TimeOutOfRange};
