@@ -1,4 +1,5 @@
-//! The repository explains itself: every document a comment or doc cites is in the repository.
+//! The repository explains itself: every document a comment or doc cites is in the repository,
+//! and each top-level module imports only what the rule table below allows.
 
 use std::path::{Path, PathBuf};
 
@@ -52,4 +53,426 @@ fn comments_and_docs_cite_only_documents_in_the_repository() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import rules: which top-level module of `src/` may name which (docs/ARCHITECTURE.md, "Modules
+// and their imports"). Every `crate::<module>` path in non-test code counts: `use` lines,
+// grouped `use crate::{a, b}`, paths written out inside function bodies, and `super::` chains
+// that climb out of the module. Comments and string literals do not count.
+
+/// What a rule forbids.
+enum Forbid {
+    /// These modules.
+    These(&'static [&'static str]),
+    /// Every module of the crate except these.
+    AllBut(&'static [&'static str]),
+}
+
+/// One row of the rule table.
+struct Rule {
+    from: &'static str,
+    forbid: Forbid,
+    /// Off rules are kept here, with why, until the code they describe has landed.
+    on: bool,
+    why: &'static str,
+}
+
+const RULES: &[Rule] = &[
+    Rule {
+        from: "model",
+        forbid: Forbid::AllBut(&["reading"]),
+        on: true,
+        why: "the shared model is plain data and pure tables: it names only the canonical reading",
+    },
+    Rule {
+        from: "decode",
+        forbid: Forbid::These(&["normalize", "ecg", "queue", "sink", "source", "admin"]),
+        on: true,
+        why: "decoders share only the model with the stages after them",
+    },
+    Rule {
+        from: "normalize",
+        forbid: Forbid::These(&["decode", "queue", "sink", "source", "admin"]),
+        on: true,
+        why: "normalize takes device messages from the model, not from the decoders",
+    },
+    Rule {
+        from: "ecg",
+        forbid: Forbid::These(&["decode", "normalize", "queue", "sink", "source", "admin"]),
+        on: true,
+        why: "the strip builder takes samples and time rules from the model",
+    },
+    // Off until the MQTT connection code that sink/mqtt.rs borrows from source/ has its own
+    // home: the lead turns this on after that merge.
+    Rule {
+        from: "sink",
+        forbid: Forbid::These(&["source"]),
+        on: false,
+        why: "sinks do not know transports",
+    },
+    // Off until the MQTT and MLLP sources stop calling the queue themselves (their ack waits for
+    // the durable enqueue today): the lead turns this on after that merge.
+    Rule {
+        from: "source",
+        forbid: Forbid::These(&["queue"]),
+        on: false,
+        why: "transports hand bytes on; the pipeline stores",
+    },
+];
+
+impl Rule {
+    fn forbids(&self, to: &str) -> bool {
+        if to == self.from {
+            return false;
+        }
+        match self.forbid {
+            Forbid::These(list) => list.contains(&to),
+            Forbid::AllBut(allowed) => !allowed.contains(&to),
+        }
+    }
+}
+
+/// `text` with comments, string literals and character literals blanked (line breaks kept, so
+/// line numbers stay right).
+fn code_only(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    // Keeps line breaks of skipped text.
+    let blank = |out: &mut String, s: &[char]| {
+        for ch in s {
+            out.push(if *ch == '\n' { '\n' } else { ' ' });
+        }
+    };
+    while i < c.len() {
+        let rest = &c[i..];
+        if rest.starts_with(&['/', '/']) {
+            let end = rest.iter().position(|&ch| ch == '\n').unwrap_or(rest.len());
+            blank(&mut out, &rest[..end]);
+            i += end;
+        } else if rest.starts_with(&['/', '*']) {
+            let (mut depth, mut j) = (0usize, 0);
+            while j < rest.len() {
+                if rest[j..].starts_with(&['/', '*']) {
+                    depth += 1;
+                    j += 2;
+                } else if rest[j..].starts_with(&['*', '/']) {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            blank(&mut out, &rest[..j.min(rest.len())]);
+            i += j;
+        } else if rest[0] == 'r'
+            && (i == 0 || !(c[i - 1].is_alphanumeric() || c[i - 1] == '_'))
+            && rest.len() > 1
+            && (rest[1] == '"' || rest[1] == '#')
+        {
+            // Raw string r"…" or r#"…"#.
+            let hashes = rest[1..].iter().take_while(|&&ch| ch == '#').count();
+            if rest.get(1 + hashes) != Some(&'"') {
+                out.push(rest[0]);
+                i += 1;
+                continue;
+            }
+            let mut close = vec!['"'];
+            close.extend(std::iter::repeat_n('#', hashes));
+            let body = 2 + hashes;
+            let end = (body..rest.len())
+                .find(|&j| rest[j..].starts_with(&close))
+                .map_or(rest.len(), |j| j + close.len());
+            blank(&mut out, &rest[..end]);
+            i += end;
+        } else if rest[0] == '"' {
+            let mut j = 1;
+            while j < rest.len() && rest[j] != '"' {
+                j += if rest[j] == '\\' { 2 } else { 1 };
+            }
+            let end = (j + 1).min(rest.len());
+            blank(&mut out, &rest[..end]);
+            i += end;
+        } else if rest[0] == '\'' {
+            // A character literal ('x', '\n', '"'); anything else is a lifetime.
+            let len = if rest.get(1) == Some(&'\\') {
+                rest[2..].iter().position(|&ch| ch == '\'').map(|p| p + 3)
+            } else if rest.get(2) == Some(&'\'') {
+                Some(3)
+            } else {
+                None
+            };
+            match len {
+                Some(n) => {
+                    blank(&mut out, &rest[..n.min(rest.len())]);
+                    i += n;
+                }
+                None => {
+                    out.push('\'');
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(rest[0]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The lines of `code` that are not test code: inline `#[cfg(test)] mod … { … }` blocks are
+/// blanked (test files are left out by name).
+fn without_test_modules(code: &str) -> Vec<String> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim();
+        let opens_test_mod = t == "#[cfg(test)]"
+            && lines[i + 1..]
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.starts_with("#["))
+                .is_some_and(|l| {
+                    (l.starts_with("mod ") || l.starts_with("pub mod ")) && l.ends_with('{')
+                });
+        if !opens_test_mod {
+            out.push(lines[i].to_string());
+            i += 1;
+            continue;
+        }
+        let mut depth = 0i32;
+        let mut opened = false;
+        while i < lines.len() {
+            for ch in lines[i].chars() {
+                match ch {
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            out.push(String::new());
+            i += 1;
+            if opened && depth <= 0 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The top-level modules `code` names, each with the byte offset where it is named, given the
+/// module path of its file (`["decode", "hl7v2", "oru"]`).
+fn named_modules(code: &str, module_path: &[String]) -> Vec<(usize, String)> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
+            .collect()
+    };
+    let word_before = |at: usize| {
+        code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$' || ch == ':')
+    };
+    let mut found = Vec::new();
+    for (p, _) in code.match_indices("crate::") {
+        if word_before(p) {
+            continue; // `$crate::`, `mycrate::`, `other::crate::`
+        }
+        let start = p + "crate::".len();
+        let after = &code[start..];
+        let lead = after.len() - after.trim_start().len();
+        let Some(group) = after.trim_start().strip_prefix('{') else {
+            found.push((p, ident(after)));
+            continue;
+        };
+        // `crate::{a::X, b}` over one or more lines: the first segment of each item.
+        let base = start + lead + 1;
+        let (mut depth, mut item_start) = (0, true);
+        for (k, ch) in group.char_indices() {
+            match ch {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                _ if item_start && !ch.is_whitespace() => {
+                    found.push((base + k, ident(&group[k..])));
+                    item_start = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    // `super::…::x` climbing out to the crate root names the top-level module `x`.
+    for (p, _) in code.match_indices("super::") {
+        if word_before(p) {
+            continue; // counted with the chain's first `super`
+        }
+        let mut ups = 0;
+        let mut t = &code[p..];
+        while let Some(r) = t.strip_prefix("super::") {
+            ups += 1;
+            t = r;
+        }
+        if ups > 0 && ups == module_path.len() {
+            found.push((p, ident(t)));
+        }
+    }
+    found.retain(|(_, m)| !m.is_empty() && m != "self");
+    found
+}
+
+/// Every broken rule in the file `shown` (`src/decode/json.rs`) with text `text`.
+fn violations(shown: &str, text: &str) -> Vec<String> {
+    let rel = shown
+        .strip_prefix("src/")
+        .unwrap_or(shown)
+        .trim_end_matches(".rs");
+    let mut module_path: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if module_path.last().is_some_and(|l| l == "mod") {
+        module_path.pop();
+    }
+    let Some(top) = module_path.first().cloned() else {
+        return Vec::new();
+    };
+    let code = without_test_modules(&code_only(text)).join("\n");
+    let mut out = Vec::new();
+    for (at, to) in named_modules(&code, &module_path) {
+        let line = code[..at].matches('\n').count() + 1;
+        for rule in RULES.iter().filter(|r| r.on && r.from == top) {
+            if rule.forbids(&to) {
+                out.push(format!(
+                    "{shown}:{line}: `{top}` names `crate::{to}` ({})",
+                    rule.why
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn is_test_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "tests.rs" || name.ends_with("_tests.rs")
+}
+
+#[test]
+fn modules_import_only_what_the_rule_table_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // A rule about a module that does not exist would pass for ever.
+    for rule in RULES {
+        let m = root.join("src").join(rule.from);
+        assert!(
+            m.is_dir() || m.with_extension("rs").exists(),
+            "rule table names a missing module `{}`",
+            rule.from
+        );
+    }
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+    {
+        if is_test_file(f) {
+            continue;
+        }
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(violations(&shown, &std::fs::read_to_string(f).unwrap()));
+        scanned += 1;
+    }
+    assert!(scanned > 100, "only {scanned} source files found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_import_rule_check_finds_every_way_of_naming_a_module() {
+    let found = |file: &str, src: &str| violations(file, src);
+    // A `use` line, naming file and line.
+    let v = found(
+        "src/decode/json.rs",
+        "//! doc\n\nuse crate::normalize::codes;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].starts_with("src/decode/json.rs:3: `decode` names `crate::normalize`"),
+        "{}",
+        v[0]
+    );
+    // A path inside a function body.
+    let v = found(
+        "src/decode/openbci.rs",
+        "fn f() {\n    let s = crate::ecg::options::SPECS;\n}\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("openbci.rs:2:"), "{}", v[0]);
+    // A grouped use.
+    let v = found(
+        "src/decode/mod.rs",
+        "use crate::{reading::Kind, sink::hl7};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("crate::sink"), "{}", v[0]);
+    let v = found(
+        "src/ecg/strip.rs",
+        "use crate::{\n    reading::{Kind, Flag},\n    queue::Queue,\n};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("strip.rs:3: `ecg` names `crate::queue`"),
+        "{}",
+        v[0]
+    );
+    // `super::` climbing out of the module.
+    let v = found(
+        "src/decode/hl7v2/oru.rs",
+        "use super::super::super::normalize::codes;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(found("src/decode/hl7v2/oru.rs", "use super::Delimiters;\n").is_empty());
+    // The model may name only the reading.
+    assert_eq!(
+        found("src/model/codes.rs", "use crate::decode::Options;\n").len(),
+        1
+    );
+    assert!(found(
+        "src/model/codes.rs",
+        "use crate::reading::Kind;\nuse crate::model::x;\n"
+    )
+    .is_empty());
+    // Allowed, commented, quoted or test code is not a violation.
+    let fine = "use crate::model::codes;\n\
+                // see crate::normalize::codes\n\
+                /* crate::ecg */\n\
+                const S: &str = \"crate::normalize\";\n\
+                const R: &str = r#\"crate::ecg\"#;\n\
+                const Q: char = '\"';\n\
+                fn f<'a>(x: &'a str) -> &'a str { x }\n\
+                #[cfg(test)]\n\
+                mod tests {\n    use crate::normalize::NormalizeContext;\n}\n\
+                use crate::reading::Kind;\n";
+    let v = found("src/decode/json.rs", fine);
+    assert!(v.is_empty(), "{v:?}");
+    // A line after a test module is checked again.
+    let v = found(
+        "src/decode/json.rs",
+        &format!("{fine}use crate::queue::Queue;\n"),
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("json.rs:13:"), "{}", v[0]);
+    // Off rules report nothing until the lead turns them on.
+    assert!(found("src/source/mqtt.rs", "use crate::queue::Queue;\n").is_empty());
+    assert!(RULES
+        .iter()
+        .any(|r| !r.on && r.from == "source" && r.forbids("queue")));
 }
