@@ -33,12 +33,13 @@ use crate::sink::{DeliveryEvent, Sink};
 mod devices;
 mod mqtt;
 mod reload;
+mod running;
 mod service;
 mod sinks;
 
 use devices::{spawn_device, DeviceSet};
 use mqtt::MqttRun;
-use sinks::SinkSet;
+use sinks::{SinkSet, SinkSettings};
 
 /// A sink whose oldest pending reading waited longer than this, and that delivered nothing for as
 /// long, makes `/readyz` red.
@@ -209,10 +210,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;
     }
-    let mut built: Vec<(Box<dyn Sink>, String)> = Vec::new();
+    let mut built: Vec<(Box<dyn Sink>, SinkSettings)> = Vec::new();
     for s in &cfg.sinks {
-        let fp = sinks::fingerprint(s, cfg.mqtt.as_ref());
-        built.push((sinks::build_sink(s, cfg.mqtt.as_ref())?, fp));
+        let settings = SinkSettings::of(s, cfg.mqtt.as_ref());
+        built.push((sinks::build_sink(s, cfg.mqtt.as_ref())?, settings));
     }
     let queue = open_queue(&cfg)?;
     let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
@@ -256,8 +257,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         sinks: SinkSet::default(),
         mqtt: MqttRun::default(),
     };
-    for (s, fp) in built {
-        running.sinks.start(&stages, s, fp);
+    for (s, settings) in built {
+        running.sinks.start(&stages, s, settings);
     }
     for d in &cfg.devices {
         if matches!(d.transport, DeviceTransport::Mqtt(_)) {

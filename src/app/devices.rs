@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::reload::{fingerprint, plan, Plan};
+use super::running::{Plan, RunningSet};
 use super::Stages;
 use crate::config::{Config, DeviceConfig, DeviceTransport};
 use crate::decode;
@@ -19,18 +19,24 @@ use crate::reading::DeviceId;
 use crate::source::serial::SerialSource;
 use crate::status::{DeviceList, DeviceStatus};
 
-struct Running {
-    id: DeviceId,
-    fingerprint: String,
+/// What runs one serial or MLLP device.
+struct Handle {
     cancel: CancellationToken,
     status: Arc<DeviceStatus>,
+}
+
+impl Handle {
+    fn stop(self) {
+        self.cancel.cancel();
+        self.status.set_connected(false);
+    }
 }
 
 /// The running serial/MLLP devices plus the statuses of the MQTT ones, published through one
 /// [`DeviceList`].
 #[derive(Default)]
 pub struct DeviceSet {
-    running: Vec<Running>,
+    running: RunningSet<DeviceId, DeviceConfig, Handle>,
     fixed: Vec<Arc<DeviceStatus>>,
     list: DeviceList,
 }
@@ -46,7 +52,7 @@ impl DeviceSet {
     }
 
     fn publish(&self) {
-        let mut all: Vec<_> = self.running.iter().map(|r| r.status.clone()).collect();
+        let mut all: Vec<_> = self.running.handles().map(|h| h.status.clone()).collect();
         all.extend(self.fixed.iter().cloned());
         self.list.set(all);
     }
@@ -58,12 +64,12 @@ impl DeviceSet {
         cancel: CancellationToken,
         status: Arc<DeviceStatus>,
     ) {
-        self.running.push(Running {
-            id: d.id.clone(),
-            fingerprint: fingerprint(d),
-            cancel,
-            status,
-        });
+        if let Some(old) = self
+            .running
+            .insert(d.id.clone(), d.clone(), Handle { cancel, status })
+        {
+            old.stop();
+        }
         self.publish();
     }
 
@@ -71,14 +77,6 @@ impl DeviceSet {
     pub fn set_fixed(&mut self, statuses: Vec<Arc<DeviceStatus>>) {
         self.fixed = statuses;
         self.publish();
-    }
-
-    fn stop(&mut self, id: &DeviceId) {
-        if let Some(i) = self.running.iter().position(|r| &r.id == id) {
-            let r = self.running.remove(i);
-            r.cancel.cancel();
-            r.status.set_connected(false);
-        }
     }
 
     /// Applies a validated config: starts, stops and restarts serial/MLLP devices through
@@ -92,35 +90,21 @@ impl DeviceSet {
     where
         F: FnMut(&DeviceConfig, &CancellationToken) -> anyhow::Result<Arc<DeviceStatus>>,
     {
-        let old: Vec<_> = self
-            .running
-            .iter()
-            .map(|r| (r.id.clone(), r.fingerprint.clone()))
-            .collect();
         let managed: Vec<&DeviceConfig> = new.devices.iter().filter(|d| is_managed(d)).collect();
-        let wanted: Vec<_> = managed
-            .iter()
-            .map(|d| (d.id.clone(), fingerprint(d)))
-            .collect();
-        let p = plan(&old, &wanted);
+        let p = self.running.plan(managed.iter().map(|d| (&d.id, *d)));
         for id in p.stop.iter().chain(&p.restart) {
-            self.stop(id);
+            if let Some(h) = self.running.remove(id) {
+                h.stop();
+            }
             tracing::info!(device = %id, "device stopped by reload");
         }
-        for d in managed
-            .iter()
-            .filter(|d| p.start.contains(&d.id) || p.restart.contains(&d.id))
-        {
+        for d in managed.iter().filter(|d| p.starts(&d.id)) {
             let cancel = parent.child_token();
             match spawn(d, &cancel) {
                 Ok(status) => {
                     tracing::info!(device = %d.id, "device started by reload");
-                    self.running.push(Running {
-                        id: d.id.clone(),
-                        fingerprint: fingerprint(d),
-                        cancel,
-                        status,
-                    });
+                    self.running
+                        .insert(d.id.clone(), (*d).clone(), Handle { cancel, status });
                 }
                 Err(e) => {
                     tracing::error!(device = %d.id, error = %e, "device not started by reload")
@@ -128,13 +112,8 @@ impl DeviceSet {
             }
         }
         // Keep the configuration order.
-        let order = |id: &DeviceId| {
-            managed
-                .iter()
-                .position(|d| &d.id == id)
-                .unwrap_or(usize::MAX)
-        };
-        self.running.sort_by_key(|r| order(&r.id));
+        let order: Vec<DeviceId> = managed.iter().map(|d| d.id.clone()).collect();
+        self.running.sort(&order);
         self.publish();
         p
     }

@@ -14,29 +14,43 @@ use anyhow::bail;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::reload::fingerprint as device_fingerprint;
+use super::running::{Plan, RunningSet};
 use super::Stages;
-use crate::config::{Config, DeviceTransport};
+use crate::config::{Config, DeviceConfig, DeviceTransport, MqttConfig};
 use crate::reading::DeviceId;
 use crate::source::mqtt::{MqttDevice, MqttSource, SourceHandle};
 use crate::status::DeviceStatus;
 
-/// `[mqtt]` and the MQTT devices in order; equal means "no restart". Compared only.
-pub fn fingerprint(cfg: &Config) -> String {
-    let devices: Vec<String> = cfg
-        .devices
-        .iter()
-        .filter(|d| matches!(d.transport, DeviceTransport::Mqtt(_)))
-        .map(device_fingerprint)
-        .collect();
-    format!("{:?}|{devices:?}", cfg.mqtt)
+/// What the one connection is built from: `[mqtt]` and the MQTT devices in config order (the
+/// first matching filter wins, so order counts). Equal means "no restart".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wiring {
+    broker: Option<MqttConfig>,
+    devices: Vec<DeviceConfig>,
 }
+
+impl Wiring {
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            broker: cfg.mqtt.clone(),
+            devices: cfg
+                .devices
+                .iter()
+                .filter(|d| matches!(d.transport, DeviceTransport::Mqtt(_)))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// The MQTT devices on the running connection, each with its status.
+type MqttDevices = RunningSet<DeviceId, DeviceConfig, Arc<DeviceStatus>>;
 
 /// The running connection (or none).
 #[derive(Default)]
 pub struct MqttRun {
-    fingerprint: Option<String>,
-    devices: Vec<(DeviceId, String, Arc<DeviceStatus>)>,
+    wiring: Option<Wiring>,
+    devices: MqttDevices,
     filters: Vec<String>,
     handle: Option<SourceHandle>,
     running: Option<(CancellationToken, JoinHandle<()>)>,
@@ -44,8 +58,10 @@ pub struct MqttRun {
 
 /// A connection built for a config, not started yet.
 pub struct Next {
-    fingerprint: String,
-    devices: Vec<(DeviceId, String, Arc<DeviceStatus>)>,
+    wiring: Wiring,
+    devices: MqttDevices,
+    /// The MQTT devices this connection adds, removes, changes and keeps.
+    pub plan: Plan<DeviceId>,
     filters: Vec<String>,
     source: Option<MqttSource>,
 }
@@ -53,28 +69,27 @@ pub struct Next {
 impl MqttRun {
     /// The MQTT devices' statuses, in config order.
     pub fn statuses(&self) -> Vec<Arc<DeviceStatus>> {
-        self.devices.iter().map(|(_, _, s)| s.clone()).collect()
+        self.devices.handles().cloned().collect()
     }
 
     /// Builds the connection `cfg` asks for; `None` when it equals the running one.
     pub fn prepare(&self, cfg: &Config, stages: &Stages) -> anyhow::Result<Option<Next>> {
-        let fp = fingerprint(cfg);
-        if self.fingerprint.as_deref() == Some(fp.as_str()) {
+        let wiring = Wiring::of(cfg);
+        if self.wiring.as_ref() == Some(&wiring) {
             return Ok(None);
         }
+        let plan = self.devices.plan(wiring.devices.iter().map(|d| (&d.id, d)));
         let mut built = Vec::new();
-        let mut devices = Vec::new();
+        let mut devices = MqttDevices::default();
         for d in &cfg.devices {
             let DeviceTransport::Mqtt(settings) = &d.transport else {
                 continue;
             };
-            let dfp = device_fingerprint(d);
             // An unchanged device keeps its status (counters, last frame).
             let status = self
                 .devices
-                .iter()
-                .find(|(id, f, _)| id == &d.id && f == &dfp)
-                .map(|(_, _, s)| s.clone())
+                .get_unchanged(&d.id, d)
+                .cloned()
                 .unwrap_or_else(|| DeviceStatus::new(d.id.clone(), &d.driver, &d.room));
             built.push(MqttDevice::build(
                 d,
@@ -84,7 +99,7 @@ impl MqttRun {
                 status.clone(),
                 Some(&stages.link),
             )?);
-            devices.push((d.id.clone(), dfp, status));
+            devices.insert(d.id.clone(), d.clone(), status);
         }
         let patient_topic = cfg.mqtt.as_ref().and_then(|m| m.patient_topic.clone());
         let mut filters: Vec<String> = built.iter().map(|d| d.filter.clone()).collect();
@@ -114,8 +129,9 @@ impl MqttRun {
             Some(source)
         };
         Ok(Some(Next {
-            fingerprint: fp,
+            wiring,
             devices,
+            plan,
             filters,
             source,
         }))
@@ -130,12 +146,12 @@ impl MqttRun {
                 task.abort();
                 let _ = task.await;
             }
-            for (_, _, s) in &self.devices {
+            for s in self.devices.handles() {
                 s.set_connected(false);
             }
             tracing::info!("mqtt source stopped by reload");
         }
-        self.fingerprint = Some(next.fingerprint);
+        self.wiring = Some(next.wiring);
         self.devices = next.devices;
         *stages
             .ops

@@ -23,45 +23,9 @@ use crate::decode;
 use crate::reading::SinkId;
 
 use super::devices::spawn_device;
-use super::{sinks, Running, Stages};
-
-/// What a reload does to a set of ids (config order within each list).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Plan<I> {
-    pub start: Vec<I>,
-    pub stop: Vec<I>,
-    pub restart: Vec<I>,
-    pub keep: Vec<I>,
-}
-
-/// Compares `(id, fingerprint)` lists (pure).
-pub fn plan<I: PartialEq + Clone>(old: &[(I, String)], new: &[(I, String)]) -> Plan<I> {
-    let mut p = Plan {
-        start: Vec::new(),
-        stop: Vec::new(),
-        restart: Vec::new(),
-        keep: Vec::new(),
-    };
-    for (id, fp) in new {
-        match old.iter().find(|(o, _)| o == id) {
-            None => p.start.push(id.clone()),
-            Some((_, ofp)) if ofp == fp => p.keep.push(id.clone()),
-            Some(_) => p.restart.push(id.clone()),
-        }
-    }
-    for (id, _) in old {
-        if !new.iter().any(|(n, _)| n == id) {
-            p.stop.push(id.clone());
-        }
-    }
-    p
-}
-
-/// Everything that makes a device what it is; equal fingerprints mean "unchanged". Compared
-/// only, never logged (it may hold option values).
-pub fn fingerprint(d: &config::DeviceConfig) -> String {
-    format!("{d:?}")
-}
+use super::running::Plan;
+use super::sinks::{self, SinkSettings};
+use super::{Running, Stages};
 
 /// The `[daemon]` and `[patient]` keys whose change needs a restart (pure).
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
@@ -197,20 +161,20 @@ async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<Reloa
     let new = effective(&run.cfg, new);
 
     // Build first: nothing running is touched when a sink or the connection cannot be set up.
-    let wanted: Vec<(SinkId, String)> = new
+    let wanted: Vec<(SinkId, SinkSettings)> = new
         .sinks
         .iter()
-        .map(|s| (s.id().clone(), sinks::fingerprint(s, new.mqtt.as_ref())))
+        .map(|s| (s.id().clone(), SinkSettings::of(s, new.mqtt.as_ref())))
         .collect();
-    let sink_plan = plan(&run.sinks.current(), &wanted);
+    let sink_plan = run.sinks.plan(&wanted);
     let mut built = Vec::new();
-    for (s, (_, fp)) in new.sinks.iter().zip(&wanted) {
-        if sink_plan.start.contains(s.id()) || sink_plan.restart.contains(s.id()) {
+    for (s, (_, settings)) in new.sinks.iter().zip(wanted) {
+        if sink_plan.starts(s.id()) {
             let sink = sinks::build_sink(s, new.mqtt.as_ref()).map_err(|e| format!("{e:#}"))?;
-            built.push((sink, fp.clone()));
+            built.push((sink, settings));
         }
     }
-    let mqtt_next = run
+    let mut mqtt_next = run
         .mqtt
         .prepare(&new, stages)
         .map_err(|e| format!("{e:#}"))?;
@@ -230,20 +194,23 @@ async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<Reloa
     if let Err(e) = stages.queue.set_sinks(ids.clone()).await {
         tracing::error!(error = %e, "the queue's sink list was not replaced");
     }
-    for (sink, fp) in built {
-        run.sinks.start(stages, sink, fp);
+    for (sink, settings) in built {
+        run.sinks.start(stages, sink, settings);
     }
     run.sinks.sort(&ids);
     let mqtt_restarted = mqtt_next.is_some();
+    // Unchanged wiring: every MQTT device is kept.
+    let mqtt_plan = mqtt_next
+        .as_mut()
+        .map(|n| std::mem::replace(&mut n.plan, Plan::empty()))
+        .unwrap_or_else(Plan::empty);
     if let Some(next) = mqtt_next {
         run.mqtt.replace(next, stages, within).await;
     }
-    let old_mqtt: Vec<_> = mqtt_devices(&run.cfg);
     let device_plan = run.devices.apply(&new, &stages.source_cancel, |d, cancel| {
         spawn_device(d, &new, stages, cancel)
     });
     run.devices.set_fixed(run.mqtt.statuses());
-    let mqtt_plan = plan(&old_mqtt, &mqtt_devices(&new));
     let mut changes = ReloadChanges {
         devices_added: strings(&device_plan.start),
         devices_removed: strings(&device_plan.stop),
@@ -259,14 +226,6 @@ async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<Reloa
     changes.devices_changed.extend(strings(&mqtt_plan.restart));
     run.cfg = new;
     Ok(changes)
-}
-
-fn mqtt_devices(cfg: &Config) -> Vec<(crate::reading::DeviceId, String)> {
-    cfg.devices
-        .iter()
-        .filter(|d| matches!(d.transport, config::DeviceTransport::Mqtt(_)))
-        .map(|d| (d.id.clone(), fingerprint(d)))
-        .collect()
 }
 
 /// Reads and validates the file, including every device's driver options; the error lists

@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::running::{Plan, RunningSet};
 use super::Stages;
 use crate::config::{MqttConfig, OutboxFormat, SinkConfig};
 use crate::reading::SinkId;
@@ -54,18 +55,29 @@ pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<B
     }
 }
 
-/// Everything that makes a sink what it is (an MQTT sink without its own `url` also depends
-/// on `[mqtt]`); equal fingerprints mean "unchanged". Compared only, never logged.
-pub fn fingerprint(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> String {
-    match s {
-        SinkConfig::Mqtt(m) if m.url.is_none() => format!("{s:?}|{mqtt:?}"),
-        _ => format!("{s:?}"),
+/// Everything that makes a sink what it is: its table, and `[mqtt]` for an MQTT sink without
+/// its own `url` (it publishes through the shared broker). Equal settings mean "unchanged".
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkSettings {
+    pub sink: SinkConfig,
+    pub shared_broker: Option<MqttConfig>,
+}
+
+impl SinkSettings {
+    pub fn of(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> Self {
+        let shared_broker = match s {
+            SinkConfig::Mqtt(m) if m.url.is_none() => mqtt.cloned(),
+            _ => None,
+        };
+        Self {
+            sink: s.clone(),
+            shared_broker,
+        }
     }
 }
 
-struct Loop {
-    id: SinkId,
-    fingerprint: String,
+/// A running delivery loop.
+pub struct Loop {
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -73,21 +85,18 @@ struct Loop {
 /// The running delivery loops, in config order.
 #[derive(Default)]
 pub struct SinkSet {
-    loops: Vec<Loop>,
+    loops: RunningSet<SinkId, SinkSettings, Loop>,
 }
 
 impl SinkSet {
-    /// `(id, fingerprint)` of every running sink.
-    pub fn current(&self) -> Vec<(SinkId, String)> {
-        self.loops
-            .iter()
-            .map(|l| (l.id.clone(), l.fingerprint.clone()))
-            .collect()
+    /// What it takes to run `wanted` (`(id, settings)` in config order).
+    pub fn plan(&self, wanted: &[(SinkId, SinkSettings)]) -> Plan<SinkId> {
+        self.loops.plan(wanted.iter().map(|(k, c)| (k, c)))
     }
 
     /// Starts the delivery loop of `sink` (its entries must already be in the queue's sink
     /// list: `Queue::set_sinks` comes first).
-    pub fn start(&mut self, stages: &Stages, sink: Box<dyn Sink>, fingerprint: String) {
+    pub fn start(&mut self, stages: &Stages, sink: Box<dyn Sink>, settings: SinkSettings) {
         let id = sink.id().clone();
         tracing::info!(sink = %id, "sink ready");
         let cancel = stages.delivery_cancel.child_token();
@@ -104,21 +113,19 @@ impl SinkSet {
             cancel.clone(),
             report,
         ));
-        self.loops.push(Loop {
-            id,
-            fingerprint,
-            cancel,
-            task,
-        });
+        if let Some(old) = self.loops.insert(id, settings, Loop { cancel, task }) {
+            // Not reached by a reload (it stops a changed sink first); never leave a loop
+            // running without a handle.
+            old.cancel.cancel();
+        }
     }
 
     /// Stops one sink: it settles its batch in flight, then its loop ends. A loop that takes
     /// longer than `within` is aborted (its unsettled batch stays pending and is sent again).
     pub async fn stop(&mut self, id: &SinkId, within: Duration) {
-        let Some(i) = self.loops.iter().position(|l| &l.id == id) else {
+        let Some(mut l) = self.loops.remove(id) else {
             return;
         };
-        let mut l = self.loops.remove(i);
         l.cancel.cancel();
         if tokio::time::timeout(within, &mut l.task).await.is_err() {
             tracing::warn!(sink = %id, "sink did not finish its batch in time; aborted (the batch stays queued)");
@@ -130,7 +137,6 @@ impl SinkSet {
 
     /// Puts the loops in `order` (the config's sink order).
     pub fn sort(&mut self, order: &[SinkId]) {
-        self.loops
-            .sort_by_key(|l| order.iter().position(|o| o == &l.id).unwrap_or(usize::MAX));
+        self.loops.sort(order);
     }
 }

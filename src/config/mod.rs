@@ -27,7 +27,7 @@ use validate::Validator;
 pub const DEFAULT_PATH: &str = "/etc/vitalsd/vitalsd.toml";
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub daemon: DaemonConfig,
     pub patient: PatientConfig,
@@ -44,7 +44,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// `None` when `admin_listen = ""`.
@@ -78,7 +78,7 @@ pub enum PatientMode {
     Hold,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PatientConfig {
     pub mode: PatientMode,
     pub context_ttl: Duration,
@@ -195,7 +195,7 @@ impl DeviceTransport {
 }
 
 /// The broker shared by MQTT devices (`[mqtt]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     pub url: String,
     pub host: String,
@@ -211,7 +211,7 @@ pub struct MqttConfig {
     pub patient_topic: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     pub id: DeviceId,
     pub driver: String,
@@ -247,7 +247,7 @@ pub enum OutboxFormat {
     Hl7,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FileSinkConfig {
     pub id: SinkId,
     pub dir: PathBuf,
@@ -285,7 +285,7 @@ pub struct OAuthConfig {
     pub scope: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FhirSinkConfig {
     pub id: SinkId,
     /// The server's base URL, without a trailing slash.
@@ -296,7 +296,7 @@ pub struct FhirSinkConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MllpSinkConfig {
     pub id: SinkId,
     /// `host:port` of the receiving engine.
@@ -320,7 +320,7 @@ pub enum PublishFormat {
     Fhir,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttSinkConfig {
     pub id: SinkId,
     /// Topic template with `{room}`, `{kind}`, `{device}` placeholders.
@@ -330,7 +330,7 @@ pub struct MqttSinkConfig {
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     File(FileSinkConfig),
     Fhir(FhirSinkConfig),
