@@ -7,6 +7,8 @@
 //! UCUM canonical units, plausibility and ids is `normalize`'s job, not the decoder's.
 //!
 //! One file per wire format; [`registry`] lists the drivers and builds decoders from options.
+//! The message types, option specs, code table and units decoders use come from
+//! [`crate::model`] (re-exported here under their old paths); decode names no other stage.
 
 pub mod barcode;
 pub mod ble_gatt;

@@ -1,7 +1,8 @@
 //! The code table: every reading kind and component with its LOINC, IEEE 11073 MDC and UCUM
 //! codes (docs/ARCHITECTURE.md#the-reading-json, docs/ecg.md#summary-codes, docs/fhir-codes.md#codes-per-vital-sign, docs/fhir-codes.md#temperature-sites, docs/fhir-codes.md#mdc-unit-codes).
 //!
-//! Pure static data plus lookups. `normalize` uses it to code readings; the FHIR encoder uses
+//! Pure static data plus lookups. Decoders check component names and device codes against it,
+//! `normalize` and the ECG strip readings use it to code readings; the FHIR encoder uses
 //! the LOINC/MDC codes, displays and profile ids; the HL7 encoder uses the MDC codes and the MDC
 //! unit codes for OBX-3/OBX-6. Component names are the contract between decoders and normalize
 //! (`DeviceValue::name`). MDC reference ids that docs/fhir-codes.md calls reconstructed are used as display

@@ -29,7 +29,7 @@ pub struct NormalizeContext {
     pub room: Option<String>,
     /// Device time further from the receipt time than this is not trusted.
     pub clock_skew_tolerance: Duration,
-    /// The zone device wall-clock times are read in (the host's, see [`zone`]).
+    /// The zone device wall-clock times are read in (the host's, see [`super::zone`]).
     pub zone: LocalZone,
 }
 

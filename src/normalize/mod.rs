@@ -1,4 +1,6 @@
-//! Normalize: a device message → a canonical [`Reading`]. Pure functions over tables.
+//! Normalize: a device message → a canonical [`Reading`]. Pure functions over the tables of
+//! [`crate::model`] (re-exported here under their old paths: `normalize::codes`, `units`,
+//! `plausibility`, `zone`, the time functions).
 //!
 //! Receives one [`DeviceMessage`] (device units, device time as reported), its receipt time and
 //! the device's context; emits a [`Reading`] with `id: None` and `patient: None` (the queue
