@@ -152,9 +152,15 @@ pub fn needs_auth(method: &Method, path: &str) -> bool {
     if !reads {
         return !(method == Method::POST && (path == "/login" || path == "/logout"));
     }
-    ["/api/audit", "/api/held", "/api/dead", "/api/quarantine"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    [
+        "/api/audit",
+        "/api/held",
+        "/api/dead",
+        "/api/quarantine",
+        "/api/review",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 /// The bearer token of an `Authorization` header (scheme case-insensitive).
