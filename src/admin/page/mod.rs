@@ -236,6 +236,17 @@ pub fn render(
         .collect();
     let devices: Vec<crate::status::DeviceSnapshot> =
         s.devices.iter().map(|d| d.snapshot()).collect();
+    // Every room with a device gets a card, with or without a context.
+    let mut rooms = rooms;
+    for d in &devices {
+        if !rooms.iter().any(|r| r.room == d.room) {
+            rooms.push(RoomInfo {
+                room: d.room.clone(),
+                ..RoomInfo::default()
+            });
+        }
+    }
+    rooms.sort_by(|a, b| a.room.cmp(&b.room));
     let sink_health: Vec<_> = stats
         .sinks
         .iter()
@@ -326,7 +337,9 @@ pub fn render(
         h,
         "<section id=\"held-section\"><h2>Held readings — no patient (<span id=\"held-count\">{held_count}</span>)</h2>"
     );
-    if signed_in {
+    if held.is_empty() {
+        h.push_str("<p class=\"muted\">None: every reading has its patient.</p>");
+    } else if signed_in {
         held_table(&mut h, s, &held, &clock);
     } else {
         h.push_str("<p>Sign in to list and assign them (or <code>vitalsd queue held</code>).</p>");
