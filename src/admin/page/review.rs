@@ -97,8 +97,12 @@ pub fn section(h: &mut String, list: &[ReviewEntry], clock: &Clock, signed_in: b
     h.push_str("</section>");
 }
 
-fn action(s: &str) -> Result<Action, Response> {
-    Action::parse(s).ok_or_else(|| problem(StatusCode::NOT_FOUND, "expected confirm or reject"))
+fn action(s: &str) -> Option<Action> {
+    Action::parse(s)
+}
+
+fn no_action() -> Response {
+    problem(StatusCode::NOT_FOUND, "expected confirm or reject")
 }
 
 /// `POST /review/{id}/confirm|reject` from the page.
@@ -107,9 +111,8 @@ pub async fn decide_one(
     Path((id, act)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let act = match action(&act) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(act) = action(&act) else {
+        return no_action();
     };
     let Ok(id) = id.parse() else {
         return problem(StatusCode::BAD_REQUEST, "not a reading id");
@@ -135,9 +138,8 @@ pub async fn decide_room(
     Path((room, act)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let act = match action(&act) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(act) = action(&act) else {
+        return no_action();
     };
     let form = parse_form(&body);
     let Some(by) = who(&field(&form, "by")) else {
