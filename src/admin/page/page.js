@@ -75,6 +75,39 @@
     }
   }
 
+  // A patient lookup may add `patient.name` and `patient.birth_date` to a room in
+  // /api/status (shown only to a signed-in session). Cards the server rendered with the
+  // masked tag only get them here; text only, never markup.
+  async function names() {
+    if (!document.getElementById("signed-in")) return;
+    try {
+      const res = await fetch("/api/status", { credentials: "same-origin", cache: "no-store" });
+      if (!res.ok) return;
+      const st = await res.json();
+      for (const r of st.rooms || []) {
+        const p = r && r.patient;
+        if (!p || typeof p !== "object" || !p.name) continue;
+        const card = document.querySelector('article.card[data-room="' + CSS.escape(String(r.room)) + '"]');
+        const line = card && card.querySelector("p.patient");
+        if (!line || line.querySelector(".name")) continue;
+        const b = document.createElement("b");
+        b.className = "name";
+        b.textContent = String(p.name);
+        const parts = [b];
+        if (p.birth_date) {
+          const born = document.createElement("span");
+          born.className = "born";
+          born.textContent = " born " + String(p.birth_date);
+          parts.push(born);
+        }
+        parts.push(document.createTextNode(" "));
+        line.prepend(...parts);
+      }
+    } catch (e) {
+      // No lookup data: the masked tag stays.
+    }
+  }
+
   let running = false;
   async function refresh() {
     if (running) return;
@@ -88,6 +121,7 @@
       setSkew(next);
       patch(live(), next);
       tick();
+      await names();
       document.documentElement.dataset.refreshed = String(Number(document.documentElement.dataset.refreshed || 0) + 1);
     } catch (e) {
       // Offline for a moment: try again at the next round.
@@ -101,6 +135,7 @@
     if (!root) return;
     setSkew(root);
     tick();
+    names();
     const every = Math.max(2, Number(root.dataset.refresh) || 10) * 1000;
     setInterval(refresh, every);
     setInterval(tick, 5000);
