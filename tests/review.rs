@@ -123,6 +123,24 @@ fn nothing_is_filed_until_confirmed_and_each_confirmed_reading_is_filed_once() {
     let (_, status) = http(&addr, "GET", "/api/status", &[], "");
     assert!(status.contains("\"held\":0"), "{status}");
 
+    // The status page: values only for a signed-in user (the token here); the count for all.
+    let (_, page) = http(&addr, "GET", "/", &[AUTH], "");
+    assert!(
+        page.contains(r#"<span id="review-count">6</span>"#),
+        "{page}"
+    );
+    assert_eq!(page.matches("data-review=").count(), 6, "{page}");
+    assert!(page.contains("spo2 97 %"), "{page}");
+    let (_, open) = http(&addr, "GET", "/", &[], "");
+    assert!(
+        open.contains(r#"<span id="review-count">6</span>"#),
+        "{open}"
+    );
+    assert!(
+        !open.contains("data-review=") && !open.contains("spo2 97"),
+        "{open}"
+    );
+
     // Without a token: 401 for the list, a confirm and a batch.
     let one = list
         .iter()
@@ -211,6 +229,30 @@ fn nothing_is_filed_until_confirmed_and_each_confirmed_reading_is_filed_once() {
     );
     assert!(review_list(&addr).is_empty());
 
+    // "End visit" on a room's card clears its patient, audited with the name given.
+    let own = format!("http://{addr}");
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", own.as_str()),
+        AUTH,
+    ];
+    assert_eq!(
+        http(&addr, "POST", "/rooms/exam-2/end", &form, "by=").0,
+        400
+    );
+    let (st, body) = http(&addr, "POST", "/rooms/exam-2/end", &form, "by=Ann+MA");
+    assert!(st == 303, "{st} {body}");
+    let (_, status) = http(&addr, "GET", "/api/status", &[], "");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let room = status["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == "exam-2")
+        .cloned()
+        .unwrap();
+    assert!(room["patient"].is_null(), "{room}");
+
     // Audited: who, when and which reading, for each decision.
     let trail = audit(&addr);
     let events =
@@ -229,6 +271,12 @@ fn nothing_is_filed_until_confirmed_and_each_confirmed_reading_is_filed_once() {
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["reading"], reject.as_str());
     assert_eq!(rejected[0]["reason"], "probe off");
+    assert!(
+        trail.iter().any(|e| e["event"] == "context_cleared"
+            && e["by"] == "Ann MA"
+            && e["room"] == "exam-2"),
+        "{trail:?}"
+    );
     // No values or identifiers in the log.
     let log = d.log();
     assert!(!log.contains("MRN-TEST-1"), "{log}");
