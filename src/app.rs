@@ -223,6 +223,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         contexts: contexts.clone(),
         mode: cfg.patient.mode,
         quality: Arc::new(Quality::new()),
+        review: cfg.patient.review,
     };
     let expiry_cancel = CancellationToken::new();
     let expiry = tokio::spawn(contexts.clone().run_expiry(expiry_cancel.clone()));

@@ -135,10 +135,10 @@ pub fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn demo(for_: Option<Duration>, dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn demo(for_: Option<Duration>, dir: &Path, review: bool) -> anyhow::Result<ExitCode> {
     init_logging("warn", LogFormat::Text);
     let rt = runtime()?;
-    rt.block_on(crate::demo::run(for_, dir))?;
+    rt.block_on(crate::demo::run(for_, dir, review))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,12 @@
 //! devices measure with small jitter, so one patient's readings agree with each other and no
 //! data-quality flag fires on a normal demo reading. A later wristband scan brings the next
 //! patient in.
+//!
+//! A fourth room, exam-4, has a thermometer but no scanner: no wristband is ever scanned
+//! there, so its readings are held until someone assigns them on the status page. The status
+//! page (admin API) listens on `127.0.0.1:9750` (a free port when that one is taken) with a
+//! fresh admin token in `DIR/admin.token`; both are printed. `--review` turns on
+//! `[patient] review`: nothing is filed until confirmed on the page (docs/review.md).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -135,6 +141,15 @@ const DEVICES: &[DemoDevice] = &[
         every: Duration::from_secs(45),
         options: &[("payload", "json")],
         sim: scale,
+    }, // No scanner in exam-4: nobody's wristband is scanned, so its readings are held for an
+    // MA to assign on the status page.
+    DemoDevice {
+        id: "exam4-thermometer",
+        driver: "ble-gatt",
+        room: "exam-4",
+        every: Duration::from_secs(40),
+        options: &[("payload", "json")],
+        sim: thermometer,
     },
 ];
 
@@ -180,7 +195,7 @@ fn open_pty() -> anyhow::Result<Pty> {
     })
 }
 
-pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
+pub async fn run(for_: Option<Duration>, dir: &Path, review: bool) -> anyhow::Result<()> {
     let outbox = dir.join("outbox");
     let cancel = crate::cli::shutdown_on_signals()?;
     let sims = CancellationToken::new();
@@ -222,11 +237,12 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
     let key_file = dir.join("store.key");
     std::fs::create_dir_all(dir)?;
     crate::queue::cipher::ensure_key_file(&key_file)?;
+    let admin = status_page(dir)?;
     let cfg = Config {
         daemon: DaemonConfig {
             data_dir: dir.join("data"),
-            admin_listen: None,
-            admin_token_file: None,
+            admin_listen: Some(admin.listen),
+            admin_token_file: Some(admin.token_file.clone()),
             admin_hosts: Vec::new(),
             queue_max_bytes: 256 * 1024 * 1024,
             history_max_bytes: 64 * 1024 * 1024,
@@ -243,6 +259,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             mode: PatientMode::Hold,
             context_ttl: Duration::from_secs(20 * 60),
             hold_for: Duration::from_secs(24 * 3600),
+            review,
         },
         mqtt: None,
         devices,
@@ -269,6 +286,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
         );
     }
     println!("FHIR outbox: {}", outbox.display());
+    admin.announce(review);
     match for_ {
         Some(t) => println!(
             "running for {} (Ctrl-C stops earlier)\n",
@@ -312,6 +330,56 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
         outbox.display()
     );
     Ok(())
+}
+
+/// The demo's status page: where it listens and how to sign in.
+struct StatusPage {
+    listen: std::net::SocketAddr,
+    token_file: PathBuf,
+    token: String,
+}
+
+/// The status page on `127.0.0.1:9750` (the daemon's default), or on a free port when that one
+/// is taken, with a new random admin token in `DIR/admin.token` (0600) to sign in with.
+fn status_page(dir: &Path) -> anyhow::Result<StatusPage> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let usual: std::net::SocketAddr = ([127, 0, 0, 1], 9750).into();
+    let listen = match std::net::TcpListener::bind(usual) {
+        Ok(l) => l.local_addr()?,
+        Err(_) => std::net::TcpListener::bind(("127.0.0.1", 0))
+            .context("no free port for the status page")?
+            .local_addr()?,
+    };
+    let token = hex::encode(crate::reading::mask::random_key().context("no random source")?);
+    let token_file = dir.join("admin.token");
+    let _ = std::fs::remove_file(&token_file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&token_file)
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    Ok(StatusPage {
+        listen,
+        token_file,
+        token,
+    })
+}
+
+impl StatusPage {
+    fn announce(&self, review: bool) {
+        println!("Status page: http://{}/", self.listen);
+        println!(
+            "  sign in with the demo's admin token {} (also in {})",
+            self.token,
+            self.token_file.display()
+        );
+        println!("  exam-4 has no wristband scanner: its readings wait there to be assigned");
+        if review {
+            println!("  review mode: nothing is filed until you confirm it on the page");
+        }
+    }
 }
 
 /// One readable line per reading: time, room, masked patient, kind, value and unit, device.

@@ -40,6 +40,9 @@ enum Command {
         /// Working directory for the store and the outbox.
         #[arg(long, default_value = "./vitalsd-demo")]
         dir: PathBuf,
+        /// Review mode: readings wait on the status page until someone confirms them.
+        #[arg(long)]
+        review: bool,
     },
     /// Emit a device's real wire format to a serial port or an MQTT broker, for test rigs.
     Simulate {
@@ -247,7 +250,7 @@ fn main() -> ExitCode {
             cli::run(&config)
         }
         Command::CheckConfig { config } => cli::check_config(&config),
-        Command::Demo { for_, dir } => cli::demo(for_, &dir),
+        Command::Demo { for_, dir, review } => cli::demo(for_, &dir, review),
         Command::Simulate {
             driver,
             serial,

@@ -43,6 +43,8 @@ pub struct PatientLink {
     pub contexts: ContextStore,
     pub mode: PatientMode,
     pub quality: Arc<Quality>,
+    /// `[patient] review`: readings bound for the sinks wait on the review list instead.
+    pub review: bool,
 }
 
 pub struct DevicePipeline {
@@ -261,7 +263,7 @@ impl DevicePipeline {
         }
         if !ready.is_empty() {
             let kinds: Vec<Kind> = ready.iter().map(|r| r.kind).collect();
-            let outcomes = self.queue.enqueue(ready).await.map_err(map)?;
+            let outcomes = self.file(ready).await.map_err(map)?;
             self.count(&kinds, &outcomes, &mut report);
         }
         Ok(report)
@@ -409,7 +411,7 @@ impl DevicePipeline {
             let result = if hold {
                 self.queue.hold(readings.clone()).await
             } else {
-                self.queue.enqueue(readings.clone()).await
+                self.file(readings.clone()).await
             };
             match result {
                 Ok(outcomes) => {
@@ -429,6 +431,17 @@ impl DevicePipeline {
                     return;
                 }
             }
+        }
+    }
+}
+
+impl DevicePipeline {
+    /// Readings for the sinks: queued, or on the review list in review mode (docs/review.md).
+    async fn file(&mut self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        if self.link.as_ref().is_some_and(|l| l.review) {
+            self.queue.to_review(readings).await
+        } else {
+            self.queue.enqueue(readings).await
         }
     }
 }

@@ -129,6 +129,7 @@ pub fn api_routes() -> Router<AdminState> {
         .route("/api/quarantine/{id}/discard", post(discard_quarantined))
         .route("/api/audit", get(audit))
         .merge(queue_routes())
+        .merge(super::review::review_routes())
 }
 
 /// The routes behind `vitalsd queue ...` while the daemon runs (the store is locked then):

@@ -32,13 +32,14 @@ use super::AdminState;
 /// How long a handler may run before the request is answered 503.
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every response carries. The page needs inline CSS only (no script, no images but an
-/// inline SVG), and posts forms to itself.
+/// What every response carries. The page needs inline CSS, one script served by the daemon
+/// (`/static/page.js`, which fetches the page again to refresh it), no images but an inline
+/// SVG, and posts forms to itself.
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
@@ -152,9 +153,15 @@ pub fn needs_auth(method: &Method, path: &str) -> bool {
     if !reads {
         return !(method == Method::POST && (path == "/login" || path == "/logout"));
     }
-    ["/api/audit", "/api/held", "/api/dead", "/api/quarantine"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    [
+        "/api/audit",
+        "/api/held",
+        "/api/dead",
+        "/api/quarantine",
+        "/api/review",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 /// The bearer token of an `Authorization` header (scheme case-insensitive).

@@ -18,6 +18,7 @@
 //! - `metrics`: `/metrics`, delivery/depth state and the sinks' health (`Ops`).
 //! - `ready`: the readiness checks beyond the queue (disk, MQTT, stuck sinks).
 //! - `page`: the HTML status page `/` and its assign/discard form posts.
+//! - `review`: the review list's API (confirm or reject readings before they are filed).
 
 pub mod api;
 pub mod client;
@@ -26,6 +27,7 @@ pub mod listener;
 pub mod metrics;
 pub mod page;
 pub mod ready;
+pub mod review;
 pub mod session;
 
 use std::net::SocketAddr;

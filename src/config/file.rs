@@ -140,6 +140,9 @@ pub struct PatientFile {
     pub context_ttl: Dur,
     #[serde(default = "default_hold_for")]
     pub hold_for: Dur,
+    /// Readings wait on a review list until a person confirms or rejects them (docs/review.md).
+    #[serde(default)]
+    pub review: bool,
 }
 
 impl Default for PatientFile {
@@ -148,6 +151,7 @@ impl Default for PatientFile {
             mode: default_patient_mode(),
             context_ttl: default_context_ttl(),
             hold_for: default_hold_for(),
+            review: false,
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct PatientConfig {
     pub mode: PatientMode,
     pub context_ttl: Duration,
     pub hold_for: Duration,
+    /// Every reading bound for the sinks waits on the review list until a person confirms it.
+    pub review: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -128,6 +128,21 @@ pub enum AuditEvent {
         source: ContextSource,
         by: String,
     },
+    /// A reading joined the review list (`[patient] review = true`): filed only once a person
+    /// confirms it.
+    ReviewWaiting {
+        reading: ReadingId,
+        room: Option<String>,
+    },
+    /// A person confirmed a reading on the review list: it went to every sink.
+    ReviewConfirmed { reading: ReadingId, by: String },
+    /// A person rejected a reading on the review list: it is never filed.
+    ReviewRejected {
+        reading: ReadingId,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// What a reload changed, by id (the `Reload` audit entry).

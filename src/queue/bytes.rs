@@ -44,6 +44,7 @@ pub fn class(key: &[u8]) -> Class {
                 keys::DUE,
                 keys::DEAD,
                 super::held::HELD,
+                super::review::REVIEW,
                 super::quarantine::QUARANTINE,
                 keys::OLD_READING,
             ]

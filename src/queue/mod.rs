@@ -68,6 +68,7 @@ mod memory;
 mod ops;
 pub mod quarantine;
 mod rejected;
+pub mod review;
 pub mod salvage;
 pub mod segment;
 mod sled_store;
@@ -107,6 +108,7 @@ pub use held::HeldEntry;
 pub use memory::MemoryStore;
 pub use quarantine::{QuarantineEntry, QuarantineSummary, Release, ReleaseRequest};
 pub use rejected::RejectedRecord;
+pub use review::{Decision, ReviewEntry};
 pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{

@@ -93,6 +93,7 @@ impl Counters {
         let mut c = Counters::default();
         scan_values(store, &[keys::LIVE], |_, v| c.readings += segment::count(v))?;
         c.readings += count_prefix(store, &[super::held::HELD], |_| {})?;
+        c.readings += count_prefix(store, &[super::review::REVIEW], |_| {})?;
         c.quarantined = count_prefix(store, &[super::quarantine::QUARANTINE], |_| {})?;
         c.readings += c.quarantined;
         scan_values(store, &[keys::PENDING], |k, v| {

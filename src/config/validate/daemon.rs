@@ -108,6 +108,7 @@ impl Validator {
             mode,
             context_ttl: p.context_ttl.0,
             hold_for: p.hold_for.0,
+            review: p.review,
         })
     }
 

@@ -127,6 +127,11 @@ pub const RULES: &[Rule] = &[
         name: "rejected payloads",
         check: rejected,
     },
+    Rule {
+        tag: super::super::review::REVIEW,
+        name: "review list",
+        check: held,
+    },
 ];
 
 const META: u8 = b'm';

@@ -1,18 +1,29 @@
-//! The status page `GET /`: one server-rendered HTML document (no CDN, no script) with the
-//! rooms and their MASKED patient, the time left on each room's context with a "Still this
-//! patient" form (`POST /rooms/{room}/confirm`, renews the context), the devices, the sinks (pending, dead, last success, last
-//! error with its reason; red while failing), a queue-depth sparkline, and the held
-//! readings with plain HTML forms to assign or discard them (`POST /held/{id}/assign|discard`,
-//! form-encoded, answered with a redirect back to `/`), and the quarantined readings (which
-//! limit they failed, no values; released through the CLI or the API).
+//! The status page `GET /`, made for the exam room: server-rendered HTML with one script
+//! (`/static/page.js`, no inline script, no external resource), readable on a tablet.
 //!
-//! The forms pass the same guard as the API: a cross-origin form post is refused, and every
-//! post needs a signed-in session. Signing in (`POST /login`, the admin token in a password
-//! field) sets a session cookie; `POST /logout` ends it. Until then the page shows the rooms
-//! (masked), devices, sinks and counts, and a sign-in form instead of the held and
-//! quarantined readings and the confirm forms. Without a configured token nobody can sign in
-//! and the page says how to set one (docs/security.md).
+//! Receives the daemon's state (queue, contexts, devices, sinks) and the visitor's session.
+//! Promises, top to bottom:
+//! - the box's local time and zone; every time as local clock time plus "3 min ago";
+//! - "Needs attention" first ([`attention`]): readings without a patient, readings to review,
+//!   refused scans, failing sinks, silent devices, quarantined readings;
+//! - the review list ([`review`], `[patient] review = true`) with confirm/reject per reading
+//!   and per room (`POST /review/...`);
+//! - the rooms as cards ([`rooms`]): the patient (signed in: name and birth date when a lookup
+//!   gave them, else the masked tag), the time left on the context, "Still this patient"
+//!   (`POST /rooms/{room}/confirm`) and "End visit" (`POST /rooms/{room}/end`);
+//! - held readings with assign/discard forms (`POST /held/{id}/assign|discard`), quarantined
+//!   readings (which limit, no values), devices, sinks and the queue-depth sparkline.
+//!
+//! The page refreshes itself in place every few seconds (`page.js` fetches `/` and swaps
+//! every part the MA is not typing in), so a half-filled form is never wiped.
+//!
+//! Forms are form-encoded and answered with a redirect back to `/`. They pass the same guard
+//! as the API: a cross-origin post is refused and every post needs a signed-in session
+//! (`POST /login` with the admin token sets the cookie; `POST /logout` ends it). Until then the
+//! page shows rooms (masked), devices, sinks, counts and a sign-in form. Without a configured
+//! token nobody can sign in and the page says how to set one (docs/security.md).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::body::Bytes;
@@ -27,6 +38,14 @@ use super::guard::SignedIn;
 use super::session::Sessions;
 use super::AdminState;
 use crate::reading::{PatientRef, ReadingId};
+
+mod attention;
+mod review;
+mod rooms;
+pub mod when;
+
+use rooms::RoomInfo;
+use when::Clock;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -98,7 +117,7 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn field(form: &[(String, String)], name: &str) -> String {
+pub(super) fn field(form: &[(String, String)], name: &str) -> String {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.trim().to_string())
@@ -114,28 +133,84 @@ fn ts(t: Option<OffsetDateTime>) -> String {
 pub fn page_routes() -> Router<AdminState> {
     Router::new()
         .route("/", get(page))
+        .route("/static/page.js", get(script))
         .route("/held/{id}/assign", post(assign))
         .route("/held/{id}/discard", post(discard))
         .route("/rooms/{room}/confirm", post(confirm))
+        .route("/rooms/{room}/end", post(end_visit))
+        .route("/review/{id}/{action}", post(review::decide_one))
+        .route("/review/rooms/{room}/{action}", post(review::decide_room))
         .route("/login", post(login))
         .route("/logout", post(logout))
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}\
-th{background:#f3f3f3}.bad{color:#b00}.ok{color:#070}form{display:inline}input{width:9em}#login input{width:20em}";
+/// The page's only script: refreshes the page in place and keeps relative times current.
+const SCRIPT: &str = include_str!("page.js");
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// Tablet-first: 16 px text, 44 px touch targets, cards that fall into one column under
+/// 700 px, wide tables that scroll sideways instead of squeezing.
+const STYLE: &str = "body{font:16px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f7f9}\
+header{display:flex;flex-wrap:wrap;gap:.5em 1.5em;align-items:center;justify-content:space-between;padding:.6em 1em;background:#234;color:#fff}\
+header h1{font-size:1.3em;margin:0}header a{color:#fff}#clock{margin:0}main{padding:0 1em 2em}\
+h2{font-size:1.15em;margin:1.2em 0 .4em}h3{margin:0 0 .3em;font-size:1.1em}\
+table{border-collapse:collapse;margin:.4em 0 1em;background:#fff}th,td{border:1px solid #ccc;padding:6px 8px;text-align:left;vertical-align:top}\
+th{background:#eef0f3}.scroll{overflow-x:auto}.bad{color:#b00}.ok{color:#070}.warn{color:#a60}.muted{color:#667}\
+form{display:inline}input{font:inherit;min-height:44px;padding:0 .5em;width:10em;box-sizing:border-box}#login input{width:16em}\
+button{font:inherit;min-height:44px;min-width:44px;padding:0 1em;border-radius:6px;border:1px solid #245;background:#2a5d8f;color:#fff;cursor:pointer}\
+button.secondary{background:#fff;color:#245}\
+ul.attention{list-style:none;padding:0;margin:0}li.attn{background:#fff;border-left:6px solid #b00;margin:.3em 0;padding:.6em .8em}\
+li.attn a{color:inherit;text-decoration:none}li.attn.review{border-color:#a60}li.attn.device,li.attn.quarantine{border-color:#889}\
+#all-clear{background:#fff;padding:.6em .8em;border-left:6px solid #070}\
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:.8em}\
+.card{background:#fff;border:1px solid #ccd;border-radius:8px;padding:.8em}.card p{margin:.3em 0}.card form{display:block;margin-top:.5em}\
+.card .name{font-size:1.15em}.tag{font-family:ui-monospace,monospace;color:#556}ul.devices{padding-left:1.2em;margin:.3em 0;font-size:.9em}\
+.review-room{background:#fff;border:1px solid #ccd;border-radius:8px;padding:.8em;margin:.6em 0}.review-room form{display:block}\
+.review-room table{width:100%}td.actions{white-space:nowrap}time .clock{font-variant-numeric:tabular-nums}.remaining[data-low]{color:#b00;font-weight:bold}\
+@media (max-width:700px){.cards{grid-template-columns:1fr}main{padding:0 .5em 2em}input{width:100%;margin:.2em 0}}";
 
 /// The sign-in form, sign-out button or how to get a token, by the visitor's state.
 fn sign_in_section(h: &mut String, s: &AdminState, signed_in: bool) {
     if signed_in {
-        h.push_str("<div id=\"signed-in\">Signed in. <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form></div>");
+        h.push_str("<div id=\"signed-in\">Signed in. <form method=\"post\" action=\"/logout\"><button type=\"submit\" class=\"secondary\">Sign out</button></form></div>");
     } else if s.access.token.is_some() {
         h.push_str("<form id=\"login\" method=\"post\" action=\"/login\"><label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
-<button type=\"submit\">Sign in</button></form><p>Sign in to see and act on held and quarantined readings and to confirm patients.</p>");
+<button type=\"submit\">Sign in</button></form>");
     } else {
         h.push_str("<p id=\"no-token\">No admin token is configured, so nobody can sign in here and the API refuses changes and patient data. \
 Put a random token in a file (<code>openssl rand -hex 32</code>, mode 0640) and set <code>[daemon] admin_token_file</code> to it.</p>");
     }
+}
+
+/// What waits in each room: `(to review, held)`.
+fn waiting_by_room(
+    review: &[crate::queue::ReviewEntry],
+    held: &[crate::queue::HeldEntry],
+) -> BTreeMap<String, (usize, usize, OffsetDateTime, OffsetDateTime)> {
+    let mut m: BTreeMap<String, (usize, usize, OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
+    let far = OffsetDateTime::now_utc() + time::Duration::days(36_500);
+    for e in review {
+        let w = m
+            .entry(e.room.clone().unwrap_or_default())
+            .or_insert((0, 0, far, far));
+        w.0 += 1;
+        w.2 = w.2.min(e.waiting_since);
+    }
+    for e in held {
+        let w = m
+            .entry(e.room.clone().unwrap_or_default())
+            .or_insert((0, 0, far, far));
+        w.1 += 1;
+        w.3 = w.3.min(e.held_at);
+    }
+    m
 }
 
 /// The page's HTML, from the current state; `signed_in` shows the forms and the readings.
@@ -144,18 +219,135 @@ pub fn render(
     now: OffsetDateTime,
     signed_in: bool,
 ) -> Result<String, crate::queue::QueueError> {
+    let clock = Clock {
+        now,
+        zone: crate::pipeline::local_zone(),
+    };
     let stats = s.queue.stats()?;
     let held_count = s.queue.held_count()?;
+    let held = s.queue.held(200)?;
+    let review_list = s.queue.review_list(500)?;
+    let waiting = waiting_by_room(&review_list, &held);
+    let rooms: Vec<RoomInfo> = s
+        .contexts
+        .views(now)
+        .iter()
+        .map(|v| RoomInfo::from_json(&serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    let devices: Vec<crate::status::DeviceSnapshot> =
+        s.devices.iter().map(|d| d.snapshot()).collect();
+    // Every room with a device gets a card, with or without a context.
+    let mut rooms = rooms;
+    for d in &devices {
+        if !rooms.iter().any(|r| r.room == d.room) {
+            rooms.push(RoomInfo {
+                room: d.room.clone(),
+                ..RoomInfo::default()
+            });
+        }
+    }
+    rooms.sort_by(|a, b| a.room.cmp(&b.room));
+    let sink_health: Vec<_> = stats
+        .sinks
+        .iter()
+        .map(|st| {
+            let health = s
+                .ops
+                .sinks
+                .get(&st.sink)
+                .map(|x| x.snapshot())
+                .unwrap_or_default();
+            (st, health)
+        })
+        .collect();
+
+    let mut items = Vec::new();
+    for (room, (review, held, oldest_review, oldest_held)) in &waiting {
+        if *held > 0 {
+            items.push(attention::Item::Held {
+                room: room.clone(),
+                count: *held,
+                oldest: *oldest_held,
+            });
+        }
+        if *review > 0 {
+            items.push(attention::Item::Review {
+                room: room.clone(),
+                count: *review,
+                oldest: *oldest_review,
+            });
+        }
+    }
+    for r in &rooms {
+        if r.refusal_at.is_some() || r.verified.as_deref() == Some("none") {
+            items.push(attention::Item::Refused {
+                room: r.room.clone(),
+                at: r.refusal_at,
+            });
+        }
+    }
+    for (st, health) in &sink_health {
+        if health.failing_since.is_some() || st.dead > 0 {
+            items.push(attention::Item::Sink {
+                sink: st.sink.as_str().to_string(),
+                failing_since: health.failing_since,
+                dead: st.dead,
+            });
+        }
+    }
+    for d in devices.iter().filter(|d| !d.connected) {
+        items.push(attention::Item::Device {
+            device: d.id.as_str().to_string(),
+            room: d.room.clone(),
+            last_frame: d.last_frame_at,
+        });
+    }
+    if stats.quarantined > 0 {
+        items.push(attention::Item::Quarantined {
+            count: stats.quarantined,
+        });
+    }
+
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title><style>{STYLE}</style></head><body><h1>vitalsd</h1>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>vitalsd</title><style>{STYLE}</style><script src=\"/static/page.js\" defer></script></head>\
+<body><main id=\"live\" data-now=\"{}\" data-refresh=\"5\"><header id=\"top\"><h1>vitalsd</h1><p id=\"clock\">Local time <b>{}</b> · <span id=\"zone\">{}</span></p>",
+        now.unix_timestamp() * 1000,
+        {
+            let l = clock.local(now);
+            format!("{:02}:{:02}", l.hour(), l.minute())
+        },
+        esc(&clock.zone_label()),
     );
     sign_in_section(&mut h, s, signed_in);
-    rooms_table(&mut h, s, now, signed_in);
-    h.push_str("<h2>Devices</h2><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
-    for d in &s.devices {
-        let snap = d.snapshot();
+    h.push_str("</header>");
+    attention::render(&mut h, items, &clock);
+    if !review_list.is_empty() {
+        review::section(&mut h, &review_list, &clock, signed_in);
+    }
+    let per_room = |room: &str| {
+        waiting
+            .get(room)
+            .map_or((0, 0), |(review, held, _, _)| (*review, *held))
+    };
+    rooms::cards(&mut h, &rooms, &devices, &per_room, &clock, signed_in);
+    let _ = write!(
+        h,
+        "<section id=\"held-section\"><h2>Held readings — no patient (<span id=\"held-count\">{held_count}</span>)</h2>"
+    );
+    if held.is_empty() {
+        h.push_str("<p class=\"muted\">None: every reading has its patient.</p>");
+    } else if signed_in {
+        held_table(&mut h, s, &held, &clock);
+    } else {
+        h.push_str("<p>Sign in to list and assign them (or <code>vitalsd queue held</code>).</p>");
+    }
+    h.push_str("</section>");
+    quarantine_section(&mut h, s, stats.quarantined, signed_in, &clock)?;
+    h.push_str("<section id=\"devices-section\"><h2>Devices</h2><div class=\"scroll\"><table id=\"devices\"><tr><th>Device</th><th>Driver</th><th>Room</th><th>Connected</th><th>Last frame</th><th>Readings</th><th>Bad frames</th><th>Rejected</th><th>Clock drift (s)</th><th>Port</th></tr>");
+    for snap in &devices {
         let drift = s
             .quality
             .drift(&snap.id)
@@ -171,7 +363,7 @@ pub fn render(
             "<tr data-device=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"{cls}\">{conn}</td><td>{}</td><td class=\"readings\">{}</td><td>{}</td><td>{}</td><td>{drift}</td><td class=\"port\">{}</td></tr>",
             esc(&snap.driver),
             esc(&snap.room),
-            ts(snap.last_frame_at),
+            clock.tag_opt(snap.last_frame_at),
             snap.readings,
             snap.frames_bad,
             snap.rejected,
@@ -179,14 +371,8 @@ pub fn render(
             id = esc(snap.id.as_str()),
         );
     }
-    h.push_str("</table><h2>Sinks</h2><table id=\"sinks\"><tr><th>Sink</th><th>Pending</th><th>Dead</th><th>Last success</th><th>Last error</th></tr>");
-    for st in &stats.sinks {
-        let health = s
-            .ops
-            .sinks
-            .get(&st.sink)
-            .map(|x| x.snapshot())
-            .unwrap_or_default();
+    h.push_str("</table></div></section><section id=\"sinks-section\"><h2>Sinks</h2><div class=\"scroll\"><table id=\"sinks\"><tr><th>Sink</th><th>Pending</th><th>Dead</th><th>Last success</th><th>Last error</th></tr>");
+    for (st, health) in &sink_health {
         let failing = health.failing_since.is_some();
         let error = match (&health.last_error, health.last_error_at) {
             (Some(reason), at) => format!("{} {}", ts(at), esc(reason)),
@@ -205,60 +391,15 @@ pub fn render(
     }
     let _ = write!(
         h,
-        "</table><p>Queue depth (all sinks, last samples): {}</p>",
+        "</table></div><p class=\"muted\">Sink times are UTC (RFC 3339).</p><p>Queue depth (all sinks, last samples): {}</p></section>",
         sparkline(&s.ops.depth_samples(), 300, 40)
     );
-    let _ = write!(
-        h,
-        "<h2>Held readings (<span id=\"held-count\">{held_count}</span>)</h2>"
-    );
-    if signed_in {
-        held_table(&mut h, s, now)?;
-    } else {
-        h.push_str("<p>Sign in to list and assign them (or <code>vitalsd queue held</code>).</p>");
-    }
-    quarantine_section(&mut h, s, stats.quarantined, signed_in)?;
-    h.push_str("</body></html>");
+    h.push_str("</main></body></html>");
     Ok(h)
 }
 
-/// A room's remaining context time as `12m 05s` (`—` without a context).
-fn remaining(secs: Option<u64>) -> String {
-    match secs {
-        Some(s) if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
-        Some(s) => format!("{s}s"),
-        None => "—".into(),
-    }
-}
-
-fn rooms_table(h: &mut String, s: &AdminState, now: OffsetDateTime, signed_in: bool) {
-    h.push_str("<h2>Rooms</h2><table id=\"rooms\"><tr><th>Room</th><th>Patient (masked)</th><th>Device user</th><th>Since</th><th>Expires</th><th>Remaining</th><th>Confirm</th></tr>");
-    for r in s.contexts.views(now) {
-        let room = esc(&r.room);
-        let confirm = match (&r.patient, signed_in) {
-            (None, _) => String::new(),
-            (Some(_), false) => "sign in".to_string(),
-            (Some(_), true) => format!(
-                "<form method=\"post\" action=\"/rooms/{}/confirm\"><input name=\"by\" placeholder=\"your name\" required> \
-<button type=\"submit\">Still this patient</button></form>",
-                esc(&path_segment(&r.room))
-            ),
-        };
-        let _ = write!(
-            h,
-            "<tr data-room=\"{room}\"><td>{room}</td><td class=\"patient\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"remaining\">{}</td><td>{confirm}</td></tr>",
-            esc(r.patient.as_deref().unwrap_or("—")),
-            r.user.map_or_else(|| "—".to_string(), |u| u.to_string()),
-            ts(r.since),
-            ts(r.expires_at),
-            remaining(r.remaining_seconds),
-        );
-    }
-    h.push_str("</table>");
-}
-
 /// Percent-encodes a room name for a URL path segment.
-fn path_segment(s: &str) -> String {
+pub fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -270,15 +411,11 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-fn held_table(
-    h: &mut String,
-    s: &AdminState,
-    now: OffsetDateTime,
-) -> Result<(), crate::queue::QueueError> {
-    h.push_str("<table id=\"held\"><tr><th>Held since</th><th>Room</th><th>Device</th><th>Kind</th><th>State</th><th>Assign</th><th>Discard</th></tr>");
-    for e in s.queue.held(200)? {
+fn held_table(h: &mut String, s: &AdminState, held: &[crate::queue::HeldEntry], clock: &Clock) {
+    h.push_str("<div class=\"scroll\"><table id=\"held\"><tr><th>Held since</th><th>Room</th><th>Device</th><th>Kind</th><th>State</th><th>Assign</th><th>Discard</th></tr>");
+    for e in held {
         let id = e.id.to_string();
-        let state = if e.in_review(s.hold_for, now) {
+        let state = if e.in_review(s.hold_for, clock.now) {
             "review"
         } else {
             "held"
@@ -290,15 +427,14 @@ fn held_table(
 <input name=\"patient_system\" placeholder=\"system\" required> <input name=\"by\" placeholder=\"your name\" required> \
 <button type=\"submit\">Assign</button></form></td>\
 <td><form method=\"post\" action=\"/held/{id}/discard\"><input name=\"reason\" placeholder=\"reason\" required> \
-<input name=\"by\" placeholder=\"your name\" required> <button type=\"submit\">Discard</button></form></td></tr>",
-            ts(Some(e.held_at)),
+<input name=\"by\" placeholder=\"your name\" required> <button type=\"submit\" class=\"secondary\">Discard</button></form></td></tr>",
+            clock.tag(e.held_at),
             esc(e.room.as_deref().unwrap_or("—")),
             esc(e.reading.device.id.as_str()),
             esc(e.reading.kind.as_str()),
         );
     }
-    h.push_str("</table>");
-    Ok(())
+    h.push_str("</table></div>");
 }
 
 /// The quarantined readings: which limit, never the value or the patient (the page may be
@@ -308,25 +444,35 @@ fn quarantine_section(
     s: &AdminState,
     count: u64,
     signed_in: bool,
+    clock: &Clock,
 ) -> Result<(), crate::queue::QueueError> {
     let _ = write!(
         h,
-        "<h2>Quarantined readings (<span id=\"quarantine-count\">{count}</span>)</h2>\
-<p>Failed a hard plausibility limit: sent nowhere, and no dead-letter retry sends them. Review, then \
-<code>vitalsd queue release ID --by NAME --reason TEXT</code> or <code>vitalsd queue discard</code> \
-(or <code>POST /api/quarantine/ID/release</code>).</p>"
+        "<section id=\"quarantine-section\"><h2>Quarantined readings (<span id=\"quarantine-count\">{count}</span>)</h2>"
     );
+    if count > 0 {
+        h.push_str("<p>Failed a hard plausibility limit: sent nowhere, and no dead-letter retry sends them. Review, then \
+<code>vitalsd queue release ID --by NAME --reason TEXT</code> or <code>vitalsd queue discard</code> \
+(or <code>POST /api/quarantine/ID/release</code>).</p>");
+    }
     if !signed_in {
-        h.push_str("<p>Sign in to list them (or <code>vitalsd queue quarantine</code>).</p>");
+        if count > 0 {
+            h.push_str("<p>Sign in to list them (or <code>vitalsd queue quarantine</code>).</p>");
+        }
+        h.push_str("</section>");
         return Ok(());
     }
-    h.push_str("<table id=\"quarantine\"><tr><th>Since</th><th>Room</th><th>Device</th><th>Kind</th><th>Limit</th><th>Id</th></tr>");
+    if count == 0 {
+        h.push_str("</section>");
+        return Ok(());
+    }
+    h.push_str("<div class=\"scroll\"><table id=\"quarantine\"><tr><th>Since</th><th>Room</th><th>Device</th><th>Kind</th><th>Limit</th><th>Id</th></tr>");
     for e in s.queue.quarantined(200)? {
         let limit = e.reason.split_whitespace().next().unwrap_or("—");
         let _ = write!(
             h,
             "<tr data-quarantined=\"{id}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{id}</td></tr>",
-            ts(Some(e.quarantined_at)),
+            clock.tag(e.quarantined_at),
             esc(e.reading.room.as_deref().unwrap_or("—")),
             esc(e.reading.device.id.as_str()),
             esc(e.reading.kind.as_str()),
@@ -334,11 +480,11 @@ fn quarantine_section(
             id = e.id,
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div></section>");
     Ok(())
 }
 
-fn problem(status: StatusCode, msg: &str) -> Response {
+pub(super) fn problem(status: StatusCode, msg: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vitalsd</title></head><body><p id=\"error\">{}</p><p><a href=\"/\">Back</a></p></body></html>",
         esc(msg)
@@ -346,7 +492,7 @@ fn problem(status: StatusCode, msg: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-fn back() -> Response {
+pub(super) fn back() -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response()
 }
 
@@ -486,15 +632,40 @@ async fn confirm(State(s): State<AdminState>, Path(room): Path<String>, body: By
     }
 }
 
+/// "End visit" from a room's card: clears the room's patient context (audited with `by`),
+/// like `DELETE /api/rooms/{room}/patient`.
+async fn end_visit(State(s): State<AdminState>, Path(room): Path<String>, body: Bytes) -> Response {
+    let form = parse_form(&body);
+    let by = field(&form, "by");
+    if by.is_empty() || by.len() > 128 {
+        return problem(StatusCode::BAD_REQUEST, "your name (by) is required");
+    }
+    if !s.contexts.is_known_room(&room) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no configured device is in this room",
+        );
+    }
+    let now = OffsetDateTime::now_utc();
+    match s
+        .contexts
+        .clear(&room, crate::context::audit::ContextSource::Api, &by, now)
+        .await
+    {
+        Ok(_) => back(),
+        Err(crate::context::ContextError::Store(e)) => {
+            problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn remaining_time_and_room_paths_render_plainly() {
-        assert_eq!(remaining(Some(725)), "12m 05s");
-        assert_eq!(remaining(Some(9)), "9s");
-        assert_eq!(remaining(None), "—");
         assert_eq!(path_segment("exam 1/b"), "exam%201%2Fb");
     }
 
