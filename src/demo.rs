@@ -243,6 +243,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path) -> anyhow::Result<()> {
             mode: PatientMode::Hold,
             context_ttl: Duration::from_secs(20 * 60),
             hold_for: Duration::from_secs(24 * 3600),
+            lookup: None,
         },
         mqtt: None,
         devices,

@@ -8,6 +8,7 @@
 
 mod file;
 mod locate;
+mod patient;
 mod sinks;
 mod usb;
 mod validate;
@@ -83,6 +84,28 @@ pub struct PatientConfig {
     pub mode: PatientMode,
     pub context_ttl: Duration,
     pub hold_for: Duration,
+    /// `[patient] lookup`: confirm every scanned identifier with a FHIR server.
+    pub lookup: Option<LookupConfig>,
+}
+
+/// What a scan does while the lookup server cannot be reached (`lookup_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupUnavailable {
+    /// The room gets no patient; its readings are held.
+    Hold,
+    /// The room gets the scanned identifier, unconfirmed: readings are flagged
+    /// `patient_unverified`.
+    Identifier,
+}
+
+/// `[patient] lookup = "<fhir sink id>"` and its settings (docs/patient-lookup.md).
+#[derive(Debug, Clone)]
+pub struct LookupConfig {
+    /// The FHIR sink whose server, credentials, TLS trust and timeout the lookup uses.
+    pub sink: SinkId,
+    pub unavailable: LookupUnavailable,
+    /// How long an answer is reused.
+    pub cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

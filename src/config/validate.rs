@@ -179,6 +179,7 @@ impl Validator {
         {
             self.location_without_fhir(&sinks);
         }
+        self.check_lookup_sink(patient.as_ref(), &sinks);
         let sinks: Vec<_> = sinks.into_iter().map(|(_, s)| s).collect();
         self.unique("device", devices.iter().map(|d| d.id.as_str().to_string()));
         self.unique("sink", sinks.iter().map(|s| s.id().as_str().to_string()));
@@ -354,6 +355,7 @@ impl Validator {
             mode,
             context_ttl: p.context_ttl.0,
             hold_for: p.hold_for.0,
+            lookup: self.patient_lookup(&p),
         })
     }
 
