@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod history;
+pub mod lookup;
 pub mod quality;
 
 use std::collections::{BTreeMap, BTreeSet};
