@@ -100,7 +100,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ("patient.mode", p.mode != q.mode),
         ("patient.context_ttl", p.context_ttl != q.context_ttl),
         ("patient.hold_for", p.hold_for != q.hold_for),
-        ("patient.lookup", format!("{:?}", p.lookup) != format!("{:?}", q.lookup)),
+        (
+            "patient.lookup",
+            format!("{:?}", p.lookup) != format!("{:?}", q.lookup),
+        ),
     ];
     checks
         .iter()

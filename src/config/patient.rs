@@ -95,8 +95,10 @@ mod tests {
 
     #[test]
     fn lookup_names_a_fhir_sink_with_its_settings() {
-        let cfg = parse("lookup = \"ehr\"\nlookup_unavailable = \"identifier\"\nlookup_cache_ttl = \"2m\"")
-            .unwrap();
+        let cfg = parse(
+            "lookup = \"ehr\"\nlookup_unavailable = \"identifier\"\nlookup_cache_ttl = \"2m\"",
+        )
+        .unwrap();
         let l = cfg.patient.lookup.unwrap();
         assert_eq!(l.sink.as_str(), "ehr");
         assert_eq!(l.unavailable, super::LookupUnavailable::Identifier);
@@ -111,16 +113,34 @@ mod tests {
     fn lookup_must_name_a_configured_fhir_sink() {
         let p = parse("lookup = \"nope\"").unwrap_err();
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("patient.lookup (line 2): no [[sink]] with id `nope`"), "{p:?}");
+        assert!(
+            p[0].starts_with("patient.lookup (line 2): no [[sink]] with id `nope`"),
+            "{p:?}"
+        );
         let p = parse("lookup = \"box\"").unwrap_err();
-        assert!(p[0].starts_with("patient.lookup (line 2): sink `box` (sink[1]) is not a type = \"fhir\" sink"), "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "patient.lookup (line 2): sink `box` (sink[1]) is not a type = \"fhir\" sink"
+            ),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn bad_lookup_settings_are_named_with_their_line() {
-        let p = parse("lookup = \"ehr\"\nlookup_unavailable = \"guess\"\nlookup_cache_ttl = \"3d\"")
-            .unwrap_err();
-        assert!(p.iter().any(|m| m.starts_with("patient.lookup_unavailable (line 3): unknown value `guess`")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("patient.lookup_cache_ttl (line 4): at most 24h")), "{p:?}");
+        let p =
+            parse("lookup = \"ehr\"\nlookup_unavailable = \"guess\"\nlookup_cache_ttl = \"3d\"")
+                .unwrap_err();
+        assert!(
+            p.iter().any(
+                |m| m.starts_with("patient.lookup_unavailable (line 3): unknown value `guess`")
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("patient.lookup_cache_ttl (line 4): at most 24h")),
+            "{p:?}"
+        );
     }
 }

@@ -71,6 +71,26 @@ impl std::fmt::Display for RefusalReason {
     }
 }
 
+/// How a room's current patient was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The record system's lookup found exactly one Patient.
+    Record,
+    /// Set by identifier alone: no lookup configured, or the record system could not be asked.
+    IdentifierOnly,
+    /// The room has no patient.
+    None,
+}
+
+/// The `lookup_unavailable` fallback one reading took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupChoice {
+    Hold,
+    Identifier,
+}
+
 /// What the record system says about one identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -125,10 +145,7 @@ impl FhirDirectory {
             url.query_pairs_mut()
                 .append_pair("identifier", &identifier)
                 .append_pair("_count", "2");
-            let mut req = self
-                .http
-                .get(url)
-                .header(ACCEPT, "application/fhir+json");
+            let mut req = self.http.get(url).header(ACCEPT, "application/fhir+json");
             if let Some(t) = &token {
                 req = req.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
             }
@@ -267,7 +284,11 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn new(directory: Arc<dyn Directory>, unavailable: LookupUnavailable, ttl: Duration) -> Self {
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        unavailable: LookupUnavailable,
+        ttl: Duration,
+    ) -> Self {
         Self {
             directory,
             unavailable,
@@ -319,7 +340,10 @@ impl Lookup {
         if cache.len() >= CACHE_ENTRIES && !cache.contains_key(p) {
             cache.retain(|_, c| now.duration_since(c.at) < self.lifetime(&c.answer));
             if cache.len() >= CACHE_ENTRIES {
-                let oldest = cache.iter().min_by_key(|(_, c)| c.at).map(|(k, _)| k.clone());
+                let oldest = cache
+                    .iter()
+                    .min_by_key(|(_, c)| c.at)
+                    .map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     cache.remove(&k);
                 }
@@ -442,20 +466,36 @@ mod tests {
     #[tokio::test]
     async fn answers_are_cached_for_their_lifetime_only() {
         let f = fake(&[("A", "p1")]);
-        let l = Lookup::new(f.clone(), LookupUnavailable::Hold, Duration::from_millis(200));
+        let l = Lookup::new(
+            f.clone(),
+            LookupUnavailable::Hold,
+            Duration::from_millis(200),
+        );
         l.check(&mrn("A")).await;
         l.check(&mrn("A")).await;
-        assert_eq!(f.searches.load(Ordering::SeqCst), 1, "second answer from the cache");
+        assert_eq!(
+            f.searches.load(Ordering::SeqCst),
+            1,
+            "second answer from the cache"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         l.check(&mrn("A")).await;
-        assert_eq!(f.searches.load(Ordering::SeqCst), 2, "asked again after the ttl");
+        assert_eq!(
+            f.searches.load(Ordering::SeqCst),
+            2,
+            "asked again after the ttl"
+        );
         // No answer is never cached.
         f.down.store(true, Ordering::SeqCst);
         l.check(&mrn("Z")).await;
         l.check(&mrn("Z")).await;
         assert_eq!(f.searches.load(Ordering::SeqCst), 4);
         // A zero ttl caches nothing.
-        let l0 = Lookup::new(fake(&[("A", "p1")]), LookupUnavailable::Hold, Duration::ZERO);
+        let l0 = Lookup::new(
+            fake(&[("A", "p1")]),
+            LookupUnavailable::Hold,
+            Duration::ZERO,
+        );
         l0.check(&mrn("A")).await;
         assert_eq!(l0.cached_entries(), 0);
     }
@@ -490,7 +530,11 @@ mod tests {
         assert!(patients(b"<html>").is_err());
         assert!(patients(br#"{"resourceType":"OperationOutcome"}"#).is_err());
         let odd = patients(br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"q","birthDate":"1970-13"}}]}"#).unwrap();
-        assert_eq!(odd[0].birth_date.as_deref(), Some("1970-13"), "the shape, not the calendar");
+        assert_eq!(
+            odd[0].birth_date.as_deref(),
+            Some("1970-13"),
+            "the shape, not the calendar"
+        );
         let bad = patients(br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"q","birthDate":"70-1-2"}}]}"#).unwrap();
         assert_eq!(bad[0].birth_date, None);
         assert!(format!("{:?}", p[0]).contains("redacted"));
