@@ -306,6 +306,28 @@ impl Lookup {
         ))
     }
 
+    /// The lookup `cfg` configures (`[patient] lookup`), on the FHIR sink it names; `None`
+    /// without one.
+    pub fn for_config(cfg: &crate::config::Config) -> anyhow::Result<Option<Self>> {
+        let Some(l) = &cfg.patient.lookup else {
+            return Ok(None);
+        };
+        let sink = cfg.sinks.iter().find_map(|s| match s {
+            crate::config::SinkConfig::Fhir(f) if f.id == l.sink => Some(f),
+            _ => None,
+        });
+        let Some(sink) = sink else {
+            anyhow::bail!("patient.lookup: no FHIR sink `{}`", l.sink);
+        };
+        let lookup = Self::from_config(l, sink).map_err(|e| {
+            anyhow::anyhow!(
+                "patient.lookup: cannot set up the client of sink `{}`: {e}",
+                l.sink
+            )
+        })?;
+        Ok(Some(lookup))
+    }
+
     /// What a scan does while the directory cannot answer.
     pub fn on_unavailable(&self) -> LookupUnavailable {
         self.unavailable
