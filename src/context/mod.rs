@@ -329,7 +329,7 @@ impl ContextStore {
         by: &str,
         at: OffsetDateTime,
     ) -> Result<(), ContextError> {
-        tracing::warn!(%room, %source, reason = reason.as_str(), "patient not set: {reason}; the room has no patient and its readings are held");
+        tracing::warn!(%room, %source, reason = %reason.as_str(), "patient not set: {reason}; the room has no patient and its readings are held");
         let ttl = self.inner.ttl;
         self.change(room, |h| {
             h.refuse(at, ttl, reason);
