@@ -106,6 +106,9 @@ pub struct LookupConfig {
     pub unavailable: LookupUnavailable,
     /// How long an answer is reused.
     pub cache_ttl: Duration,
+    /// A server to ask instead of `sink`'s (the built-in demo's own directory); `None` from a
+    /// config file.
+    pub server: Option<FhirSinkConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

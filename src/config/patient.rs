@@ -46,6 +46,7 @@ impl Validator {
             sink: SinkId::new(sink),
             unavailable: unavailable?,
             cache_ttl: cache_ttl.min(MAX_CACHE_TTL),
+            server: None,
         })
     }
 

@@ -312,9 +312,11 @@ impl Lookup {
         let Some(l) = &cfg.patient.lookup else {
             return Ok(None);
         };
-        let sink = cfg.sinks.iter().find_map(|s| match s {
-            crate::config::SinkConfig::Fhir(f) if f.id == l.sink => Some(f),
-            _ => None,
+        let sink = l.server.as_ref().or_else(|| {
+            cfg.sinks.iter().find_map(|s| match s {
+                crate::config::SinkConfig::Fhir(f) if f.id == l.sink => Some(f),
+                _ => None,
+            })
         });
         let Some(sink) = sink else {
             anyhow::bail!("patient.lookup: no FHIR sink `{}`", l.sink);
