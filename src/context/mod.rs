@@ -384,7 +384,9 @@ impl ContextStore {
         let ttl = self.inner.ttl;
         let n = self
             .change(room, |h| {
-                if !h.clear(at, ttl) {
+                // A shown refusal is cleared (and stored) too.
+                let refused = h.refused.is_some();
+                if !h.clear(at, ttl) && !refused {
                     return Vec::new();
                 }
                 vec![AuditEvent::ContextCleared {

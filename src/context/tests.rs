@@ -432,6 +432,17 @@ mod with_lookup {
                 "context_refused"
             ]
         );
+        // Ending the room's context clears the shown refusal, durably.
+        assert!(c
+            .clear("exam-1", ContextSource::Api, "ma", t(5))
+            .await
+            .unwrap());
+        assert!(c.views(t(5))[0].last_refusal.is_none());
+        let reopened = ContextStore::open(q.clone(), TTL).unwrap();
+        assert!(reopened.views(t(5))[0].last_refusal.is_none());
+        c.set("exam-1", p("TWIN"), None, ContextSource::Api, "ma", t(5))
+            .await
+            .unwrap_err();
         // A later confirmed scan clears the refusal.
         c.set("exam-1", p("A"), None, ContextSource::Scan, "s", t(6))
             .await
