@@ -354,6 +354,21 @@ fn an_unknown_mrn_is_refused_and_two_patients_with_one_mrn_are_ambiguous() {
     assert_eq!(r["verified"], "none");
     assert!(d.log().contains("ambiguous"), "{}", d.log());
 
+    // Through the API: refused with 409, and the answer does not quote the identifier.
+    let (st, body) = http(
+        &d.admin_addr(),
+        "PUT",
+        "/api/rooms/exam-1/patient",
+        &[AUTH],
+        &format!(r#"{{"id":"MRN-API-404","system":"{SYSTEM}","by":"ma"}}"#),
+    );
+    assert_eq!(st, 409, "{body}");
+    assert!(!body.contains("MRN-API-404"), "{body}");
+    assert_eq!(
+        room(&d, true).unwrap()["last_refusal"]["reason"],
+        "not_found"
+    );
+
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(observations(&m).len(), 0, "nothing filed");
     let refused: Vec<String> = audit_events(&d)
@@ -361,8 +376,17 @@ fn an_unknown_mrn_is_refused_and_two_patients_with_one_mrn_are_ambiguous() {
         .filter(|e| e["event"] == "context_refused")
         .filter_map(|e| e["reason"].as_str().map(str::to_string))
         .collect();
-    assert_eq!(refused, ["not_found", "ambiguous"]);
-    assert_log_clean(&d, &["MRN-NOBODY-42", "MRN-TWIN-7", "Twinone", "Twintwo"]);
+    assert_eq!(refused, ["not_found", "ambiguous", "not_found"]);
+    assert_log_clean(
+        &d,
+        &[
+            "MRN-NOBODY-42",
+            "MRN-TWIN-7",
+            "MRN-API-404",
+            "Twinone",
+            "Twintwo",
+        ],
+    );
 }
 
 #[test]
