@@ -26,6 +26,7 @@ fn reading(device: usize, n: u64) -> Reading {
         },
         room: Some("exam-1".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::BloodPressure,
         observed_at: t,
         received_at: t,

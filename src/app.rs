@@ -219,6 +219,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
         .context("cannot load the rooms' patient contexts")?;
     contexts.set_known_rooms(cfg.devices.iter().map(|d| d.room.clone()));
+    contexts.set_lookup(crate::context::lookup::Lookup::for_config(&cfg)?);
     let link = PatientLink {
         contexts: contexts.clone(),
         mode: cfg.patient.mode,

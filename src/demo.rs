@@ -21,6 +21,8 @@
 //! fresh admin token in `DIR/admin.token`; both are printed. `--review` turns on
 //! `[patient] review`: nothing is filed until confirmed on the page (docs/review.md).
 
+mod directory;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -173,6 +175,30 @@ fn simulators() -> anyhow::Result<Vec<Box<dyn Simulator>>> {
     Ok(sims)
 }
 
+/// The demo's patient lookup: its own in-process directory of made-up patients, asked through
+/// the same FHIR client as a real record system, so every room shows its patient's name.
+async fn directory_lookup(
+    cancel: &CancellationToken,
+) -> anyhow::Result<crate::config::LookupConfig> {
+    let base_url = directory::start(WRISTBAND_SYSTEM, cancel.clone())
+        .await
+        .context("cannot start the demo's patient directory")?;
+    let server = crate::config::FhirSinkConfig {
+        id: SinkId::new("directory"),
+        base_url,
+        auth: crate::config::FhirAuth::None,
+        ca_file: None,
+        batch_size: 1,
+        timeout: Duration::from_secs(5),
+    };
+    Ok(crate::config::LookupConfig {
+        sink: server.id.clone(),
+        unavailable: crate::config::LookupUnavailable::Hold,
+        cache_ttl: Duration::from_secs(10 * 60),
+        server: Some(server),
+    })
+}
+
 /// A pseudo-terminal whose device side vitalsd opens like a serial port.
 struct Pty {
     master: OwnedFd,
@@ -260,6 +286,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path, review: bool) -> anyhow::Re
             context_ttl: Duration::from_secs(20 * 60),
             hold_for: Duration::from_secs(24 * 3600),
             review,
+            lookup: Some(directory_lookup(&cancel).await?),
         },
         mqtt: None,
         devices,

@@ -23,14 +23,14 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DeviceConfig, PatientMode};
 use crate::context::audit::ContextSource;
-use crate::context::history::{Attribution, Window};
+use crate::context::history::Window;
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::decode::{self, DecodeEvent, Decoder, DeviceMessage};
 use crate::normalize::spot::Reporter;
 use crate::normalize::{self, LocalZone, NormalizeContext};
 use crate::queue::{EnqueueOutcome, Queue, QueueError};
-use crate::reading::{Flag, Kind, PatientRef, Reading, ReadingId};
+use crate::reading::{Kind, PatientRef, Reading, ReadingId};
 use crate::source::SourceEvent;
 use crate::status::DeviceStatus;
 
@@ -252,6 +252,7 @@ impl DevicePipeline {
             return Ok(report);
         }
         let (ready, held) = self.route(readings);
+        flush_lookup_audit(self.link.as_ref().map(|l| l.contexts.clone())).await;
         let map = |e: QueueError| match e {
             QueueError::Full { size, max } => IngestError::Full { size, max },
             other => IngestError::Store(other.to_string()),
@@ -327,6 +328,7 @@ impl DevicePipeline {
             return;
         }
         let (ready, held) = self.route(readings);
+        flush_lookup_audit(self.link.as_ref().map(|l| l.contexts.clone())).await;
         self.persist(held, true).await;
         self.persist(ready, false).await;
     }
@@ -348,12 +350,15 @@ impl DevicePipeline {
                 system: system.clone(),
             };
             let by = self.ctx.device.to_string();
-            if let Err(e) = link
+            match link
                 .contexts
                 .set(&room, patient, None, ContextSource::Scan, &by, at)
                 .await
             {
-                tracing::error!(device = %self.ctx.device, %room, error = %e, "scan not applied: the room keeps its previous context");
+                Ok(()) | Err(crate::context::ContextError::Refused(_)) => {} // logged, audited
+                Err(e) => {
+                    tracing::error!(device = %self.ctx.device, %room, error = %e, "scan not applied: the room keeps its previous context");
+                }
             }
         }
     }
@@ -369,16 +374,10 @@ impl DevicePipeline {
         let mut held = Vec::new();
         for mut r in readings {
             if r.patient.is_none() {
-                if let Some(room) = &r.room {
+                if let Some(room) = r.room.clone() {
                     let window = reading_window(&r, tolerance);
-                    match link.contexts.attribute(room, window, device_user(&r)) {
-                        Attribution::Patient(p) => r.patient = Some(p),
-                        Attribution::Unknown => {}
-                        Attribution::Ambiguous => r.flags.push(Flag::new("patient_ambiguous")),
-                        Attribution::UserUnmapped => {
-                            r.flags.push(Flag::new("patient_user_unmapped"));
-                        }
-                    }
+                    let user = device_user(&r);
+                    link.contexts.attach(&room, &mut r, window, user);
                 }
             }
             link.quality.check(&mut r);
@@ -452,6 +451,15 @@ impl DevicePipeline {
 fn reading_window(r: &Reading, tolerance: Duration) -> Window {
     let has_device_time = r.device_time.is_some() || r.has_flag("clock_untrusted");
     Window::of_reading(r.observed_at, r.received_at, has_device_time, tolerance)
+}
+
+/// Writes the readings' patient-lookup fallbacks to the audit log before they are stored.
+async fn flush_lookup_audit(contexts: Option<ContextStore>) {
+    if let Some(c) = contexts {
+        if let Err(e) = c.flush_audit().await {
+            tracing::warn!(error = %e, "cannot record patient lookup fallbacks yet; will try again");
+        }
+    }
 }
 
 /// The device user a multi-user cuff or scale named (the decoders' `device:user:<n>` flag).

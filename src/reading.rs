@@ -382,6 +382,39 @@ impl PatientRef {
     }
 }
 
+/// The record system's Patient that a looked-up identifier names (`[patient] lookup`,
+/// docs/patient-lookup.md): its logical id, and its name and birth date for display and for
+/// HL7 PID-5/PID-7. `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientRecord {
+    /// The Patient's logical id on the server (`Patient/<id>`).
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
+    /// FHIR `date`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+}
+
+impl fmt::Debug for PatientRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PatientRecord(<redacted>)")
+    }
+}
+
+impl PatientRecord {
+    /// "Given Family" for display; `None` when the record has no name.
+    pub fn display_name(&self) -> Option<String> {
+        let mut parts: Vec<&str> = self.given.iter().map(String::as_str).collect();
+        parts.extend(self.family.as_deref());
+        let name = parts.join(" ");
+        (!name.trim().is_empty()).then_some(name)
+    }
+}
+
 /// A data-quality fact about a reading (`clock_untrusted`, `out_of_range:systolic`,
 /// `device:artifact`, `rejected:...`). Flags starting with `rejected:` mean the reading
 /// failed a hard limit: it is quarantined, and reaches a sink only when a named person
@@ -423,6 +456,10 @@ pub struct Reading {
     pub device: DeviceInfo,
     pub room: Option<String>,
     pub patient: Option<PatientRef>,
+    /// The record system's Patient for `patient`, when a lookup confirmed it
+    /// (docs/patient-lookup.md); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_record: Option<PatientRecord>,
     pub kind: Kind,
     /// When the measurement was taken, as vitalsd trusts it (device time when trusted, else
     /// receipt time).

@@ -339,6 +339,7 @@ fn reading(n: u32, kind: Kind) -> Reading {
             id: format!("MRN-{n:04}"),
             system: "urn:oid:2.16.840.1.113883.3.9999".into(),
         }),
+        patient_record: None,
         kind,
         observed_at: t,
         received_at: t,

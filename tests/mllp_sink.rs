@@ -227,6 +227,7 @@ fn reading(i: i64) -> Reading {
             id: "MRN0012345".into(),
             system: "urn:oid:2.16.840.1.113883.3.999".into(),
         }),
+        patient_record: None,
         kind: Kind::BloodPressure,
         observed_at: t,
         received_at: t,

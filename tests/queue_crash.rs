@@ -35,6 +35,7 @@ fn reading(device: &str, n: i64) -> Reading {
         },
         room: Some("exam-1".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::Spo2,
         observed_at: t,
         received_at: t,

@@ -60,6 +60,7 @@ pub fn reading(n: u64) -> Reading {
             id: format!("MRN-{}", n % 20),
             system: "urn:oid:2.16.840.1.113883.3.999".into(),
         }),
+        patient_record: None,
         kind: Kind::Spo2,
         observed_at: t,
         received_at: OffsetDateTime::now_utc(),

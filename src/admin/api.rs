@@ -44,6 +44,16 @@ fn queue_err(e: &QueueError) -> Response {
 fn context_err(e: &ContextError) -> Response {
     match e {
         ContextError::Store(q) => queue_err(q),
+        // The lookup refused the patient (stored and audited; docs/patient-lookup.md).
+        ContextError::Refused(r) => fail(
+            match r {
+                crate::context::lookup::RefusalReason::Unavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::CONFLICT,
+            },
+            &e.to_string(),
+        ),
         other => fail(StatusCode::BAD_REQUEST, &other.to_string()),
     }
 }
@@ -167,7 +177,11 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn status(State(s): State<AdminState>) -> Answer {
+async fn status(
+    State(s): State<AdminState>,
+    signed_in: Option<axum::Extension<super::guard::SignedIn>>,
+) -> Answer {
+    let signed_in = signed_in.is_some_and(|e| e.0 .0);
     let stats = s.queue.stats().map_err(|e| queue_err(&e))?;
     let held = s.queue.held_count().map_err(|e| queue_err(&e))?;
     let devices: Vec<Value> = s
@@ -210,7 +224,12 @@ async fn status(State(s): State<AdminState>) -> Answer {
         },
         "held": held,
         "patient_mode": mode,
-        "rooms": s.contexts.views(OffsetDateTime::now_utc()),
+        // Names and birth dates of looked-up patients only for a token or a session.
+        "rooms": if signed_in {
+            s.contexts.views_with_names(OffsetDateTime::now_utc())
+        } else {
+            s.contexts.views(OffsetDateTime::now_utc())
+        },
     }))
     .into_response())
 }

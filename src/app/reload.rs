@@ -65,6 +65,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ("patient.context_ttl", p.context_ttl != q.context_ttl),
         ("patient.hold_for", p.hold_for != q.hold_for),
         ("patient.review", p.review != q.review),
+        ("patient.lookup", p.lookup != q.lookup),
     ];
     checks
         .iter()

@@ -143,6 +143,22 @@ pub struct PatientFile {
     /// Readings wait on a review list until a person confirms or rejects them (docs/review.md).
     #[serde(default)]
     pub review: bool,
+    /// The id of a `type = "fhir"` sink whose server confirms every scanned identifier
+    /// (docs/patient-lookup.md); empty: no lookup.
+    #[serde(default)]
+    pub lookup: String,
+    /// `hold` or `identifier`: what a scan does while the lookup server cannot be reached.
+    #[serde(default = "default_lookup_unavailable")]
+    pub lookup_unavailable: String,
+    #[serde(default = "default_lookup_cache_ttl")]
+    pub lookup_cache_ttl: Dur,
+}
+
+pub fn default_lookup_unavailable() -> String {
+    "hold".into()
+}
+pub fn default_lookup_cache_ttl() -> Dur {
+    Dur(Duration::from_secs(10 * 60))
 }
 
 impl Default for PatientFile {
@@ -152,6 +168,9 @@ impl Default for PatientFile {
             context_ttl: default_context_ttl(),
             hold_for: default_hold_for(),
             review: false,
+            lookup: String::new(),
+            lookup_unavailable: default_lookup_unavailable(),
+            lookup_cache_ttl: default_lookup_cache_ttl(),
         }
     }
 }

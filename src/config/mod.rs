@@ -8,6 +8,7 @@
 
 mod file;
 mod locate;
+mod patient;
 mod sinks;
 mod usb;
 mod validate;
@@ -85,6 +86,31 @@ pub struct PatientConfig {
     pub hold_for: Duration,
     /// Every reading bound for the sinks waits on the review list until a person confirms it.
     pub review: bool,
+    /// `[patient] lookup`: confirm every scanned identifier with a FHIR server.
+    pub lookup: Option<LookupConfig>,
+}
+
+/// What a scan does while the lookup server cannot be reached (`lookup_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupUnavailable {
+    /// The room gets no patient; its readings are held.
+    Hold,
+    /// The room gets the scanned identifier, unconfirmed: readings are flagged
+    /// `patient_unverified`.
+    Identifier,
+}
+
+/// `[patient] lookup = "<fhir sink id>"` and its settings (docs/patient-lookup.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupConfig {
+    /// The FHIR sink whose server, credentials, TLS trust and timeout the lookup uses.
+    pub sink: SinkId,
+    pub unavailable: LookupUnavailable,
+    /// How long an answer is reused.
+    pub cache_ttl: Duration,
+    /// A server to ask instead of `sink`'s (the built-in demo's own directory); `None` from a
+    /// config file.
+    pub server: Option<FhirSinkConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -177,6 +177,7 @@ impl Validator {
         {
             self.location_without_fhir(&sinks);
         }
+        self.check_lookup_sink(patient.as_ref(), &sinks);
         let sinks: Vec<_> = sinks.into_iter().map(|(_, s)| s).collect();
         self.unique("device", devices.iter().map(|d| d.id.as_str().to_string()));
         self.unique("sink", sinks.iter().map(|s| s.id().as_str().to_string()));

@@ -120,6 +120,31 @@ pub enum AuditEvent {
         patient: PatientRef,
         by: String,
     },
+    /// The patient lookup refused to set a room's patient (docs/patient-lookup.md): the room
+    /// has no patient since (its open context ended), and its readings are held.
+    ContextRefused {
+        room: String,
+        patient: PatientRef,
+        reason: crate::context::lookup::RefusalReason,
+        source: ContextSource,
+        by: String,
+    },
+    /// How the patient lookup confirmed the context just set (the `ContextSet` before it, same
+    /// batch): `record` with the record system's Patient id, or `identifier_only` when the
+    /// record system could not be asked (`lookup_unavailable = "identifier"`).
+    ContextLookedUp {
+        room: String,
+        verified: crate::context::lookup::Verification,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<String>,
+    },
+    /// One reading that took the `lookup_unavailable` fallback: `hold` (held, the room's scan
+    /// could not be confirmed) or `identifier` (attached by identifier, `patient_unverified`).
+    LookupFallback {
+        reading: ReadingId,
+        room: String,
+        choice: crate::context::lookup::LookupChoice,
+    },
     /// The context just set (the `ContextSet` before it, same batch) maps this device user:
     /// readings of a multi-user cuff or scale that name this user go to its patient.
     ContextUserMapped {

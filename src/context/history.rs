@@ -12,6 +12,10 @@
 //! to a patient, a patient to none) is [`Attribution::Ambiguous`]. A reading that names a
 //! device user (a multi-user cuff or scale) takes the patient only when the context maps that
 //! user. Epochs are half-open: `[from, end)`. The history is bounded ([`KEEP`] epochs).
+//!
+//! With a patient lookup (docs/patient-lookup.md) an epoch also holds the record system's
+//! Patient (or is marked unverified), and a refused scan ends the open epoch and leaves a
+//! [`Refusal`]: a reading measured after it, within `ttl`, is [`Attribution::Refused`].
 
 use std::time::Duration;
 
@@ -19,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::audit::ContextSource;
-use crate::reading::PatientRef;
+use super::lookup::RefusalReason;
+use crate::reading::{PatientRecord, PatientRef};
 
 /// Epochs kept per room (closed ones are kept so late readings find the right patient).
 pub const KEEP: usize = 32;
@@ -27,7 +32,7 @@ pub const KEEP: usize = 32;
 /// Whose reading is this, from the room's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attribution {
-    Patient(PatientRef),
+    Patient(Attributed),
     /// No context overlaps the time the reading could have been measured in.
     Unknown,
     /// The time the reading could have been measured in spans a change of context: a device
@@ -37,6 +42,39 @@ pub enum Attribution {
     /// One context covers the reading, but the reading names a device user that the context
     /// does not map (a multi-user cuff or scale). Treated as having no patient, and flagged.
     UserUnmapped,
+    /// No context covers the reading because the room's last scan was refused by the patient
+    /// lookup (no such patient, more than one, or no answer with `lookup_unavailable = "hold"`).
+    Refused(RefusalReason),
+}
+
+/// The patient a reading is attributed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributed {
+    pub patient: PatientRef,
+    /// The record system's Patient, when a lookup confirmed the identifier.
+    pub record: Option<PatientRecord>,
+    /// Attached by identifier only because the lookup could not be asked
+    /// (`lookup_unavailable = "identifier"`).
+    pub unverified: bool,
+}
+
+impl Attributed {
+    /// A patient without lookup.
+    pub fn plain(patient: PatientRef) -> Self {
+        Self {
+            patient,
+            record: None,
+            unverified: false,
+        }
+    }
+}
+
+/// A scan the patient lookup refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub reason: RefusalReason,
 }
 
 /// The span of time in which a reading could have been measured (both ends included).
@@ -99,6 +137,12 @@ pub struct Epoch {
     /// Set when replaced, cleared or expired.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub until: Option<OffsetDateTime>,
+    /// The record system's Patient the lookup found for `patient`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<PatientRecord>,
+    /// Set by identifier only: the lookup could not be asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 impl Epoch {
@@ -122,6 +166,9 @@ impl Epoch {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoomHistory {
     pub epochs: Vec<Epoch>,
+    /// The last scan the patient lookup refused, until the next set or clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
 }
 
 impl RoomHistory {
@@ -157,11 +204,38 @@ impl RoomHistory {
             confirmed: None,
             user,
             until: None,
+            record: None,
+            unverified: false,
         });
+        self.refused = None;
         if self.epochs.len() > KEEP {
             let drop = self.epochs.len() - KEEP;
             self.epochs.drain(..drop);
         }
+    }
+
+    /// Marks the epoch just started by [`Self::set`] with the lookup's result.
+    pub fn mark_last(&mut self, record: Option<PatientRecord>, unverified: bool) {
+        if let Some(e) = self.open_mut() {
+            e.record = record;
+            e.unverified = unverified;
+        }
+    }
+
+    /// The lookup refused a scan at `at`: the open epoch ends there (someone else was scanned)
+    /// and the room has no patient; readings measured after it are [`Attribution::Refused`].
+    pub fn refuse(&mut self, at: OffsetDateTime, ttl: Duration, reason: RefusalReason) {
+        if let Some(open) = self.open_mut() {
+            open.until = Some(at.min(open.end(ttl)).max(open.from));
+        }
+        self.refused = Some(Refusal { at, reason });
+    }
+
+    /// The refusal that explains why a reading measured in `w` has no patient, if any.
+    fn refusal_covering(&self, w: Window, ttl: Duration) -> Option<RefusalReason> {
+        self.refused
+            .filter(|r| r.at <= w.from && w.to < r.at + ttl)
+            .map(|r| r.reason)
     }
 
     /// Someone confirmed at `at` that the current patient is still in the room: the open
@@ -179,6 +253,7 @@ impl RoomHistory {
 
     /// Ends the open epoch at `at`; returns whether there was one that was still valid.
     pub fn clear(&mut self, at: OffsetDateTime, ttl: Duration) -> bool {
+        self.refused = None;
         let Some(open) = self.open_mut() else {
             return false;
         };
@@ -203,7 +278,10 @@ impl RoomHistory {
     pub fn attribute(&self, w: Window, user: Option<u8>, ttl: Duration) -> Attribution {
         let over: Vec<&Epoch> = self.epochs.iter().filter(|e| e.overlaps(w, ttl)).collect();
         let (Some(first), Some(last)) = (over.first(), over.last()) else {
-            return Attribution::Unknown;
+            return match self.refusal_covering(w, ttl) {
+                Some(reason) => Attribution::Refused(reason),
+                None => Attribution::Unknown,
+            };
         };
         // Consecutive epochs of the same patient without a gap (a re-scan) are one context.
         let one_patient = over
@@ -218,7 +296,13 @@ impl RoomHistory {
                 return Attribution::UserUnmapped;
             }
         }
-        Attribution::Patient(first.patient.clone())
+        // A re-scan of the same patient whose lookup came out differently is not confirmed.
+        let same = over.iter().all(|e| e.record == last.record);
+        Attribution::Patient(Attributed {
+            patient: first.patient.clone(),
+            record: if same { last.record.clone() } else { None },
+            unverified: !same || over.iter().any(|e| e.unverified),
+        })
     }
 }
 
@@ -264,7 +348,7 @@ mod tests {
     }
 
     fn is(id: &str) -> Attribution {
-        Attribution::Patient(p(id))
+        Attribution::Patient(Attributed::plain(p(id)))
     }
 
     #[test]

@@ -12,12 +12,20 @@
 //!   log together with the room's context record, in one flushed batch; contexts survive a
 //!   restart;
 //! - patient identifiers never reach the ordinary log (only [`PatientRef::masked`]);
+//! - with a patient lookup ([`ContextStore::set_lookup`], docs/patient-lookup.md) every set
+//!   first asks the record system: exactly one Patient sets the context with its record; none,
+//!   more than one, or no answer under `lookup_unavailable = "hold"` refuses the set (the
+//!   room's open context ends, the refusal is audited and shown, readings after it are
+//!   flagged `patient_unknown`); no answer under `"identifier"` sets the identifier alone and
+//!   its readings are flagged `patient_unverified`; each reading that took such a fallback is
+//!   audited ([`ContextStore::flush_audit`]); without a lookup nothing changes;
 //! - once the configured rooms are known ([`ContextStore::set_known_rooms`]), the admin API
 //!   and MQTT can name only those: an MQTT message for another room is dropped with a WARN
 //!   naming the room (and acknowledged), the API answers 404.
 
 pub mod audit;
 pub mod history;
+pub mod lookup;
 pub mod quality;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,10 +36,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LookupUnavailable;
 use crate::queue::{Queue, QueueError};
-use crate::reading::PatientRef;
+use crate::reading::{Flag, PatientRef, Reading};
 use audit::{AuditEvent, ContextSource};
 use history::{Attribution, RoomHistory, Window};
+use lookup::{Answer, Lookup, LookupChoice, RefusalReason, Verification};
 
 /// Why a context change was refused or not stored.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,9 @@ pub enum ContextError {
     BadRoom(String),
     #[error("invalid device user: {0}")]
     BadUser(String),
+    /// The patient lookup refused the set; the room has no patient now. Names no identifier.
+    #[error("patient not set: {0}")]
+    Refused(RefusalReason),
 }
 
 /// What a room shows on the status page and `/api/status`: the patient MASKED.
@@ -62,6 +75,18 @@ pub struct RoomView {
     pub remaining_seconds: Option<u64>,
     /// The device user (multi-user cuff or scale) the context maps.
     pub user: Option<u8>,
+    /// How the current patient was confirmed: `record` (the record system's lookup found
+    /// exactly one Patient), `identifier_only` (set by identifier: no lookup configured, or
+    /// none possible), `none` (no patient).
+    pub verified: Verification,
+    /// The record's name and birth date: only in [`ContextStore::views_with_names`] (for
+    /// authenticated callers), never in [`ContextStore::views`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    /// The room's last scan refused by the lookup, while the room has no patient since.
+    pub last_refusal: Option<history::Refusal>,
 }
 
 /// The rooms' contexts; clones share one state.
@@ -78,6 +103,10 @@ struct Inner {
     writes: tokio::sync::Mutex<()>,
     /// The rooms of the configured devices; `None` until the app sets them (any room then).
     known: RwLock<Option<BTreeSet<String>>>,
+    /// `[patient] lookup`, if configured.
+    lookup: RwLock<Option<Arc<Lookup>>>,
+    /// Per-reading lookup fallbacks not yet written to the audit log.
+    pending: Mutex<Vec<AuditEvent>>,
 }
 
 /// Checks an identifier and its system before it becomes a context.
@@ -143,6 +172,8 @@ impl ContextStore {
                 rooms: Mutex::new(rooms),
                 writes: tokio::sync::Mutex::new(()),
                 known: RwLock::new(None),
+                lookup: RwLock::new(None),
+                pending: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -163,6 +194,17 @@ impl ContextStore {
         if let Ok(mut k) = self.inner.known.write() {
             *k = Some(set);
         }
+    }
+
+    /// Every later set first asks `lookup` (`None`: sets take the identifier as given).
+    pub fn set_lookup(&self, lookup: Option<Lookup>) {
+        if let Ok(mut l) = self.inner.lookup.write() {
+            *l = lookup.map(Arc::new);
+        }
+    }
+
+    fn lookup(&self) -> Option<Arc<Lookup>> {
+        self.inner.lookup.read().ok().and_then(|l| l.clone())
     }
 
     /// Whether `room` is a configured device's room (every room before
@@ -219,15 +261,49 @@ impl ContextStore {
         check_room(room)?;
         check_patient(&patient)?;
         check_user(user)?;
-        tracing::info!(%room, patient = %patient.masked(), ?user, %source, "patient context set");
+        let (record, verified) = match self.lookup() {
+            None => (None, None),
+            Some(lookup) => match lookup.check(&patient).await {
+                Answer::Found(record) => (Some(record), Some(Verification::Record)),
+                Answer::NotFound => {
+                    return self
+                        .refuse(room, patient, RefusalReason::NotFound, source, by, at)
+                        .await
+                }
+                Answer::Ambiguous => {
+                    return self
+                        .refuse(room, patient, RefusalReason::Ambiguous, source, by, at)
+                        .await
+                }
+                Answer::Unavailable(reason) => {
+                    tracing::warn!(%room, %reason, "patient lookup: the record system did not answer");
+                    if lookup.on_unavailable() == LookupUnavailable::Hold {
+                        return self
+                            .refuse(room, patient, RefusalReason::Unavailable, source, by, at)
+                            .await;
+                    }
+                    (None, Some(Verification::IdentifierOnly))
+                }
+            },
+        };
+        tracing::info!(%room, patient = %patient.masked(), ?user, %source, ?verified, "patient context set");
         self.change(room, |h| {
             h.set(patient.clone(), user, source, by, at);
+            let record_id = record.as_ref().map(|r| r.id.clone());
+            h.mark_last(record, verified == Some(Verification::IdentifierOnly));
             let mut events = vec![AuditEvent::ContextSet {
                 room: room.to_string(),
                 patient,
                 source,
                 by: by.to_string(),
             }];
+            if let Some(verified) = verified {
+                events.push(AuditEvent::ContextLookedUp {
+                    room: room.to_string(),
+                    verified,
+                    record: record_id,
+                });
+            }
             if let Some(user) = user {
                 events.push(AuditEvent::ContextUserMapped {
                     room: room.to_string(),
@@ -240,6 +316,33 @@ impl ContextStore {
         })
         .await
         .map(|_| ())
+    }
+
+    /// The lookup refused a set: the room's open context ends at `at`, the refusal is stored
+    /// and audited; always `Err(Refused)`.
+    async fn refuse(
+        &self,
+        room: &str,
+        patient: PatientRef,
+        reason: RefusalReason,
+        source: ContextSource,
+        by: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), ContextError> {
+        tracing::warn!(%room, %source, reason = %reason.as_str(), "patient not set: {reason}; the room has no patient and its readings are held");
+        let ttl = self.inner.ttl;
+        self.change(room, |h| {
+            h.refuse(at, ttl, reason);
+            vec![AuditEvent::ContextRefused {
+                room: room.to_string(),
+                patient,
+                reason,
+                source,
+                by: by.to_string(),
+            }]
+        })
+        .await?;
+        Err(ContextError::Refused(reason))
     }
 
     /// `by` confirms at `at` that `room`'s current patient is still there: the context stays
@@ -281,7 +384,9 @@ impl ContextStore {
         let ttl = self.inner.ttl;
         let n = self
             .change(room, |h| {
-                if !h.clear(at, ttl) {
+                // A shown refusal is cleared (and stored) too.
+                let refused = h.refused.is_some();
+                if !h.clear(at, ttl) && !refused {
                     return Vec::new();
                 }
                 vec![AuditEvent::ContextCleared {
@@ -325,8 +430,14 @@ impl ContextStore {
             id: m.id,
             system: m.system,
         };
-        self.set(room, patient, m.user, ContextSource::Mqtt, &by, now)
+        match self
+            .set(room, patient, m.user, ContextSource::Mqtt, &by, now)
             .await
+        {
+            // Stored and audited: the message is handled.
+            Err(ContextError::Refused(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Whose reading is this: the reading could have been measured in `window` and names
@@ -337,6 +448,66 @@ impl ContextStore {
             Some(h) => h.attribute(window, user, ttl),
             None => Attribution::Unknown,
         }
+    }
+
+    /// Attaches `r`'s patient from its room's context over `window` (for the device `user` it
+    /// names, if any), or flags why it has none: `patient_ambiguous`, `patient_user_unmapped`,
+    /// `patient_unknown` (the room's scan was refused by the lookup). A patient set by
+    /// identifier only while the lookup could not be asked adds `patient_unverified`. Readings
+    /// that took a lookup fallback are queued for the audit log ([`Self::flush_audit`]).
+    pub fn attach(&self, room: &str, r: &mut Reading, window: Window, user: Option<u8>) {
+        let fallback = match self.attribute(room, window, user) {
+            Attribution::Patient(a) => {
+                r.patient = Some(a.patient);
+                r.patient_record = a.record;
+                if a.unverified {
+                    r.flags.push(Flag::new("patient_unverified"));
+                    Some(LookupChoice::Identifier)
+                } else {
+                    None
+                }
+            }
+            Attribution::Unknown => None,
+            Attribution::Ambiguous => {
+                r.flags.push(Flag::new("patient_ambiguous"));
+                None
+            }
+            Attribution::UserUnmapped => {
+                r.flags.push(Flag::new("patient_user_unmapped"));
+                None
+            }
+            Attribution::Refused(reason) => {
+                r.flags.push(Flag::new("patient_unknown"));
+                (reason == RefusalReason::Unavailable).then_some(LookupChoice::Hold)
+            }
+        };
+        if let (Some(choice), Some(reading)) = (fallback, r.id) {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push(AuditEvent::LookupFallback {
+                reading,
+                room: room.to_string(),
+                choice,
+            });
+        }
+    }
+
+    /// Writes the per-reading lookup fallbacks noted by [`Self::attach`] to the audit log.
+    /// The pipeline calls it before storing the readings; the expiry task once a second.
+    pub async fn flush_audit(&self) -> Result<(), ContextError> {
+        let events =
+            std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.inner.queue.audit_append(events.clone()).await {
+            // Kept for the next try.
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut back = events;
+            back.append(&mut pending);
+            *pending = back;
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Closes and audits every context that ran out before `now`; returns how many.
@@ -380,11 +551,24 @@ impl ContextStore {
             if let Err(e) = self.expire_due(OffsetDateTime::now_utc()).await {
                 tracing::warn!(error = %e, "cannot record context expiry; will try again");
             }
+            if let Err(e) = self.flush_audit().await {
+                tracing::warn!(error = %e, "cannot record patient lookup fallbacks; will try again");
+            }
         }
     }
 
-    /// Every known room with its current patient, masked.
+    /// Every known room with its current patient, masked (no name, no birth date).
     pub fn views(&self, now: OffsetDateTime) -> Vec<RoomView> {
+        self.room_views(now, false)
+    }
+
+    /// Every known room with its current patient masked, plus the record's name and birth
+    /// date when a lookup found them: only for authenticated callers.
+    pub fn views_with_names(&self, now: OffsetDateTime) -> Vec<RoomView> {
+        self.room_views(now, true)
+    }
+
+    fn room_views(&self, now: OffsetDateTime, names: bool) -> Vec<RoomView> {
         let ttl = self.inner.ttl;
         self.rooms()
             .iter()
@@ -400,6 +584,20 @@ impl ContextStore {
                     remaining_seconds: expires_at
                         .map(|t| u64::try_from((t - now).whole_seconds()).unwrap_or(0)),
                     user: cur.and_then(|e| e.user),
+                    verified: match cur {
+                        None => Verification::None,
+                        Some(e) if e.record.is_some() => Verification::Record,
+                        Some(_) => Verification::IdentifierOnly,
+                    },
+                    name: cur
+                        .filter(|_| names)
+                        .and_then(|e| e.record.as_ref())
+                        .and_then(|r| r.display_name()),
+                    birth_date: cur
+                        .filter(|_| names)
+                        .and_then(|e| e.record.as_ref())
+                        .and_then(|r| r.birth_date.clone()),
+                    last_refusal: h.refused.filter(|_| cur.is_none()),
                 }
             })
             .collect()

@@ -131,6 +131,7 @@ mod tests {
                 id: patient.into(),
                 system: "urn:oid:1".into(),
             }),
+            patient_record: None,
             kind: Kind::HeartRate,
             observed_at: t,
             received_at: t,

@@ -168,6 +168,7 @@ fn reading(kind: Kind, values: Vec<Value>, flags: Vec<Flag>, device_time_secs: i
             id: "MRN1".into(),
             system: "urn:oid:1.2".into(),
         }),
+        patient_record: None,
         kind,
         observed_at: t,
         received_at: received,

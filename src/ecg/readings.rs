@@ -40,6 +40,7 @@ pub fn readings(
         },
         room: ctx.room.clone(),
         patient: None,
+        patient_record: None,
         kind,
         observed_at,
         received_at,

@@ -127,6 +127,7 @@ pub fn normalize(
         },
         room: ctx.room.clone(),
         patient: None,
+        patient_record: None,
         kind,
         observed_at,
         received_at,

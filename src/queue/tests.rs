@@ -22,6 +22,7 @@ pub fn reading(device: &str, n: i64) -> Reading {
         },
         room: Some("exam-1".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::HeartRate,
         observed_at: t,
         received_at: t,

@@ -52,6 +52,7 @@ fn reading(device: &str) -> Reading {
         },
         room: Some("exam-3".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::HeartRate,
         observed_at: t,
         received_at: t,

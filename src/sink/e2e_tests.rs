@@ -25,6 +25,7 @@ fn reading(device: &str, spo2: i64) -> Reading {
         },
         room: Some("exam-3".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::Spo2,
         observed_at: now,
         received_at: now,

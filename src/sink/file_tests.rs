@@ -21,6 +21,7 @@ fn reading(v: &str) -> Reading {
         },
         room: Some("exam-3".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::BodyTemperature,
         observed_at: t,
         received_at: t,

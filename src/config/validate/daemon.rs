@@ -109,6 +109,7 @@ impl Validator {
             context_ttl: p.context_ttl.0,
             hold_for: p.hold_for.0,
             review: p.review,
+            lookup: self.patient_lookup(&p),
         })
     }
 

@@ -32,6 +32,7 @@ fn pulse(mdc: u32, v: i64) -> Reading {
         },
         room: Some("exam-3".into()),
         patient: None,
+        patient_record: None,
         kind: Kind::HeartRate,
         observed_at: datetime!(2026-12-06 10:00:00 UTC),
         received_at: datetime!(2026-12-06 10:00:01 UTC),

@@ -90,27 +90,11 @@ impl FhirSink {
     /// Builds the client: TLS (ring) trusting `ca_file` or the system store when a URL is
     /// https, the request timeout from `timeout`.
     pub fn new(cfg: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
-        tls::init();
-        let mut uses_https = cfg.base_url.starts_with("https:");
-        if let FhirAuth::OAuth(o) = &cfg.auth {
-            uses_https |= o.token_url.starts_with("https:");
-        }
-        // Never follow a redirect: it would resend the Bundle (and the token) to wherever the
-        // answer points, possibly another host or plain http.
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
-        if uses_https {
-            let tls = tls::client_config(cfg.ca_file.as_deref(), None)?;
-            builder = builder.use_preconfigured_tls((*tls).clone());
-        }
         Ok(Self {
             id: cfg.id.clone(),
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             batch_size: cfg.batch_size.max(1),
-            http: builder.build()?,
+            http: client(cfg)?,
             auth: Auth::new(&cfg.auth),
             retry_after: None,
         })
@@ -316,6 +300,29 @@ impl Sink for FhirSink {
     fn retry_after(&mut self) -> Option<Duration> {
         self.retry_after.take()
     }
+}
+
+/// The sink's HTTP client: TLS (ring) trusting `ca_file` or the system store when a URL is
+/// https, the request and connect timeout from `timeout`, redirects never followed. The
+/// patient lookup (`[patient] lookup`) uses the same client for the same server.
+pub(crate) fn client(cfg: &FhirSinkConfig) -> Result<reqwest::Client, FhirSinkError> {
+    tls::init();
+    let mut uses_https = cfg.base_url.starts_with("https:");
+    if let FhirAuth::OAuth(o) = &cfg.auth {
+        uses_https |= o.token_url.starts_with("https:");
+    }
+    // Never follow a redirect: it would resend the Bundle (and the token) to wherever the
+    // answer points, possibly another host or plain http.
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout)
+        .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
+    if uses_https {
+        let tls = tls::client_config(cfg.ca_file.as_deref(), None)?;
+        builder = builder.use_preconfigured_tls((*tls).clone());
+    }
+    Ok(builder.build()?)
 }
 
 /// Server text made safe for a dead-letter reason: the batch's patient identifiers removed,

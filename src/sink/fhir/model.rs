@@ -66,6 +66,9 @@ pub struct Identifier {
 /// `Reference` by logical identifier (no server id needed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reference {
+    /// A literal reference (`Patient/<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

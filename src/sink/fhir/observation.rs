@@ -82,6 +82,7 @@ pub fn observation(reading: &Reading) -> Observation {
         note: Vec::new(),
         body_site: None,
         device: Reference {
+            reference: None,
             type_: None,
             identifier: Some(Identifier {
                 system: DEVICE_SYSTEM.to_string(),
@@ -292,10 +293,15 @@ fn category(kind: Kind) -> CodeableConcept {
     CodeableConcept::of(Coding::new(CATEGORY_SYSTEM, code, Some(display)))
 }
 
-/// The patient by identifier; else (location mode) the room as a Location; else none.
+/// The patient by identifier — plus `Patient/<id>` when a lookup confirmed it with the record
+/// system (docs/patient-lookup.md) — else (location mode) the room as a Location; else none.
 fn subject(reading: &Reading) -> Option<Reference> {
     if let Some(p) = &reading.patient {
         return Some(Reference {
+            reference: reading
+                .patient_record
+                .as_ref()
+                .map(|r| format!("Patient/{}", r.id)),
             type_: Some("Patient".to_string()),
             identifier: Some(Identifier {
                 system: p.system.clone(),
@@ -305,6 +311,7 @@ fn subject(reading: &Reading) -> Option<Reference> {
         });
     }
     reading.room.as_ref().map(|room| Reference {
+        reference: None,
         type_: Some("Location".to_string()),
         identifier: Some(Identifier {
             system: ROOM_SYSTEM.to_string(),
@@ -376,6 +383,11 @@ pub fn flag_text(flag: &str) -> String {
             "the room's patient when it was measured differs from the one when it arrived: \
              the attribution was ambiguous"
         }
+        "patient_unverified" => {
+            "patient attached by identifier only: the record system could not be asked to \
+             confirm it"
+        }
+        "patient_unknown" => "the room's patient scan was not confirmed by the record system",
         "pulse_disagrees" => "pulse rate disagrees with another device in the room",
         "map_outside_range" => "mean pressure outside the systolic-diastolic range",
         "ecg:partial" => "ECG strip shorter than configured: data missing",
@@ -446,5 +458,47 @@ fn apply_flags(reading: &Reading, obs: &mut Observation) {
         obs.note.push(Annotation {
             text: format!("{FLAGS_NOTE}: {}", list.join("; ")),
         });
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::super::test_support::bp;
+    use crate::reading::{Flag, PatientRecord};
+
+    fn json(r: &crate::reading::Reading) -> serde_json::Value {
+        serde_json::to_value(super::observation(r)).unwrap()
+    }
+
+    #[test]
+    fn a_looked_up_patient_is_referenced_by_its_logical_id_and_keeps_its_identifier() {
+        let mut r = bp();
+        r.patient_record = Some(PatientRecord {
+            id: "pat-17".into(),
+            family: Some("Doe".into()),
+            given: vec!["Jane".into()],
+            birth_date: Some("1970-01-02".into()),
+        });
+        let o = json(&r);
+        assert_eq!(
+            o["subject"],
+            serde_json::json!({"reference": "Patient/pat-17", "type": "Patient", "identifier":
+                {"system": "urn:oid:2.16.840.1.113883.3.9999", "value": "MRN123456"}})
+        );
+        let text = o.to_string();
+        assert!(
+            !text.contains("Doe") && !text.contains("1970"),
+            "no name or birth date: {text}"
+        );
+    }
+
+    #[test]
+    fn an_unverified_patient_says_so_in_the_note() {
+        let mut r = bp();
+        r.flags.push(Flag::new("patient_unverified"));
+        let o = json(&r);
+        assert_eq!(o["subject"]["reference"], serde_json::Value::Null);
+        let note = o["note"][0]["text"].as_str().unwrap();
+        assert!(note.contains("identifier only: the record system could not be asked to confirm it [patient_unverified]"), "{note}");
     }
 }

@@ -44,6 +44,7 @@ pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
             id: "MRN123456".into(),
             system: "urn:oid:2.16.840.1.113883.3.9999".into(),
         }),
+        patient_record: None,
         kind,
         observed_at: t,
         received_at: t,

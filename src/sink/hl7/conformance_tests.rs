@@ -77,6 +77,7 @@ fn bp() -> Reading {
             id: "MRN0012345".into(),
             system: "urn:oid:2.16.840.1.113883.3.999".into(),
         }),
+        patient_record: None,
         kind: Kind::BloodPressure,
         observed_at: datetime!(2026-11-27 10:29:30 +01:00),
         received_at: datetime!(2026-11-27 10:30:05 +01:00),

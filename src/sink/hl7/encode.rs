@@ -11,8 +11,10 @@
 //! OBX|n|NM|<mdc>^<MDC ref>^MDC^<loinc>^<display>^LN|1.1.1.n|<value>|<mdc unit>^<ref>^MDC^<ucum>^<ucum>^UCUM||<A>|||F|||<observed_at>||||<device id>
 //! ```
 //! The message conforms to HL7 v2.6 ORU^R01 as a strict validator checks it (`docs/hl7.md`):
-//! - PID-3 and PID-5 are always present. vitalsd knows no patient names, so PID-5 is an empty
-//!   name of type `U` (unspecified): [`UNKNOWN_NAME`]. A reading without a patient (location
+//! - PID-3 and PID-5 are always present. PID-5 is an empty name of type `U` (unspecified):
+//!   [`UNKNOWN_NAME`], unless the patient lookup confirmed the patient with the record system
+//!   (docs/patient-lookup.md): then the record's name (type `L`) and, when known, its birth
+//!   date in PID-7. A reading without a patient (location
 //!   mode) gets the placeholder PID-3 [`NO_PATIENT_ID`] in the assigning authority
 //!   [`NO_PATIENT_AUTHORITY`] with identifier type `U`: an identifier no record system issues,
 //!   so it never matches a real patient; the room stays in PV1-3.
@@ -44,7 +46,7 @@ use std::fmt::Write;
 use super::Header;
 use crate::decode::hl7v2::{format_dtm, Delimiters};
 use crate::normalize::codes::{self, Mdc};
-use crate::reading::{Reading, Value};
+use crate::reading::{PatientRecord, Reading, Value};
 
 /// MSH-21 message profile (IHE PCD-01).
 pub const PROFILE: &str = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO";
@@ -87,7 +89,21 @@ pub fn oru_r01(reading: &Reading, header: &Header) -> Vec<u8> {
         Some(p) => pid3(&p.id, &p.system),
         None => format!("{NO_PATIENT_ID}^^^{NO_PATIENT_AUTHORITY}^U"),
     };
-    let _ = write!(m, "PID|||{pid3}||{UNKNOWN_NAME}\r");
+    let record = reading
+        .patient
+        .as_ref()
+        .and(reading.patient_record.as_ref());
+    let name = record
+        .and_then(pid5)
+        .unwrap_or_else(|| UNKNOWN_NAME.to_string());
+    match record.and_then(|r| r.birth_date.as_deref()).map(pid7) {
+        Some(born) => {
+            let _ = write!(m, "PID|||{pid3}||{name}||{born}\r");
+        }
+        None => {
+            let _ = write!(m, "PID|||{pid3}||{name}\r");
+        }
+    }
     m.push_str("PV1||O|");
     if let Some(room) = &reading.room {
         m.push_str(&pv1_3(room));
@@ -171,6 +187,44 @@ fn pv1_3(room: &str) -> String {
     format!("^{cut}^^^^^^^{full}")
 }
 
+/// Most characters of a name component kept (before escaping): the v2.6 lengths of XPN's
+/// family name (FN.1) and given names.
+const FAMILY_MAX: usize = 50;
+const GIVEN_MAX: usize = 30;
+
+fn cut(s: &str, max: usize) -> String {
+    esc(&s.chars().take(max).collect::<String>())
+}
+
+/// PID-5 (XPN) from a looked-up Patient (docs/patient-lookup.md):
+/// `family^given^further given names^^^^L` (name type `L`, legal; HL7 table 0200); `None`
+/// when the record has no name.
+fn pid5(r: &PatientRecord) -> Option<String> {
+    if r.family.is_none() && r.given.is_empty() {
+        return None;
+    }
+    let family = r
+        .family
+        .as_deref()
+        .map_or(String::new(), |f| cut(f, FAMILY_MAX));
+    let given = r.given.first().map_or(String::new(), |g| cut(g, GIVEN_MAX));
+    let more = cut(
+        &r.given
+            .iter()
+            .skip(1)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" "),
+        GIVEN_MAX,
+    );
+    Some(format!("{family}^{given}^{more}^^^^L"))
+}
+
+/// PID-7 (DTM, date of birth) from a FHIR date (`1970-01-02` → `19700102`).
+fn pid7(date: &str) -> String {
+    date.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// PID-3 (CX): `id^^^&<universal id>&<type>^MR`. A `urn:oid:` system is sent as its bare OID
 /// with type `ISO`; any other system (a URL) as itself with type `URI`.
 fn pid3(id: &str, system: &str) -> String {
@@ -236,5 +290,34 @@ fn obx6(reading: &Reading, v: &Value) -> String {
     match mdc {
         Some((code, reference)) => format!("{code}^{reference}^MDC^{u}^{u}^UCUM"),
         None => format!("{u}^{u}^UCUM"),
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    fn record(family: Option<&str>, given: &[&str], born: Option<&str>) -> PatientRecord {
+        PatientRecord {
+            id: "pat-1".into(),
+            family: family.map(Into::into),
+            given: given.iter().map(|g| (*g).to_string()).collect(),
+            birth_date: born.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_looked_up_name_fills_pid5_escaped_and_the_birth_date_pid7() {
+        let r = record(Some("O|Brien"), &["Mary", "Ann", "Lou"], Some("1970-01-02"));
+        assert_eq!(pid5(&r).unwrap(), "O\\F\\Brien^Mary^Ann Lou^^^^L");
+        assert_eq!(pid7("1970-01-02"), "19700102");
+        assert_eq!(pid7("1970"), "1970");
+        assert_eq!(pid5(&record(None, &[], None)), None);
+        let long = "x".repeat(80);
+        let r = record(Some(&long), &[&long], None);
+        assert_eq!(
+            pid5(&r).unwrap(),
+            format!("{}^{}^^^^^L", "x".repeat(50), "x".repeat(30))
+        );
     }
 }

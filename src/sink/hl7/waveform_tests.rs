@@ -38,6 +38,7 @@ fn strip(leads: Vec<Lead>, fs_hz: f64) -> Reading {
             id: "MRN0012345".into(),
             system: "urn:oid:2.16.840.1.113883.3.999".into(),
         }),
+        patient_record: None,
         kind: Kind::Ecg,
         observed_at: t0,
         received_at: datetime!(2026-11-27 12:00:11 +01:00),

@@ -1,0 +1,566 @@
+//! Confirming a scanned identifier against the record system (`[patient] lookup`,
+//! docs/patient-lookup.md).
+//!
+//! Receives the identifier of every scan, patient-topic message and API set; asks a
+//! [`Directory`] — in production [`FhirDirectory`]: `GET [base]/Patient?identifier=<system>|<value>`
+//! on the named FHIR sink's server, with the sink's HTTP client (TLS trust, timeouts, no
+//! redirects) and its kind of credentials — and answers [`Answer`]: exactly one Patient
+//! (`Found`, with its logical id, name and birth date), none, more than one, or no answer.
+//! Promises:
+//! - answers are cached, at most [`CACHE_ENTRIES`] identifiers: a found Patient for
+//!   `lookup_cache_ttl`, "none" and "more than one" for at most [`NEGATIVE_TTL`] (a patient
+//!   registered a moment ago can be scanned again soon); "no answer" is never cached, and a
+//!   cached Patient is still used while the server is down;
+//! - the identifier, the name and the birth date never reach the log or an error text: the
+//!   request URL is not logged, and a failure is described by its kind and HTTP status only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{FhirSinkConfig, LookupConfig, LookupUnavailable};
+use crate::reading::{PatientRecord, PatientRef};
+use crate::sink::fhir::auth::Auth;
+use crate::sink::fhir::http::{client, read_bounded};
+use crate::sink::fhir::FhirSinkError;
+
+/// Identifiers whose answer is kept.
+pub const CACHE_ENTRIES: usize = 1024;
+/// The longest a "no such patient" or "more than one" answer is reused.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(60);
+/// The most bytes of a search answer that are read.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// The longest name part or birth date kept from a Patient.
+const MAX_PART: usize = 100;
+
+/// Why a scan gave the room no patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The record system has no Patient with the identifier.
+    NotFound,
+    /// The record system has more than one Patient with the identifier.
+    Ambiguous,
+    /// The record system could not be asked (and `lookup_unavailable = "hold"`).
+    Unavailable,
+}
+
+impl RefusalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Ambiguous => "ambiguous",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotFound => "the record system has no patient with this identifier",
+            Self::Ambiguous => "the record system has more than one patient with this identifier",
+            Self::Unavailable => "the record system could not be asked",
+        })
+    }
+}
+
+/// How a room's current patient was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The record system's lookup found exactly one Patient.
+    Record,
+    /// Set by identifier alone: no lookup configured, or the record system could not be asked.
+    IdentifierOnly,
+    /// The room has no patient.
+    None,
+}
+
+/// The `lookup_unavailable` fallback one reading took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupChoice {
+    Hold,
+    Identifier,
+}
+
+/// What the record system says about one identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Found(PatientRecord),
+    NotFound,
+    Ambiguous,
+    /// No answer (unreachable, timed out, an error status); the reason names no identifier.
+    Unavailable(String),
+}
+
+/// A future a [`Directory`] returns.
+pub type SearchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<PatientRecord>, String>> + Send + 'a>>;
+
+/// Where Patients are searched by identifier.
+pub trait Directory: Send + Sync {
+    /// Every Patient with this identifier (at most two are needed), or why there is no answer
+    /// (without the identifier).
+    fn search<'a>(&'a self, patient: &'a PatientRef) -> SearchFuture<'a>;
+}
+
+/// A FHIR R4 server's `Patient?identifier=` search.
+pub struct FhirDirectory {
+    base_url: String,
+    http: reqwest::Client,
+    auth: tokio::sync::Mutex<Auth>,
+}
+
+impl FhirDirectory {
+    /// The directory of the FHIR sink `sink`: its base URL, client and credentials.
+    pub fn new(sink: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+        Ok(Self {
+            base_url: sink.base_url.trim_end_matches('/').to_string(),
+            http: client(sink)?,
+            auth: tokio::sync::Mutex::new(Auth::new(&sink.auth)),
+        })
+    }
+
+    async fn get(&self, patient: &PatientRef) -> Result<Vec<PatientRecord>, String> {
+        let identifier = format!("{}|{}", patient.system, patient.id);
+        let mut reauthed = false;
+        loop {
+            let token = {
+                let mut auth = self.auth.lock().await;
+                // Errors name files and statuses only, never a token or an identifier.
+                auth.bearer(&self.http)
+                    .await
+                    .map_err(|e| format!("credentials: {e}"))?
+            };
+            let mut url = reqwest::Url::parse(&format!("{}/Patient", self.base_url))
+                .map_err(|_| "the sink's base_url is not a URL".to_string())?;
+            url.query_pairs_mut()
+                .append_pair("identifier", &identifier)
+                .append_pair("_count", "2");
+            let mut req = self.http.get(url).header(ACCEPT, "application/fhir+json");
+            if let Some(t) = &token {
+                req = req.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
+            }
+            let resp = req.send().await.map_err(|e| transport(&e))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.lock().await.rejected()
+            {
+                reauthed = true;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("HTTP {}", status.as_u16()));
+            }
+            let body = read_bounded(resp, MAX_ANSWER_BYTES).await?;
+            return patients(&body);
+        }
+    }
+}
+
+impl Directory for FhirDirectory {
+    fn search<'a>(&'a self, patient: &'a PatientRef) -> SearchFuture<'a> {
+        Box::pin(self.get(patient))
+    }
+}
+
+/// The kind of a transport failure (a reqwest error's text would quote the URL, which holds
+/// the identifier).
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchSet {
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    #[serde(default)]
+    entry: Vec<SearchEntry>,
+}
+
+#[derive(Deserialize)]
+struct SearchEntry {
+    #[serde(default)]
+    resource: Option<serde_json::Value>,
+    #[serde(default)]
+    search: Option<SearchMode>,
+}
+
+#[derive(Deserialize)]
+struct SearchMode {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// The Patients of a searchset Bundle (entries whose search mode is `match` or unset).
+fn patients(body: &[u8]) -> Result<Vec<PatientRecord>, String> {
+    let set: SearchSet =
+        serde_json::from_slice(body).map_err(|_| "the answer is not a FHIR Bundle".to_string())?;
+    if set.resource_type != "Bundle" {
+        return Err("the answer is not a FHIR Bundle".into());
+    }
+    Ok(set
+        .entry
+        .iter()
+        .filter(|e| {
+            e.search
+                .as_ref()
+                .and_then(|s| s.mode.as_deref())
+                .is_none_or(|m| m == "match")
+        })
+        .filter_map(|e| e.resource.as_ref())
+        .filter(|r| r["resourceType"] == "Patient")
+        .filter_map(record)
+        .collect())
+}
+
+/// A text kept from a Patient: control characters out, bounded.
+fn part(v: &serde_json::Value) -> Option<String> {
+    let s: String = v
+        .as_str()?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_PART)
+        .collect();
+    let s = s.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// One Patient resource → its record (`None` without a logical id). The name is the first
+/// `official` one, else the first `usual`, else the first.
+fn record(p: &serde_json::Value) -> Option<PatientRecord> {
+    let id = part(&p["id"])?;
+    let names = p["name"].as_array().cloned().unwrap_or_default();
+    let pick = |use_: &str| names.iter().find(|n| n["use"] == use_);
+    let name = pick("official").or_else(|| pick("usual")).or(names.first());
+    let family = name.and_then(|n| part(&n["family"]));
+    let given = name
+        .and_then(|n| n["given"].as_array())
+        .map(|g| g.iter().filter_map(part).collect())
+        .unwrap_or_default();
+    let birth_date = part(&p["birthDate"]).filter(|d| is_fhir_date(d));
+    Some(PatientRecord {
+        id,
+        family,
+        given,
+        birth_date,
+    })
+}
+
+/// FHIR `date`: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+fn is_fhir_date(s: &str) -> bool {
+    let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = s.split('-');
+    let ok = parts.next().is_some_and(|y| digits(y, 4))
+        && parts.next().is_none_or(|m| digits(m, 2))
+        && parts.next().is_none_or(|d| digits(d, 2));
+    ok && parts.next().is_none()
+}
+
+struct Cached {
+    at: Instant,
+    answer: Answer,
+}
+
+/// The lookup: a directory, the cache and what to do when the directory cannot answer.
+pub struct Lookup {
+    directory: Arc<dyn Directory>,
+    unavailable: LookupUnavailable,
+    ttl: Duration,
+    cache: Mutex<HashMap<PatientRef, Cached>>,
+}
+
+impl Lookup {
+    pub fn new(
+        directory: Arc<dyn Directory>,
+        unavailable: LookupUnavailable,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            directory,
+            unavailable,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lookup of `[patient] lookup` on the FHIR sink it names.
+    pub fn from_config(cfg: &LookupConfig, sink: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+        Ok(Self::new(
+            Arc::new(FhirDirectory::new(sink)?),
+            cfg.unavailable,
+            cfg.cache_ttl,
+        ))
+    }
+
+    /// The lookup `cfg` configures (`[patient] lookup`), on the FHIR sink it names; `None`
+    /// without one.
+    pub fn for_config(cfg: &crate::config::Config) -> anyhow::Result<Option<Self>> {
+        let Some(l) = &cfg.patient.lookup else {
+            return Ok(None);
+        };
+        let sink = l.server.as_ref().or_else(|| {
+            cfg.sinks.iter().find_map(|s| match s {
+                crate::config::SinkConfig::Fhir(f) if f.id == l.sink => Some(f),
+                _ => None,
+            })
+        });
+        let Some(sink) = sink else {
+            anyhow::bail!("patient.lookup: no FHIR sink `{}`", l.sink);
+        };
+        let lookup = Self::from_config(l, sink).map_err(|e| {
+            anyhow::anyhow!(
+                "patient.lookup: cannot set up the client of sink `{}`: {e}",
+                l.sink
+            )
+        })?;
+        Ok(Some(lookup))
+    }
+
+    /// What a scan does while the directory cannot answer.
+    pub fn on_unavailable(&self) -> LookupUnavailable {
+        self.unavailable
+    }
+
+    fn lifetime(&self, a: &Answer) -> Duration {
+        match a {
+            Answer::Found(_) => self.ttl,
+            _ => self.ttl.min(NEGATIVE_TTL),
+        }
+    }
+
+    fn cached(&self, p: &PatientRef, now: Instant) -> Option<Answer> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(p)
+            .filter(|c| now.duration_since(c.at) < self.lifetime(&c.answer))
+            .map(|c| c.answer.clone())
+    }
+
+    /// A found Patient within its lifetime, even while the directory is down.
+    fn cached_found(&self, p: &PatientRef, now: Instant) -> Option<Answer> {
+        self.cached(p, now)
+            .filter(|a| matches!(a, Answer::Found(_)))
+    }
+
+    fn remember(&self, p: &PatientRef, answer: &Answer, now: Instant) {
+        if self.lifetime(answer).is_zero() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_ENTRIES && !cache.contains_key(p) {
+            cache.retain(|_, c| now.duration_since(c.at) < self.lifetime(&c.answer));
+            if cache.len() >= CACHE_ENTRIES {
+                let oldest = cache
+                    .iter()
+                    .min_by_key(|(_, c)| c.at)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    cache.remove(&k);
+                }
+            }
+        }
+        cache.insert(
+            p.clone(),
+            Cached {
+                at: now,
+                answer: answer.clone(),
+            },
+        );
+    }
+
+    /// How many identifiers the cache holds (for tests and the status).
+    pub fn cached_entries(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// What the record system says about `p` (from the cache when it is fresh).
+    pub async fn check(&self, p: &PatientRef) -> Answer {
+        let now = Instant::now();
+        if let Some(a) = self.cached(p, now) {
+            return a;
+        }
+        let answer = match self.directory.search(p).await {
+            Ok(mut found) => match found.len() {
+                0 => Answer::NotFound,
+                1 => Answer::Found(found.remove(0)),
+                _ => Answer::Ambiguous,
+            },
+            Err(reason) => {
+                if let Some(a) = self.cached_found(p, now) {
+                    return a;
+                }
+                return Answer::Unavailable(reason);
+            }
+        };
+        self.remember(p, &answer, Instant::now());
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory answering from a list, or failing; counts the searches.
+    struct Fake {
+        patients: Mutex<Vec<(PatientRef, PatientRecord)>>,
+        down: std::sync::atomic::AtomicBool,
+        searches: AtomicUsize,
+    }
+
+    impl Directory for Fake {
+        fn search<'a>(&'a self, p: &'a PatientRef) -> SearchFuture<'a> {
+            self.searches.fetch_add(1, Ordering::SeqCst);
+            let down = self.down.load(Ordering::SeqCst);
+            let found: Vec<PatientRecord> = self
+                .patients
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k == p)
+                .map(|(_, r)| r.clone())
+                .collect();
+            Box::pin(async move {
+                if down {
+                    Err("cannot connect".to_string())
+                } else {
+                    Ok(found)
+                }
+            })
+        }
+    }
+
+    fn mrn(id: &str) -> PatientRef {
+        PatientRef {
+            id: id.into(),
+            system: "urn:oid:1.2.3".into(),
+        }
+    }
+
+    fn rec(id: &str) -> PatientRecord {
+        PatientRecord {
+            id: id.into(),
+            family: Some("Doe".into()),
+            given: vec!["Jane".into()],
+            birth_date: Some("1970-01-02".into()),
+        }
+    }
+
+    fn fake(list: &[(&str, &str)]) -> Arc<Fake> {
+        Arc::new(Fake {
+            patients: Mutex::new(list.iter().map(|(m, r)| (mrn(m), rec(r))).collect()),
+            down: false.into(),
+            searches: AtomicUsize::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn one_none_or_two_patients_and_a_down_server() {
+        let f = fake(&[("A", "p1"), ("B", "p2"), ("B", "p3")]);
+        let l = Lookup::new(f.clone(), LookupUnavailable::Hold, Duration::from_secs(600));
+        assert_eq!(l.check(&mrn("A")).await, Answer::Found(rec("p1")));
+        assert_eq!(l.check(&mrn("B")).await, Answer::Ambiguous);
+        assert_eq!(l.check(&mrn("C")).await, Answer::NotFound);
+        f.down.store(true, Ordering::SeqCst);
+        assert_eq!(
+            l.check(&mrn("D")).await,
+            Answer::Unavailable("cannot connect".into())
+        );
+        // A found Patient is reused while the server is down; nothing new is asked for it.
+        let before = f.searches.load(Ordering::SeqCst);
+        assert_eq!(l.check(&mrn("A")).await, Answer::Found(rec("p1")));
+        assert_eq!(f.searches.load(Ordering::SeqCst), before);
+    }
+
+    #[tokio::test]
+    async fn answers_are_cached_for_their_lifetime_only() {
+        let f = fake(&[("A", "p1")]);
+        let l = Lookup::new(
+            f.clone(),
+            LookupUnavailable::Hold,
+            Duration::from_millis(200),
+        );
+        l.check(&mrn("A")).await;
+        l.check(&mrn("A")).await;
+        assert_eq!(
+            f.searches.load(Ordering::SeqCst),
+            1,
+            "second answer from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        l.check(&mrn("A")).await;
+        assert_eq!(
+            f.searches.load(Ordering::SeqCst),
+            2,
+            "asked again after the ttl"
+        );
+        // No answer is never cached.
+        f.down.store(true, Ordering::SeqCst);
+        l.check(&mrn("Z")).await;
+        l.check(&mrn("Z")).await;
+        assert_eq!(f.searches.load(Ordering::SeqCst), 4);
+        // A zero ttl caches nothing.
+        let l0 = Lookup::new(
+            fake(&[("A", "p1")]),
+            LookupUnavailable::Hold,
+            Duration::ZERO,
+        );
+        l0.check(&mrn("A")).await;
+        assert_eq!(l0.cached_entries(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let f = fake(&[]);
+        let l = Lookup::new(f, LookupUnavailable::Hold, Duration::from_secs(600));
+        for i in 0..(CACHE_ENTRIES + 50) {
+            l.check(&mrn(&format!("M{i}"))).await;
+        }
+        assert_eq!(l.cached_entries(), CACHE_ENTRIES);
+    }
+
+    #[test]
+    fn a_searchset_gives_its_matching_patients_with_name_and_birth_date() {
+        let body = br#"{"resourceType":"Bundle","type":"searchset","entry":[
+            {"resource":{"resourceType":"Patient","id":"p1","birthDate":"1970-01-02",
+              "name":[{"use":"nickname","given":["J"]},{"use":"official","family":"Doe","given":["Jane","Q"]}]},
+             "search":{"mode":"match"}},
+            {"resource":{"resourceType":"OperationOutcome","issue":[]},"search":{"mode":"outcome"}},
+            {"resource":{"resourceType":"Patient","id":"x","birthDate":"not a date"},"search":{"mode":"include"}}]}"#;
+        let p = patients(body).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].id, "p1");
+        assert_eq!(p[0].family.as_deref(), Some("Doe"));
+        assert_eq!(p[0].given, vec!["Jane", "Q"]);
+        assert_eq!(p[0].birth_date.as_deref(), Some("1970-01-02"));
+        assert_eq!(p[0].display_name().as_deref(), Some("Jane Q Doe"));
+        let empty = patients(br#"{"resourceType":"Bundle","type":"searchset"}"#).unwrap();
+        assert!(empty.is_empty());
+        assert!(patients(b"<html>").is_err());
+        assert!(patients(br#"{"resourceType":"OperationOutcome"}"#).is_err());
+        let odd = patients(br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"q","birthDate":"1970-13"}}]}"#).unwrap();
+        assert_eq!(
+            odd[0].birth_date.as_deref(),
+            Some("1970-13"),
+            "the shape, not the calendar"
+        );
+        let bad = patients(br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"q","birthDate":"70-1-2"}}]}"#).unwrap();
+        assert_eq!(bad[0].birth_date, None);
+        assert!(format!("{:?}", p[0]).contains("redacted"));
+    }
+}
