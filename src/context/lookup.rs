@@ -77,8 +77,11 @@ impl std::fmt::Display for RefusalReason {
 pub enum Verification {
     /// The record system's lookup found exactly one Patient.
     Record,
-    /// Set by identifier alone: no lookup configured, or the record system could not be asked.
+    /// Set by the scanned identifier alone while a configured lookup could not be asked
+    /// (`lookup_unavailable = "identifier"`): readings are flagged `patient_unverified`.
     IdentifierOnly,
+    /// Set by the scanned identifier with no lookup configured: nothing to confirm against.
+    Scanned,
     /// The room has no patient.
     None,
 }

@@ -587,7 +587,8 @@ impl ContextStore {
                     verified: match cur {
                         None => Verification::None,
                         Some(e) if e.record.is_some() => Verification::Record,
-                        Some(_) => Verification::IdentifierOnly,
+                        Some(e) if e.unverified => Verification::IdentifierOnly,
+                        Some(_) => Verification::Scanned,
                     },
                     name: cur
                         .filter(|_| names)

@@ -514,7 +514,7 @@ mod with_lookup {
         let r = attached(&c, t(1));
         assert_eq!(r.patient, Some(p("NOPE")));
         assert!(r.flags.is_empty() && r.patient_record.is_none());
-        assert_eq!(c.views(t(1))[0].verified, Verification::IdentifierOnly);
+        assert_eq!(c.views(t(1))[0].verified, Verification::Scanned);
         assert_eq!(q.audit(None, 10).unwrap().len(), 1, "context_set only");
     }
 }

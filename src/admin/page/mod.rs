@@ -228,9 +228,13 @@ pub fn render(
     let held = s.queue.held(200)?;
     let review_list = s.queue.review_list(500)?;
     let waiting = waiting_by_room(&review_list, &held);
-    let rooms: Vec<RoomInfo> = s
-        .contexts
-        .views(now)
+    // Names and birth dates from a patient lookup only for a signed-in user.
+    let views = if signed_in {
+        s.contexts.views_with_names(now)
+    } else {
+        s.contexts.views(now)
+    };
+    let rooms: Vec<RoomInfo> = views
         .iter()
         .map(|v| RoomInfo::from_json(&serde_json::to_value(v).unwrap_or_default()))
         .collect();

@@ -85,7 +85,7 @@
       if (!res.ok) return;
       const st = await res.json();
       for (const r of st.rooms || []) {
-        const p = r && r.patient;
+        const p = r && (r.name ? r : r.patient);
         if (!p || typeof p !== "object" || !p.name) continue;
         const card = document.querySelector('article.card[data-room="' + CSS.escape(String(r.room)) + '"]');
         const line = card && card.querySelector("p.patient");

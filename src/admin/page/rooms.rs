@@ -54,9 +54,9 @@ impl RoomInfo {
         RoomInfo {
             room: text(&v["room"]).unwrap_or_default(),
             tag,
-            name: text(&p["name"]),
-            birth_date: text(&p["birth_date"]),
-            verified: text(&p["verified"]),
+            name: text(&p["name"]).or_else(|| text(&v["name"])),
+            birth_date: text(&p["birth_date"]).or_else(|| text(&v["birth_date"])),
+            verified: text(&p["verified"]).or_else(|| text(&v["verified"])),
             since: instant(&v["since"]),
             expires_at: instant(&v["expires_at"]),
             remaining_seconds: v["context"]["expires_in_s"]
@@ -90,7 +90,6 @@ fn patient_line(r: &RoomInfo, signed_in: bool) -> String {
     let verified = match r.verified.as_deref() {
         Some("record") => " <span class=\"ok\">✓ in the record</span>",
         Some("identifier_only") => " <span class=\"warn\">identifier only</span>",
-        Some("none") => " <span class=\"bad\">not found in the record</span>",
         _ => "",
     };
     match (&r.name, signed_in) {
