@@ -107,6 +107,40 @@ struct Inner {
     lookup: RwLock<Option<Arc<Lookup>>>,
     /// Per-reading lookup fallbacks not yet written to the audit log.
     pending: Mutex<Vec<AuditEvent>>,
+    /// Rooms whose scan is being looked up, with the earliest such scan's time: the room's
+    /// patient from then on is not known until the record system answers.
+    checking: Mutex<BTreeMap<String, (OffsetDateTime, usize)>>,
+}
+
+/// Marks a room as being looked up for as long as it lives (every path out of `set`).
+struct Checking<'a> {
+    inner: &'a Inner,
+    room: String,
+}
+
+impl<'a> Checking<'a> {
+    fn start(inner: &'a Inner, room: &str, at: OffsetDateTime) -> Self {
+        let mut map = inner.checking.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(room.to_string()).or_insert((at, 0));
+        entry.0 = entry.0.min(at);
+        entry.1 += 1;
+        Checking {
+            inner,
+            room: room.to_string(),
+        }
+    }
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        let mut map = self.inner.checking.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get_mut(&self.room) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                map.remove(&self.room);
+            }
+        }
+    }
 }
 
 /// Checks an identifier and its system before it becomes a context.
@@ -174,6 +208,7 @@ impl ContextStore {
                 known: RwLock::new(None),
                 lookup: RwLock::new(None),
                 pending: Mutex::new(Vec::new()),
+                checking: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -261,6 +296,11 @@ impl ContextStore {
         check_room(room)?;
         check_patient(&patient)?;
         check_user(user)?;
+        // While the record system is asked, readings of the room's other devices that may be
+        // from after the scan are held as ambiguous, never given the previous patient.
+        let _checking = self
+            .lookup()
+            .map(|_| Checking::start(&self.inner, room, at));
         let (record, verified) = match self.lookup() {
             None => (None, None),
             Some(lookup) => match lookup.check(&patient).await {
@@ -444,6 +484,16 @@ impl ContextStore {
     /// the device `user` (if any). See [`RoomHistory::attribute`].
     pub fn attribute(&self, room: &str, window: Window, user: Option<u8>) -> Attribution {
         let ttl = self.inner.ttl;
+        let checking_since = self
+            .inner
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(room)
+            .map(|&(since, _)| since);
+        if checking_since.is_some_and(|since| window.to >= since) {
+            return Attribution::Ambiguous;
+        }
         match self.rooms().get(room) {
             Some(h) => h.attribute(window, user, ttl),
             None => Attribution::Unknown,

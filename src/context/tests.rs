@@ -504,6 +504,55 @@ mod with_lookup {
         assert!(attached(&c, t(3)).flags.is_empty());
     }
 
+    /// A record system that answers only when told to.
+    struct Slow {
+        go: tokio::sync::Notify,
+    }
+
+    impl Directory for Slow {
+        fn search<'a>(&'a self, _: &'a PatientRef) -> SearchFuture<'a> {
+            Box::pin(async move {
+                self.go.notified().await;
+                Ok(vec![record("pat-a")])
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn while_a_scan_is_looked_up_the_rooms_new_readings_get_no_earlier_patient() {
+        let q = queue(&Arc::new(MemoryStore::new()));
+        let c = ContextStore::open(q.clone(), TTL).unwrap();
+        // Patient B was scanned without a lookup, then the lookup is switched on.
+        c.set("exam-1", p("B"), None, ContextSource::Scan, "s", t(0))
+            .await
+            .unwrap();
+        let slow = Arc::new(Slow {
+            go: tokio::sync::Notify::new(),
+        });
+        c.set_lookup(Some(Lookup::new(slow.clone(), LookupUnavailable::Hold, TTL)));
+        let setting = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.set("exam-1", p("A"), None, ContextSource::Scan, "s", t(4))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        while c.inner.checking.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // A reading from before the scan still belongs to B; one that may be from after it
+        // belongs to nobody yet.
+        assert_eq!(attached(&c, t(3)).patient, Some(p("B")));
+        let during = attached(&c, t(5));
+        assert_eq!(during.patient, None);
+        assert_eq!(flags(&during), ["patient_ambiguous"]);
+        slow.go.notify_one();
+        setting.await.unwrap().unwrap();
+        assert!(c.inner.checking.lock().unwrap().is_empty());
+        assert_eq!(attached(&c, t(6)).patient, Some(p("A")));
+    }
+
     #[tokio::test]
     async fn without_a_lookup_nothing_changes() {
         let q = queue(&Arc::new(MemoryStore::new()));
