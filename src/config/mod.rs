@@ -293,6 +293,8 @@ pub struct FhirSinkConfig {
     pub auth: FhirAuth,
     pub ca_file: Option<PathBuf>,
     pub batch_size: usize,
+    /// Transaction Bundles in flight at once (1 = one at a time).
+    pub concurrency: usize,
     pub timeout: Duration,
 }
 
