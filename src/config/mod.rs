@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::decode::Options;
 use crate::reading::{DeviceId, SinkId};
 use locate::Locator;
+pub use sinks::{default_fhir_concurrency, MAX_FHIR_CONCURRENCY};
 pub use validate::parse_broker_url;
 use validate::Validator;
 

@@ -113,6 +113,29 @@ impl DeliveryQueue for Queue {
                 })
         })
     }
+    fn pending_excluding<'a>(
+        &'a self,
+        sink: &'a SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &'a HashSet<ReadingId>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
+        if skip.is_empty() {
+            return DeliveryQueue::pending(self, sink, max, now);
+        }
+        // The blocking pool needs owned values: the ids in flight are copied (at most
+        // `concurrency × batch_size` of them).
+        let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || queue.pending_excluding(&sink, max, now, &skip))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
+                        "reading pending entries failed: {e}"
+                    ))))
+                })
+        })
+    }
     fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
         Queue::next_due(self, sink)
     }

@@ -655,3 +655,39 @@ each_concurrency!(
     an_idle_loop_sleeps_instead_of_polling,
     cancel_finishes_and_settles_the_batch_in_flight,
 );
+
+/// The real queue hands out the oldest due readings that are not in flight, and reads none of
+/// the skipped ones.
+#[tokio::test]
+async fn the_queue_passes_over_the_readings_in_flight() {
+    use crate::queue::QueueOptions;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = SinkId::new("ehr");
+    let queue = Queue::open(dir.path(), QueueOptions::new(vec![sink.clone()])).expect("queue");
+    let readings: Vec<Reading> = (0..12).map(|i| reading(&format!("d{i}"))).collect();
+    let ids: Vec<ReadingId> = readings.iter().filter_map(|r| r.id).collect();
+    queue.enqueue(readings).await.expect("enqueue");
+    let now = OffsetDateTime::now_utc();
+    let skip: Set<ReadingId> = ids[..4].iter().chain(&ids[6..7]).copied().collect();
+    let got = DeliveryQueue::pending_excluding(&queue, &sink, 4, now, &skip)
+        .await
+        .expect("pending");
+    let got: Vec<ReadingId> = got.iter().filter_map(|p| p.reading.id).collect();
+    let all = DeliveryQueue::pending(&queue, &sink, 12, now)
+        .await
+        .expect("pending");
+    let want: Vec<ReadingId> = all
+        .iter()
+        .filter_map(|p| p.reading.id)
+        .filter(|id| !skip.contains(id))
+        .take(4)
+        .collect();
+    assert_eq!(all.len(), 12);
+    assert_eq!(got, want);
+    let none =
+        DeliveryQueue::pending_excluding(&queue, &sink, 4, now, &ids.iter().copied().collect())
+            .await
+            .expect("pending");
+    assert!(none.is_empty());
+    queue.close().await.expect("close");
+}
