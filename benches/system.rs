@@ -273,16 +273,35 @@ fn main() {
         );
         rows.push(
             row(
-                "backlog drain to the local FHIR listener, 50-reading Bundles",
+                &format!(
+                    "backlog drain to the local FHIR listener, 50-reading Bundles, {} in flight",
+                    b.concurrency
+                ),
                 rate(b.drain_rate),
                 format!(
-                    "listener alone, same Bundles, one client: {}",
-                    rate(b.ceiling)
+                    "listener alone, same Bundles, {} clients: {}",
+                    b.concurrency,
+                    rate(b.ceiling_pipelined)
                 ),
-                Some(ratio(b.drain_rate, b.ceiling)),
+                Some(ratio(b.drain_rate, b.ceiling_pipelined)),
             )
-            .target("≥ 5000/s", b.drain_rate >= 5000.0),
+            .target(
+                "≥ 0.60 of the listener",
+                ratio(b.drain_rate, b.ceiling_pipelined) >= 0.6,
+            ),
         );
+        rows.push(row(
+            "  the same drain against the listener with one client",
+            rate(b.drain_rate),
+            format!("listener alone, one client: {}", rate(b.ceiling)),
+            Some(ratio(b.drain_rate, b.ceiling)),
+        ));
+        rows.push(row(
+            "  entries re-sent to the listener during the drain (none stored twice)",
+            format!("{}", b.resent),
+            "—".into(),
+            None,
+        ));
         rows.push(row(
             "daemon CPU while draining (% of one core)",
             format!("{:.0} %", b.drain_cpu_pct),

@@ -190,6 +190,7 @@ async fn directory_lookup(
         ca_file: None,
         batch_size: 1,
         timeout: Duration::from_secs(5),
+        concurrency: 1,
     };
     Ok(crate::config::LookupConfig {
         sink: server.id.clone(),

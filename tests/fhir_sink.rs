@@ -57,6 +57,11 @@ struct Inner {
     delay: Duration,
     /// Do not keep the received Bundles (benchmark).
     skip_bundles: bool,
+    /// Every entry of every transaction processed, by identifier value (a resend counts).
+    received: BTreeMap<String, u32>,
+    /// Transactions being processed now, and the most at once.
+    active: u32,
+    most_active: u32,
 }
 
 struct OAuthCheck {
@@ -137,7 +142,12 @@ async fn transaction(State(srv): State<Srv>, headers: HeaderMap, body: Bytes) ->
         }
         None => {}
     }
+    srv.with(|s| {
+        s.active += 1;
+        s.most_active = s.most_active.max(s.active);
+    });
     tokio::time::sleep(delay).await;
+    srv.with(|s| s.active -= 1);
     let Ok(bundle) = serde_json::from_slice::<Json>(&body) else {
         return respond(400, outcome("not JSON"));
     };
@@ -172,6 +182,7 @@ async fn transaction(State(srv): State<Srv>, headers: HeaderMap, body: Bytes) ->
                     value
                 );
                 let conditional = e["request"]["ifNoneExist"].as_str() == Some(cond.as_str());
+                *s.received.entry(value.clone()).or_insert(0) += 1;
                 let n = s.stored.entry(value).or_insert(0);
                 if conditional && *n > 0 {
                     json!({"response":{"status":"200 OK"}})
@@ -378,6 +389,7 @@ fn config(
         auth,
         ca_file: None,
         batch_size,
+        concurrency: 1,
         timeout,
     }
 }
@@ -414,6 +426,41 @@ async fn delivering(
         None,
     ));
     (queue, cancel, task)
+}
+
+/// Four Bundles in flight from the real queue: every reading reaches the server once (counted
+/// by identifier over every transaction it processed), also when the first transaction fails
+/// with a 503 while the others are in flight.
+#[tokio::test]
+async fn pipelined_delivery_from_the_queue_sends_every_reading_once() {
+    let srv = Srv::default();
+    srv.with(|s| {
+        s.delay = Duration::from_millis(20);
+        s.skip_bundles = true;
+        s.script.push_back(Scripted::Status(503, None));
+    });
+    let addr = serve(srv.clone()).await;
+    let mut cfg = config(addr, FhirAuth::None, 10, Duration::from_secs(5));
+    cfg.concurrency = 4;
+    let sink = FhirSink::new(&cfg).expect("sink");
+    let readings: Vec<Reading> = (0..400).map(hr).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (queue, cancel, task) = delivering(dir.path(), sink, readings.clone(), fast_policy()).await;
+    wait_until("every reading stored", Duration::from_secs(30), || {
+        srv.with(|s| s.stored.len() == readings.len())
+    })
+    .await;
+    cancel.cancel();
+    task.await.expect("delivery task");
+    srv.with(|s| {
+        assert!(s.most_active >= 2, "Bundles were in flight side by side");
+        assert!(s.most_active <= 4, "never more than `concurrency`");
+        for r in &readings {
+            assert_eq!(s.received.get(&id_value(r)), Some(&1), "sent once");
+        }
+    });
+    let stats = queue.stats().expect("stats");
+    assert!(stats.sinks.iter().all(|s| s.pending == 0 && s.dead == 0));
 }
 
 #[track_caller]
@@ -984,5 +1031,50 @@ async fn drain_benchmark_prints_readings_per_second() {
     println!(
         "fhir sink alone (no queue): {N} readings in {took:.2?} = {:.0} readings/s",
         f64::from(N) / took.as_secs_f64()
+    );
+}
+
+/// `cargo test --release --test fhir_sink -- --ignored --nocapture pipelined`: the same drain
+/// from the real queue with one Bundle in flight and with four, in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
+async fn pipelined_drain_benchmark_one_against_four_in_flight() {
+    let n: u32 = std::env::var("DRAIN_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut rates = Vec::new();
+    for concurrency in [1, 4] {
+        let srv = Srv::default();
+        srv.with(|s| s.skip_bundles = true);
+        let addr = serve(srv.clone()).await;
+        let mut cfg = config(addr, FhirAuth::None, 50, Duration::from_secs(10));
+        cfg.concurrency = concurrency;
+        let readings: Vec<Reading> = (0..n).map(hr).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let (_queue, cancel, task) = delivering(
+            dir.path(),
+            FhirSink::new(&cfg).unwrap(),
+            readings,
+            fast_policy(),
+        )
+        .await;
+        wait_until("drained", Duration::from_secs(600), || {
+            srv.with(|s| s.stored.len() == n as usize)
+        })
+        .await;
+        let took = t0.elapsed();
+        cancel.cancel();
+        task.await.unwrap();
+        let dup = srv.with(|s| s.received.values().filter(|c| **c > 1).count());
+        assert_eq!(dup, 0, "sent twice");
+        let rate = f64::from(n) / took.as_secs_f64();
+        println!("pipelined drain: {n} readings, {concurrency} in flight: {rate:.0} readings/s");
+        rates.push(rate);
+    }
+    println!(
+        "pipelined drain: four in flight / one: {:.2}",
+        rates[1] / rates[0]
     );
 }

@@ -31,7 +31,12 @@ pub struct Backlog {
     pub rss_max_sampled_draining: u64,
     pub drain_rate: f64,
     pub drain_cpu_pct: f64,
+    /// The listener alone with one client, and with as many as the sink keeps in flight.
     pub ceiling: f64,
+    pub ceiling_pipelined: f64,
+    pub concurrency: usize,
+    /// Entries the listener received for an Observation it already had (re-sends).
+    pub resent: u64,
     pub disk_empty: u64,
     pub disk_full: u64,
     pub disk_drained: u64,
@@ -162,7 +167,14 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
             (c.len(), serde_json::to_vec(&b).expect("bundle JSON"))
         })
         .collect();
-    let ceiling = rt.block_on(listener::ceiling(&listener.base_url(), &bundles));
+    let concurrency = vitalsd::config::default_fhir_concurrency();
+    let ceiling = rt.block_on(listener::ceiling(&listener.base_url(), &bundles, 1));
+    listener.reset(false);
+    let ceiling_pipelined = rt.block_on(listener::ceiling(
+        &listener.base_url(),
+        &bundles,
+        concurrency,
+    ));
     listener.reset(false);
 
     // Holding: the listener is down; start, ready, settle, RSS.
@@ -234,6 +246,7 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     );
     let compact_took = t0.elapsed();
     let disk_compacted = proc::dir_bytes(&data);
+    let resent = listener.with(|s| s.resent);
     let dup = listener.with(|s| s.stored.values().filter(|c| **c > 1).count());
     assert_eq!(dup, 0, "the listener stored {dup} Observations twice");
     Backlog {
@@ -250,6 +263,9 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
         drain_rate,
         drain_cpu_pct,
         ceiling,
+        ceiling_pipelined,
+        concurrency,
+        resent,
         disk_empty,
         disk_full,
         disk_drained,

@@ -199,29 +199,44 @@ impl Listener {
     }
 }
 
-/// The listener's own ceiling: one client posting `bundles` one after another, as the sink
-/// does (one connection, keep-alive). Returns entries per second.
-pub async fn ceiling(base_url: &str, bundles: &[(usize, Vec<u8>)]) -> f64 {
-    let client = reqwest::Client::new();
+/// The listener's own ceiling: `clients` connections (keep-alive) each posting its share of
+/// `bundles` one after another, as the sink does with `concurrency = clients`. Returns
+/// entries per second.
+pub async fn ceiling(base_url: &str, bundles: &[(usize, Vec<u8>)], clients: usize) -> f64 {
+    let clients = clients.max(1);
     let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let mine: Vec<(usize, Vec<u8>)> =
+            bundles.iter().skip(c).step_by(clients).cloned().collect();
+        let url = base_url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut entries = 0usize;
+            for (n, body) in mine {
+                let resp = client
+                    .post(&url)
+                    .header("content-type", "application/fhir+json")
+                    .header("accept", "application/fhir+json")
+                    .header("prefer", "return=minimal")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("post to the listener");
+                assert!(
+                    resp.status().is_success(),
+                    "listener answered {}",
+                    resp.status()
+                );
+                let _ = resp.bytes().await.expect("read the answer");
+                entries += n;
+            }
+            entries
+        }));
+    }
     let mut entries = 0usize;
-    for (n, body) in bundles {
-        let resp = client
-            .post(base_url)
-            .header("content-type", "application/fhir+json")
-            .header("accept", "application/fhir+json")
-            .header("prefer", "return=minimal")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("post to the listener");
-        assert!(
-            resp.status().is_success(),
-            "listener answered {}",
-            resp.status()
-        );
-        let _ = resp.bytes().await.expect("read the answer");
-        entries += n;
+    for t in tasks {
+        entries += t.await.expect("ceiling client");
     }
     crate::ratio(entries as f64, t0.elapsed().as_secs_f64())
 }

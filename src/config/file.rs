@@ -377,6 +377,8 @@ pub struct FhirSinkFile {
     pub ca_file: String,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    #[serde(default = "super::sinks::default_fhir_concurrency")]
+    pub concurrency: usize,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
     #[serde(default)]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::decode::Options;
 use crate::reading::{DeviceId, SinkId};
 use locate::Locator;
+pub use sinks::{default_fhir_concurrency, MAX_FHIR_CONCURRENCY};
 pub use validate::parse_broker_url;
 use validate::Validator;
 
@@ -321,6 +322,8 @@ pub struct FhirSinkConfig {
     pub auth: FhirAuth,
     pub ca_file: Option<PathBuf>,
     pub batch_size: usize,
+    /// Transaction Bundles in flight at once (1 = one at a time).
+    pub concurrency: usize,
     pub timeout: Duration,
 }
 

@@ -7,6 +7,15 @@ use super::*;
 
 const TYPES: &str = "file, fhir, hl7-mllp, mqtt";
 
+/// Transaction Bundles a FHIR sink keeps in flight unless `concurrency` says otherwise
+/// (docs/throughput.md).
+pub fn default_fhir_concurrency() -> usize {
+    4
+}
+
+/// The most Bundles in flight a FHIR sink may be configured with.
+pub const MAX_FHIR_CONCURRENCY: usize = 32;
+
 impl Validator {
     pub(super) fn sink(&mut self, i: usize, v: toml::Value, has_mqtt: bool) -> Option<SinkConfig> {
         let at = format!("sink[{i}]");
@@ -118,6 +127,12 @@ impl Validator {
         if f.batch_size == 0 || f.batch_size > 1000 {
             self.problem(format!("{at}.batch_size"), "must be between 1 and 1000");
         }
+        if f.concurrency == 0 || f.concurrency > MAX_FHIR_CONCURRENCY {
+            self.problem(
+                format!("{at}.concurrency"),
+                format!("must be between 1 and {MAX_FHIR_CONCURRENCY}"),
+            );
+        }
         let auth = match (&f.oauth, f.token_file.is_empty()) {
             (Some(_), false) => {
                 self.problem(
@@ -140,6 +155,7 @@ impl Validator {
                 auth,
                 ca_file,
                 batch_size: f.batch_size,
+                concurrency: f.concurrency,
                 timeout: f.timeout.0,
             })
         })
@@ -318,5 +334,55 @@ impl Validator {
                 url: (!m.url.is_empty()).then_some(m.url),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use crate::config::{parse, SinkConfig};
+
+    fn fhir(extra: &str) -> Result<usize, Vec<String>> {
+        let src = format!(
+            r#"
+[[device]]
+id = "ox"
+driver = "nonin-ascii"
+room = "exam-1"
+serial = {{ path = "/dev/ttyUSB0" }}
+
+[[sink]]
+id = "ehr"
+type = "fhir"
+base_url = "http://127.0.0.1:8080/fhir"
+{extra}
+"#
+        );
+        match parse(&src, "t.toml") {
+            Ok(cfg) => match &cfg.sinks[0] {
+                SinkConfig::Fhir(f) => Ok(f.concurrency),
+                other => panic!("not fhir: {other:?}"),
+            },
+            Err(e) => Err(e.problems.iter().map(|p| p.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_fhir_sink_keeps_four_bundles_in_flight_unless_told() {
+        assert_eq!(fhir(""), Ok(4));
+        assert_eq!(fhir("concurrency = 1"), Ok(1));
+        assert_eq!(fhir("concurrency = 32"), Ok(32));
+    }
+
+    #[test]
+    fn a_fhir_concurrency_outside_1_to_32_is_refused_by_key() {
+        for bad in ["concurrency = 0", "concurrency = 33"] {
+            let problems = fhir(bad).expect_err(bad);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("sink[0].concurrency") && p.contains("between 1 and 32")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 }

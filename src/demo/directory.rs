@@ -127,6 +127,7 @@ mod tests {
             ca_file: None,
             batch_size: 1,
             timeout: std::time::Duration::from_secs(5),
+            concurrency: 1,
         };
         let l = Lookup::new(
             std::sync::Arc::new(crate::context::lookup::FhirDirectory::new(&sink).unwrap()),

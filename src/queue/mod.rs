@@ -254,16 +254,32 @@ impl Queue {
         max: usize,
         now: OffsetDateTime,
     ) -> Result<Vec<Pending>, QueueError> {
+        self.pending_excluding(sink, max, now, &std::collections::HashSet::new())
+    }
+
+    /// [`Queue::pending`] passing over the entries whose reading is in `skip` (a delivery
+    /// loop's batches in flight, still pending until settled) before any reading is decoded.
+    pub fn pending_excluding(
+        &self,
+        sink: &SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &std::collections::HashSet<ReadingId>,
+    ) -> Result<Vec<Pending>, QueueError> {
         let shared = self.shared()?;
         let store = &*shared.store;
         let now_ms = ops::to_ms(now);
-        // The first `max` of the union are among the first `max` of each list.
+        // The first `max` of the union are among the first `max + skip` of each list.
+        let limit = max.saturating_add(skip.len());
         let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
         let prefix = keys::sink_prefix(keys::DUE, sink);
-        'scan: for (k, _) in store.scan_prefix(&prefix, None, max)? {
+        'scan: for (k, _) in store.scan_prefix(&prefix, None, limit)? {
             let (nb, id) = keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
             if nb > now_ms {
                 break 'scan;
+            }
+            if skip.contains(&id) {
+                continue;
             }
             let qkey = keys::retried(sink, id);
             if let Some(raw) = store.get(&qkey)? {
@@ -273,7 +289,7 @@ impl Queue {
         let mut looked = 0;
         self.fresh_entries(sink, |slot, id| {
             let nb = ops::id_ms(id);
-            if nb <= now_ms {
+            if nb <= now_ms && !skip.contains(&id) {
                 let p = PendingValue {
                     slot,
                     attempts: 0,
@@ -283,7 +299,7 @@ impl Queue {
                 due.push((nb, id, p));
             }
             looked += 1;
-            looked < max
+            looked < limit
         })?;
         due.sort_by_key(|(nb, id, _)| (*nb, *id));
         due.truncate(max);

@@ -1,11 +1,16 @@
 //! The delivery loop: drives one sink from the queue until cancelled.
 //!
 //! Receives due [`Pending`] entries of one sink (oldest first, up to the sink's batch size);
-//! emits them to the [`Sink`] and records each [`Outcome`] durably with [`Queue::settle`]:
+//! emits them to the [`Sink`] and records each [`Outcome`] durably with [`Queue::settle`].
+//! Up to [`Sink::concurrency`] batches are in flight at once, each on its own handle of the
+//! sink ([`Sink::pipeline`]); a reading is never in two of them, and the results are settled
+//! strictly in the order the batches were sent, so the rules below read as with one batch at
+//! a time (docs/throughput.md):
 //! - `Delivered` → `Settle::Delivered` (and a [`DeliveryEvent`] for the demo's printout);
 //! - `Rejected` → `Settle::Dead` (dead-letter, visible and retryable; never dropped);
 //! - `Retry` for **every** reading of the batch → the receiver is down: the whole sink backs off
-//!   (`policy.delay(consecutive failures)`), entries get `Retry { at }` and are never
+//!   (`policy.delay(consecutive failures)`: no new batch is sent until it has passed; batches
+//!   already in flight finish and share that failure), entries get `Retry { at }` and are never
 //!   dead-lettered; an unreachable EHR only grows the queue;
 //! - `Retry` for **some** readings → those readings alone back off; after
 //!   `max_attempts_per_reading` such failures (counted by this loop) one is dead-lettered with
@@ -16,9 +21,10 @@
 //!
 //! Idle costs nothing: with nothing due the loop waits on the queue's new-entry notification,
 //! the next scheduled retry, or cancellation (plus a long safety-net timer against a missed
-//! notification). On cancel it finishes and settles the batch in flight, then returns.
+//! notification). On cancel it sends nothing new, finishes and settles every batch in flight,
+//! then returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +32,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RetryPolicy, Sink};
@@ -58,6 +66,26 @@ pub trait DeliveryQueue: Send + Sync {
         max: usize,
         now: OffsetDateTime,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>>;
+    /// Up to `max` due entries whose reading is not in `skip` (the batches in flight), oldest
+    /// first. The default asks [`DeliveryQueue::pending`] for `max + skip.len()` and drops the
+    /// skipped ones: the entries in flight are still pending and among the oldest due.
+    fn pending_excluding<'a>(
+        &'a self,
+        sink: &'a SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &'a HashSet<ReadingId>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
+        Box::pin(async move {
+            if skip.is_empty() {
+                return self.pending(sink, max, now).await;
+            }
+            let mut due = self.pending(sink, max + skip.len(), now).await?;
+            due.retain(|p| p.reading.id.is_none_or(|id| !skip.contains(&id)));
+            due.truncate(max);
+            Ok(due)
+        })
+    }
     fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError>;
     fn settle<'a>(
         &'a self,
@@ -77,6 +105,29 @@ impl DeliveryQueue for Queue {
         let (queue, sink) = (self.clone(), sink.clone());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || queue.pending(&sink, max, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
+                        "reading pending entries failed: {e}"
+                    ))))
+                })
+        })
+    }
+    fn pending_excluding<'a>(
+        &'a self,
+        sink: &'a SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &'a HashSet<ReadingId>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
+        if skip.is_empty() {
+            return DeliveryQueue::pending(self, sink, max, now);
+        }
+        // The blocking pool needs owned values: the ids in flight are copied (at most
+        // `concurrency × batch_size` of them).
+        let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || queue.pending_excluding(&sink, max, now, &skip))
                 .await
                 .unwrap_or_else(|e| {
                     Err(QueueError::Store(crate::queue::StoreError::Io(format!(
@@ -139,68 +190,289 @@ pub async fn run_delivery_reporting(
 /// [`run_delivery_reporting`] over any [`DeliveryQueue`] and clock.
 pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     queue: &Q,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     policy: RetryPolicy,
     cancel: CancellationToken,
     report: Reporting,
     clock: Clock,
 ) {
     let id = sink.id().clone();
-    let mut health = Health::default();
-    tracing::info!(sink = %id, "delivery started");
-    while !cancel.is_cancelled() {
-        let batch = match queue.pending(&id, sink.max_batch().max(1), clock()).await {
-            Ok(b) => b,
-            Err(QueueError::Closed) => break,
-            Err(e) => {
-                health.queue_errors += 1;
-                tracing::warn!(sink = %id, error = %e, "cannot read pending entries");
-                pause(&cancel, policy.delay(health.queue_errors)).await;
-                continue;
-            }
-        };
-        health.queue_errors = 0;
-        if batch.is_empty() {
-            idle(queue, &id, &cancel, &clock).await;
-            continue;
-        }
-        // Not raced against `cancel`: a started batch is finished and settled.
-        let readings: Vec<Reading> = batch.iter().map(|p| p.reading.clone()).collect();
-        let outcomes = sink.deliver(&readings).await;
-        let now = clock();
-        let mut plan = plan(&id, &batch, outcomes, &policy, &mut health, now);
-        honour_retry_after(&mut plan, now, sink.retry_after());
-        let delivered = plan.delivered.len();
-        if let Some(status) = &report.status {
-            record(status, &plan, now);
-        }
-        if !plan.settles.is_empty() {
-            if let Err(e) = queue.settle(&id, plan.settles).await {
-                // The entries stay pending and are sent again: at-least-once, and every sink
-                // is idempotent on the reading id.
-                tracing::error!(sink = %id, error = %e, "cannot record delivery results");
-                if matches!(e, QueueError::Closed) {
-                    break;
-                }
-                pause(&cancel, policy.delay(1)).await;
-                continue;
-            }
-        }
-        if let Some(tx) = &report.events {
-            for reading in plan.delivered {
-                // No receiver is fine: events are for display only.
-                let _ = tx.send(DeliveryEvent {
-                    sink: id.clone(),
-                    reading,
-                });
-            }
-        }
-        tracing::debug!(sink = %id, batch = batch.len(), delivered, "batch settled");
-        if let Some(wait) = plan.sink_backoff {
-            pause(&cancel, wait).await;
+    let max = sink.max_batch().max(1);
+    let want = sink.concurrency().max(1);
+    let mut free = Vec::with_capacity(want);
+    for _ in 1..want {
+        match sink.pipeline() {
+            Some(s) => free.push(s),
+            None => break,
         }
     }
-    tracing::info!(sink = %id, "delivery stopped");
+    free.push(sink);
+    tracing::info!(sink = %id, in_flight = free.len(), "delivery started");
+    let mut run = Run {
+        queue,
+        id,
+        max,
+        policy,
+        report,
+        clock,
+        health: Health::default(),
+        free,
+        tasks: JoinSet::new(),
+        flights: VecDeque::new(),
+        landed: HashMap::new(),
+        in_flight: HashSet::new(),
+        next_seq: 0,
+        hold_until: None,
+        drained: false,
+    };
+    run.drive(&cancel).await;
+    tracing::info!(sink = %run.id, "delivery stopped");
+}
+
+/// A batch the sink has finished with, waiting to be settled in send order.
+struct Landed {
+    seq: u64,
+    sink: Box<dyn Sink>,
+    readings: Vec<Reading>,
+    outcomes: Vec<Outcome>,
+    retry_after: Option<Duration>,
+}
+
+/// A batch handed to the sink and not settled yet.
+struct Flight {
+    seq: u64,
+    /// `Health::consecutive_failures` when the batch was sent: a batch sent before the sink's
+    /// latest whole-batch failure does not count as a further failure.
+    failures_at_send: u32,
+}
+
+/// What [`Run::send_next`] did.
+enum Sent {
+    Batch,
+    NothingDue,
+    QueueClosed,
+    QueueError,
+}
+
+/// What woke the loop while batches are in flight.
+enum Wake {
+    Landed(Option<Result<Landed, tokio::task::JoinError>>),
+    Cancelled,
+    NewEntries,
+    HoldOver,
+}
+
+/// One sink's delivery loop state: up to `free.len() + flights.len()` batches in flight, each
+/// with its own sink handle; results settled strictly in send order.
+struct Run<'q, Q: ?Sized> {
+    queue: &'q Q,
+    id: SinkId,
+    max: usize,
+    policy: RetryPolicy,
+    report: Reporting,
+    clock: Clock,
+    health: Health,
+    /// Sink handles with no batch.
+    free: Vec<Box<dyn Sink>>,
+    tasks: JoinSet<Landed>,
+    /// Sent and not yet settled, oldest first.
+    flights: VecDeque<Flight>,
+    /// Finished batches waiting for an older one to be settled first.
+    landed: HashMap<u64, Landed>,
+    /// Every reading of a sent, unsettled batch: never fetched into a second batch.
+    in_flight: HashSet<ReadingId>,
+    next_seq: u64,
+    /// No new batch before this (whole-sink backoff, a queue error).
+    hold_until: Option<Instant>,
+    /// The last look at the queue found nothing due that is not in flight.
+    drained: bool,
+}
+
+impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
+    async fn drive(&mut self, cancel: &CancellationToken) {
+        loop {
+            if !cancel.is_cancelled() && self.may_send() {
+                match self.send_next().await {
+                    Sent::Batch => continue,
+                    Sent::NothingDue => self.drained = true,
+                    Sent::QueueClosed => return,
+                    Sent::QueueError => {}
+                }
+            }
+            if self.flights.is_empty() {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                if let Some(until) = self.hold_until.filter(|u| *u > Instant::now()) {
+                    pause(cancel, until - Instant::now()).await;
+                    continue;
+                }
+                idle(self.queue, &self.id, cancel, &self.clock).await;
+                self.drained = false;
+                continue;
+            }
+            let cancelled = cancel.is_cancelled();
+            let listen = self.drained && !self.free.is_empty() && !cancelled;
+            let hold = self
+                .hold_until
+                .filter(|u| *u > Instant::now() && !self.free.is_empty() && !cancelled);
+            let wake = tokio::select! {
+                landed = self.tasks.join_next() => Wake::Landed(landed),
+                () = cancel.cancelled(), if !cancelled => Wake::Cancelled,
+                () = self.queue.wait_new(&self.id), if listen => Wake::NewEntries,
+                () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => Wake::HoldOver,
+            };
+            match wake {
+                Wake::Landed(Some(Ok(landed))) => {
+                    self.landed.insert(landed.seq, landed);
+                    if !self.settle_landed().await {
+                        return;
+                    }
+                }
+                Wake::Landed(Some(Err(e))) => {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                    return;
+                }
+                Wake::Landed(None) => {
+                    tracing::error!(sink = %self.id, "batches lost track of; stopping delivery");
+                    return;
+                }
+                Wake::NewEntries => self.drained = false,
+                Wake::Cancelled | Wake::HoldOver => {}
+            }
+        }
+    }
+
+    fn may_send(&self) -> bool {
+        !self.free.is_empty()
+            && !self.drained
+            && self.hold_until.is_none_or(|u| u <= Instant::now())
+    }
+
+    /// Fetches the oldest due readings not already in flight and hands them to a free sink.
+    async fn send_next(&mut self) -> Sent {
+        let now = (self.clock)();
+        let batch = match self
+            .queue
+            .pending_excluding(&self.id, self.max, now, &self.in_flight)
+            .await
+        {
+            Ok(b) => b,
+            Err(QueueError::Closed) => return Sent::QueueClosed,
+            Err(e) => {
+                self.health.queue_errors += 1;
+                tracing::warn!(sink = %self.id, error = %e, "cannot read pending entries");
+                self.hold(self.policy.delay(self.health.queue_errors));
+                return Sent::QueueError;
+            }
+        };
+        self.health.queue_errors = 0;
+        if batch.is_empty() {
+            return Sent::NothingDue;
+        }
+        let Some(mut sink) = self.free.pop() else {
+            return Sent::NothingDue;
+        };
+        let readings: Vec<Reading> = batch.into_iter().map(|p| p.reading).collect();
+        self.in_flight.extend(readings.iter().filter_map(|r| r.id));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.flights.push_back(Flight {
+            seq,
+            failures_at_send: self.health.consecutive_failures,
+        });
+        // Not raced against cancellation: a sent batch is finished and settled.
+        self.tasks.spawn(async move {
+            let outcomes = sink.deliver(&readings).await;
+            let retry_after = sink.retry_after();
+            Landed {
+                seq,
+                sink,
+                readings,
+                outcomes,
+                retry_after,
+            }
+        });
+        Sent::Batch
+    }
+
+    /// Settles every finished batch whose older batches are settled. False: stop the loop
+    /// (the queue is closed).
+    async fn settle_landed(&mut self) -> bool {
+        while let Some(flight) = self.flights.front() {
+            let Some(landed) = self.landed.remove(&flight.seq) else {
+                break;
+            };
+            let failures_at_send = flight.failures_at_send;
+            self.flights.pop_front();
+            let Landed {
+                sink,
+                readings,
+                outcomes,
+                retry_after,
+                ..
+            } = landed;
+            self.free.push(sink);
+            self.drained = false;
+            let now = (self.clock)();
+            let mut plan = plan(
+                &self.id,
+                &readings,
+                outcomes,
+                &self.policy,
+                &mut self.health,
+                now,
+                failures_at_send,
+            );
+            honour_retry_after(&mut plan, now, retry_after);
+            let delivered = plan.delivered.len();
+            if let Some(status) = &self.report.status {
+                record(status, &plan, now);
+            }
+            let settled = if plan.settles.is_empty() {
+                Ok(())
+            } else {
+                self.queue.settle(&self.id, plan.settles).await
+            };
+            for r in &readings {
+                if let Some(rid) = r.id {
+                    self.in_flight.remove(&rid);
+                }
+            }
+            if let Err(e) = settled {
+                // The entries stay pending and are sent again: at-least-once, and every sink
+                // is idempotent on the reading id.
+                tracing::error!(sink = %self.id, error = %e, "cannot record delivery results");
+                if matches!(e, QueueError::Closed) {
+                    return false;
+                }
+                self.hold(self.policy.delay(1));
+                continue;
+            }
+            if let Some(tx) = &self.report.events {
+                for reading in plan.delivered {
+                    // No receiver is fine: events are for display only.
+                    let _ = tx.send(DeliveryEvent {
+                        sink: self.id.clone(),
+                        reading,
+                    });
+                }
+            }
+            tracing::debug!(sink = %self.id, batch = readings.len(), delivered, "batch settled");
+            if let Some(wait) = plan.sink_backoff {
+                self.hold(wait);
+            }
+        }
+        true
+    }
+
+    /// No new batch for `wait` (the later of this and any hold already set).
+    fn hold(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        self.hold_until = Some(self.hold_until.map_or(until, |u| u.max(until)));
+    }
 }
 
 /// What the loop remembers between batches.
@@ -222,13 +494,17 @@ struct Plan {
     sink_backoff: Option<Duration>,
 }
 
+/// `failures_at_send` is `health.consecutive_failures` when the batch was sent: an all-retry
+/// batch sent before the latest whole-batch failure was recorded shares that failure's backoff
+/// instead of lengthening it (with one batch in flight the two are always equal).
 fn plan(
     id: &SinkId,
-    batch: &[Pending],
+    batch: &[Reading],
     mut outcomes: Vec<Outcome>,
     policy: &RetryPolicy,
     health: &mut Health,
     now: OffsetDateTime,
+    failures_at_send: u32,
 ) -> Plan {
     if outcomes.len() != batch.len() {
         tracing::error!(sink = %id, readings = batch.len(), outcomes = outcomes.len(),
@@ -247,7 +523,9 @@ fn plan(
         sink_backoff: None,
     };
     if all_retry {
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+        if health.consecutive_failures == failures_at_send {
+            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+        }
         let wait = policy.delay(health.consecutive_failures);
         let first_reason = match &outcomes[0] {
             Outcome::Retry(r) => r.as_str(),
@@ -263,7 +541,7 @@ fn plan(
         }
         let at = now + wait;
         for (p, o) in batch.iter().zip(outcomes) {
-            if let (Some(rid), Outcome::Retry(reason)) = (p.reading.id, o) {
+            if let (Some(rid), Outcome::Retry(reason)) = (p.id, o) {
                 plan.settles.push((rid, Settle::Retry { at, reason }));
             }
         }
@@ -277,14 +555,14 @@ fn plan(
     }
     health.consecutive_failures = 0;
     for (p, o) in batch.iter().zip(outcomes) {
-        let Some(rid) = p.reading.id else {
+        let Some(rid) = p.id else {
             tracing::error!(sink = %id, "pending reading without id cannot be settled");
             continue;
         };
         let settle = match o {
             Outcome::Delivered => {
                 health.reading_failures.remove(&rid);
-                plan.delivered.push(p.reading.clone());
+                plan.delivered.push(p.clone());
                 Settle::Delivered
             }
             Outcome::Rejected(reason) => {

@@ -58,4 +58,16 @@ pub trait Sink: Send {
     fn retry_after(&mut self) -> Option<std::time::Duration> {
         None
     }
+
+    /// How many batches the delivery loop may have in flight at once (the sink's
+    /// `concurrency`); 1 sends one batch at a time, in order.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// Another handle on the same receiver (sharing its client and credentials) for one more
+    /// batch in flight; `None` when batches must go one at a time.
+    fn pipeline(&self) -> Option<Box<dyn Sink>> {
+        None
+    }
 }

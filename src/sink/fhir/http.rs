@@ -24,8 +24,12 @@
 //!   until the address is fixed (docs/network-security.md).
 //! - **Credentials rotate.** A 401 re-reads the token file or drops the cached OAuth token and
 //!   retries once at once.
+//! - **Several Bundles in flight.** [`Sink::pipeline`] hands the delivery loop up to
+//!   `concurrency` handles sharing one connection pool and one credential state; each posts its
+//!   own Bundle on its own connection (docs/throughput.md).
 //! - Logs carry reading ids and statuses, never patient identifiers or values.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -59,8 +63,11 @@ pub struct FhirSink {
     id: SinkId,
     base_url: String,
     batch_size: usize,
+    /// Batches in flight at once (`concurrency`), each on a [`Sink::pipeline`] handle.
+    concurrency: usize,
     http: reqwest::Client,
-    auth: Auth,
+    /// Shared by every handle of the sink: one cached token, one renewal after a 401.
+    auth: Arc<tokio::sync::Mutex<Auth>>,
     /// The longest `Retry-After` seen since the delivery loop last asked.
     retry_after: Option<Duration>,
 }
@@ -71,7 +78,7 @@ impl std::fmt::Debug for FhirSink {
             .field("id", &self.id)
             .field("base_url", &self.base_url)
             .field("batch_size", &self.batch_size)
-            .field("auth", &self.auth)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -94,8 +101,9 @@ impl FhirSink {
             id: cfg.id.clone(),
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             batch_size: cfg.batch_size.max(1),
+            concurrency: cfg.concurrency.max(1),
             http: client(cfg)?,
-            auth: Auth::new(&cfg.auth),
+            auth: Arc::new(tokio::sync::Mutex::new(Auth::new(&cfg.auth))),
             retry_after: None,
         })
     }
@@ -127,8 +135,9 @@ impl FhirSink {
             id: self.id.clone(),
             base_url: self.base_url.clone(),
             batch_size: self.batch_size,
+            concurrency: 1,
             http: self.http.clone(),
-            auth: Auth::None,
+            auth: Arc::new(tokio::sync::Mutex::new(Auth::None)),
             retry_after: None,
         };
         tokio::spawn(async move {
@@ -187,7 +196,7 @@ impl FhirSink {
         };
         let mut reauthed = false;
         loop {
-            let token = match self.auth.bearer(&self.http).await {
+            let token = match self.auth.lock().await.bearer(&self.http).await {
                 Ok(t) => t,
                 Err(e) => return Posted::Retry(format!("auth: {e}")),
             };
@@ -206,7 +215,8 @@ impl FhirSink {
                 Err(e) => return Posted::Retry(transport_reason(&e)),
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.rejected() {
+            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.lock().await.rejected()
+            {
                 tracing::info!(sink = %self.id, "server answered 401; renewing credentials once");
                 reauthed = true;
                 continue;
@@ -299,6 +309,22 @@ impl Sink for FhirSink {
 
     fn retry_after(&mut self) -> Option<Duration> {
         self.retry_after.take()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn pipeline(&self) -> Option<Box<dyn Sink>> {
+        Some(Box::new(Self {
+            id: self.id.clone(),
+            base_url: self.base_url.clone(),
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            http: self.http.clone(),
+            auth: Arc::clone(&self.auth),
+            retry_after: None,
+        }))
     }
 }
 
