@@ -68,6 +68,24 @@ impl AuditError {
     }
 }
 
+/// The audit directory inside `data_dir`.
+pub fn audit_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}
+
+impl AuditOptions {
+    /// The daemon's audit files for `cfg`, sealed with `key`.
+    pub fn for_config(cfg: &crate::config::Config, key: &StoreKey, clock: clock::Clock) -> Self {
+        AuditOptions {
+            dir: audit_dir(&cfg.daemon.data_dir),
+            key: Some(key.clone()),
+            retention: cfg.daemon.audit_retention,
+            max_bytes: cfg.daemon.store.audit_max_bytes,
+            clock,
+        }
+    }
+}
+
 /// How the log is kept.
 #[derive(Clone)]
 pub struct AuditOptions {
@@ -190,7 +208,10 @@ impl AuditLog {
             }
         }
         Ok(AuditLog {
-            cipher: opts.key.as_ref().map(|k| RecordCipher::new(k, CIPHER_LABEL)),
+            cipher: opts
+                .key
+                .as_ref()
+                .map(|k| RecordCipher::new(k, CIPHER_LABEL)),
             dir,
             retention: opts.retention,
             max_bytes: opts.max_bytes,

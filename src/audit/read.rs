@@ -96,14 +96,19 @@ fn parse(
     let entry = match v.remove("sealed") {
         Some(serde_json::Value::String(s)) => {
             let Some(c) = cipher else {
-                return Err(corrupt("a sealed entry: reading it needs the store key".into()));
+                return Err(corrupt(
+                    "a sealed entry: reading it needs the store key".into(),
+                ));
             };
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|_| corrupt("`sealed` is not base64".into()))?;
-            let plain = c
-                .open(&aad(id, &prev), &raw)
-                .ok_or_else(|| corrupt("the sealed event does not open with this key (altered, moved, or another key)".into()))?;
+            let plain = c.open(&aad(id, &prev), &raw).ok_or_else(|| {
+                corrupt(
+                    "the sealed event does not open with this key (altered, moved, or another key)"
+                        .into(),
+                )
+            })?;
             let event: AuditEvent = serde_json::from_slice(&plain)
                 .map_err(|e| corrupt(format!("sealed event: {e}")))?;
             let at = v

@@ -83,7 +83,10 @@ fn entries_rotate_by_day_chain_across_files_and_read_back_in_both_orders() {
         .iter()
         .map(|d| d.path.file_name().unwrap().to_string_lossy().to_string())
         .collect();
-    assert_eq!(names, ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]);
+    assert_eq!(
+        names,
+        ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]
+    );
     let oldest: Vec<_> = all(&log, false).iter().map(room).collect();
     assert_eq!(oldest, ["a", "b", "c"]);
     let newest: Vec<_> = all(&log, true).iter().map(room).collect();
@@ -171,14 +174,26 @@ fn with_a_key_no_identifier_is_in_clear_and_a_moved_event_does_not_open() {
     log.sync().unwrap();
     let path = dir.path().join("audit-2026-12-06.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(!text.contains("MRN-SECRET-77") && !text.contains("exam-1"), "{text}");
-    assert_eq!(all(&log, false).iter().map(room).collect::<Vec<_>>(), ["exam-1", "exam-2"]);
+    assert!(
+        !text.contains("MRN-SECRET-77") && !text.contains("exam-1"),
+        "{text}"
+    );
+    assert_eq!(
+        all(&log, false).iter().map(room).collect::<Vec<_>>(),
+        ["exam-1", "exam-2"]
+    );
     let cipher = AuditLog::cipher_for(Some(&key));
-    assert!(verify(dir.path(), cipher.as_ref()).unwrap().first_break.is_none());
+    assert!(verify(dir.path(), cipher.as_ref())
+        .unwrap()
+        .first_break
+        .is_none());
     // Without the key the chain still checks, but a read refuses.
     assert!(verify(dir.path(), None).is_ok());
     let other = AuditLog::cipher_for(Some(&StoreKey::from_bytes([8; 32], "other")));
-    let b = verify(dir.path(), other.as_ref()).unwrap().first_break.unwrap();
+    let b = verify(dir.path(), other.as_ref())
+        .unwrap()
+        .first_break
+        .unwrap();
     assert_eq!(b.line, 1);
 }
 
@@ -194,7 +209,11 @@ fn retention_and_the_size_cap_remove_the_oldest_days_never_the_open_one() {
     m.set(m.now() - time::Duration::days(1));
     log.maintain().unwrap();
     // Retention 3 days from 12-06: 12-01 and 12-02 go.
-    let days: Vec<_> = files::list(dir.path()).unwrap().iter().map(|d| d.day).collect();
+    let days: Vec<_> = files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|d| d.day)
+        .collect();
     assert_eq!(days.first(), Some(&time::macros::date!(2026 - 12 - 03)));
     assert_eq!(log.stats().pruned_age_files, 2);
     drop(log);
@@ -216,7 +235,10 @@ fn a_torn_last_line_is_cut_at_open_and_the_chain_continues() {
     log.sync().unwrap();
     drop(log);
     let path = dir.path().join("audit-2026-12-06.jsonl");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(b"{\"prev\":\"ab").unwrap();
     drop(f);
     let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();

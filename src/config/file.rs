@@ -52,6 +52,9 @@ pub fn default_queue_max_bytes() -> Size {
 pub fn default_history_max_bytes() -> Size {
     Size(512 * 1024 * 1024)
 }
+pub fn default_audit_max_bytes() -> Size {
+    Size(4 * 1024 * 1024 * 1024)
+}
 pub fn default_cache_size() -> Size {
     Size(16 * 1024 * 1024)
 }
@@ -95,6 +98,9 @@ pub struct DaemonFile {
     pub shutdown_timeout: Dur,
     #[serde(default = "default_audit_retention")]
     pub audit_retention: Dur,
+    /// The audit files' size cap: above it the oldest days are removed (WARN first).
+    #[serde(default = "default_audit_max_bytes")]
+    pub audit_max_bytes: Size,
     #[serde(default = "default_log_format")]
     pub log_format: String,
     /// The store encryption key: a path, or `credential:<name>` for a systemd credential.
@@ -115,6 +121,7 @@ impl Default for DaemonFile {
             clock_skew_tolerance: default_clock_skew_tolerance(),
             shutdown_timeout: default_shutdown_timeout(),
             audit_retention: default_audit_retention(),
+            audit_max_bytes: default_audit_max_bytes(),
             log_format: default_log_format(),
             store_key_file: default_store_key_file(),
         }

@@ -323,6 +323,7 @@ impl Validator {
             }
         }
         Some(DaemonConfig {
+            store: super::store::check(self, &d),
             data_dir: d.data_dir,
             admin_listen,
             admin_token_file,

@@ -79,6 +79,8 @@ pub mod verify;
 mod writer;
 
 #[cfg(test)]
+mod audit_files_tests;
+#[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
 mod contract;
@@ -110,8 +112,8 @@ pub use rejected::RejectedRecord;
 pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
-    DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueError, QueueOptions, QueueStats, Settle,
-    SinkStats,
+    AuditFiles, DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueClock, QueueError,
+    QueueOptions, QueueStats, Settle, SinkStats,
 };
 
 /// A handle to the queue; clones share one store and one writer thread. Dropping the last
@@ -170,6 +172,10 @@ impl Queue {
         let dedupe = dedupe::Index::open(&*store)?;
         migrate_rejected(&*store, &mut counters, &mut next_seq, &configured, &dedupe)?;
         let rejected_bytes = rejected::measure(&*store)?;
+        let audit_log = opts.audit_log.map(|a| a.0);
+        if let Some(log) = &audit_log {
+            audit::migrate(&*store, log, &mut counters)?;
+        }
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
@@ -186,6 +192,8 @@ impl Queue {
             history_pruned: AtomicU64::new(0),
             history_warned: AtomicBool::new(false),
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
+            audit_log,
+            clock: opts.clock.0,
             hints: ops::SlotHints::default(),
             last_segment: Mutex::new(None),
         });
@@ -488,6 +496,11 @@ impl Queue {
         let c = shared.counters().clone();
         let configured = shared.configured();
         let rejected = shared.rejected_bytes.load(Ordering::Relaxed);
+        let files = shared
+            .audit_log
+            .as_ref()
+            .map(|l| l.stats())
+            .unwrap_or_default();
         Ok(QueueStats {
             readings: c.readings,
             quarantined: c.quarantined,
@@ -502,6 +515,11 @@ impl Queue {
                 total_bytes: shared.history_bytes(&c.bytes),
                 max_bytes: shared.history_max_bytes,
                 pruned: shared.history_pruned.load(Ordering::Relaxed),
+                audit_file_bytes: files.bytes,
+                audit_files: files.files,
+                audit_max_bytes: files.max_bytes,
+                audit_pruned_age_files: files.pruned_age_files,
+                audit_pruned_size_files: files.pruned_size_files,
             },
             sinks: c
                 .sinks

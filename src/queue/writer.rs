@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify};
 
 use super::keys;
@@ -99,6 +98,10 @@ pub struct Shared {
     /// Retained history (dedupe, audit, rejected) above this is pruned oldest first.
     pub history_max_bytes: u64,
     pub audit_retention_ms: u64,
+    /// The audit file log, when audit entries go to files (see `crate::audit`).
+    pub audit_log: Option<Arc<crate::audit::AuditLog>>,
+    /// The time the writer stamps and prunes by.
+    pub clock: crate::audit::clock::Clock,
     pub dedupe: super::dedupe::Index,
     /// Bytes of the rejected-payload log (written outside the group commit; see `rejected`).
     pub rejected_bytes: AtomicU64,
@@ -229,9 +232,12 @@ impl Writer {
         let store = Arc::clone(&self.shared.store);
         let counters = self.shared.counters().clone();
         let mut tx = Txn::with_seq(&*store, counters, self.next_seq);
+        if self.shared.audit_log.is_some() {
+            tx.audit = Some(Vec::new());
+        }
         let mut done = Vec::new();
         let mut woken = BTreeSet::new();
-        let now_ms = ops::to_ms(OffsetDateTime::now_utc());
+        let now_ms = ops::to_ms((self.shared.clock)());
         if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             self.last_prune = Some(Instant::now());
             tx.savepoint();
@@ -257,6 +263,11 @@ impl Writer {
             if let Err(e) = super::audit::prune(&mut tx, cutoff, PRUNE_LIMIT) {
                 tx.rollback();
                 tracing::warn!(error = %e, "pruning old audit entries failed; will try again");
+            }
+            if let Some(log) = &self.shared.audit_log {
+                if let Err(e) = log.maintain() {
+                    tracing::warn!(error = %e, "closing or pruning audit files failed; will try again");
+                }
             }
             tx.savepoint();
             let before = super::dedupe::hour_of(now_ms.saturating_sub(super::dedupe::WINDOW_MS));
@@ -364,12 +375,18 @@ impl Writer {
         let _ = sync.send(SyncJob {
             applied: Ok(()),
             wrote: false,
+            audited: false,
             done: Vec::new(),
             woken: BTreeSet::new(),
             barrier: Some(barrier),
         });
         let _ = answered.recv();
-        let result = committed.and_then(|()| store.sync().map_err(QueueError::from));
+        let result = committed
+            .and_then(|()| store.sync().map_err(QueueError::from))
+            .and_then(|()| match &self.shared.audit_log {
+                Some(log) => log.sync().map_err(QueueError::from),
+                None => Ok(()),
+            });
         self.shared.closed.store(true, Ordering::SeqCst);
         let _ = reply.send(result);
         true
@@ -418,7 +435,22 @@ impl Writer {
         sync: &mpsc::Sender<SyncJob>,
     ) -> Result<(), QueueError> {
         let wrote = !tx.is_empty();
-        let applied = if !wrote {
+        // Audit entries go to their file before the batch they describe is applied: an
+        // action is never stored without its entry (the syncer makes both durable).
+        let audit = tx.take_audit();
+        let audited = !audit.is_empty();
+        let logged = match (&self.shared.audit_log, audited) {
+            (Some(log), true) => log.append(&audit).map_err(|e| {
+                tracing::error!(error = %e, "writing the audit file failed; the batch it describes is not applied");
+                super::store::StoreError::Io(e.to_string())
+            }),
+            _ => Ok(()),
+        };
+        let applied = if let Err(e) = logged {
+            drop(tx.take_batch(true));
+            tx.counters = self.shared.counters().clone();
+            Err(e)
+        } else if !wrote {
             Ok(())
         } else {
             let batch = tx.take_batch(true);
@@ -443,13 +475,17 @@ impl Writer {
         let job = SyncJob {
             applied,
             wrote,
+            audited,
             done: std::mem::take(done),
             woken: std::mem::take(woken),
             barrier: None,
         };
         if let Err(mpsc::SendError(job)) = sync.send(job) {
             // The syncer is gone (it could not start): answer here, after a sync of our own.
-            let synced = job.applied.and_then(|()| self.shared.store.sync());
+            let synced = job
+                .applied
+                .and_then(|()| self.shared.store.sync())
+                .and_then(|()| sync_audit(&self.shared));
             answer(&self.shared, job.done, job.woken, &synced);
         }
         if self.last_size.elapsed() >= SIZE_EVERY {
@@ -460,6 +496,16 @@ impl Writer {
             }
         }
         result
+    }
+}
+
+/// Makes the audit file durable (nothing to do without audit files).
+pub(super) fn sync_audit(shared: &Shared) -> Result<(), super::store::StoreError> {
+    match &shared.audit_log {
+        Some(log) => log
+            .sync()
+            .map_err(|e| super::store::StoreError::Io(e.to_string())),
+        None => Ok(()),
     }
 }
 
