@@ -39,7 +39,7 @@ use crate::context::audit::AuditEntry;
 use crate::queue::cipher::{RecordCipher, StoreKey};
 
 pub use files::{day_name, DayFile};
-pub use read::{verify, AuditPage, AuditQuery, Break, VerifyReport};
+pub use read::{read as read_dir, verify, AuditPage, AuditQuery, Break, VerifyReport};
 
 /// The label the audit cipher's key is derived under (see `queue::cipher::RecordCipher`).
 const CIPHER_LABEL: &[u8] = b"vitalsd audit entries v1";
@@ -155,17 +155,24 @@ struct OpenDay {
 struct Head<'a> {
     prev: &'a str,
     id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    at: OffsetDateTime,
+    at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sealed: Option<String>,
 }
 
-/// The additional data a sealed event is bound to: its id and the hash before it.
-fn aad(id: Uuid, prev: &str) -> Vec<u8> {
+/// The additional data a sealed event is bound to: its id, the hash before it and its time
+/// (as written, RFC 3339).
+fn aad(id: Uuid, prev: &str, at: &str) -> Vec<u8> {
     let mut a = id.as_bytes().to_vec();
     a.extend_from_slice(prev.as_bytes());
+    a.push(0);
+    a.extend_from_slice(at.as_bytes());
     a
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub(crate) fn sha256_hex(line: &[u8]) -> String {
@@ -291,7 +298,9 @@ impl AuditLog {
         let sealed = match &self.cipher {
             Some(c) => {
                 let plain = serde_json::to_vec(&entry.event).map_err(|e| bad(&e))?;
-                let s = c.seal(&aad(id, prev), &plain).map_err(|e| bad(&e))?;
+                let s = c
+                    .seal(&aad(id, prev, &rfc3339(entry.at)), &plain)
+                    .map_err(|e| bad(&e))?;
                 Some(base64::engine::general_purpose::STANDARD.encode(s))
             }
             None => None,
@@ -299,7 +308,7 @@ impl AuditLog {
         let head = Head {
             prev,
             id,
-            at: entry.at,
+            at: rfc3339(entry.at),
             sealed,
         };
         let mut v = serde_json::to_value(&head).map_err(|e| bad(&e))?;
@@ -423,7 +432,7 @@ impl AuditLog {
         read::read(&self.dir, self.cipher.as_ref(), q)
     }
 
-    /// A reader for the files in `dir` without opening the log for writing (the CLI).
+    /// The cipher that opens the entries sealed with `key` (readers without the log: the CLI).
     pub fn cipher_for(key: Option<&StoreKey>) -> Option<RecordCipher> {
         key.map(|k| RecordCipher::new(k, CIPHER_LABEL))
     }

@@ -100,10 +100,16 @@ fn parse(
                     "a sealed entry: reading it needs the store key".into(),
                 ));
             };
+            let at_text = v
+                .get("at")
+                .and_then(|a| a.as_str())
+                .ok_or_else(|| corrupt("no `at`".into()))?;
+            let at = OffsetDateTime::parse(at_text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| corrupt("`at` is not an RFC 3339 time".into()))?;
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map_err(|_| corrupt("`sealed` is not base64".into()))?;
-            let plain = c.open(&aad(id, &prev), &raw).ok_or_else(|| {
+            let plain = c.open(&aad(id, &prev, at_text), &raw).ok_or_else(|| {
                 corrupt(
                     "the sealed event does not open with this key (altered, moved, or another key)"
                         .into(),
@@ -111,13 +117,6 @@ fn parse(
             })?;
             let event: AuditEvent = serde_json::from_slice(&plain)
                 .map_err(|e| corrupt(format!("sealed event: {e}")))?;
-            let at = v
-                .get("at")
-                .and_then(|a| a.as_str())
-                .and_then(|a| {
-                    OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok()
-                })
-                .ok_or_else(|| corrupt("no `at`".into()))?;
             AuditEntry { at, event }
         }
         Some(_) => return Err(corrupt("`sealed` is not a string".into())),
