@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::context::audit::AuditEntry;
 use crate::queue::cipher::{RecordCipher, StoreKey};
 
-pub use files::{day_name, DayFile};
+pub use files::{day_name, list as list_days, DayFile};
 pub use read::{read as read_dir, verify, AuditPage, AuditQuery, Break, VerifyReport};
 
 /// The label the audit cipher's key is derived under (see `queue::cipher::RecordCipher`).
