@@ -79,6 +79,13 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let audit = crate::audit::AuditOptions::for_config(cfg, &key, clock);
     let audit = crate::audit::AuditLog::open(audit).context("cannot open the audit files")?;
     opts.audit_log = Some(queue::AuditFiles(Arc::new(audit)));
+    let mut reclaim =
+        queue::reclaim::ReclaimOptions::new(dir.clone(), opts.cache_capacity, key.clone());
+    (reclaim.slack_bytes, reclaim.every) = (
+        cfg.daemon.store.reclaim_slack,
+        cfg.daemon.store.reclaim_every,
+    );
+    opts.reclaim = Some(reclaim);
     let store = match SledStore::open(&dir, opts.cache_capacity) {
         Ok(s) => s,
         Err(e) if queue::salvage::is_damage(&e) => return Err(damaged(data, &e.to_string())),

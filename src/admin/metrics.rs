@@ -374,6 +374,13 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         pruned,
     );
     register_audit_files(&mut reg, h);
+    let reclaims = Counter::<u64>::default();
+    reclaims.inc_by(stats.reclaims);
+    reg.register(
+        "vitalsd_store_reclaims",
+        "Times the store was rewritten online to give back the space of delivered readings, since start",
+        reclaims,
+    );
     reg.register(
         "vitalsd_delivery_seconds",
         "Time from reception to delivery",
@@ -487,32 +494,6 @@ pub fn classic_text(open: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classic_text_names_counters_with_total_and_drops_openmetrics_only_lines() {
-        let open = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
-        assert_eq!(
-            classic_text(open),
-            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
-        );
-    }
-
-    #[test]
-    fn depth_samples_keep_only_the_last_ones() {
-        let ops = Ops::new(PathBuf::from("/"), Duration::from_secs(600));
-        for i in 0..(DEPTH_SAMPLES as u64 + 5) {
-            ops.sample_depth(i);
-        }
-        let d = ops.depth_samples();
-        assert_eq!(d.len(), DEPTH_SAMPLES);
-        assert_eq!(d[0], 5);
-        assert_eq!(*d.last().unwrap(), DEPTH_SAMPLES as u64 + 4);
-    }
-}
-
 /// The audit files' gauges and the counter of day files removed (by age, by the size cap).
 fn register_audit_files(reg: &mut Registry, h: &crate::queue::HistoryStats) {
     let bytes = Gauge::<i64>::default();
@@ -548,4 +529,30 @@ fn register_audit_files(reg: &mut Registry, h: &crate::queue::HistoryStats) {
         "Audit day files removed since start: past audit_retention (reason=age) or, with a WARN before each, over audit_max_bytes (reason=size)",
         pruned,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_openmetrics_only_lines() {
+        let open = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
+        assert_eq!(
+            classic_text(open),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+
+    #[test]
+    fn depth_samples_keep_only_the_last_ones() {
+        let ops = Ops::new(PathBuf::from("/"), Duration::from_secs(600));
+        for i in 0..(DEPTH_SAMPLES as u64 + 5) {
+            ops.sample_depth(i);
+        }
+        let d = ops.depth_samples();
+        assert_eq!(d.len(), DEPTH_SAMPLES);
+        assert_eq!(d[0], 5);
+        assert_eq!(*d.last().unwrap(), DEPTH_SAMPLES as u64 + 4);
+    }
 }

@@ -1,4 +1,5 @@
-//! The `[daemon]` keys of the store's own files: the audit files' size cap.
+//! The `[daemon]` keys of the store's own files: the audit files' size cap and when the store
+//! is rewritten online to give space back.
 //!
 //! Receives the parsed `[daemon]` table from the validator; promises a [`StoreConfig`] whose
 //! values are in range, each problem reported under its key (docs/audit-log.md).
@@ -14,12 +15,18 @@ const MIN_AUDIT_MAX_BYTES: u64 = 1024 * 1024;
 pub struct StoreConfig {
     /// Above this the audit files' oldest days are removed (a WARN first).
     pub audit_max_bytes: u64,
+    /// The store is rewritten online when its files exceed twice its live bytes by this.
+    pub reclaim_slack: u64,
+    /// At most one online rewrite per this interval.
+    pub reclaim_every: std::time::Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             audit_max_bytes: super::file::default_audit_max_bytes().0,
+            reclaim_slack: super::file::default_store_reclaim_slack().0,
+            reclaim_every: super::file::default_store_reclaim_every().0,
         }
     }
 }
@@ -29,7 +36,12 @@ pub(super) fn check(v: &mut Validator, d: &DaemonFile) -> StoreConfig {
     if d.audit_max_bytes.0 < MIN_AUDIT_MAX_BYTES {
         v.problem("daemon.audit_max_bytes", "must be at least 1MiB");
     }
+    if d.store_reclaim_every.0 < std::time::Duration::from_secs(1) {
+        v.problem("daemon.store_reclaim_every", "must be at least 1s");
+    }
     StoreConfig {
         audit_max_bytes: d.audit_max_bytes.0,
+        reclaim_slack: d.store_reclaim_slack.0,
+        reclaim_every: d.store_reclaim_every.0,
     }
 }

@@ -67,6 +67,7 @@ mod keys;
 mod memory;
 mod ops;
 pub mod quarantine;
+pub mod reclaim;
 mod rejected;
 pub mod salvage;
 pub mod segment;
@@ -84,6 +85,8 @@ mod audit_files_tests;
 mod bounds_tests;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod reclaim_tests;
 #[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
@@ -151,6 +154,13 @@ impl Queue {
     /// A queue over any [`Store`] (tests use [`MemoryStore`]).
     pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
         let configured = sink_list(opts.sinks)?;
+        let (store, reclaim): (Arc<dyn Store>, _) = match opts.reclaim {
+            Some(r) => {
+                let r = Arc::new(reclaim::Reclaim::new(store, r));
+                (r.clone(), Some(r))
+            }
+            None => (store, None),
+        };
         check_layout(&*store)?;
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
@@ -194,6 +204,7 @@ impl Queue {
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
             audit_log,
             clock: opts.clock.0,
+            reclaim,
             hints: ops::SlotHints::default(),
             last_segment: Mutex::new(None),
         });
@@ -505,6 +516,14 @@ impl Queue {
             readings: c.readings,
             quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
+            live_bytes: c
+                .bytes
+                .undelivered
+                .saturating_add(shared.history_bytes(&c.bytes)),
+            reclaims: shared
+                .reclaim
+                .as_ref()
+                .map_or(0, |r| r.runs.load(Ordering::Relaxed)),
             max_bytes: shared.max_bytes,
             undelivered_bytes: c.bytes.undelivered,
             free_bytes: shared.max_bytes.saturating_sub(c.bytes.undelivered),

@@ -30,6 +30,9 @@ pub struct QueueOptions {
     pub audit_log: Option<AuditFiles>,
     /// The time retention and pruning read (the system clock unless a test injects one).
     pub clock: QueueClock,
+    /// Rewrite the store online when its files are much larger than its live data (see
+    /// `reclaim`); `None` (tests over memory, tools): never.
+    pub reclaim: Option<super::reclaim::ReclaimOptions>,
 }
 
 /// The clock of [`QueueOptions`] (see `crate::audit::clock`); equal when it is the same clock.
@@ -80,6 +83,7 @@ impl QueueOptions {
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             audit_log: None,
             clock: QueueClock::default(),
+            reclaim: None,
         }
     }
 }
@@ -123,6 +127,10 @@ pub struct QueueStats {
     pub quarantined: u64,
     /// Bytes the store's files take on disk (sled keeps freed space until it is rewritten).
     pub disk_bytes: u64,
+    /// Live bytes of the store (undelivered + history in the store): what a rewrite keeps.
+    pub live_bytes: u64,
+    /// Times the store was rewritten online to give space back, since open.
+    pub reclaims: u64,
     /// The cap on `undelivered_bytes` (`queue_max_bytes`).
     pub max_bytes: u64,
     /// Live bytes (keys and values) of undelivered readings and their entries.

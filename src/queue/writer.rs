@@ -102,6 +102,8 @@ pub struct Shared {
     pub audit_log: Option<Arc<crate::audit::AuditLog>>,
     /// The time the writer stamps and prunes by.
     pub clock: crate::audit::clock::Clock,
+    /// The store's online rewrite, when space is given back while running (see `reclaim`).
+    pub reclaim: Option<Arc<super::reclaim::Reclaim>>,
     pub dedupe: super::dedupe::Index,
     /// Bytes of the rejected-payload log (written outside the group commit; see `rejected`).
     pub rejected_bytes: AtomicU64,
@@ -494,8 +496,44 @@ impl Writer {
                 Ok(n) => self.shared.disk_bytes.store(n, Ordering::Relaxed),
                 Err(e) => tracing::warn!(error = %e, "cannot read the queue's size on disk"),
             }
+            self.reclaim_space();
         }
         result
+    }
+}
+
+impl Writer {
+    /// Rewrites the store when its files are much larger than its live data (see `reclaim`).
+    fn reclaim_space(&self) {
+        let Some(r) = &self.shared.reclaim else {
+            return;
+        };
+        let disk = self.shared.disk_bytes.load(Ordering::Relaxed);
+        let live = {
+            let c = self.shared.counters();
+            c.bytes
+                .undelivered
+                .saturating_add(self.shared.history_bytes(&c.bytes))
+        };
+        if !r.due(disk, live) {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        match r.run() {
+            Ok((before, after)) => {
+                self.shared.disk_bytes.store(after, Ordering::Relaxed);
+                tracing::info!(
+                    disk_bytes_before = before,
+                    disk_bytes_after = after,
+                    live_bytes = live,
+                    took_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "the queue store was rewritten to give back the space of delivered readings"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rewriting the queue store to give back space failed; will try again later");
+            }
+        }
     }
 }
 
