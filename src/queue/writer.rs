@@ -164,7 +164,8 @@ impl Shared {
     }
 }
 
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often history is pruned, by the queue's clock (a test clock makes days pass quickly).
+const PRUNE_EVERY_MS: u64 = 60_000;
 /// Dedupe keys looked at per prune: a full pass over a week of keys at 10,000 a minute covers
 /// 14 million keys a day.
 const PRUNE_LIMIT: usize = 10_000;
@@ -173,7 +174,8 @@ const SIZE_EVERY: Duration = Duration::from_millis(250);
 pub struct Writer {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Command>,
-    last_prune: Option<Instant>,
+    /// When history was last pruned, by the queue's clock (unix ms).
+    last_prune_ms: Option<u64>,
     prune_cursor: Option<Vec<u8>>,
     last_size: Instant,
     /// The number the next segment gets: only grows while the queue is open.
@@ -185,7 +187,7 @@ impl Writer {
         Self {
             shared,
             rx,
-            last_prune: None,
+            last_prune_ms: None,
             prune_cursor: None,
             last_size: Instant::now(),
             next_seq,
@@ -240,8 +242,11 @@ impl Writer {
         let mut done = Vec::new();
         let mut woken = BTreeSet::new();
         let now_ms = ops::to_ms((self.shared.clock)());
-        if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            self.last_prune = Some(Instant::now());
+        let prune_due = self
+            .last_prune_ms
+            .is_none_or(|t| now_ms < t || now_ms - t >= PRUNE_EVERY_MS);
+        if prune_due {
+            self.last_prune_ms = Some(now_ms);
             tx.savepoint();
             let after = self.prune_cursor.take();
             match ops::prune_dedupe(&mut tx, now_ms, after.as_deref(), PRUNE_LIMIT) {
