@@ -206,6 +206,8 @@ async fn status(State(s): State<AdminState>) -> Answer {
             "free_bytes": stats.free_bytes,
             "history": stats.history,
             "disk_bytes": stats.disk_bytes,
+            "live_bytes": stats.live_bytes,
+            "reclaims": stats.reclaims,
         },
         "held": held,
         "patient_mode": mode,
