@@ -40,12 +40,12 @@ pub fn from_env() -> Clock {
                 tracing::warn!(
                     %start,
                     rate,
-                    "the store clock is a test clock ({TEST_CLOCK_ENV}); never set it in production"
+                    "the store clock is a test clock (VITALSD_TEST_CLOCK); never set it in production"
                 );
                 accelerated(start, rate)
             }
             None => {
-                tracing::warn!("{TEST_CLOCK_ENV} is not `<RFC 3339 time>[*<rate>]`; ignored");
+                tracing::warn!("VITALSD_TEST_CLOCK is not `<RFC 3339 time>[*<rate>]`; ignored");
                 system()
             }
         },

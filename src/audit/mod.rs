@@ -395,7 +395,7 @@ impl AuditLog {
                     file_bytes = d.bytes,
                     audit_bytes = total,
                     audit_max_bytes = self.max_bytes,
-                    "the audit log is over daemon.audit_max_bytes: removing its oldest day before its retention ends (counted in vitalsd_audit_pruned_files_total{{reason=\"size\"}})"
+                    "the audit log is over daemon.audit_max_bytes: removing its oldest day before its retention ends (counted in vitalsd_audit_pruned_files_total)"
                 );
             } else {
                 self.pruned_age.fetch_add(1, Ordering::Relaxed);
