@@ -126,9 +126,7 @@ impl Reclaim {
         *cur = Arc::new(Closed);
         let rewritten =
             super::compact::compact(&self.opts.dir, self.opts.cache_capacity, &self.opts.key);
-        let reopened = SledStore::open(&self.opts.dir, self.opts.cache_capacity).and_then(|s| {
-            Sealed::open(s, &self.opts.key).map_err(|e| StoreError::Io(e.to_string()))
-        })?;
+        let reopened = self.reopen()?;
         let after = reopened.size_on_disk()?;
         *cur = Arc::new(reopened);
         self.runs.fetch_add(1, Ordering::Relaxed);
@@ -136,6 +134,27 @@ impl Reclaim {
         Ok((before, after))
     }
 }
+
+impl Reclaim {
+    /// Opens the store again, waiting (up to [`REOPEN_WAIT`]) for sled to release the lock
+    /// of the handle just closed.
+    fn reopen(&self) -> Result<Sealed<SledStore>, StoreError> {
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            let opened = SledStore::open(&self.opts.dir, self.opts.cache_capacity).and_then(|s| {
+                Sealed::open(s, &self.opts.key).map_err(|e| StoreError::Io(e.to_string()))
+            });
+            match opened {
+                Ok(s) => return Ok(s),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+/// How long [`Reclaim::reopen`] keeps trying.
+const REOPEN_WAIT: Duration = Duration::from_secs(15);
 
 impl Store for Reclaim {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
