@@ -174,6 +174,29 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
     assert_eq!(since.len(), 3, "{api}");
     let (_, metrics) = http(&admin, "GET", "/metrics", &[AUTH], "");
     assert!(metrics.contains("vitalsd_audit_files 2"), "{metrics}");
+    // Stats show the store's classes and the audit files apart.
+    let (_, status) = http(&admin, "GET", "/api/status", &[AUTH], "");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let q = &status["queue"];
+    assert_eq!(q["history"]["audit_files"], 2, "{q}");
+    assert_eq!(q["history"]["audit_bytes"], 0, "{q}");
+    assert!(
+        q["history"]["audit_file_bytes"].as_u64().unwrap() > 0,
+        "{q}"
+    );
+    for field in [
+        "undelivered_bytes",
+        "free_bytes",
+        "live_bytes",
+        "disk_bytes",
+        "reclaims",
+    ] {
+        assert!(q[field].is_u64(), "{field} in {q}");
+    }
+    let (_, stats) = http(&admin, "GET", "/api/queue/stats", &[AUTH], "");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["history"]["audit_files"], 2, "{stats}");
+    assert!(stats["history"]["dedupe_bytes"].is_u64(), "{stats}");
 
     let ok = vitalsd(&cfg, &["audit", "verify"]);
     assert!(ok.status.success(), "{}", text(&ok));
