@@ -73,3 +73,35 @@ fn simulated_weeks_keep_memory_and_disk_flat_and_age_history_out() {
     let rep = vitalsd::audit::verify(&tmp.path().join("audit"), cipher.as_ref()).unwrap();
     assert!(rep.first_break.is_none(), "{rep:?}");
 }
+
+/// The big variant with numbers from the environment, for measuring (not CI):
+/// `VITALSD_SOAK_DAYS=90 VITALSD_SOAK_PER_DAY=25920 cargo test --release --test soak -- --ignored --nocapture`
+/// (the same run as `cargo bench --bench soak_days`).
+#[test]
+#[ignore = "minutes long: run on purpose"]
+fn soak_days_from_the_environment() {
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let args = driver::SoakArgs {
+        days: env("VITALSD_SOAK_DAYS", 90),
+        per_day: env("VITALSD_SOAK_PER_DAY", 25_920),
+        audit_retention_days: env("VITALSD_SOAK_RETENTION_DAYS", 90),
+        audit_max_bytes: u64::MAX,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    println!("{}", driver::header());
+    let rows = driver::run(tmp.path(), &args, |r| println!("{}", driver::line(r)));
+    let last = rows.last().unwrap();
+    println!(
+        "took {:?}; replays inside the window stored again: {}, outside: {}",
+        started.elapsed(),
+        last.replays_stored_inside,
+        last.replays_stored_outside
+    );
+    assert_eq!(last.replays_stored_inside, 0);
+}
