@@ -45,3 +45,37 @@ pub(super) fn check(v: &mut Validator, d: &DaemonFile) -> StoreConfig {
         reclaim_every: d.store_reclaim_every.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    const REST: &str = "[[device]]\nid = \"d\"\ndriver = \"json\"\nroom = \"r\"\n\
+        serial = { path = \"/dev/null\" }\n\n\
+        [[sink]]\nid = \"out\"\ntype = \"file\"\ndir = \"/tmp/out\"\n";
+
+    fn parse(daemon: &str) -> Result<super::StoreConfig, Vec<String>> {
+        let src = format!("[daemon]\ndata_dir = \"/tmp/d\"\n{daemon}\n\n{REST}");
+        crate::config::parse(&src, "test.toml")
+            .map(|c| c.daemon.store)
+            .map_err(|e| e.problems.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn the_store_keys_have_defaults_and_are_checked() {
+        let d = parse("").unwrap();
+        assert_eq!(d, super::StoreConfig::default());
+        assert_eq!(d.audit_max_bytes, 4 << 30);
+        let c = parse("audit_max_bytes = \"2GiB\"\nstore_reclaim_slack = \"8MiB\"\nstore_reclaim_every = \"30s\"").unwrap();
+        assert_eq!(c.audit_max_bytes, 2 << 30);
+        assert_eq!(c.reclaim_slack, 8 << 20);
+        assert_eq!(c.reclaim_every, std::time::Duration::from_secs(30));
+        let bad = parse("audit_max_bytes = \"10KiB\"\nstore_reclaim_every = \"0s\"").unwrap_err();
+        assert!(
+            bad.iter().any(|p| p.contains("daemon.audit_max_bytes")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|p| p.contains("daemon.store_reclaim_every")),
+            "{bad:?}"
+        );
+    }
+}
