@@ -1,10 +1,14 @@
-//! The append-only audit log and the durable room contexts, in the queue's own store.
+//! The audit trail's entry point in the queue, and the durable room contexts.
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop; stores each as one entry that is never changed, and removed only when it is
-//! older than `[daemon] audit_retention` (the writer prunes the oldest once a minute). Writes go
-//! through the group-commit writer (`Command::Stage`), so an audit entry is durable in the SAME
-//! batch as the change it describes (a settle, an assignment, a context record).
+//! delivery loop. Writes go through the group-commit writer (`Command::Stage`), so an audit
+//! entry is durable with the SAME batch as the change it describes (a settle, an assignment, a
+//! context record). With audit files (`QueueOptions::audit_log`, the daemon) the entries are
+//! staged in the transaction and the writer appends them to the day file before it applies the
+//! batch; the syncer fdatasyncs the file with the store (see `crate::audit`). Without audit
+//! files (tests, library use) each is one store key, removed once older than
+//! `audit_retention`. Entries an earlier version left in the store are moved to the files at
+//! open (`migrate`).
 //!
 //! # Layout
 //! ```text

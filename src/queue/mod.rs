@@ -29,8 +29,10 @@
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
 //!   Settle, retry and purge go through the same writer, so they are durable when they return.
-//! - **History pruning**: at most once a minute, inside the next group's batch, the writer
-//!   drops dedupe chunks older than the window, audit entries older than `audit_retention`, and
+//! - **History pruning**: at most once a minute by the queue's clock (`QueueOptions::clock`),
+//!   inside the next group's batch, the writer closes and prunes the audit files (see
+//!   `crate::audit`) and drops dedupe chunks older than the window, audit entries older than
+//!   `audit_retention` (a store without audit files), and
 //!   per-reading dedupe keys (`k`) that an earlier version stored more than 7 days ago (a
 //!   cursor walks them). While history is above `history_max_bytes`, each group also drops its
 //!   oldest keys (audit and dedupe together, oldest first): ingest is never refused for it.
@@ -48,9 +50,12 @@
 //!   each segment once. They block briefly on sled: call them from `spawn_blocking` or a
 //!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
 //!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
-//! - **Held and quarantined readings, the audit log** (`held`, `quarantine`, `audit`): own key
-//!   prefixes (`h`, `u`, `l`, `x`) in the same tree, written through the same writer
-//!   (`Command::Stage`).
+//! - **Held and quarantined readings, room contexts** (`held`, `quarantine`, `audit`): own key
+//!   prefixes (`h`, `u`, `x`) in the same tree, written through the same writer
+//!   (`Command::Stage`). Audit entries go to the audit files, appended before their batch is
+//!   applied and synced with it (`l` keys only without audit files).
+//! - **Space back online** (`reclaim`): when the store's files exceed twice the live bytes plus
+//!   a slack, the writer rewrites the store and swaps the copy in (docs/store-bounds.md).
 //! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
 //!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it.
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
