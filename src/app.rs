@@ -75,6 +75,18 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let existed = dir.join("db").exists() || dir.join("conf").exists();
     // The key first: without it nothing is created or opened.
     let key = store_key(cfg)?;
+    let clock = crate::audit::clock::from_env();
+    opts.clock = queue::QueueClock(clock.clone());
+    let audit = crate::audit::AuditOptions::for_config(cfg, &key, clock);
+    let audit = crate::audit::AuditLog::open(audit).context("cannot open the audit files")?;
+    opts.audit_log = Some(queue::AuditFiles(Arc::new(audit)));
+    let mut reclaim =
+        queue::reclaim::ReclaimOptions::new(dir.clone(), opts.cache_capacity, key.clone());
+    (reclaim.slack_bytes, reclaim.every) = (
+        cfg.daemon.store.reclaim_slack,
+        cfg.daemon.store.reclaim_every,
+    );
+    opts.reclaim = Some(reclaim);
     let store = match SledStore::open(&dir, opts.cache_capacity) {
         Ok(s) => s,
         Err(e) if queue::salvage::is_damage(&e) => return Err(damaged(data, &e.to_string())),

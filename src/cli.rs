@@ -14,6 +14,7 @@ use crate::decode::{self, DecodeEvent, Options};
 use crate::normalize::{self, NormalizeContext};
 use crate::reading::DeviceId;
 
+pub mod audit;
 mod ops;
 mod queue;
 mod repair;
@@ -380,33 +381,6 @@ pub fn queue_held(config_path: &Path, limit: usize) -> anyhow::Result<ExitCode> 
             };
             v["state"] = serde_json::json!(state);
             println!("{}", serde_json::to_string(&v)?);
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `vitalsd audit [--since T]`: the audit trail as JSON lines, oldest first.
-pub fn audit(config_path: &Path, since: Option<&str>, limit: usize) -> anyhow::Result<ExitCode> {
-    let cfg = load(config_path)?;
-    let now = time::OffsetDateTime::now_utc();
-    let since = since
-        .map(|s| crate::admin::api::parse_since(s, now))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--since {e}"))?;
-    let mut path = format!("/api/audit?limit={limit}");
-    if let Some(t) = since {
-        let rfc = time::format_description::well_known::Rfc3339;
-        path.push_str(&format!("&since={}", t.format(&rfc)?.replace('+', "%2B")));
-    }
-    if let Some(v) = ask_daemon(&cfg, &path)? {
-        for e in v.as_array().into_iter().flatten() {
-            println!("{}", serde_json::to_string(e)?);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    with_queue(config_path, |q| async move {
-        for e in q.audit(since, limit)? {
-            println!("{}", queue::json_line(&e)?);
         }
         Ok(ExitCode::SUCCESS)
     })

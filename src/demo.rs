@@ -279,6 +279,7 @@ pub async fn run(for_: Option<Duration>, dir: &Path, review: bool) -> anyhow::Re
             clock_skew_tolerance: Duration::from_millis(1500),
             shutdown_timeout: Duration::from_secs(5),
             audit_retention: Duration::from_secs(24 * 3600),
+            store: crate::config::StoreConfig::default(),
             log_format: LogFormat::Text,
             store_key_file: crate::queue::cipher::KeySource::File(key_file),
         },

@@ -89,14 +89,24 @@ enum Command {
     /// List the drivers: name, devices, transports, reading kinds, framing.
     Drivers,
     /// The audit trail: patient contexts, assignments, discards, deliveries (JSON lines).
+    /// Read from the audit files (`<data_dir>/audit`) whether the daemon runs or not;
+    /// `audit verify` checks their hash chain.
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
         /// Only entries from this time on: RFC 3339 (`2026-11-27T12:00:00Z`) or a duration
         /// back from now (`2h`).
         #[arg(long)]
         since: Option<String>,
+        /// Only entries that name this room (patient contexts, held readings).
+        #[arg(long)]
+        room: Option<String>,
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
-        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG")]
+        /// Newest entries first.
+        #[arg(long)]
+        newest: bool,
+        #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG", global = true)]
         config: PathBuf,
     },
     /// Inspect and repair the queue: stats, dead, retry, purge-dead, held, quarantine, release
@@ -122,6 +132,13 @@ enum Command {
     },
     /// Print the man page (roff; `vitalsd man | man -l -`).
     Man,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain of every audit file; names the first broken link (file, line)
+    /// and exits 1 when there is one.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -285,10 +302,18 @@ fn main() -> ExitCode {
         Command::Completions { shell } => cli::completions(Cli::command(), shell),
         Command::Man => cli::man(Cli::command()),
         Command::Audit {
-            since,
-            limit,
+            action: Some(AuditAction::Verify),
             config,
-        } => cli::audit(&config, since.as_deref(), limit),
+            ..
+        } => cli::audit::verify(&config),
+        Command::Audit {
+            action: None,
+            since,
+            room,
+            limit,
+            newest,
+            config,
+        } => cli::audit::list(&config, since.as_deref(), room, limit, newest),
         Command::Queue { action, config } => match action {
             QueueAction::Stats => cli::queue_stats(&config),
             QueueAction::Held { limit } => cli::queue_held(&config, limit),

@@ -40,6 +40,11 @@ struct ClassLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabel {
     sink: String,
 }
@@ -368,6 +373,14 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
         "History keys (dedupe chunks, audit entries) pruned before their age limit because history was over its bound, since start",
         pruned,
     );
+    register_audit_files(&mut reg, h);
+    let reclaims = Counter::<u64>::default();
+    reclaims.inc_by(stats.reclaims);
+    reg.register(
+        "vitalsd_store_reclaims",
+        "Times the store was rewritten online to give back the space of delivered readings, since start",
+        reclaims,
+    );
     reg.register(
         "vitalsd_delivery_seconds",
         "Time from reception to delivery",
@@ -479,6 +492,43 @@ pub fn classic_text(open: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The audit files' gauges and the counter of day files removed (by age, by the size cap).
+fn register_audit_files(reg: &mut Registry, h: &crate::queue::HistoryStats) {
+    let bytes = Gauge::<i64>::default();
+    bytes.set(i64_of(h.audit_file_bytes));
+    let files = Gauge::<i64>::default();
+    files.set(i64_of(h.audit_files));
+    let max = Gauge::<i64>::default();
+    max.set(i64_of(h.audit_max_bytes));
+    let pruned = Family::<ReasonLabel, Counter>::default();
+    for (reason, n) in [
+        ("age", h.audit_pruned_age_files),
+        ("size", h.audit_pruned_size_files),
+    ] {
+        pruned
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc_by(n);
+    }
+    reg.register(
+        "vitalsd_audit_bytes",
+        "Bytes of the audit files on disk (bounded by audit_max_bytes and audit_retention)",
+        bytes,
+    );
+    reg.register("vitalsd_audit_files", "Audit day files kept", files);
+    reg.register(
+        "vitalsd_audit_max_bytes",
+        "The size cap of the audit files (audit_max_bytes)",
+        max,
+    );
+    reg.register(
+        "vitalsd_audit_pruned_files",
+        "Audit day files removed since start: past audit_retention (reason=age) or, with a WARN before each, over audit_max_bytes (reason=size)",
+        pruned,
+    );
 }
 
 #[cfg(test)]

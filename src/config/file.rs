@@ -52,6 +52,15 @@ pub fn default_queue_max_bytes() -> Size {
 pub fn default_history_max_bytes() -> Size {
     Size(512 * 1024 * 1024)
 }
+pub fn default_audit_max_bytes() -> Size {
+    Size(4 * 1024 * 1024 * 1024)
+}
+pub fn default_store_reclaim_slack() -> Size {
+    Size(64 * 1024 * 1024)
+}
+pub fn default_store_reclaim_every() -> Dur {
+    Dur(std::time::Duration::from_secs(600))
+}
 pub fn default_cache_size() -> Size {
     Size(16 * 1024 * 1024)
 }
@@ -95,6 +104,15 @@ pub struct DaemonFile {
     pub shutdown_timeout: Dur,
     #[serde(default = "default_audit_retention")]
     pub audit_retention: Dur,
+    /// The audit files' size cap: above it the oldest days are removed (WARN first).
+    #[serde(default = "default_audit_max_bytes")]
+    pub audit_max_bytes: Size,
+    /// The store is rewritten online when its files exceed twice its live data by this.
+    #[serde(default = "default_store_reclaim_slack")]
+    pub store_reclaim_slack: Size,
+    /// At most one online rewrite per this interval.
+    #[serde(default = "default_store_reclaim_every")]
+    pub store_reclaim_every: Dur,
     #[serde(default = "default_log_format")]
     pub log_format: String,
     /// The store encryption key: a path, or `credential:<name>` for a systemd credential.
@@ -115,6 +133,9 @@ impl Default for DaemonFile {
             clock_skew_tolerance: default_clock_skew_tolerance(),
             shutdown_timeout: default_shutdown_timeout(),
             audit_retention: default_audit_retention(),
+            audit_max_bytes: default_audit_max_bytes(),
+            store_reclaim_slack: default_store_reclaim_slack(),
+            store_reclaim_every: default_store_reclaim_every(),
             log_format: default_log_format(),
             store_key_file: default_store_key_file(),
         }

@@ -10,6 +10,8 @@ mod file;
 mod locate;
 mod patient;
 mod sinks;
+mod store;
+pub use store::StoreConfig;
 mod usb;
 mod validate;
 
@@ -67,6 +69,8 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// Audit entries older than this are pruned.
     pub audit_retention: Duration,
+    /// The store's and audit files' own settings (see `store`).
+    pub store: StoreConfig,
     pub log_format: LogFormat,
     /// Where the key that encrypts the store comes from (outside `data_dir`).
     pub store_key_file: crate::queue::cipher::KeySource,

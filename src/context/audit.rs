@@ -2,9 +2,10 @@
 //! an MA assigned or discarded, which quarantined reading someone released or discarded, and
 //! what each receiver answered to each reading.
 //!
-//! Entries are stored append-only in the queue's store (`queue::audit`); this module only
-//! names them. They hold patient identifiers in clear: the audit trail and the record system
-//! are the only places where identifiers appear. Never log an [`AuditEvent`] at INFO.
+//! Entries are stored append-only in the audit files (`crate::audit`, through `queue::audit`);
+//! this module only names them. They hold patient identifiers, sealed with the store key in
+//! the files: the audit trail and the record system are the only places where identifiers
+//! appear. Never log an [`AuditEvent`] at INFO.
 
 use std::fmt;
 

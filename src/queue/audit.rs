@@ -1,10 +1,14 @@
-//! The append-only audit log and the durable room contexts, in the queue's own store.
+//! The audit trail's entry point in the queue, and the durable room contexts.
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop; stores each as one entry that is never changed, and removed only when it is
-//! older than `[daemon] audit_retention` (the writer prunes the oldest once a minute). Writes go
-//! through the group-commit writer (`Command::Stage`), so an audit entry is durable in the SAME
-//! batch as the change it describes (a settle, an assignment, a context record).
+//! delivery loop. Writes go through the group-commit writer (`Command::Stage`), so an audit
+//! entry is durable with the SAME batch as the change it describes (a settle, an assignment, a
+//! context record). With audit files (`QueueOptions::audit_log`, the daemon) the entries are
+//! staged in the transaction and the writer appends them to the day file before it applies the
+//! batch; the syncer fdatasyncs the file with the store (see `crate::audit`). Without audit
+//! files (tests, library use) each is one store key, removed once older than
+//! `audit_retention`. Entries an earlier version left in the store are moved to the files at
+//! open (`migrate`).
 //!
 //! # Layout
 //! ```text
@@ -18,14 +22,19 @@
 //! values cost more than many small keys).
 
 use std::any::Any;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::bytes::StoreBytes;
 use super::ops::{self, Ctx};
+use super::store::{Batch, Store};
+use super::txn::Counters;
 use super::txn::{corrupt, Txn};
 use super::types::{QueueError, Settle};
 use super::writer::Command;
 use super::Queue;
+use crate::audit::{AuditLog, AuditPage, AuditQuery};
 use crate::context::audit::{AuditEntry, AuditEvent, DeliveryOutcome};
 use crate::reading::{ReadingId, SinkId};
 
@@ -83,10 +92,71 @@ pub(super) fn append(
     now: OffsetDateTime,
     events: Vec<AuditEvent>,
 ) -> Result<(), QueueError> {
+    if let Some(staged) = tx.audit.as_mut() {
+        staged.extend(
+            events
+                .into_iter()
+                .map(|event| (uuid::Uuid::now_v7(), AuditEntry { at: now, event })),
+        );
+        return Ok(());
+    }
     for event in events {
         let key = audit_key();
         let value = ops::json(&key, &AuditEntry { at: now, event })?;
         tx.put(key, value);
+    }
+    Ok(())
+}
+
+/// Audit entries moved per step of [`migrate`].
+const MIGRATE_PAGE: usize = 1024;
+
+/// Moves the audit entries an earlier version kept in the store (`l` keys) to the audit
+/// files, oldest first, a page at a time: each page is appended and synced to the files
+/// before its keys are removed (with the byte counters) in one synced batch. A page the files
+/// already hold (a crash between the two) is recognised by its ids and not written again.
+pub(super) fn migrate(
+    store: &dyn Store,
+    log: &AuditLog,
+    counters: &mut Counters,
+) -> Result<(), QueueError> {
+    let mut moved = 0u64;
+    loop {
+        let page = store.scan_prefix(&[AUDIT], None, MIGRATE_PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        let last = log.last_id();
+        let mut entries = Vec::new();
+        let mut batch = Batch::new();
+        let mut bytes: StoreBytes = counters.bytes;
+        for (k, v) in &page {
+            batch.remove(k.clone());
+            bytes.change(k, Some(v.len()), None);
+            let id = k
+                .get(1..17)
+                .and_then(|b| uuid::Uuid::from_slice(b).ok())
+                .ok_or_else(|| corrupt(k, "bad audit key"))?;
+            if last.is_some_and(|l| id <= l) {
+                continue;
+            }
+            let stored: Stored = ops::decode(k, v)?;
+            entries.extend(stored.into_vec().into_iter().map(|e| (id, e)));
+        }
+        log.append(&entries)?;
+        log.sync()?;
+        moved += entries.len() as u64;
+        counters.bytes = bytes;
+        counters.write_to(&mut batch);
+        store.apply(batch)?;
+        store.sync()?;
+    }
+    if moved > 0 {
+        tracing::info!(
+            entries = moved,
+            dir = %log.dir().display(),
+            "audit entries moved from the queue store to the audit files"
+        );
     }
     Ok(())
 }
@@ -134,7 +204,7 @@ impl Queue {
         if events.is_empty() {
             return Ok(());
         }
-        self.stage(move |tx, _| append(tx, OffsetDateTime::now_utc(), events))
+        self.stage(move |tx, ctx| append(tx, ops::from_ms(ctx.now_ms), events))
             .await
     }
 
@@ -144,6 +214,14 @@ impl Queue {
         since: Option<OffsetDateTime>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, QueueError> {
+        if let Some(log) = &self.shared()?.audit_log {
+            let q = AuditQuery {
+                since,
+                limit,
+                ..AuditQuery::default()
+            };
+            return Ok(log.read(&q)?.entries);
+        }
         let store = &*self.shared()?.store;
         let mut after = since.map(since_key);
         let mut out = Vec::new();
@@ -161,6 +239,29 @@ impl Queue {
         }
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// A page of audit entries (either order, by room, with a cursor): from the audit files,
+    /// or from the store when the queue has none (then `room` and `cursor` are not supported
+    /// and the page is the oldest first).
+    pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPage, QueueError> {
+        if let Some(log) = &self.shared()?.audit_log {
+            return Ok(log.read(q)?);
+        }
+        let mut entries = self.audit(q.since, usize::MAX)?;
+        if q.newest_first {
+            entries.reverse();
+        }
+        entries.truncate(q.limit);
+        Ok(AuditPage {
+            entries,
+            next: None,
+        })
+    }
+
+    /// The audit file log, when the queue writes one.
+    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.inner.shared.audit_log.as_ref()
     }
 
     /// [`Queue::settle`] plus one audit entry per final answer (delivered, dead), in the same

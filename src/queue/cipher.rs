@@ -551,3 +551,68 @@ impl<S: Store> Store for Sealed<S> {
 #[cfg(test)]
 #[path = "cipher_tests.rs"]
 mod tests;
+
+/// Seals single records outside the store (the audit files, see `crate::audit`) with the same
+/// AEAD as the store's values, under a key derived from the store key with its own label.
+/// A sealed record is `version ‖ nonce ‖ ciphertext ‖ tag`, bound to `aad`.
+pub struct RecordCipher {
+    aead: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for RecordCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordCipher").finish_non_exhaustive()
+    }
+}
+
+impl RecordCipher {
+    /// The cipher for records labelled `label` (each use of it gets its own label).
+    pub fn new(key: &StoreKey, label: &[u8]) -> Self {
+        let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &key.derive(label))
+            .unwrap_or_else(|_| unreachable!("a 32-byte key fits ChaCha20-Poly1305"));
+        Self {
+            aead: LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// `plain` sealed under a fresh random nonce and bound to `aad`.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[1 + NONCE_LEN..],
+            )
+            .map_err(|_| StoreError::Io("encrypting a record failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// The plain record, or `None` when `sealed` does not open (another key, altered bytes,
+    /// another `aad`).
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < OVERHEAD || sealed[0] != VERSION {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..=NONCE_LEN]).ok()?;
+        let mut buf = sealed[1 + NONCE_LEN..].to_vec();
+        let n = self
+            .aead
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?
+            .len();
+        buf.truncate(n);
+        Some(buf)
+    }
+}

@@ -29,8 +29,10 @@
 //!   drains all that are waiting (up to `max_group` readings), applies one atomic batch and makes
 //!   one `sync` (sled `flush` + `fdatasync` of `<dir>/db`) before replying to all of them.
 //!   Settle, retry and purge go through the same writer, so they are durable when they return.
-//! - **History pruning**: at most once a minute, inside the next group's batch, the writer
-//!   drops dedupe chunks older than the window, audit entries older than `audit_retention`, and
+//! - **History pruning**: at most once a minute by the queue's clock (`QueueOptions::clock`),
+//!   inside the next group's batch, the writer closes and prunes the audit files (see
+//!   `crate::audit`) and drops dedupe chunks older than the window, audit entries older than
+//!   `audit_retention` (a store without audit files), and
 //!   per-reading dedupe keys (`k`) that an earlier version stored more than 7 days ago (a
 //!   cursor walks them). While history is above `history_max_bytes`, each group also drops its
 //!   oldest keys (audit and dedupe together, oldest first): ingest is never refused for it.
@@ -48,9 +50,12 @@
 //!   each segment once. They block briefly on sled: call them from `spawn_blocking` or a
 //!   delivery task that tolerates it. A pending entry whose reading is missing or unreadable is
 //!   moved to that sink's dead-letter (reason `unreadable: ...`) instead of blocking the sink.
-//! - **Held and quarantined readings, the audit log** (`held`, `quarantine`, `audit`): own key
-//!   prefixes (`h`, `u`, `l`, `x`) in the same tree, written through the same writer
-//!   (`Command::Stage`).
+//! - **Held and quarantined readings, room contexts** (`held`, `quarantine`, `audit`): own key
+//!   prefixes (`h`, `u`, `x`) in the same tree, written through the same writer
+//!   (`Command::Stage`). Audit entries go to the audit files, appended before their batch is
+//!   applied and synced with it (`l` keys only without audit files).
+//! - **Space back online** (`reclaim`): when the store's files exceed twice the live bytes plus
+//!   a slack, the writer rewrites the store and swaps the copy in (docs/store-bounds.md).
 //! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
 //!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it.
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
@@ -67,6 +72,7 @@ mod keys;
 mod memory;
 mod ops;
 pub mod quarantine;
+pub mod reclaim;
 mod rejected;
 pub mod review;
 pub mod salvage;
@@ -80,9 +86,13 @@ pub mod verify;
 mod writer;
 
 #[cfg(test)]
+mod audit_files_tests;
+#[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod reclaim_tests;
 #[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
@@ -112,8 +122,8 @@ pub use review::{Decision, ReviewEntry};
 pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
-    DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueError, QueueOptions, QueueStats, Settle,
-    SinkStats,
+    AuditFiles, DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueClock, QueueError,
+    QueueOptions, QueueStats, Settle, SinkStats,
 };
 
 /// A handle to the queue; clones share one store and one writer thread. Dropping the last
@@ -151,6 +161,13 @@ impl Queue {
     /// A queue over any [`Store`] (tests use [`MemoryStore`]).
     pub fn with_store(store: Arc<dyn Store>, opts: QueueOptions) -> Result<Queue, QueueError> {
         let configured = sink_list(opts.sinks)?;
+        let (store, reclaim): (Arc<dyn Store>, _) = match opts.reclaim {
+            Some(r) => {
+                let r = Arc::new(reclaim::Reclaim::new(store, r));
+                (r.clone(), Some(r))
+            }
+            None => (store, None),
+        };
         check_layout(&*store)?;
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
@@ -172,6 +189,10 @@ impl Queue {
         let dedupe = dedupe::Index::open(&*store)?;
         migrate_rejected(&*store, &mut counters, &mut next_seq, &configured, &dedupe)?;
         let rejected_bytes = rejected::measure(&*store)?;
+        let audit_log = opts.audit_log.map(|a| a.0);
+        if let Some(log) = &audit_log {
+            audit::migrate(&*store, log, &mut counters)?;
+        }
         let shared = Arc::new(Shared {
             disk_bytes: AtomicU64::new(store.size_on_disk()?),
             store,
@@ -188,6 +209,9 @@ impl Queue {
             history_pruned: AtomicU64::new(0),
             history_warned: AtomicBool::new(false),
             audit_retention_ms: u64::try_from(opts.audit_retention.as_millis()).unwrap_or(u64::MAX),
+            audit_log,
+            clock: opts.clock.0,
+            reclaim,
             hints: ops::SlotHints::default(),
             last_segment: Mutex::new(None),
         });
@@ -506,10 +530,23 @@ impl Queue {
         let c = shared.counters().clone();
         let configured = shared.configured();
         let rejected = shared.rejected_bytes.load(Ordering::Relaxed);
+        let files = shared
+            .audit_log
+            .as_ref()
+            .map(|l| l.stats())
+            .unwrap_or_default();
         Ok(QueueStats {
             readings: c.readings,
             quarantined: c.quarantined,
             disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
+            live_bytes: c
+                .bytes
+                .undelivered
+                .saturating_add(shared.history_bytes(&c.bytes)),
+            reclaims: shared
+                .reclaim
+                .as_ref()
+                .map_or(0, |r| r.runs.load(Ordering::Relaxed)),
             max_bytes: shared.max_bytes,
             undelivered_bytes: c.bytes.undelivered,
             free_bytes: shared.max_bytes.saturating_sub(c.bytes.undelivered),
@@ -520,6 +557,11 @@ impl Queue {
                 total_bytes: shared.history_bytes(&c.bytes),
                 max_bytes: shared.history_max_bytes,
                 pruned: shared.history_pruned.load(Ordering::Relaxed),
+                audit_file_bytes: files.bytes,
+                audit_files: files.files,
+                audit_max_bytes: files.max_bytes,
+                audit_pruned_age_files: files.pruned_age_files,
+                audit_pruned_size_files: files.pruned_size_files,
             },
             sinks: c
                 .sinks

@@ -32,6 +32,8 @@ pub(super) struct SyncJob {
     /// Whether the group applied any write. A group that wrote nothing and has nobody to
     /// answer (the Close barrier) needs no sync.
     pub(super) wrote: bool,
+    /// Whether the group appended audit entries to the audit file (synced with the store).
+    pub(super) audited: bool,
     pub(super) done: Vec<Done>,
     pub(super) woken: BTreeSet<SinkId>,
     /// Answered once every earlier job was answered (used by Close).
@@ -57,7 +59,14 @@ pub(super) fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
                     .into(),
             ))
         } else if needs_sync {
-            shared.store.sync()
+            let audited = jobs.iter().any(|j| j.audited);
+            shared.store.sync().and_then(|()| {
+                if audited {
+                    super::writer::sync_audit(shared)
+                } else {
+                    Ok(())
+                }
+            })
         } else {
             Ok(())
         };

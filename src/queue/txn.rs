@@ -210,6 +210,10 @@ pub struct Txn<'s> {
     building: Vec<Building>,
     /// At the savepoint: how many segments the group had, and the last one's length.
     saved_at: (usize, u32),
+    /// Audit entries for the audit file log (`None`: they are stored as `l` keys instead);
+    /// the writer appends them before it applies the batch.
+    pub audit: Option<Vec<(uuid::Uuid, crate::context::audit::AuditEntry)>>,
+    audit_saved: usize,
 }
 
 /// The number the next segment gets: one past the last segment (or live bitmap) in `store`.
@@ -241,7 +245,15 @@ impl<'s> Txn<'s> {
             saved: None,
             building: vec![Building::new(seq)],
             saved_at: (1, 0),
+            audit: None,
+            audit_saved: 0,
         }
+    }
+
+    /// Takes the audit entries staged for the file log.
+    pub fn take_audit(&mut self) -> Vec<(uuid::Uuid, crate::context::audit::AuditEntry)> {
+        self.audit_saved = 0;
+        self.audit.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     fn current(&mut self) -> &mut Building {
@@ -361,13 +373,16 @@ impl<'s> Txn<'s> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.building.iter().all(|b| b.seg.is_empty())
+        self.writes.is_empty()
+            && self.building.iter().all(|b| b.seg.is_empty())
+            && self.audit.as_ref().is_none_or(Vec::is_empty)
     }
 
     /// Starts a request: [`Txn::rollback`] undoes everything staged after this.
     pub fn savepoint(&mut self) {
         self.undo.clear();
         self.saved = Some(self.counters.clone());
+        self.audit_saved = self.audit.as_ref().map_or(0, Vec::len);
         let len = self.current().seg.len();
         self.saved_at = (self.building.len(), len);
     }
@@ -385,6 +400,10 @@ impl<'s> Txn<'s> {
         }
         if let Some(c) = self.saved.take() {
             self.counters = c;
+        }
+        let keep = self.audit_saved;
+        if let Some(a) = self.audit.as_mut() {
+            a.truncate(keep);
         }
         let (segments, len) = self.saved_at;
         self.building.truncate(segments.max(1));

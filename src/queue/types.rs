@@ -24,7 +24,52 @@ pub struct QueueOptions {
     pub max_group: usize,
     /// Audit entries older than this are pruned (a minute's worth of pruning at a time).
     pub audit_retention: std::time::Duration,
+    /// Where audit entries go: the audit file log, or (without one: tests, tools) the store.
+    /// With a log, audit entries left in the store by an earlier version are moved to it at
+    /// open.
+    pub audit_log: Option<AuditFiles>,
+    /// The time retention and pruning read (the system clock unless a test injects one).
+    pub clock: QueueClock,
+    /// Rewrite the store online when its files are much larger than its live data (see
+    /// `reclaim`); `None` (tests over memory, tools): never.
+    pub reclaim: Option<super::reclaim::ReclaimOptions>,
 }
+
+/// The clock of [`QueueOptions`] (see `crate::audit::clock`); equal when it is the same clock.
+#[derive(Clone)]
+pub struct QueueClock(pub crate::audit::clock::Clock);
+
+impl Default for QueueClock {
+    fn default() -> Self {
+        QueueClock(crate::audit::clock::system())
+    }
+}
+
+impl std::fmt::Debug for QueueClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueClock")
+    }
+}
+
+impl PartialEq for QueueClock {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for QueueClock {}
+
+/// The audit file log of [`QueueOptions`]; equal when it is the same log.
+#[derive(Debug, Clone)]
+pub struct AuditFiles(pub std::sync::Arc<crate::audit::AuditLog>);
+
+impl PartialEq for AuditFiles {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AuditFiles {}
 
 impl QueueOptions {
     /// Cache 16 MiB, cap 2 GiB, history 512 MiB, 1000 readings per flush, audit kept 90 days.
@@ -36,6 +81,9 @@ impl QueueOptions {
             sinks,
             max_group: 1000,
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
+            audit_log: None,
+            clock: QueueClock::default(),
+            reclaim: None,
         }
     }
 }
@@ -79,6 +127,10 @@ pub struct QueueStats {
     pub quarantined: u64,
     /// Bytes the store's files take on disk (sled keeps freed space until it is rewritten).
     pub disk_bytes: u64,
+    /// Live bytes of the store (undelivered + history in the store): what a rewrite keeps.
+    pub live_bytes: u64,
+    /// Times the store was rewritten online to give space back, since open.
+    pub reclaims: u64,
     /// The cap on `undelivered_bytes` (`queue_max_bytes`).
     pub max_bytes: u64,
     /// Live bytes (keys and values) of undelivered readings and their entries.
@@ -96,7 +148,8 @@ pub struct QueueStats {
 pub struct HistoryStats {
     /// The dedupe index (7 days by device time).
     pub dedupe_bytes: u64,
-    /// The audit log (`audit_retention`).
+    /// The audit entries still in the store (an earlier version's, or a queue without audit
+    /// files); the audit files are counted in `audit_file_bytes`, apart from history.
     pub audit_bytes: u64,
     /// The rejected-payload log (the newest 10,000 records).
     pub rejected_bytes: u64,
@@ -105,6 +158,14 @@ pub struct HistoryStats {
     pub max_bytes: u64,
     /// History keys pruned early (over the bound) since the queue was opened.
     pub pruned: u64,
+    /// The audit files (`<data_dir>/audit`): bytes on disk, bounded by `audit_max_bytes`
+    /// and `audit_retention`, not by `history_max_bytes`.
+    pub audit_file_bytes: u64,
+    pub audit_files: u64,
+    pub audit_max_bytes: u64,
+    /// Audit day files removed since start: past their retention, and over the size cap.
+    pub audit_pruned_age_files: u64,
+    pub audit_pruned_size_files: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,6 +196,8 @@ pub enum QueueError {
     Full { size: u64, max: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("queue is closed")]
     Closed,
     #[error("queue entry {key} is unreadable: {reason}")]

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
 use tokio::sync::{oneshot, Notify};
 
 use super::keys;
@@ -99,6 +98,12 @@ pub struct Shared {
     /// Retained history (dedupe, audit, rejected) above this is pruned oldest first.
     pub history_max_bytes: u64,
     pub audit_retention_ms: u64,
+    /// The audit file log, when audit entries go to files (see `crate::audit`).
+    pub audit_log: Option<Arc<crate::audit::AuditLog>>,
+    /// The time the writer stamps and prunes by.
+    pub clock: crate::audit::clock::Clock,
+    /// The store's online rewrite, when space is given back while running (see `reclaim`).
+    pub reclaim: Option<Arc<super::reclaim::Reclaim>>,
     pub dedupe: super::dedupe::Index,
     /// Bytes of the rejected-payload log (written outside the group commit; see `rejected`).
     pub rejected_bytes: AtomicU64,
@@ -159,7 +164,8 @@ impl Shared {
     }
 }
 
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often history is pruned, by the queue's clock (a test clock makes days pass quickly).
+const PRUNE_EVERY_MS: u64 = 60_000;
 /// Dedupe keys looked at per prune: a full pass over a week of keys at 10,000 a minute covers
 /// 14 million keys a day.
 const PRUNE_LIMIT: usize = 10_000;
@@ -168,7 +174,8 @@ const SIZE_EVERY: Duration = Duration::from_millis(250);
 pub struct Writer {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Command>,
-    last_prune: Option<Instant>,
+    /// When history was last pruned, by the queue's clock (unix ms).
+    last_prune_ms: Option<u64>,
     prune_cursor: Option<Vec<u8>>,
     last_size: Instant,
     /// The number the next segment gets: only grows while the queue is open.
@@ -180,7 +187,7 @@ impl Writer {
         Self {
             shared,
             rx,
-            last_prune: None,
+            last_prune_ms: None,
             prune_cursor: None,
             last_size: Instant::now(),
             next_seq,
@@ -229,11 +236,17 @@ impl Writer {
         let store = Arc::clone(&self.shared.store);
         let counters = self.shared.counters().clone();
         let mut tx = Txn::with_seq(&*store, counters, self.next_seq);
+        if self.shared.audit_log.is_some() {
+            tx.audit = Some(Vec::new());
+        }
         let mut done = Vec::new();
         let mut woken = BTreeSet::new();
-        let now_ms = ops::to_ms(OffsetDateTime::now_utc());
-        if self.last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            self.last_prune = Some(Instant::now());
+        let now_ms = ops::to_ms((self.shared.clock)());
+        let prune_due = self
+            .last_prune_ms
+            .is_none_or(|t| now_ms < t || now_ms - t >= PRUNE_EVERY_MS);
+        if prune_due {
+            self.last_prune_ms = Some(now_ms);
             tx.savepoint();
             let after = self.prune_cursor.take();
             match ops::prune_dedupe(&mut tx, now_ms, after.as_deref(), PRUNE_LIMIT) {
@@ -257,6 +270,11 @@ impl Writer {
             if let Err(e) = super::audit::prune(&mut tx, cutoff, PRUNE_LIMIT) {
                 tx.rollback();
                 tracing::warn!(error = %e, "pruning old audit entries failed; will try again");
+            }
+            if let Some(log) = &self.shared.audit_log {
+                if let Err(e) = log.maintain() {
+                    tracing::warn!(error = %e, "closing or pruning audit files failed; will try again");
+                }
             }
             tx.savepoint();
             let before = super::dedupe::hour_of(now_ms.saturating_sub(super::dedupe::WINDOW_MS));
@@ -364,12 +382,18 @@ impl Writer {
         let _ = sync.send(SyncJob {
             applied: Ok(()),
             wrote: false,
+            audited: false,
             done: Vec::new(),
             woken: BTreeSet::new(),
             barrier: Some(barrier),
         });
         let _ = answered.recv();
-        let result = committed.and_then(|()| store.sync().map_err(QueueError::from));
+        let result = committed
+            .and_then(|()| store.sync().map_err(QueueError::from))
+            .and_then(|()| match &self.shared.audit_log {
+                Some(log) => log.sync().map_err(QueueError::from),
+                None => Ok(()),
+            });
         self.shared.closed.store(true, Ordering::SeqCst);
         let _ = reply.send(result);
         true
@@ -418,7 +442,22 @@ impl Writer {
         sync: &mpsc::Sender<SyncJob>,
     ) -> Result<(), QueueError> {
         let wrote = !tx.is_empty();
-        let applied = if !wrote {
+        // Audit entries go to their file before the batch they describe is applied: an
+        // action is never stored without its entry (the syncer makes both durable).
+        let audit = tx.take_audit();
+        let audited = !audit.is_empty();
+        let logged = match (&self.shared.audit_log, audited) {
+            (Some(log), true) => log.append(&audit).map_err(|e| {
+                tracing::error!(error = %e, "writing the audit file failed; the batch it describes is not applied");
+                super::store::StoreError::Io(e.to_string())
+            }),
+            _ => Ok(()),
+        };
+        let applied = if let Err(e) = logged {
+            drop(tx.take_batch(true));
+            tx.counters = self.shared.counters().clone();
+            Err(e)
+        } else if !wrote {
             Ok(())
         } else {
             let batch = tx.take_batch(true);
@@ -443,13 +482,17 @@ impl Writer {
         let job = SyncJob {
             applied,
             wrote,
+            audited,
             done: std::mem::take(done),
             woken: std::mem::take(woken),
             barrier: None,
         };
         if let Err(mpsc::SendError(job)) = sync.send(job) {
             // The syncer is gone (it could not start): answer here, after a sync of our own.
-            let synced = job.applied.and_then(|()| self.shared.store.sync());
+            let synced = job
+                .applied
+                .and_then(|()| self.shared.store.sync())
+                .and_then(|()| sync_audit(&self.shared));
             answer(&self.shared, job.done, job.woken, &synced);
         }
         if self.last_size.elapsed() >= SIZE_EVERY {
@@ -458,8 +501,54 @@ impl Writer {
                 Ok(n) => self.shared.disk_bytes.store(n, Ordering::Relaxed),
                 Err(e) => tracing::warn!(error = %e, "cannot read the queue's size on disk"),
             }
+            self.reclaim_space();
         }
         result
+    }
+}
+
+impl Writer {
+    /// Rewrites the store when its files are much larger than its live data (see `reclaim`).
+    fn reclaim_space(&self) {
+        let Some(r) = &self.shared.reclaim else {
+            return;
+        };
+        let disk = self.shared.disk_bytes.load(Ordering::Relaxed);
+        let live = {
+            let c = self.shared.counters();
+            c.bytes
+                .undelivered
+                .saturating_add(self.shared.history_bytes(&c.bytes))
+        };
+        if !r.due(disk, live) {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        match r.run() {
+            Ok((before, after)) => {
+                self.shared.disk_bytes.store(after, Ordering::Relaxed);
+                tracing::info!(
+                    disk_bytes_before = before,
+                    disk_bytes_after = after,
+                    live_bytes = live,
+                    took_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "the queue store was rewritten to give back the space of delivered readings"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rewriting the queue store to give back space failed; will try again later");
+            }
+        }
+    }
+}
+
+/// Makes the audit file durable (nothing to do without audit files).
+pub(super) fn sync_audit(shared: &Shared) -> Result<(), super::store::StoreError> {
+    match &shared.audit_log {
+        Some(log) => log
+            .sync()
+            .map_err(|e| super::store::StoreError::Io(e.to_string())),
+        None => Ok(()),
     }
 }
 

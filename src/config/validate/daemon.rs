@@ -77,6 +77,7 @@ impl Validator {
             }
         }
         Some(DaemonConfig {
+            store: crate::config::store::check(self, &d),
             data_dir: d.data_dir,
             admin_listen,
             admin_token_file,

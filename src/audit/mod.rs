@@ -1,0 +1,442 @@
+//! The audit file log: audit entries in append-only daily files under `<data_dir>/audit`,
+//! hash-chained, compressed when their day closes, pruned by age and by size.
+//!
+//! Receives [`AuditEntry`]s from the queue's group-commit writer (each with a UUIDv7 id);
+//! promises (docs/audit-log.md):
+//! - every entry is one line of `audit-YYYY-MM-DD.jsonl` (the UTC day of its time); the writer
+//!   appends before it applies the batch the entries describe, and the queue's syncer makes the
+//!   file durable ([`AuditLog::sync`], fdatasync) before any caller of that batch is answered;
+//! - each line carries `prev`, the SHA-256 (hex) of the line before it, the first line of a day
+//!   the hash of the previous day's last line: a line removed or changed breaks the chain at
+//!   the next line, which [`verify`] reports with its file and line number;
+//! - with a store key, the event (room, patient, who) is sealed with ChaCha20-Poly1305 under a
+//!   key derived from the store key (`sealed`, base64), bound to the line's id and `prev`; only
+//!   `prev`, `id` and `at` stay readable;
+//! - a day that closed is gzip-compressed (`.jsonl.gz`, written aside, synced, then renamed);
+//! - [`AuditLog::maintain`] removes the days older than the retention, then the oldest days
+//!   while the files take more than the size cap, with a WARN and a counter before each file
+//!   the cap removes. The open day is never removed.
+//!
+//! Time comes from the injected [`clock::Clock`].
+
+pub mod clock;
+mod files;
+mod read;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::context::audit::AuditEntry;
+use crate::queue::cipher::{RecordCipher, StoreKey};
+
+pub use files::{day_name, list as list_days, DayFile};
+pub use read::{read as read_dir, verify, AuditPage, AuditQuery, Break, VerifyReport};
+
+/// The label the audit cipher's key is derived under (see `queue::cipher::RecordCipher`).
+const CIPHER_LABEL: &[u8] = b"vitalsd audit entries v1";
+/// `prev` of the very first entry of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why the audit log failed; names the file, never an entry's content.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("audit log {path} line {line}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+}
+
+impl AuditError {
+    fn io(path: &Path, e: impl std::fmt::Display) -> Self {
+        AuditError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The audit directory inside `data_dir`.
+pub fn audit_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}
+
+impl AuditOptions {
+    /// The daemon's audit files for `cfg`, sealed with `key`.
+    pub fn for_config(cfg: &crate::config::Config, key: &StoreKey, clock: clock::Clock) -> Self {
+        AuditOptions {
+            dir: audit_dir(&cfg.daemon.data_dir),
+            key: Some(key.clone()),
+            retention: cfg.daemon.audit_retention,
+            max_bytes: cfg.daemon.store.audit_max_bytes,
+            clock,
+        }
+    }
+}
+
+/// How the log is kept.
+#[derive(Clone)]
+pub struct AuditOptions {
+    pub dir: PathBuf,
+    /// Seals every event when set (the store key).
+    pub key: Option<StoreKey>,
+    /// Days older than this are removed.
+    pub retention: Duration,
+    /// The oldest days are removed while the files take more than this.
+    pub max_bytes: u64,
+    pub clock: clock::Clock,
+}
+
+/// What the log holds and what it removed, for stats and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AuditStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Day files removed because they were older than the retention, since start.
+    pub pruned_age_files: u64,
+    /// Day files removed because the log was over `audit_max_bytes`, since start.
+    pub pruned_size_files: u64,
+}
+
+/// The append side of the log; readers use [`AuditLog::read`] or the free functions.
+pub struct AuditLog {
+    dir: PathBuf,
+    cipher: Option<RecordCipher>,
+    retention: Duration,
+    max_bytes: u64,
+    clock: clock::Clock,
+    state: Mutex<State>,
+    pruned_age: AtomicU64,
+    pruned_size: AtomicU64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    open: Option<OpenDay>,
+    /// SHA-256 (hex) of the last line written.
+    last_hash: String,
+    /// Id of the last entry written (migration skips what is already in the files).
+    last_id: Option<Uuid>,
+    /// Bytes of the files of the closed days.
+    closed_bytes: u64,
+    closed_files: u64,
+}
+
+struct OpenDay {
+    day: Date,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    dirty: bool,
+}
+
+/// One line as written (the event's fields sit beside these, or are sealed in `sealed`).
+#[derive(Serialize)]
+struct Head<'a> {
+    prev: &'a str,
+    id: Uuid,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+}
+
+/// The additional data a sealed event is bound to: its id, the hash before it and its time
+/// (as written, RFC 3339).
+fn aad(id: Uuid, prev: &str, at: &str) -> Vec<u8> {
+    let mut a = id.as_bytes().to_vec();
+    a.extend_from_slice(prev.as_bytes());
+    a.push(0);
+    a.extend_from_slice(at.as_bytes());
+    a
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub(crate) fn sha256_hex(line: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, line).as_ref())
+}
+
+impl AuditLog {
+    /// Opens (creating) the log in `opts.dir`: finishes what a crash left (a compressed day
+    /// beside its plain file, a torn last line, a closed day not compressed yet) and reads the
+    /// last hash to chain on.
+    pub fn open(opts: AuditOptions) -> Result<AuditLog, AuditError> {
+        let dir = opts.dir.clone();
+        files::create_dir(&dir)?;
+        let today = (opts.clock)().date();
+        let days = files::recover(&dir, today)?;
+        let mut last_hash = GENESIS.to_string();
+        let mut last_id = None;
+        let mut open = None;
+        let (mut closed_bytes, mut closed_files) = (0, 0);
+        for d in &days {
+            if d.compressed {
+                closed_bytes += d.bytes;
+                closed_files += 1;
+            }
+        }
+        if let Some(newest) = days.last() {
+            if let Some((hash, id)) = files::last_line(newest)? {
+                last_hash = hash;
+                last_id = Some(id);
+            }
+            if !newest.compressed {
+                let file = files::open_append(&newest.path)?;
+                open = Some(OpenDay {
+                    day: newest.day,
+                    path: newest.path.clone(),
+                    file,
+                    len: newest.bytes,
+                    dirty: false,
+                });
+            }
+        }
+        Ok(AuditLog {
+            cipher: opts
+                .key
+                .as_ref()
+                .map(|k| RecordCipher::new(k, CIPHER_LABEL)),
+            dir,
+            retention: opts.retention,
+            max_bytes: opts.max_bytes,
+            clock: opts.clock,
+            state: Mutex::new(State {
+                open,
+                last_hash,
+                last_id,
+                closed_bytes,
+                closed_files,
+            }),
+            pruned_age: AtomicU64::new(0),
+            pruned_size: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Now, by the log's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of the last entry in the files.
+    pub fn last_id(&self) -> Option<Uuid> {
+        self.state().last_id
+    }
+
+    /// Appends `entries` (in order, each with its id) to the file of their day, chained; not
+    /// durable until [`AuditLog::sync`]. An entry older than the open day goes to the open day.
+    pub fn append(&self, entries: &[(Uuid, AuditEntry)]) -> Result<(), AuditError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.state();
+        let mut buf: Vec<u8> = Vec::new();
+        for (id, entry) in entries {
+            let day = entry.at.date();
+            if st.open.as_ref().is_none_or(|o| day > o.day) {
+                self.write_out(&mut st, &mut buf)?;
+                self.rotate(&mut st, day)?;
+            }
+            let line = self.line(&st.last_hash, *id, entry)?;
+            st.last_hash = sha256_hex(&line);
+            st.last_id = Some(*id);
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
+        }
+        self.write_out(&mut st, &mut buf)
+    }
+
+    fn write_out(&self, st: &mut State, buf: &mut Vec<u8>) -> Result<(), AuditError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let Some(o) = st.open.as_mut() else {
+            return Ok(());
+        };
+        o.file
+            .write_all(buf)
+            .map_err(|e| AuditError::io(&o.path, e))?;
+        o.len += buf.len() as u64;
+        o.dirty = true;
+        buf.clear();
+        Ok(())
+    }
+
+    /// One line: the head plus the event's fields, or the head with the event sealed.
+    fn line(&self, prev: &str, id: Uuid, entry: &AuditEntry) -> Result<Vec<u8>, AuditError> {
+        let bad = |e: &dyn std::fmt::Display| AuditError::io(&self.dir, e);
+        let sealed = match &self.cipher {
+            Some(c) => {
+                let plain = serde_json::to_vec(&entry.event).map_err(|e| bad(&e))?;
+                let s = c
+                    .seal(&aad(id, prev, &rfc3339(entry.at)), &plain)
+                    .map_err(|e| bad(&e))?;
+                Some(base64::engine::general_purpose::STANDARD.encode(s))
+            }
+            None => None,
+        };
+        let head = Head {
+            prev,
+            id,
+            at: rfc3339(entry.at),
+            sealed,
+        };
+        let mut v = serde_json::to_value(&head).map_err(|e| bad(&e))?;
+        if self.cipher.is_none() {
+            let ev = serde_json::to_value(&entry.event).map_err(|e| bad(&e))?;
+            if let (Some(m), serde_json::Value::Object(fields)) = (v.as_object_mut(), ev) {
+                m.extend(fields);
+            }
+        }
+        serde_json::to_vec(&v).map_err(|e| bad(&e))
+    }
+
+    /// Closes the open day (synced, then compressed) and opens the file of `day`.
+    fn rotate(&self, st: &mut State, day: Date) -> Result<(), AuditError> {
+        if let Some(o) = st.open.take() {
+            o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
+            drop(o.file);
+            let bytes = files::compress(&o.path)?;
+            st.closed_bytes += bytes;
+            st.closed_files += 1;
+        }
+        let path = self.dir.join(day_name(day, false));
+        let file = files::open_append(&path)?;
+        files::sync_dir(&self.dir)?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        st.open = Some(OpenDay {
+            day,
+            path,
+            file,
+            len,
+            dirty: false,
+        });
+        Ok(())
+    }
+
+    /// Makes every line appended so far durable (fdatasync of the open day's file).
+    pub fn sync(&self) -> Result<(), AuditError> {
+        let mut st = self.state();
+        if let Some(o) = st.open.as_mut() {
+            if o.dirty {
+                o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
+                o.dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open day once the clock has passed it, removes days older than the
+    /// retention, then the oldest days while the files are over the size cap (WARN first).
+    pub fn maintain(&self) -> Result<(), AuditError> {
+        let now = self.now();
+        let mut st = self.state();
+        if let Some(o) = &st.open {
+            if now.date() > o.day {
+                let mut empty = Vec::new();
+                self.write_out(&mut st, &mut empty)?;
+                let o = st.open.take().expect("checked above");
+                o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
+                drop(o.file);
+                let bytes = files::compress(&o.path)?;
+                st.closed_bytes += bytes;
+                st.closed_files += 1;
+            }
+        }
+        let cutoff = (now - self.retention).date();
+        let open_day = st.open.as_ref().map(|o| o.day);
+        let days = files::list(&self.dir)?;
+        let mut total: u64 = days.iter().map(|d| d.bytes).sum();
+        let mut removed_bytes = 0u64;
+        let mut removed_files = 0u64;
+        for d in &days {
+            if Some(d.day) == open_day {
+                continue;
+            }
+            let by_age = d.day < cutoff;
+            let by_size = !by_age && total > self.max_bytes;
+            if !(by_age || by_size) {
+                continue;
+            }
+            if by_size {
+                self.pruned_size.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    file = %d.path.display(),
+                    file_bytes = d.bytes,
+                    audit_bytes = total,
+                    audit_max_bytes = self.max_bytes,
+                    "the audit log is over daemon.audit_max_bytes: removing its oldest day before its retention ends (counted in vitalsd_audit_pruned_files_total)"
+                );
+            } else {
+                self.pruned_age.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file = %d.path.display(), "audit day past daemon.audit_retention removed");
+            }
+            std::fs::remove_file(&d.path).map_err(|e| AuditError::io(&d.path, e))?;
+            total = total.saturating_sub(d.bytes);
+            removed_bytes += d.bytes;
+            removed_files += 1;
+        }
+        if removed_files > 0 {
+            files::sync_dir(&self.dir)?;
+            st.closed_bytes = st.closed_bytes.saturating_sub(removed_bytes);
+            st.closed_files = st.closed_files.saturating_sub(removed_files);
+        }
+        Ok(())
+    }
+
+    /// Files, bytes and what was pruned.
+    pub fn stats(&self) -> AuditStats {
+        let st = self.state();
+        let open_bytes = st.open.as_ref().map_or(0, |o| o.len);
+        AuditStats {
+            files: st.closed_files + u64::from(st.open.is_some()),
+            bytes: st.closed_bytes + open_bytes,
+            max_bytes: self.max_bytes,
+            pruned_age_files: self.pruned_age.load(Ordering::Relaxed),
+            pruned_size_files: self.pruned_size.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads entries across the files (see [`AuditQuery`]).
+    pub fn read(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
+        read::read(&self.dir, self.cipher.as_ref(), q)
+    }
+
+    /// The cipher that opens the entries sealed with `key` (readers without the log: the CLI).
+    pub fn cipher_for(key: Option<&StoreKey>) -> Option<RecordCipher> {
+        key.map(|k| RecordCipher::new(k, CIPHER_LABEL))
+    }
+}
+
+#[cfg(test)]
+mod tests;

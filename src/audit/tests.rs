@@ -1,0 +1,248 @@
+use std::sync::{Arc, Mutex};
+
+use time::macros::datetime;
+
+use super::*;
+use crate::context::audit::{AuditEvent, ContextSource};
+use crate::reading::PatientRef;
+
+struct Manual(Arc<Mutex<OffsetDateTime>>);
+
+impl Manual {
+    fn new(t: OffsetDateTime) -> Self {
+        Manual(Arc::new(Mutex::new(t)))
+    }
+    fn clock(&self) -> clock::Clock {
+        let t = Arc::clone(&self.0);
+        Arc::new(move || *t.lock().unwrap())
+    }
+    fn set(&self, t: OffsetDateTime) {
+        *self.0.lock().unwrap() = t;
+    }
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+fn opts(dir: &Path, clock: clock::Clock, key: Option<StoreKey>, max: u64) -> AuditOptions {
+    AuditOptions {
+        dir: dir.to_path_buf(),
+        key,
+        retention: Duration::from_secs(3 * 24 * 3600),
+        max_bytes: max,
+        clock,
+    }
+}
+
+fn set(room: &str, at: OffsetDateTime) -> (Uuid, AuditEntry) {
+    (
+        Uuid::now_v7(),
+        AuditEntry {
+            at,
+            event: AuditEvent::ContextSet {
+                room: room.into(),
+                patient: PatientRef {
+                    id: "MRN-SECRET-77".into(),
+                    system: "urn:oid:1".into(),
+                },
+                source: ContextSource::Scan,
+                by: "scanner".into(),
+            },
+        },
+    )
+}
+
+fn all(log: &AuditLog, newest_first: bool) -> Vec<AuditEntry> {
+    log.read(&AuditQuery {
+        limit: usize::MAX,
+        newest_first,
+        ..AuditQuery::default()
+    })
+    .unwrap()
+    .entries
+}
+
+fn room(e: &AuditEntry) -> String {
+    match &e.event {
+        AuditEvent::ContextSet { room, .. } => room.clone(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn entries_rotate_by_day_chain_across_files_and_read_back_in_both_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 23:59 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("a", m.now()), set("b", m.now())]).unwrap();
+    m.set(datetime!(2026-12-07 00:01 UTC));
+    log.append(&[set("c", m.now())]).unwrap();
+    log.sync().unwrap();
+    let names: Vec<_> = files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|d| d.path.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]
+    );
+    let oldest: Vec<_> = all(&log, false).iter().map(room).collect();
+    assert_eq!(oldest, ["a", "b", "c"]);
+    let newest: Vec<_> = all(&log, true).iter().map(room).collect();
+    assert_eq!(newest, ["c", "b", "a"]);
+    let rep = verify(dir.path(), None).unwrap();
+    assert_eq!((rep.files, rep.entries, rep.first_break), (2, 3, None));
+    // Reopened, the chain goes on from the last line.
+    drop(log);
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("d", m.now())]).unwrap();
+    assert!(verify(dir.path(), None).unwrap().first_break.is_none());
+    assert_eq!(all(&log, false).len(), 4);
+}
+
+#[test]
+fn pages_follow_the_cursor_and_the_room_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 10:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    for i in 0..5 {
+        log.append(&[set(&format!("r{i}"), m.now())]).unwrap();
+        m.set(m.now() + time::Duration::hours(8));
+    }
+    let mut q = AuditQuery {
+        limit: 2,
+        newest_first: true,
+        ..AuditQuery::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let p = log.read(&q).unwrap();
+        seen.extend(p.entries.iter().map(room));
+        match p.next {
+            Some(n) => q.cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["r4", "r3", "r2", "r1", "r0"]);
+    q.cursor = None;
+    q.room = Some("r2".into());
+    q.newest_first = false;
+    let p = log.read(&q).unwrap();
+    assert_eq!(p.entries.iter().map(room).collect::<Vec<_>>(), ["r2"]);
+    let since = log
+        .read(&AuditQuery {
+            since: Some(datetime!(2026-12-07 09:00 UTC)),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    assert_eq!(since.entries.len(), 2);
+}
+
+#[test]
+fn an_edited_and_a_deleted_line_break_the_chain_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 10:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    let entries: Vec<_> = (0..6).map(|i| set(&format!("r{i}"), m.now())).collect();
+    log.append(&entries).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.path().join("audit-2026-12-06.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("\"r2\"", "\"r9\"", 1);
+    std::fs::write(&path, &edited).unwrap();
+    let rep = verify(dir.path(), None).unwrap();
+    let b = rep.first_break.unwrap();
+    assert_eq!((b.file.clone(), b.line), (path.clone(), 4), "{b:?}");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(4);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let b = verify(dir.path(), None).unwrap().first_break.unwrap();
+    assert_eq!(b.line, 5, "{b:?}");
+}
+
+#[test]
+fn with_a_key_no_identifier_is_in_clear_and_a_moved_event_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::from_bytes([7; 32], "test");
+    let m = Manual::new(datetime!(2026-12-06 10:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), Some(key.clone()), u64::MAX)).unwrap();
+    log.append(&[set("exam-1", m.now()), set("exam-2", m.now())])
+        .unwrap();
+    log.sync().unwrap();
+    let path = dir.path().join("audit-2026-12-06.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("MRN-SECRET-77") && !text.contains("exam-1"),
+        "{text}"
+    );
+    assert_eq!(
+        all(&log, false).iter().map(room).collect::<Vec<_>>(),
+        ["exam-1", "exam-2"]
+    );
+    let cipher = AuditLog::cipher_for(Some(&key));
+    assert!(verify(dir.path(), cipher.as_ref())
+        .unwrap()
+        .first_break
+        .is_none());
+    // Without the key the chain still checks, but a read refuses.
+    assert!(verify(dir.path(), None).is_ok());
+    let other = AuditLog::cipher_for(Some(&StoreKey::from_bytes([8; 32], "other")));
+    let b = verify(dir.path(), other.as_ref())
+        .unwrap()
+        .first_break
+        .unwrap();
+    assert_eq!(b.line, 1);
+}
+
+#[test]
+fn retention_and_the_size_cap_remove_the_oldest_days_never_the_open_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-01 12:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    for _ in 0..6 {
+        log.append(&[set("a", m.now())]).unwrap();
+        m.set(m.now() + time::Duration::days(1));
+    }
+    m.set(m.now() - time::Duration::days(1));
+    log.maintain().unwrap();
+    // Retention 3 days from 12-06: 12-01 and 12-02 go.
+    let days: Vec<_> = files::list(dir.path())
+        .unwrap()
+        .iter()
+        .map(|d| d.day)
+        .collect();
+    assert_eq!(days.first(), Some(&time::macros::date!(2026 - 12 - 03)));
+    assert_eq!(log.stats().pruned_age_files, 2);
+    drop(log);
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, 1)).unwrap();
+    log.maintain().unwrap();
+    let days = files::list(dir.path()).unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert!(!days[0].compressed);
+    assert_eq!(log.stats().pruned_size_files, 3);
+    assert_eq!(log.stats().files, 1);
+}
+
+#[test]
+fn a_torn_last_line_is_cut_at_open_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 10:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("a", m.now())]).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let path = dir.path().join("audit-2026-12-06.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"{\"prev\":\"ab").unwrap();
+    drop(f);
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("b", m.now())]).unwrap();
+    assert_eq!(all(&log, false).len(), 2);
+    assert!(verify(dir.path(), None).unwrap().first_break.is_none());
+}

@@ -1,0 +1,229 @@
+//! The accelerated soak, shared by `tests/soak.rs` (small, in CI) and `benches/soak_days.rs`
+//! (90 days): the queue with its audit files and online reclaim, in this process, driven by a
+//! manual clock that advances one simulated hour per step. Each hour stores that hour's
+//! readings (device time = the simulated time), delivers them (one audited delivery each),
+//! and replays two readings: one of a day ago (inside the dedupe window: must be a duplicate)
+//! and one of 8 days ago (outside it: stored again). Every simulated day it records the
+//! process's RSS and the bytes on disk.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use vitalsd::audit::{AuditLog, AuditOptions};
+use vitalsd::queue::cipher::{Sealed, StoreKey};
+use vitalsd::queue::reclaim::ReclaimOptions;
+use vitalsd::queue::{
+    AuditFiles, EnqueueOutcome, Queue, QueueClock, QueueOptions, Settle, SledStore,
+};
+use vitalsd::reading::{
+    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
+};
+
+pub struct SoakArgs {
+    pub days: u32,
+    /// Readings stored per simulated day (spread over its hours).
+    pub per_day: u32,
+    pub audit_retention_days: u32,
+    pub audit_max_bytes: u64,
+}
+
+/// One simulated day's measurements.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DayRow {
+    pub day: u32,
+    pub readings: u64,
+    pub rss_bytes: u64,
+    pub store_disk_bytes: u64,
+    pub store_live_bytes: u64,
+    pub dedupe_bytes: u64,
+    pub audit_files: u64,
+    pub audit_bytes: u64,
+    pub reclaims: u64,
+    /// Replays inside the window stored again (must stay 0), outside it stored (expected).
+    pub replays_stored_inside: u64,
+    pub replays_stored_outside: u64,
+}
+
+pub const START: OffsetDateTime = time::macros::datetime!(2027-01-01 00:00 UTC);
+
+fn reading(t: OffsetDateTime, n: u64) -> Reading {
+    Reading {
+        id: Some(ReadingId::new()),
+        device: DeviceInfo {
+            id: DeviceId::new("soak-cuff"),
+            driver: "test".into(),
+            model: None,
+            serial: None,
+        },
+        room: Some("exam-1".into()),
+        patient: None,
+        patient_record: None,
+        kind: Kind::HeartRate,
+        observed_at: t,
+        received_at: t,
+        device_time: Some(t),
+        values: vec![Value {
+            code: "8867-4".into(),
+            mdc: Some(147_842),
+            name: "heart_rate".into(),
+            value: Some(Decimal::from_int(i64::try_from(50 + n % 100).unwrap())),
+            unit: Ucum::new("/min"),
+            site: None,
+            absent: None,
+        }],
+        flags: vec![],
+        waveform: None,
+    }
+}
+
+/// The reading stored at hour `h` number `i` (the same measurement when replayed).
+fn nth(h: u64, i: u64, per_hour: u64) -> Reading {
+    let step = 3_600_000 / per_hour.max(1);
+    let t = START
+        + time::Duration::hours(i64::try_from(h).unwrap())
+        + time::Duration::milliseconds(i64::try_from(i * step).unwrap());
+    reading(t, h * per_hour + i)
+}
+
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    n
+}
+
+/// Runs the soak in `dir`; calls `each` with every day's row.
+pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRow> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = Arc::new(Mutex::new(START));
+    let t = Arc::clone(&now);
+    let clock: vitalsd::audit::clock::Clock = Arc::new(move || *t.lock().unwrap());
+    let key = StoreKey::from_bytes([9; 32], "soak");
+    let qdir = dir.join("queue");
+    let adir = dir.join("audit");
+    let retention = Duration::from_secs(u64::from(a.audit_retention_days) * 86_400);
+    let log = AuditLog::open(AuditOptions {
+        dir: adir.clone(),
+        key: Some(key.clone()),
+        retention,
+        max_bytes: a.audit_max_bytes,
+        clock: Arc::clone(&clock),
+    })
+    .unwrap();
+    let sink = SinkId::new("ehr");
+    let mut opts = QueueOptions::new(vec![sink.clone()]);
+    opts.cache_capacity = 16 << 20;
+    opts.audit_retention = retention;
+    opts.audit_log = Some(AuditFiles(Arc::new(log)));
+    opts.clock = QueueClock(Arc::clone(&clock));
+    let mut reclaim = ReclaimOptions::new(qdir.clone(), opts.cache_capacity, key.clone());
+    reclaim.every = Duration::from_secs(5);
+    opts.reclaim = Some(reclaim);
+    let store = Sealed::open(SledStore::open(&qdir, opts.cache_capacity).unwrap(), &key).unwrap();
+    let q = Queue::with_store(Arc::new(store), opts).unwrap();
+    let per_hour = u64::from(a.per_day / 24).max(1);
+    let mut rows = Vec::new();
+    let mut total = 0u64;
+    let (mut inside, mut outside) = (0u64, 0u64);
+    let far = time::macros::datetime!(2100-01-01 0:00 UTC);
+    for day in 0..a.days {
+        for hour in 0..24u64 {
+            let h = u64::from(day) * 24 + hour;
+            *now.lock().unwrap() = START + time::Duration::hours(i64::try_from(h).unwrap());
+            let batch: Vec<Reading> = (0..per_hour).map(|i| nth(h, i, per_hour)).collect();
+            for chunk in batch.chunks(1000) {
+                rt.block_on(q.enqueue(chunk.to_vec())).unwrap();
+            }
+            total += per_hour;
+            // Replays: a day ago (inside the 7-day window) and 8 days ago (outside).
+            if h >= 24 {
+                let out = rt
+                    .block_on(q.enqueue(vec![nth(h - 24, 0, per_hour)]))
+                    .unwrap();
+                inside += u64::from(out[0] == EnqueueOutcome::Stored);
+            }
+            if h >= 8 * 24 {
+                let out = rt
+                    .block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour)]))
+                    .unwrap();
+                outside += u64::from(out[0] == EnqueueOutcome::Stored);
+            }
+            loop {
+                let page = q.pending(&sink, 1000, far).unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                let done = page
+                    .into_iter()
+                    .map(|p| (p.reading.id.unwrap(), Settle::Delivered))
+                    .collect();
+                rt.block_on(q.settle_audited(&sink, done)).unwrap();
+            }
+        }
+        // The size on disk is refreshed by the writer at most every 250 ms.
+        std::thread::sleep(Duration::from_millis(260));
+        rt.block_on(q.ping()).unwrap();
+        let s = q.stats().unwrap();
+        let row = DayRow {
+            day: day + 1,
+            readings: total,
+            rss_bytes: rss_bytes(),
+            store_disk_bytes: dir_bytes(&qdir),
+            store_live_bytes: s.live_bytes,
+            dedupe_bytes: s.history.dedupe_bytes,
+            audit_files: s.history.audit_files,
+            audit_bytes: dir_bytes(&adir),
+            reclaims: s.reclaims,
+            replays_stored_inside: inside,
+            replays_stored_outside: outside,
+        };
+        each(&row);
+        rows.push(row);
+    }
+    rt.block_on(q.close()).unwrap();
+    rows
+}
+
+pub fn header() -> &'static str {
+    "| day | readings | RSS MiB | store on disk MiB | store live MiB | dedupe KiB | audit files | audit MiB | reclaims |\n|---|---|---|---|---|---|---|---|---|"
+}
+
+#[allow(clippy::cast_precision_loss)]
+pub fn line(r: &DayRow) -> String {
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    format!(
+        "| {} | {} | {:.1} | {:.1} | {:.2} | {:.0} | {} | {:.1} | {} |",
+        r.day,
+        r.readings,
+        mib(r.rss_bytes),
+        mib(r.store_disk_bytes),
+        mib(r.store_live_bytes),
+        r.dedupe_bytes as f64 / 1024.0,
+        r.audit_files,
+        mib(r.audit_bytes),
+        r.reclaims
+    )
+}
