@@ -48,9 +48,8 @@ use tokio_rustls::TlsConnector;
 use super::hl7::{oru_r01, Header};
 use super::{DeliverFuture, Outcome, Sink};
 use crate::config::MllpSinkConfig;
-use crate::decode::hl7v2::{
-    error_code_text, mllp_frame, parse_ack, Ack, AckCode, Delimiters, MllpFramer,
-};
+use crate::decode::hl7v2::Delimiters;
+use crate::net::hl7::{error_code_text, mllp_frame, parse_ack, Ack, AckCode, MllpFramer};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// Most bytes read while waiting for one ACK; a receiver that sends more is dropped.
@@ -422,7 +421,7 @@ fn error_description(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::hl7v2::{AckError, Severity};
+    use crate::net::hl7::{AckError, Severity};
 
     fn ack(code: AckCode, text: Option<&str>, err: Option<(u16, &str)>) -> Ack {
         Ack {

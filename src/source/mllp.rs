@@ -59,10 +59,8 @@ use tokio_util::task::TaskTracker;
 
 use super::now_utc_ms;
 use crate::config::MllpListenSettings;
-use crate::decode::hl7v2::{
-    ack_message, mllp_frame, parse_oru, AckCode, AckError, AckHeader, Delimiters, Hl7Error,
-    MllpFramer, CR, EB,
-};
+use crate::decode::hl7v2::{parse_oru, Delimiters, Hl7Error};
+use crate::net::hl7::{ack_message, mllp_frame, AckCode, AckError, AckHeader, MllpFramer, CR, EB};
 use crate::net::{unmap, Cidr};
 use crate::pipeline::{DevicePipeline, IngestError, IngestReport};
 use crate::reading::DeviceId;

@@ -24,7 +24,6 @@
 //!
 //! [`DevicePipeline`]: crate::pipeline::DevicePipeline
 
-mod broker;
 mod device;
 mod ingest;
 pub mod route;
@@ -39,25 +38,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttConfig;
+use crate::net::backoff::Backoff;
 use crate::queue::Queue;
-use crate::source::{now_utc_ms, Backoff};
+use crate::source::now_utc_ms;
 
-pub use broker::{mqtt_options, Broker};
+/// The broker connection is the net layer's (shared with the `mqtt` sink); re-exported.
+pub use crate::net::mqtt::{mqtt_options, Broker, MqttError};
 pub use device::MqttDevice;
 pub use ingest::{Incoming, SourceState, WINDOW};
-
-/// Why the MQTT source (or sink) could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttError {
-    #[error("device {device}: {reason}")]
-    Device { device: String, reason: String },
-    #[error("mqtt.url `{url}`: {reason}")]
-    Url { url: String, reason: String },
-    #[error("mqtt.password_file {path}: {reason}")]
-    Password { path: String, reason: String },
-    #[error("mqtt TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-}
 
 /// What the app keeps of a running source: readiness and counters.
 #[derive(Debug, Clone)]
