@@ -28,6 +28,7 @@ pub mod context;
 pub mod decode;
 pub mod demo;
 pub mod ecg;
+pub mod ingest;
 pub mod net;
 pub mod normalize;
 pub mod pipeline;

@@ -732,9 +732,9 @@ fn benchmark_mqtt_ingest_against_the_brokers_own_qos1_rate() {
             unreachable!()
         };
         let status = vitalsd::status::DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-        let dev = MqttDevice::build(d, settings, &cfg, &queue, status, None).unwrap();
-        let source =
-            MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], None, queue.clone()).unwrap();
+        let ingest = vitalsd::ingest::Ingest::new(queue.clone(), None);
+        let dev = MqttDevice::build(d, settings, &cfg, &ingest, status).unwrap();
+        let source = MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], None, ingest).unwrap();
         let handle = source.handle();
         let cancel = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(source.run(cancel.clone()));

@@ -80,9 +80,8 @@ impl MqttRun {
                 d,
                 settings,
                 cfg,
-                &stages.queue,
+                &stages.intake,
                 status.clone(),
-                Some(&stages.link),
             )?);
             devices.push((d.id.clone(), dfp, status));
         }
@@ -105,7 +104,7 @@ impl MqttRun {
                 broker,
                 built,
                 Some(stages.link.contexts.clone()),
-                stages.queue.clone(),
+                stages.intake.clone(),
             )?
             .unsubscribing(gone);
             if let Some(h) = &self.handle {

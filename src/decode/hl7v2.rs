@@ -54,6 +54,9 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "MLLP frames 0x0B … 0x1C 0x0D (mllp, serial); one message per MQTT payload",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::InMessage {
+        system_option: "patient_system",
+    },
     serial: Some(SERIAL_9600_8N1),
     options: &[OptionSpec {
         key: "patient_system",

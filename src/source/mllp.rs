@@ -8,12 +8,13 @@
 //! - [`parse_oru`] fails → the message is answered `AE` or `AR` per [`Hl7Error::ack_code`],
 //!   with the ERR segment of [`Hl7Error::ack_error`]; nothing is stored. MSA-2 is the MSH-10
 //!   read best-effort from the raw text ([`control_id_hint`]).
-//! - otherwise the message goes to [`DevicePipeline::ingest_message`] with PID-3 as the patient
-//!   (as [`parse_oru`] gives it; the pipeline attaches the device's `patient_system` option
-//!   when PID-3 names no system, see [`crate::decode::hl7v2::with_patient_system`]). The answer comes from
-//!   [`answer`]: `AA` only after `ingest_message` returned, i.e. after the durable flush
-//!   (duplicates were stored before, a message without numeric readings stores nothing: both
-//!   `AA`); a full queue or a store failure → `AR` (the sender resends later); readings lost in
+//! - otherwise the parsed message's device messages go to the device's [`DeviceIngest`] with
+//!   PID-3 as the patient (parsed once: as [`parse_oru`] gives them; the ingest attaches the
+//!   device's `patient_system` option when PID-3 names no system, see
+//!   [`crate::decode::hl7v2::with_patient_system`]). The answer comes from [`answer`]: `AA`
+//!   only after [`DeviceIngest::commit`] returned, i.e. after the durable flush (duplicates
+//!   were stored before, a message without numeric readings stores nothing: both `AA`); a full
+//!   queue or a store failure → `AR` (the sender resends later); readings lost in
 //!   normalisation → `AE`. Never `AA` for something not stored.
 //!
 //! Promises (docs/network-security.md):
@@ -30,8 +31,8 @@
 //! - Frames over [`crate::decode::hl7v2::MAX_MESSAGE`] bytes are skipped by the framer and get
 //!   no answer (the sender's ACK timeout fires), as do frames cut short by a new start block.
 //!   Framing errors and refused messages count as `frame_bad`, MLLP commit blocks
-//!   (`0x06`/`0x15`) as `frame_ok` without an answer; decoded messages are counted by the
-//!   pipeline. The device is `connected` while at least one connection is open. On shutdown
+//!   (`0x06`/`0x15`) as `frame_ok` without an answer; a parsed message counts one `frame_ok`
+//!   per reading message it carries (one when it carries none). The device is `connected` while at least one connection is open. On shutdown
 //!   the listener stops accepting, every connection answers the message in flight and closes,
 //!   and [`MllpSource::run`] returns when all have.
 //!
@@ -39,8 +40,9 @@
 //! handshake (rustls), which must finish within [`MllpLimits::message_timeout`]; with
 //! `client_ca_file` the sender must present a certificate issued by that CA.
 //!
-//! All connections share one pipeline (behind a lock), so messages of one device are stored
-//! one after another. Patient identifiers and message text never reach the log.
+//! Each connection answers its messages one after another; messages of several connections
+//! are stored concurrently and share the queue's group commits. Patient identifiers and
+//! message text never reach the log.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,7 +53,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -60,9 +62,9 @@ use tokio_util::task::TaskTracker;
 use super::now_utc_ms;
 use crate::config::MllpListenSettings;
 use crate::decode::hl7v2::{parse_oru, Delimiters, Hl7Error};
-use crate::net::hl7::{ack_message, mllp_frame, AckCode, AckError, AckHeader, MllpFramer, CR, EB};
+use crate::ingest::{DeviceIngest, IngestError, IngestOutcome};
+use crate::net::hl7::{ack_message, AckCode, AckError, AckHeader, MllpFramer, CR, EB};
 use crate::net::{unmap, Cidr};
-use crate::pipeline::{DevicePipeline, IngestError, IngestReport};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
 
@@ -120,6 +122,8 @@ pub struct MllpSource {
     /// TLS on every connection (`mllp.tls`); `None`: plain TCP.
     pub tls: Option<TlsAcceptor>,
     pub status: Arc<DeviceStatus>,
+    /// Where the device's readings are stored.
+    pub ingest: DeviceIngest,
 }
 
 /// The acceptor for a listener's `tls` table.
@@ -142,7 +146,7 @@ struct Shared {
     device: DeviceId,
     limits: MllpLimits,
     status: Arc<DeviceStatus>,
-    pipeline: Mutex<DevicePipeline>,
+    ingest: DeviceIngest,
     open: AtomicUsize,
     /// Open connections per peer address.
     peers: std::sync::Mutex<HashMap<IpAddr, usize>>,
@@ -176,12 +180,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 impl MllpSource {
     /// Accepts connections until `cancel` fires, then waits for every connection to answer
     /// its message in flight and close.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        pipeline: DevicePipeline,
-        cancel: CancellationToken,
-    ) {
+    pub async fn run(self, listener: TcpListener, cancel: CancellationToken) {
         if let Ok(addr) = listener.local_addr() {
             let allow: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
             tracing::info!(device = %self.device, listen = %addr, allow = %allow.join(","), "MLLP listener ready");
@@ -193,7 +192,7 @@ impl MllpSource {
             device: self.device,
             limits: self.limits,
             status: self.status,
-            pipeline: Mutex::new(pipeline),
+            ingest: self.ingest,
             open: AtomicUsize::new(0),
             peers: std::sync::Mutex::new(HashMap::new()),
             warned: std::sync::Mutex::new(HashMap::new()),
@@ -457,7 +456,7 @@ impl Shared {
             tracing::debug!(device = %self.device, "MLLP commit block received");
             return None;
         }
-        let oru = match parse_oru(message) {
+        let mut oru = match parse_oru(message) {
             Ok(oru) => oru,
             Err(e) => {
                 self.status.frame_bad();
@@ -467,16 +466,21 @@ impl Shared {
                 return Some(refusal(message, &e, OffsetDateTime::now_utc()));
             }
         };
-        let result = {
-            let mut pipeline = self.pipeline.lock().await;
-            pipeline
-                .ingest_message(&mllp_frame(message), received_at, oru.patient.clone())
-                .await
-        };
+        for _ in 0..oru.messages.len().max(1) {
+            self.status.frame_ok(received_at);
+        }
+        let result = self
+            .ingest
+            .ingest(
+                std::mem::take(&mut oru.messages),
+                received_at,
+                oru.patient.clone(),
+            )
+            .await;
         let (code, err) = answer(&result);
         match &result {
             Ok(r) => {
-                tracing::debug!(device = %self.device, ack = code.as_str(), stored = r.stored, duplicates = r.duplicates, skipped_rows = oru.skipped, "HL7 message answered");
+                tracing::debug!(device = %self.device, ack = code.as_str(), stored = r.stored, held = r.held, duplicates = r.duplicates, skipped_rows = oru.skipped, "HL7 message answered");
             }
             Err(e) => {
                 tracing::error!(device = %self.device, error = %e, "HL7 message not stored; answered AR so the sender resends");
@@ -503,8 +507,8 @@ fn still_partial(chunk: &[u8], before: bool) -> bool {
     }
 }
 
-/// The ACK code and ERR content for what `ingest_message` did with a parsed message.
-pub fn answer(result: &Result<IngestReport, IngestError>) -> (AckCode, Option<AckError>) {
+/// The ACK code and ERR content for what the ingest did with a parsed message.
+pub fn answer(result: &Result<IngestOutcome, IngestError>) -> (AckCode, Option<AckError>) {
     let err = |text: String| {
         Some(AckError {
             location: String::new(),
@@ -515,10 +519,8 @@ pub fn answer(result: &Result<IngestReport, IngestError>) -> (AckCode, Option<Ac
     match result {
         Err(IngestError::Full { .. }) => (AckCode::AR, err("queue full; resend later".into())),
         Err(IngestError::Store(_)) => (AckCode::AR, err("store failed; resend later".into())),
-        Ok(r) if !r.errors.is_empty() => (AckCode::AE, err("message could not be decoded".into())),
         Ok(r) => {
-            let kept = r.stored + r.duplicates + r.rejected;
-            let decoded = u64::try_from(r.decoded).unwrap_or(u64::MAX);
+            let (kept, decoded) = (r.kept(), r.decoded);
             if decoded > kept {
                 let lost = decoded - kept;
                 (
