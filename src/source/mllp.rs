@@ -60,58 +60,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::now_utc_ms;
-use crate::config::MllpListenSettings;
-use crate::decode::hl7v2::{parse_oru, Delimiters, Hl7Error};
-use crate::ingest::{DeviceIngest, IngestError, IngestOutcome};
-use crate::net::hl7::{ack_message, AckCode, AckError, AckHeader, MllpFramer, CR, EB};
+mod answer;
+mod limits;
+
+pub use answer::{answer, control_id_hint};
+use answer::{new_ack_id, refusal};
+pub use limits::MllpLimits;
+
+use crate::decode::hl7v2::parse_oru;
+use crate::ingest::DeviceIngest;
+use crate::net::hl7::{ack_message, AckCode, AckHeader, MllpFramer, CR, EB};
 use crate::net::{unmap, Cidr};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
-
-/// Table 0357 "application internal error": the code of every refusal that is ours.
-const INTERNAL_ERROR: u16 = 207;
-
-/// Connection limits and timeouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MllpLimits {
-    /// Connections open at once; further ones are closed right after accept.
-    pub max_connections: usize,
-    /// Connections open at once from one address.
-    pub max_connections_per_peer: usize,
-    /// Longest time from a message's first byte to its end block (monitors and interface engines
-    /// send a whole message in well under a second).
-    pub message_timeout: Duration,
-    /// Time without a complete message after which a connection is closed (senders reconnect
-    /// when they have data).
-    pub idle_timeout: Duration,
-    /// Longest wait for the peer to take an ACK.
-    pub write_timeout: Duration,
-}
-
-impl Default for MllpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 64,
-            max_connections_per_peer: 4,
-            message_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl MllpLimits {
-    /// The limits a device's `mllp` table sets.
-    pub fn from_settings(s: &MllpListenSettings) -> Self {
-        Self {
-            max_connections: s.max_connections,
-            max_connections_per_peer: s.max_connections_per_peer,
-            message_timeout: s.message_timeout,
-            idle_timeout: s.idle_timeout,
-            ..Self::default()
-        }
-    }
-}
 
 /// One `mllp` device: its listener's connections feed its pipeline.
 pub struct MllpSource {
@@ -505,82 +466,6 @@ fn still_partial(chunk: &[u8], before: bool) -> bool {
     } else {
         true
     }
-}
-
-/// The ACK code and ERR content for what the ingest did with a parsed message.
-pub fn answer(result: &Result<IngestOutcome, IngestError>) -> (AckCode, Option<AckError>) {
-    let err = |text: String| {
-        Some(AckError {
-            location: String::new(),
-            code: INTERNAL_ERROR,
-            text,
-        })
-    };
-    match result {
-        Err(IngestError::Full { .. }) => (AckCode::AR, err("queue full; resend later".into())),
-        Err(IngestError::Store(_)) => (AckCode::AR, err("store failed; resend later".into())),
-        Ok(r) => {
-            let (kept, decoded) = (r.kept(), r.decoded);
-            if decoded > kept {
-                let lost = decoded - kept;
-                (
-                    AckCode::AE,
-                    err(format!(
-                        "{lost} of {decoded} readings could not be normalised"
-                    )),
-                )
-            } else {
-                (AckCode::AA, None)
-            }
-        }
-    }
-}
-
-/// The ACK refusing a message that did not parse.
-fn refusal(message: &[u8], e: &Hl7Error, now: OffsetDateTime) -> Vec<u8> {
-    let header = AckHeader {
-        sending_application: "VITALSD".into(),
-        sending_facility: String::new(),
-        receiving_application: String::new(),
-        receiving_facility: String::new(),
-        time: now,
-        control_id: new_ack_id(),
-        processing_id: "P".into(),
-        version: "2.6".into(),
-    };
-    ack_message(
-        &header,
-        &control_id_hint(message),
-        e.ack_code(),
-        Some(&e.ack_error()),
-    )
-}
-
-/// MSH-10 of a message that may not parse: the 10th field of a first segment starting with
-/// `MSH` and its field separator, unescaped with the standard delimiters, at most 199
-/// characters; empty when there is none.
-pub fn control_id_hint(message: &[u8]) -> String {
-    let text = String::from_utf8_lossy(message);
-    let text = text.trim_start();
-    let mut chars = text.chars();
-    if chars.by_ref().take(3).collect::<String>() != "MSH" {
-        return String::new();
-    }
-    let Some(sep) = chars.next() else {
-        return String::new();
-    };
-    if sep.is_alphanumeric() || sep.is_whitespace() {
-        return String::new();
-    }
-    let first = text.split(['\r', '\n']).next().unwrap_or("");
-    let raw = first.split(sep).nth(9).unwrap_or("");
-    let id = Delimiters::STANDARD.unescape(raw);
-    id.trim().chars().take(199).collect()
-}
-
-/// A new MSH-10 for an ACK we send.
-fn new_ack_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::ingest::{IngestError, IngestOutcome};
 use crate::net::hl7::{mllp_frame, parse_ack, Ack};
 
 #[test]
