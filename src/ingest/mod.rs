@@ -186,6 +186,20 @@ impl Ingest {
         })
     }
 
+    /// An ingest over an in-memory store whose flush takes `sync_delay` (tests of sources).
+    #[cfg(test)]
+    pub(crate) fn in_memory(sync_delay: Duration) -> Self {
+        let store = Arc::new(crate::queue::MemoryStore::with_sync_delay(sync_delay));
+        let opts = crate::queue::QueueOptions::new(vec![crate::reading::SinkId::new("outbox")]);
+        let queue = Queue::with_store(store, opts).expect("an in-memory queue opens");
+        Self::new(queue, None)
+    }
+
+    /// Durable flushes the store has made since it was opened (concurrent commits share one).
+    pub fn sync_count(&self) -> u64 {
+        self.queue.sync_count()
+    }
+
     /// Records a payload that will never decode (reason, length and hash; not its content).
     pub async fn reject(
         &self,

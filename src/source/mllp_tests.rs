@@ -125,18 +125,15 @@ async fn rig(limits: MllpLimits) -> Rig {
 
 async fn rig_allowing(limits: MllpLimits, allow: Vec<Cidr>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("store.key");
-    crate::queue::cipher::ensure_key_file(&key).expect("store key");
     let toml = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nstore_key_file = {key:?}\n\n[[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\n",
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\n\n[[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\n",
         dir.path().join("data"),
         dir.path().join("outbox")
     );
     let cfg = crate::config::parse(&toml, "test").expect("config");
     let d = &cfg.devices[0];
-    let queue = crate::app::open_queue(&cfg).expect("queue");
     let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-    let ingest = crate::ingest::Ingest::new(queue, None)
+    let ingest = crate::ingest::Ingest::in_memory(Duration::ZERO)
         .device(d, &cfg, status.clone())
         .expect("ingest");
     let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");

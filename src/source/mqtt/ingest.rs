@@ -284,3 +284,7 @@ async fn front(inflight: &mut VecDeque<JoinHandle<Done>>) -> Result<Done, tokio:
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;
