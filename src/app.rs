@@ -25,7 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, DeviceTransport};
 use crate::context::quality::Quality;
 use crate::context::ContextStore;
-use crate::pipeline::PatientLink;
+use crate::ingest::{Ingest, PatientLink};
 use crate::queue::cipher::{self, KeySource, SealError, Sealed, StoreKey};
 use crate::queue::{self, Queue, QueueOptions, SledStore};
 use crate::sink::{DeliveryEvent, Sink};
@@ -189,6 +189,8 @@ fn damaged(data_dir: &Path, why: &str) -> anyhow::Error {
 pub(crate) struct Stages {
     queue: Queue,
     link: PatientLink,
+    /// The one path from the sources to the store.
+    intake: Ingest,
     ops: Arc<admin::metrics::Ops>,
     ingest: TaskTracker,
     delivery: TaskTracker,
@@ -257,6 +259,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     let stages = Stages {
         queue: queue.clone(),
         link: link.clone(),
+        intake: Ingest::new(queue.clone(), Some(link.clone())),
         ops: ops.clone(),
         ingest: TaskTracker::new(),
         delivery: TaskTracker::new(),

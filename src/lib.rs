@@ -31,6 +31,7 @@ pub mod context;
 pub mod decode;
 pub mod demo;
 pub mod ecg;
+pub mod ingest;
 pub mod model;
 pub mod net;
 pub mod normalize;

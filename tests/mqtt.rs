@@ -714,8 +714,11 @@ fn benchmark_mqtt_ingest_against_the_brokers_own_qos1_rate() {
         .collect();
     let baseline = rt.block_on(broker_baseline(broker.port, baseline_msgs));
 
+    let key = tmp.path().join("store.key");
+    vitalsd::queue::cipher::ensure_key_file(&key).unwrap();
     let text = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\n[patient]\nmode = \"location\"\n\
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nstore_key_file = {key:?}\n\
+         [patient]\nmode = \"location\"\n\
          [mqtt]\nurl = \"{}\"\nclient_id = \"bench\"\n\
          [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"r\"\n\
          mqtt = {{ topic = \"bridge/r\", payload = \"json\" }}\n\
@@ -732,9 +735,9 @@ fn benchmark_mqtt_ingest_against_the_brokers_own_qos1_rate() {
             unreachable!()
         };
         let status = vitalsd::status::DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-        let dev = MqttDevice::build(d, settings, &cfg, &queue, status, None).unwrap();
-        let source =
-            MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], None, queue.clone()).unwrap();
+        let ingest = vitalsd::ingest::Ingest::new(queue.clone(), None);
+        let dev = MqttDevice::build(d, settings, &cfg, &ingest, status).unwrap();
+        let source = MqttSource::new(cfg.mqtt.as_ref().unwrap(), vec![dev], None, ingest).unwrap();
         let handle = source.handle();
         let cancel = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(source.run(cancel.clone()));

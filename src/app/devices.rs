@@ -14,7 +14,7 @@ use super::running::{Plan, RunningSet};
 use super::Stages;
 use crate::config::{Config, DeviceConfig, DeviceTransport};
 use crate::decode;
-use crate::pipeline::DevicePipeline;
+use crate::ingest::DevicePipeline;
 use crate::reading::DeviceId;
 use crate::source::serial::SerialSource;
 use crate::status::{DeviceList, DeviceStatus};
@@ -126,22 +126,22 @@ pub(super) fn spawn_device(
     stages: &Stages,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Arc<DeviceStatus>> {
-    let (queue, link, ingest) = (&stages.queue, &stages.link, &stages.ingest);
-    // The decoder for the device's own transport: a `ble-gatt` gateway on a serial port reads
-    // lines, the same driver on MQTT reads one value per message.
-    let decoder =
-        decode::registry::build_for(&d.driver, d.transport.kind(), &d.options).map_err(|errs| {
-            let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
-        })?;
+    let ingest = &stages.ingest;
     let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-    let (ev_tx, ev_rx) = mpsc::channel(256);
-    let (wr_tx, wr_rx) = mpsc::channel(16);
-    let pipeline = DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), wr_tx)?
-        .with_patient_link(link.clone());
-    ingest.spawn(pipeline.run(ev_rx));
+    let device_ingest = stages.intake.device(d, cfg, status.clone())?;
     match &d.transport {
         DeviceTransport::Serial(settings) => {
+            // The decoder for the device's own transport: a `ble-gatt` gateway on a serial
+            // port reads lines, the same driver on MQTT reads one value per message.
+            let decoder = decode::registry::build_for(&d.driver, d.transport.kind(), &d.options)
+                .map_err(|errs| {
+                    let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
+                    anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
+                })?;
+            let (ev_tx, ev_rx) = mpsc::channel(256);
+            let (wr_tx, wr_rx) = mpsc::channel(16);
+            let pipeline = DevicePipeline::new(d, decoder, device_ingest, wr_tx)?;
+            ingest.spawn(pipeline.run(ev_rx));
             let src = SerialSource {
                 device: d.id.clone(),
                 settings: settings.clone(),
@@ -151,26 +151,20 @@ pub(super) fn spawn_device(
             ingest.spawn(src.run(ev_tx, wr_rx, cancel.clone()));
         }
         DeviceTransport::Mllp(settings) => {
-            // Message-based: the source drives its own pipeline through `ingest_message` so it
-            // answers AA only once a message is durable. The byte pipeline spawned above stays
-            // idle; its channel is kept open until the listener stops so that it cannot clear
-            // `connected` under a live connection.
+            // Message-based: the listener parses each message once and hands it to the
+            // device's ingest, answering AA only once it is durable.
             let i = cfg.devices.iter().position(|x| x.id == d.id).unwrap_or(0);
-            if d.driver != "hl7v2" {
+            let carries_messages = decode::driver_info(&d.driver).is_some_and(|info| {
+                matches!(
+                    info.patient_ids,
+                    decode::registry::PatientIds::InMessage { .. }
+                ) && info.supports(decode::Transport::Mllp)
+            });
+            if !carries_messages {
                 bail!(
                     "device[{i}].mllp: the mllp transport carries HL7 v2 only (driver \"hl7v2\")"
                 );
             }
-            let decoder =
-                decode::registry::build_for(&d.driver, decode::Transport::Mllp, &d.options)
-                    .map_err(|errs| {
-                        let msgs: Vec<_> = errs.iter().map(ToString::to_string).collect();
-                        anyhow::anyhow!("device {}: {}", d.id, msgs.join("; "))
-                    })?;
-            let (mllp_wr, _) = mpsc::channel(1);
-            let pipeline =
-                DevicePipeline::new(d, cfg, decoder, queue.clone(), status.clone(), mllp_wr)?
-                    .with_patient_link(link.clone());
             let listener = crate::source::mllp::bind(settings.listen).with_context(|| {
                 format!(
                     "device[{i}].mllp.listen: cannot listen on {}",
@@ -189,12 +183,9 @@ pub(super) fn spawn_device(
                     None => None,
                 },
                 status: status.clone(),
+                ingest: device_ingest,
             };
-            let cancel = cancel.clone();
-            ingest.spawn(async move {
-                src.run(listener, pipeline, cancel).await;
-                drop((ev_tx, wr_rx));
-            });
+            ingest.spawn(src.run(listener, cancel.clone()));
         }
         DeviceTransport::Mqtt(_) => {
             bail!(

@@ -95,9 +95,8 @@ impl MqttRun {
                 d,
                 settings,
                 cfg,
-                &stages.queue,
+                &stages.intake,
                 status.clone(),
-                Some(&stages.link),
             )?);
             devices.insert(d.id.clone(), d.clone(), status);
         }
@@ -120,7 +119,7 @@ impl MqttRun {
                 broker,
                 built,
                 Some(stages.link.contexts.clone()),
-                stages.queue.clone(),
+                stages.intake.clone(),
             )?
             .unsubscribing(gone);
             if let Some(h) = &self.handle {

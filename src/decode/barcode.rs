@@ -35,6 +35,9 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "one scan per line, CR and/or LF",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::Scans {
+        system_option: "system",
+    },
     serial: Some(SERIAL_9600_8N1),
     options: &OPTIONS,
     build: |_, opts| Barcode::from_options(opts).map(|d| Box::new(d) as Box<dyn Decoder>),

@@ -348,6 +348,7 @@ pub static INFO: DriverInfo = DriverInfo {
               serial gateways: one JSON envelope (or hex value) per line",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_115200_8N1),
     options: &[
         OptionSpec {

@@ -24,16 +24,16 @@
 //! ([`with_patient_system`], applied by the device pipeline).
 //! [`ack`]/[`ack_message`] build MLLP-framed ACKs (docs/hl7-inbound.md#ack-and-nak-rules), [`parse_ack`] reads them (HL7 sink).
 
-mod ack;
-mod er7;
+pub(crate) mod er7;
 mod mllp;
 mod oru;
 
-pub use ack::{
+// MLLP framing and ACKs are the net layer's (shared with the MLLP sink); re-exported here.
+pub use crate::net::hl7::ack::{
     ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader, Severity,
 };
+pub use crate::net::hl7::mllp::{mllp_frame, Frame, MllpFramer, CR, EB, MAX_MESSAGE, SB};
 pub use er7::{dtm, format_dtm, Delimiters};
-pub use mllp::{mllp_frame, Frame, MllpFramer};
 pub use oru::{parse_oru, Oru};
 
 use super::barcode::check_system;
@@ -42,14 +42,8 @@ use super::registry::{OptionSpec, Transport, SERIAL_9600_8N1};
 use super::{DecodeError, DecodeEvent, Decoder, DriverInfo, Options};
 use crate::reading::PatientRef;
 
-/// Largest message accepted (one MLLP frame, framing bytes excluded).
-pub const MAX_MESSAGE: usize = 1024 * 1024;
 /// Most segments accepted in one message.
 pub const MAX_SEGMENTS: usize = 2000;
-/// MLLP start block, end block and the CR that follows it.
-pub const SB: u8 = 0x0B;
-pub const EB: u8 = 0x1C;
-pub const CR: u8 = 0x0D;
 
 /// The `hl7v2` driver entry for the registry.
 pub static INFO: DriverInfo = DriverInfo {
@@ -60,6 +54,9 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "MLLP frames 0x0B … 0x1C 0x0D (mllp, serial); one message per MQTT payload",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::InMessage {
+        system_option: "patient_system",
+    },
     serial: Some(SERIAL_9600_8N1),
     options: &[OptionSpec {
         key: "patient_system",

@@ -58,6 +58,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "one text line per reading (serial: LF or CR LF; mqtt: one line per message)",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &OPTIONS,
     build: |t, opts| {

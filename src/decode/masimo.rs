@@ -121,6 +121,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "ASCII lines, CR LF, 1/s",
     experimental: false,
     continuous: true,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &[],
     build: |_, _| Ok(Box::new(MasimoAscii::new())),

@@ -272,6 +272,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "33-byte packets A0 … Cx, 24-bit big-endian counts, 250 samples/s",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SerialDefaults {
         baud: 115_200,
         data_bits: 8,

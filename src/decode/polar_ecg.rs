@@ -238,6 +238,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "one PMD data notification per MQTT message (binary or hex)",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: None,
     options: &[
         OptionSpec {

@@ -65,6 +65,19 @@ pub const SERIAL_9600_8N1: SerialDefaults = SerialDefaults {
 /// Builds a decoder for a transport from already-validated options.
 pub type BuildFn = fn(Transport, &Options) -> Result<Box<dyn Decoder>, Vec<OptionError>>;
 
+/// Whether a driver's data names patients, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientIds {
+    /// Readings only: their patient comes from the room's context.
+    None,
+    /// Patient scans (a barcode reader): each scan sets the device's room's patient; the
+    /// option `system_option` names the identifier system of the scanned ids.
+    Scans { system_option: &'static str },
+    /// Whole messages that name their patient (HL7 PID-3); the option `system_option` names
+    /// the system of ids that carry none.
+    InMessage { system_option: &'static str },
+}
+
 /// What the registry knows about one driver.
 #[derive(Debug)]
 pub struct DriverInfo {
@@ -76,6 +89,9 @@ pub struct DriverInfo {
     pub experimental: bool,
     /// True for free-running streams (1 value/s): the spot-check options apply.
     pub continuous: bool,
+    /// Whether the driver's data names patients, and how (asked by the ingest stage instead
+    /// of checking driver names).
+    pub patient_ids: PatientIds,
     /// Default serial line settings, for drivers with a serial transport.
     pub serial: Option<SerialDefaults>,
     /// Driver-specific options (the common `report`/`settle` are added for continuous drivers).
@@ -186,6 +202,7 @@ static NONIN_ASCII: DriverInfo = DriverInfo {
     framing: "ASCII lines, CR LF, 1/s",
     experimental: false,
     continuous: true,
+    patient_ids: PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &[],
     build: |_, _| Ok(Box::new(NoninAscii::new())),
@@ -199,6 +216,7 @@ static JSON: DriverInfo = DriverInfo {
     framing: "one JSON object per line (serial) or per message (mqtt)",
     experimental: false,
     continuous: false,
+    patient_ids: PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &[],
     build: |t, _| {

@@ -132,6 +132,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "binary frames 3E LEN … checksum; the host polls \"Get BP data\"",
     experimental: true,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &OPTIONS,
     build: |_, opts| build(opts).map(|d| Box::new(d) as Box<dyn Decoder>),

@@ -85,6 +85,7 @@ pub static INFO: DriverInfo = DriverInfo {
     framing: "binary blocks 03 02 10 …, 8-bit checksum; the host polls 0x941C",
     experimental: false,
     continuous: false,
+    patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
     options: &[OptionSpec {
         key: "poll_every",

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ble_gatt::BleGattSim;
-use crate::source::mqtt::{mqtt_options, Broker};
+use crate::net::mqtt::{mqtt_options, Broker};
 
 /// The topic of one ble-gatt value (see the module docs).
 pub fn gatt_topic(base: &str, chr: u16) -> Result<String, String> {

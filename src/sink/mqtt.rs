@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeliverFuture, Outcome, Sink};
 use crate::config::{MqttConfig, MqttSinkConfig, PublishFormat};
+use crate::net::backoff::Backoff;
+use crate::net::mqtt::{mqtt_options, Broker, MqttError};
 use crate::reading::{Reading, SinkId};
-use crate::source::mqtt::{mqtt_options, Broker, MqttError};
-use crate::source::Backoff;
 
 /// How long a reading may wait for its PUBACK.
 pub const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);

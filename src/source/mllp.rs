@@ -8,12 +8,13 @@
 //! - [`parse_oru`] fails → the message is answered `AE` or `AR` per [`Hl7Error::ack_code`],
 //!   with the ERR segment of [`Hl7Error::ack_error`]; nothing is stored. MSA-2 is the MSH-10
 //!   read best-effort from the raw text ([`control_id_hint`]).
-//! - otherwise the message goes to [`DevicePipeline::ingest_message`] with PID-3 as the patient
-//!   (as [`parse_oru`] gives it; the pipeline attaches the device's `patient_system` option
-//!   when PID-3 names no system, see [`crate::decode::hl7v2::with_patient_system`]). The answer comes from
-//!   [`answer`]: `AA` only after `ingest_message` returned, i.e. after the durable flush
-//!   (duplicates were stored before, a message without numeric readings stores nothing: both
-//!   `AA`); a full queue or a store failure → `AR` (the sender resends later); readings lost in
+//! - otherwise the parsed message's device messages go to the device's [`DeviceIngest`] with
+//!   PID-3 as the patient (parsed once: as [`parse_oru`] gives them; the ingest attaches the
+//!   device's `patient_system` option when PID-3 names no system, see
+//!   [`crate::decode::hl7v2::with_patient_system`]). The answer comes from [`answer`]: `AA`
+//!   only after [`DeviceIngest::commit`] returned, i.e. after the durable flush (duplicates
+//!   were stored before, a message without numeric readings stores nothing: both `AA`); a full
+//!   queue or a store failure → `AR` (the sender resends later); readings lost in
 //!   normalisation → `AE`. Never `AA` for something not stored.
 //!
 //! Promises (docs/network-security.md):
@@ -30,8 +31,8 @@
 //! - Frames over [`crate::decode::hl7v2::MAX_MESSAGE`] bytes are skipped by the framer and get
 //!   no answer (the sender's ACK timeout fires), as do frames cut short by a new start block.
 //!   Framing errors and refused messages count as `frame_bad`, MLLP commit blocks
-//!   (`0x06`/`0x15`) as `frame_ok` without an answer; decoded messages are counted by the
-//!   pipeline. The device is `connected` while at least one connection is open. On shutdown
+//!   (`0x06`/`0x15`) as `frame_ok` without an answer; a parsed message counts one `frame_ok`
+//!   per reading message it carries (one when it carries none). The device is `connected` while at least one connection is open. On shutdown
 //!   the listener stops accepting, every connection answers the message in flight and closes,
 //!   and [`MllpSource::run`] returns when all have.
 //!
@@ -39,8 +40,9 @@
 //! handshake (rustls), which must finish within [`MllpLimits::message_timeout`]; with
 //! `client_ca_file` the sender must present a certificate issued by that CA.
 //!
-//! All connections share one pipeline (behind a lock), so messages of one device are stored
-//! one after another. Patient identifiers and message text never reach the log.
+//! Each connection answers its messages one after another; messages of several connections
+//! are stored concurrently and share the queue's group commits. Patient identifiers and
+//! message text never reach the log.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,67 +53,26 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::now_utc_ms;
-use crate::config::MllpListenSettings;
-use crate::decode::hl7v2::{
-    ack_message, mllp_frame, parse_oru, AckCode, AckError, AckHeader, Delimiters, Hl7Error,
-    MllpFramer, CR, EB,
-};
+mod answer;
+mod limits;
+
+pub use answer::{answer, control_id_hint};
+use answer::{new_ack_id, refusal};
+pub use limits::MllpLimits;
+
+use crate::decode::hl7v2::parse_oru;
+use crate::ingest::DeviceIngest;
+use crate::net::hl7::{ack_message, AckCode, AckHeader, MllpFramer, CR, EB};
 use crate::net::{unmap, Cidr};
-use crate::pipeline::{DevicePipeline, IngestError, IngestReport};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
-
-/// Table 0357 "application internal error": the code of every refusal that is ours.
-const INTERNAL_ERROR: u16 = 207;
-
-/// Connection limits and timeouts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MllpLimits {
-    /// Connections open at once; further ones are closed right after accept.
-    pub max_connections: usize,
-    /// Connections open at once from one address.
-    pub max_connections_per_peer: usize,
-    /// Longest time from a message's first byte to its end block (monitors and interface engines
-    /// send a whole message in well under a second).
-    pub message_timeout: Duration,
-    /// Time without a complete message after which a connection is closed (senders reconnect
-    /// when they have data).
-    pub idle_timeout: Duration,
-    /// Longest wait for the peer to take an ACK.
-    pub write_timeout: Duration,
-}
-
-impl Default for MllpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 64,
-            max_connections_per_peer: 4,
-            message_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl MllpLimits {
-    /// The limits a device's `mllp` table sets.
-    pub fn from_settings(s: &MllpListenSettings) -> Self {
-        Self {
-            max_connections: s.max_connections,
-            max_connections_per_peer: s.max_connections_per_peer,
-            message_timeout: s.message_timeout,
-            idle_timeout: s.idle_timeout,
-            ..Self::default()
-        }
-    }
-}
 
 /// One `mllp` device: its listener's connections feed its pipeline.
 pub struct MllpSource {
@@ -122,6 +83,8 @@ pub struct MllpSource {
     /// TLS on every connection (`mllp.tls`); `None`: plain TCP.
     pub tls: Option<TlsAcceptor>,
     pub status: Arc<DeviceStatus>,
+    /// Where the device's readings are stored.
+    pub ingest: DeviceIngest,
 }
 
 /// The acceptor for a listener's `tls` table.
@@ -144,7 +107,7 @@ struct Shared {
     device: DeviceId,
     limits: MllpLimits,
     status: Arc<DeviceStatus>,
-    pipeline: Mutex<DevicePipeline>,
+    ingest: DeviceIngest,
     open: AtomicUsize,
     /// Open connections per peer address.
     peers: std::sync::Mutex<HashMap<IpAddr, usize>>,
@@ -178,12 +141,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 impl MllpSource {
     /// Accepts connections until `cancel` fires, then waits for every connection to answer
     /// its message in flight and close.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        pipeline: DevicePipeline,
-        cancel: CancellationToken,
-    ) {
+    pub async fn run(self, listener: TcpListener, cancel: CancellationToken) {
         if let Ok(addr) = listener.local_addr() {
             let allow: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
             tracing::info!(device = %self.device, listen = %addr, allow = %allow.join(","), "MLLP listener ready");
@@ -195,7 +153,7 @@ impl MllpSource {
             device: self.device,
             limits: self.limits,
             status: self.status,
-            pipeline: Mutex::new(pipeline),
+            ingest: self.ingest,
             open: AtomicUsize::new(0),
             peers: std::sync::Mutex::new(HashMap::new()),
             warned: std::sync::Mutex::new(HashMap::new()),
@@ -459,7 +417,7 @@ impl Shared {
             tracing::debug!(device = %self.device, "MLLP commit block received");
             return None;
         }
-        let oru = match parse_oru(message) {
+        let mut oru = match parse_oru(message) {
             Ok(oru) => oru,
             Err(e) => {
                 self.status.frame_bad();
@@ -469,16 +427,21 @@ impl Shared {
                 return Some(refusal(message, &e, OffsetDateTime::now_utc()));
             }
         };
-        let result = {
-            let mut pipeline = self.pipeline.lock().await;
-            pipeline
-                .ingest_message(&mllp_frame(message), received_at, oru.patient.clone())
-                .await
-        };
+        for _ in 0..oru.messages.len().max(1) {
+            self.status.frame_ok(received_at);
+        }
+        let result = self
+            .ingest
+            .ingest(
+                std::mem::take(&mut oru.messages),
+                received_at,
+                oru.patient.clone(),
+            )
+            .await;
         let (code, err) = answer(&result);
         match &result {
             Ok(r) => {
-                tracing::debug!(device = %self.device, ack = code.as_str(), stored = r.stored, duplicates = r.duplicates, skipped_rows = oru.skipped, "HL7 message answered");
+                tracing::debug!(device = %self.device, ack = code.as_str(), stored = r.stored, held = r.held, duplicates = r.duplicates, skipped_rows = oru.skipped, "HL7 message answered");
             }
             Err(e) => {
                 tracing::error!(device = %self.device, error = %e, "HL7 message not stored; answered AR so the sender resends");
@@ -503,84 +466,6 @@ fn still_partial(chunk: &[u8], before: bool) -> bool {
     } else {
         true
     }
-}
-
-/// The ACK code and ERR content for what `ingest_message` did with a parsed message.
-pub fn answer(result: &Result<IngestReport, IngestError>) -> (AckCode, Option<AckError>) {
-    let err = |text: String| {
-        Some(AckError {
-            location: String::new(),
-            code: INTERNAL_ERROR,
-            text,
-        })
-    };
-    match result {
-        Err(IngestError::Full { .. }) => (AckCode::AR, err("queue full; resend later".into())),
-        Err(IngestError::Store(_)) => (AckCode::AR, err("store failed; resend later".into())),
-        Ok(r) if !r.errors.is_empty() => (AckCode::AE, err("message could not be decoded".into())),
-        Ok(r) => {
-            let kept = r.stored + r.duplicates + r.rejected;
-            let decoded = u64::try_from(r.decoded).unwrap_or(u64::MAX);
-            if decoded > kept {
-                let lost = decoded - kept;
-                (
-                    AckCode::AE,
-                    err(format!(
-                        "{lost} of {decoded} readings could not be normalised"
-                    )),
-                )
-            } else {
-                (AckCode::AA, None)
-            }
-        }
-    }
-}
-
-/// The ACK refusing a message that did not parse.
-fn refusal(message: &[u8], e: &Hl7Error, now: OffsetDateTime) -> Vec<u8> {
-    let header = AckHeader {
-        sending_application: "VITALSD".into(),
-        sending_facility: String::new(),
-        receiving_application: String::new(),
-        receiving_facility: String::new(),
-        time: now,
-        control_id: new_ack_id(),
-        processing_id: "P".into(),
-        version: "2.6".into(),
-    };
-    ack_message(
-        &header,
-        &control_id_hint(message),
-        e.ack_code(),
-        Some(&e.ack_error()),
-    )
-}
-
-/// MSH-10 of a message that may not parse: the 10th field of a first segment starting with
-/// `MSH` and its field separator, unescaped with the standard delimiters, at most 199
-/// characters; empty when there is none.
-pub fn control_id_hint(message: &[u8]) -> String {
-    let text = String::from_utf8_lossy(message);
-    let text = text.trim_start();
-    let mut chars = text.chars();
-    if chars.by_ref().take(3).collect::<String>() != "MSH" {
-        return String::new();
-    }
-    let Some(sep) = chars.next() else {
-        return String::new();
-    };
-    if sep.is_alphanumeric() || sep.is_whitespace() {
-        return String::new();
-    }
-    let first = text.split(['\r', '\n']).next().unwrap_or("");
-    let raw = first.split(sep).nth(9).unwrap_or("");
-    let id = Delimiters::STANDARD.unescape(raw);
-    id.trim().chars().take(199).collect()
-}
-
-/// A new MSH-10 for an ACK we send.
-fn new_ack_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::decode::hl7v2::{parse_ack, Ack};
-use crate::decode::{DecodeError, Transport};
+use crate::ingest::{IngestError, IngestOutcome};
+use crate::net::hl7::{mllp_frame, parse_ack, Ack};
 
 #[test]
 fn the_control_id_is_read_from_msh_10_even_when_the_message_does_not_parse() {
@@ -33,22 +32,28 @@ fn the_control_id_is_read_from_msh_10_even_when_the_message_does_not_parse() {
 #[test]
 fn a_stored_or_duplicate_or_empty_message_is_accepted() {
     let ok = |stored, duplicates, decoded| {
-        answer(&Ok(IngestReport {
+        answer(&Ok(IngestOutcome {
             decoded,
             stored,
             duplicates,
-            ..IngestReport::default()
+            ..IngestOutcome::default()
         }))
     };
     assert_eq!(ok(5, 0, 5), (AckCode::AA, None));
     assert_eq!(ok(0, 5, 5), (AckCode::AA, None));
     assert_eq!(ok(0, 0, 0), (AckCode::AA, None));
-    let dead_lettered = IngestReport {
+    let quarantined = IngestOutcome {
         decoded: 1,
-        rejected: 1,
-        ..IngestReport::default()
+        quarantined: 1,
+        ..IngestOutcome::default()
     };
-    assert_eq!(answer(&Ok(dead_lettered)).0, AckCode::AA);
+    assert_eq!(answer(&Ok(quarantined)).0, AckCode::AA);
+    let held = IngestOutcome {
+        decoded: 2,
+        held: 2,
+        ..IngestOutcome::default()
+    };
+    assert_eq!(answer(&Ok(held)).0, AckCode::AA);
 }
 
 #[test]
@@ -70,10 +75,11 @@ fn a_full_queue_or_failed_store_is_answered_ar_so_the_sender_resends() {
 
 #[test]
 fn readings_lost_after_decoding_are_answered_ae_never_aa() {
-    let partly = IngestReport {
+    let partly = IngestOutcome {
         decoded: 3,
         stored: 2,
-        ..IngestReport::default()
+        rejected: 1,
+        ..IngestOutcome::default()
     };
     let (code, err) = answer(&Ok(partly));
     assert_eq!(code, AckCode::AE);
@@ -81,11 +87,12 @@ fn readings_lost_after_decoding_are_answered_ae_never_aa() {
         err.expect("ERR").text,
         "1 of 3 readings could not be normalised"
     );
-    let undecodable = IngestReport {
-        errors: vec![DecodeError::Malformed("x".into())],
-        ..IngestReport::default()
+    let none_kept = IngestOutcome {
+        decoded: 1,
+        rejected: 1,
+        ..IngestOutcome::default()
     };
-    assert_eq!(answer(&Ok(undecodable)).0, AckCode::AE);
+    assert_eq!(answer(&Ok(none_kept)).0, AckCode::AE);
 }
 
 #[test]
@@ -118,21 +125,17 @@ async fn rig(limits: MllpLimits) -> Rig {
 
 async fn rig_allowing(limits: MllpLimits, allow: Vec<Cidr>) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("store.key");
-    crate::queue::cipher::ensure_key_file(&key).expect("store key");
     let toml = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nstore_key_file = {key:?}\n\n[[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\n",
+        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\n\n[[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\n",
         dir.path().join("data"),
         dir.path().join("outbox")
     );
     let cfg = crate::config::parse(&toml, "test").expect("config");
     let d = &cfg.devices[0];
-    let queue = crate::app::open_queue(&cfg).expect("queue");
     let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
-    let decoder =
-        crate::decode::registry::build_for("hl7v2", Transport::Mllp, &d.options).expect("decoder");
-    let (wr, _) = mpsc::channel(1);
-    let pipeline = DevicePipeline::new(d, &cfg, decoder, queue, status.clone(), wr).expect("pipe");
+    let ingest = crate::ingest::Ingest::in_memory(Duration::ZERO)
+        .device(d, &cfg, status.clone())
+        .expect("ingest");
     let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let cancel = CancellationToken::new();
@@ -142,8 +145,9 @@ async fn rig_allowing(limits: MllpLimits, allow: Vec<Cidr>) -> Rig {
         allow,
         tls: None,
         status: status.clone(),
+        ingest,
     };
-    let done = tokio::spawn(src.run(listener, pipeline, cancel.clone()));
+    let done = tokio::spawn(src.run(listener, cancel.clone()));
     Rig {
         addr,
         status,

@@ -3,9 +3,11 @@
 //! Receives PUBLISH packets from the `[mqtt]` broker (MQTT 3.1.1, QoS 1 subscriptions to every
 //! device's topic filter, persistent session: stable `client_id`, `clean_session = false`);
 //! emits each payload to the device whose filter matches it — the FIRST configured device
-//! wins when filters overlap — through that device's [`DevicePipeline`]. Promises:
-//! - A PUBLISH is acknowledged (manual acks) only after `ingest_message` returned, i.e. after
-//!   the queue's flush + fdatasync that holds its readings; acks go out in receive order.
+//! wins when filters overlap — decoded by that device's stage and stored through its
+//! [`DeviceIngest`]. Promises:
+//! - A PUBLISH is acknowledged (manual acks) only after its [`DeviceIngest::commit`] returned,
+//!   i.e. after the queue's flush + fdatasync that holds its readings; acks go out in receive
+//!   order. Messages waiting for their flush share the queue's group commits.
 //!   Replays (a gateway publishing the same reading again, a redelivery with dup = 1 after a
 //!   crash) are recognised by the queue's dedupe key, stored once, then acknowledged.
 //! - A full queue is never a loss: the message stays unacknowledged (the broker keeps it and
@@ -22,9 +24,9 @@
 //! ingest task is busy, in the poll loop's list (bounded by the broker's
 //! `max_inflight_messages`: the broker sends no more unacknowledged messages than that).
 //!
-//! [`DevicePipeline`]: crate::pipeline::DevicePipeline
+//! [`DeviceIngest`]: crate::ingest::DeviceIngest
+//! [`DeviceIngest::commit`]: crate::ingest::DeviceIngest::commit
 
-mod broker;
 mod device;
 mod ingest;
 pub mod route;
@@ -39,25 +41,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttConfig;
-use crate::queue::Queue;
-use crate::source::{now_utc_ms, Backoff};
+use crate::ingest::Ingest;
+use crate::net::backoff::Backoff;
+use crate::source::now_utc_ms;
 
-pub use broker::{mqtt_options, Broker};
+/// The broker connection is the net layer's (shared with the `mqtt` sink); re-exported.
+pub use crate::net::mqtt::{mqtt_options, Broker, MqttError};
 pub use device::MqttDevice;
 pub use ingest::{Incoming, SourceState, WINDOW};
-
-/// Why the MQTT source (or sink) could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttError {
-    #[error("device {device}: {reason}")]
-    Device { device: String, reason: String },
-    #[error("mqtt.url `{url}`: {reason}")]
-    Url { url: String, reason: String },
-    #[error("mqtt.password_file {path}: {reason}")]
-    Password { path: String, reason: String },
-    #[error("mqtt TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-}
 
 /// What the app keeps of a running source: readiness and counters.
 #[derive(Debug, Clone)]
@@ -83,7 +74,7 @@ pub struct MqttSource {
     broker: Broker,
     devices: Vec<MqttDevice>,
     patient: Option<ingest::PatientTopic>,
-    queue: Queue,
+    ingest: Ingest,
     state: Arc<SourceState>,
     /// Filters a previous run subscribed that this one does not (a reload removed them): the
     /// broker keeps a persistent session's subscriptions, so they are unsubscribed at connect.
@@ -101,7 +92,7 @@ impl MqttSource {
         cfg: &MqttConfig,
         devices: Vec<MqttDevice>,
         contexts: Option<crate::context::ContextStore>,
-        queue: Queue,
+        ingest: Ingest,
     ) -> Result<Self, MqttError> {
         let state = Arc::new(SourceState::default());
         state.ready.store(true, Ordering::Relaxed);
@@ -113,7 +104,7 @@ impl MqttSource {
                 .clone()
                 .zip(contexts)
                 .map(|(filter, contexts)| ingest::PatientTopic { filter, contexts }),
-            queue,
+            ingest,
             state,
             unsubscribe: Vec::new(),
         })
@@ -155,10 +146,10 @@ impl MqttSource {
         filters.extend(self.patient.as_ref().map(|p| p.filter.clone()));
         let statuses: Vec<_> = self.devices.iter().map(|d| d.status.clone()).collect();
         let (tx, rx) = mpsc::channel(WINDOW);
-        let ingest = ingest::Ingest {
+        let ingest = ingest::Ingester {
             devices: self.devices,
             patient: self.patient,
-            queue: self.queue,
+            ingest: self.ingest,
             client: client.clone(),
             state: self.state.clone(),
         };

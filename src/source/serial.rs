@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, SourceEvent};
+use super::SourceEvent;
 use crate::config::{FlowControl, Parity, SerialSettings};
+use crate::net::backoff::Backoff;
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
 

@@ -83,7 +83,7 @@ impl Delimiters {
     }
 
     /// Component `n` (1-based) of the first repetition of a raw field, still escaped.
-    pub(super) fn comp<'a>(&self, field: &'a str, n: usize) -> &'a str {
+    pub(crate) fn comp<'a>(&self, field: &'a str, n: usize) -> &'a str {
         let first = field.split(self.repetition).next().unwrap_or("");
         first
             .split(self.component)
@@ -92,20 +92,20 @@ impl Delimiters {
     }
 
     /// Component `n` unescaped and trimmed.
-    pub(super) fn text(&self, field: &str, n: usize) -> String {
+    pub(crate) fn text(&self, field: &str, n: usize) -> String {
         self.unescape(self.comp(field, n)).trim().to_string()
     }
 }
 
 /// A parsed message: its text, delimiters and segments as field lists (`fields[0]` is the
 /// segment id; for MSH `fields[1]` is MSH-1 so that `fields[n]` is always SEG-n).
-pub(super) struct Er7<'a> {
-    pub(super) d: Delimiters,
-    pub(super) segments: Vec<Vec<&'a str>>,
+pub(crate) struct Er7<'a> {
+    pub(crate) d: Delimiters,
+    pub(crate) segments: Vec<Vec<&'a str>>,
 }
 
 impl<'a> Er7<'a> {
-    pub(super) fn parse(text: &'a str) -> Result<Self, Hl7Error> {
+    pub(crate) fn parse(text: &'a str) -> Result<Self, Hl7Error> {
         let mut lines = text.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
         let msh = lines.next().ok_or(Hl7Error::NoMsh)?;
         let d = delimiters(msh)?;
@@ -124,12 +124,12 @@ impl<'a> Er7<'a> {
         Ok(Self { d, segments })
     }
 
-    pub(super) fn msh(&self) -> &[&'a str] {
+    pub(crate) fn msh(&self) -> &[&'a str] {
         self.segments.first().map_or(&[], Vec::as_slice)
     }
 }
 
-pub(super) fn field<'a>(seg: &[&'a str], n: usize) -> &'a str {
+pub(crate) fn field<'a>(seg: &[&'a str], n: usize) -> &'a str {
     seg.get(n).copied().unwrap_or("")
 }
 
@@ -161,7 +161,7 @@ fn delimiters(msh: &str) -> Result<Delimiters, Hl7Error> {
 }
 
 /// Message bytes as text: UTF-8 when valid, else ISO 8859-1 (one char per byte).
-pub(super) fn as_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+pub(crate) fn as_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.into(),
         Err(_) => bytes

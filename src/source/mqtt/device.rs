@@ -1,9 +1,10 @@
-//! MQTT devices: each configured device with its topic filter, payload mode and a small pool
-//! of [`DevicePipeline`]s (so several of its messages can wait for the same group commit).
+//! MQTT devices: each configured device with its topic filter, payload mode, its decoding
+//! stage ([`DeviceStage`]) and its [`DeviceIngest`].
 //!
-//! A message is one whole payload, so a pipeline keeps no state between messages for the
-//! message-based drivers; a continuous driver (spot-check reduction across messages) gets a
-//! pool of one, which keeps its messages in order through one reporter.
+//! A message is one whole payload; it is decoded (and, for continuous drivers, spot-check
+//! reduced) in receive order by the device's one stage, then stored through the device's
+//! ingest. Several messages of a device may wait for the durable flush at once: they share
+//! the queue's group commit.
 //!
 //! `ble-gatt`: the characteristic comes from the option `characteristic`, else from the
 //! topic's last segment (`gw/exam3/AA:BB/2A1C`), else from the JSON envelope's `chr`. With
@@ -14,22 +15,16 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use crate::config::{Config, DeviceConfig, DeviceTransport, MqttDeviceSettings, PayloadMode};
+use crate::config::{Config, DeviceConfig, MqttDeviceSettings, PayloadMode};
 use crate::decode::ble_gatt::{self, BleGatt, PayloadFormat};
 use crate::decode::registry::{self, Transport};
 use crate::decode::{DecodeEvent, Decoder};
-use crate::pipeline::{DevicePipeline, PatientLink};
-use crate::queue::Queue;
+use crate::ingest::{DeviceIngest, DeviceStage, Ingest};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
 
 use super::MqttError;
 
-/// Most pipelines per device for message-based drivers (made on demand: an idle device has
-/// one).
-pub const POOL_MAX: usize = 128;
 /// No characteristic from the topic.
 const NO_CHR: u32 = u32::MAX;
 
@@ -39,121 +34,48 @@ pub struct MqttDevice {
     pub filter: String,
     pub payload: PayloadMode,
     pub status: Arc<DeviceStatus>,
-    /// Boxed: a pipeline (~4 KB) moves into a task and back for every message.
-    #[allow(clippy::vec_box)]
-    pub(super) idle: Vec<Box<Worker>>,
-    /// Pipelines made so far, idle or busy.
-    made: usize,
-    max: usize,
-    factory: Factory,
-}
-
-/// What a new pipeline of the device is made from.
-struct Factory {
-    device: DeviceConfig,
-    cfg: Config,
-    queue: Queue,
-    link: Option<PatientLink>,
-}
-
-/// One pipeline of a device, and where it learns the message's topic characteristic.
-pub struct Worker {
-    pub(super) pipeline: DevicePipeline,
+    pub(super) stage: DeviceStage,
+    pub(super) ingest: DeviceIngest,
+    /// Where a `ble-gatt` decoder learns the characteristic of the message's topic.
     topic_chr: Option<Arc<AtomicU32>>,
 }
 
-impl Worker {
+impl MqttDevice {
+    /// Builds the device (which checks every option). `status` is shared with the app's
+    /// status list; `ingest` stores its readings (with their room's patient).
+    pub fn build(
+        d: &DeviceConfig,
+        settings: &MqttDeviceSettings,
+        cfg: &Config,
+        ingest: &Ingest,
+        status: Arc<DeviceStatus>,
+    ) -> Result<MqttDevice, MqttError> {
+        let bad = |reason: String| MqttError::Device {
+            device: d.id.to_string(),
+            reason,
+        };
+        let (decoder, topic_chr) = decoder(d, settings.payload).map_err(bad)?;
+        let ingest = ingest
+            .device(d, cfg, status.clone())
+            .map_err(|e| bad(e.reasons))?;
+        let stage = DeviceStage::new(d, decoder, &ingest).map_err(|e| bad(e.reasons))?;
+        Ok(MqttDevice {
+            id: d.id.clone(),
+            filter: settings.topic.clone(),
+            payload: settings.payload,
+            status,
+            stage,
+            ingest,
+            topic_chr,
+        })
+    }
+
     /// Tells a `ble-gatt` decoder the characteristic of the next message's topic.
     pub(super) fn set_topic(&self, topic: &str) {
         if let Some(cell) = &self.topic_chr {
             let chr = super::route::topic_characteristic(topic).map_or(NO_CHR, u32::from);
             cell.store(chr, Ordering::Relaxed);
         }
-    }
-}
-
-impl MqttDevice {
-    /// Builds the device and its first pipeline (which checks every option). `status` is
-    /// shared with the app's status list; `link` gives readings their room's patient (and
-    /// holds them in `hold` mode).
-    pub fn build(
-        d: &DeviceConfig,
-        settings: &MqttDeviceSettings,
-        cfg: &Config,
-        queue: &Queue,
-        status: Arc<DeviceStatus>,
-        link: Option<&PatientLink>,
-    ) -> Result<MqttDevice, MqttError> {
-        let continuous = registry::driver_info(&d.driver).is_some_and(|i| i.continuous);
-        let mut dev = MqttDevice {
-            id: d.id.clone(),
-            filter: settings.topic.clone(),
-            payload: settings.payload,
-            status,
-            idle: Vec::new(),
-            made: 0,
-            max: if continuous { 1 } else { POOL_MAX },
-            factory: Factory {
-                device: d.clone(),
-                cfg: cfg.clone(),
-                queue: queue.clone(),
-                link: link.cloned(),
-            },
-        };
-        let first = dev.make()?;
-        dev.idle.push(first);
-        Ok(dev)
-    }
-
-    /// An idle pipeline, made when none is idle and the pool may grow; `None` when all are
-    /// busy (or a new one cannot be made).
-    pub(super) fn take(&mut self) -> Option<Box<Worker>> {
-        if let Some(w) = self.idle.pop() {
-            return Some(w);
-        }
-        if self.made >= self.max {
-            return None;
-        }
-        match self.make() {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot make another pipeline");
-                self.max = self.made.max(1);
-                None
-            }
-        }
-    }
-
-    fn make(&mut self) -> Result<Box<Worker>, MqttError> {
-        let f = &self.factory;
-        let d = &f.device;
-        let bad = |reason: String| MqttError::Device {
-            device: d.id.to_string(),
-            reason,
-        };
-        let DeviceTransport::Mqtt(settings) = &d.transport else {
-            return Err(bad("not an mqtt device".into()));
-        };
-        let (decoder, topic_chr) = decoder(d, settings.payload).map_err(bad)?;
-        // MQTT devices take no host commands: the writer channel has no reader.
-        let (wr_tx, _) = mpsc::channel(1);
-        let mut pipeline = DevicePipeline::new(
-            d,
-            &f.cfg,
-            decoder,
-            f.queue.clone(),
-            self.status.clone(),
-            wr_tx,
-        )
-        .map_err(|e| bad(format!("{e:#}")))?;
-        if let Some(link) = &f.link {
-            pipeline = pipeline.with_patient_link(link.clone());
-        }
-        self.made += 1;
-        Ok(Box::new(Worker {
-            pipeline,
-            topic_chr,
-        }))
     }
 }
 

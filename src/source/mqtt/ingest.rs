@@ -1,12 +1,15 @@
-//! The ingest side of the MQTT source: routes each PUBLISH to its device, stores it through the
-//! device's pipeline and acknowledges it — only after the durable flush, in receive order.
+//! The ingest side of the MQTT source: routes each PUBLISH to its device, decodes it with the
+//! device's stage, stores it through the device's [`DeviceIngest`] and acknowledges it — only
+//! after the durable flush, in receive order.
 //!
-//! Up to [`WINDOW`] messages are stored concurrently (they share group commits); their results
-//! are taken strictly in receive order, so acks go out in order. A full queue (or a failing
-//! store) leaves the message unacknowledged: the source turns not-ready, takes no new message
-//! and tries the same one again every second until it stores, then acks and resumes. A message
-//! that will never decode is acknowledged, counted and recorded with its reason in the queue's
-//! rejected log (without its content).
+//! Messages are decoded one after another (so a device's spot-check and ECG state see them in
+//! order); up to [`WINDOW`] of them then wait for their durable flush concurrently (the
+//! queue's writer groups them into shared flushes); their results are taken strictly in
+//! receive order, so acks go out in order. A full queue (or a failing store) leaves the
+//! message unacknowledged: the source turns not-ready, takes no new message and tries the same
+//! readings again every second until they store, then acks and resumes. A message that will
+//! never decode is acknowledged, counted and recorded with its reason in the queue's rejected
+//! log (without its content).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,10 +22,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::device::{MqttDevice, Worker};
+use super::device::MqttDevice;
 use super::route;
-use crate::pipeline::{IngestError, IngestReport};
-use crate::queue::Queue;
+use crate::decode::DecodeError;
+use crate::ingest::{DeviceIngest, Ingest, IngestError, IngestOutcome, Prepared};
 
 /// Messages stored concurrently (and so acknowledged at most this far behind receipt).
 pub const WINDOW: usize = 256;
@@ -48,7 +51,7 @@ pub struct Incoming {
 }
 
 enum Handled {
-    Ingested(Result<IngestReport, IngestError>),
+    Ingested(Result<IngestOutcome, IngestError>),
     Refused(String),
 }
 
@@ -61,9 +64,23 @@ enum Step {
 struct Done {
     msg: Incoming,
     device: Option<usize>,
-    worker: Option<Box<Worker>>,
-    bytes: Vec<u8>,
+    /// What is not stored yet (kept for a retry after a full queue).
+    prepared: Prepared,
+    /// Frames of the payload that failed to decode.
+    errors: Vec<DecodeError>,
     result: Handled,
+}
+
+impl Done {
+    fn refused(msg: Incoming, device: Option<usize>, reason: String) -> Self {
+        Done {
+            msg,
+            device,
+            prepared: Prepared::default(),
+            errors: Vec::new(),
+            result: Handled::Refused(reason),
+        }
+    }
 }
 
 /// The `[mqtt] patient_topic` subscription: retained `{"id","system"}` per room.
@@ -72,26 +89,20 @@ pub struct PatientTopic {
     pub contexts: crate::context::ContextStore,
 }
 
-pub struct Ingest {
+pub struct Ingester {
     pub devices: Vec<MqttDevice>,
     pub patient: Option<PatientTopic>,
-    pub queue: Queue,
+    pub ingest: Ingest,
     pub client: AsyncClient,
     pub state: Arc<SourceState>,
 }
 
-impl Ingest {
+impl Ingester {
     /// Runs until `cancel` fires (or the poll loop goes away), then acks what is stored.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Incoming>, cancel: CancellationToken) {
         let mut inflight: VecDeque<JoinHandle<Done>> = VecDeque::new();
-        let mut stalled: Option<Incoming> = None;
         loop {
-            if let Some(msg) = stalled.take() {
-                if let Err(back) = self.start(msg, &mut inflight) {
-                    stalled = Some(back);
-                }
-            }
-            let can_take = stalled.is_none() && inflight.len() < WINDOW;
+            let can_take = inflight.len() < WINDOW;
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Step::Stop,
@@ -100,11 +111,7 @@ impl Ingest {
             };
             match step {
                 Step::Stop => break,
-                Step::Take(m) => {
-                    if let Err(back) = self.start(m, &mut inflight) {
-                        stalled = Some(back);
-                    }
-                }
+                Step::Take(m) => inflight.push_back(self.start(m)),
                 Step::Done(Ok(done)) => {
                     inflight.pop_front();
                     if !self.settle(done, &cancel).await {
@@ -112,7 +119,7 @@ impl Ingest {
                     }
                 }
                 Step::Done(Err(e)) => {
-                    tracing::error!(error = %e, "mqtt: a device pipeline failed; ingest stops and unacknowledged messages stay at the broker (restart vitalsd)");
+                    tracing::error!(error = %e, "mqtt: storing a message failed; ingest stops and unacknowledged messages stay at the broker (restart vitalsd)");
                     return;
                 }
             }
@@ -126,28 +133,27 @@ impl Ingest {
             }
         }
         // ECG strips in progress are stored (the samples' messages were acknowledged).
+        let now = OffsetDateTime::now_utc();
         for dev in &mut self.devices {
-            for w in &mut dev.idle {
-                w.pipeline.flush_strips().await;
+            let readings = dev.stage.finish_strips(now);
+            if !readings.is_empty() {
+                let p = dev.ingest.prepare(Vec::new(), readings, now, None);
+                dev.ingest.commit_until_stored(p).await;
             }
         }
         let _ = self.client.try_disconnect();
     }
 
-    /// Starts storing `msg`; gives it back when its device has no free pipeline.
-    fn start(
-        &mut self,
-        msg: Incoming,
-        inflight: &mut VecDeque<JoinHandle<Done>>,
-    ) -> Result<(), Incoming> {
+    /// Decodes `msg` and starts storing it.
+    fn start(&mut self, msg: Incoming) -> JoinHandle<Done> {
         let topic = &msg.publish.topic;
         if let Some(p) = &self.patient {
             if let Some(room) = route::plus_level(&p.filter, topic) {
                 let (room, contexts) = (room.to_string(), p.contexts.clone());
-                inflight.push_back(tokio::spawn(async move {
+                return tokio::spawn(async move {
                     // A context is durable (and audited) before the message is acknowledged.
                     let result = match contexts.set_from_mqtt(&room, &msg.publish.payload).await {
-                        Ok(()) => Handled::Ingested(Ok(IngestReport::default())),
+                        Ok(()) => Handled::Ingested(Ok(IngestOutcome::default())),
                         Err(crate::context::ContextError::Store(e)) => {
                             Handled::Ingested(Err(IngestError::Store(e.to_string())))
                         }
@@ -156,58 +162,50 @@ impl Ingest {
                     Done {
                         msg,
                         device: None,
-                        worker: None,
-                        bytes: Vec::new(),
+                        prepared: Prepared::default(),
+                        errors: Vec::new(),
                         result,
                     }
-                }));
-                return Ok(());
+                });
             }
         }
         let Some(idx) = route::route(self.devices.iter().map(|d| d.filter.as_str()), topic) else {
-            let done = Done {
+            let done = Done::refused(
                 msg,
-                device: None,
-                worker: None,
-                bytes: Vec::new(),
-                result: Handled::Refused("no configured device subscribes to this topic".into()),
-            };
-            inflight.push_back(tokio::spawn(async move { done }));
-            return Ok(());
+                None,
+                "no configured device subscribes to this topic".into(),
+            );
+            return tokio::spawn(async move { done });
         };
         let dev = &mut self.devices[idx];
         let bytes = match route::payload_bytes(dev.payload, &msg.publish.payload) {
             Ok(b) => b,
             Err(reason) => {
-                let done = Done {
-                    msg,
-                    device: Some(idx),
-                    worker: None,
-                    bytes: Vec::new(),
-                    result: Handled::Refused(reason),
-                };
-                inflight.push_back(tokio::spawn(async move { done }));
-                return Ok(());
+                let done = Done::refused(msg, Some(idx), reason);
+                return tokio::spawn(async move { done });
             }
         };
-        let Some(mut worker) = dev.take() else {
-            return Err(msg);
-        };
-        inflight.push_back(tokio::spawn(async move {
-            worker.set_topic(&msg.publish.topic);
-            let r = worker
-                .pipeline
-                .ingest_message(&bytes, msg.received_at, None)
-                .await;
+        dev.set_topic(topic);
+        let decoded = dev.stage.message(&bytes, msg.received_at);
+        let ingest = dev.ingest.clone();
+        let mut prepared =
+            ingest.prepare(decoded.messages, decoded.readings, msg.received_at, None);
+        let (scans, errors) = (decoded.scans, decoded.errors);
+        tokio::spawn(async move {
+            ingest.apply_scans(scans).await;
+            let result = Handled::Ingested(ingest.commit(&mut prepared).await);
             Done {
                 msg,
                 device: Some(idx),
-                worker: Some(worker),
-                bytes,
-                result: Handled::Ingested(r),
+                prepared,
+                errors,
+                result,
             }
-        }));
-        Ok(())
+        })
+    }
+
+    fn device_ingest(&self, done: &Done) -> Option<DeviceIngest> {
+        done.device.map(|i| self.devices[i].ingest.clone())
     }
 
     /// Handles the oldest result: retries a refused store until it succeeds, then acks.
@@ -217,22 +215,17 @@ impl Ingest {
             let device = done.device.map(|i| self.devices[i].id.to_string());
             tracing::error!(device, error = %first, "queue refuses the message: not acknowledging it, taking no new messages, retrying every second (the broker keeps them)");
             self.state.ready.store(false, Ordering::Relaxed);
+            let Some(ingest) = self.device_ingest(&done) else {
+                // A patient context that could not be stored: the broker resends it.
+                self.state.ready.store(true, Ordering::Relaxed);
+                return true;
+            };
             loop {
                 tokio::select! {
-                    () = cancel.cancelled() => {
-                        self.give_back(done);
-                        return false;
-                    }
+                    () = cancel.cancelled() => return false,
                     () = tokio::time::sleep(RETRY_EVERY) => {}
                 }
-                let Some(worker) = done.worker.as_mut() else {
-                    break;
-                };
-                worker.set_topic(&done.msg.publish.topic);
-                let r = worker
-                    .pipeline
-                    .ingest_message(&done.bytes, done.msg.received_at, None)
-                    .await;
+                let r = ingest.commit(&mut done.prepared).await;
                 let ok = r.is_ok();
                 done.result = Handled::Ingested(r);
                 if ok {
@@ -246,36 +239,34 @@ impl Ingest {
         true
     }
 
-    /// Records, counts and acknowledges a settled message; returns its pipeline to the pool.
+    /// Records, counts and acknowledges a settled message.
     async fn finish(&mut self, done: Done) {
         let device = done.device.map(|i| self.devices[i].id.to_string());
         let refused = match &done.result {
             Handled::Refused(reason) => Some(reason.clone()),
             Handled::Ingested(Ok(r)) => {
-                self.state.stored.fetch_add(r.stored, Ordering::Relaxed);
+                self.state
+                    .stored
+                    .fetch_add(r.stored + r.held, Ordering::Relaxed);
                 self.state
                     .duplicates
                     .fetch_add(r.duplicates, Ordering::Relaxed);
-                let none = r.stored + r.duplicates + r.rejected == 0;
-                match r.errors.first() {
+                let none = r.kept() == 0;
+                match done.errors.first() {
                     Some(e) if none => Some(format!("{}: {e}", e.label())),
                     _ => None,
                 }
             }
-            Handled::Ingested(Err(_)) => return self.give_back(done),
+            Handled::Ingested(Err(_)) => return,
         };
         if let Some(reason) = refused {
             self.state.rejected.fetch_add(1, Ordering::Relaxed);
             let label = reason.split(':').next().unwrap_or("undecodable");
             tracing::warn!(device, topic = %done.msg.publish.topic, len = done.msg.publish.payload.len(), reason = label, "mqtt payload refused; acknowledged and recorded (queue rejected log)");
-            let queue = self.queue.clone();
             let dev = device.clone().unwrap_or_else(|| "-".into());
-            let topic = done.msg.publish.topic.clone();
-            let payload = done.msg.publish.payload.clone();
-            let recorded =
-                tokio::task::spawn_blocking(move || queue.reject(&dev, &topic, &reason, &payload))
-                    .await;
-            if let Ok(Err(e)) = recorded {
+            let topic = &done.msg.publish.topic;
+            let payload = &done.msg.publish.payload;
+            if let Err(e) = self.ingest.reject(&dev, topic, &reason, payload).await {
                 tracing::error!(error = %e, "cannot record a refused payload");
             }
         }
@@ -283,13 +274,6 @@ impl Ingest {
             tracing::warn!(error = %e, "mqtt: cannot send an acknowledgement; the broker will resend");
         } else {
             self.state.acked.fetch_add(1, Ordering::Relaxed);
-        }
-        self.give_back(done);
-    }
-
-    fn give_back(&mut self, done: Done) {
-        if let (Some(i), Some(w)) = (done.device, done.worker) {
-            self.devices[i].idle.push(w);
         }
     }
 }
@@ -300,3 +284,7 @@ async fn front(inflight: &mut VecDeque<JoinHandle<Done>>) -> Result<Done, tokio:
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

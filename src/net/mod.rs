@@ -1,10 +1,20 @@
-//! Address rules shared by the config checks and the MLLP listener (docs/network-security.md).
+//! The net/protocol layer shared by sources and sinks (docs/ingest.md#the-net-layer): address
+//! rules, the one reconnect [`backoff`], the MQTT broker connection ([`mqtt`]) and HL7 MLLP
+//! framing with ACK building and reading ([`hl7`]). Sources and sinks import transports from
+//! here, never from each other.
+//!
+//! This file holds the address rules shared by the config checks and the MLLP listener
+//! (docs/network-security.md).
 //!
 //! Receives CIDR text from the config (`allow = ["10.20.0.0/16", "192.168.1.7"]`) and host names
 //! from URLs and `host:port` addresses. Promises: [`Cidr::contains`] compares IPv4 peers that
 //! arrive as IPv4-mapped IPv6 (`::ffff:10.20.1.5`, as on a dual-stack socket) with IPv4 networks
 //! and the reverse; [`is_loopback_host`] is true only for `localhost` and loopback addresses, so
 //! any other name counts as "on the network".
+
+pub mod backoff;
+pub mod hl7;
+pub mod mqtt;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

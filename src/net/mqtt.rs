@@ -1,14 +1,29 @@
 //! How vitalsd reaches an MQTT broker: address, TLS (rustls with the config's CA and optional
-//! client certificate), credentials (password from a file), keep-alive. Shared by the MQTT
-//! source and the `mqtt` sink.
+//! client certificate), credentials (password from a file), keep-alive.
+//!
+//! Receives the `[mqtt]` table or a sink's own `url`; promises rumqttc options that carry the
+//! password only in memory (never in a log or an error text). Shared by the MQTT source and
+//! the `mqtt` sink, which import it from here and not from each other.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 
-use super::MqttError;
 use crate::config::{parse_broker_url, MqttConfig};
+
+/// Why an MQTT connection (of the source or a sink) could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("device {device}: {reason}")]
+    Device { device: String, reason: String },
+    #[error("mqtt.url `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("mqtt.password_file {path}: {reason}")]
+    Password { path: String, reason: String },
+    #[error("mqtt TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
 
 /// A broker and how to log in to it.
 #[derive(Clone)]

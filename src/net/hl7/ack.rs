@@ -1,12 +1,19 @@
-//! ACK / NAK (`docs/hl7.md`): building the MLLP-framed ACK vitalsd answers with, and parsing
-//! the ACKs a receiving system sends back.
+//! ACK / NAK (`docs/hl7.md`): building the MLLP-framed ACK vitalsd answers with (the MLLP
+//! source), and parsing the ACKs a receiving system sends back (the HL7 sink).
+//!
+//! Receives control ids, codes and ERR content, or an ACK's bytes; promises ACKs in ER7 with
+//! standard delimiters, framed for MLLP, and [`Hl7Error`]s that never quote patient data. The
+//! ER7 reader itself is the `hl7v2` decoder's.
 
 use time::OffsetDateTime;
 
-use super::er7::{as_text, field, format_dtm, Delimiters, Er7};
-use super::mllp::{mllp_frame, unframe};
-use super::oru::Oru;
-use super::{clip, Hl7Error, MAX_MESSAGE};
+use super::mllp::{mllp_frame, unframe, MAX_MESSAGE};
+use crate::decode::hl7v2::er7::{as_text, field, Er7};
+use crate::decode::hl7v2::{format_dtm, Delimiters, Hl7Error, Oru};
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
 
 /// An acknowledgement code (HL7 table 0008, MSA-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
