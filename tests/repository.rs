@@ -103,21 +103,23 @@ const RULES: &[Rule] = &[
         on: true,
         why: "the strip builder takes samples and time rules from the model",
     },
-    // Off until the MQTT connection code that sink/mqtt.rs borrows from source/ has its own
-    // home: the lead turns this on after that merge.
     Rule {
         from: "sink",
-        forbid: Forbid::These(&["source"]),
-        on: false,
-        why: "sinks do not know transports",
+        forbid: Forbid::These(&["source", "ingest"]),
+        on: true,
+        why: "sinks share transports with sources through net/, never each other's code",
     },
-    // Off until the MQTT and MLLP sources stop calling the queue themselves (their ack waits for
-    // the durable enqueue today): the lead turns this on after that merge.
     Rule {
         from: "source",
-        forbid: Forbid::These(&["queue"]),
-        on: false,
-        why: "transports hand bytes on; the pipeline stores",
+        forbid: Forbid::These(&["queue", "sink"]),
+        on: true,
+        why: "sources hand readings to the Ingest handle, which alone stores them (docs/ingest.md)",
+    },
+    Rule {
+        from: "net",
+        forbid: Forbid::These(&["queue", "sink", "source", "ingest", "admin"]),
+        on: true,
+        why: "the transport layer serves sources and sinks and knows neither",
     },
 ];
 
@@ -470,9 +472,7 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     );
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].contains("json.rs:13:"), "{}", v[0]);
-    // Off rules report nothing until the lead turns them on.
-    assert!(found("src/source/mqtt.rs", "use crate::queue::Queue;\n").is_empty());
-    assert!(RULES
-        .iter()
-        .any(|r| !r.on && r.from == "source" && r.forbids("queue")));
+    // A source that names the store is caught.
+    let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
+    assert_eq!(v.len(), 1, "{v:?}");
 }

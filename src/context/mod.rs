@@ -133,7 +133,11 @@ impl<'a> Checking<'a> {
 
 impl Drop for Checking<'_> {
     fn drop(&mut self) {
-        let mut map = self.inner.checking.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = map.get_mut(&self.room) {
             entry.1 -= 1;
             if entry.1 == 0 {

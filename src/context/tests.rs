@@ -529,7 +529,11 @@ mod with_lookup {
         let slow = Arc::new(Slow {
             go: tokio::sync::Notify::new(),
         });
-        c.set_lookup(Some(Lookup::new(slow.clone(), LookupUnavailable::Hold, TTL)));
+        c.set_lookup(Some(Lookup::new(
+            slow.clone(),
+            LookupUnavailable::Hold,
+            TTL,
+        )));
         let setting = {
             let c = c.clone();
             tokio::spawn(async move {
