@@ -2,7 +2,8 @@
 //! [--audit-max-bytes N]`: the accelerated soak of `tests/soak.rs` with big numbers. 90
 //! simulated days at a clinic's rate (0.3 readings/s: 25,920 a day) pass in minutes; prints a
 //! markdown row per simulated day (RSS, store on disk and live, dedupe, audit files) and a
-//! summary with the bytes on disk per reading retained. Not for CI.
+//! summary with the bytes on disk per reading retained. `cargo test --all-targets` runs it
+//! without `--bench`: then only 2 small days, as a smoke test (CI runs `tests/soak.rs`).
 
 #[path = "../tests/soak/driver.rs"]
 mod driver;
@@ -18,9 +19,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 #[allow(clippy::cast_precision_loss)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
     let a = driver::SoakArgs {
-        days: arg(&args, "--days", 90),
-        per_day: arg(&args, "--per-day", 25_920),
+        days: arg(&args, "--days", if full { 90 } else { 2 }),
+        per_day: arg(&args, "--per-day", if full { 25_920 } else { 500 }),
         audit_retention_days: arg(&args, "--retention-days", 90),
         audit_max_bytes: arg(&args, "--audit-max-bytes", u64::MAX),
     };
