@@ -524,7 +524,7 @@ fn in_review_mode_medplum_gets_nothing_until_confirmed_and_each_confirmed_readin
     assert_eq!(st, 200, "{body}");
     wait_until(
         Duration::from_secs(20),
-        || observations(&m).len() >= 1,
+        || !observations(&m).is_empty(),
         || format!("no Observation after a confirmation\n{}", d.log()),
     );
     // A second confirm of the same reading files nothing.
