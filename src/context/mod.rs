@@ -116,6 +116,8 @@ struct Inner {
 struct Checking<'a> {
     inner: &'a Inner,
     room: String,
+    /// The scan's time.
+    at: OffsetDateTime,
 }
 
 impl<'a> Checking<'a> {
@@ -127,6 +129,7 @@ impl<'a> Checking<'a> {
         Checking {
             inner,
             room: room.to_string(),
+            at,
         }
     }
 }
@@ -302,39 +305,43 @@ impl ContextStore {
         check_user(user)?;
         // While the record system is asked, readings of the room's other devices that may be
         // from after the scan are held as ambiguous, never given the previous patient.
-        let _checking = self
-            .lookup()
-            .map(|_| Checking::start(&self.inner, room, at));
-        let (record, verified) = match self.lookup() {
-            None => (None, None),
-            Some(lookup) => match lookup.check(&patient).await {
-                Answer::Found(record) => (Some(record), Some(Verification::Record)),
-                Answer::NotFound => {
-                    return self
-                        .refuse(room, patient, RefusalReason::NotFound, source, by, at)
-                        .await
-                }
-                Answer::Ambiguous => {
-                    return self
-                        .refuse(room, patient, RefusalReason::Ambiguous, source, by, at)
-                        .await
-                }
-                Answer::Unavailable(reason) => {
-                    tracing::warn!(%room, %reason, "patient lookup: the record system did not answer");
-                    if lookup.on_unavailable() == LookupUnavailable::Hold {
-                        return self
-                            .refuse(room, patient, RefusalReason::Unavailable, source, by, at)
-                            .await;
+        // The mark ends with the lookup's refusal, or as soon as the new context is in memory.
+        let (record, verified, checking) = match self.lookup() {
+            None => (None, None, None),
+            Some(lookup) => {
+                let checking = Checking::start(&self.inner, room, at);
+                match lookup.check(&patient).await {
+                    Answer::Found(record) => {
+                        (Some(record), Some(Verification::Record), Some(checking))
                     }
-                    (None, Some(Verification::IdentifierOnly))
+                    Answer::NotFound => {
+                        return self
+                            .refuse(patient, RefusalReason::NotFound, source, by, checking)
+                            .await
+                    }
+                    Answer::Ambiguous => {
+                        return self
+                            .refuse(patient, RefusalReason::Ambiguous, source, by, checking)
+                            .await
+                    }
+                    Answer::Unavailable(reason) => {
+                        tracing::warn!(%room, %reason, "patient lookup: the record system did not answer");
+                        if lookup.on_unavailable() == LookupUnavailable::Hold {
+                            return self
+                                .refuse(patient, RefusalReason::Unavailable, source, by, checking)
+                                .await;
+                        }
+                        (None, Some(Verification::IdentifierOnly), Some(checking))
+                    }
                 }
-            },
+            }
         };
         tracing::info!(%room, patient = %patient.masked(), ?user, %source, ?verified, "patient context set");
         self.change(room, |h| {
             h.set(patient.clone(), user, source, by, at);
             let record_id = record.as_ref().map(|r| r.id.clone());
             h.mark_last(record, verified == Some(Verification::IdentifierOnly));
+            drop(checking);
             let mut events = vec![AuditEvent::ContextSet {
                 room: room.to_string(),
                 patient,
@@ -366,17 +373,19 @@ impl ContextStore {
     /// and audited; always `Err(Refused)`.
     async fn refuse(
         &self,
-        room: &str,
         patient: PatientRef,
         reason: RefusalReason,
         source: ContextSource,
         by: &str,
-        at: OffsetDateTime,
+        checking: Checking<'_>,
     ) -> Result<(), ContextError> {
+        let (room, at) = (checking.room.clone(), checking.at);
+        let room = room.as_str();
         tracing::warn!(%room, %source, reason = %reason.as_str(), "patient not set: {reason}; the room has no patient and its readings are held");
         let ttl = self.inner.ttl;
         self.change(room, |h| {
             h.refuse(at, ttl, reason);
+            drop(checking);
             vec![AuditEvent::ContextRefused {
                 room: room.to_string(),
                 patient,
