@@ -428,36 +428,12 @@ impl<S: Store> Sealed<S> {
         let nonce: [u8; NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| StoreError::Io("a nonce of the wrong length".into()))?;
-        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = self
-            .aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(key),
-                &mut out[1 + NONCE_LEN..],
-            )
-            .map_err(|_| StoreError::Io("encrypting a value failed".into()))?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        seal_sealed(&self.aead, nonce, key, plain)
     }
 
     /// The plain value, or `None` when `stored` does not open under `key`.
     fn open_value(&self, key: &[u8], stored: &[u8]) -> Option<Vec<u8>> {
-        if stored.len() < OVERHEAD || stored[0] != VERSION {
-            return None;
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&stored[1..=NONCE_LEN]).ok()?;
-        let mut buf = stored[1 + NONCE_LEN..].to_vec();
-        let n = self
-            .aead
-            .open_in_place(nonce, Aad::from(key), &mut buf)
-            .ok()?
-            .len();
-        buf.truncate(n);
-        Some(buf)
+        open_sealed(&self.aead, key, stored)
     }
 
     fn unseal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
@@ -548,10 +524,6 @@ impl<S: Store> Store for Sealed<S> {
     }
 }
 
-#[cfg(test)]
-#[path = "cipher_tests.rs"]
-mod tests;
-
 /// Seals single records outside the store (the audit files, see `crate::audit`) with the same
 /// AEAD as the store's values, under a key derived from the store key with its own label.
 /// A sealed record is `version ‖ nonce ‖ ciphertext ‖ tag`, bound to `aad`.
@@ -583,36 +555,55 @@ impl RecordCipher {
         self.rng
             .fill(&mut nonce)
             .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
-        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
-        let tag = self
-            .aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut out[1 + NONCE_LEN..],
-            )
-            .map_err(|_| StoreError::Io("encrypting a record failed".into()))?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        seal_sealed(&self.aead, nonce, aad, plain)
     }
 
     /// The plain record, or `None` when `sealed` does not open (another key, altered bytes,
     /// another `aad`).
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < OVERHEAD || sealed[0] != VERSION {
-            return None;
-        }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..=NONCE_LEN]).ok()?;
-        let mut buf = sealed[1 + NONCE_LEN..].to_vec();
-        let n = self
-            .aead
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .ok()?
-            .len();
-        buf.truncate(n);
-        Some(buf)
+        open_sealed(&self.aead, aad, sealed)
     }
 }
+
+/// `VERSION ‖ nonce ‖ ciphertext ‖ tag` of `plain` bound to `aad` (store values and audit
+/// records alike; docs/at-rest.md).
+fn seal_sealed(
+    aead: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+    out.push(VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    let tag = aead
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[1 + NONCE_LEN..],
+        )
+        .map_err(|_| StoreError::Io("encrypting a value failed".into()))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// The plain bytes of a [`seal_sealed`] output, or `None` when it does not open under `aead`
+/// and `aad` (another key, altered bytes, another `aad`).
+fn open_sealed(aead: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < OVERHEAD || sealed[0] != VERSION {
+        return None;
+    }
+    let nonce = Nonce::try_assume_unique_for_key(&sealed[1..=NONCE_LEN]).ok()?;
+    let mut buf = sealed[1 + NONCE_LEN..].to_vec();
+    let n = aead
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[cfg(test)]
+#[path = "cipher_tests.rs"]
+mod tests;

@@ -40,10 +40,10 @@ fn held_key(id: ReadingId) -> Vec<u8> {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct HeldValue {
-    room: Option<String>,
-    at: u64,
-    reading: Reading,
+pub(super) struct HeldValue {
+    pub(super) room: Option<String>,
+    pub(super) at: u64,
+    pub(super) reading: Reading,
 }
 
 /// A reading waiting for an MA's decision.
@@ -70,6 +70,22 @@ fn hold(
     ctx: &mut Ctx,
     readings: &[Reading],
 ) -> Result<Vec<EnqueueOutcome>, QueueError> {
+    set_aside(tx, ctx, readings, held_key, |reading, room| {
+        AuditEvent::Held { reading, room }
+    })
+}
+
+/// Stages readings set aside for a person's decision (held, review) under `key_of(id)` with
+/// the time they were set aside, audited with `event`. Duplicates are answered as such; a
+/// reading failing a hard limit (to the quarantine) and a store without sinks take the
+/// ordinary enqueue path.
+pub(super) fn set_aside(
+    tx: &mut Txn,
+    ctx: &mut Ctx,
+    readings: &[Reading],
+    key_of: fn(ReadingId) -> Vec<u8>,
+    event: fn(ReadingId, Option<String>) -> AuditEvent,
+) -> Result<Vec<EnqueueOutcome>, QueueError> {
     let mut out = Vec::with_capacity(readings.len());
     for (index, r) in readings.iter().enumerate() {
         if r.rejection().is_some() || ctx.configured.is_empty() {
@@ -84,33 +100,37 @@ fn hold(
             ops::Claim::New(id) => id,
         };
         tx.counters.readings += 1;
-        let hkey = held_key(id);
-        let held = HeldValue {
+        let key = key_of(id);
+        let value = HeldValue {
             room: r.room.clone(),
             at: ctx.now_ms,
             reading: r.clone(),
         };
-        let hv = ops::json(&hkey, &held)?;
-        tx.put(hkey, hv);
-        let event = AuditEvent::Held {
-            reading: id,
-            room: r.room.clone(),
-        };
-        append(tx, ops::from_ms(ctx.now_ms), vec![event])?;
+        let v = ops::json(&key, &value)?;
+        tx.put(key, v);
+        append(
+            tx,
+            ops::from_ms(ctx.now_ms),
+            vec![event(id, r.room.clone())],
+        )?;
         out.push(EnqueueOutcome::Stored);
     }
     Ok(out)
 }
 
-/// Takes a held reading out of the held list: `(reading, held entry)`, or `None`.
-fn take_held(tx: &mut Txn, id: ReadingId) -> Result<Option<Reading>, QueueError> {
-    let hkey = held_key(id);
-    let Some(raw) = tx.get(&hkey)? else {
+/// Takes a set-aside reading (under `key`) off its list, or `None`.
+pub(super) fn take_aside(tx: &mut Txn, key: Vec<u8>) -> Result<Option<Reading>, QueueError> {
+    let Some(raw) = tx.get(&key)? else {
         return Ok(None);
     };
-    let held: HeldValue = ops::decode(&hkey, &raw)?;
-    tx.remove(hkey);
-    Ok(Some(held.reading))
+    let value: HeldValue = ops::decode(&key, &raw)?;
+    tx.remove(key);
+    Ok(Some(value.reading))
+}
+
+/// Takes a held reading out of the held list, or `None`.
+fn take_held(tx: &mut Txn, id: ReadingId) -> Result<Option<Reading>, QueueError> {
+    take_aside(tx, held_key(id))
 }
 
 fn assign(

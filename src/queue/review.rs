@@ -24,7 +24,7 @@
 //! The value has the shape of a held value (the store's checks read it as one); the reading
 //! lives there, counted in `readings`, until confirming appends it to the group's segment.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::audit::append;
@@ -32,7 +32,7 @@ use super::keys::{self, PendingValue};
 use super::ops::{self, Ctx};
 use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
-use super::Queue;
+use super::{held, Queue};
 use crate::context::audit::AuditEvent;
 use crate::reading::{Reading, ReadingId};
 
@@ -44,13 +44,6 @@ fn review_key(id: ReadingId) -> Vec<u8> {
     k.push(REVIEW);
     k.extend_from_slice(&id.to_bytes());
     k
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct ReviewValue {
-    room: Option<String>,
-    at: u64,
-    reading: Reading,
 }
 
 /// A reading waiting for a person to confirm or reject it.
@@ -78,46 +71,13 @@ fn stage_review(
     ctx: &mut Ctx,
     readings: &[Reading],
 ) -> Result<Vec<EnqueueOutcome>, QueueError> {
-    let mut out = Vec::with_capacity(readings.len());
-    for (index, r) in readings.iter().enumerate() {
-        if r.rejection().is_some() || ctx.configured.is_empty() {
-            out.extend(ops::enqueue(tx, ctx, std::slice::from_ref(r))?);
-            continue;
-        }
-        let id = match ops::claim(tx, ctx, index, r)? {
-            ops::Claim::Duplicate(existing) => {
-                out.push(EnqueueOutcome::Duplicate(existing));
-                continue;
-            }
-            ops::Claim::New(id) => id,
-        };
-        tx.counters.readings += 1;
-        let key = review_key(id);
-        let value = ReviewValue {
-            room: r.room.clone(),
-            at: ctx.now_ms,
-            reading: r.clone(),
-        };
-        let v = ops::json(&key, &value)?;
-        tx.put(key, v);
-        let event = AuditEvent::ReviewWaiting {
-            reading: id,
-            room: r.room.clone(),
-        };
-        append(tx, ops::from_ms(ctx.now_ms), vec![event])?;
-        out.push(EnqueueOutcome::Stored);
-    }
-    Ok(out)
+    held::set_aside(tx, ctx, readings, review_key, |reading, room| {
+        AuditEvent::ReviewWaiting { reading, room }
+    })
 }
 
 fn take(tx: &mut Txn, id: ReadingId) -> Result<Option<Reading>, QueueError> {
-    let key = review_key(id);
-    let Some(raw) = tx.get(&key)? else {
-        return Ok(None);
-    };
-    let v: ReviewValue = ops::decode(&key, &raw)?;
-    tx.remove(key);
-    Ok(Some(v.reading))
+    held::take_aside(tx, review_key(id))
 }
 
 fn confirm(
@@ -201,7 +161,7 @@ impl Queue {
             REVIEW,
             "bad review key",
             limit,
-            |id, v: ReviewValue| ReviewEntry {
+            |id, v: held::HeldValue| ReviewEntry {
                 id,
                 room: v.room,
                 waiting_since: ops::from_ms(v.at),
