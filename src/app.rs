@@ -89,7 +89,7 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     opts.reclaim = Some(reclaim);
     let store = match SledStore::open(&dir, opts.cache_capacity) {
         Ok(s) => s,
-        Err(e) if queue::salvage::is_damage(&e) => return Err(damaged(data, &e.to_string())),
+        Err(e) if e.is_damage() => return Err(damaged(data, &e.to_string())),
         Err(e) => {
             return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
         }
@@ -118,15 +118,13 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
              the key file the store was created with, see docs/at-rest.md)",
             data.display()
         ),
-        Err(SealError::Store(e)) if queue::salvage::is_damage(&e) => {
-            return Err(damaged(data, &e.to_string()))
-        }
+        Err(SealError::Store(e)) if e.is_damage() => return Err(damaged(data, &e.to_string())),
         Err(SealError::Store(e)) => {
             return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
         }
     };
     if existed {
-        let missing = queue::verify::marker_missing(&store)
+        let missing = queue::marker_missing(&store)
             .map_err(|e| damaged(data, &format!("its counters cannot be read: {e}")))?;
         if let Some(why) = missing {
             return Err(damaged(data, &why));

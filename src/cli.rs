@@ -372,7 +372,7 @@ pub fn queue_held(config_path: &Path, limit: usize) -> anyhow::Result<ExitCode> 
     let hold_for = cfg.patient.hold_for;
     with_queue(config_path, |q| async move {
         let now = time::OffsetDateTime::now_utc();
-        for e in q.held(limit)? {
+        for e in q.held().list(limit)? {
             let mut v = serde_json::to_value(&e)?;
             let state = if e.in_review(hold_for, now) {
                 "review"

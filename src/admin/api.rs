@@ -338,7 +338,8 @@ async fn held(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
     let now = OffsetDateTime::now_utc();
     let list = s
         .queue
-        .held(q.limit.unwrap_or(1000))
+        .held()
+        .list(q.limit.unwrap_or(1000))
         .map_err(|e| queue_err(&e))?;
     let out: Vec<Value> = list
         .into_iter()

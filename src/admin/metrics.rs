@@ -241,7 +241,7 @@ pub fn render(s: &AdminState) -> Result<String, QueueError> {
             .set(i64::from(v.patient.is_some()));
     }
     let held_oldest = Gauge::<i64>::default();
-    if let Some(e) = s.queue.held(1)?.first() {
+    if let Some(e) = s.queue.held().list(1)?.first() {
         held_oldest.set((now - e.held_at).whole_seconds().max(0));
     }
     let started = Gauge::<i64>::default();

@@ -12,8 +12,8 @@ use anyhow::{bail, Context};
 
 use crate::queue::cipher::{KeySource, SealError, Sealed, StoreKey};
 use crate::queue::compact;
-use crate::queue::salvage::{self, Opened};
-use crate::queue::verify::{self, Report};
+use crate::queue::repair::salvage::{self, Opened};
+use crate::queue::repair::verify::{self, Report};
 use crate::queue::{Ownership, SledStore, Store};
 
 const CACHE: u64 = 16 << 20;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::{FhirSinkConfig, LookupConfig, LookupUnavailable};
 use crate::reading::{PatientRecord, PatientRef};
@@ -39,60 +39,7 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// The longest name part or birth date kept from a Patient.
 const MAX_PART: usize = 100;
 
-/// Why a scan gave the room no patient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefusalReason {
-    /// The record system has no Patient with the identifier.
-    NotFound,
-    /// The record system has more than one Patient with the identifier.
-    Ambiguous,
-    /// The record system could not be asked (and `lookup_unavailable = "hold"`).
-    Unavailable,
-}
-
-impl RefusalReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::Ambiguous => "ambiguous",
-            Self::Unavailable => "unavailable",
-        }
-    }
-}
-
-impl std::fmt::Display for RefusalReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::NotFound => "the record system has no patient with this identifier",
-            Self::Ambiguous => "the record system has more than one patient with this identifier",
-            Self::Unavailable => "the record system could not be asked",
-        })
-    }
-}
-
-/// How a room's current patient was confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verification {
-    /// The record system's lookup found exactly one Patient.
-    Record,
-    /// Set by the scanned identifier alone while a configured lookup could not be asked
-    /// (`lookup_unavailable = "identifier"`): readings are flagged `patient_unverified`.
-    IdentifierOnly,
-    /// Set by the scanned identifier with no lookup configured: nothing to confirm against.
-    Scanned,
-    /// The room has no patient.
-    None,
-}
-
-/// The `lookup_unavailable` fallback one reading took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LookupChoice {
-    Hold,
-    Identifier,
-}
+pub use crate::model::audit::{LookupChoice, RefusalReason, Verification};
 
 /// What the record system says about one identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]

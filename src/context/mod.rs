@@ -196,7 +196,7 @@ impl ContextStore {
     /// Loads the stored contexts of every room.
     pub fn open(queue: Queue, ttl: Duration) -> Result<Self, ContextError> {
         let mut rooms = BTreeMap::new();
-        for (room, raw) in queue.contexts()? {
+        for (room, raw) in queue.contexts().load()? {
             match serde_json::from_slice::<RoomHistory>(&raw) {
                 Ok(h) => {
                     rooms.insert(room, h);

@@ -81,7 +81,8 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
     c.set_from_mqtt("exam-2", b"").await.unwrap();
     assert!(attach(&c, "exam-2", OffsetDateTime::now_utc()).is_none());
     let events: Vec<_> = q
-        .audit(None, 10)
+        .audit()
+        .entries(None, 10)
         .unwrap()
         .into_iter()
         .map(|e| match e.event {
@@ -110,7 +111,7 @@ async fn expiry_is_audited_once_and_ends_attachment() {
         Some(p("A")),
         "measured while valid"
     );
-    let last = q.audit(None, 10).unwrap().pop().unwrap();
+    let last = q.audit().entries(None, 10).unwrap().pop().unwrap();
     assert!(matches!(last.event, AuditEvent::ContextExpired { .. }));
     assert!(c.views(t(11))[0].patient.is_none());
 }
@@ -194,7 +195,7 @@ async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
         !c.confirm("exam-1", "ma-jo", t(19)).await.unwrap(),
         "an expired context cannot be renewed"
     );
-    let last: Vec<_> = q.audit(None, 10).unwrap();
+    let last: Vec<_> = q.audit().entries(None, 10).unwrap();
     let confirmed = last
         .iter()
         .filter(|e| matches!(&e.event, AuditEvent::ContextConfirmed { by, patient, .. } if by == "ma-jo" && *patient == p("A")))
@@ -244,7 +245,8 @@ async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
     ));
     assert_eq!(c.views(t(1))[0].user, Some(2));
     let users: Vec<(String, u8)> = q
-        .audit(None, 10)
+        .audit()
+        .entries(None, 10)
         .unwrap()
         .into_iter()
         .filter_map(|e| match e.event {
@@ -368,7 +370,7 @@ mod with_lookup {
         assert_eq!(named.name.as_deref(), Some("Jane Doe"));
         assert_eq!(named.birth_date.as_deref(), Some("1970-01-02"));
         assert!(named.last_refusal.is_none());
-        let audit = q.audit(None, 10).unwrap();
+        let audit = q.audit().entries(None, 10).unwrap();
         assert!(
             matches!(&audit[1].event, AuditEvent::ContextLookedUp { verified: Verification::Record, record: Some(id), .. } if id == "pat-a")
         );
@@ -413,7 +415,8 @@ mod with_lookup {
             Some(RefusalReason::Ambiguous)
         );
         let kinds: Vec<String> = q
-            .audit(None, 10)
+            .audit()
+            .entries(None, 10)
             .unwrap()
             .iter()
             .map(|e| {
@@ -476,7 +479,7 @@ mod with_lookup {
             (None, vec!["patient_unknown"])
         );
         c.flush_audit().await.unwrap();
-        let last = q.audit(None, 10).unwrap().pop().unwrap();
+        let last = q.audit().entries(None, 10).unwrap().pop().unwrap();
         assert!(
             matches!(last.event, AuditEvent::LookupFallback { reading, choice: LookupChoice::Hold, .. } if Some(reading) == r.id)
         );
@@ -492,7 +495,7 @@ mod with_lookup {
         assert_eq!(flags(&r), ["patient_unverified"]);
         assert_eq!(c.views(t(1))[0].verified, Verification::IdentifierOnly);
         c.flush_audit().await.unwrap();
-        let last = q.audit(None, 10).unwrap().pop().unwrap();
+        let last = q.audit().entries(None, 10).unwrap().pop().unwrap();
         assert!(
             matches!(last.event, AuditEvent::LookupFallback { reading, choice: LookupChoice::Identifier, .. } if Some(reading) == r.id)
         );
@@ -568,6 +571,10 @@ mod with_lookup {
         assert_eq!(r.patient, Some(p("NOPE")));
         assert!(r.flags.is_empty() && r.patient_record.is_none());
         assert_eq!(c.views(t(1))[0].verified, Verification::Scanned);
-        assert_eq!(q.audit(None, 10).unwrap().len(), 1, "context_set only");
+        assert_eq!(
+            q.audit().entries(None, 10).unwrap().len(),
+            1,
+            "context_set only"
+        );
     }
 }

@@ -100,7 +100,7 @@ async fn a_reading_without_a_patient_is_held_in_hold_mode_and_stored_in_location
         .await
         .expect("stored");
     assert_eq!((out.held, out.stored, out.kept()), (1, 0, 1));
-    assert_eq!(queue.held(10).expect("held list").len(), 1);
+    assert_eq!(queue.held().list(10).expect("held list").len(), 1);
 
     let located = Ingest::new(queue.clone(), Some(link(&queue, PatientMode::Location)));
     let at = datetime!(2026-11-27 12:00:01 UTC);

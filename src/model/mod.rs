@@ -13,8 +13,11 @@
 //! - [`units`]: UCUM unit checks and exact conversions;
 //! - [`plausibility`]: the physiological limits and the flags they give;
 //! - [`time`], [`zone`]: device times on the time line, the device's [`NormalizeContext`];
-//! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity.
+//! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity;
+//! - [`audit`]: the audit trail's events and entries (room contexts, held, review, quarantine,
+//!   delivery, reload), named by the patient context, the store and the audit files.
 
+pub mod audit;
 pub mod codes;
 pub mod ecg_options;
 pub mod hl7;

@@ -1,7 +1,7 @@
-//! The audit trail's entry point in the queue, and the durable room contexts.
+//! The audit trail's handle in the store: [`Audit`].
 //!
 //! Receives [`AuditEvent`]s from the patient context, the held-reading decisions and the
-//! delivery loop. Writes go through the group-commit writer (`Command::Stage`), so an audit
+//! delivery loop. Writes are staged inside the writer's group commit (`command`), so an audit
 //! entry is durable with the SAME batch as the change it describes (a settle, an assignment, a
 //! context record). With audit files (`QueueOptions::audit_log`, the daemon) the entries are
 //! staged in the transaction and the writer appends them to the day file before it applies the
@@ -15,31 +15,26 @@
 //! 'l' uuid7                   → AuditEntry JSON (a JSON array of them is read too); uuid7 =
 //!                               16 bytes whose first 6 are unix ms, so keys sort by time and
 //!                               `since` is a seek
-//! 'x' room                    → the room's context record (JSON owned by `crate::context`)
 //! ```
 //! One key per event: packing a settled batch's events into one value was measured and raised
 //! the peak RSS of draining a large backlog (sled rewrites whole leaf nodes, and nodes of large
 //! values cost more than many small keys).
 
-use std::any::Any;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::bytes::StoreBytes;
-use super::ops::{self, Ctx};
+use super::handle::{async_reads, Core};
+use super::ops;
 use super::store::{Batch, Store};
 use super::txn::Counters;
 use super::txn::{corrupt, Txn};
-use super::types::{QueueError, Settle};
-use super::writer::Command;
-use super::Queue;
+use super::types::QueueError;
 use crate::audit::{AuditLog, AuditPage, AuditQuery};
-use crate::context::audit::{AuditEntry, AuditEvent, DeliveryOutcome};
-use crate::reading::{ReadingId, SinkId};
+use crate::model::audit::{AuditEntry, AuditEvent};
 
 pub const AUDIT: u8 = b'l';
-pub const CONTEXT: u8 = b'x';
 
 fn audit_key() -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
@@ -53,13 +48,6 @@ fn since_key(since: OffsetDateTime) -> Vec<u8> {
     let ms = ops::to_ms(since);
     let mut k = vec![AUDIT];
     k.extend_from_slice(&ms.to_be_bytes()[2..]);
-    k
-}
-
-fn context_key(room: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(room.len() + 1);
-    k.push(CONTEXT);
-    k.extend_from_slice(room.as_bytes());
     k
 }
 
@@ -178,43 +166,37 @@ impl Stored {
     }
 }
 
-impl Queue {
-    /// Runs `f` inside the writer's next group commit; returns its answer once the batch that
-    /// holds its writes is flushed.
-    pub(super) async fn stage<T, F>(&self, f: F) -> Result<T, QueueError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Txn<'_>, &mut Ctx<'_>) -> Result<T, QueueError> + Send + 'static,
-    {
-        let any = self
-            .request(|reply| Command::Stage {
-                stage: Box::new(move |tx, ctx| {
-                    f(tx, ctx).map(|t| Box::new(t) as Box<dyn Any + Send>)
-                }),
-                reply,
-            })
-            .await?;
-        any.downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| corrupt(b"", "writer answered a staged request with the wrong type"))
+/// The audit trail: append (inside the store's group commit), read back, page. A cloneable
+/// handle over the store's one writer (`queue.audit()`).
+#[derive(Clone)]
+pub struct Audit {
+    core: Arc<Core>,
+}
+
+async_reads!(Audit);
+
+impl Audit {
+    pub(super) fn new(core: Arc<Core>) -> Self {
+        Self { core }
     }
 
     /// Appends audit entries durably (returns after the flush that holds them).
-    pub async fn audit_append(&self, events: Vec<AuditEvent>) -> Result<(), QueueError> {
+    pub async fn append(&self, events: Vec<AuditEvent>) -> Result<(), QueueError> {
         if events.is_empty() {
             return Ok(());
         }
-        self.stage(move |tx, ctx| append(tx, ops::from_ms(ctx.now_ms), events))
+        self.core
+            .stage(move |tx, ctx| append(tx, ops::from_ms(ctx.now_ms), events))
             .await
     }
 
     /// Up to `limit` audit entries recorded at or after `since` (all when `None`), oldest first.
-    pub fn audit(
+    pub fn entries(
         &self,
         since: Option<OffsetDateTime>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, QueueError> {
-        if let Some(log) = &self.shared()?.audit_log {
+        if let Some(log) = &self.core.shared()?.audit_log {
             let q = AuditQuery {
                 since,
                 limit,
@@ -222,7 +204,7 @@ impl Queue {
             };
             return Ok(log.read(&q)?.entries);
         }
-        let store = &*self.shared()?.store;
+        let store = &*self.core.shared()?.store;
         let mut after = since.map(since_key);
         let mut out = Vec::new();
         while out.len() < limit {
@@ -244,11 +226,11 @@ impl Queue {
     /// A page of audit entries (either order, by room, with a cursor): from the audit files,
     /// or from the store when the queue has none (then `room` and `cursor` are not supported
     /// and the page is the oldest first).
-    pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPage, QueueError> {
-        if let Some(log) = &self.shared()?.audit_log {
+    pub fn page(&self, q: &AuditQuery) -> Result<AuditPage, QueueError> {
+        if let Some(log) = &self.core.shared()?.audit_log {
             return Ok(log.read(q)?);
         }
-        let mut entries = self.audit(q.since, usize::MAX)?;
+        let mut entries = self.entries(q.since, usize::MAX)?;
         if q.newest_first {
             entries.reverse();
         }
@@ -260,74 +242,8 @@ impl Queue {
     }
 
     /// The audit file log, when the queue writes one.
-    pub fn audit_log(&self) -> Option<&Arc<AuditLog>> {
-        self.inner.shared.audit_log.as_ref()
-    }
-
-    /// [`Queue::settle`] plus one audit entry per final answer (delivered, dead), in the same
-    /// batch. Retries are not audited: the pending entry keeps the last error.
-    pub async fn settle_audited(
-        &self,
-        sink: &SinkId,
-        results: Vec<(ReadingId, Settle)>,
-    ) -> Result<(), QueueError> {
-        if results.is_empty() {
-            return self.shared().map(|_| ());
-        }
-        let sink = sink.clone();
-        self.stage(move |tx, ctx| {
-            let mut events = Vec::new();
-            for (id, s) in &results {
-                if !ops::has_pending(tx, ctx, &sink, *id)? {
-                    continue;
-                }
-                let (outcome, reason) = match s {
-                    Settle::Delivered => (DeliveryOutcome::Delivered, None),
-                    Settle::Dead { reason } => (DeliveryOutcome::Dead, Some(reason.clone())),
-                    Settle::Retry { .. } => continue,
-                };
-                events.push(AuditEvent::Delivery {
-                    reading: *id,
-                    sink: sink.clone(),
-                    outcome,
-                    reason,
-                });
-            }
-            ops::settle(tx, ctx, &sink, &results)?;
-            append(tx, ops::from_ms(ctx.now_ms), events)
-        })
-        .await
-    }
-
-    /// Stores (or, with `None`, removes) a room's context record together with its audit
-    /// entries, durably.
-    pub async fn save_context(
-        &self,
-        room: &str,
-        record: Option<Vec<u8>>,
-        events: Vec<AuditEvent>,
-    ) -> Result<(), QueueError> {
-        let key = context_key(room);
-        self.stage(move |tx, ctx| {
-            match record {
-                Some(v) => tx.put(key, v),
-                None => tx.remove(key),
-            }
-            append(tx, ops::from_ms(ctx.now_ms), events)
-        })
-        .await
-    }
-
-    /// Every stored room context record: `(room, record)`.
-    pub fn contexts(&self) -> Result<Vec<(String, Vec<u8>)>, QueueError> {
-        let store = &*self.shared()?.store;
-        let mut out = Vec::new();
-        for (k, v) in store.scan_prefix(&[CONTEXT], None, usize::MAX)? {
-            let room =
-                String::from_utf8(k[1..].to_vec()).map_err(|e| corrupt(&k, &e.to_string()))?;
-            out.push((room, v));
-        }
-        Ok(out)
+    pub fn log(&self) -> Option<&Arc<AuditLog>> {
+        self.core.shared.audit_log.as_ref()
     }
 }
 
@@ -336,9 +252,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::context::audit::ContextSource;
-    use crate::queue::{MemoryStore, QueueOptions};
+    use crate::model::audit::ContextSource;
+    use crate::queue::{MemoryStore, Queue, QueueOptions};
     use crate::reading::PatientRef;
+    use crate::reading::SinkId;
 
     fn queue() -> Queue {
         Queue::with_store(
@@ -359,14 +276,15 @@ mod tests {
     #[tokio::test]
     async fn audit_entries_come_back_in_order_and_since_filters() {
         let q = queue();
-        q.audit_append(vec![cleared("a")]).await.unwrap();
+        q.audit().append(vec![cleared("a")]).await.unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         let mid = OffsetDateTime::now_utc();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        q.audit_append(vec![cleared("b"), cleared("c")])
+        q.audit()
+            .append(vec![cleared("b"), cleared("c")])
             .await
             .unwrap();
-        let all = q.audit(None, 100).unwrap();
+        let all = q.audit().entries(None, 100).unwrap();
         let rooms: Vec<_> = all
             .iter()
             .map(|e| match &e.event {
@@ -375,8 +293,8 @@ mod tests {
             })
             .collect();
         assert_eq!(rooms, ["a", "b", "c"]);
-        assert_eq!(q.audit(Some(mid), 100).unwrap().len(), 2);
-        assert_eq!(q.audit(None, 1).unwrap().len(), 1);
+        assert_eq!(q.audit().entries(Some(mid), 100).unwrap().len(), 2);
+        assert_eq!(q.audit().entries(None, 1).unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -392,17 +310,19 @@ mod tests {
             source: ContextSource::Scan,
             by: "scanner".into(),
         };
-        q.save_context("exam-1", Some(b"{}".to_vec()), vec![ev])
+        q.contexts()
+            .save("exam-1", Some(b"{}".to_vec()), vec![ev])
             .await
             .unwrap();
         assert_eq!(
-            q.contexts().unwrap(),
+            q.contexts().load().unwrap(),
             [("exam-1".to_string(), b"{}".to_vec())]
         );
-        q.save_context("exam-1", None, vec![cleared("exam-1")])
+        q.contexts()
+            .save("exam-1", None, vec![cleared("exam-1")])
             .await
             .unwrap();
-        assert!(q.contexts().unwrap().is_empty());
-        assert_eq!(q.audit(None, 10).unwrap().len(), 2);
+        assert!(q.contexts().load().unwrap().is_empty());
+        assert_eq!(q.audit().entries(None, 10).unwrap().len(), 2);
     }
 }

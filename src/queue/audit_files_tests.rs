@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::audit::{clock, AuditLog, AuditOptions, AuditQuery};
-use crate::context::audit::{AuditEvent, ContextSource, DeliveryOutcome};
+use crate::model::audit::{AuditEvent, ContextSource, DeliveryOutcome};
 use crate::queue::tests::reading;
 use crate::queue::{AuditFiles, MemoryStore, Queue, QueueOptions, Settle, Store};
 use crate::reading::SinkId;
@@ -52,7 +52,7 @@ async fn a_settle_writes_its_audit_entry_to_the_file_not_the_store() {
         .await
         .unwrap();
     assert_eq!(audit_keys(&store), 0);
-    let all = q.audit(None, 10).unwrap();
+    let all = q.audit().entries(None, 10).unwrap();
     assert!(matches!(
         &all[..],
         [e] if matches!(e.event, AuditEvent::Delivery { outcome: DeliveryOutcome::Delivered, .. })
@@ -66,9 +66,10 @@ async fn a_settle_writes_its_audit_entry_to_the_file_not_the_store() {
     assert_eq!(s.history.audit_bytes, 0);
     assert!(s.history.audit_file_bytes > 0);
     assert_eq!(s.history.audit_files, 1);
-    q.audit_append(vec![cleared("r")]).await.unwrap();
+    q.audit().append(vec![cleared("r")]).await.unwrap();
     let page = q
-        .audit_page(&AuditQuery {
+        .audit()
+        .page(&AuditQuery {
             limit: 1,
             newest_first: true,
             ..AuditQuery::default()
@@ -87,10 +88,11 @@ async fn entries_of_an_earlier_store_move_to_the_files_once() {
     let store = Arc::new(MemoryStore::new());
     {
         let q = Queue::with_store(store.clone(), opts(None)).unwrap();
-        q.audit_append(vec![cleared("a"), cleared("b")])
+        q.audit()
+            .append(vec![cleared("a"), cleared("b")])
             .await
             .unwrap();
-        q.audit_append(vec![cleared("c")]).await.unwrap();
+        q.audit().append(vec![cleared("c")]).await.unwrap();
         q.close().await.unwrap();
     }
     let before = store.scan_prefix(b"l", None, usize::MAX).unwrap();
@@ -99,7 +101,7 @@ async fn entries_of_an_earlier_store_move_to_the_files_once() {
         let q = Queue::with_store(store.clone(), opts(Some(log(dir.path())))).unwrap();
         assert_eq!(audit_keys(&store), 0);
         assert_eq!(q.stats().unwrap().history.audit_bytes, 0);
-        assert_eq!(q.audit(None, 100).unwrap().len(), 3);
+        assert_eq!(q.audit().entries(None, 100).unwrap().len(), 3);
         q.close().await.unwrap();
     }
     // A crash after the files were synced but before the keys were removed: the keys are
@@ -112,7 +114,8 @@ async fn entries_of_an_earlier_store_move_to_the_files_once() {
     let q = Queue::with_store(store.clone(), opts(Some(log(dir.path())))).unwrap();
     assert_eq!(audit_keys(&store), 0);
     let rooms: Vec<String> = q
-        .audit(None, 100)
+        .audit()
+        .entries(None, 100)
         .unwrap()
         .into_iter()
         .map(|e| match e.event {

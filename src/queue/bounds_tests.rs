@@ -8,6 +8,8 @@ use super::bytes::StoreBytes;
 use super::tests::reading;
 use super::txn::{Counters, Txn};
 use super::*;
+use crate::reading::{ReadingId, SinkId};
+use time::OffsetDateTime;
 
 fn opts(max_bytes: u64, history_max_bytes: u64) -> QueueOptions {
     let mut o = QueueOptions::new(vec![SinkId::new("out")]);
@@ -102,7 +104,7 @@ async fn history_over_its_bound_is_pruned_oldest_first_and_ingest_goes_on() {
     // The newest history is kept: the last readings are still known, their audit is there.
     let again = q.enqueue(vec![last[49].clone()]).await.unwrap();
     assert_eq!(again, [EnqueueOutcome::Duplicate(last[49].id.unwrap())]);
-    let audit = q.audit(None, 100_000).unwrap();
+    let audit = q.audit().entries(None, 100_000).unwrap();
     assert!(
         audit.len() < 2000,
         "oldest audit entries pruned: {}",
@@ -110,7 +112,7 @@ async fn history_over_its_bound_is_pruned_oldest_first_and_ingest_goes_on() {
     );
     let newest = audit.last().unwrap();
     assert!(
-        matches!(&newest.event, crate::context::audit::AuditEvent::Delivery { reading, .. } if *reading == last[49].id.unwrap()),
+        matches!(&newest.event, crate::model::audit::AuditEvent::Delivery { reading, .. } if *reading == last[49].id.unwrap()),
         "{newest:?}"
     );
 }

@@ -11,7 +11,7 @@ impl Queue {
     /// Ok while the store takes writes; the store's error once it refuses them for good.
     /// Blocks for one flush + fdatasync (call it from `spawn_blocking`).
     pub fn check_store(&self) -> Result<(), QueueError> {
-        self.shared()?.store.sync()?;
+        self.core.shared()?.store.sync()?;
         Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! Held readings: readings that had no valid patient context when they were measured
 //! (`[patient] mode = "hold"`), kept durably and pending for NO sink until an MA decides.
 //!
-//! Receives readings from the pipeline ([`Queue::hold`]) and decisions from the admin API or
-//! the CLI ([`Queue::assign_held`], [`Queue::discard_held`]). Promises:
+//! Receives readings from the pipeline ([`Held::hold`]) and decisions from the admin API or
+//! the CLI ([`Held::assign`], [`Held::discard`]). Promises:
 //! - a held reading is stored once (same dedupe as [`Queue::enqueue`]) with a held entry and an
 //!   audit entry, in one flushed batch;
 //! - assigning sets the patient, removes the held entry and adds a pending entry for every
@@ -18,6 +18,9 @@
 //! A held reading lives in its `h` value (counted in `readings`), not in a segment: assigning
 //! appends it, with its patient, to the group's segment like a new reading.
 
+use std::sync::Arc;
+
+use super::handle::{async_reads, Core};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -26,8 +29,7 @@ use super::keys::{self, PendingValue};
 use super::ops::{self, Ctx};
 use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
-use super::Queue;
-use crate::context::audit::AuditEvent;
+use crate::model::audit::AuditEvent;
 use crate::reading::{PatientRef, Reading, ReadingId};
 
 pub const HELD: u8 = b'h';
@@ -185,12 +187,24 @@ fn discard(
     Ok(Some(reading))
 }
 
-impl Queue {
+/// Readings held for want of a patient context. A cloneable handle over the store's one writer (`queue.held()`).
+#[derive(Clone)]
+pub struct Held {
+    core: Arc<Core>,
+}
+
+async_reads!(Held);
+
+impl Held {
+    pub(super) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
     /// Durable hold with group commit (see the module doc). Per reading: `Stored` (held),
     /// `Duplicate(first id)`, or `Rejected(reason)` (into the quarantine, as with `enqueue`).
     /// `Full` when over `max_bytes`, without writing anything.
     pub async fn hold(&self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
-        let shared = self.shared()?;
+        let shared = self.core.shared()?;
         if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
             return Err(QueueError::MissingId { index });
         }
@@ -198,12 +212,14 @@ impl Queue {
         if readings.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage(move |tx, ctx| hold(tx, ctx, &readings)).await
+        self.core
+            .stage(move |tx, ctx| hold(tx, ctx, &readings))
+            .await
     }
 
     /// Up to `limit` held readings, oldest id first.
-    pub fn held(&self, limit: usize) -> Result<Vec<HeldEntry>, QueueError> {
-        let store = &*self.shared()?.store;
+    pub fn list(&self, limit: usize) -> Result<Vec<HeldEntry>, QueueError> {
+        let store = &*self.core.shared()?.store;
         ops::list_by_id(store, HELD, "bad held key", limit, |id, h: HeldValue| {
             HeldEntry {
                 id,
@@ -215,8 +231,8 @@ impl Queue {
     }
 
     /// How many readings are held.
-    pub fn held_count(&self) -> Result<u64, QueueError> {
-        let store = &*self.shared()?.store;
+    pub fn count(&self) -> Result<u64, QueueError> {
+        let store = &*self.core.shared()?.store;
         let mut n = 0u64;
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -232,24 +248,26 @@ impl Queue {
     /// Gives a held reading its patient and makes it pending for every configured sink, with
     /// an audit entry naming `by`, atomically. `None` when `id` is not held (never held,
     /// already assigned or discarded): a delivered reading is never re-attributed.
-    pub async fn assign_held(
+    pub async fn assign(
         &self,
         id: ReadingId,
         patient: PatientRef,
         by: String,
     ) -> Result<Option<Reading>, QueueError> {
-        self.stage(move |tx, ctx| assign(tx, ctx, id, patient, by))
+        self.core
+            .stage(move |tx, ctx| assign(tx, ctx, id, patient, by))
             .await
     }
 
     /// Removes a held reading with an audit entry (`reason`, `by`). `None` when not held.
-    pub async fn discard_held(
+    pub async fn discard(
         &self,
         id: ReadingId,
         reason: String,
         by: String,
     ) -> Result<Option<Reading>, QueueError> {
-        self.stage(move |tx, ctx| discard(tx, ctx, id, reason, by))
+        self.core
+            .stage(move |tx, ctx| discard(tx, ctx, id, reason, by))
             .await
     }
 }

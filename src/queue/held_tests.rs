@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::context::audit::AuditEvent;
+use crate::model::audit::AuditEvent;
 use crate::queue::tests::reading;
-use crate::queue::{MemoryStore, QueueOptions, SledStore, Store};
+use crate::queue::{MemoryStore, Queue, QueueOptions, SledStore, Store};
 use crate::reading::SinkId;
 
 fn far_future() -> OffsetDateTime {
@@ -25,7 +25,8 @@ fn patient() -> PatientRef {
 }
 
 fn events(q: &Queue) -> Vec<&'static str> {
-    q.audit(None, 100)
+    q.audit()
+        .entries(None, 100)
         .unwrap()
         .into_iter()
         .map(|e| match e.event {
@@ -42,29 +43,36 @@ async fn a_held_reading_is_pending_for_no_sink_until_assigned_then_for_every_sin
     let q = Queue::with_store(Arc::new(MemoryStore::new()), opts()).unwrap();
     let r = reading("ox", 1);
     let id = r.id.unwrap();
-    assert_eq!(q.hold(vec![r]).await.unwrap(), [EnqueueOutcome::Stored]);
+    assert_eq!(
+        q.held().hold(vec![r]).await.unwrap(),
+        [EnqueueOutcome::Stored]
+    );
     for s in ["a", "b"] {
         assert!(q
             .pending(&SinkId::new(s), 10, far_future())
             .unwrap()
             .is_empty());
     }
-    assert_eq!(q.held_count().unwrap(), 1);
-    let held = q.held(10).unwrap();
+    assert_eq!(q.held().count().unwrap(), 1);
+    let held = q.held().list(10).unwrap();
     assert_eq!(held[0].id, id);
     assert_eq!(held[0].room.as_deref(), Some("exam-1"));
 
-    let assigned = q.assign_held(id, patient(), "ma-jo".into()).await.unwrap();
+    let assigned = q
+        .held()
+        .assign(id, patient(), "ma-jo".into())
+        .await
+        .unwrap();
     assert_eq!(assigned.unwrap().patient, Some(patient()));
     for s in ["a", "b"] {
         let p = q.pending(&SinkId::new(s), 10, far_future()).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].reading.patient, Some(patient()));
     }
-    assert_eq!(q.held_count().unwrap(), 0);
+    assert_eq!(q.held().count().unwrap(), 0);
     assert_eq!(q.stats().unwrap().sinks[0].pending, 1);
     // Once released it cannot be assigned again (never re-attributed).
-    let again = q.assign_held(id, patient(), "x".into()).await.unwrap();
+    let again = q.held().assign(id, patient(), "x".into()).await.unwrap();
     assert!(again.is_none());
     assert_eq!(events(&q), ["held", "assigned"]);
 }
@@ -74,25 +82,26 @@ async fn a_discarded_reading_is_gone_and_the_discard_is_audited_with_its_reason(
     let q = Queue::with_store(Arc::new(MemoryStore::new()), opts()).unwrap();
     let r = reading("ox", 2);
     let id = r.id.unwrap();
-    q.hold(vec![r.clone()]).await.unwrap();
+    q.held().hold(vec![r.clone()]).await.unwrap();
     let d = q
-        .discard_held(id, "wrong room".into(), "ma-jo".into())
+        .held()
+        .discard(id, "wrong room".into(), "ma-jo".into())
         .await
         .unwrap();
     assert!(d.is_some());
-    assert_eq!(q.held_count().unwrap(), 0);
+    assert_eq!(q.held().count().unwrap(), 0);
     assert_eq!(q.stats().unwrap().readings, 0);
     assert!(q
         .pending(&SinkId::new("a"), 10, far_future())
         .unwrap()
         .is_empty());
-    let audit = q.audit(None, 10).unwrap();
+    let audit = q.audit().entries(None, 10).unwrap();
     assert!(matches!(&audit[1].event,
         AuditEvent::Discarded { reason, by, .. } if reason == "wrong room" && by == "ma-jo"));
     // The same measurement sent again is recognised, not held a second time.
     let mut again = r;
     again.id = Some(ReadingId::new());
-    let o = q.hold(vec![again]).await.unwrap();
+    let o = q.held().hold(vec![again]).await.unwrap();
     assert_eq!(o, [EnqueueOutcome::Duplicate(id)]);
 }
 
@@ -104,15 +113,16 @@ async fn held_readings_survive_a_reopen_of_the_sled_store() {
     {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 4 << 20).unwrap());
         let q = Queue::with_store(store, opts()).unwrap();
-        q.hold(vec![r]).await.unwrap();
+        q.held().hold(vec![r]).await.unwrap();
         q.close().await.unwrap();
     }
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 4 << 20).unwrap());
     let q = Queue::with_store(store, opts()).unwrap();
-    assert_eq!(q.held(10).unwrap()[0].id, id);
+    assert_eq!(q.held().list(10).unwrap()[0].id, id);
     assert_eq!(q.stats().unwrap().readings, 1);
     assert!(q
-        .assign_held(id, patient(), "ma".into())
+        .held()
+        .assign(id, patient(), "ma".into())
         .await
         .unwrap()
         .is_some());
@@ -130,10 +140,10 @@ async fn a_rejected_reading_goes_to_the_quarantine_not_to_the_held_list() {
     let mut r = reading("ox", 4);
     r.flags
         .push(crate::reading::Flag::new("rejected:implausible"));
-    let o = q.hold(vec![r]).await.unwrap();
+    let o = q.held().hold(vec![r]).await.unwrap();
     assert!(matches!(&o[0], EnqueueOutcome::Rejected(_)));
-    assert_eq!(q.held_count().unwrap(), 0);
-    assert_eq!(q.quarantined_count().unwrap(), 1);
+    assert_eq!(q.held().count().unwrap(), 0);
+    assert_eq!(q.quarantine().count().unwrap(), 1);
     assert!(q.dead(None, 10).unwrap().is_empty());
 }
 
@@ -169,7 +179,7 @@ async fn settling_with_audit_records_each_final_answer_once() {
         reason: "HTTP 422".into(),
     };
     q.settle_audited(&b, vec![(id, dead)]).await.unwrap();
-    let audit = q.audit(None, 10).unwrap();
+    let audit = q.audit().entries(None, 10).unwrap();
     assert_eq!(audit.len(), 2);
     assert!(matches!(&audit[1].event,
         AuditEvent::Delivery { reason: Some(r), sink, .. } if r == "HTTP 422" && sink == &b));

@@ -2,8 +2,8 @@
 //! normalize), kept apart from every sink until a named person releases or discards them.
 //!
 //! Receives rejected readings from [`super::Queue::enqueue`] (and from `hold`, which passes
-//! them on) and decisions from the admin API or the CLI ([`super::Queue::release_quarantined`],
-//! [`super::Queue::discard_quarantined`]). Promises:
+//! them on) and decisions from the admin API or the CLI ([`Quarantine::release`],
+//! [`Quarantine::discard`]). Promises:
 //! - a rejected reading is stored once (same dedupe as any reading), in the quarantine only,
 //!   with a `Quarantined` audit entry, in one flushed batch: no sink's pending list or
 //!   dead-letter refers to it, so no dead-letter retry (one, all, CLI or API) can send it;
@@ -26,6 +26,9 @@
 //! Like a held reading, a quarantined one lives in its own value (counted in `readings`), not
 //! in a segment: releasing appends it to the group's segment like a new reading.
 
+use std::sync::Arc;
+
+use super::handle::{async_reads, Core};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -37,8 +40,7 @@ use super::ops::{self, Ctx};
 use super::segment::{Segment, Slot};
 use super::txn::{corrupt, Txn};
 use super::types::QueueError;
-use super::Queue;
-use crate::context::audit::AuditEvent;
+use crate::model::audit::AuditEvent;
 use crate::reading::{PatientRef, Reading, ReadingId, SinkId};
 
 pub const QUARANTINE: u8 = b'u';
@@ -357,10 +359,22 @@ pub(super) fn migrate(tx: &mut Txn, ctx: &mut Ctx) -> Result<usize, QueueError> 
     Ok(moved)
 }
 
-impl Queue {
+/// Readings that failed a hard plausibility limit. A cloneable handle over the store's one writer (`queue.quarantine()`).
+#[derive(Clone)]
+pub struct Quarantine {
+    core: Arc<Core>,
+}
+
+async_reads!(Quarantine);
+
+impl Quarantine {
+    pub(super) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
     /// Up to `limit` quarantined readings, oldest id first.
-    pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineEntry>, QueueError> {
-        let store = &*self.shared()?.store;
+    pub fn list(&self, limit: usize) -> Result<Vec<QuarantineEntry>, QueueError> {
+        let store = &*self.core.shared()?.store;
         ops::list_by_id(
             store,
             QUARANTINE,
@@ -377,28 +391,27 @@ impl Queue {
     }
 
     /// How many readings are in the quarantine (a kept counter: no scan).
-    pub fn quarantined_count(&self) -> Result<u64, QueueError> {
-        Ok(self.shared()?.counters().quarantined)
+    pub fn count(&self) -> Result<u64, QueueError> {
+        Ok(self.core.shared()?.counters().quarantined)
     }
 
     /// Releases a quarantined reading to every configured sink, audited with `by` and
     /// `reason` (see [`Release`] for what else can happen; nothing changes then).
-    pub async fn release_quarantined(
-        &self,
-        id: ReadingId,
-        req: ReleaseRequest,
-    ) -> Result<Release, QueueError> {
-        self.stage(move |tx, ctx| release(tx, ctx, id, req)).await
+    pub async fn release(&self, id: ReadingId, req: ReleaseRequest) -> Result<Release, QueueError> {
+        self.core
+            .stage(move |tx, ctx| release(tx, ctx, id, req))
+            .await
     }
 
     /// Removes a quarantined reading, audited with `by` and `reason`. False when not there.
-    pub async fn discard_quarantined(
+    pub async fn discard(
         &self,
         id: ReadingId,
         by: String,
         reason: String,
     ) -> Result<bool, QueueError> {
-        self.stage(move |tx, ctx| discard(tx, ctx, id, by, reason))
+        self.core
+            .stage(move |tx, ctx| discard(tx, ctx, id, by, reason))
             .await
     }
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::context::audit::AuditEvent;
+use crate::model::audit::AuditEvent;
 use crate::queue::tests::reading;
-use crate::queue::{EnqueueOutcome, MemoryStore, QueueOptions, Settle, SledStore, Store};
+use crate::queue::{EnqueueOutcome, MemoryStore, Queue, QueueOptions, Settle, SledStore, Store};
 use crate::reading::Flag;
 
 const WHY: &str = "heart_rate 400 /min >= 300";
@@ -64,7 +64,8 @@ fn pending_ids(q: &Queue, s: &SinkId) -> Vec<ReadingId> {
 }
 
 fn events(q: &Queue) -> Vec<AuditEvent> {
-    q.audit(None, 1000)
+    q.audit()
+        .entries(None, 1000)
         .unwrap()
         .into_iter()
         .map(|e| e.event)
@@ -95,7 +96,7 @@ async fn a_rejected_reading_is_quarantined_and_no_dead_letter_retry_sends_it() {
             assert_eq!(q.retry_dead(&s, Some(id)).await.unwrap(), 0, "{name}");
             assert!(pending_ids(&q, &s).is_empty(), "{name}");
         }
-        let list = q.quarantined(10).unwrap();
+        let list = q.quarantine().list(10).unwrap();
         assert_eq!(list.len(), 1, "{name}");
         assert_eq!((list[0].id, list[0].reason.as_str()), (id, WHY), "{name}");
         assert!(!list[0].migrated, "{name}");
@@ -122,7 +123,7 @@ async fn a_rejected_reading_is_quarantined_and_no_dead_letter_retry_sends_it() {
             [EnqueueOutcome::Duplicate(id)],
             "{name}"
         );
-        assert_eq!(q.quarantined_count().unwrap(), 1, "{name}");
+        assert_eq!(q.quarantine().count().unwrap(), 1, "{name}");
     }
 }
 
@@ -134,7 +135,7 @@ async fn a_release_sends_it_to_every_sink_once_with_its_flag_and_is_audited() {
         r.patient = Some(patient());
         let id = r.id.unwrap();
         q.enqueue(vec![r]).await.unwrap();
-        let Release::Released(out) = q.release_quarantined(id, req(None, true)).await.unwrap()
+        let Release::Released(out) = q.quarantine().release(id, req(None, true)).await.unwrap()
         else {
             panic!("{name}: not released");
         };
@@ -146,7 +147,7 @@ async fn a_release_sends_it_to_every_sink_once_with_its_flag_and_is_audited() {
             assert_eq!(p[0].reading.patient, Some(patient()), "{name}");
         }
         assert_eq!(
-            q.release_quarantined(id, req(None, true)).await.unwrap(),
+            q.quarantine().release(id, req(None, true)).await.unwrap(),
             Release::NotFound,
             "{name}"
         );
@@ -171,7 +172,7 @@ async fn a_release_sends_it_to_every_sink_once_with_its_flag_and_is_audited() {
         assert_eq!(q.stats().unwrap().readings, 0, "{name}");
         drop(q);
         let q = Queue::with_store(store, opts()).unwrap();
-        assert_eq!(q.quarantined_count().unwrap(), 0, "{name}");
+        assert_eq!(q.quarantine().count().unwrap(), 0, "{name}");
         assert!(pending_ids(&q, &SinkId::new("ehr")).is_empty(), "{name}");
     }
 }
@@ -183,12 +184,13 @@ async fn a_reading_without_a_patient_needs_one_when_required_and_keeps_a_differe
     let id = r.id.unwrap();
     q.enqueue(vec![r]).await.unwrap();
     assert_eq!(
-        q.release_quarantined(id, req(None, true)).await.unwrap(),
+        q.quarantine().release(id, req(None, true)).await.unwrap(),
         Release::NeedsPatient
     );
-    assert_eq!(q.quarantined_count().unwrap(), 1);
+    assert_eq!(q.quarantine().count().unwrap(), 1);
     let Release::Released(out) = q
-        .release_quarantined(id, req(Some(patient()), true))
+        .quarantine()
+        .release(id, req(Some(patient()), true))
         .await
         .unwrap()
     else {
@@ -212,7 +214,8 @@ async fn a_reading_without_a_patient_needs_one_when_required_and_keeps_a_differe
         system: "urn:oid:1.2.3".into(),
     };
     assert_eq!(
-        q.release_quarantined(id, req(Some(other), false))
+        q.quarantine()
+            .release(id, req(Some(other), false))
             .await
             .unwrap(),
         Release::HasPatient
@@ -222,10 +225,10 @@ async fn a_reading_without_a_patient_needs_one_when_required_and_keeps_a_differe
     let id5 = r.id.unwrap();
     q.enqueue(vec![r]).await.unwrap();
     assert!(matches!(
-        q.release_quarantined(id5, req(None, false)).await.unwrap(),
+        q.quarantine().release(id5, req(None, false)).await.unwrap(),
         Release::Released(_)
     ));
-    assert_eq!(q.quarantined_count().unwrap(), 1);
+    assert_eq!(q.quarantine().count().unwrap(), 1);
 }
 
 #[tokio::test]
@@ -236,11 +239,13 @@ async fn a_discard_removes_it_with_an_audit_entry() {
         let id = r.id.unwrap();
         q.enqueue(vec![r]).await.unwrap();
         assert!(q
-            .discard_quarantined(id, "ma-jo".into(), "cuff fault".into())
+            .quarantine()
+            .discard(id, "ma-jo".into(), "cuff fault".into())
             .await
             .unwrap());
         assert!(!q
-            .discard_quarantined(id, "ma-jo".into(), "again".into())
+            .quarantine()
+            .discard(id, "ma-jo".into(), "again".into())
             .await
             .unwrap());
         let st = q.stats().unwrap();
@@ -255,7 +260,7 @@ async fn a_discard_removes_it_with_an_audit_entry() {
             "{name}"
         );
         assert_eq!(
-            q.release_quarantined(id, req(None, false)).await.unwrap(),
+            q.quarantine().release(id, req(None, false)).await.unwrap(),
             Release::NotFound
         );
     }
@@ -271,36 +276,37 @@ async fn without_sinks_a_release_is_refused_and_the_reading_stays() {
     drop(q);
     let q = Queue::with_store(store, QueueOptions::new(vec![])).unwrap();
     assert_eq!(
-        q.release_quarantined(id, req(None, false)).await.unwrap(),
+        q.quarantine().release(id, req(None, false)).await.unwrap(),
         Release::NoSinks
     );
-    assert_eq!(q.quarantined_count().unwrap(), 1);
+    assert_eq!(q.quarantine().count().unwrap(), 1);
 }
 
 /// What the earlier version's enqueue wrote for a rejected reading: the reading in a segment
 /// and a dead entry for every configured sink, with the rejection as reason.
 async fn old_enqueue(q: &Queue, r: Reading) {
-    q.stage(move |tx, ctx| {
-        let id = match ops::claim(tx, ctx, 0, &r)? {
-            ops::Claim::New(id) => id,
-            ops::Claim::Duplicate(_) => panic!("duplicate"),
-        };
-        let value = ops::json(&keys::segment(tx.next_seq()), &r)?;
-        let slot = tx.append(id, &value);
-        tx.counters.readings += 1;
-        let dead = DeadValue {
-            slot,
-            reason: r.rejection().unwrap().to_string(),
-            at: ctx.now_ms,
-            attempts: 0,
-        };
-        for s in ctx.configured {
-            ops::add_dead(tx, s, id, &dead)?;
-        }
-        Ok(())
-    })
-    .await
-    .unwrap();
+    q.core
+        .stage(move |tx, ctx| {
+            let id = match ops::claim(tx, ctx, 0, &r)? {
+                ops::Claim::New(id) => id,
+                ops::Claim::Duplicate(_) => panic!("duplicate"),
+            };
+            let value = ops::json(&keys::segment(tx.next_seq()), &r)?;
+            let slot = tx.append(id, &value);
+            tx.counters.readings += 1;
+            let dead = DeadValue {
+                slot,
+                reason: r.rejection().unwrap().to_string(),
+                at: ctx.now_ms,
+                attempts: 0,
+            };
+            for s in ctx.configured {
+                ops::add_dead(tx, s, id, &dead)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -329,13 +335,20 @@ async fn a_store_of_the_earlier_version_has_its_rejected_dead_letters_moved_at_o
         drop(q);
 
         let q = Queue::with_store(store.clone(), opts()).unwrap();
-        let mut ids: Vec<_> = q.quarantined(10).unwrap().iter().map(|e| e.id).collect();
+        let mut ids: Vec<_> = q
+            .quarantine()
+            .list(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
         ids.sort();
         let mut want = vec![ida, idb];
         want.sort();
         assert_eq!(ids, want, "{name}");
         assert!(q
-            .quarantined(10)
+            .quarantine()
+            .list(10)
             .unwrap()
             .iter()
             .all(|e| e.migrated && e.reason == WHY));
@@ -354,7 +367,7 @@ async fn a_store_of_the_earlier_version_has_its_rejected_dead_letters_moved_at_o
         assert_eq!(migrated, 2, "{name}");
         q.close().await.unwrap();
         drop(q);
-        let rep = crate::queue::verify::check(&*store).unwrap();
+        let rep = crate::queue::repair::verify::check(&*store).unwrap();
         assert!(rep.is_clean(), "{name}: {:?}", rep.problems);
         assert_eq!(rep.quarantined, 2, "{name}");
 
@@ -367,7 +380,7 @@ async fn a_store_of_the_earlier_version_has_its_rejected_dead_letters_moved_at_o
 
         // A second open finds nothing more to move.
         let q = Queue::with_store(store, opts()).unwrap();
-        assert_eq!(q.quarantined_count().unwrap(), 2, "{name}");
+        assert_eq!(q.quarantine().count().unwrap(), 2, "{name}");
         assert_eq!(q.stats().unwrap().quarantined, 2, "{name}");
         let migrated = events(&q)
             .iter()
@@ -386,7 +399,7 @@ async fn a_released_reading_refused_by_a_receiver_is_not_quarantined_again_at_op
     r.patient = Some(patient());
     let id = r.id.unwrap();
     q.enqueue(vec![r]).await.unwrap();
-    q.release_quarantined(id, req(None, true)).await.unwrap();
+    q.quarantine().release(id, req(None, true)).await.unwrap();
     for s in sinks() {
         let dead = Settle::Dead {
             reason: "HTTP 422: bad value".into(),
@@ -395,7 +408,7 @@ async fn a_released_reading_refused_by_a_receiver_is_not_quarantined_again_at_op
     }
     drop(q);
     let q = Queue::with_store(store, opts()).unwrap();
-    assert_eq!(q.quarantined_count().unwrap(), 0);
+    assert_eq!(q.quarantine().count().unwrap(), 0);
     assert_eq!(q.dead(None, 10).unwrap().len(), 2);
 }
 

@@ -1,8 +1,8 @@
 //! The rejected-payload record: messages a source acknowledged although they held no reading
 //! (undecodable MQTT payloads), kept so an operator can see what was refused and why.
 //!
-//! Receives one record per refused message from a source ([`Queue::reject`]); lists the newest
-//! ones ([`Queue::rejected`]) and counts them ([`Queue::rejected_count`]). The payload itself is
+//! Receives one record per refused message from a source ([`Rejected::reject`]); lists the newest
+//! ones ([`Rejected::list`]) and counts them ([`Rejected::count`]). The payload itself is
 //! never stored (it may hold patient data): only its length and a SHA-256 prefix, so two
 //! reports of the same bytes can be matched.
 //!
@@ -17,13 +17,14 @@
 //! may lose the last few records — never a reading — and a flood of bad payloads costs one
 //! small insert each, not an fsync, so it does not slow the good ones.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::handle::{async_reads, Core};
 use super::store::Batch;
-use super::{keys, ops, txn, Queue, QueueError};
+use super::{keys, ops, txn, QueueError};
 
 /// How many records are kept (the newest).
 pub const KEEP: u64 = 10_000;
@@ -101,11 +102,24 @@ pub fn measure(store: &dyn super::Store) -> Result<u64, QueueError> {
     Ok(n)
 }
 
-impl Queue {
+/// The log of payloads acknowledged without a reading. A cloneable handle over the store
+/// (`queue.rejected()`).
+#[derive(Clone)]
+pub struct Rejected {
+    core: Arc<Core>,
+}
+
+async_reads!(Rejected);
+
+impl Rejected {
+    pub(super) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
     fn rejected_state(&self) -> Result<std::sync::MutexGuard<'_, Option<State>>, QueueError> {
-        let shared = self.shared()?;
+        let shared = self.core.shared()?;
         let mut guard = self
-            .inner
+            .core
             .rejected
             .state
             .lock()
@@ -146,7 +160,7 @@ impl Queue {
             .map_err(|e| txn::corrupt(&[TAG], &format!("cannot encode a record: {e}")))?;
         let mut guard = self.rejected_state()?;
         let mut st = guard.unwrap_or_default();
-        let shared = self.shared()?;
+        let shared = self.core.shared()?;
         let mut batch = Batch::new();
         let added = (9 + value.len()) as u64;
         let mut freed = 0u64;
@@ -174,11 +188,12 @@ impl Queue {
     }
 
     /// The newest `limit` rejected records, newest first.
-    pub fn rejected(&self, limit: usize) -> Result<Vec<RejectedRecord>, QueueError> {
+    pub fn list(&self, limit: usize) -> Result<Vec<RejectedRecord>, QueueError> {
         let st = self.rejected_state()?.unwrap_or_default();
         let from = st.next.saturating_sub(limit as u64).max(st.first);
         let after = from.checked_sub(1).map(key);
         let page = self
+            .core
             .shared()?
             .store
             .scan_prefix(&[TAG], after.as_deref(), limit)?;
@@ -191,7 +206,7 @@ impl Queue {
     }
 
     /// How many messages were ever rejected (including records dropped past [`KEEP`]).
-    pub fn rejected_count(&self) -> Result<u64, QueueError> {
+    pub fn count(&self) -> Result<u64, QueueError> {
         Ok(self.rejected_state()?.unwrap_or_default().total)
     }
 }
@@ -201,7 +216,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::queue::{MemoryStore, QueueOptions};
+    use crate::queue::{MemoryStore, Queue, QueueOptions};
     use crate::reading::SinkId;
 
     fn queue(store: Arc<MemoryStore>) -> Queue {
@@ -212,9 +227,10 @@ mod tests {
     fn a_parser_message_quoting_the_payload_is_recorded_without_the_quote() {
         let q = queue(Arc::new(MemoryStore::new()));
         let reason = r#"json: invalid type: string "MRN0012345", expected u32 at line 1 column 20"#;
-        q.reject("bridge", "bridge/exam4", reason, b"{\"id\":\"MRN0012345\"}")
+        q.rejected()
+            .reject("bridge", "bridge/exam4", reason, b"{\"id\":\"MRN0012345\"}")
             .unwrap();
-        let recs = q.rejected(10).unwrap();
+        let recs = q.rejected().list(10).unwrap();
         assert!(!recs[0].reason.contains("MRN0012345"), "{}", recs[0].reason);
         assert!(
             recs[0].reason.contains("invalid type"),
@@ -226,9 +242,10 @@ mod tests {
     #[test]
     fn a_rejected_payload_is_recorded_without_its_content() {
         let q = queue(Arc::new(MemoryStore::new()));
-        q.reject("cuff", "gw/a/2A35", "malformed: no flags", b"secret MRN123")
+        q.rejected()
+            .reject("cuff", "gw/a/2A35", "malformed: no flags", b"secret MRN123")
             .unwrap();
-        let recs = q.rejected(10).unwrap();
+        let recs = q.rejected().list(10).unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].device, "cuff");
         assert_eq!(recs[0].topic, "gw/a/2A35");
@@ -237,7 +254,7 @@ mod tests {
         assert_eq!(recs[0].sha256.len(), 32);
         let json = serde_json::to_string(&recs[0]).unwrap();
         assert!(!json.contains("MRN123"), "{json}");
-        assert_eq!(q.rejected_count().unwrap(), 1);
+        assert_eq!(q.rejected().count().unwrap(), 1);
     }
 
     #[test]
@@ -246,9 +263,11 @@ mod tests {
         let q = queue(store.clone());
         let n = KEEP + 5;
         for i in 0..n {
-            q.reject("d", "t", &format!("r{i}"), &[]).unwrap();
+            q.rejected()
+                .reject("d", "t", &format!("r{i}"), &[])
+                .unwrap();
         }
-        let newest = q.rejected(3).unwrap();
+        let newest = q.rejected().list(3).unwrap();
         let reasons: Vec<_> = newest.iter().map(|r| r.reason.as_str()).collect();
         assert_eq!(
             reasons,
@@ -260,8 +279,8 @@ mod tests {
         );
         drop(q);
         let q = queue(store);
-        assert_eq!(q.rejected_count().unwrap(), n);
-        let all = q.rejected(20_000).unwrap();
+        assert_eq!(q.rejected().count().unwrap(), n);
+        let all = q.rejected().list(20_000).unwrap();
         assert_eq!(all.len() as u64, KEEP);
         assert_eq!(all.last().unwrap().reason, "r5");
     }

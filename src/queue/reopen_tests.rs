@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::tests::reading;
 use super::txn::{Counters, Txn};
 use super::*;
+use crate::reading::{Reading, ReadingId, SinkId};
 
 fn sinks(names: &[&str]) -> Vec<SinkId> {
     names.iter().map(|n| SinkId::new(*n)).collect()
@@ -146,10 +147,12 @@ async fn counters_match_a_full_recount_after_mixed_work() {
         patient: None,
         require_patient: false,
     };
-    q.release_quarantined(bad[0].id.unwrap(), release)
+    q.quarantine()
+        .release(bad[0].id.unwrap(), release)
         .await
         .unwrap();
-    q.discard_quarantined(bad[1].id.unwrap(), "ma".into(), "fault".into())
+    q.quarantine()
+        .discard(bad[1].id.unwrap(), "ma".into(), "fault".into())
         .await
         .unwrap();
     let recount = Counters::recount(&*store).unwrap();
@@ -186,12 +189,12 @@ fn dedupe_keys_older_than_the_window_are_pruned_and_newer_ones_kept() {
     let now = 3_000 + keys::DEDUPE_WINDOW_MS;
     // Two keys per pass: the cursor goes on where the last pass stopped, then starts over.
     let mut tx = Txn::new(&store, Counters::default());
-    let (n, next) = ops::prune_dedupe(&mut tx, now, None, 2).unwrap();
+    let (n, next) = super::prune::prune_dedupe(&mut tx, now, None, 2).unwrap();
     assert_eq!((n, next.clone()), (1, Some(keys::dedupe("b-new"))));
     store.apply(tx.take_batch(false)).unwrap();
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(
-        ops::prune_dedupe(&mut tx, now, next.as_deref(), 2).unwrap(),
+        super::prune::prune_dedupe(&mut tx, now, next.as_deref(), 2).unwrap(),
         (1, None)
     );
     store.apply(tx.take_batch(false)).unwrap();

@@ -1,8 +1,8 @@
 //! Readings waiting for an MA's review before they are filed (`[patient] review = true`):
 //! kept durably and pending for NO sink until a person confirms or rejects each one.
 //!
-//! Receives readings from the pipeline ([`Queue::to_review`]) and decisions from the admin API
-//! or the status page ([`Queue::confirm_review`], [`Queue::reject_review`] and their per-room
+//! Receives readings from the pipeline ([`Review::add`]) and decisions from the admin API
+//! or the status page ([`Review::confirm`], [`Review::reject`] and their per-room
 //! forms). Promises:
 //! - a reading to review is stored once (same dedupe as [`Queue::enqueue`]) with a review entry
 //!   and an audit entry, in one flushed batch; a reading that failed a hard limit goes to the
@@ -24,16 +24,19 @@
 //! The value has the shape of a held value (the store's checks read it as one); the reading
 //! lives there, counted in `readings`, until confirming appends it to the group's segment.
 
+use std::sync::Arc;
+
+use super::handle::{async_reads, Core};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::audit::append;
+use super::held;
 use super::keys::{self, PendingValue};
 use super::ops::{self, Ctx};
 use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
-use super::{held, Queue};
-use crate::context::audit::AuditEvent;
+use crate::model::audit::AuditEvent;
 use crate::reading::{Reading, ReadingId};
 
 /// The key tag of the review list.
@@ -133,15 +136,24 @@ fn decided(r: Option<Reading>) -> Decision {
     r.map_or(Decision::NotWaiting, |r| Decision::Done(Box::new(r)))
 }
 
-impl Queue {
+/// Readings waiting for a person's confirmation (review mode). A cloneable handle over the store's one writer (`queue.review()`).
+#[derive(Clone)]
+pub struct Review {
+    core: Arc<Core>,
+}
+
+async_reads!(Review);
+
+impl Review {
+    pub(super) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
     /// Durable store on the review list with group commit (see the module doc). Per reading:
     /// `Stored` (waiting), `Duplicate(first id)`, or `Rejected(reason)` (into the quarantine,
     /// as with `enqueue`). `Full` when over `max_bytes`, without writing anything.
-    pub async fn to_review(
-        &self,
-        readings: Vec<Reading>,
-    ) -> Result<Vec<EnqueueOutcome>, QueueError> {
-        let shared = self.shared()?;
+    pub async fn add(&self, readings: Vec<Reading>) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        let shared = self.core.shared()?;
         if let Some(index) = readings.iter().position(|r| r.id.is_none()) {
             return Err(QueueError::MissingId { index });
         }
@@ -149,13 +161,14 @@ impl Queue {
         if readings.is_empty() {
             return Ok(Vec::new());
         }
-        self.stage(move |tx, ctx| stage_review(tx, ctx, &readings))
+        self.core
+            .stage(move |tx, ctx| stage_review(tx, ctx, &readings))
             .await
     }
 
     /// Up to `limit` readings waiting for review, oldest id first.
-    pub fn review_list(&self, limit: usize) -> Result<Vec<ReviewEntry>, QueueError> {
-        let store = &*self.shared()?.store;
+    pub fn list(&self, limit: usize) -> Result<Vec<ReviewEntry>, QueueError> {
+        let store = &*self.core.shared()?.store;
         ops::list_by_id(
             store,
             REVIEW,
@@ -171,8 +184,8 @@ impl Queue {
     }
 
     /// How many readings wait for review.
-    pub fn review_count(&self) -> Result<u64, QueueError> {
-        let store = &*self.shared()?.store;
+    pub fn count(&self) -> Result<u64, QueueError> {
+        let store = &*self.core.shared()?.store;
         let mut n = 0u64;
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -188,34 +201,36 @@ impl Queue {
     /// Files a reading waiting for review: pending for every configured sink, with an audit
     /// entry naming `by`, atomically. `NotWaiting` when it is not on the list (a second
     /// confirm, a rejected reading): a reading is filed once.
-    pub async fn confirm_review(&self, id: ReadingId, by: String) -> Result<Decision, QueueError> {
-        self.stage(move |tx, ctx| confirm(tx, ctx, id, &by).map(decided))
+    pub async fn confirm(&self, id: ReadingId, by: String) -> Result<Decision, QueueError> {
+        self.core
+            .stage(move |tx, ctx| confirm(tx, ctx, id, &by).map(decided))
             .await
     }
 
     /// Removes a reading waiting for review, never filed, with an audit entry (`by`, and
     /// `reason` when given). `NotWaiting` when it is not on the list.
-    pub async fn reject_review(
+    pub async fn reject(
         &self,
         id: ReadingId,
         by: String,
         reason: Option<String>,
     ) -> Result<Decision, QueueError> {
-        self.stage(move |tx, ctx| reject(tx, ctx, id, &by, reason.as_deref()).map(decided))
+        self.core
+            .stage(move |tx, ctx| reject(tx, ctx, id, &by, reason.as_deref()).map(decided))
             .await
     }
 
     /// Confirms (`confirm`) or rejects every reading of `room` waiting for review, in ONE
     /// atomic batch with one audit entry each; returns the ids decided (readings another
     /// decision took first are left out).
-    pub async fn decide_review_room(
+    pub async fn decide_room(
         &self,
         room: &str,
         confirm_all: bool,
         by: String,
     ) -> Result<Vec<ReadingId>, QueueError> {
         let ids: Vec<ReadingId> = self
-            .review_list(usize::MAX)?
+            .list(usize::MAX)?
             .into_iter()
             .filter(|e| e.room.as_deref() == Some(room))
             .map(|e| e.id)
@@ -223,21 +238,22 @@ impl Queue {
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.stage(move |tx, ctx| {
-            let mut done = Vec::with_capacity(ids.len());
-            for id in ids {
-                let r = if confirm_all {
-                    confirm(tx, ctx, id, &by)?
-                } else {
-                    reject(tx, ctx, id, &by, Some("rejected with the room's batch"))?
-                };
-                if r.is_some() {
-                    done.push(id);
+        self.core
+            .stage(move |tx, ctx| {
+                let mut done = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let r = if confirm_all {
+                        confirm(tx, ctx, id, &by)?
+                    } else {
+                        reject(tx, ctx, id, &by, Some("rejected with the room's batch"))?
+                    };
+                    if r.is_some() {
+                        done.push(id);
+                    }
                 }
-            }
-            Ok(done)
-        })
-        .await
+                Ok(done)
+            })
+            .await
     }
 }
 

@@ -8,6 +8,8 @@ use time::macros::datetime;
 use super::tests::reading;
 use super::txn::{Counters, Txn};
 use super::*;
+use crate::reading::{ReadingId, SinkId};
+use time::OffsetDateTime;
 
 fn sinks(names: &[&str]) -> Vec<SinkId> {
     names.iter().map(|n| SinkId::new(*n)).collect()
@@ -84,7 +86,7 @@ async fn entries_are_settled_after_a_reopen_without_listing_them_first() {
     assert_eq!(left.iter().map(|p| p.reading.id).collect::<Vec<_>>(), want);
     assert_eq!(q.stats().unwrap().readings, 10);
     // The middle segment had nothing left: it is gone with its bitmaps.
-    let store = &*q.inner.shared.store;
+    let store = &*q.core.shared.store;
     assert_eq!(store.get(&keys::segment(1)).unwrap(), None);
     assert_eq!(store.get(&keys::live(1)).unwrap(), None);
     assert_eq!(
@@ -222,12 +224,12 @@ async fn settled_readings_are_audited_one_entry_each_and_a_packed_entry_reads_to
         .collect();
     q.settle_audited(&SinkId::new("ehr"), done).await.unwrap();
     assert_eq!(count(&*store, super::audit::AUDIT), 3);
-    assert_eq!(q.audit(None, 100).unwrap().len(), 3);
-    assert_eq!(q.audit(None, 2).unwrap().len(), 2);
+    assert_eq!(q.audit().entries(None, 100).unwrap().len(), 3);
+    assert_eq!(q.audit().entries(None, 2).unwrap().len(), 2);
     // A value holding several entries reads as each of them.
-    let held = crate::context::audit::AuditEntry {
+    let held = crate::model::audit::AuditEntry {
         at: datetime!(2026-11-27 13:00 UTC),
-        event: crate::context::audit::AuditEvent::Held {
+        event: crate::model::audit::AuditEvent::Held {
             reading: ReadingId::new(),
             room: None,
         },
@@ -237,5 +239,5 @@ async fn settled_readings_are_audited_one_entry_each_and_a_packed_entry_reads_to
     k.extend_from_slice(uuid::Uuid::now_v7().as_bytes());
     b.put(k, serde_json::to_vec(&[held.clone(), held]).unwrap());
     store.apply(b).unwrap();
-    assert_eq!(q.audit(None, 100).unwrap().len(), 5);
+    assert_eq!(q.audit().entries(None, 100).unwrap().len(), 5);
 }

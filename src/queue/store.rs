@@ -53,6 +53,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether this is the store reporting damage (rather than a lock or a permission): the
+    /// daemon then refuses to start and points to `vitalsd queue salvage`.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Open { reason, .. } => reason.contains("corrupted data"),
+            StoreError::Corrupt(_) => true,
+            StoreError::Io(_) => false,
+        }
+    }
+}
+
 /// A small ordered key-value store. Object safe; shared between the writer thread and readers.
 pub trait Store: Send + Sync {
     /// The value stored under `key`.

@@ -5,26 +5,15 @@
 //! sinks that gained entries. Once a sync has failed, nothing is answered Ok again: what was
 //! applied since may be visible to reads (a dedupe lookup) without being durable.
 
-use std::any::Any;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use tokio::sync::oneshot;
-
+use super::command::Complete;
+use super::shared::Shared;
 use super::store::StoreError;
-use super::types::{EnqueueOutcome, QueueError};
-use super::writer::Shared;
+use super::types::QueueError;
 use crate::reading::SinkId;
-
-type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
-
-pub(super) enum Done {
-    Outcomes(Reply<Vec<EnqueueOutcome>>, Vec<EnqueueOutcome>),
-    Unit(Reply<()>),
-    Count(Reply<usize>, usize),
-    Any(Reply<Box<dyn Any + Send>>, Box<dyn Any + Send>),
-}
 
 /// One applied group waiting for its sync.
 pub(super) struct SyncJob {
@@ -34,7 +23,7 @@ pub(super) struct SyncJob {
     pub(super) wrote: bool,
     /// Whether the group appended audit entries to the audit file (synced with the store).
     pub(super) audited: bool,
-    pub(super) done: Vec<Done>,
+    pub(super) done: Vec<Complete>,
     pub(super) woken: BTreeSet<SinkId>,
     /// Answered once every earlier job was answered (used by Close).
     pub(super) barrier: Option<mpsc::Sender<()>>,
@@ -90,21 +79,12 @@ pub(super) fn syncer(shared: &Shared, rx: &mpsc::Receiver<SyncJob>) {
 /// Answers every caller of a group with `result` and wakes the sinks that gained entries.
 pub(super) fn answer(
     shared: &Shared,
-    done: Vec<Done>,
+    done: Vec<Complete>,
     woken: BTreeSet<SinkId>,
     result: &Result<(), StoreError>,
 ) {
-    for d in done {
-        match (d, result) {
-            (Done::Outcomes(r, o), Ok(())) => drop(r.send(Ok(o))),
-            (Done::Unit(r), Ok(())) => drop(r.send(Ok(()))),
-            (Done::Count(r, n), Ok(())) => drop(r.send(Ok(n))),
-            (Done::Any(r, v), Ok(())) => drop(r.send(Ok(v))),
-            (Done::Any(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Outcomes(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Unit(r), Err(e)) => drop(r.send(Err(again(e)))),
-            (Done::Count(r, _), Err(e)) => drop(r.send(Err(again(e)))),
-        }
+    for then in done {
+        then(result.as_ref().copied().map_err(again));
     }
     if result.is_ok() {
         for sink in woken {

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::reading::{Decimal, DeviceId, DeviceInfo, Kind, Ucum, Value};
+use crate::reading::{Reading, ReadingId, SinkId};
 
 /// A heart-rate reading of `device`; different `n` give different measurements.
 pub fn reading(device: &str, n: i64) -> Reading {

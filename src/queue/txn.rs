@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use super::bytes::{StoreBytes, META_BYTES};
 use super::keys;
+pub(super) use super::scan::{count_prefix, scan_values};
 use super::segment::{self, Slot};
 use super::store::{Batch, Store, StoreError};
 use super::types::QueueError;
@@ -116,48 +117,6 @@ impl Counters {
     }
 }
 
-/// Calls `each` with every key and value under `prefix`, a page at a time.
-pub(super) fn scan_values(
-    store: &dyn Store,
-    prefix: &[u8],
-    mut each: impl FnMut(&[u8], &[u8]),
-) -> Result<(), QueueError> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan_prefix(prefix, after.as_deref(), 1024)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        let last = last.clone();
-        for (k, v) in &page {
-            each(k, v);
-        }
-        after = Some(last);
-    }
-}
-
-/// Counts the keys under `prefix`, a page at a time, calling `each` with every key.
-pub(super) fn count_prefix(
-    store: &dyn Store,
-    prefix: &[u8],
-    mut each: impl FnMut(&[u8]),
-) -> Result<u64, QueueError> {
-    let mut n = 0;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan_prefix(prefix, after.as_deref(), 4096)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(n);
-        };
-        let last = last.clone();
-        for (k, _) in &page {
-            each(k);
-            n += 1;
-        }
-        after = Some(last);
-    }
-}
-
 pub fn corrupt(key: &[u8], reason: &str) -> QueueError {
     QueueError::Corrupt {
         key: hex::encode(key),
@@ -212,7 +171,7 @@ pub struct Txn<'s> {
     saved_at: (usize, u32),
     /// Audit entries for the audit file log (`None`: they are stored as `l` keys instead);
     /// the writer appends them before it applies the batch.
-    pub audit: Option<Vec<(uuid::Uuid, crate::context::audit::AuditEntry)>>,
+    pub audit: Option<Vec<(uuid::Uuid, crate::model::audit::AuditEntry)>>,
     audit_saved: usize,
 }
 
@@ -251,7 +210,7 @@ impl<'s> Txn<'s> {
     }
 
     /// Takes the audit entries staged for the file log.
-    pub fn take_audit(&mut self) -> Vec<(uuid::Uuid, crate::context::audit::AuditEntry)> {
+    pub fn take_audit(&mut self) -> Vec<(uuid::Uuid, crate::model::audit::AuditEntry)> {
         self.audit_saved = 0;
         self.audit.as_mut().map(std::mem::take).unwrap_or_default()
     }

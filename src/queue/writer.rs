@@ -9,160 +9,20 @@
 //! still commits. Commands that scan the store (retry or purge a whole dead-letter) first apply
 //! what is staged so the scan sees it.
 
-use std::any::Any;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, Notify};
-
+use super::command::{complete, Command, Complete, Reply, Staged};
 use super::keys;
 use super::ops::{self, Ctx};
+use super::shared::Shared;
 use super::store::Store;
-use super::syncer::{again, answer, syncer, Done, SyncJob};
-use super::txn::{Counters, Txn};
-use super::types::{EnqueueOutcome, QueueError, Settle};
-use crate::reading::{Reading, ReadingId, SinkId};
-
-type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
-
-pub enum Command {
-    Enqueue {
-        readings: Vec<Reading>,
-        reply: Reply<Vec<EnqueueOutcome>>,
-    },
-    Settle {
-        sink: SinkId,
-        results: Vec<(ReadingId, Settle)>,
-        reply: Reply<()>,
-    },
-    RetryDead {
-        sink: SinkId,
-        id: Option<ReadingId>,
-        reply: Reply<usize>,
-    },
-    PurgeDead {
-        sink: Option<SinkId>,
-        id: Option<ReadingId>,
-        reply: Reply<usize>,
-    },
-    /// Fire and forget: a pending entry whose reading cannot be read goes to dead-letter.
-    DeadUnreadable {
-        sink: SinkId,
-        id: ReadingId,
-        reason: String,
-    },
-    /// Fire and forget: the sink stops waiting for the fresh entries of a segment that cannot
-    /// be read.
-    DropFresh {
-        sink: SinkId,
-        seq: u64,
-    },
-    Close {
-        reply: Reply<()>,
-    },
-    /// Replaces the configured sinks (a reload): later readings get entries for these.
-    SetSinks {
-        sinks: Vec<SinkId>,
-        reply: Reply<()>,
-    },
-    /// Any other staging (held readings, audit entries, contexts): runs inside the group commit
-    /// like the built-in requests, so its writes share the batch, the counters and the flush.
-    Stage {
-        stage: StageFn,
-        reply: Reply<Box<dyn Any + Send>>,
-    },
-}
-
-/// A staging function run by the writer; returns its caller's answer.
-pub type StageFn =
-    Box<dyn FnOnce(&mut Txn<'_>, &mut Ctx<'_>) -> Result<Box<dyn Any + Send>, QueueError> + Send>;
-
-impl Command {
-    fn weight(&self) -> usize {
-        match self {
-            Command::Enqueue { readings, .. } => readings.len().max(1),
-            Command::Settle { results, .. } => results.len().max(1),
-            _ => 1,
-        }
-    }
-}
-
-/// State shared by the queue handles (readers) and the writer thread.
-pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub configured: Mutex<Vec<SinkId>>,
-    pub max_group: usize,
-    pub max_bytes: u64,
-    /// Retained history (dedupe, audit, rejected) above this is pruned oldest first.
-    pub history_max_bytes: u64,
-    pub audit_retention_ms: u64,
-    /// The audit file log, when audit entries go to files (see `crate::audit`).
-    pub audit_log: Option<Arc<crate::audit::AuditLog>>,
-    /// The time the writer stamps and prunes by.
-    pub clock: crate::audit::clock::Clock,
-    /// The store's online rewrite, when space is given back while running (see `reclaim`).
-    pub reclaim: Option<Arc<super::reclaim::Reclaim>>,
-    pub dedupe: super::dedupe::Index,
-    /// Bytes of the rejected-payload log (written outside the group commit; see `rejected`).
-    pub rejected_bytes: AtomicU64,
-    /// History keys removed early because history was over its bound, since open.
-    pub history_pruned: AtomicU64,
-    /// Whether the early pruning was logged (once per open).
-    pub history_warned: AtomicBool,
-    pub counters: Mutex<Counters>,
-    pub disk_bytes: AtomicU64,
-    pub notifies: Mutex<HashMap<SinkId, Arc<Notify>>>,
-    pub closed: AtomicBool,
-    /// Set once a sync failed: what was applied since may be visible to reads (a dedupe
-    /// lookup, a pending scan) without being durable, so no later request is answered Ok.
-    pub sync_failed: AtomicBool,
-    /// Where listed entries are stored, for settling them without a search.
-    pub hints: ops::SlotHints,
-    /// The last segment a reader loaded, indexed: `(seq, segment)`. Segments never change and
-    /// a number is never reused while the queue is open, so it cannot go stale.
-    pub last_segment: Mutex<Option<(u64, Arc<super::segment::Loaded>)>>,
-}
-
-impl Shared {
-    pub fn counters(&self) -> MutexGuard<'_, Counters> {
-        // Replaced whole under the lock: never half-updated, so a poisoned value is still valid.
-        self.counters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The sinks new readings get entries for.
-    pub fn configured(&self) -> Vec<SinkId> {
-        self.configured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Bytes of retained history: dedupe index, audit log, rejected-payload log.
-    pub fn history_bytes(&self, b: &super::bytes::StoreBytes) -> u64 {
-        b.dedupe
-            .saturating_add(b.audit)
-            .saturating_add(self.rejected_bytes.load(Ordering::Relaxed))
-    }
-
-    /// Err(Full) while the undelivered readings are above the cap (history does not count).
-    pub fn check_room(&self) -> Result<(), QueueError> {
-        let size = self.counters().bytes.undelivered;
-        if size > self.max_bytes {
-            return Err(QueueError::Full {
-                size,
-                max: self.max_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    pub fn notify(&self, sink: &SinkId) -> Arc<Notify> {
-        let mut map = self.notifies.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(sink.clone()).or_default().clone()
-    }
-}
+use super::syncer::{again, answer, syncer, SyncJob};
+use super::txn::Txn;
+use super::types::QueueError;
+use crate::reading::{ReadingId, SinkId};
 
 /// How often history is pruned, by the queue's clock (a test clock makes days pass quickly).
 const PRUNE_EVERY_MS: u64 = 60_000;
@@ -171,7 +31,7 @@ const PRUNE_EVERY_MS: u64 = 60_000;
 const PRUNE_LIMIT: usize = 10_000;
 const SIZE_EVERY: Duration = Duration::from_millis(250);
 
-pub struct Writer {
+pub(super) struct Writer {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Command>,
     /// When history was last pruned, by the queue's clock (unix ms).
@@ -183,7 +43,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>, next_seq: u64) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Command>, next_seq: u64) -> Self {
         Self {
             shared,
             rx,
@@ -195,7 +55,7 @@ impl Writer {
     }
 
     /// Runs until every sender is gone or a Close command was committed.
-    pub fn run(mut self) {
+    pub(super) fn run(mut self) {
         let (sync_tx, sync_rx) = mpsc::channel();
         let shared = Arc::clone(&self.shared);
         std::thread::scope(|scope| {
@@ -249,7 +109,7 @@ impl Writer {
             self.last_prune_ms = Some(now_ms);
             tx.savepoint();
             let after = self.prune_cursor.take();
-            match ops::prune_dedupe(&mut tx, now_ms, after.as_deref(), PRUNE_LIMIT) {
+            match super::prune::prune_dedupe(&mut tx, now_ms, after.as_deref(), PRUNE_LIMIT) {
                 Ok((_, next)) => {
                     if after.is_none() && self.shared.dedupe.has_old_keys() {
                         let left = store.scan_prefix(&[keys::DEDUPE], None, 1);
@@ -298,7 +158,7 @@ impl Writer {
             match cmd {
                 Command::Enqueue { readings, reply } => {
                     match ops::enqueue(&mut tx, &mut ctx, &readings) {
-                        Ok(o) => done.push(Done::Outcomes(reply, o)),
+                        Ok(o) => done.push(complete(reply, o)),
                         Err(e) => fail(&mut tx, reply, e),
                     }
                 }
@@ -307,7 +167,7 @@ impl Writer {
                     results,
                     reply,
                 } => match ops::settle(&mut tx, &mut ctx, &sink, &results) {
-                    Ok(()) => done.push(Done::Unit(reply)),
+                    Ok(()) => done.push(complete(reply, ())),
                     Err(e) => fail(&mut tx, reply, e),
                 },
                 Command::DeadUnreadable { sink, id, reason } => {
@@ -338,7 +198,7 @@ impl Writer {
                     };
                     tx.savepoint();
                     match ids.and_then(|ids| ops::retry_dead(&mut tx, &mut ctx, &sink, &ids)) {
-                        Ok(n) => done.push(Done::Count(reply, n)),
+                        Ok(n) => done.push(complete(reply, n)),
                         Err(e) => fail(&mut tx, reply, e),
                     }
                 }
@@ -351,7 +211,7 @@ impl Writer {
                     }
                     tx.savepoint();
                     match purge(&mut tx, &self.shared, sink, id) {
-                        Ok(n) => done.push(Done::Count(reply, n)),
+                        Ok(n) => done.push(complete(reply, n)),
                         Err(e) => fail(&mut tx, reply, e),
                     }
                 }
@@ -366,11 +226,11 @@ impl Writer {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()) = sinks.clone();
                     configured = sinks;
-                    done.push(Done::Unit(reply));
+                    done.push(complete(reply, ()));
                 }
-                Command::Stage { stage, reply } => match stage(&mut tx, &mut ctx) {
-                    Ok(v) => done.push(Done::Any(reply, v)),
-                    Err(e) => fail(&mut tx, reply, e),
+                Command::Stage(stage) => match stage(&mut tx, &mut ctx) {
+                    Staged::Ready(then) => done.push(then),
+                    Staged::Failed => tx.rollback(),
                 },
             }
         }
@@ -411,7 +271,7 @@ impl Writer {
         tx.savepoint();
         // A little below the bound, so pruning runs in steps rather than with every group.
         let excess = history - max + max / 64;
-        match ops::prune_history(tx, excess, PRUNE_LIMIT) {
+        match super::prune::prune_history(tx, excess, PRUNE_LIMIT) {
             Ok(p) if p.keys > 0 => {
                 self.shared
                     .history_pruned
@@ -437,7 +297,7 @@ impl Writer {
     fn commit(
         &mut self,
         tx: &mut Txn,
-        done: &mut Vec<Done>,
+        done: &mut Vec<Complete>,
         woken: &mut BTreeSet<SinkId>,
         sync: &mpsc::Sender<SyncJob>,
     ) -> Result<(), QueueError> {

@@ -225,7 +225,7 @@ pub fn render(
     };
     let stats = s.queue.stats()?;
     let held_count = s.queue.held_count()?;
-    let held = s.queue.held(200)?;
+    let held = s.queue.held().list(200)?;
     let review_list = s.queue.review_list(500)?;
     let waiting = waiting_by_room(&review_list, &held);
     // Names and birth dates from a patient lookup only for a signed-in user.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use time::macros::datetime;
 
 use super::*;
-use crate::queue::verify::check;
-use crate::queue::verify::tests::{
+use crate::queue::repair::verify::check;
+use crate::queue::repair::verify::tests::{
     ehr, filled, flip, outbox, put, remove, replace_entry, secret_entry, sinks,
 };
 use crate::queue::{MemoryStore, Queue, QueueOptions};
@@ -64,7 +64,7 @@ async fn salvage_copies_what_reads_quarantines_the_rest_and_the_copy_verifies_cl
     let out_box = q.pending(&outbox(), 10, later).unwrap();
     assert_eq!(out_box.len(), 1, "id 0 still fresh for outbox");
     assert_eq!(out_box[0].reading.id, Some(ids[0]));
-    assert_eq!(q.held_count().unwrap(), 1);
+    assert_eq!(q.held().count().unwrap(), 1);
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn a_segment_that_does_not_parse_is_counted_as_lost_with_its_number() {
     );
     let q = clean_queue(dst);
     assert!(q.dead(None, 10).unwrap().is_empty());
-    assert_eq!(q.held(10).unwrap()[0].id, ids[3]);
+    assert_eq!(q.held().list(10).unwrap()[0].id, ids[3]);
 }
 
 #[tokio::test]

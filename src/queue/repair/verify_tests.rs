@@ -45,8 +45,8 @@ pub async fn filled() -> (Arc<MemoryStore>, Vec<ReadingId>, u64) {
     let held = reading("dev", 50);
     let mut all = ids.clone();
     all.push(held.id.unwrap());
-    q.hold(vec![held]).await.unwrap();
-    q.reject("dev", "t/x", "bad", b"x").unwrap();
+    q.held().hold(vec![held]).await.unwrap();
+    q.rejected().reject("dev", "t/x", "bad", b"x").unwrap();
     q.close().await.unwrap();
     let segs = store.scan_prefix(&[keys::SEGMENT], None, 10).unwrap();
     assert_eq!(segs.len(), 1, "one group commit, one segment");

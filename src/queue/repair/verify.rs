@@ -1,9 +1,9 @@
 //! Offline checks of a queue store: what every key is, whether its value decodes, whether the
 //! entries refer to each other as they must, and whether the persisted counters match a recount.
 //!
-//! Receives a [`Store`] (a stopped daemon's sled store, or a [`super::MemoryStore`] in tests);
+//! Receives a [`Store`] (a stopped daemon's sled store, or a `MemoryStore` in tests);
 //! returns a [`Report`] and never writes. Used by `vitalsd queue verify`, by `queue salvage`
-//! (through [`classify`]) and at daemon start ([`marker_missing`]).
+//! (through [`classify`]); the daemon's own start-up check is `crate::queue::marker_missing`.
 //!
 //! # The prefix table
 //! [`RULES`] is the ONE place that knows, per key prefix, what a key and its value must look
@@ -26,10 +26,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::keys;
-use super::store::Store;
-use super::txn::Counters;
-use super::types::QueueError;
+use crate::queue::keys;
+use crate::queue::store::Store;
+use crate::queue::txn::Counters;
+use crate::queue::types::QueueError;
+use crate::queue::NO_MARKER;
 
 mod refs;
 mod rules;
@@ -214,21 +215,6 @@ pub fn old_layout(keys: u64) -> String {
          older vitalsd, which must deliver or export it; this version cannot read or salvage \
          those readings"
     )
-}
-
-/// Why the counters marker matters: [`super::Queue`] writes `m counters` in its first sync, and
-/// nothing removes it, so a store that existed before this open and lacks it lost its log
-/// (sled replays a log that is truncated, zeroed or damaged in its first segment as EMPTY).
-pub const NO_MARKER: &str = "the counters marker written at the store's first open is missing: \
-     sled recovered an empty or cut log";
-
-/// At open of a store that existed: [`NO_MARKER`] when the marker the queue writes at its first
-/// open is missing (sled recovered an empty or cut log). Reads one key, so a start with a large
-/// backlog stays fast; the full recount of the counters is `queue verify`'s.
-pub fn marker_missing(store: &dyn Store) -> Result<Option<String>, QueueError> {
-    Ok(Counters::load(store)?
-        .is_none()
-        .then(|| NO_MARKER.to_string()))
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::super::keys;
-use super::super::segment::{self, Slot};
-use super::super::store::Store;
-use super::super::types::QueueError;
 use super::rules::{classify, Entry, Item};
 use super::Report;
+use crate::queue::keys;
+use crate::queue::segment::{self, Slot};
+use crate::queue::store::Store;
+use crate::queue::types::QueueError;
 use crate::reading::{ReadingId, SinkId};
 
 /// Indexes shown in one problem; the rest are counted.

@@ -23,16 +23,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::keys::{self, DeadValue};
-use super::segment::{self, Segment, Slot};
-use super::store::{Batch, Store, StoreError};
-use super::txn::Counters;
-use super::types::QueueError;
 use super::verify::{classify, rule_for, scan_tag, show_key, Item};
+use crate::queue::keys::{self, DeadValue};
+use crate::queue::segment::{self, Segment, Slot};
+use crate::queue::store::{Batch, Store, StoreError};
+use crate::queue::txn::Counters;
+use crate::queue::types::QueueError;
 use crate::reading::{ReadingId, SinkId};
 
 mod open;
-pub use open::{is_damage, open_copy, Opened};
+pub use open::{open_copy, Opened};
 
 /// The dead-letter reason of a readable reading found without any entry.
 pub const ORPHAN_REASON: &str = "salvage: stored without any pending, dead or held entry";

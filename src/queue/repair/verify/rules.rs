@@ -5,8 +5,8 @@
 //! literal bytes here. Reasons never quote a value: a decode error is named by its kind and
 //! position only (serde's own message can quote the offending string).
 
-use super::super::keys::{self, DeadValue, PendingValue};
-use super::super::segment::{self, Segment, Slot};
+use crate::queue::keys::{self, DeadValue, PendingValue};
+use crate::queue::segment::{self, Segment, Slot};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// One entry of a segment: its id, and why its JSON is not a reading with that id (`None`: it
@@ -88,7 +88,7 @@ pub const RULES: &[Rule] = &[
         check: dedupe,
     },
     Rule {
-        tag: super::super::dedupe::BUCKET,
+        tag: crate::queue::dedupe::BUCKET,
         name: "dedupe buckets",
         check: dedupe_bucket,
     },
@@ -103,22 +103,22 @@ pub const RULES: &[Rule] = &[
         check: meta,
     },
     Rule {
-        tag: super::super::held::HELD,
+        tag: crate::queue::held::HELD,
         name: "held",
         check: held,
     },
     Rule {
-        tag: super::super::audit::AUDIT,
+        tag: crate::queue::audit::AUDIT,
         name: "audit log",
         check: audit,
     },
     Rule {
-        tag: super::super::audit::CONTEXT,
+        tag: crate::queue::contexts::CONTEXT,
         name: "room contexts",
         check: json_any,
     },
     Rule {
-        tag: super::super::quarantine::QUARANTINE,
+        tag: crate::queue::quarantine::QUARANTINE,
         name: "quarantine",
         check: quarantined,
     },
@@ -128,7 +128,7 @@ pub const RULES: &[Rule] = &[
         check: rejected,
     },
     Rule {
-        tag: super::super::review::REVIEW,
+        tag: crate::queue::review::REVIEW,
         name: "review list",
         check: held,
     },
@@ -260,7 +260,7 @@ fn dedupe(k: &[u8], v: &[u8]) -> Result<Item, String> {
 }
 
 fn dedupe_bucket(k: &[u8], v: &[u8]) -> Result<Item, String> {
-    if !super::super::dedupe::valid_chunk(k, v) {
+    if !crate::queue::dedupe::valid_chunk(k, v) {
         return Err("not `w hour device chunk` with sorted 24-byte entries".into());
     }
     Ok(Item::Other)
@@ -304,7 +304,7 @@ fn held(k: &[u8], v: &[u8]) -> Result<Item, String> {
 
 fn quarantined(k: &[u8], v: &[u8]) -> Result<Item, String> {
     let id = id_key(k)?;
-    let q: super::super::quarantine::QuarantineValue = json(v)?;
+    let q: crate::queue::quarantine::QuarantineValue = json(v)?;
     if q.reading.id != Some(id) {
         return Err("the quarantined reading's id differs from its key".into());
     }
@@ -312,7 +312,7 @@ fn quarantined(k: &[u8], v: &[u8]) -> Result<Item, String> {
 }
 
 fn audit(_: &[u8], v: &[u8]) -> Result<Item, String> {
-    let _: super::super::audit::Stored = json(v)?;
+    let _: crate::queue::audit::Stored = json(v)?;
     Ok(Item::Other)
 }
 
@@ -325,7 +325,7 @@ fn rejected(k: &[u8], v: &[u8]) -> Result<Item, String> {
     if k.len() != 9 {
         return Err("not `j seq`".into());
     }
-    let _: super::super::RejectedRecord = json(v)?;
+    let _: crate::queue::RejectedRecord = json(v)?;
     Ok(Item::Other)
 }
 
@@ -350,7 +350,7 @@ pub fn show_key(key: &[u8]) -> String {
             format!(
                 "{}:sha256:{}",
                 t as char,
-                super::super::rejected::payload_hash(key)
+                crate::queue::rejected::payload_hash(key)
             )
         }
         _ => hex::encode(key),

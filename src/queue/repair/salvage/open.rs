@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::store::StoreError;
-use super::super::SledStore;
+use crate::queue::{SledStore, StoreError};
 
 /// How a damaged store was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,15 +13,6 @@ pub enum Opened {
     /// sled refused it; with its snapshot removed (in the copy) sled replayed the log up to
     /// the first damaged segment: the state of an EARLIER moment, without what came after.
     Replayed,
-}
-
-/// Whether an open error is sled reporting damage (rather than a lock or a permission).
-pub fn is_damage(e: &StoreError) -> bool {
-    match e {
-        StoreError::Open { reason, .. } => reason.contains("corrupted data"),
-        StoreError::Corrupt(_) => true,
-        StoreError::Io(_) => false,
-    }
 }
 
 /// Copies the store directory `store_dir` to `copy_dir` (which must not exist) and opens the
@@ -46,7 +36,7 @@ pub fn open_copy(
     copy_tree(store_dir, copy_dir).map_err(|e| io("cannot copy the store", copy_dir, e))?;
     match SledStore::open(copy_dir, cache) {
         Ok(s) => Ok((s, Opened::AsIs)),
-        Err(e) if is_damage(&e) => {
+        Err(e) if e.is_damage() => {
             for snap in snapshots(copy_dir).map_err(|e| io("listing", copy_dir, e))? {
                 std::fs::remove_file(&snap).map_err(|e| io("removing", &snap, e))?;
             }

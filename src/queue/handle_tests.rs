@@ -1,0 +1,215 @@
+//! The typed staging primitive and the handles' off-runtime reads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::store::{Batch, Entry, Store, StoreError};
+use super::{MemoryStore, Queue, QueueError, QueueOptions};
+use crate::reading::SinkId;
+
+/// A memory store whose `sync` waits while `held` is set and fails while `fail` is set.
+#[derive(Default)]
+struct GatedSync {
+    inner: MemoryStore,
+    held: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicBool,
+    fail: AtomicBool,
+}
+
+impl GatedSync {
+    fn release(&self) {
+        *self.held.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+}
+
+impl Store for GatedSync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, p: &[u8], a: Option<&[u8]>, n: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_prefix(p, a, n)
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
+    }
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.apply(batch)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.entered.store(true, Ordering::SeqCst);
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.opened.wait(held).unwrap();
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("No space left on device".into()));
+        }
+        self.inner.sync()
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn sync_count(&self) -> u64 {
+        self.inner.sync_count()
+    }
+}
+
+fn open(store: Arc<GatedSync>) -> Queue {
+    let q = Queue::with_store(store.clone(), QueueOptions::new(vec![SinkId::new("out")])).unwrap();
+    // Opening a new store syncs its first counters: only the syncs after it count here.
+    store.entered.store(false, Ordering::SeqCst);
+    q
+}
+
+#[tokio::test]
+async fn a_staged_value_is_returned_only_after_the_sync_that_holds_its_writes() {
+    let store = Arc::new(GatedSync::default());
+    let q = open(store.clone());
+    *store.held.lock().unwrap() = true;
+    let staged = Arc::new(AtomicBool::new(false));
+    let ran = staged.clone();
+    let core = q.core.clone();
+    let task = tokio::spawn(async move {
+        core.stage(move |tx, _| {
+            tx.put(b"zz-staged".to_vec(), b"1".to_vec());
+            ran.store(true, Ordering::SeqCst);
+            Ok(String::from("typed answer"))
+        })
+        .await
+    });
+    // The closure ran and its batch was applied; the sync is under way and not finished.
+    for _ in 0..200 {
+        if store.entered.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        staged.load(Ordering::SeqCst),
+        "the closure ran in the writer"
+    );
+    assert!(
+        store.entered.load(Ordering::SeqCst),
+        "the group is being synced"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!task.is_finished(), "answered before its group was synced");
+    let before = store.sync_count();
+    store.release();
+    let answer = task.await.unwrap().unwrap();
+    assert_eq!(answer, "typed answer");
+    assert!(store.sync_count() > before);
+    assert_eq!(store.get(b"zz-staged").unwrap(), Some(b"1".to_vec()));
+}
+
+#[tokio::test]
+async fn a_staged_value_is_never_returned_when_its_sync_fails() {
+    let store = Arc::new(GatedSync::default());
+    let q = open(store.clone());
+    store.fail.store(true, Ordering::SeqCst);
+    let got = q
+        .core
+        .stage(|tx, _| {
+            tx.put(b"zz-staged".to_vec(), b"1".to_vec());
+            Ok(42u32)
+        })
+        .await;
+    assert!(
+        matches!(got, Err(QueueError::Store(StoreError::Io(_)))),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_staging_is_rolled_back_and_the_rest_of_its_group_commits() {
+    let store = Arc::new(GatedSync::default());
+    let q = open(store.clone());
+    // Hold the first group's sync so the next two requests are staged into one group.
+    *store.held.lock().unwrap() = true;
+    let first = tokio::spawn({
+        let core = q.core.clone();
+        async move {
+            core.stage(|tx, _| {
+                tx.put(b"zz-a".to_vec(), b"a".to_vec());
+                Ok(())
+            })
+            .await
+        }
+    });
+    while !store.entered.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let failing = {
+        let core = q.core.clone();
+        tokio::spawn(async move {
+            core.stage(|tx, _| -> Result<(), QueueError> {
+                tx.put(b"zz-bad".to_vec(), b"x".to_vec());
+                Err(QueueError::Closed)
+            })
+            .await
+        })
+    };
+    let fine = {
+        let core = q.core.clone();
+        tokio::spawn(async move {
+            core.stage(|tx, _| {
+                tx.put(b"zz-ok".to_vec(), b"k".to_vec());
+                Ok(())
+            })
+            .await
+        })
+    };
+    // The failing request is answered at once, before any sync.
+    let failed = tokio::time::timeout(Duration::from_secs(5), failing)
+        .await
+        .expect("a failed staging is answered without waiting for a sync")
+        .unwrap();
+    assert!(matches!(failed, Err(QueueError::Closed)));
+    store.release();
+    first.await.unwrap().unwrap();
+    fine.await.unwrap().unwrap();
+    assert_eq!(store.get(b"zz-bad").unwrap(), None);
+    assert_eq!(store.get(b"zz-ok").unwrap(), Some(b"k".to_vec()));
+}
+
+/// The async reads run on the blocking pool: a read that blocks does not stop a
+/// current-thread runtime, which here must run the task that unblocks it.
+#[test]
+fn an_async_read_runs_off_the_runtime_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let q = Queue::with_store(
+        Arc::new(MemoryStore::new()),
+        QueueOptions::new(vec![SinkId::new("out")]),
+    )
+    .unwrap();
+    let runtime_thread = std::thread::current().id();
+    rt.block_on(async {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = go.send(());
+        });
+        let (thread, unblocked, count) = q
+            .held()
+            .read(move |held| {
+                let unblocked = wait.recv_timeout(Duration::from_secs(5)).is_ok();
+                Ok((std::thread::current().id(), unblocked, held.count()?))
+            })
+            .await
+            .unwrap();
+        assert_ne!(
+            thread, runtime_thread,
+            "the read ran on the runtime's thread"
+        );
+        assert!(unblocked, "the runtime stood still while the read blocked");
+        assert_eq!(count, 0);
+        let stats = q.read(|q| q.stats()).await.unwrap();
+        assert_eq!(stats.readings, 0);
+    });
+}
