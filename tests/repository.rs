@@ -116,6 +116,15 @@ const RULES: &[Rule] = &[
         why: "sources hand readings to the Ingest handle, which alone stores them (docs/ingest.md)",
     },
     Rule {
+        from: "queue",
+        forbid: Forbid::These(&[
+            "context", "config", "admin", "sink", "source", "ingest", "app", "cli",
+        ]),
+        on: true,
+        why: "the store keeps what it is given: the audit and context record types it shares \
+              with the patient context live in the model, so neither imports the other",
+    },
+    Rule {
         from: "net",
         forbid: Forbid::These(&["queue", "sink", "source", "ingest", "admin"]),
         on: true,
@@ -475,4 +484,184 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's own modules (docs/ARCHITECTURE.md, "The store layer"): outside `src/queue/`, code
+// names the store through its handles and types (`crate::queue::{Queue, Held, …}`), never its
+// internals. The few sub-modules others may name are listed here with who and why.
+
+/// A sub-module of `src/queue/` that code outside the store may name, and by whom.
+struct StoreOpening {
+    module: &'static str,
+    /// Top-level modules allowed to name it (`*`: any).
+    by: &'static [&'static str],
+    why: &'static str,
+}
+
+const STORE_OPENINGS: &[StoreOpening] = &[
+    StoreOpening {
+        module: "cipher",
+        by: &["*"],
+        why: "the store key (its file, its source in the config) and the record cipher the audit \
+              files share",
+    },
+    StoreOpening {
+        module: "reclaim",
+        by: &["app"],
+        why: "the daemon configures the online rewrite when it opens the store",
+    },
+    StoreOpening {
+        module: "compact",
+        by: &["app", "cli"],
+        why: "the store's rewrite: `queue compact`, and the daemon sealing an unencrypted store",
+    },
+    StoreOpening {
+        module: "repair",
+        by: &["cli"],
+        why: "offline verify and salvage belong to the CLI: the running daemon names none of it",
+    },
+];
+
+/// Every place outside the store where `shown` (with text `text`) names a sub-module of the
+/// store it may not. `store_modules` are the sub-modules that exist.
+fn store_violations(shown: &str, text: &str, store_modules: &[String]) -> Vec<String> {
+    let rel = shown.strip_prefix("src/").unwrap_or(shown);
+    let top = rel
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".rs")
+        .to_string();
+    if top == "queue" {
+        return Vec::new();
+    }
+    let code = without_test_modules(&code_only(text)).join("\n");
+    // `crate::queue::x`, `queue::x` after `use crate::queue`, and `crate::queue::{x, y::z}`.
+    let path = regex::Regex::new(
+        r"(^|[^A-Za-z0-9_:])(?:crate::)?queue::(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for c in path.captures_iter(&code) {
+        let whole = c.get(0).unwrap();
+        let line =
+            code[..whole.start()].matches('\n').count() + 1 + usize::from(c[1].starts_with('\n'));
+        let named: Vec<String> = match c[2].strip_prefix('{') {
+            Some(group) => group
+                .trim_end_matches('}')
+                .split(',')
+                .map(|i| i.trim().split("::").next().unwrap_or("").to_string())
+                .collect(),
+            None => vec![c[2].to_string()],
+        };
+        for m in named.iter().filter(|m| store_modules.contains(m)) {
+            let open = STORE_OPENINGS
+                .iter()
+                .find(|o| o.module == m.as_str())
+                .filter(|o| o.by.contains(&"*") || o.by.contains(&top.as_str()));
+            if open.is_none() {
+                let why = STORE_OPENINGS
+                    .iter()
+                    .find(|o| o.module == m.as_str())
+                    .map_or(
+                        "a store internal: name the handles and types `crate::queue` exports",
+                        |o| o.why,
+                    );
+                out.push(format!(
+                    "{shown}:{line}: `{top}` names `crate::queue::{m}` ({why})"
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn store_modules(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root.join("src/queue")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if e.path().is_dir() {
+            out.push(name);
+        } else if let Some(m) = name.strip_suffix(".rs") {
+            if m != "mod" {
+                out.push(m.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn outside_the_store_only_its_handles_and_openings_are_named() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules = store_modules(root);
+    for o in STORE_OPENINGS {
+        assert!(
+            modules.iter().any(|m| m == o.module),
+            "opening for a missing store module `{}`",
+            o.module
+        );
+    }
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    let mut problems = Vec::new();
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
+    {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(store_violations(
+            &shown,
+            &std::fs::read_to_string(f).unwrap(),
+            &modules,
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_store_rule_finds_internals_and_repair_outside_the_cli() {
+    let modules: Vec<String> = ["writer", "txn", "repair", "cipher", "held", "compact"]
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    let found = |file: &str, src: &str| store_violations(file, src, &modules);
+    // The daemon's modules never name the offline repair tools.
+    let v = found("src/admin/api.rs", "use crate::queue::repair::verify;\n");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("api.rs:1: `admin` names `crate::queue::repair`"),
+        "{}",
+        v[0]
+    );
+    let v = found(
+        "src/app.rs",
+        "use crate::queue;\nfn f() { queue::repair::salvage::x(); }\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("app.rs:2:"), "{}", v[0]);
+    assert!(found("src/cli/repair.rs", "use crate::queue::repair::salvage;\n").is_empty());
+    // Internals, grouped or not; the context may not reach into the store either.
+    let v = found(
+        "src/context/mod.rs",
+        "use crate::queue::{Queue, txn::Txn, held::HeldValue};\n",
+    );
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(
+        found(
+            "src/sink/delivery.rs",
+            "fn f() { crate::queue::writer::x(); }\n"
+        )
+        .len(),
+        1
+    );
+    // Handles, types, functions and the openings are fine; test code is not checked.
+    let fine = "use crate::queue::{Queue, Held, QueueError, marker_missing};\n\
+                use crate::queue::cipher::StoreKey;\n\
+                #[cfg(test)]\nmod tests {\n    use crate::queue::txn::Txn;\n}\n";
+    let v = found("src/admin/mod.rs", fine);
+    assert!(v.is_empty(), "{v:?}");
+    // The store names itself freely.
+    assert!(found("src/queue/held.rs", "use crate::queue::txn::Txn;\n").is_empty());
 }

@@ -72,7 +72,7 @@
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
 //!   and dead-letter listings (`configured: false`).
 
-pub mod audit;
+mod audit;
 mod bytes;
 pub mod cipher;
 mod command;
@@ -82,19 +82,19 @@ mod contexts;
 mod dedupe;
 mod handle;
 mod health;
-pub mod held;
+mod held;
 mod keys;
 mod memory;
 mod open;
 mod ops;
 mod prune;
-pub mod quarantine;
+mod quarantine;
 mod readings;
 mod reads;
 pub mod reclaim;
 mod rejected;
 pub mod repair;
-pub mod review;
+mod review;
 mod scan;
 pub mod segment;
 mod shared;
