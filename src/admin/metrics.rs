@@ -78,10 +78,11 @@ fn unix_seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-/// The whole scrape, in the OpenMetrics text format.
+/// The whole scrape, in the OpenMetrics text format. Reads the store: call it off the runtime
+/// (`queue.read`), as the handler does.
 pub fn render(s: &AdminState) -> Result<String, QueueError> {
     let stats = s.queue.stats()?;
-    let held = s.queue.held_count()?;
+    let held = s.queue.held().count()?;
     let mut reg = Registry::default();
     let readings = Family::<DeviceLabel, Counter>::default();
     let by_kind = Family::<KindLabel, Counter>::default();
@@ -335,7 +336,8 @@ async fn metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    match render(&s) {
+    let state = s.clone();
+    match s.queue.read(move |_| render(&state)).await {
         Ok(text) if open => (
             [(
                 header::CONTENT_TYPE,

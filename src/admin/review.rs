@@ -99,9 +99,12 @@ struct Limit {
 
 async fn list(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
     let now = OffsetDateTime::now_utc();
+    let limit = q.limit.unwrap_or(1000);
     let list = s
         .queue
-        .review_list(q.limit.unwrap_or(1000))
+        .review()
+        .read(move |r| r.list(limit))
+        .await
         .map_err(|e| queue_err(&e))?;
     let out: Vec<Value> = list.iter().map(|e| item(e, now)).collect();
     Ok(Json(Value::Array(out)).into_response())
@@ -155,8 +158,8 @@ pub async fn decide(
     reason: Option<String>,
 ) -> Result<Decision, QueueError> {
     let d = match action {
-        Action::Confirm => s.queue.confirm_review(id, by).await?,
-        Action::Reject => s.queue.reject_review(id, by, reason).await?,
+        Action::Confirm => s.queue.review().confirm(id, by).await?,
+        Action::Reject => s.queue.review().reject(id, by, reason).await?,
     };
     if matches!(d, Decision::Done(_)) {
         let what = match action {
@@ -177,7 +180,8 @@ pub async fn decide_all(
 ) -> Result<Vec<ReadingId>, QueueError> {
     let ids = s
         .queue
-        .decide_review_room(room, action == Action::Confirm, by)
+        .review()
+        .decide_room(room, action == Action::Confirm, by)
         .await?;
     if !ids.is_empty() {
         tracing::info!(

@@ -142,7 +142,7 @@ pub async fn on_hangup(path: Option<&Path>, run: &mut Running, stages: &Stages) 
             }
         }
     };
-    if let Err(e) = stages.queue.audit_append(vec![event]).await {
+    if let Err(e) = stages.queue.audit().append(vec![event]).await {
         tracing::warn!(error = %e, "the reload could not be written to the audit log");
     }
 }

@@ -57,7 +57,7 @@ pub fn queue_stats(config_path: &Path) -> anyhow::Result<ExitCode> {
         let mut json = serde_json::to_value(&stats)?;
         if let Some(obj) = json.as_object_mut() {
             // Undecodable MQTT payloads that were acknowledged (kept in the rejected log).
-            obj.insert("rejected_payloads".into(), q.rejected_count()?.into());
+            obj.insert("rejected_payloads".into(), q.rejected().count()?.into());
         }
         println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(ExitCode::SUCCESS)
@@ -176,7 +176,7 @@ pub fn queue_quarantine(config_path: &Path, limit: usize) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     with_queue(config_path, |q| async move {
-        for e in q.quarantined(limit)? {
+        for e in q.quarantine().list(limit)? {
             println!("{}", json_line(&e.summary())?);
         }
         Ok(ExitCode::SUCCESS)
@@ -255,7 +255,7 @@ pub fn queue_release(config_path: &Path, a: &ReleaseArgs) -> anyhow::Result<Exit
         require_patient: cfg.patient.mode == config::PatientMode::Hold,
     };
     with_queue(config_path, |q| async move {
-        match q.release_quarantined(id, req).await? {
+        match q.quarantine().release(id, req).await? {
             Release::Released(_) => {
                 released();
                 Ok(ExitCode::SUCCESS)
@@ -292,7 +292,7 @@ pub fn queue_discard(
         Err(e) => return Err(quarantine_refusal(e, id)),
     }
     with_queue(config_path, |q| async move {
-        if !q.discard_quarantined(id, by, reason).await? {
+        if !q.quarantine().discard(id, by, reason).await? {
             bail!("no quarantined reading with id {id}");
         }
         println!("discarded {id}");

@@ -284,7 +284,8 @@ impl ContextStore {
         let n = events.len();
         self.inner
             .queue
-            .save_context(room, Some(record), events)
+            .contexts()
+            .save(room, Some(record), events)
             .await?;
         Ok(n)
     }
@@ -562,7 +563,7 @@ impl ContextStore {
         if events.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.inner.queue.audit_append(events.clone()).await {
+        if let Err(e) = self.inner.queue.audit().append(events.clone()).await {
             // Kept for the next try.
             let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
             let mut back = events;

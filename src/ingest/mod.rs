@@ -218,10 +218,12 @@ impl Ingest {
             reason.to_string(),
             payload.to_vec(),
         );
-        tokio::task::spawn_blocking(move || queue.reject(&device, &topic, &reason, &payload))
-            .await
-            .map_err(|e| IngestError::Store(e.to_string()))?
-            .map_err(IngestError::from)
+        tokio::task::spawn_blocking(move || {
+            queue.rejected().reject(&device, &topic, &reason, &payload)
+        })
+        .await
+        .map_err(|e| IngestError::Store(e.to_string()))?
+        .map_err(IngestError::from)
     }
 }
 
@@ -324,13 +326,13 @@ impl DeviceIngest {
             }
         }
         if !p.held.is_empty() {
-            let outcomes = queue.hold(p.held.clone()).await?;
+            let outcomes = queue.held().hold(p.held.clone()).await?;
             let held = std::mem::take(&mut p.held);
             self.count(&held, &outcomes, &mut p.outcome, true);
         }
         if !p.ready.is_empty() {
             let outcomes = if self.ingest.link.as_ref().is_some_and(|l| l.review) {
-                queue.to_review(p.ready.clone()).await?
+                queue.review().add(p.ready.clone()).await?
             } else {
                 queue.enqueue(p.ready.clone()).await?
             };

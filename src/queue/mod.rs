@@ -77,7 +77,6 @@ mod bytes;
 pub mod cipher;
 mod command;
 pub mod compact;
-mod compat;
 mod contexts;
 mod dedupe;
 mod handle;

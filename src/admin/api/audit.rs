@@ -53,7 +53,12 @@ pub(super) async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuer
         newest_first,
         cursor: q.cursor,
     };
-    let page = s.queue.audit_page(&query).map_err(|e| queue_err(&e))?;
+    let page = s
+        .queue
+        .audit()
+        .read(move |a| a.page(&query))
+        .await
+        .map_err(|e| queue_err(&e))?;
     let mut r = Json(page.entries).into_response();
     if let Some(next) = page
         .next

@@ -21,9 +21,11 @@ pub(super) struct DeadQuery {
 
 pub(super) async fn dead(State(s): State<AdminState>, Query(q): Query<DeadQuery>) -> Answer {
     let sink = q.sink.map(SinkId::new);
+    let limit = q.limit.unwrap_or(1000);
     let list = s
         .queue
-        .dead(sink.as_ref(), q.limit.unwrap_or(1000))
+        .read(move |q| q.dead(sink.as_ref(), limit))
+        .await
         .map_err(|e| queue_err(&e))?;
     Ok(Json(list).into_response())
 }

@@ -16,9 +16,12 @@ use crate::reading::PatientRef;
 
 pub(super) async fn held(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
     let now = OffsetDateTime::now_utc();
+    let limit = q.limit.unwrap_or(1000);
     let list = s
         .queue
-        .held(q.limit.unwrap_or(1000))
+        .held()
+        .read(move |h| h.list(limit))
+        .await
         .map_err(|e| queue_err(&e))?;
     let out: Vec<Value> = list
         .into_iter()
@@ -53,7 +56,7 @@ pub(super) async fn assign(
     let by = by_field(b.by)?;
     crate::context::check_patient(&b.patient).map_err(|e| context_err(&e))?;
     let masked = b.patient.masked();
-    match s.queue.assign_held(id, b.patient, by).await {
+    match s.queue.held().assign(id, b.patient, by).await {
         Ok(Some(r)) => {
             tracing::info!(reading = %id, patient = %masked, "held reading assigned");
             Ok(Json(json!({ "assigned": true, "reading": r })).into_response())
@@ -81,7 +84,7 @@ pub(super) async fn discard(
     if b.reason.trim().is_empty() {
         return Err(fail(StatusCode::BAD_REQUEST, "`reason` is required"));
     }
-    match s.queue.discard_held(id, b.reason, by).await {
+    match s.queue.held().discard(id, b.reason, by).await {
         Ok(Some(_)) => {
             tracing::info!(reading = %id, "held reading discarded");
             Ok(Json(json!({ "discarded": true })).into_response())

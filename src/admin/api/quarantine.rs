@@ -18,9 +18,12 @@ use crate::reading::PatientRef;
 /// `GET /api/quarantine`: the quarantined readings with their values and patient (behind the
 /// token, like the other patient-data calls).
 pub(super) async fn quarantine(State(s): State<AdminState>, Query(q): Query<Limit>) -> Answer {
+    let limit = q.limit.unwrap_or(1000);
     let list = s
         .queue
-        .quarantined(q.limit.unwrap_or(1000))
+        .quarantine()
+        .read(move |h| h.list(limit))
+        .await
         .map_err(|e| queue_err(&e))?;
     Ok(Json(list).into_response())
 }
@@ -67,7 +70,7 @@ pub(super) async fn release_quarantined(
         patient: b.patient,
         require_patient: s.mode == PatientMode::Hold,
     };
-    match s.queue.release_quarantined(id, req).await {
+    match s.queue.quarantine().release(id, req).await {
         Ok(Release::Released(r)) => {
             tracing::info!(reading = %id, "quarantined reading released");
             Ok(Json(json!({ "released": true, "reading": r })).into_response())
@@ -102,7 +105,7 @@ pub(super) async fn discard_quarantined(
     let b: Discard = parse_body(&body)?;
     let by = by_field(b.by)?;
     let reason = reason_field(b.reason)?;
-    match s.queue.discard_quarantined(id, by, reason).await {
+    match s.queue.quarantine().discard(id, by, reason).await {
         Ok(true) => {
             tracing::info!(reading = %id, "quarantined reading discarded");
             Ok(Json(json!({ "discarded": true })).into_response())
@@ -121,9 +124,12 @@ pub(super) async fn quarantine_summary(
     State(s): State<AdminState>,
     Query(q): Query<Limit>,
 ) -> Answer {
+    let limit = q.limit.unwrap_or(1000);
     let list = s
         .queue
-        .quarantined(q.limit.unwrap_or(1000))
+        .quarantine()
+        .read(move |h| h.list(limit))
+        .await
         .map_err(|e| queue_err(&e))?;
     let out: Vec<_> = list.iter().map(|e| e.summary()).collect();
     Ok(Json(out).into_response())

@@ -15,7 +15,7 @@ use crate::config::PatientMode;
 /// Ready when the queue is open and below its cap; else 503 with every reason.
 pub(super) async fn readyz(State(s): State<AdminState>) -> Response {
     let mut reasons = Vec::new();
-    match s.queue.stats() {
+    match s.queue.read(|q| q.stats()).await {
         Ok(st) if st.undelivered_bytes > st.max_bytes => reasons.push(format!(
             "queue full: {} of {} bytes of undelivered readings",
             st.undelivered_bytes, st.max_bytes
@@ -23,7 +23,16 @@ pub(super) async fn readyz(State(s): State<AdminState>) -> Response {
         Ok(_) => {}
         Err(e) => reasons.push(format!("queue: {e}")),
     }
-    reasons.extend(super::super::ready::ready_problems(&s));
+    // Reads the store (pending entries) and the file system: off the runtime's workers.
+    let state = s.clone();
+    match s
+        .queue
+        .read(move |_| Ok(super::super::ready::ready_problems(&state)))
+        .await
+    {
+        Ok(problems) => reasons.extend(problems),
+        Err(e) => reasons.push(format!("queue: {e}")),
+    }
     if reasons.is_empty() {
         Json(json!({ "ready": true })).into_response()
     } else {
@@ -40,8 +49,11 @@ pub(super) async fn status(
     signed_in: Option<axum::Extension<super::super::guard::SignedIn>>,
 ) -> Answer {
     let signed_in = signed_in.is_some_and(|e| e.0 .0);
-    let stats = s.queue.stats().map_err(|e| queue_err(&e))?;
-    let held = s.queue.held_count().map_err(|e| queue_err(&e))?;
+    let (stats, held) = s
+        .queue
+        .read(|q| Ok((q.stats()?, q.held().count()?)))
+        .await
+        .map_err(|e| queue_err(&e))?;
     let devices: Vec<Value> = s
         .devices
         .iter()
@@ -97,8 +109,11 @@ pub(super) async fn status(
 /// `GET /api/queue/stats`: what `vitalsd queue stats` prints (readings, quarantined, disk
 /// and per-sink pending/dead, plus the count of acknowledged undecodable MQTT payloads).
 pub(super) async fn queue_stats(State(s): State<AdminState>) -> Answer {
-    let stats = s.queue.stats().map_err(|e| queue_err(&e))?;
-    let rejected = s.queue.rejected_count().map_err(|e| queue_err(&e))?;
+    let (stats, rejected) = s
+        .queue
+        .read(|q| Ok((q.stats()?, q.rejected().count()?)))
+        .await
+        .map_err(|e| queue_err(&e))?;
     let mut v = serde_json::to_value(&stats).unwrap_or(Value::Null);
     if let Some(obj) = v.as_object_mut() {
         obj.insert("rejected_payloads".into(), rejected.into());

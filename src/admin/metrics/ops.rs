@@ -102,7 +102,7 @@ impl Ops {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    if let Ok(st) = queue.stats() {
+                    if let Ok(st) = queue.read(|q| q.stats()).await {
                         self.sample_depth(st.sinks.iter().map(|s| s.pending).sum());
                     }
                 }

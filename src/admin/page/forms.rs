@@ -31,7 +31,13 @@ pub(super) async fn page(
     signed_in: Option<Extension<SignedIn>>,
 ) -> Response {
     let signed_in = signed_in.is_some_and(|Extension(SignedIn(b))| b);
-    match render(&s, OffsetDateTime::now_utc(), signed_in) {
+    // The page reads the store (held, review, quarantine lists): rendered off the runtime.
+    let state = s.clone();
+    let html = s
+        .queue
+        .read(move |_| render(&state, OffsetDateTime::now_utc(), signed_in))
+        .await;
+    match html {
         Ok(html) => Html(html).into_response(),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
@@ -62,7 +68,7 @@ pub(super) async fn assign(
         return problem(StatusCode::BAD_REQUEST, &e.to_string());
     }
     let masked = patient.masked();
-    match s.queue.assign_held(id, patient, by).await {
+    match s.queue.held().assign(id, patient, by).await {
         Ok(Some(_)) => {
             tracing::info!(reading = %id, patient = %masked, "held reading assigned from the status page");
             back()
@@ -88,7 +94,7 @@ pub(super) async fn discard(
             "a reason and your name (by) are required",
         );
     }
-    match s.queue.discard_held(id, reason, by).await {
+    match s.queue.held().discard(id, reason, by).await {
         Ok(Some(_)) => {
             tracing::info!(reading = %id, "held reading discarded from the status page");
             back()

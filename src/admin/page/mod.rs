@@ -135,6 +135,7 @@ fn waiting_by_room(
 }
 
 /// The page's HTML, from the current state; `signed_in` shows the forms and the readings.
+/// Reads the store: call it off the runtime (`queue.read`), as the page handler does.
 pub fn render(
     s: &AdminState,
     now: OffsetDateTime,
@@ -145,9 +146,9 @@ pub fn render(
         zone: crate::pipeline::local_zone(),
     };
     let stats = s.queue.stats()?;
-    let held_count = s.queue.held_count()?;
+    let held_count = s.queue.held().count()?;
     let held = s.queue.held().list(200)?;
-    let review_list = s.queue.review_list(500)?;
+    let review_list = s.queue.review().list(500)?;
     let waiting = waiting_by_room(&review_list, &held);
     // Names and birth dates from a patient lookup only for a signed-in user.
     let views = if signed_in {

@@ -68,7 +68,7 @@ pub(super) fn quarantine_section(
         return Ok(());
     }
     h.push_str("<div class=\"scroll\"><table id=\"quarantine\"><tr><th>Since</th><th>Room</th><th>Device</th><th>Kind</th><th>Limit</th><th>Id</th></tr>");
-    for e in s.queue.quarantined(200)? {
+    for e in s.queue.quarantine().list(200)? {
         let limit = e.reason.split_whitespace().next().unwrap_or("—");
         let _ = write!(
             h,
