@@ -22,26 +22,35 @@
 //! - once the configured rooms are known ([`ContextStore::set_known_rooms`]), the admin API
 //!   and MQTT can name only those: an MQTT message for another room is dropped with a WARN
 //!   naming the room (and acknowledged), the API answers 404.
+//!
+//! This file holds the store, its checks, attribution and expiry; `change.rs` the context
+//! changes (set, refuse, confirm, clear, MQTT), `views.rs` what the status page shows.
 
 pub mod audit;
+mod change;
 pub mod history;
 pub mod lookup;
 pub mod quality;
+mod views;
+
+pub use views::RoomView;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::LookupUnavailable;
 use crate::queue::{Queue, QueueError};
 use crate::reading::{Flag, PatientRef, Reading};
-use audit::{AuditEvent, ContextSource};
+use audit::AuditEvent;
 use history::{Attribution, RoomHistory, Window};
-use lookup::{Answer, Lookup, LookupChoice, RefusalReason, Verification};
+use lookup::{Lookup, LookupChoice, RefusalReason};
+// The test module names it through `use super::*`, as it did before `change.rs` took the
+// code that uses it.
+#[cfg(test)]
+use audit::ContextSource;
 
 /// Why a context change was refused or not stored.
 #[derive(Debug, thiserror::Error)]
@@ -58,35 +67,6 @@ pub enum ContextError {
     /// The patient lookup refused the set; the room has no patient now. Names no identifier.
     #[error("patient not set: {0}")]
     Refused(RefusalReason),
-}
-
-/// What a room shows on the status page and `/api/status`: the patient MASKED.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoomView {
-    pub room: String,
-    /// `PatientRef::masked()` of the current patient, or `None`.
-    pub patient: Option<String>,
-    pub source: Option<ContextSource>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub since: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-    /// Whole seconds until `expires_at` (rounded down).
-    pub remaining_seconds: Option<u64>,
-    /// The device user (multi-user cuff or scale) the context maps.
-    pub user: Option<u8>,
-    /// How the current patient was confirmed: `record` (the record system's lookup found
-    /// exactly one Patient), `identifier_only` (set by identifier: no lookup configured, or
-    /// none possible), `none` (no patient).
-    pub verified: Verification,
-    /// The record's name and birth date: only in [`ContextStore::views_with_names`] (for
-    /// authenticated callers), never in [`ContextStore::views`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub birth_date: Option<String>,
-    /// The room's last scan refused by the lookup, while the room has no patient since.
-    pub last_refusal: Option<history::Refusal>,
 }
 
 /// The rooms' contexts; clones share one state.
@@ -180,18 +160,6 @@ fn check_room(room: &str) -> Result<(), ContextError> {
     Ok(())
 }
 
-/// The `[mqtt] patient_topic` message body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MqttContext {
-    id: String,
-    system: String,
-    #[serde(default)]
-    by: Option<String>,
-    #[serde(default)]
-    user: Option<u8>,
-}
-
 impl ContextStore {
     /// Loads the stored contexts of every room.
     pub fn open(queue: Queue, ttl: Duration) -> Result<Self, ContextError> {
@@ -255,242 +223,6 @@ impl ContextStore {
         match self.inner.known.read() {
             Ok(k) => k.as_ref().is_none_or(|set| set.contains(room)),
             Err(_) => false,
-        }
-    }
-
-    /// Applies `change` to `room` in memory (at once, so readings measured after it see it),
-    /// then stores the room's record with `events`, durably.
-    async fn change(
-        &self,
-        room: &str,
-        change: impl FnOnce(&mut RoomHistory) -> Vec<AuditEvent>,
-    ) -> Result<usize, ContextError> {
-        let _order = self.inner.writes.lock().await;
-        let (record, events) = {
-            let mut rooms = self.rooms();
-            let h = rooms.entry(room.to_string()).or_default();
-            let events = change(h);
-            if events.is_empty() {
-                return Ok(0);
-            }
-            let record = serde_json::to_vec(&*h).map_err(|e| {
-                ContextError::Store(QueueError::Corrupt {
-                    key: room.to_string(),
-                    reason: e.to_string(),
-                })
-            })?;
-            (record, events)
-        };
-        let n = events.len();
-        self.inner
-            .queue
-            .contexts()
-            .save(room, Some(record), events)
-            .await?;
-        Ok(n)
-    }
-
-    /// Sets `room`'s patient from `at` on (replacing any current one), mapping the device
-    /// `user` if given, audited with `source` and `by`.
-    pub async fn set(
-        &self,
-        room: &str,
-        patient: PatientRef,
-        user: Option<u8>,
-        source: ContextSource,
-        by: &str,
-        at: OffsetDateTime,
-    ) -> Result<(), ContextError> {
-        check_room(room)?;
-        check_patient(&patient)?;
-        check_user(user)?;
-        // While the record system is asked, readings of the room's other devices that may be
-        // from after the scan are held as ambiguous, never given the previous patient.
-        // The mark ends with the lookup's refusal, or as soon as the new context is in memory.
-        let (record, verified, checking) = match self.lookup() {
-            None => (None, None, None),
-            Some(lookup) => {
-                let checking = Checking::start(&self.inner, room, at);
-                match lookup.check(&patient).await {
-                    Answer::Found(record) => {
-                        (Some(record), Some(Verification::Record), Some(checking))
-                    }
-                    Answer::NotFound => {
-                        return self
-                            .refuse(patient, RefusalReason::NotFound, source, by, checking)
-                            .await
-                    }
-                    Answer::Ambiguous => {
-                        return self
-                            .refuse(patient, RefusalReason::Ambiguous, source, by, checking)
-                            .await
-                    }
-                    Answer::Unavailable(reason) => {
-                        tracing::warn!(%room, %reason, "patient lookup: the record system did not answer");
-                        if lookup.on_unavailable() == LookupUnavailable::Hold {
-                            return self
-                                .refuse(patient, RefusalReason::Unavailable, source, by, checking)
-                                .await;
-                        }
-                        (None, Some(Verification::IdentifierOnly), Some(checking))
-                    }
-                }
-            }
-        };
-        tracing::info!(%room, patient = %patient.masked(), ?user, %source, ?verified, "patient context set");
-        self.change(room, |h| {
-            h.set(patient.clone(), user, source, by, at);
-            let record_id = record.as_ref().map(|r| r.id.clone());
-            h.mark_last(record, verified == Some(Verification::IdentifierOnly));
-            drop(checking);
-            let mut events = vec![AuditEvent::ContextSet {
-                room: room.to_string(),
-                patient,
-                source,
-                by: by.to_string(),
-            }];
-            if let Some(verified) = verified {
-                events.push(AuditEvent::ContextLookedUp {
-                    room: room.to_string(),
-                    verified,
-                    record: record_id,
-                });
-            }
-            if let Some(user) = user {
-                events.push(AuditEvent::ContextUserMapped {
-                    room: room.to_string(),
-                    user,
-                    source,
-                    by: by.to_string(),
-                });
-            }
-            events
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// The lookup refused a set: the room's open context ends at `at`, the refusal is stored
-    /// and audited; always `Err(Refused)`.
-    async fn refuse(
-        &self,
-        patient: PatientRef,
-        reason: RefusalReason,
-        source: ContextSource,
-        by: &str,
-        checking: Checking<'_>,
-    ) -> Result<(), ContextError> {
-        let (room, at) = (checking.room.clone(), checking.at);
-        let room = room.as_str();
-        tracing::warn!(%room, %source, reason = %reason.as_str(), "patient not set: {reason}; the room has no patient and its readings are held");
-        let ttl = self.inner.ttl;
-        self.change(room, |h| {
-            h.refuse(at, ttl, reason);
-            drop(checking);
-            vec![AuditEvent::ContextRefused {
-                room: room.to_string(),
-                patient,
-                reason,
-                source,
-                by: by.to_string(),
-            }]
-        })
-        .await?;
-        Err(ContextError::Refused(reason))
-    }
-
-    /// `by` confirms at `at` that `room`'s current patient is still there: the context stays
-    /// valid `context_ttl` from `at`. Returns `false` (nothing changed) when the room has no
-    /// valid context.
-    pub async fn confirm(
-        &self,
-        room: &str,
-        by: &str,
-        at: OffsetDateTime,
-    ) -> Result<bool, ContextError> {
-        check_room(room)?;
-        let ttl = self.inner.ttl;
-        let n = self
-            .change(room, |h| match h.confirm(at, ttl) {
-                Some(patient) => vec![AuditEvent::ContextConfirmed {
-                    room: room.to_string(),
-                    patient,
-                    by: by.to_string(),
-                }],
-                None => Vec::new(),
-            })
-            .await?;
-        if n > 0 {
-            tracing::info!(%room, "patient context confirmed");
-        }
-        Ok(n > 0)
-    }
-
-    /// Clears `room`'s patient at `at`; returns whether a valid context was cleared.
-    pub async fn clear(
-        &self,
-        room: &str,
-        source: ContextSource,
-        by: &str,
-        at: OffsetDateTime,
-    ) -> Result<bool, ContextError> {
-        check_room(room)?;
-        let ttl = self.inner.ttl;
-        let n = self
-            .change(room, |h| {
-                // A shown refusal is cleared (and stored) too.
-                let refused = h.refused.is_some();
-                if !h.clear(at, ttl) && !refused {
-                    return Vec::new();
-                }
-                vec![AuditEvent::ContextCleared {
-                    room: room.to_string(),
-                    source,
-                    by: by.to_string(),
-                }]
-            })
-            .await?;
-        if n > 0 {
-            tracing::info!(%room, %source, "patient context cleared");
-        }
-        Ok(n > 0)
-    }
-
-    /// A retained `[mqtt] patient_topic` message for `room` (the topic's `+` level): JSON
-    /// `{"id": "...", "system": "...", "by": optional, "user": optional device user}`; an
-    /// empty payload clears the room.
-    /// The MQTT source calls this, and acknowledges the message after it returns `Ok`.
-    /// A room no configured device is in is ignored (`Ok`, so the message is acknowledged).
-    pub async fn set_from_mqtt(&self, room: &str, payload: &[u8]) -> Result<(), ContextError> {
-        if !self.is_known_room(room) {
-            tracing::warn!(%room, "MQTT patient context for a room no configured device is in; ignored");
-            return Ok(());
-        }
-        let now = OffsetDateTime::now_utc();
-        if payload.iter().all(u8::is_ascii_whitespace) {
-            self.clear(room, ContextSource::Mqtt, "mqtt", now).await?;
-            return Ok(());
-        }
-        let m: MqttContext = serde_json::from_slice(payload).map_err(|e| {
-            // serde_json's own message may quote the value: report only the kind and place.
-            ContextError::BadPatient(format!(
-                "expected JSON {{\"id\", \"system\"}} ({:?} error at column {})",
-                e.classify(),
-                e.column()
-            ))
-        })?;
-        let by = m.by.unwrap_or_else(|| "mqtt".to_string());
-        let patient = PatientRef {
-            id: m.id,
-            system: m.system,
-        };
-        match self
-            .set(room, patient, m.user, ContextSource::Mqtt, &by, now)
-            .await
-        {
-            // Stored and audited: the message is handled.
-            Err(ContextError::Refused(_)) => Ok(()),
-            other => other,
         }
     }
 
@@ -619,53 +351,6 @@ impl ContextStore {
                 tracing::warn!(error = %e, "cannot record patient lookup fallbacks; will try again");
             }
         }
-    }
-
-    /// Every known room with its current patient, masked (no name, no birth date).
-    pub fn views(&self, now: OffsetDateTime) -> Vec<RoomView> {
-        self.room_views(now, false)
-    }
-
-    /// Every known room with its current patient masked, plus the record's name and birth
-    /// date when a lookup found them: only for authenticated callers.
-    pub fn views_with_names(&self, now: OffsetDateTime) -> Vec<RoomView> {
-        self.room_views(now, true)
-    }
-
-    fn room_views(&self, now: OffsetDateTime, names: bool) -> Vec<RoomView> {
-        let ttl = self.inner.ttl;
-        self.rooms()
-            .iter()
-            .map(|(room, h)| {
-                let cur = h.current(now, ttl);
-                let expires_at = cur.map(|e| e.end(ttl));
-                RoomView {
-                    room: room.clone(),
-                    patient: cur.map(|e| e.patient.masked()),
-                    source: cur.map(|e| e.source),
-                    since: cur.map(|e| e.from),
-                    expires_at,
-                    remaining_seconds: expires_at
-                        .map(|t| u64::try_from((t - now).whole_seconds()).unwrap_or(0)),
-                    user: cur.and_then(|e| e.user),
-                    verified: match cur {
-                        None => Verification::None,
-                        Some(e) if e.record.is_some() => Verification::Record,
-                        Some(e) if e.unverified => Verification::IdentifierOnly,
-                        Some(_) => Verification::Scanned,
-                    },
-                    name: cur
-                        .filter(|_| names)
-                        .and_then(|e| e.record.as_ref())
-                        .and_then(|r| r.display_name()),
-                    birth_date: cur
-                        .filter(|_| names)
-                        .and_then(|e| e.record.as_ref())
-                        .and_then(|r| r.birth_date.clone()),
-                    last_refusal: h.refused.filter(|_| cur.is_none()),
-                }
-            })
-            .collect()
     }
 }
 
