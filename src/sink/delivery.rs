@@ -23,10 +23,11 @@
 //! the next scheduled retry, or cancellation (plus a long safety-net timer against a missed
 //! notification). On cancel it sends nothing new, finishes and settles every batch in flight,
 //! then returns.
+//!
+//! This file is the loop and its in-flight bookkeeping; `seam.rs` holds the queue operations
+//! it needs ([`DeliveryQueue`]), `settle.rs` the pure decisions from a batch's outcomes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RetryPolicy, Sink};
-use crate::queue::{Pending, Queue, QueueError, Settle};
+use crate::queue::{Queue, QueueError};
 use crate::reading::{Reading, ReadingId, SinkId};
 use crate::status::SinkStatus;
+
+mod seam;
+mod settle;
+
+pub use seam::DeliveryQueue;
+use settle::{honour_retry_after, plan, record, unsigned, Health};
+// The test module names it through `use super::*`, as it did before `settle.rs` took the
+// code that uses it.
+#[cfg(test)]
+use crate::queue::Settle;
 
 /// A reading a sink delivered (for the demo's readable line and the status page).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,101 +66,6 @@ pub struct Reporting {
     pub events: Option<broadcast::Sender<DeliveryEvent>>,
     /// The sink's live health, updated on every batch outcome.
     pub status: Option<Arc<SinkStatus>>,
-}
-
-/// The queue operations the loop needs; [`Queue`] implements it, tests use a fake.
-pub trait DeliveryQueue: Send + Sync {
-    /// Due entries; reads the store, so [`Queue`] runs it on the blocking pool.
-    fn pending<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        max: usize,
-        now: OffsetDateTime,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>>;
-    /// Up to `max` due entries whose reading is not in `skip` (the batches in flight), oldest
-    /// first. The default asks [`DeliveryQueue::pending`] for `max + skip.len()` and drops the
-    /// skipped ones: the entries in flight are still pending and among the oldest due.
-    fn pending_excluding<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        max: usize,
-        now: OffsetDateTime,
-        skip: &'a HashSet<ReadingId>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
-        Box::pin(async move {
-            if skip.is_empty() {
-                return self.pending(sink, max, now).await;
-            }
-            let mut due = self.pending(sink, max + skip.len(), now).await?;
-            due.retain(|p| p.reading.id.is_none_or(|id| !skip.contains(&id)));
-            due.truncate(max);
-            Ok(due)
-        })
-    }
-    fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError>;
-    fn settle<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        results: Vec<(ReadingId, Settle)>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>>;
-    fn wait_new<'a>(&'a self, sink: &'a SinkId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-}
-
-impl DeliveryQueue for Queue {
-    fn pending<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        max: usize,
-        now: OffsetDateTime,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
-        let (queue, sink) = (self.clone(), sink.clone());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || queue.pending(&sink, max, now))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
-                        "reading pending entries failed: {e}"
-                    ))))
-                })
-        })
-    }
-    fn pending_excluding<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        max: usize,
-        now: OffsetDateTime,
-        skip: &'a HashSet<ReadingId>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'a>> {
-        if skip.is_empty() {
-            return DeliveryQueue::pending(self, sink, max, now);
-        }
-        // The blocking pool needs owned values: the ids in flight are copied (at most
-        // `concurrency × batch_size` of them).
-        let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || queue.pending_excluding(&sink, max, now, &skip))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
-                        "reading pending entries failed: {e}"
-                    ))))
-                })
-        })
-    }
-    fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
-        Queue::next_due(self, sink)
-    }
-    fn settle<'a>(
-        &'a self,
-        sink: &'a SinkId,
-        results: Vec<(ReadingId, Settle)>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>> {
-        // Each final answer is also written to the audit log, in the same batch.
-        Box::pin(Queue::settle_audited(self, sink, results))
-    }
-    fn wait_new<'a>(&'a self, sink: &'a SinkId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(Queue::wait_new(self, sink))
-    }
 }
 
 /// The wall clock the loop schedules retries with (injectable so tests run on paused time).
@@ -473,162 +389,6 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
         let until = Instant::now() + wait;
         self.hold_until = Some(self.hold_until.map_or(until, |u| u.max(until)));
     }
-}
-
-/// What the loop remembers between batches.
-#[derive(Default)]
-struct Health {
-    /// Batches in a row where every reading got `Retry` (0 = the sink works).
-    consecutive_failures: u32,
-    down_since: Option<OffsetDateTime>,
-    /// Per-reading failures while the sink itself worked. Entries leave on settle.
-    reading_failures: HashMap<ReadingId, u32>,
-    queue_errors: u32,
-}
-
-/// The queue decisions for one delivered batch.
-struct Plan {
-    settles: Vec<(ReadingId, Settle)>,
-    delivered: Vec<Reading>,
-    /// Set when the whole sink must wait before the next batch.
-    sink_backoff: Option<Duration>,
-}
-
-/// `failures_at_send` is `health.consecutive_failures` when the batch was sent: an all-retry
-/// batch sent before the latest whole-batch failure was recorded shares that failure's backoff
-/// instead of lengthening it (with one batch in flight the two are always equal).
-fn plan(
-    id: &SinkId,
-    batch: &[Reading],
-    mut outcomes: Vec<Outcome>,
-    policy: &RetryPolicy,
-    health: &mut Health,
-    now: OffsetDateTime,
-    failures_at_send: u32,
-) -> Plan {
-    if outcomes.len() != batch.len() {
-        tracing::error!(sink = %id, readings = batch.len(), outcomes = outcomes.len(),
-            "sink broke its contract: one outcome per reading; retrying the rest");
-        let reason = format!(
-            "sink returned {} outcomes for {} readings",
-            outcomes.len(),
-            batch.len()
-        );
-        outcomes.resize(batch.len(), Outcome::Retry(reason));
-    }
-    let all_retry = outcomes.iter().all(Outcome::is_retry);
-    let mut plan = Plan {
-        settles: Vec::with_capacity(batch.len()),
-        delivered: Vec::new(),
-        sink_backoff: None,
-    };
-    if all_retry {
-        if health.consecutive_failures == failures_at_send {
-            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        }
-        let wait = policy.delay(health.consecutive_failures);
-        let first_reason = match &outcomes[0] {
-            Outcome::Retry(r) => r.as_str(),
-            _ => "",
-        };
-        if health.down_since.is_none() {
-            health.down_since = Some(now);
-            tracing::warn!(sink = %id, reason = first_reason, readings = batch.len(),
-                "sink is failing; holding readings in the queue and backing off");
-        } else {
-            tracing::debug!(sink = %id, failures = health.consecutive_failures,
-                retry_in = ?wait, reason = first_reason, "sink still failing");
-        }
-        let at = now + wait;
-        for (p, o) in batch.iter().zip(outcomes) {
-            if let (Some(rid), Outcome::Retry(reason)) = (p.id, o) {
-                plan.settles.push((rid, Settle::Retry { at, reason }));
-            }
-        }
-        plan.sink_backoff = Some(wait);
-        return plan;
-    }
-
-    if let Some(since) = health.down_since.take() {
-        tracing::info!(sink = %id, failed_batches = health.consecutive_failures,
-            down_for = %humantime::format_duration(unsigned(now - since)), "sink recovered");
-    }
-    health.consecutive_failures = 0;
-    for (p, o) in batch.iter().zip(outcomes) {
-        let Some(rid) = p.id else {
-            tracing::error!(sink = %id, "pending reading without id cannot be settled");
-            continue;
-        };
-        let settle = match o {
-            Outcome::Delivered => {
-                health.reading_failures.remove(&rid);
-                plan.delivered.push(p.clone());
-                Settle::Delivered
-            }
-            Outcome::Rejected(reason) => {
-                health.reading_failures.remove(&rid);
-                tracing::warn!(sink = %id, reading = %rid, reason = %reason, "reading rejected; moved to dead-letter");
-                Settle::Dead { reason }
-            }
-            Outcome::Retry(reason) => {
-                let n = health.reading_failures.entry(rid).or_insert(0);
-                *n = n.saturating_add(1);
-                let attempts = *n;
-                if attempts >= policy.max_attempts_per_reading {
-                    health.reading_failures.remove(&rid);
-                    tracing::warn!(sink = %id, reading = %rid, attempts, reason = %reason,
-                        "giving up on reading; moved to dead-letter");
-                    Settle::Dead {
-                        reason: format!("gave up after {attempts} attempts: {reason}"),
-                    }
-                } else {
-                    let at = now + policy.delay(attempts);
-                    tracing::debug!(sink = %id, reading = %rid, attempts, "reading will be retried");
-                    Settle::Retry { at, reason }
-                }
-            }
-        };
-        plan.settles.push((rid, settle));
-    }
-    plan
-}
-
-/// Records one batch's outcome in the sink's status: a whole-batch retry is a failure (with
-/// its first reason); otherwise the receiver answered, and each dead-lettered reading is an
-/// error too.
-fn record(status: &SinkStatus, plan: &Plan, now: OffsetDateTime) {
-    if plan.sink_backoff.is_some() {
-        let reason = plan.settles.iter().find_map(|(_, s)| match s {
-            Settle::Retry { reason, .. } => Some(reason.as_str()),
-            _ => None,
-        });
-        status.failed(now, reason.unwrap_or("every reading to retry"));
-        return;
-    }
-    status.answered(now, !plan.delivered.is_empty());
-    for (_, settle) in &plan.settles {
-        if let Settle::Dead { reason } = settle {
-            status.dead_lettered(now, reason);
-        }
-    }
-}
-
-/// Moves every retry of `plan` to `now + hint` at the earliest (the receiver's `Retry-After`).
-fn honour_retry_after(plan: &mut Plan, now: OffsetDateTime, hint: Option<Duration>) {
-    let Some(hint) = hint else { return };
-    let floor = now + hint;
-    for (_, settle) in &mut plan.settles {
-        if let Settle::Retry { at, .. } = settle {
-            *at = (*at).max(floor);
-        }
-    }
-    if let Some(wait) = &mut plan.sink_backoff {
-        *wait = (*wait).max(hint);
-    }
-}
-
-fn unsigned(d: time::Duration) -> Duration {
-    Duration::try_from(d).unwrap_or(Duration::ZERO)
 }
 
 /// Waits for a new entry, the next scheduled retry, or cancellation.
