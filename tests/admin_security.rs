@@ -11,79 +11,17 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{with_token, Daemon, AUTH, TOKEN};
+use support::{call, request, Admin, Daemon, DaemonBuilder, Device, AUTH, TOKEN};
 
 /// A config with an MLLP monitor in `exam-1` (no serial port needed) and a file sink;
 /// `extra` goes into `[daemon]`.
 fn config(tmp: &Path, extra: &str, token: bool) -> PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n{extra}\n\n\
-         [[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-1\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        tmp.join("data"),
-        tmp.join("outbox"),
-    );
-    let cfg = if token { with_token(&cfg, tmp) } else { cfg };
-    let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
-}
-
-/// One answer: status, lower-cased head, body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.head
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
-    }
-}
-
-/// One request with an explicit `Host`.
-fn request(
-    addr: &str,
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Answer {
-    let mut s = TcpStream::connect(addr).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Answer {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
-}
-
-fn call(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    request(addr, addr, method, path, headers, body)
+    DaemonBuilder::new(tmp)
+        .admin(if token { Admin::Token } else { Admin::Open })
+        .daemon(extra)
+        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0"))
+        .outbox("reading")
+        .write()
 }
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
