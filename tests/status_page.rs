@@ -67,7 +67,7 @@ fn dump_dom(url: &str, profile: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// A plain HTTP/1.1 request with extra headers; returns the status, the raw head and the body.
+/// A plain HTTP/1.1 request with extra headers; returns the status, the head and the body.
 fn http(
     addr: &str,
     method: &str,
@@ -75,28 +75,8 @@ fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_string(), body.to_string())
+    let a = support::call(addr, method, path, headers, body);
+    (a.status, a.head, a.body)
 }
 
 fn held_ids(addr: &str) -> Vec<String> {
