@@ -42,9 +42,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables (e.g. `TZ`).
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
             .env(KEY_ENV, store_key_file())
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
