@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon_builder;
+mod daemon_tables;
 pub mod mosquitto;
 pub mod pty;
 
