@@ -283,7 +283,8 @@ mod with_lookup {
     use crate::context::lookup::{
         Directory, LookupChoice, RefusalReason, SearchFuture, Verification,
     };
-    use crate::reading::{PatientRecord, ReadingId};
+    use crate::model::fixtures;
+    use crate::reading::{Kind, PatientRecord};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A record system: "A" is one Patient, "TWIN" two, anything else none; `down` answers
@@ -328,16 +329,11 @@ mod with_lookup {
     }
 
     fn reading(at: OffsetDateTime) -> Reading {
-        let json = format!(
-            r#"{{"id":null,"device":{{"id":"ox","driver":"nonin-ascii"}},"room":"exam-1",
-            "patient":null,"kind":"spo2","observed_at":"{0}","received_at":"{0}",
-            "device_time":null,"values":[],"flags":[]}}"#,
-            at.format(&time::format_description::well_known::Rfc3339)
-                .unwrap()
-        );
-        let mut r: Reading = serde_json::from_str(&json).unwrap();
-        r.id = Some(ReadingId::new());
-        r
+        fixtures::reading(Kind::Spo2)
+            .device("ox", "nonin-ascii")
+            .room(Some("exam-1"))
+            .at(at)
+            .build()
     }
 
     fn attached(c: &ContextStore, at: OffsetDateTime) -> Reading {

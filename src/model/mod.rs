@@ -13,10 +13,13 @@
 //! - [`units`]: UCUM unit checks and exact conversions;
 //! - [`plausibility`]: the physiological limits and the flags they give;
 //! - [`time`], [`zone`]: device times on the time line, the device's [`NormalizeContext`];
-//! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity.
+//! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity;
+//! - `fixtures` (tests only): readings for the unit tests of every stage.
 
 pub mod codes;
 pub mod ecg_options;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod hl7;
 pub mod message;
 pub mod options;

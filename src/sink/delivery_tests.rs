@@ -14,7 +14,8 @@ use std::time::Instant;
 use time::macros::datetime;
 
 use super::*;
-use crate::reading::{DeviceId, DeviceInfo, Kind};
+use crate::model::fixtures;
+use crate::reading::Kind;
 use crate::sink::delivery_fake::{FakeQueue, State};
 use crate::sink::DeliverFuture;
 
@@ -81,26 +82,9 @@ impl Sink for ScriptedSink {
 }
 
 fn reading(device: &str) -> Reading {
-    let t = datetime!(2026-11-27 12:00 UTC);
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new(device),
-            driver: "json".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::HeartRate,
-        observed_at: t,
-        received_at: t,
-        device_time: None,
-        values: Vec::new(),
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::reading(Kind::HeartRate)
+        .device(device, "json")
+        .build()
 }
 
 /// The policy of the pure `plan` tests (no real waiting happens there).
