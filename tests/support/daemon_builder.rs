@@ -228,9 +228,14 @@ impl DaemonBuilder {
 
     /// Writes the config and starts the daemon, logging to `<dir>/log`.
     pub fn start(self) -> Running {
+        self.start_with_env(&[])
+    }
+
+    /// [`start`](Self::start) with more environment variables ([`Daemon::start_with_env`]).
+    pub fn start_with_env(self, env: &[(&str, &str)]) -> Running {
         let config = self.write();
         let log = self.dir.join("log");
-        let daemon = Daemon::start(&config, &log);
+        let daemon = Daemon::start_with_env(&config, &log, env);
         let outbox = self
             .sinks
             .iter()

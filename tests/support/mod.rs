@@ -46,15 +46,20 @@ impl Daemon {
         Self::start_with_env(config, log, &[])
     }
 
-    /// [`start`](Self::start) with more environment variables (e.g. `TZ`).
+    /// [`start`](Self::start) with more environment variables (e.g. `TZ`). The daemon never
+    /// inherits the service manager's variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) of whoever
+    /// runs the tests; a test sets them here.
     pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
             .env(KEY_ENV, store_key_file())
-            .envs(env.iter().copied())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
