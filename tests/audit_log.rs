@@ -52,21 +52,11 @@ fn start(cfg: &Path, log: &Path, clock: &str) -> Daemon {
 }
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(support::KEY_ENV, support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(cfg, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 fn set_patient(admin: &str, mrn: &str) {

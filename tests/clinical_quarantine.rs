@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
@@ -17,21 +17,11 @@ fn bp(systolic: u32, at: &str) -> String {
 }
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(cfg, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 /// A config with the json device `bridge` in `exam-2` on `serial` and the file sink `outbox`

@@ -54,11 +54,7 @@ fn config(
 }
 
 fn vitalsd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd(args)
 }
 
 #[test]

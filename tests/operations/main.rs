@@ -152,21 +152,11 @@ fn bp_line(systolic: u32, at: &str) -> String {
 }
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(support::KEY_ENV, support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(cfg, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 /// Runs a command that must succeed; its stdout.

@@ -10,7 +10,6 @@ mod sinks;
 mod storms;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -126,13 +125,7 @@ fn nonin(hr: u32) -> Vec<u8> {
 
 /// `vitalsd <args> --config <config>` with the daemon stopped; its stdout.
 fn vitalsd(args: &[&str], config: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = support::vitalsd_with_config(config, args);
     assert!(
         out.status.success(),
         "{}",

@@ -131,6 +131,32 @@ impl Drop for Daemon {
     }
 }
 
+/// `vitalsd ARGS` with the tests' store key; its output.
+pub fn vitalsd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(KEY_ENV, store_key_file())
+        .args(args)
+        .output()
+        .expect("run vitalsd")
+}
+
+/// `vitalsd ARGS --config CONFIG` with the tests' store key; its output.
+pub fn vitalsd_with_config(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--config");
+    all.push(config.to_str().expect("UTF-8 config path"));
+    vitalsd(&all)
+}
+
+/// A command's stdout, then its stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// The admin token the tests configure with [`with_token`].
 pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
 /// The header that carries [`TOKEN`], for the admin API's protected calls.
