@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
+use support::{http, outbox_lines, wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 
 fn bp(systolic: u32, at: &str) -> String {
     format!(
@@ -27,18 +27,17 @@ fn text(o: &Output) -> String {
 /// A config with the json device `bridge` in `exam-2` on `serial` and the file sink `outbox`
 /// writing canonical readings.
 fn config(dir: &Path, serial: &Path, admin: &str, mode: &str) -> std::path::PathBuf {
-    let s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"{admin}\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"{mode}\"\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-2\"\n\
-         serial = {{ path = {serial:?} }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        dir.join("data"),
-        dir.join("outbox"),
-    );
-    let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, with_token(&s, dir)).expect("config");
-    path
+    let admin = match admin {
+        "" => Admin::Off,
+        "127.0.0.1:0" => Admin::Token,
+        other => panic!("no test listens on {other}"),
+    };
+    DaemonBuilder::new(dir)
+        .admin(admin)
+        .patient_mode(mode)
+        .device(Device::serial("bridge", "json", "exam-2", serial))
+        .outbox("reading")
+        .write()
 }
 
 fn systolic(line: &serde_json::Value) -> Option<i64> {
