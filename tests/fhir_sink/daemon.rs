@@ -4,19 +4,17 @@ use super::server::*;
 use super::*;
 
 fn daemon_config(tmp: &Path, pty: &Path, addr: SocketAddr) -> PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\
-         clock_skew_tolerance = \"1s\"\n\n\
-         [patient]\nmode = \"hold\"\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-2\"\nserial = {{ path = {:?} }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://{addr}/fhir\"\nbatch_size = 2\ntimeout = \"5s\"\n",
-        tmp.join("data"),
-        pty
-    );
-    let cfg = support::with_token(&cfg, tmp);
-    let path = tmp.join("vitalsd.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    support::DaemonBuilder::new(tmp)
+        .admin(support::Admin::Token)
+        .daemon("clock_skew_tolerance = \"1s\"")
+        .patient_mode("hold")
+        .device(support::Device::serial("bridge", "json", "exam-2", pty))
+        .sink(
+            support::Sink::fhir("ehr", &format!("http://{addr}/fhir"))
+                .line("batch_size = 2")
+                .line("timeout = \"5s\""),
+        )
+        .write()
 }
 
 #[test]

@@ -4,31 +4,21 @@
 use super::receiver::*;
 use super::*;
 
-fn daemon_config(data: &std::path::Path, pty: &std::path::Path, addr: SocketAddr) -> String {
-    format!(
-        r#"[daemon]
-data_dir = {data:?}
-admin_listen = ""
-shutdown_timeout = "5s"
-
-[patient]
-mode = "location"
-
-[[device]]
-id = "bridge"
-driver = "json"
-room = "exam-2"
-serial = {{ path = {pty:?} }}
-
-[[sink]]
-id = "engine"
-type = "hl7-mllp"
-address = "{addr}"
-ack_timeout = "1s"
-sending_application = "VITALSD_EAST"
-receiving_application = "EHR"
-"#
-    )
+fn daemon_config(
+    dir: &std::path::Path,
+    pty: &std::path::Path,
+    addr: SocketAddr,
+) -> std::path::PathBuf {
+    support::DaemonBuilder::new(dir)
+        .patient_mode("location")
+        .device(support::Device::serial("bridge", "json", "exam-2", pty))
+        .sink(
+            support::Sink::mllp("engine", &addr.to_string())
+                .line("ack_timeout = \"1s\"")
+                .line("sending_application = \"VITALSD_EAST\"")
+                .line("receiving_application = \"EHR\""),
+        )
+        .write()
 }
 
 fn bp_line(i: u32) -> String {
@@ -53,12 +43,7 @@ fn the_daemon_restarted_after_partial_delivery_delivers_the_rest_exactly_once() 
         }
     });
     let pty = Pty::new();
-    let cfg = tmp.path().join("vitalsd.toml");
-    std::fs::write(
-        &cfg,
-        daemon_config(&tmp.path().join("data"), &pty.path, rx.addr),
-    )
-    .expect("cfg");
+    let cfg = daemon_config(tmp.path(), &pty.path, rx.addr);
     let wait = |what: &str, cond: &dyn Fn() -> bool| {
         let until = Instant::now() + Duration::from_secs(20);
         while !cond() {
