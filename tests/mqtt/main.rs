@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::mosquitto::{free_port, Mosquitto};
-use support::{outbox_lines, wait_outbox, Daemon};
+use support::{outbox_lines, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: the broker, publishers, configs.
@@ -111,26 +111,6 @@ fn weights(outbox: &Path) -> Vec<i64> {
 /// A BLE Temperature Measurement (0x2A1C): Celsius, FLOAT 36.6, no time stamp.
 const TEMP_2A1C: [u8; 5] = [0x00, 0x6e, 0x01, 0x00, 0xff];
 
-const DEVICES: &str = r#"
-[[device]]
-id = "cuff"
-driver = "ble-gatt"
-room = "exam-3"
-mqtt = { topic = "gw/exam3/+", payload = "binary" }
-
-[[device]]
-id = "bridge"
-driver = "json"
-room = "exam-4"
-mqtt = { topic = "bridge/exam4", payload = "json" }
-
-[[device]]
-id = "thermo-hex"
-driver = "ble-gatt"
-room = "exam-5"
-mqtt = { topic = "gw/exam5/+", payload = "hex" }
-"#;
-
 struct Setup {
     tmp: tempfile::TempDir,
     data: PathBuf,
@@ -148,16 +128,35 @@ impl Setup {
     /// Writes a config and returns its path. `mqtt_extra` goes into `[mqtt]`, `daemon_extra`
     /// into `[daemon]`.
     fn config(&self, name: &str, url: &str, mqtt_extra: &str, daemon_extra: &str) -> PathBuf {
-        let text = format!(
-            "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n{daemon_extra}\n\n\
-             [patient]\nmode = \"location\"\n\n\
-             [mqtt]\nurl = \"{url}\"\nclient_id = \"vitalsd-{name}\"\n{mqtt_extra}\n{DEVICES}\n\
-             [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-            self.data, self.outbox
-        );
-        let path = self.tmp.path().join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        path
+        DaemonBuilder::new(self.tmp.path())
+            .data_dir(&self.data)
+            .daemon(daemon_extra)
+            .patient_mode("location")
+            .mqtt(url, &format!("vitalsd-{name}"))
+            .mqtt_line(mqtt_extra)
+            .device(Device::mqtt(
+                "cuff",
+                "ble-gatt",
+                "exam-3",
+                "gw/exam3/+",
+                "binary",
+            ))
+            .device(Device::mqtt(
+                "bridge",
+                "json",
+                "exam-4",
+                "bridge/exam4",
+                "json",
+            ))
+            .device(Device::mqtt(
+                "thermo-hex",
+                "ble-gatt",
+                "exam-5",
+                "gw/exam5/+",
+                "hex",
+            ))
+            .sink(Sink::file("outbox", &self.outbox, "reading"))
+            .write_as(&format!("{name}.toml"))
     }
 
     fn daemon(&self, config: &Path, log: &str) -> Daemon {
@@ -167,12 +166,7 @@ impl Setup {
     }
 
     fn rejected_payloads(&self, config: &Path) -> u64 {
-        let out = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-            .env(crate::support::KEY_ENV, crate::support::store_key_file())
-            .args(["queue", "stats", "--config"])
-            .arg(config)
-            .output()
-            .unwrap();
+        let out = support::vitalsd_with_config(config, &["queue", "stats"]);
         assert!(
             out.status.success(),
             "{}",
