@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use fhir_servers::{wait_until, Medplum};
 use serde_json::{json, Value};
-use support::{http, Daemon, Pty, AUTH};
+use support::{http, Admin, Daemon, DaemonBuilder, Device, Pty, Sink, AUTH};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
@@ -138,22 +138,22 @@ impl Rig {
     /// As [`Self::start`]; `review` turns on review before filing.
     fn start_with(&self, base_url: &str, unavailable: &str, review: bool) -> Daemon {
         let dir = self.tmp.path();
-        let cfg = format!(
-            "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-             [patient]\nlookup = \"ehr\"\nlookup_unavailable = \"{unavailable}\"\nreview = {review}\n\n\
-             [[device]]\nid = \"scan1\"\ndriver = \"barcode\"\nroom = \"exam-1\"\n\
-             serial = {{ path = {scan:?} }}\noptions = {{ system = {SYSTEM:?} }}\n\n\
-             [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\n\
-             serial = {{ path = {ox:?} }}\noptions = {{ report = \"every\" }}\n\n\
-             [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"{base_url}\"\ntimeout = \"2s\"\n\n\
-             [[sink]]\nid = \"hl7\"\ntype = \"file\"\ndir = {hl7:?}\nformat = \"hl7\"\n",
-            data = dir.join("data"),
-            scan = self.scanner.path,
-            ox = self.ox.path,
-            hl7 = self.hl7_dir(),
-        );
-        let p = dir.join("vitalsd.toml");
-        std::fs::write(&p, support::with_token(&cfg, dir)).expect("config");
+        let p = DaemonBuilder::new(dir)
+            .admin(Admin::Token)
+            .patient("lookup = \"ehr\"")
+            .patient(&format!("lookup_unavailable = \"{unavailable}\""))
+            .patient(&format!("review = {review}"))
+            .device(
+                Device::serial("scan1", "barcode", "exam-1", &self.scanner.path)
+                    .options(&format!("system = {SYSTEM:?}")),
+            )
+            .device(
+                Device::serial("ox", "nonin-ascii", "exam-1", &self.ox.path)
+                    .options("report = \"every\""),
+            )
+            .sink(Sink::fhir("ehr", base_url).line("timeout = \"2s\""))
+            .sink(Sink::file("hl7", &self.hl7_dir(), "hl7"))
+            .write();
         let d = Daemon::start(&p, &dir.join("daemon.log"));
         d.wait_log("vitalsd ready", Duration::from_secs(15));
         std::thread::sleep(Duration::from_millis(300));
