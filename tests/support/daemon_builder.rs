@@ -36,6 +36,7 @@ pub struct DaemonBuilder {
     dir: PathBuf,
     data: PathBuf,
     admin: Admin,
+    admin_listen: String,
     token_dir: PathBuf,
     shutdown_timeout: String,
     daemon_lines: Vec<String>,
@@ -56,6 +57,7 @@ impl DaemonBuilder {
             dir: dir.to_path_buf(),
             data: dir.join("data"),
             admin: Admin::Off,
+            admin_listen: "127.0.0.1:0".into(),
             token_dir: dir.to_path_buf(),
             shutdown_timeout: "5s".into(),
             daemon_lines: Vec::new(),
@@ -79,6 +81,12 @@ impl DaemonBuilder {
     /// How the admin API listens (default [`Admin::Off`]).
     pub fn admin(mut self, admin: Admin) -> Self {
         self.admin = admin;
+        self
+    }
+
+    /// The admin API's address when it is on (default `127.0.0.1:0`).
+    pub fn admin_listen(mut self, addr: &str) -> Self {
+        self.admin_listen = addr.into();
         self
     }
 
@@ -171,7 +179,7 @@ impl DaemonBuilder {
         let listen = if self.admin == Admin::Off {
             ""
         } else {
-            "127.0.0.1:0"
+            self.admin_listen.as_str()
         };
         let mut s = format!(
             "[daemon]\ndata_dir = {:?}\nadmin_listen = {listen:?}\nshutdown_timeout = {:?}\n",
