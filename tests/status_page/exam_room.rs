@@ -24,40 +24,17 @@ fn review_ids(addr: &str) -> Vec<(String, String)> {
 #[test]
 fn the_exam_room_page_shows_held_first_files_a_confirmed_review_and_keeps_typed_text() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let outbox = tmp.path().join("outbox");
     let (ox1, ox2, ox4) = (Pty::new(), Pty::new(), Pty::new());
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[
-            (
-                "exam1-ox",
-                "nonin-ascii",
-                "exam-1",
-                &ox1.path,
-                r#"report = "every""#,
-            ),
-            (
-                "exam2-ox",
-                "nonin-ascii",
-                "exam-2",
-                &ox2.path,
-                r#"report = "every""#,
-            ),
-            (
-                "exam4-ox",
-                "nonin-ascii",
-                "exam-4",
-                &ox4.path,
-                r#"report = "every""#,
-            ),
-        ],
-    )
-    .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
-    .replace("mode = \"location\"", "mode = \"hold\"\nreview = true");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, with_token(&cfg, tmp.path())).unwrap();
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .patient_mode("hold")
+        .patient("review = true")
+        .device(Device::serial("exam1-ox", "nonin-ascii", "exam-1", &ox1.path).options(EVERY))
+        .device(Device::serial("exam2-ox", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
+        .device(Device::serial("exam4-ox", "nonin-ascii", "exam-4", &ox4.path).options(EVERY))
+        .outbox("reading")
+        .write();
     let d = start_in_zone(&cfg_path, &tmp.path().join("log"), "America/New_York");
     let addr = d.admin_addr();
     for room in ["exam-1", "exam-2"] {

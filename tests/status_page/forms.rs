@@ -7,34 +7,16 @@ use super::*;
 #[test]
 fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_readings() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let outbox = tmp.path().join("outbox");
     let ox = Pty::new();
     let ox2 = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[
-            (
-                "ox",
-                "nonin-ascii",
-                "exam-1",
-                &ox.path,
-                r#"report = "every""#,
-            ),
-            (
-                "ox2",
-                "nonin-ascii",
-                "exam-2",
-                &ox2.path,
-                r#"report = "every""#,
-            ),
-        ],
-    )
-    .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
-    .replace("mode = \"location\"", "mode = \"hold\"");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, with_token(&cfg, tmp.path())).unwrap();
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .patient_mode("hold")
+        .device(Device::serial("ox", "nonin-ascii", "exam-1", &ox.path).options(EVERY))
+        .device(Device::serial("ox2", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
+        .outbox("reading")
+        .write();
     let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
     let addr = d.admin_addr();
     d.wait_log("serial port open", Duration::from_secs(10));

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{with_token, Daemon, Pty, AUTH, TOKEN};
+use support::{Admin, Daemon, DaemonBuilder, Device, Pty, AUTH, TOKEN};
 
 /// A plain HTTP/1.1 request with extra headers; returns the status, the head and the body.
 fn http(
@@ -49,3 +49,6 @@ fn held_ids(addr: &str) -> Vec<String> {
 fn start_in_zone(cfg: &Path, log: &Path, tz: &str) -> Daemon {
     Daemon::start_with_env(cfg, log, &[("TZ", tz)])
 }
+
+/// Every frame of an oximeter is a reading.
+const EVERY: &str = r#"report = "every""#;
