@@ -13,7 +13,6 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,30 +93,10 @@ fn ack_aa(id: &str) -> String {
 /// Runs `tests/hl7/validate.py` on `input`; panics with its report unless every message passes.
 #[track_caller]
 fn assert_valid(what: &str, input: &str, args: &[String]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/validate.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be installed (scripts/test installs what the tests need)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("validate.py");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(out.status.code(), Some(2), "hl7apy is missing:\n{report}");
+    let (code, report) = support::hl7_validate(input, args);
+    assert_ne!(code, Some(2), "hl7apy is missing:\n{report}");
     assert!(
-        out.status.success(),
+        code == Some(0),
         "{what}: validate.py refused:\n{report}\n{}",
         input.replace('\r', "\n")
     );

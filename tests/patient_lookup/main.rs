@@ -13,10 +13,9 @@ mod known_and_unknown;
 mod record_system_down;
 mod review;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,37 +231,14 @@ fn assert_log_clean(d: &Daemon, secrets: &[&str]) {
 /// Runs tests/hl7/validate.py (hl7apy strict) on `input`.
 #[track_caller]
 fn assert_hl7_valid(input: &str, expect: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/validate.py");
     let mut args: Vec<String> = Vec::new();
     for e in expect {
         args.push("--expect".into());
         args.push((*e).to_string());
     }
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be installed (scripts/test installs what the tests need)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("validate.py");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(out.status.code(), Some(2), "hl7apy is missing:\n{report}");
-    assert!(
-        out.status.success(),
-        "validate.py refused:\n{report}\n{input}"
-    );
+    let (code, report) = support::hl7_validate(input, &args);
+    assert_ne!(code, Some(2), "hl7apy is missing:\n{report}");
+    assert!(code == Some(0), "validate.py refused:\n{report}\n{input}");
 }
 
 fn hl7_text(dir: &Path) -> String {

@@ -157,6 +157,28 @@ pub fn output_text(o: &std::process::Output) -> String {
     )
 }
 
+/// Runs the independent HL7 v2 validator (tests/hl7/validate.py, hl7apy) on `input` with
+/// `args`; its exit status and report (stdout then stderr). Exit status 2: hl7apy is missing.
+pub fn hl7_validate(input: &str, args: &[String]) -> (Option<i32>, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/validate.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (scripts/test installs what the tests need)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("validate.py");
+    (out.status.code(), output_text(&out))
+}
+
 /// The admin token the tests configure with [`with_token`].
 pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
 /// The header that carries [`TOKEN`], for the admin API's protected calls.
