@@ -20,9 +20,9 @@ fn problems(src: &str) -> Vec<String> {
     }
 }
 
-#[path = "tests/defaults.rs"]
+#[path = "tests/defaults_tests.rs"]
 mod defaults;
-#[path = "tests/problems.rs"]
+#[path = "tests/problems_tests.rs"]
 mod problems;
-#[path = "tests/serial_and_admin.rs"]
+#[path = "tests/serial_and_admin_tests.rs"]
 mod serial_and_admin;

@@ -275,5 +275,5 @@ async fn mqtt_cannot_name_a_room_no_configured_device_is_in() {
         .any(|v| v.room == "exam-1" && v.patient.is_some()));
 }
 
-#[path = "tests/with_lookup.rs"]
+#[path = "tests/with_lookup_tests.rs"]
 mod with_lookup;

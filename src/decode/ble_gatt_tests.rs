@@ -58,9 +58,9 @@ fn assert_malformed(out: &[DecodeEvent], needle: &str) {
     }
 }
 
-#[path = "ble_gatt_tests/payloads.rs"]
+#[path = "ble_gatt_tests/payloads_tests.rs"]
 mod payloads;
-#[path = "ble_gatt_tests/vitals.rs"]
+#[path = "ble_gatt_tests/vitals_tests.rs"]
 mod vitals;
-#[path = "ble_gatt_tests/weight_and_malformed.rs"]
+#[path = "ble_gatt_tests/weight_and_malformed_tests.rs"]
 mod weight_and_malformed;

@@ -63,9 +63,9 @@ fn t(s: &str) -> (String, String, String) {
     (next(), next(), next())
 }
 
-#[path = "hl7v2_tests/messages_and_acks.rs"]
+#[path = "hl7v2_tests/messages_and_acks_tests.rs"]
 mod messages_and_acks;
-#[path = "hl7v2_tests/patient.rs"]
+#[path = "hl7v2_tests/patient_tests.rs"]
 mod patient;
-#[path = "hl7v2_tests/values_and_framing.rs"]
+#[path = "hl7v2_tests/values_and_framing_tests.rs"]
 mod values_and_framing;

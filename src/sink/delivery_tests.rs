@@ -184,9 +184,9 @@ impl Rig {
     }
 }
 
-#[path = "delivery_tests/loop_cases.rs"]
+#[path = "delivery_tests/loop_cases_tests.rs"]
 mod loop_cases;
-#[path = "delivery_tests/pipelined.rs"]
+#[path = "delivery_tests/pipelined_tests.rs"]
 mod pipelined;
-#[path = "delivery_tests/plan.rs"]
+#[path = "delivery_tests/plan_tests.rs"]
 mod plan;
