@@ -2,7 +2,6 @@
 
 mod support;
 
-
 fn vitalsd(args: &[&str]) -> std::process::Output {
     support::vitalsd(args)
 }
