@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{http, with_token, Daemon, AUTH};
+use support::{http, with_token, Admin, Daemon, DaemonBuilder, Sink, AUTH};
 
 fn write_config(tmp: &std::path::Path, listen: &str, token_file: &str) -> std::path::PathBuf {
     let cfg = format!(
@@ -246,20 +246,13 @@ fn a_failing_sink_shows_its_last_error_then_after_recovery_its_last_success() {
     let tmp = tempfile::tempdir().unwrap();
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fhir = fake_fhir(up.clone());
-    let ox = support::Pty::new();
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"hold\"\n\n\
-         [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = {:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://{fhir}/fhir\"\ntimeout = \"5s\"\n",
-        tmp.path().join("data"),
-        ox.path,
-    );
-    let cfg = support::with_token(&cfg, tmp.path());
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
-    let addr = d.admin_addr();
+    let mut d = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .patient_mode("hold")
+        .serial_device("ox", "nonin-ascii", "exam-1", r#"report = "every""#)
+        .sink(Sink::fhir("ehr", &format!("http://{fhir}/fhir")).line("timeout = \"5s\""))
+        .start();
+    let (ox, addr) = (d.pty("ox"), d.admin());
     let fresh = sink_status(&addr);
     for key in [
         "last_success",

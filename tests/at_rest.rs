@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, wait_outbox, Daemon, Pty};
+use support::{http, wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 const MRN: &str = "MRN7734019";
@@ -33,33 +33,26 @@ fn write_config(
     ox: Option<&Pty>,
     name: &str,
 ) -> PathBuf {
-    let mut cfg = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = {admin:?}\nshutdown_timeout = \"5s\"\n\
-         store_key_file = {key:?}\n\n",
-        data = tmp.join("data"),
-    );
+    let mut b = DaemonBuilder::new(tmp)
+        .admin(if admin.is_empty() {
+            Admin::Off
+        } else {
+            Admin::Token
+        })
+        .admin_listen(admin)
+        .daemon(&format!("store_key_file = {key:?}"));
     if let Some(s) = scanner {
-        cfg.push_str(&format!(
-            "[[device]]\nid = \"scanner1\"\ndriver = \"barcode\"\nroom = \"exam-1\"\n\
-             serial = {{ path = {:?} }}\noptions = {{ system = {SYSTEM:?} }}\n\n",
-            s.path
-        ));
+        b = b.device(
+            Device::serial("scanner1", "barcode", "exam-1", &s.path)
+                .options(&format!("system = {SYSTEM:?}")),
+        );
     }
     if let Some(o) = ox {
-        cfg.push_str(&format!(
-            "[[device]]\nid = {DEVICE:?}\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\n\
-             serial = {{ path = {:?} }}\noptions = {{ report = \"every\" }}\n\n",
-            o.path
-        ));
+        b = b.device(
+            Device::serial(DEVICE, "nonin-ascii", "exam-1", &o.path).options("report = \"every\""),
+        );
     }
-    cfg.push_str(&format!(
-        "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        tmp.join("outbox")
-    ));
-    let cfg = support::with_token(&cfg, tmp);
-    let p = tmp.join(name);
-    std::fs::write(&p, cfg).unwrap();
-    p
+    b.outbox("reading").write_as(name)
 }
 
 /// `vitalsd <args>` under `sh -c 'umask <umask>; exec …'`, the key only from the config.

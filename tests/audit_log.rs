@@ -9,25 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{http, with_token, Daemon, Pty, AUTH};
+use support::{http, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 use vitalsd::audit::{clock, AuditLog, AuditOptions};
 use vitalsd::context::audit::{AuditEntry, AuditEvent, ContextSource};
 use vitalsd::queue::cipher::{KeySource, StoreKey};
 use vitalsd::reading::PatientRef;
 
 fn config(dir: &Path, serial: &Path, extra: &str) -> PathBuf {
-    let s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n{extra}\n\n\
-         [patient]\nmode = \"hold\"\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-2\"\n\
-         serial = {{ path = {serial:?} }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        dir.join("data"),
-        dir.join("outbox"),
-    );
-    let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, with_token(&s, dir)).expect("config");
-    path
+    DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .daemon(extra)
+        .patient_mode("hold")
+        .device(Device::serial("bridge", "json", "exam-2", serial))
+        .outbox("reading")
+        .write()
 }
 
 /// The daemon with its store clock starting at `clock` (RFC 3339, optionally `*rate`).
@@ -52,21 +47,11 @@ fn start(cfg: &Path, log: &Path, clock: &str) -> Daemon {
 }
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(support::KEY_ENV, support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(cfg, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 fn set_patient(admin: &str, mrn: &str) {

@@ -2,14 +2,8 @@
 
 mod support;
 
-use std::process::Command;
-
 fn vitalsd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd(args)
 }
 
 #[test]
@@ -48,6 +42,83 @@ fn check_config_accepts_the_example_config() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+/// Every shape the test builder writes (tests/support/daemon_builder.rs) passes check-config:
+/// the admin token, `[patient]`, `[mqtt]`, serial, MQTT and MLLP devices, and file, FHIR,
+/// MLLP and MQTT sinks with extra lines.
+#[test]
+fn check_config_accepts_every_shape_the_test_builder_writes() {
+    use support::{Admin, DaemonBuilder, Device, Sink};
+    let tmp = tempfile::tempdir().unwrap();
+    let b = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .daemon("clock_skew_tolerance = \"1s\"")
+        .patient_mode("hold")
+        .mqtt("mqtt://127.0.0.1:1883", "vitalsd-builder")
+        .serial_device("ox", "nonin-ascii", "exam-1", "report = \"every\"")
+        .device(Device::mqtt(
+            "cuff",
+            "ble-gatt",
+            "exam-3",
+            "gw/exam3/+",
+            "binary",
+        ))
+        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0"))
+        .outbox("reading")
+        .sink(
+            Sink::fhir("ehr", "http://127.0.0.1:1/fhir")
+                .line("batch_size = 2")
+                .line("timeout = \"5s\""),
+        )
+        .sink(Sink::mllp("engine", "127.0.0.1:2575").line("ack_timeout = \"1s\""))
+        .sink(Sink::mqtt(
+            "region",
+            "mqtt://127.0.0.1:1883",
+            "vitals/{room}",
+        ));
+    let text = b.toml();
+    assert!(text.contains("admin_token_file = "), "{text}");
+    let cfg = b.write();
+    let out = vitalsd(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("ok (3 devices, 4 sinks)"), "{said}");
+
+    // Without the admin API and with the room as subject: accepted too.
+    let b = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .serial_device("bridge", "json", "exam-2", "")
+        .outbox("hl7");
+    let out = vitalsd(&[
+        "check-config",
+        "--config",
+        b.write_as("plain.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The check above can fail: a builder config with a bad device line is refused, naming it.
+#[test]
+fn check_config_refuses_a_builder_config_with_a_bad_device_line() {
+    use support::{DaemonBuilder, Device};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = DaemonBuilder::new(tmp.path())
+        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0").line("colour = \"red\""))
+        .outbox("reading")
+        .write();
+    let out = vitalsd(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device[0].colour"), "{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
+use support::{http, outbox_lines, wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -24,20 +24,18 @@ fn config(
     scanner: &Pty,
     (driver, dev, options): (&str, &Pty, &str),
 ) -> PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n{daemon_extra}\n\n\
-         [patient]\nmode = \"hold\"\n{patient}\n\n\
-         [[device]]\nid = \"scanner1\"\ndriver = \"barcode\"\nroom = \"exam-1\"\nserial = {{ path = {s:?} }}\noptions = {{ system = {SYSTEM:?} }}\n\n\
-         [[device]]\nid = \"dev1\"\ndriver = {driver:?}\nroom = \"exam-1\"\nserial = {{ path = {d:?} }}\noptions = {{ {options} }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {out:?}\nformat = \"reading\"\n",
-        data = tmp.join("data"),
-        s = scanner.path,
-        d = dev.path,
-        out = tmp.join("outbox"),
-    );
-    let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, with_token(&cfg, tmp)).unwrap();
-    p
+    DaemonBuilder::new(tmp)
+        .admin(Admin::Token)
+        .daemon(daemon_extra)
+        .patient_mode("hold")
+        .patient(patient)
+        .device(
+            Device::serial("scanner1", "barcode", "exam-1", &scanner.path)
+                .options(&format!("system = {SYSTEM:?}")),
+        )
+        .device(Device::serial("dev1", driver, "exam-1", &dev.path).options(options))
+        .outbox("reading")
+        .write()
 }
 
 fn start(cfg: &Path, tmp: &Path) -> (Daemon, String) {

@@ -5,10 +5,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use support::{http, outbox_lines, wait_outbox, with_token, Daemon, Pty, AUTH};
+use support::{http, outbox_lines, wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 
 fn bp(systolic: u32, at: &str) -> String {
     format!(
@@ -17,38 +17,27 @@ fn bp(systolic: u32, at: &str) -> String {
 }
 
 fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(cfg, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 /// A config with the json device `bridge` in `exam-2` on `serial` and the file sink `outbox`
 /// writing canonical readings.
 fn config(dir: &Path, serial: &Path, admin: &str, mode: &str) -> std::path::PathBuf {
-    let s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"{admin}\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"{mode}\"\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-2\"\n\
-         serial = {{ path = {serial:?} }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        dir.join("data"),
-        dir.join("outbox"),
-    );
-    let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, with_token(&s, dir)).expect("config");
-    path
+    let admin = match admin {
+        "" => Admin::Off,
+        "127.0.0.1:0" => Admin::Token,
+        other => panic!("no test listens on {other}"),
+    };
+    DaemonBuilder::new(dir)
+        .admin(admin)
+        .patient_mode(mode)
+        .device(Device::serial("bridge", "json", "exam-2", serial))
+        .outbox("reading")
+        .write()
 }
 
 fn systolic(line: &serde_json::Value) -> Option<i64> {

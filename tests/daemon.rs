@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Admin, DaemonBuilder, Device, Pty, Sink};
 
 const BP: &str = r#"{"kind":"blood_pressure","device_time":"2026-11-27T10:00:00Z","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"},{"name":"mean","value":93,"unit":"mm[Hg]"}]}"#;
 
@@ -18,36 +18,21 @@ fn temp_line(t: &str, at: &str) -> String {
 #[test]
 fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let bridge = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "fhir",
-        &[
-            (
-                "ox",
-                "nonin-ascii",
-                "exam-1",
-                &ox.path,
-                r#"report = "every""#,
-            ),
-            ("bridge", "json", "exam-2", &bridge.path, ""),
-        ],
-    );
     // FHIR output needs a patient: set one in each room through the admin API. The bridge's
     // readings carry device times from another day (untrusted clocks): each may have been
     // measured up to `clock_skew_tolerance` before it arrived, so the scans must be older than
     // that for the readings to be attributed rather than held as ambiguous.
-    let cfg = cfg
-        .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
-        .replace("[daemon]\n", "[daemon]\nclock_skew_tolerance = \"1s\"\n");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .daemon("clock_skew_tolerance = \"1s\"")
+        .patient_mode("hold")
+        .serial_device("ox", "nonin-ascii", "exam-1", r#"report = "every""#)
+        .serial_device("bridge", "json", "exam-2", "")
+        .outbox("fhir")
+        .start();
+    let (ox, bridge, outbox) = (d.pty("ox"), d.pty("bridge"), d.outbox());
     d.wait_log("serial port open", Duration::from_secs(10));
-    let admin = d.admin_addr();
+    let admin = d.admin();
     support::set_patient(&admin, "exam-1");
     support::set_patient(&admin, "exam-2");
     std::thread::sleep(Duration::from_millis(1300));
@@ -55,7 +40,7 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
     ox.send(b"SPO2=097 HR=072\r\n");
     bridge.send(format!("{BP}\n").as_bytes());
     bridge.send(format!("{}\n", temp_line("37.60", "2026-11-27T10:01:00Z")).as_bytes());
-    let lines = wait_outbox(&outbox, 4, Duration::from_secs(10));
+    let lines = wait_outbox(outbox, 4, Duration::from_secs(10));
 
     let codes: Vec<String> = lines
         .iter()
@@ -69,7 +54,7 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
         );
     }
     // serde_json::Value would drop the trailing zero: look at the text on disk.
-    let raw: String = std::fs::read_dir(&outbox)
+    let raw: String = std::fs::read_dir(outbox)
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
@@ -92,23 +77,12 @@ fn serial_readings_reach_the_fhir_outbox_and_sigterm_stops_cleanly() {
 #[test]
 fn garbled_frames_are_counted_and_the_stream_resynchronises() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .serial_device("ox", "nonin-ascii", "exam-1", r#"report = "every""#)
+        .outbox("reading")
+        .start();
+    let (ox, outbox) = (d.pty("ox"), d.outbox().to_path_buf());
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
 
@@ -131,19 +105,15 @@ fn garbled_frames_are_counted_and_the_stream_resynchronises() {
 #[test]
 fn a_serial_port_that_disappears_and_comes_back_is_reopened() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
     let link = tmp.path().join("ttyUSB-oximeter");
     let first = Pty::new();
     std::os::unix::fs::symlink(&first.path, &link).unwrap();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[("ox", "nonin-ascii", "exam-1", &link, r#"report = "every""#)],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(Device::serial("ox", "nonin-ascii", "exam-1", &link).options(r#"report = "every""#))
+        .outbox("reading")
+        .start();
+    let outbox = d.outbox().to_path_buf();
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     first.send(b"SPO2=096 HR=070\r\n");
@@ -190,15 +160,12 @@ fn an_unwritable_data_dir_is_a_clear_error_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let blocker = tmp.path().join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
-    let pty = Pty::new();
-    let cfg = support::config(
-        &blocker.join("data"),
-        &tmp.path().join("outbox"),
-        "fhir",
-        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .data_dir(&blocker.join("data"))
+        .patient_mode("hold")
+        .serial_device("ox", "nonin-ascii", "exam-1", "")
+        .outbox("fhir")
+        .write();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
         .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
@@ -215,15 +182,11 @@ fn an_unwritable_outbox_is_a_clear_error_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let blocker = tmp.path().join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
-    let pty = Pty::new();
-    let cfg = support::config(
-        &tmp.path().join("data"),
-        &blocker.join("outbox"),
-        "fhir",
-        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .patient_mode("hold")
+        .serial_device("ox", "nonin-ascii", "exam-1", "")
+        .sink(Sink::file("outbox", &blocker.join("outbox"), "fhir"))
+        .write();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
         .env(crate::support::KEY_ENV, crate::support::store_key_file())
         .args(["run", "--config"])
@@ -241,17 +204,13 @@ fn an_unwritable_outbox_is_a_clear_error_at_start() {
 #[test]
 fn readings_stored_before_a_restart_are_delivered_after_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
     let bridge = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[("bridge", "json", "exam-2", &bridge.path, "")],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(Device::serial("bridge", "json", "exam-2", &bridge.path))
+        .outbox("reading")
+        .start();
+    let outbox = d.outbox().to_path_buf();
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..20 {
@@ -268,7 +227,7 @@ fn readings_stored_before_a_restart_are_delivered_after_it() {
     assert!(status.success());
 
     // Same measurements again after a restart (a device's memory recall): stored once.
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log2"));
+    d.restart("log2");
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..20 {

@@ -140,19 +140,8 @@ fn unexpected_errors(log: &str, expected: &[&str]) -> Vec<String> {
 }
 
 fn vitalsd(args: &[&str], config: &Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("vitalsd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), text)
+    let o = support::vitalsd_with_config(config, args);
+    (o.status.success(), support::output_text(&o))
 }
 
 /// Waits for the daemon to exit by itself; its status.

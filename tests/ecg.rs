@@ -86,11 +86,7 @@ struct Stream {
 }
 
 fn vitalsd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd(args)
 }
 
 #[test]

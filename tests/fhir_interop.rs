@@ -13,28 +13,25 @@ use std::time::Duration;
 
 use fhir_servers::{get, wait_until, Medplum, Proxy, ProxyPlan, Quirk, QuirkyServer};
 use serde_json::Value as Json;
-use support::{http, Daemon, Pty};
+use support::{http, Admin, Daemon, DaemonBuilder, Device, Pty, Sink};
 
 /// Oximeter frames sent per test; each is one SpO2 and one heart-rate reading.
 const FRAMES: u32 = 10;
 const READINGS: u64 = 2 * FRAMES as u64;
 
 fn config(dir: &Path, pty: &Pty, bridge: &Pty, base_url: &str, batch: usize) -> PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\n\
-         serial = {{ path = {serial:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-1\"\n\
-         serial = {{ path = {bridge:?} }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"{base_url}\"\nbatch_size = {batch}\ntimeout = \"5s\"\n",
-        data = dir.join("data"),
-        serial = pty.path,
-        bridge = bridge.path,
-    );
-    let cfg = support::with_token(&cfg, dir);
-    let p = dir.join("vitalsd.toml");
-    std::fs::write(&p, cfg).expect("config");
-    p
+    DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .device(
+            Device::serial("ox", "nonin-ascii", "exam-1", &pty.path).options("report = \"every\""),
+        )
+        .device(Device::serial("bridge", "json", "exam-1", &bridge.path))
+        .sink(
+            Sink::fhir("ehr", base_url)
+                .line(&format!("batch_size = {batch}"))
+                .line("timeout = \"5s\""),
+        )
+        .write()
 }
 
 /// Puts a patient in exam-1 (hold mode would hold readings without one).

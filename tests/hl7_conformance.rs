@@ -13,11 +13,10 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{http, with_token, Daemon, Pty, AUTH};
+use support::{http, Admin, Daemon, DaemonBuilder, Device, Pty, Sink, AUTH};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
@@ -94,30 +93,10 @@ fn ack_aa(id: &str) -> String {
 /// Runs `tests/hl7/validate.py` on `input`; panics with its report unless every message passes.
 #[track_caller]
 fn assert_valid(what: &str, input: &str, args: &[String]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/validate.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be installed (scripts/test installs what the tests need)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("validate.py");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_ne!(out.status.code(), Some(2), "hl7apy is missing:\n{report}");
+    let (code, report) = support::hl7_validate(input, args);
+    assert_ne!(code, Some(2), "hl7apy is missing:\n{report}");
     assert!(
-        out.status.success(),
+        code == Some(0),
         "{what}: validate.py refused:\n{report}\n{}",
         input.replace('\r', "\n")
     );
@@ -193,23 +172,26 @@ impl Setup {
 
     /// `mode` is `hold` or `location`; rooms of the oximeter and the json device.
     fn config(&self, mode: &str, ox_room: &str, json_room: &str, engine: SocketAddr) -> Daemon {
-        let cfg = format!(
-            "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-             [patient]\nmode = {mode:?}\n\n\
-             [[device]]\nid = \"scanner1\"\ndriver = \"barcode\"\nroom = {ox_room:?}\nserial = {{ path = {s:?} }}\noptions = {{ system = {SYSTEM:?} }}\n\n\
-             [[device]]\nid = \"ox1\"\ndriver = \"nonin-ascii\"\nroom = {ox_room:?}\nserial = {{ path = {o:?} }}\noptions = {{ report = \"every\" }}\n\n\
-             [[device]]\nid = \"bp2\"\ndriver = \"json\"\nroom = {json_room:?}\nserial = {{ path = {j:?} }}\n\n\
-             [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {out:?}\nformat = \"hl7\"\n\n\
-             [[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"{engine}\"\nack_timeout = \"2s\"\n\
-             sending_facility = \"CLINIC_A\"\nreceiving_application = \"EHR\"\n",
-            data = self.tmp.path().join("data"),
-            s = self.scanner.path,
-            o = self.ox.path,
-            j = self.json.path,
-            out = self.outbox(),
-        );
-        let path = self.tmp.path().join("vitalsd.toml");
-        std::fs::write(&path, with_token(&cfg, self.tmp.path())).expect("config");
+        let path = DaemonBuilder::new(self.tmp.path())
+            .admin(Admin::Token)
+            .patient_mode(mode)
+            .device(
+                Device::serial("scanner1", "barcode", ox_room, &self.scanner.path)
+                    .options(&format!("system = {SYSTEM:?}")),
+            )
+            .device(
+                Device::serial("ox1", "nonin-ascii", ox_room, &self.ox.path)
+                    .options("report = \"every\""),
+            )
+            .device(Device::serial("bp2", "json", json_room, &self.json.path))
+            .sink(Sink::file("outbox", &self.outbox(), "hl7"))
+            .sink(
+                Sink::mllp("engine", &engine.to_string())
+                    .line("ack_timeout = \"2s\"")
+                    .line("sending_facility = \"CLINIC_A\"")
+                    .line("receiving_application = \"EHR\""),
+            )
+            .write();
         Daemon::start(&path, &self.tmp.path().join("log"))
     }
 

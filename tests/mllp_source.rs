@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::{wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Daemon, DaemonBuilder, Device, Pty};
 use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, Ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -53,15 +53,11 @@ struct Site {
 impl Site {
     fn new(listen: &str) -> Site {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-        let cfg = format!(
-            "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-             [[device]]\nid = \"ward-monitor\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\n\
-             mllp = {{ listen = {listen:?} }}\n\n\
-             [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {outbox:?}\nformat = \"reading\"\n"
-        );
-        let config = tmp.path().join("vitalsd.toml");
-        std::fs::write(&config, cfg).expect("config");
+        let outbox = tmp.path().join("outbox");
+        let config = DaemonBuilder::new(tmp.path())
+            .device(Device::mllp("ward-monitor", "hl7v2", "exam-5", listen))
+            .outbox("reading")
+            .write();
         Site {
             tmp,
             config,

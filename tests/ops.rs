@@ -5,31 +5,23 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Admin, Daemon, DaemonBuilder, Pty};
 
 /// Starts the binary with extra environment variables.
 fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
-    let stderr = std::fs::File::create(log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitalsd"));
-    cmd.env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Daemon {
-        child: cmd.spawn().expect("start vitalsd"),
-        stderr_path: log.to_path_buf(),
-    }
+    Daemon::start_with_env(config, log, env)
+}
+
+/// A daemon with the oximeter `ox` (every frame a reading) in `exam-1` and a `reading`
+/// outbox; with `admin`, the admin API too.
+fn oximeter(dir: &Path, admin: bool) -> DaemonBuilder {
+    DaemonBuilder::new(dir)
+        .admin(if admin { Admin::Token } else { Admin::Off })
+        .patient_mode("location")
+        .serial_device("ox", "nonin-ascii", "exam-1", r#"report = "every""#)
+        .outbox("reading")
 }
 
 /// Every datagram received within `within`, until `done` says enough.
@@ -68,32 +60,12 @@ fn signal(d: &Daemon, sig: nix::sys::signal::Signal) {
 #[test]
 fn under_systemd_it_reports_ready_pings_the_watchdog_and_reports_stopping() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
     let sock_path = tmp.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let d = start_with_env(
-        &cfg_path,
-        &tmp.path().join("log"),
-        &[
-            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "400000"),
-        ],
-    );
+    let mut d = oximeter(tmp.path(), false).start_with_env(&[
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
     let msgs = collect(&sock, Duration::from_secs(15), |m| {
         count(m, "READY=1") == 1 && count(m, "WATCHDOG=1") >= 3
     });
@@ -119,23 +91,7 @@ fn under_systemd_it_reports_ready_pings_the_watchdog_and_reports_stopping() {
 #[test]
 fn without_notify_socket_nothing_is_sent_and_no_watchdog_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = start_with_env(&cfg_path, &tmp.path().join("log"), &[]);
+    let mut d = oximeter(tmp.path(), false).start();
     d.wait_log("vitalsd ready", Duration::from_secs(10));
     assert!(!d.log().contains("watchdog enabled"), "{}", d.log());
     let (status, _) = d.stop();
@@ -145,25 +101,9 @@ fn without_notify_socket_nothing_is_sent_and_no_watchdog_runs() {
 #[test]
 fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
-    )
-    .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = start_with_env(&cfg_path, &tmp.path().join("log"), &[]);
-    let addr = d.admin_addr();
+    let mut d = oximeter(tmp.path(), true).start();
+    let (ox, outbox) = (d.pty("ox"), d.outbox().to_path_buf());
+    let addr = d.admin();
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     ox.send(b"SPO2=097 HR=072\r\n");
@@ -339,27 +279,7 @@ fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_b
 #[test]
 fn under_journald_log_lines_have_no_colours_and_no_timestamps() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let ox = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &ox.path,
-            r#"report = "every""#,
-        )],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let d = start_with_env(
-        &cfg_path,
-        &tmp.path().join("log"),
-        &[("JOURNAL_STREAM", "8:12345")],
-    );
+    let mut d = oximeter(tmp.path(), false).start_with_env(&[("JOURNAL_STREAM", "8:12345")]);
     d.wait_log("vitalsd ready", Duration::from_secs(10));
     let log = d.log();
     assert!(

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, wait_outbox, with_token, Daemon, Pty, AUTH};
+use support::{http, wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 
 const SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
 
@@ -36,29 +36,27 @@ fn config(
     ox1: &Pty,
     ox2: &Pty,
 ) -> std::path::PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = {admin:?}\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"scanner1\"\ndriver = \"barcode\"\nroom = \"exam-1\"\nserial = {{ path = {s:?} }}\noptions = {{ system = {SYSTEM:?} }}\n\n\
-         [[device]]\nid = \"ox1\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = {o1:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[device]]\nid = \"ox2\"\ndriver = \"nonin-ascii\"\nroom = \"exam-2\"\nserial = {{ path = {o2:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {out:?}\nformat = \"reading\"\n",
-        data = tmp.join("data"),
-        s = scanner.path,
-        o1 = ox1.path,
-        o2 = ox2.path,
-        out = tmp.join("outbox"),
-    );
-    let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, with_token(&cfg, tmp)).unwrap();
-    p
+    DaemonBuilder::new(tmp)
+        .admin(if admin.is_empty() {
+            Admin::Off
+        } else {
+            Admin::Token
+        })
+        .admin_listen(admin)
+        .device(
+            Device::serial("scanner1", "barcode", "exam-1", &scanner.path)
+                .options(&format!("system = {SYSTEM:?}")),
+        )
+        .device(Device::serial("ox1", "nonin-ascii", "exam-1", &ox1.path).options(EVERY))
+        .device(Device::serial("ox2", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
+        .outbox("reading")
+        .write()
 }
 
+const EVERY: &str = "report = \"every\"";
+
 fn vitalsd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd(args)
 }
 
 #[test]

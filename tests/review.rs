@@ -9,36 +9,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, outbox_lines, set_patient, Daemon, Pty, AUTH};
+use support::{http, outbox_lines, set_patient, Admin, Daemon, DaemonBuilder, Device, Pty, AUTH};
 
 fn review_config(tmp: &Path, ox: &Pty, ox2: &Pty) -> std::path::PathBuf {
-    let cfg = support::config(
-        &tmp.join("data"),
-        &tmp.join("outbox"),
-        "reading",
-        &[
-            (
-                "ox",
-                "nonin-ascii",
-                "exam-1",
-                &ox.path,
-                r#"report = "every""#,
-            ),
-            (
-                "ox2",
-                "nonin-ascii",
-                "exam-2",
-                &ox2.path,
-                r#"report = "every""#,
-            ),
-        ],
-    )
-    .replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"")
-    .replace("mode = \"location\"", "mode = \"hold\"\nreview = true");
-    let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+    DaemonBuilder::new(tmp)
+        .admin(Admin::Token)
+        .patient_mode("hold")
+        .patient("review = true")
+        .device(Device::serial("ox", "nonin-ascii", "exam-1", &ox.path).options(EVERY))
+        .device(Device::serial("ox2", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
+        .outbox("reading")
+        .write()
 }
+
+const EVERY: &str = r#"report = "every""#;
 
 fn review_list(addr: &str) -> Vec<Value> {
     let (st, body) = http(addr, "GET", "/api/review", &[AUTH], "");

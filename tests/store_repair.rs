@@ -11,7 +11,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{wait_outbox, Daemon};
@@ -117,21 +117,11 @@ fn send(addr: SocketAddr, i: u32) {
 }
 
 fn vitalsd(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run vitalsd")
+    support::vitalsd_with_config(config, args)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
 /// Every file of the store directory with its bytes.

@@ -1,8 +1,9 @@
 //! Tests of the `json` driver.
 
 use super::*;
+use crate::model::fixtures;
 use crate::normalize::{normalize, NormalizeContext};
-use crate::reading::{DeviceId, DeviceInfo, PatientRef, Reading, ReadingId, Value};
+use crate::reading::{DeviceId, Reading, Value};
 use proptest::prelude::*;
 
 const BP: &str = r#"{"id":"01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77","device":{"id":"exam3-cuff","driver":"ble-gatt","model":"UA-651BLE","serial":"5140123"},"room":"exam-3","patient":{"id":"MRN0012345","system":"urn:oid:2.16.840.1.113883.3.999"},"kind":"blood_pressure","observed_at":"2026-11-27T12:00:00Z","received_at":"2026-11-27T12:00:01.234Z","device_time":"2026-11-27T11:59:58Z","values":[{"code":"8480-6","mdc":150021,"name":"systolic","value":120,"unit":"mm[Hg]"},{"code":"8462-4","mdc":150022,"name":"diastolic","value":80,"unit":"mm[Hg]"},{"code":"8478-0","mdc":150023,"name":"mean","value":93,"unit":"mm[Hg]"}],"flags":[]}"#;
@@ -155,28 +156,17 @@ fn ctx() -> NormalizeContext {
 fn reading(kind: Kind, values: Vec<Value>, flags: Vec<Flag>, device_time_secs: i64) -> Reading {
     let received = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
     let t = received - time::Duration::seconds(device_time_secs);
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new("upstream-cuff"),
-            driver: "ble-gatt".into(),
-            model: Some("UA-651BLE".into()),
-            serial: None,
-        },
-        room: Some("elsewhere".into()),
-        patient: Some(PatientRef {
-            id: "MRN1".into(),
-            system: "urn:oid:1.2".into(),
-        }),
-        patient_record: None,
-        kind,
-        observed_at: t,
-        received_at: received,
-        device_time: Some(t),
-        values,
-        flags,
-        waveform: None,
-    }
+    fixtures::reading(kind)
+        .device("upstream-cuff", "ble-gatt")
+        .model("UA-651BLE")
+        .room(Some("elsewhere"))
+        .patient("MRN1", "urn:oid:1.2")
+        .observed(t)
+        .received(received)
+        .device_time(Some(t))
+        .values(values)
+        .flags(flags)
+        .build()
 }
 
 fn coded(kind: Kind, name: &str, value: Decimal) -> Value {

@@ -71,19 +71,24 @@ fn device_user(r: &Reading) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fixtures;
+    use crate::reading::{Flag, Kind};
     use time::macros::datetime;
+    use time::OffsetDateTime;
 
     fn reading(device_time: Option<&str>, flags: &[&str]) -> Reading {
-        let dt = device_time.map_or("null".to_string(), |t| format!("{t:?}"));
-        let flags: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
-        let json = format!(
-            r#"{{"id":null,"device":{{"id":"cuff","driver":"ble-gatt"}},"room":"exam-1",
-            "patient":null,"kind":"blood_pressure","observed_at":"2026-11-27T12:00:00Z",
-            "received_at":"2026-11-27T12:00:10Z","device_time":{dt},"values":[],
-            "flags":[{}]}}"#,
-            flags.join(",")
-        );
-        serde_json::from_str(&json).unwrap()
+        let parse = |t: &str| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+        };
+        fixtures::reading(Kind::BloodPressure)
+            .no_id()
+            .device("cuff", "ble-gatt")
+            .room(Some("exam-1"))
+            .observed(datetime!(2026-11-27 12:00:00 UTC))
+            .received(datetime!(2026-11-27 12:00:10 UTC))
+            .device_time(device_time.map(parse))
+            .flags(flags.iter().map(|f| Flag::new(*f)).collect())
+            .build()
     }
 
     #[test]

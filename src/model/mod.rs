@@ -16,10 +16,13 @@
 //! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity;
 //! - [`audit`]: the audit trail's events and entries (room contexts, held, review, quarantine,
 //!   delivery, reload), named by the patient context, the store and the audit files.
+//! - `fixtures` (tests only): readings for the unit tests of every stage.
 
 pub mod audit;
 pub mod codes;
 pub mod ecg_options;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod hl7;
 pub mod message;
 pub mod options;

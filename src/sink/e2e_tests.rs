@@ -8,40 +8,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{run_delivery, FileFormat, FileSink, RetryPolicy};
+use crate::model::fixtures;
 use crate::queue::{MemoryStore, Queue, QueueOptions};
-use crate::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
-};
+use crate::reading::{Reading, SinkId};
 
 fn reading(device: &str, spo2: i64) -> Reading {
-    let now = OffsetDateTime::now_utc();
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new(device),
-            driver: "nonin-8".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::Spo2,
-        observed_at: now,
-        received_at: now,
-        device_time: None,
-        values: vec![Value {
-            code: "59408-5".into(),
-            mdc: Some(150_456),
-            name: "spo2".into(),
-            value: Some(Decimal::from_int(spo2)),
-            unit: Ucum::new("%"),
-            site: None,
-            absent: None,
-        }],
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::spo2(spo2)
+        .device(device, "nonin-8")
+        .at(OffsetDateTime::now_utc())
+        .build()
 }
 
 #[tokio::test]

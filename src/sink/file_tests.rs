@@ -7,37 +7,11 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::reading::{Decimal, DeviceId, DeviceInfo, Kind, Ucum, Value};
+use crate::model::fixtures;
+use crate::reading::{Decimal, Kind, Ucum, Value};
 
 fn reading(v: &str) -> Reading {
-    let t = datetime!(2026-11-27 12:00:00 UTC);
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-thermo"),
-            driver: "suretemp".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::BodyTemperature,
-        observed_at: t,
-        received_at: t,
-        device_time: None,
-        values: vec![Value {
-            code: "8310-5".into(),
-            mdc: Some(150_364),
-            name: "temperature".into(),
-            value: Some(v.parse::<Decimal>().expect("decimal")),
-            unit: Ucum::new("Cel"),
-            site: None,
-            absent: None,
-        }],
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::temperature(v).build()
 }
 
 /// A clock the test can move.

@@ -2,13 +2,18 @@
 //! the real `vitalsd` binary started with a config file, and outbox readers.
 #![allow(dead_code)]
 
+pub mod daemon_builder;
+mod daemon_tables;
 pub mod mosquitto;
 pub mod pty;
 
 #[allow(unused_imports)]
+pub use daemon_builder::{Admin, DaemonBuilder, Device, Running, Sink};
+#[allow(unused_imports)]
 pub use pty::Pty;
 
 use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,12 +43,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables (e.g. `TZ`). The daemon never
+    /// inherits the service manager's variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) of whoever
+    /// runs the tests; a test sets them here.
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
             .env(KEY_ENV, store_key_file())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -115,6 +131,54 @@ impl Drop for Daemon {
     }
 }
 
+/// `vitalsd ARGS` with the tests' store key; its output.
+pub fn vitalsd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        .env(KEY_ENV, store_key_file())
+        .args(args)
+        .output()
+        .expect("run vitalsd")
+}
+
+/// `vitalsd ARGS --config CONFIG` with the tests' store key; its output.
+pub fn vitalsd_with_config(config: &Path, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--config");
+    all.push(config.to_str().expect("UTF-8 config path"));
+    vitalsd(&all)
+}
+
+/// A command's stdout, then its stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the independent HL7 v2 validator (tests/hl7/validate.py, hl7apy) on `input` with
+/// `args`; its exit status and report (stdout then stderr). Exit status 2: hl7apy is missing.
+pub fn hl7_validate(input: &str, args: &[String]) -> (Option<i32>, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/validate.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (scripts/test installs what the tests need)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("validate.py");
+    (out.status.code(), output_text(&out))
+}
+
 /// The admin token the tests configure with [`with_token`].
 pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
 /// The header that carries [`TOKEN`], for the admin API's protected calls.
@@ -123,10 +187,8 @@ pub const AUTH: (&str, &str) = ("Authorization", "Bearer vitalsd-test-admin-toke
 /// `cfg` with `admin_token_file` in its `[daemon]` table pointing at a file (mode 0600) in
 /// `dir` that holds [`TOKEN`]; replaces an `admin_token_file` line if there is one.
 pub fn with_token(cfg: &str, dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
     let file = dir.join("admin.token");
-    std::fs::write(&file, format!("{TOKEN}\n")).expect("token file");
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    daemon_builder::write_token_file(&file);
     let line = format!("admin_token_file = {file:?}\n");
     if let Some(start) = cfg.find("\nadmin_token_file = ") {
         // Replace the line there is (empty, or another token file).
@@ -173,6 +235,64 @@ pub fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// One answer: status, lower-cased head, body.
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+    }
+}
+
+/// One HTTP/1.1 request to `addr` with an explicit `Host` and no other headers than `headers`.
+pub fn request(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// [`request`] with `addr` as the `Host`.
+pub fn call(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    request(addr, addr, method, path, headers, body)
 }
 
 /// All JSON lines of every `*.ndjson` file in `dir`, in file-name order.

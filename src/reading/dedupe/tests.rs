@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 use time::macros::datetime;
 
+use crate::model::fixtures;
 use crate::reading::{
-    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Reading, ReadingId, Ucum,
-    Value,
+    AbsentReason, Decimal, DeviceId, Flag, Kind, PatientRef, Reading, ReadingId, Ucum, Value,
 };
 
 fn value(name: &str, code: &str, mdc: u32, v: i64, unit: &str) -> Value {
@@ -22,25 +22,13 @@ fn value(name: &str, code: &str, mdc: u32, v: i64, unit: &str) -> Value {
 }
 
 fn pulse(mdc: u32, v: i64) -> Reading {
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-gateway"),
-            driver: "ble-gatt".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::HeartRate,
-        observed_at: datetime!(2026-12-06 10:00:00 UTC),
-        received_at: datetime!(2026-12-06 10:00:01 UTC),
-        device_time: Some(datetime!(2026-12-06 10:00:00 UTC)),
-        values: vec![value("heart_rate", "8867-4", mdc, v, "/min")],
-        flags: vec![],
-        waveform: None,
-    }
+    fixtures::reading(Kind::HeartRate)
+        .device("exam3-gateway", "ble-gatt")
+        .observed(datetime!(2026-12-06 10:00:00 UTC))
+        .received(datetime!(2026-12-06 10:00:01 UTC))
+        .device_time(Some(datetime!(2026-12-06 10:00:00 UTC)))
+        .value(value("heart_rate", "8867-4", mdc, v, "/min"))
+        .build()
 }
 
 #[test]

@@ -6,9 +6,8 @@ use time::macros::datetime;
 use uuid::Uuid;
 
 use super::observation;
-use crate::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, PatientRef, Reading, ReadingId, Ucum, Value,
-};
+use crate::model::fixtures;
+use crate::reading::{Decimal, Kind, Reading, ReadingId, Ucum, Value};
 
 pub fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Value {
     Value {
@@ -24,35 +23,23 @@ pub fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Val
 
 pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
     let t = datetime!(2024-03-15 10:29:30 +01:00);
-    Reading {
-        // A fixed id per kind (blood pressure: ...9e77), distinct across kinds.
-        id: Some(ReadingId::from_uuid(Uuid::from_u128(
-            0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77
-                + Kind::ALL
-                    .iter()
-                    .position(|k| *k == kind)
-                    .map_or(0, |i| i as u128),
-        ))),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-cuff"),
-            driver: "ble-gatt".into(),
-            model: Some("UA-651BLE".into()),
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: Some(PatientRef {
-            id: "MRN123456".into(),
-            system: "urn:oid:2.16.840.1.113883.3.9999".into(),
-        }),
-        patient_record: None,
-        kind,
-        observed_at: t,
-        received_at: t,
-        device_time: Some(t),
-        values,
-        flags: Vec::new(),
-        waveform: None,
-    }
+    // A fixed id per kind (blood pressure: ...9e77), distinct across kinds.
+    let id = ReadingId::from_uuid(Uuid::from_u128(
+        0x0193_8f4e_7b2a_7c4d_9a51_3f0c_2b1d_9e77
+            + Kind::ALL
+                .iter()
+                .position(|k| *k == kind)
+                .map_or(0, |i| i as u128),
+    ));
+    fixtures::reading(kind)
+        .id(id)
+        .device("exam3-cuff", "ble-gatt")
+        .model("UA-651BLE")
+        .patient("MRN123456", "urn:oid:2.16.840.1.113883.3.9999")
+        .at(t)
+        .device_time(Some(t))
+        .values(values)
+        .build()
 }
 
 pub fn bp() -> Reading {

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use time::macros::datetime;
 
 use super::*;
+use crate::model::fixtures;
 use crate::reading::{
-    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, Lead, PatientRef, Ucum, Value,
-    Waveform,
+    AbsentReason, Decimal, DeviceId, Flag, Kind, Lead, PatientRef, Ucum, Value, Waveform,
 };
 
 /// Runs the validator on `input` with `args`; (exit success, output).
@@ -64,32 +64,11 @@ fn value(name: &str, code: &str, mdc: u32, v: &str, unit: &str) -> Value {
 }
 
 fn bp() -> Reading {
-    Reading {
-        id: Some(crate::reading::ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-cuff"),
-            driver: "ble-gatt".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: Some(PatientRef {
-            id: "MRN0012345".into(),
-            system: "urn:oid:2.16.840.1.113883.3.999".into(),
-        }),
-        patient_record: None,
-        kind: Kind::BloodPressure,
-        observed_at: datetime!(2026-11-27 10:29:30 +01:00),
-        received_at: datetime!(2026-11-27 10:30:05 +01:00),
-        device_time: None,
-        values: vec![
-            value("systolic", "8480-6", 150_021, "120", "mm[Hg]"),
-            value("diastolic", "8462-4", 150_022, "80", "mm[Hg]"),
-            value("mean", "8478-0", 150_023, "93", "mm[Hg]"),
-        ],
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::blood_pressure("120", "80", "93")
+        .patient("MRN0012345", "urn:oid:2.16.840.1.113883.3.999")
+        .observed(datetime!(2026-11-27 10:29:30 +01:00))
+        .received(datetime!(2026-11-27 10:30:05 +01:00))
+        .build()
 }
 
 fn ecg() -> Reading {

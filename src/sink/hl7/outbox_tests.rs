@@ -8,41 +8,13 @@ use std::sync::Arc;
 use time::macros::datetime;
 
 use super::{outbox_record, Header};
-use crate::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
-};
+use crate::model::fixtures;
+use crate::reading::{Reading, SinkId};
 use crate::sink::file::{Clock, FileFormat, FileSink};
 use crate::sink::{Outcome, Sink};
 
 fn reading(v: &str) -> Reading {
-    let t = datetime!(2026-11-27 12:00:00 UTC);
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-thermo"),
-            driver: "suretemp".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::BodyTemperature,
-        observed_at: t,
-        received_at: t,
-        device_time: None,
-        values: vec![Value {
-            code: "8310-5".into(),
-            mdc: Some(150_364),
-            name: "temperature".into(),
-            value: Some(v.parse::<Decimal>().expect("decimal")),
-            unit: Ucum::new("Cel"),
-            site: None,
-            absent: None,
-        }],
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::temperature(v).build()
 }
 
 fn sink(dir: &Path) -> FileSink {

@@ -6,9 +6,8 @@ use time::macros::datetime;
 use super::*;
 use crate::decode::hl7v2::parse_oru;
 use crate::decode::Measured;
-use crate::reading::{
-    AbsentReason, Decimal, DeviceId, DeviceInfo, Flag, Kind, PatientRef, Ucum, Value,
-};
+use crate::model::fixtures;
+use crate::reading::{AbsentReason, Decimal, DeviceId, Flag, Kind, PatientRef, Ucum, Value};
 
 const ID: &str = "01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77";
 
@@ -25,32 +24,12 @@ fn value(name: &str, code: &str, mdc: u32, v: &str, unit: &str) -> Value {
 }
 
 fn bp() -> Reading {
-    Reading {
-        id: Some(ID.parse().expect("uuid")),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-cuff"),
-            driver: "ble-gatt".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: Some(PatientRef {
-            id: "MRN0012345".into(),
-            system: "urn:oid:2.16.840.1.113883.3.999".into(),
-        }),
-        patient_record: None,
-        kind: Kind::BloodPressure,
-        observed_at: datetime!(2024-03-15 10:29:30 +01:00),
-        received_at: datetime!(2024-03-15 10:30:05 +01:00),
-        device_time: None,
-        values: vec![
-            value("systolic", "8480-6", 150_021, "120", "mm[Hg]"),
-            value("diastolic", "8462-4", 150_022, "80", "mm[Hg]"),
-            value("mean", "8478-0", 150_023, "93", "mm[Hg]"),
-        ],
-        flags: Vec::new(),
-        waveform: None,
-    }
+    fixtures::blood_pressure("120", "80", "93")
+        .id(ID.parse().expect("uuid"))
+        .patient("MRN0012345", "urn:oid:2.16.840.1.113883.3.999")
+        .observed(datetime!(2024-03-15 10:29:30 +01:00))
+        .received(datetime!(2024-03-15 10:30:05 +01:00))
+        .build()
 }
 
 fn header() -> Header {

@@ -5,9 +5,8 @@ use time::macros::datetime;
 
 use super::*;
 use crate::decode::hl7v2::parse_oru;
-use crate::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, Lead, PatientRef, Reading, Ucum, Value, Waveform,
-};
+use crate::model::fixtures;
+use crate::reading::{Kind, Lead, Reading, Waveform};
 use crate::sink::hl7::{oru_r01, Header};
 
 fn lead(mdc: u32, name: &str, scale_uv: f64, samples: Vec<i32>) -> Lead {
@@ -21,46 +20,29 @@ fn lead(mdc: u32, name: &str, scale_uv: f64, samples: Vec<i32>) -> Lead {
 
 fn strip(leads: Vec<Lead>, fs_hz: f64) -> Reading {
     let t0 = datetime!(2026-11-27 12:00:00 +01:00);
-    Reading {
-        id: Some(
-            "01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77"
-                .parse()
-                .expect("uuid"),
-        ),
-        device: DeviceInfo {
-            id: DeviceId::new("exam3-ecg"),
-            driver: "openbci".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-3".into()),
-        patient: Some(PatientRef {
-            id: "MRN0012345".into(),
-            system: "urn:oid:2.16.840.1.113883.3.999".into(),
-        }),
-        patient_record: None,
-        kind: Kind::Ecg,
-        observed_at: t0,
-        received_at: datetime!(2026-11-27 12:00:11 +01:00),
-        device_time: None,
-        values: vec![Value {
-            code: "147240".into(),
-            mdc: Some(147_240),
-            name: "rr_interval".into(),
-            value: Some(Decimal::from_int(833)),
-            unit: Ucum::new("ms"),
-            site: None,
-            absent: None,
-        }],
-        flags: Vec::new(),
-        waveform: Some(Waveform {
+    fixtures::reading(Kind::Ecg)
+        .id("01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77"
+            .parse()
+            .expect("uuid"))
+        .device("exam3-ecg", "openbci")
+        .patient("MRN0012345", "urn:oid:2.16.840.1.113883.3.999")
+        .observed(t0)
+        .received(datetime!(2026-11-27 12:00:11 +01:00))
+        .value(fixtures::value(
+            "147240",
+            147_240,
+            "rr_interval",
+            "833",
+            "ms",
+        ))
+        .waveform(Waveform {
             fs_hz,
             t0,
             leads,
             r_peaks: vec![1],
             rr_ms: Vec::new(),
-        }),
-    }
+        })
+        .build()
 }
 
 fn header(waveform: bool) -> Header {

@@ -1,0 +1,186 @@
+//! Several batches in flight: no reading in two, a failing batch retried alone, cancel,
+//! the whole-sink backoff, and the real queue passing over readings in flight.
+
+use super::*;
+
+/// Small batches, four in flight: the pipelining cases.
+const PIPELINED: Shape = Shape {
+    batch: 2,
+    concurrency: 4,
+};
+
+fn push_many(rig: &Rig, n: usize) -> Vec<ReadingId> {
+    (0..n)
+        .map(|i| {
+            let r = reading(&format!("d{i}"));
+            rig.push(r.clone());
+            r.id.unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn several_batches_are_in_flight_and_no_reading_is_in_two() {
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(50),
+        fast_policy(),
+        PIPELINED,
+    );
+    let ids = push_many(&rig, 40);
+    rig.until("all delivered", |s| s.delivered.len() == 40)
+        .await;
+    assert_eq!(rig.seen.most_in_flight.load(AtomicOrdering::SeqCst), 4);
+    assert!(rig.seen.doubled.lock().expect("lock").is_empty());
+    let calls = rig.calls().len();
+    assert_eq!(calls, 20, "every batch full and every reading sent once");
+    let q = rig.stop().await;
+    q.with(|s| {
+        // Settled in the order the batches were sent: oldest first, as with one in flight.
+        assert_eq!(s.delivered, ids);
+        assert!(s.entries.is_empty() && s.dead.is_empty());
+    });
+}
+
+#[tokio::test]
+async fn a_failing_batch_among_succeeding_ones_is_retried_alone() {
+    // The readings of one device fail their first attempt; the server is fine otherwise.
+    let failed_once = Arc::new(Mutex::new(Set::new()));
+    let script: Script = {
+        let failed_once = failed_once.clone();
+        Arc::new(move |r| {
+            let bad = matches!(r.device.id.as_str(), "d2" | "d3");
+            if bad && failed_once.lock().expect("lock").insert(r.id) {
+                Outcome::Retry("HTTP 503: busy".into())
+            } else if r.device.id.as_str() == "d5" {
+                Outcome::Rejected("HTTP 422: bad code".into())
+            } else {
+                Outcome::Delivered
+            }
+        })
+    };
+    let rig = start(script, Duration::from_millis(30), fast_policy(), PIPELINED);
+    let ids = push_many(&rig, 12);
+    rig.until("all settled", |s| s.delivered.len() + s.dead.len() == 12)
+        .await;
+    assert_eq!(rig.seen.most_in_flight.load(AtomicOrdering::SeqCst), 4);
+    assert!(rig.seen.doubled.lock().expect("lock").is_empty());
+    let q = rig.stop().await;
+    q.with(|s| {
+        let mut delivered = s.delivered.clone();
+        delivered.sort();
+        delivered.dedup();
+        assert_eq!(
+            delivered.len(),
+            11,
+            "each delivered once: {:?}",
+            s.delivered
+        );
+        assert_eq!(s.dead, vec![(ids[5], "HTTP 422: bad code".into())]);
+        assert!(s.entries.is_empty());
+        // The three batches in flight beside the failed one were settled, in send order.
+        assert_eq!(&s.delivered[..5], &[ids[0], ids[1], ids[4], ids[6], ids[7]]);
+        assert!(s.delivered[5..].contains(&ids[2]) && s.delivered[5..].contains(&ids[3]));
+    });
+}
+
+#[tokio::test]
+async fn cancel_settles_every_batch_in_flight() {
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(300),
+        fast_policy(),
+        PIPELINED,
+    );
+    let ids = push_many(&rig, 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rig.calls().len() < 4 {
+        assert!(Instant::now() < deadline, "four batches never in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let q = rig.stop().await;
+    q.with(|s| {
+        assert_eq!(s.delivered, ids[..8].to_vec(), "the four batches in flight");
+        assert_eq!(s.entries.len(), 12, "nothing new sent after cancel");
+    });
+}
+
+#[tokio::test]
+async fn the_whole_sink_backoff_stops_new_batches() {
+    let policy = RetryPolicy {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_attempts_per_reading: 3,
+    };
+    let rig = start(
+        Arc::new(|_| Outcome::Retry("transport: connection refused".into())),
+        Duration::from_millis(10),
+        policy,
+        PIPELINED,
+    );
+    push_many(&rig, 40);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let calls = rig.calls();
+    let t0 = calls[0];
+    // Batches sent together form a wave; a new wave starts only after the backoff.
+    let mut waves: Vec<Vec<Duration>> = Vec::new();
+    for c in &calls {
+        let at = *c - t0;
+        match waves.last_mut() {
+            Some(w) if at - w[0] < Duration::from_millis(50) => w.push(at),
+            _ => waves.push(vec![at]),
+        }
+    }
+    assert!(waves.len() >= 3, "{waves:?}");
+    assert!(waves.iter().all(|w| w.len() <= 4), "{waves:?}");
+    let gap = |i: usize| waves[i + 1][0] - waves[i][0];
+    // One failure per wave: 100 ms, then 200 ms (four failures counted would be 800 ms).
+    assert!(
+        gap(0) >= Duration::from_millis(100) && gap(0) < Duration::from_millis(400),
+        "{waves:?}"
+    );
+    assert!(
+        gap(1) >= Duration::from_millis(200) && gap(1) < Duration::from_millis(700),
+        "{waves:?}"
+    );
+    let q = rig.stop().await;
+    q.with(|s| assert!(s.dead.is_empty() && s.delivered.is_empty()));
+}
+
+/// The real queue hands out the oldest due readings that are not in flight, and reads none of
+/// the skipped ones.
+#[tokio::test]
+async fn the_queue_passes_over_the_readings_in_flight() {
+    use crate::queue::QueueOptions;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = SinkId::new("ehr");
+    let queue = Queue::open(dir.path(), QueueOptions::new(vec![sink.clone()])).expect("queue");
+    let readings: Vec<Reading> = (0..12).map(|i| reading(&format!("d{i}"))).collect();
+    let ids: Vec<ReadingId> = readings.iter().filter_map(|r| r.id).collect();
+    queue.enqueue(readings).await.expect("enqueue");
+    let now = OffsetDateTime::now_utc();
+    let skip: Set<ReadingId> = ids[..4].iter().chain(&ids[6..7]).copied().collect();
+    let got = DeliveryQueue::pending_excluding(&queue, &sink, 4, now, &skip)
+        .await
+        .expect("pending");
+    let got: Vec<ReadingId> = got.iter().filter_map(|p| p.reading.id).collect();
+    let all = DeliveryQueue::pending(&queue, &sink, 12, now)
+        .await
+        .expect("pending");
+    let want: Vec<ReadingId> = all
+        .iter()
+        .filter_map(|p| p.reading.id)
+        .filter(|id| !skip.contains(id))
+        .take(4)
+        .collect();
+    assert_eq!(all.len(), 12);
+    assert_eq!(got, want);
+    let none =
+        DeliveryQueue::pending_excluding(&queue, &sink, 4, now, &ids.iter().copied().collect())
+            .await
+            .expect("pending");
+    assert!(none.is_empty());
+    queue.close().await.expect("close");
+}

@@ -1,0 +1,190 @@
+//! Day-to-day operation through the real binary: the queue commands against a running daemon
+//! (admin API with the bearer token) and a stopped one (the store) with the same output,
+//! `vitalsd status`, every config problem in one `check-config` run, completions and the man
+//! page, `/metrics` checked by promtool, the dashboard and alert rules naming only metrics the
+//! daemon exports, and the troubleshooting doc covering every logged warning and error.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod observability;
+mod packaging;
+mod queue_cli;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{http, Daemon, Pty};
+
+const TOKEN: &str = "ops-test-token-5f2c";
+
+/// An HL7 engine that answers every message with an AE: each reading is dead-lettered.
+fn refusing_engine() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind engine");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_ae(stream));
+        }
+    });
+    addr
+}
+
+fn serve_ae(mut s: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(2).position(|w| w == [0x1C, 0x0D]) {
+            let frame: Vec<u8> = buf.drain(..end + 2).collect();
+            let start = frame.iter().position(|&b| b == 0x0B).unwrap_or(0);
+            let msg = String::from_utf8_lossy(&frame[start + 1..end]).to_string();
+            let id = msg
+                .split('\r')
+                .next()
+                .and_then(|msh| msh.split('|').nth(9))
+                .unwrap_or("")
+                .to_string();
+            let ack = format!(
+                "\x0bMSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-{id}|P|2.6\rMSA|AE|{id}|not accepted\r\x1c\r"
+            );
+            if s.write_all(ack.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Rig {
+    tmp: tempfile::TempDir,
+    ox: Pty,
+    bp: Pty,
+    cfg: PathBuf,
+    addr: String,
+}
+
+impl Rig {
+    /// Devices `ox` (nonin-ascii, exam-1) and `bp` (json, exam-2), the refusing HL7 sink
+    /// `engine`, the admin API on a fixed free port with a token file.
+    fn new() -> Rig {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (ox, bp) = (Pty::new(), Pty::new());
+        let port = free_port();
+        let token = tmp.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod token");
+        let cfg = write_config(tmp.path(), "vitalsd.toml", port, &token, &ox.path, &bp.path);
+        Rig {
+            addr: format!("127.0.0.1:{port}"),
+            tmp,
+            ox,
+            bp,
+            cfg,
+        }
+    }
+
+    fn start(&self, log: &str) -> Daemon {
+        let d = Daemon::start(&self.cfg, &self.tmp.path().join(log));
+        d.wait_log("vitalsd ready", Duration::from_secs(15));
+        std::thread::sleep(Duration::from_millis(300));
+        d
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let auth = format!("Bearer {TOKEN}");
+        let (code, body) = http(&self.addr, "GET", path, &[("Authorization", &auth)], "");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    fn dead(&self) -> u64 {
+        self.get("/api/status")["sinks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["sink"] == "engine"))
+            .and_then(|s| s["dead"].as_u64())
+            .unwrap_or(0)
+    }
+
+    #[track_caller]
+    fn wait_dead(&self, n: u64) {
+        wait_for(&format!("{n} dead-letter entries"), || self.dead() == n);
+    }
+}
+
+fn write_config(dir: &Path, name: &str, port: u16, token: &Path, ox: &Path, bp: &Path) -> PathBuf {
+    let engine = refusing_engine();
+    let s = format!(
+        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:{port}\"\nadmin_token_file = {token:?}\n\
+         shutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n\
+         [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = {ox:?} }}\noptions = {{ report = \"every\" }}\n\n\
+         [[device]]\nid = \"bp\"\ndriver = \"json\"\nroom = \"exam-2\"\nserial = {{ path = {bp:?} }}\n\n\
+         [[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"{engine}\"\nack_timeout = \"2s\"\n\
+         sending_facility = \"CLINIC_A\"\nreceiving_application = \"EHR\"\n",
+        data = dir.join("data"),
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, s).expect("config");
+    path
+}
+
+fn bp_line(systolic: u32, at: &str) -> String {
+    format!(
+        "{{\"kind\":\"blood_pressure\",\"device_time\":\"{at}\",\"values\":[{{\"name\":\"systolic\",\"value\":{systolic},\"unit\":\"mm[Hg]\"}},{{\"name\":\"diastolic\",\"value\":79,\"unit\":\"mm[Hg]\"}}]}}\n"
+    )
+}
+
+fn vitalsd(cfg: &Path, args: &[&str]) -> Output {
+    support::vitalsd_with_config(cfg, args)
+}
+
+fn text(o: &Output) -> String {
+    support::output_text(o)
+}
+
+/// Runs a command that must succeed; its stdout.
+#[track_caller]
+fn ok(cfg: &Path, args: &[&str]) -> String {
+    let o = vitalsd(cfg, args);
+    assert!(o.status.success(), "vitalsd {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[track_caller]
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < until, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// `queue stats` without the size on disk (the running store has not compacted its log).
+fn stats_without_size(s: &str) -> Value {
+    let mut v: Value = serde_json::from_str(s).expect("stats JSON");
+    v.as_object_mut().expect("object").remove("disk_bytes");
+    v
+}
