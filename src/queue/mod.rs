@@ -79,6 +79,7 @@ pub mod salvage;
 pub mod segment;
 mod sled_store;
 mod store;
+mod store_key;
 mod syncer;
 mod txn;
 mod types;
