@@ -63,6 +63,7 @@
 
 pub mod audit;
 mod bytes;
+mod chunk_cache;
 pub mod cipher;
 pub mod compact;
 mod dedupe;
@@ -712,7 +713,7 @@ fn migrate_rejected(
         return Ok(());
     }
     let batch = tx.take_batch(true);
-    store.apply(batch)?;
+    dedupe.apply(store, batch)?;
     store.sync()?;
     *counters = tx.counters.clone();
     *next_seq = (*next_seq).max(tx.next_seq());
