@@ -210,7 +210,8 @@ async fn enqueue_all(q: &Queue, readings: Vec<Reading>) -> Duration {
 async fn claim_cost(full: i64, measured: i64) -> (Duration, Duration) {
     let key = StoreKey::from_bytes([7; 32], "bench");
     let store = Arc::new(Sealed::open(MemoryStore::new(), &key).expect("sealed store"));
-    let q = Queue::with_store(store, QueueOptions::new(vec![SinkId::new("outbox")])).expect("queue");
+    let q =
+        Queue::with_store(store, QueueOptions::new(vec![SinkId::new("outbox")])).expect("queue");
     // Empty buckets: one reading per hour, each its own device-hour.
     let alone = (0..measured)
         .map(|i| reading_at(1, CLAIM_HOUR_S + 3600 * (i + 1), 120))

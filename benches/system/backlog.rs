@@ -189,7 +189,9 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     rt.block_on(listener.up());
     // VITALSD_WRAP_DRAIN="valgrind --tool=callgrind --callgrind-out-file=cg.out" profiles the
     // draining daemon only.
-    let wrap = std::env::var("VITALSD_WRAP_DRAIN").ok().filter(|w| !w.is_empty());
+    let wrap = std::env::var("VITALSD_WRAP_DRAIN")
+        .ok()
+        .filter(|w| !w.is_empty());
     let mut d = Daemon::start_wrapped(&cfg, &log, wrap.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(d.pid(), stop.clone());

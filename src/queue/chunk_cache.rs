@@ -66,8 +66,7 @@ fn cost(k: &[u8], v: &[u8]) -> usize {
 
 /// The bucket prefix of a chunk key (`'w'` keys of 15 bytes only).
 fn bucket_of(key: &[u8]) -> Option<&[u8]> {
-    (key.len() == PREFIX + 2 && key.first() == Some(&super::dedupe::BUCKET))
-        .then(|| &key[..PREFIX])
+    (key.len() == PREFIX + 2 && key.first() == Some(&super::dedupe::BUCKET)).then(|| &key[..PREFIX])
 }
 
 impl ChunkCache {

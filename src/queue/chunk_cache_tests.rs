@@ -206,7 +206,10 @@ async fn through_the_queue_a_failed_write_then_a_restart_answer_as_the_store() {
     let b2 = resend(&b);
     assert_eq!(
         q.enqueue(vec![b2.clone(), resend(&a)]).await.unwrap(),
-        vec![EnqueueOutcome::Stored, EnqueueOutcome::Duplicate(a.id.unwrap())]
+        vec![
+            EnqueueOutcome::Stored,
+            EnqueueOutcome::Duplicate(a.id.unwrap())
+        ]
     );
     q.close().await.unwrap();
     // Replays after a restart: the same store, a new queue (and a new, empty cache).
