@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use vitalsd::decode::{self, Options};
 use vitalsd::queue::cipher::{Sealed, StoreKey};
-use vitalsd::queue::{Batch, Entry, Queue, QueueOptions, SledStore, Store, StoreError};
+use vitalsd::queue::{
+    Batch, Entry, MemoryStore, Queue, QueueOptions, SledStore, Store, StoreError,
+};
 use vitalsd::reading::{
     Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
 };
@@ -176,6 +178,58 @@ async fn queue_ingest(total: u64, producers: usize, batch: u64) -> Ingest {
     }
 }
 
+/// The start of an hour (unix seconds) after every time `reading` makes.
+const CLAIM_HOUR_S: i64 = 1_800_000_000 / 3600 * 3600;
+
+/// `reading(device, 0)` at `t_s` with `value` (a different value is a different measurement).
+fn reading_at(device: usize, t_s: i64, value: i64) -> Reading {
+    let mut r = reading(device, 0);
+    let t = OffsetDateTime::from_unix_timestamp(t_s).expect("time");
+    r.device_time = Some(t);
+    r.observed_at = t;
+    r.values[0].value = Some(Decimal::from_int(value));
+    r
+}
+
+/// Enqueues `readings` 100 per call and returns the time per reading.
+async fn enqueue_all(q: &Queue, readings: Vec<Reading>) -> Duration {
+    let n = readings.len().max(1);
+    let t0 = Instant::now();
+    let mut it = readings.into_iter().peekable();
+    while it.peek().is_some() {
+        let part: Vec<Reading> = it.by_ref().take(100).collect();
+        q.enqueue(part).await.expect("enqueue");
+    }
+    t0.elapsed() / u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The dedupe claim's cost as a bucket fills: enqueue time per reading (encrypted in-memory
+/// store, so no fsync hides it) when every reading is alone in its device-hour, against
+/// readings of one device into an hour that already holds `full` readings (an hour at 1/s is
+/// 3,600). Returns (empty, full) per reading.
+async fn claim_cost(full: i64, measured: i64) -> (Duration, Duration) {
+    let key = StoreKey::from_bytes([7; 32], "bench");
+    let store = Arc::new(Sealed::open(MemoryStore::new(), &key).expect("sealed store"));
+    let q =
+        Queue::with_store(store, QueueOptions::new(vec![SinkId::new("outbox")])).expect("queue");
+    // Empty buckets: one reading per hour, each its own device-hour.
+    let alone = (0..measured)
+        .map(|i| reading_at(1, CLAIM_HOUR_S + 3600 * (i + 1), 120))
+        .collect();
+    let empty = enqueue_all(&q, alone).await;
+    // A full hour: `full` readings one second apart, then `measured` more in the same hour.
+    let fill = (0..full)
+        .map(|i| reading_at(2, CLAIM_HOUR_S - 3600 + i % 3600, 100 + i / 3600))
+        .collect();
+    enqueue_all(&q, fill).await;
+    let more = (0..measured)
+        .map(|i| reading_at(2, CLAIM_HOUR_S - 3600 + i % 3600, 200 + i / 3600))
+        .collect();
+    let into_full = enqueue_all(&q, more).await;
+    q.close().await.expect("close");
+    (empty, into_full)
+}
+
 /// sled alone: 100 inserts of the same JSON per flush (the group-commit ceiling).
 fn sled_baseline(total: u64) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -300,6 +354,19 @@ fn main() {
             m.flush_p99.as_secs_f64() * 1e3,
         );
     }
+    let (fill, measured) = if full { (3600, 1000) } else { (400, 50) };
+    let (empty, into_full) = rt.block_on(claim_cost(fill, measured));
+    println!(
+        "{:<52} {:>10.1} µs",
+        "dedupe claim, empty device-hour (baseline), per reading",
+        empty.as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<52} {:>10.1} µs   ratio to baseline {:.2}",
+        format!("dedupe claim, device-hour holding {fill}, per reading"),
+        into_full.as_secs_f64() * 1e6,
+        into_full.as_secs_f64() / empty.as_secs_f64().max(1e-9)
+    );
     let nonin = b"SPO2=097 HR=072\r\n";
     let json = br#"{"kind":"blood_pressure","device_time":"2026-11-27T10:00:00Z","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"}]}
 "#;

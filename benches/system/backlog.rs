@@ -187,7 +187,12 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
 
     // Draining: listener up, restart (ready again), count until every reading arrived.
     rt.block_on(listener.up());
-    let mut d = Daemon::start(&cfg, &log);
+    // VITALSD_WRAP_DRAIN="valgrind --tool=callgrind --callgrind-out-file=cg.out" profiles the
+    // draining daemon only.
+    let wrap = std::env::var("VITALSD_WRAP_DRAIN")
+        .ok()
+        .filter(|w| !w.is_empty());
+    let mut d = Daemon::start_wrapped(&cfg, &log, wrap.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(d.pid(), stop.clone());
     let (addr, ready_full_again) = d.wait_ready(Duration::from_secs(120));

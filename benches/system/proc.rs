@@ -42,9 +42,24 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `vitalsd run --config <config>` with its default log level, stderr to `log`.
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Self::start_wrapped(config, log, None)
+    }
+
+    /// [`Daemon::start`] under `wrap` (a command line such as `valgrind --tool=callgrind
+    /// --callgrind-out-file=cg.out` that is given the binary and its arguments), if any.
+    pub fn start_wrapped(config: &Path, log: &Path, wrap: Option<&str>) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let started = Instant::now();
-        let child = Command::new(binary())
+        let words: Vec<&str> = wrap.unwrap_or_default().split_whitespace().collect();
+        let mut cmd = match words.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = cmd
             .env(vitalsd::queue::cipher::KEY_FILE_ENV, store_key_file())
             .args(["run", "--config"])
             .arg(config)

@@ -1,5 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
+use std::path::{Path, PathBuf};
+
 use super::*;
 use crate::queue::{MemoryStore, SledStore};
 

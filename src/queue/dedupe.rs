@@ -31,9 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ring::hmac;
 
+use super::chunk_cache::{ChunkCache, Chunks};
 use super::keys;
 
-use super::store::{Store, StoreError};
+use super::store::{Batch, Store, StoreError};
 use super::txn::{corrupt, Txn};
 use super::types::QueueError;
 use crate::reading::{Reading, ReadingId};
@@ -94,12 +95,15 @@ impl Hasher {
     }
 }
 
-/// The dedupe index of one open store: its hashing key, and whether per-reading keys of an
-/// earlier version (`k`) are still there to be looked up.
+/// The dedupe index of one open store: its hashing key, whether per-reading keys of an
+/// earlier version (`k`) are still there to be looked up, and the chunks of recently used
+/// buckets (see `chunk_cache`: every batch that may write chunks is applied through
+/// [`Index::apply`]).
 #[derive(Debug)]
 pub struct Index {
     pub hasher: Hasher,
     old_keys: AtomicBool,
+    cache: ChunkCache,
 }
 
 impl Index {
@@ -108,7 +112,31 @@ impl Index {
         Ok(Index {
             hasher: Hasher::load_or_create(store)?,
             old_keys: AtomicBool::new(old),
+            cache: ChunkCache::default(),
         })
+    }
+
+    /// The same index with a cache of at most `max_bytes`.
+    #[cfg(test)]
+    pub fn with_cache_bytes(mut self, max_bytes: usize) -> Index {
+        self.cache = ChunkCache::new(max_bytes);
+        self
+    }
+
+    /// Applies `batch` to `store`, keeping the cached chunks equal to the store's.
+    pub fn apply(&self, store: &dyn Store, batch: Batch) -> Result<(), StoreError> {
+        self.cache.apply(store, batch)
+    }
+
+    /// Forgets the cached chunks: the store was swapped for a rewritten one.
+    pub fn forget(&self) {
+        self.cache.forget();
+    }
+
+    /// How many buckets claims read from the store so far (the others came from the cache).
+    #[cfg(test)]
+    pub fn bucket_loads(&self) -> u64 {
+        self.cache.loads()
     }
 
     /// Whether `k` keys may remain (an upgraded store, until pruning removed the last one).
@@ -222,37 +250,71 @@ fn insert(v: &[u8], hash: &[u8; 8], id: ReadingId, minute: u32) -> Vec<u8> {
 /// there, else records it (under `id`) and answers `None`.
 pub fn claim(
     tx: &mut Txn,
-    h: &Hasher,
+    index: &Index,
     r: &Reading,
     id: ReadingId,
     now_ms: u64,
 ) -> Result<Option<ReadingId>, QueueError> {
-    let (prefix, hash) = locate(h, r, id);
-    // The bucket's chunks, staged ones included. Early pruning (history over its bound) may
-    // have removed some of them: numbers need not be contiguous.
-    let chunks = tx.scan(&prefix)?;
-    for v in chunks.values() {
-        if let Some(first) = readable(v).and_then(|v| find(v, &hash)) {
-            return Ok(Some(first));
+    let (prefix, hash) = locate(&index.hasher, r, id);
+    let minute = minute_of(now_ms);
+    // The bucket's committed chunks (cached), with the group's staged writes over them.
+    // Early pruning (history over its bound) may have removed some chunks: numbers need not
+    // be contiguous.
+    let step = index.cache.with_bucket(tx.store(), &prefix, |committed| {
+        let staged: Vec<(&[u8], Option<&[u8]>)> = tx.staged(&prefix).collect();
+        decide(committed, &staged, &prefix, &hash, id, minute)
+    })?;
+    match step {
+        Step::Found(first) => Ok(Some(first)),
+        Step::Insert(key, value) => {
+            tx.put(key, value);
+            Ok(None)
         }
     }
-    let last = chunks.iter().next_back();
-    let (n, v) = match last {
+}
+
+/// What a claim found: the first id, or the chunk to write with the new entry in it.
+enum Step {
+    Found(ReadingId),
+    Insert(Vec<u8>, Vec<u8>),
+}
+
+/// The claim's decision over `committed` chunks with `staged` writes (key order) over them.
+fn decide(
+    committed: &Chunks,
+    staged: &[(&[u8], Option<&[u8]>)],
+    prefix: &[u8],
+    hash: &[u8; 8],
+    id: ReadingId,
+    minute: u32,
+) -> Step {
+    let is_staged = |k: &[u8]| staged.iter().any(|(s, _)| *s == k);
+    let visible = committed
+        .iter()
+        .filter(|(k, _)| !is_staged(k))
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .chain(staged.iter().filter_map(|(k, v)| Some((*k, (*v)?))));
+    let mut last: Option<(&[u8], &[u8])> = None;
+    for (k, v) in visible {
+        if let Some(first) = readable(v).and_then(|v| find(v, hash)) {
+            return Step::Found(first);
+        }
+        if last.is_none_or(|(l, _)| k > l) {
+            last = Some((k, v));
+        }
+    }
+    let (n, v): (u16, &[u8]) = match last {
         Some((k, v)) => {
             let n = chunk_no(k);
             match readable(v) {
-                Some(v) if entries(v).len() / ENTRY < CHUNK_ENTRIES => (n, v.to_vec()),
+                Some(v) if entries(v).len() / ENTRY < CHUNK_ENTRIES => (n, v),
                 // Full or unreadable (left for verify): a new chunk after it.
-                _ => (n.saturating_add(1), Vec::new()),
+                _ => (n.saturating_add(1), &[]),
             }
         }
-        None => (0, Vec::new()),
+        None => (0, &[]),
     };
-    tx.put(
-        chunk_key(&prefix, n),
-        insert(&v, &hash, id, minute_of(now_ms)),
-    );
-    Ok(None)
+    Step::Insert(chunk_key(prefix, n), insert(v, hash, id, minute))
 }
 
 /// `v` when it is a chunk this version reads.
@@ -298,163 +360,5 @@ pub fn hour_ms(hour: u32) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::queue::txn::Counters;
-    use crate::queue::MemoryStore;
-
-    fn reading(device: &str, t_s: i64, value: i64) -> Reading {
-        let mut r = crate::queue::tests::reading(device, 1);
-        r.device_time = Some(time::OffsetDateTime::from_unix_timestamp(t_s).unwrap());
-        r.values[0].value = Some(crate::reading::Decimal::from_int(value));
-        r.id = Some(ReadingId::new());
-        r
-    }
-
-    /// Stored on 2027-01-15 (the test readings' device times are in 2027).
-    const NOW: u64 = 1_800_000_000_000;
-
-    fn claim_at(
-        tx: &mut Txn,
-        h: &Hasher,
-        r: &Reading,
-        id: ReadingId,
-    ) -> Result<Option<ReadingId>, QueueError> {
-        claim(tx, h, r, id, NOW)
-    }
-
-    fn commit(store: &MemoryStore, tx: Txn) {
-        let mut tx = tx;
-        store.apply(tx.take_batch(false)).unwrap();
-    }
-
-    #[test]
-    fn a_resend_is_found_in_the_same_group_and_after_a_restart() {
-        let store = Arc::new(MemoryStore::new());
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let a = reading("cuff", 1_800_000_000, 120);
-        let b = reading("cuff", 1_800_000_000, 121);
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(claim_at(&mut tx, &h, &a, a.id.unwrap()).unwrap(), None);
-        assert_eq!(claim_at(&mut tx, &h, &b, b.id.unwrap()).unwrap(), None);
-        let mut resend = a.clone();
-        resend.id = Some(ReadingId::new());
-        assert_eq!(
-            claim_at(&mut tx, &h, &resend, resend.id.unwrap()).unwrap(),
-            a.id
-        );
-        commit(&store, tx);
-        // Reopened: the same store key, the same buckets.
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(
-            claim_at(&mut tx, &h, &resend, resend.id.unwrap()).unwrap(),
-            a.id
-        );
-        assert_eq!(claim_at(&mut tx, &h, &b, ReadingId::new()).unwrap(), b.id);
-        let other = reading("oxi", 1_800_000_000, 120);
-        assert_eq!(
-            claim_at(&mut tx, &h, &other, other.id.unwrap()).unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn a_full_chunk_is_followed_by_another_and_both_are_searched() {
-        let store = Arc::new(MemoryStore::new());
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let mut tx = Txn::new(&*store, Counters::default());
-        let all: Vec<Reading> = (0..CHUNK_ENTRIES + 30)
-            .map(|i| reading("cuff", 1_800_000_000 + i as i64, 120))
-            .collect();
-        for r in &all {
-            assert_eq!(claim_at(&mut tx, &h, r, r.id.unwrap()).unwrap(), None);
-        }
-        commit(&store, tx);
-        let chunks = store.scan_prefix(&[BUCKET], None, 100).unwrap();
-        assert_eq!(chunks.len(), 2);
-        assert!(chunks.iter().all(|(k, v)| valid_chunk(k, v)));
-        let mut tx = Txn::new(&*store, Counters::default());
-        for r in &all {
-            assert_eq!(claim_at(&mut tx, &h, r, ReadingId::new()).unwrap(), r.id);
-        }
-    }
-
-    #[test]
-    fn buckets_older_than_the_cutoff_are_pruned_and_younger_ones_kept() {
-        let store = Arc::new(MemoryStore::new());
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let old = reading("cuff", 1_800_000_000, 120);
-        let young = reading("cuff", 1_800_000_000 + 8 * 24 * 3600, 120);
-        let mut tx = Txn::new(&*store, Counters::default());
-        claim_at(&mut tx, &h, &old, old.id.unwrap()).unwrap();
-        claim_at(&mut tx, &h, &young, young.id.unwrap()).unwrap();
-        commit(&store, tx);
-        // Stored at NOW: within the window both stay, whatever their device times.
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(prune(&mut tx, hour_of(NOW - WINDOW_MS), 100).unwrap(), 0);
-        // A week and a day later, the bucket of the older device time goes.
-        let later = NOW + WINDOW_MS + 24 * 3_600_000;
-        let removed = prune(&mut tx, hour_of(later - WINDOW_MS), 100).unwrap();
-        assert_eq!(removed, 1);
-        commit(&store, tx);
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(
-            claim_at(&mut tx, &h, &old, ReadingId::new()).unwrap(),
-            None,
-            "forgotten"
-        );
-        assert_eq!(
-            claim_at(&mut tx, &h, &young, ReadingId::new()).unwrap(),
-            young.id
-        );
-    }
-
-    #[test]
-    fn a_bucket_of_old_device_times_is_kept_for_the_window_after_its_last_insert() {
-        // A memory recall: measured a month before it was stored.
-        let store = Arc::new(MemoryStore::new());
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let recalled = reading("cuff", 1_800_000_000 - 30 * 24 * 3600, 120);
-        let mut tx = Txn::new(&*store, Counters::default());
-        claim_at(&mut tx, &h, &recalled, recalled.id.unwrap()).unwrap();
-        commit(&store, tx);
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(prune(&mut tx, hour_of(NOW - WINDOW_MS), 100).unwrap(), 0);
-        assert_eq!(
-            claim_at(&mut tx, &h, &recalled, ReadingId::new()).unwrap(),
-            recalled.id,
-            "a second recall within the window is a duplicate"
-        );
-        let later = NOW + WINDOW_MS + 3_600_000;
-        assert_eq!(prune(&mut tx, hour_of(later - WINDOW_MS), 100).unwrap(), 1);
-    }
-
-    #[test]
-    fn a_reading_without_device_time_is_found_by_its_id_only() {
-        let store = Arc::new(MemoryStore::new());
-        let h = Hasher::load_or_create(&*store).unwrap();
-        let mut a = reading("oxi", 0, 97);
-        a.device_time = None;
-        let mut b = a.clone();
-        b.id = Some(ReadingId::new());
-        let mut tx = Txn::new(&*store, Counters::default());
-        assert_eq!(claim_at(&mut tx, &h, &a, a.id.unwrap()).unwrap(), None);
-        assert_eq!(claim_at(&mut tx, &h, &b, b.id.unwrap()).unwrap(), None);
-        assert_eq!(claim_at(&mut tx, &h, &a, a.id.unwrap()).unwrap(), a.id);
-    }
-
-    #[test]
-    fn chunks_stay_sorted() {
-        let mut v = Vec::new();
-        for x in [5u8, 1, 9, 3] {
-            v = insert(&v, &[x; 8], ReadingId::from_bytes([x; 16]), 7);
-        }
-        assert_eq!(touched(&v), Some(7));
-        assert!(valid_chunk(&[0; 15], &v));
-        assert_eq!(find(&v, &[9; 8]), Some(ReadingId::from_bytes([9; 16])));
-        assert_eq!(find(&v, &[4; 8]), None);
-    }
-}
+#[path = "dedupe_tests.rs"]
+mod tests;

@@ -74,6 +74,7 @@
 
 mod audit;
 mod bytes;
+mod chunk_cache;
 pub mod cipher;
 mod command;
 pub mod compact;
@@ -99,6 +100,7 @@ pub mod segment;
 mod shared;
 mod sled_store;
 mod store;
+mod store_key;
 mod syncer;
 mod txn;
 mod types;

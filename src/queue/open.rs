@@ -157,7 +157,7 @@ fn migrate_rejected(
         return Ok(());
     }
     let batch = tx.take_batch(true);
-    store.apply(batch)?;
+    dedupe.apply(store, batch)?;
     store.sync()?;
     *counters = tx.counters.clone();
     *next_seq = (*next_seq).max(tx.next_seq());

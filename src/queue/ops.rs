@@ -347,7 +347,7 @@ pub(super) fn claim(
         }
     }
     Ok(
-        match super::dedupe::claim(tx, &ctx.dedupe.hasher, r, id, ctx.now_ms)? {
+        match super::dedupe::claim(tx, ctx.dedupe, r, id, ctx.now_ms)? {
             Some(first) => Claim::Duplicate(first),
             None => Claim::New(id),
         },

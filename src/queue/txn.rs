@@ -376,23 +376,18 @@ impl<'s> Txn<'s> {
         }
     }
 
-    /// Every key under `prefix` with its value, staged writes included, in key order.
-    pub fn scan(&self, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
-        let mut out: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .scan_prefix(prefix, None, usize::MAX)?
-            .into_iter()
-            .collect();
-        for (k, v) in self.writes.range(prefix.to_vec()..) {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            match v {
-                Some(v) => out.insert(k.clone(), v.clone()),
-                None => out.remove(k),
-            };
-        }
-        Ok(out)
+    /// The staged writes under `prefix` in key order (a removal is `None`).
+    pub fn staged<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        self.writes
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
     pub fn exists(&self, key: &[u8]) -> Result<bool, StoreError> {

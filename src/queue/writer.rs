@@ -321,8 +321,8 @@ impl Writer {
             Ok(())
         } else {
             let batch = tx.take_batch(true);
-            let store = &self.shared.store;
-            match store.apply(batch) {
+            // Through the dedupe index: its cached chunks follow what the store accepted.
+            match self.shared.dedupe.apply(&*self.shared.store, batch) {
                 Ok(()) => {
                     // Applied: readers see it and the counters must match, durable or not.
                     *self.shared.counters() = tx.counters.clone();
@@ -384,7 +384,10 @@ impl Writer {
             return;
         }
         let t0 = std::time::Instant::now();
-        match r.run() {
+        let run = r.run();
+        // A store was closed and another opened (or the old one again): cached chunks go.
+        self.shared.dedupe.forget();
+        match run {
             Ok((before, after)) => {
                 self.shared.disk_bytes.store(after, Ordering::Relaxed);
                 tracing::info!(

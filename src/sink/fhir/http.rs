@@ -245,18 +245,26 @@ impl FhirSink {
                 }
                 Posted::Entries(vec![Outcome::Delivered; batch.len()])
             }
-            TransactionAnswer::PerEntry(entries) => Posted::Entries(
-                entries
-                    .iter()
-                    .zip(batch)
-                    .map(|(e, r)| {
-                        let diag = e.diagnostics.as_deref().unwrap_or("");
-                        let o = classify_fhir(e.status, &clean(diag, batch));
-                        log_rejection(&self.id, r, &o);
-                        o
-                    })
-                    .collect(),
-            ),
+            TransactionAnswer::PerEntry(entries) => {
+                // The batch's patient ids once per answer, not once per entry; an entry
+                // without diagnostics (every one of a committed Bundle) has nothing to clean.
+                let ids = patient_ids(batch);
+                Posted::Entries(
+                    entries
+                        .iter()
+                        .zip(batch)
+                        .map(|(e, r)| {
+                            let diag = match e.diagnostics.as_deref() {
+                                Some(d) if !d.is_empty() => clean_with(d, &ids),
+                                _ => String::new(),
+                            };
+                            let o = classify_fhir(e.status, &diag);
+                            log_rejection(&self.id, r, &o);
+                            o
+                        })
+                        .collect(),
+                )
+            }
             TransactionAnswer::Unknown(e) => Posted::Retry(format!("HTTP {status} but {e}")),
             TransactionAnswer::Failed {
                 status,
@@ -354,12 +362,24 @@ pub(crate) fn client(cfg: &FhirSinkConfig) -> Result<reqwest::Client, FhirSinkEr
 /// Server text made safe for a dead-letter reason: the batch's patient identifiers removed,
 /// bounded.
 fn clean(text: &str, batch: &[Reading]) -> String {
-    let ids: Vec<&str> = batch
+    clean_with(text, &patient_ids(batch))
+}
+
+/// The patient ids of `batch`, each once (what [`clean_with`] redacts).
+fn patient_ids(batch: &[Reading]) -> Vec<&str> {
+    let mut ids: Vec<&str> = batch
         .iter()
         .filter_map(|r| r.patient.as_ref())
         .map(|p| p.id.as_str())
         .collect();
-    bounded(&redact(text, &ids), MAX_DIAGNOSTICS_CHARS)
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// [`clean`] with the batch's patient ids already collected.
+fn clean_with(text: &str, ids: &[&str]) -> String {
+    bounded(&redact(text, ids), MAX_DIAGNOSTICS_CHARS)
 }
 
 fn log_rejection(sink: &SinkId, r: &Reading, o: &Outcome) {

@@ -1,0 +1,265 @@
+//! The cached dedupe chunks never change a claim's answer: rolled-back requests, failed
+//! applies, a swapped store, a restart and long device-hours are answered as the store says,
+//! and a cached bucket is not read from the store again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::dedupe::{claim, Index, BUCKET, CHUNK_ENTRIES};
+use super::super::store::{Batch, Entry, Store, StoreError};
+use super::super::txn::{Counters, Txn};
+use super::super::{EnqueueOutcome, MemoryStore, Queue, QueueOptions};
+use crate::reading::{Reading, ReadingId, SinkId};
+
+/// A memory store that counts bucket scans and fails applies while `fail` is set.
+#[derive(Default)]
+struct Faulty {
+    inner: MemoryStore,
+    fail: AtomicBool,
+    bucket_scans: AtomicU64,
+}
+
+impl Store for Faulty {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if prefix.len() == 13 && prefix[0] == BUCKET {
+            self.bucket_scans.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.scan_prefix(prefix, after, limit)
+    }
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
+    }
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("injected apply failure".into()));
+        }
+        self.inner.apply(batch)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn sync_count(&self) -> u64 {
+        self.inner.sync_count()
+    }
+}
+
+const NOW: u64 = 1_800_000_000_000;
+
+/// A reading of `device` at second `s` of 2026-11-27 12:00 with value `60 + v % 100`.
+fn reading(device: &str, s: i64, v: i64) -> Reading {
+    let mut r = super::super::tests::reading(device, s);
+    r.values[0].value = Some(crate::reading::Decimal::from_int(v));
+    r
+}
+
+fn claim_new(tx: &mut Txn, index: &Index, r: &Reading) -> Option<ReadingId> {
+    claim(tx, index, r, r.id.unwrap(), NOW).unwrap()
+}
+
+/// A resend: the same measurement under a new id.
+fn resend(r: &Reading) -> Reading {
+    let mut r = r.clone();
+    r.id = Some(ReadingId::new());
+    r
+}
+
+#[test]
+fn a_cached_bucket_is_not_read_again_and_follows_every_applied_batch() {
+    let store = Faulty::default();
+    let index = Index::open(&store).unwrap();
+    let a = reading("cuff", 0, 120);
+    let b = reading("cuff", 1, 121);
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &a), None);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    let scans = store.bucket_scans.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let mut tx = Txn::new(&store, Counters::default());
+        assert_eq!(claim_new(&mut tx, &index, &resend(&a)), a.id);
+        assert_eq!(claim_new(&mut tx, &index, &b), None);
+        assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b.id);
+        drop(tx);
+    }
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &b), None);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b.id);
+    assert_eq!(
+        store.bucket_scans.load(Ordering::SeqCst),
+        scans,
+        "the bucket came from the cache"
+    );
+}
+
+#[test]
+fn a_rolled_back_insert_is_not_remembered() {
+    let store = Faulty::default();
+    let index = Index::open(&store).unwrap();
+    let a = reading("cuff", 0, 120);
+    let b = reading("cuff", 1, 121);
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &a), None);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    // A request that inserted b into a's chunk, then failed.
+    let mut tx = Txn::new(&store, Counters::default());
+    tx.savepoint();
+    assert_eq!(claim_new(&mut tx, &index, &b), None);
+    assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b.id, "staged");
+    tx.rollback();
+    let b2 = resend(&b);
+    assert_eq!(claim_new(&mut tx, &index, &b2), None, "b is new again");
+    assert_eq!(claim_new(&mut tx, &index, &resend(&a)), a.id);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b2.id);
+}
+
+#[test]
+fn a_failed_apply_leaves_nothing_of_its_batch() {
+    let store = Faulty::default();
+    let index = Index::open(&store).unwrap();
+    let a = reading("cuff", 0, 120);
+    let b = reading("cuff", 1, 121);
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &a), None);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    store.fail.store(true, Ordering::SeqCst);
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &b), None);
+    assert!(index.apply(&store, tx.take_batch(false)).is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    let mut tx = Txn::new(&store, Counters::default());
+    let b2 = resend(&b);
+    assert_eq!(claim_new(&mut tx, &index, &b2), None, "b was never stored");
+    assert_eq!(claim_new(&mut tx, &index, &resend(&a)), a.id);
+    index.apply(&store, tx.take_batch(false)).unwrap();
+    let mut tx = Txn::new(&store, Counters::default());
+    assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b2.id);
+}
+
+#[test]
+fn a_long_hour_keeps_every_chunk_searchable_with_and_without_the_cache() {
+    // 3 × 170 + 40 readings of one device-hour, one group commit per 50, then every one
+    // resent: found, whether the bucket is cached, evicted, or read by a new index.
+    let store = Faulty::default();
+    let index = Index::open(&store).unwrap();
+    let n = 3 * CHUNK_ENTRIES + 40;
+    let all: Vec<Reading> = (0..n as i64).map(|i| reading("cuff", i, i)).collect();
+    for group in all.chunks(50) {
+        let mut tx = Txn::new(&store, Counters::default());
+        for r in group {
+            assert_eq!(claim_new(&mut tx, &index, r), None);
+        }
+        index.apply(&store, tx.take_batch(false)).unwrap();
+    }
+    let chunks = store.scan_prefix(&[BUCKET], None, 100).unwrap();
+    assert_eq!(chunks.len(), 4);
+    assert!(chunks
+        .iter()
+        .all(|(k, v)| super::super::dedupe::valid_chunk(k, v)));
+    let cold = Index::open(&store).unwrap();
+    // A cache smaller than the bucket: read from the store at every claim, same answers.
+    let tiny = Index::open(&store).unwrap().with_cache_bytes(1024);
+    let mut tx = Txn::new(&store, Counters::default());
+    for r in &all {
+        assert_eq!(claim_new(&mut tx, &index, &resend(r)), r.id);
+        assert_eq!(claim_new(&mut tx, &cold, &resend(r)), r.id);
+    }
+    let loads = tiny.bucket_loads();
+    for r in all.iter().step_by(37) {
+        assert_eq!(claim_new(&mut tx, &tiny, &resend(r)), r.id);
+    }
+    assert!(tiny.bucket_loads() - loads >= 15, "evicted, read again");
+    assert_eq!(cold.bucket_loads(), 1);
+}
+
+fn fast_queue(store: Arc<dyn Store>) -> Queue {
+    Queue::with_store(store, QueueOptions::new(vec![SinkId::new("out")])).unwrap()
+}
+
+#[tokio::test]
+async fn through_the_queue_a_failed_write_then_a_restart_answer_as_the_store() {
+    let store = Arc::new(Faulty::default());
+    let q = fast_queue(store.clone());
+    let a = reading("cuff", 0, 120);
+    let b = reading("cuff", 1, 121);
+    assert_eq!(
+        q.enqueue(vec![a.clone()]).await.unwrap(),
+        vec![EnqueueOutcome::Stored]
+    );
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(q.enqueue(vec![b.clone()]).await.is_err());
+    store.fail.store(false, Ordering::SeqCst);
+    let b2 = resend(&b);
+    assert_eq!(
+        q.enqueue(vec![b2.clone(), resend(&a)]).await.unwrap(),
+        vec![
+            EnqueueOutcome::Stored,
+            EnqueueOutcome::Duplicate(a.id.unwrap())
+        ]
+    );
+    q.close().await.unwrap();
+    // Replays after a restart: the same store, a new queue (and a new, empty cache).
+    let q = fast_queue(store.clone());
+    assert_eq!(
+        q.enqueue(vec![resend(&a), resend(&b)]).await.unwrap(),
+        vec![
+            EnqueueOutcome::Duplicate(a.id.unwrap()),
+            EnqueueOutcome::Duplicate(b2.id.unwrap())
+        ]
+    );
+    q.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_before_and_after_a_store_swap_are_recognised() {
+    use super::super::cipher::{Sealed, StoreKey};
+    use super::super::reclaim::ReclaimOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue");
+    let key = StoreKey::from_bytes([5; 32], "test");
+    let mut opts = QueueOptions::new(vec![SinkId::new("out")]);
+    let mut reclaim = ReclaimOptions::new(path.clone(), 1 << 20, key.clone());
+    reclaim.slack_bytes = 0;
+    reclaim.every = Duration::ZERO;
+    opts.reclaim = Some(reclaim);
+    let store = Sealed::open(super::super::SledStore::open(&path, 1 << 20).unwrap(), &key).unwrap();
+    let q = Queue::with_store(Arc::new(store), opts).unwrap();
+    let before: Vec<Reading> = (0..20).map(|i| reading("cuff", i, i)).collect();
+    q.enqueue(before.clone()).await.unwrap();
+    // Writes go on until the writer rewrote and swapped the store at least once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 100;
+    while q.stats().unwrap().reclaims == 0 && std::time::Instant::now() < deadline {
+        q.enqueue(vec![reading("oxi", i, i)]).await.unwrap();
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(q.stats().unwrap().reclaims >= 1, "no swap happened");
+    let after = reading("cuff", 50, 50);
+    let mut batch: Vec<Reading> = before.iter().map(resend).collect();
+    batch.push(after.clone());
+    batch.push(resend(&after));
+    let out = q.enqueue(batch).await.unwrap();
+    let mut want: Vec<EnqueueOutcome> = before
+        .iter()
+        .map(|r| EnqueueOutcome::Duplicate(r.id.unwrap()))
+        .collect();
+    want.push(EnqueueOutcome::Stored);
+    want.push(EnqueueOutcome::Duplicate(after.id.unwrap()));
+    assert_eq!(out, want);
+    q.close().await.unwrap();
+}
