@@ -619,7 +619,7 @@ struct AuditQuery {
     /// Only entries that name this room.
     #[serde(default)]
     room: Option<String>,
-    /// `oldest` (the default) or `newest` first.
+    /// `newest` first (the default: what just happened) or `oldest` first.
     #[serde(default)]
     order: Option<String>,
     /// The `x-vitalsd-next` header of the previous page.
@@ -637,8 +637,8 @@ async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuery>) -> Answ
         .transpose()
         .map_err(|e| fail(StatusCode::BAD_REQUEST, &e))?;
     let newest_first = match q.order.as_deref() {
-        None | Some("oldest") => false,
-        Some("newest") => true,
+        None | Some("newest") => true,
+        Some("oldest") => false,
         Some(_) => {
             return Err(fail(
                 StatusCode::BAD_REQUEST,
