@@ -267,21 +267,38 @@ fn chunk_no(key: &[u8]) -> u16 {
         .map_or(0, u16::from_be_bytes)
 }
 
+/// Chunks [`prune`] reads at a time: it stops at the first hour that is not old, so a store
+/// full of young chunks (a backlog) costs one page, not `limit` chunks of ~4 KiB each in memory.
+const PRUNE_PAGE: usize = 32;
+
 /// Stages the removal of buckets whose hour and last insert are both before `before_hour`,
-/// looking at up to `limit` keys from the oldest hour on. Returns how many it removed.
+/// looking at up to `limit` keys from the oldest hour on, [`PRUNE_PAGE`] at a time. Returns
+/// how many it removed.
 pub fn prune(tx: &mut Txn, before_hour: u32, limit: usize) -> Result<usize, QueueError> {
     let mut n = 0;
-    for (key, v) in tx.store().scan_prefix(&[BUCKET], None, limit)? {
-        match key_hour(&key) {
-            Some(hour) if hour < before_hour => {
-                // An unreadable chunk goes with its hour (verify reports it meanwhile).
-                if touched(&v).is_none_or(|t| u64::from(t) < u64::from(before_hour) * 60) {
-                    tx.remove(key);
-                    n += 1;
+    let mut seen = 0;
+    let mut after: Option<Vec<u8>> = None;
+    while seen < limit {
+        let page =
+            tx.store()
+                .scan_prefix(&[BUCKET], after.as_deref(), PRUNE_PAGE.min(limit - seen))?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        seen += page.len();
+        for (key, v) in page {
+            match key_hour(&key) {
+                Some(hour) if hour < before_hour => {
+                    // An unreadable chunk goes with its hour (verify reports it meanwhile).
+                    if touched(&v).is_none_or(|t| u64::from(t) < u64::from(before_hour) * 60) {
+                        tx.remove(key);
+                        n += 1;
+                    }
                 }
+                Some(_) => return Ok(n),
+                None => continue,
             }
-            Some(_) => break,
-            None => continue,
         }
     }
     Ok(n)
@@ -410,6 +427,77 @@ mod tests {
             claim_at(&mut tx, &h, &young, ReadingId::new()).unwrap(),
             young.id
         );
+    }
+
+    /// A store that remembers the most entries one scan returned.
+    struct Widest {
+        inner: MemoryStore,
+        widest: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Widest {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::queue::StoreError> {
+            self.inner.get(key)
+        }
+        fn scan_prefix(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<crate::queue::store::Entry>, crate::queue::StoreError> {
+            let page = self.inner.scan_prefix(prefix, after, limit)?;
+            self.widest
+                .fetch_max(page.len(), std::sync::atomic::Ordering::Relaxed);
+            Ok(page)
+        }
+        fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, crate::queue::StoreError> {
+            self.inner.last_key(prefix)
+        }
+        fn apply(&self, batch: crate::queue::store::Batch) -> Result<(), crate::queue::StoreError> {
+            self.inner.apply(batch)
+        }
+        fn sync(&self) -> Result<(), crate::queue::StoreError> {
+            self.inner.sync()
+        }
+        fn size_on_disk(&self) -> Result<u64, crate::queue::StoreError> {
+            self.inner.size_on_disk()
+        }
+        fn sync_count(&self) -> u64 {
+            self.inner.sync_count()
+        }
+    }
+
+    #[test]
+    fn pruning_reads_a_page_past_the_old_hours_not_every_young_chunk() {
+        // A backlog: 300 hours of young chunks after 40 hours of old ones.
+        let store = Widest {
+            inner: MemoryStore::new(),
+            widest: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let h = Hasher::load_or_create(&store).unwrap();
+        let mut tx = Txn::new(&store, Counters::default());
+        for hour in 0..340i64 {
+            let r = reading("cuff", 1_800_000_000 + hour * 3600, 120);
+            claim(
+                &mut tx,
+                &h,
+                &r,
+                r.id.unwrap(),
+                NOW + u64::try_from(hour).unwrap() * 3_600_000,
+            )
+            .unwrap();
+        }
+        commit(&store.inner, tx);
+        store.widest.store(0, std::sync::atomic::Ordering::Relaxed);
+        let mut tx = Txn::new(&store, Counters::default());
+        let cutoff = hour_of(1_800_000_000_000 + 40 * 3_600_000);
+        let later = hour_of(NOW + 40 * 3_600_000);
+        assert_eq!(prune(&mut tx, cutoff.min(later), 10_000).unwrap(), 40);
+        let widest = store.widest.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(widest <= PRUNE_PAGE, "one scan returned {widest} chunks");
+        // With a small limit it stops there and goes on from the oldest next time.
+        let mut tx = Txn::new(&store, Counters::default());
+        assert_eq!(prune(&mut tx, cutoff.min(later), 5).unwrap(), 5);
     }
 
     #[test]
