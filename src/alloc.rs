@@ -25,6 +25,10 @@ pub const MMAP_THRESHOLD: usize = 128 * 1024;
 /// The environment variable by which an operator sets the threshold instead.
 pub const ENV_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
 
+/// `VITALSD_MALLOC=glibc-default` leaves glibc's own defaults (to measure what the setting
+/// does; not for production).
+pub const SWITCH_VAR: &str = "VITALSD_MALLOC";
+
 /// What [`tune`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
@@ -34,6 +38,8 @@ pub enum Tuning {
     FromEnvironment,
     /// glibc refused the setting; the process runs with its default.
     Refused,
+    /// `VITALSD_MALLOC=glibc-default`: left at glibc's defaults on purpose.
+    Default,
 }
 
 static OUTCOME: OnceLock<Tuning> = OnceLock::new();
@@ -44,6 +50,9 @@ pub fn tune() -> Tuning {
     *OUTCOME.get_or_init(|| {
         if std::env::var_os(ENV_VAR).is_some() {
             return Tuning::FromEnvironment;
+        }
+        if std::env::var_os(SWITCH_VAR).is_some_and(|v| v == "glibc-default") {
+            return Tuning::Default;
         }
         if set_mmap_threshold(MMAP_THRESHOLD) {
             Tuning::Applied

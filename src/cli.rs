@@ -125,6 +125,11 @@ fn log_allocator() {
             "malloc: glibc refused the mmap threshold setting; memory use while draining a \
              backlog may grow (set {ENV_VAR}=131072 in the environment)"
         ),
+        Some(Tuning::Default) => tracing::warn!(
+            "malloc: glibc's defaults kept ({}=glibc-default); memory use while draining a \
+             backlog may grow",
+            crate::alloc::SWITCH_VAR
+        ),
         None => {}
     }
 }

@@ -186,8 +186,21 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     d.stop();
 
     // Draining: listener up, restart (ready again), count until every reading arrived.
+    // `VITALSD_BENCH_HEAPTRACK=FILE` runs this daemon under heaptrack's preload, its raw
+    // profile to FILE (`heaptrack_interpret < FILE | gzip > FILE.gz; heaptrack_print FILE.gz`).
     rt.block_on(listener.up());
-    let mut d = Daemon::start(&cfg, &log);
+    let profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
+        .map(|out| {
+            vec![
+                (
+                    "LD_PRELOAD".to_string(),
+                    "/usr/lib/heaptrack/libheaptrack_preload.so".to_string(),
+                ),
+                ("DUMP_HEAPTRACK_OUTPUT".to_string(), out),
+            ]
+        })
+        .unwrap_or_default();
+    let mut d = Daemon::start_with(&cfg, &log, &profile);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(d.pid(), stop.clone());
     let (addr, ready_full_again) = d.wait_ready(Duration::from_secs(120));
