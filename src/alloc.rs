@@ -73,6 +73,17 @@ pub fn mmapped() -> (usize, usize) {
     (info.0, info.1)
 }
 
+/// Gives the free pages inside the heap back to the system (glibc's `malloc_trim`). glibc
+/// returns freed memory only from the top of a heap by itself; after a burst of allocations
+/// that are all freed again (the store's online rewrite copies every live key through two
+/// page caches) the holes stay resident until this is called. Returns whether any memory was
+/// released.
+#[allow(unsafe_code)]
+pub fn trim() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only releases memory malloc holds free.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
 #[allow(unsafe_code)]
 fn set_mmap_threshold(bytes: usize) -> bool {
     let Ok(value) = libc::c_int::try_from(bytes) else {
