@@ -18,6 +18,8 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 
 #[allow(clippy::cast_precision_loss)]
 fn main() {
+    // The store runs in this process: give it the allocator setting `vitalsd run` makes.
+    let tuning = vitalsd::alloc::tune();
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
     let a = driver::SoakArgs {
@@ -29,11 +31,12 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let started = std::time::Instant::now();
     println!(
-        "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days",
+        "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days, audit cap {} B, malloc: {tuning:?}",
         a.days,
         a.per_day,
         f64::from(a.per_day) / 86_400.0,
-        a.audit_retention_days
+        a.audit_retention_days,
+        a.audit_max_bytes
     );
     println!("{}", driver::header());
     let rows = driver::run(tmp.path(), &a, |r| println!("{}", driver::line(r)));

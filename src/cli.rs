@@ -87,6 +87,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     })?;
     let cfg = load(config_path)?;
     init_logging("info", cfg.daemon.log_format);
+    log_allocator();
     tracing::info!(
         zone = %crate::pipeline::local_zone(),
         "device wall-clock times are read in this time zone"
@@ -107,6 +108,30 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line at start: the allocator setting in force (docs/store-bounds.md).
+fn log_allocator() {
+    use crate::alloc::{Tuning, ENV_VAR, MMAP_THRESHOLD};
+    match crate::alloc::outcome() {
+        Some(Tuning::Applied) => tracing::info!(
+            bytes = MMAP_THRESHOLD,
+            "malloc: mmap threshold fixed by vitalsd"
+        ),
+        Some(Tuning::FromEnvironment) => {
+            tracing::info!("malloc: mmap threshold taken from {ENV_VAR} in the environment")
+        }
+        Some(Tuning::Refused) => tracing::warn!(
+            "malloc: glibc refused the mmap threshold setting; memory use while draining a \
+             backlog may grow (set {ENV_VAR}=131072 in the environment)"
+        ),
+        Some(Tuning::Default) => tracing::warn!(
+            "malloc: glibc's defaults kept ({}=glibc-default); memory use while draining a \
+             backlog may grow",
+            crate::alloc::SWITCH_VAR
+        ),
+        None => {}
+    }
 }
 
 pub fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {

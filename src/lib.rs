@@ -23,6 +23,7 @@
 //! - [`demo`], [`simulate`]: simulated devices on pseudo-terminals.
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -103,7 +103,10 @@ enum Command {
         room: Option<String>,
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
-        /// Newest entries first.
+        /// Oldest entries first (by default the newest come first: what just happened).
+        #[arg(long, conflicts_with = "newest")]
+        oldest: bool,
+        /// Newest entries first (the default; accepted for scripts that name it).
         #[arg(long)]
         newest: bool,
         #[arg(long, short, default_value = vitalsd::config::DEFAULT_PATH, env = "VITALSD_CONFIG", global = true)]
@@ -231,41 +234,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (write it like \"30s\")"))
 }
 
-/// The glibc setting `vitalsd run` needs, and its value.
-const MALLOC_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-const MALLOC_VALUE: &str = "131072";
-
-/// glibc's default mmap threshold lets sled's 512 KiB log buffers fragment the heap: draining a
-/// backlog of 200,000 readings peaked at 166 MB of RSS, 56 MB with `MALLOC_MMAP_THRESHOLD_=131072`
-/// (docs/store-bounds.md). glibc reads the variable only when a process starts, so `vitalsd run`
-/// started without it replaces itself (same pid, same arguments, `exec`) with a copy that has
-/// it. A value the operator set is kept. On failure it goes on with glibc's default.
-fn with_malloc_threshold() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os(MALLOC_VAR).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let mut cmd = std::process::Command::new(exe);
-    if let Some(argv0) = args.next() {
-        cmd.arg0(argv0);
-    }
-    let err = cmd.args(args).env(MALLOC_VAR, MALLOC_VALUE).exec();
-    eprintln!(
-        "vitalsd: cannot restart with {MALLOC_VAR}={MALLOC_VALUE} ({err}); going on without it"
-    );
-}
-
 fn main() -> ExitCode {
+    // The allocator setting the store needs (glibc's mmap threshold), before anything else
+    // allocates much: the same for `vitalsd run` from systemd, a shell or a container.
+    vitalsd::alloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => {
-            with_malloc_threshold();
-            cli::run(&config)
-        }
+        Command::Run { config } => cli::run(&config),
         Command::CheckConfig { config } => cli::check_config(&config),
         Command::Demo { for_, dir, review } => cli::demo(for_, &dir, review),
         Command::Simulate {
@@ -311,9 +286,10 @@ fn main() -> ExitCode {
             since,
             room,
             limit,
-            newest,
+            oldest,
             config,
-        } => cli::audit::list(&config, since.as_deref(), room, limit, newest),
+            ..
+        } => cli::audit::list(&config, since.as_deref(), room, limit, !oldest),
         Command::Queue { action, config } => match action {
             QueueAction::Stats => cli::queue_stats(&config),
             QueueAction::Held { limit } => cli::queue_held(&config, limit),

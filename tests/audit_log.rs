@@ -86,11 +86,25 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
     clear_patient(&admin);
     set_patient(&admin, "MRN-DAY-TWO-B");
 
-    let mut names: Vec<String> = std::fs::read_dir(&audit)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .collect();
-    names.sort();
+    // The closed day is compressed in the background: wait for its `.gz`.
+    let list = || {
+        let mut names: Vec<String> = std::fs::read_dir(&audit)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut names = list();
+    while names
+        .iter()
+        .any(|n| !n.starts_with("audit-2026-12-07") && !n.ends_with(".gz"))
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        names = list();
+    }
     assert_eq!(
         names,
         ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"],
@@ -103,7 +117,7 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
         assert!(!String::from_utf8_lossy(&raw).contains("MRN-DAY"), "{n}");
     }
 
-    // Read back, across both files, while the daemon runs.
+    // Read back, across both files, while the daemon runs: newest first by default.
     let all = vitalsd(&cfg, &["audit"]);
     assert!(all.status.success(), "{}", text(&all));
     let out = String::from_utf8_lossy(&all.stdout).to_string();
@@ -111,14 +125,34 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
         events(&out),
         [
             "\"context_set\"",
-            "\"context_set\"",
             "\"context_cleared\"",
+            "\"context_set\"",
             "\"context_set\""
         ],
         "{out}"
     );
     assert!(out.contains("MRN-DAY-ONE") && out.contains("MRN-DAY-TWO-B"));
-    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(
+        out.lines().next().unwrap().contains("MRN-DAY-TWO-B"),
+        "{out}"
+    );
+    // `--newest` (the default) is still accepted and changes nothing.
+    let named = vitalsd(&cfg, &["audit", "--newest"]);
+    assert_eq!(String::from_utf8_lossy(&named.stdout), out);
+    let oldest = vitalsd(&cfg, &["audit", "--oldest"]);
+    assert!(oldest.status.success(), "{}", text(&oldest));
+    let oldest = String::from_utf8_lossy(&oldest.stdout).to_string();
+    assert_eq!(
+        events(&oldest),
+        [
+            "\"context_set\"",
+            "\"context_set\"",
+            "\"context_cleared\"",
+            "\"context_set\""
+        ],
+        "{oldest}"
+    );
+    let first: serde_json::Value = serde_json::from_str(oldest.lines().next().unwrap()).unwrap();
     assert!(
         first["at"]
             .as_str()
@@ -126,10 +160,7 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
             .starts_with("2026-12-06T23:59"),
         "{first}"
     );
-    let newest = vitalsd(
-        &cfg,
-        &["audit", "--newest", "--limit", "2", "--room", "exam-2"],
-    );
+    let newest = vitalsd(&cfg, &["audit", "--limit", "2", "--room", "exam-2"]);
     let newest = String::from_utf8_lossy(&newest.stdout).to_string();
     assert_eq!(
         events(&newest),
@@ -137,17 +168,21 @@ fn entries_cross_a_day_change_read_back_and_an_edit_or_a_deleted_line_is_found()
         "{newest}"
     );
     assert!(newest.lines().next().unwrap().contains("MRN-DAY-TWO-B"));
+    let (st, api) = http(&admin, "GET", "/api/audit?limit=1", &[AUTH], "");
+    assert_eq!(st, 200, "{api}");
+    let page: Vec<serde_json::Value> = serde_json::from_str(&api).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["patient"]["id"], "MRN-DAY-TWO-B");
     let (st, api) = http(
         &admin,
         "GET",
-        "/api/audit?order=newest&limit=1",
+        "/api/audit?order=oldest&limit=1",
         &[AUTH],
         "",
     );
     assert_eq!(st, 200, "{api}");
     let page: Vec<serde_json::Value> = serde_json::from_str(&api).unwrap();
-    assert_eq!(page.len(), 1);
-    assert_eq!(page[0]["patient"]["id"], "MRN-DAY-TWO-B");
+    assert_eq!(page[0]["patient"]["id"], "MRN-DAY-ONE");
     let (_, api) = http(
         &admin,
         "GET",
@@ -262,6 +297,8 @@ fn earlier_days(dir: &Path) {
         log.append(&entries).unwrap();
     }
     log.sync().unwrap();
+    // Closed days are compressed in the background; these are old days, long compressed.
+    log.wait_compressed();
 }
 
 #[test]

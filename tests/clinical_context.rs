@@ -160,7 +160,7 @@ fn sleep_until(t: Instant) {
 }
 
 fn audit_events(addr: &str) -> Vec<String> {
-    get(addr, "/api/audit")
+    get(addr, "/api/audit?order=oldest")
         .as_array()
         .unwrap()
         .iter()
@@ -271,7 +271,7 @@ fn a_chatty_oximeter_does_not_keep_a_scan_alive_and_a_confirmation_renews_it() {
     scan(&addr, &scanner, "MRN-C3");
     let (st, _) = http(&addr, "POST", "/rooms/exam-1/confirm", &[AUTH], "by=Ann+MA");
     assert_eq!(st, 303);
-    let audit = get(&addr, "/api/audit");
+    let audit = get(&addr, "/api/audit?order=oldest");
     let confirmed: Vec<&Value> = audit
         .as_array()
         .unwrap()
@@ -417,7 +417,7 @@ fn a_multi_user_cuff_or_scale_reading_needs_its_user_mapped_to_the_rooms_patient
         &format!(r#"{{"id":"MRN-A1","system":"{SYSTEM}","by":"ma-jo","user":255}}"#),
     );
     assert_eq!(st, 400, "255 is the devices' unknown user: {b}");
-    let audit = get(&addr, "/api/audit");
+    let audit = get(&addr, "/api/audit?order=oldest");
     let mapped: Vec<&Value> = audit
         .as_array()
         .unwrap()

@@ -52,7 +52,7 @@ fn wait_review(addr: &str, n: usize) -> Vec<Value> {
 }
 
 fn audit(addr: &str) -> Vec<Value> {
-    let (st, body) = http(addr, "GET", "/api/audit", &[AUTH], "");
+    let (st, body) = http(addr, "GET", "/api/audit?order=oldest", &[AUTH], "");
     assert_eq!(st, 200, "{body}");
     serde_json::from_str::<Value>(&body)
         .unwrap()

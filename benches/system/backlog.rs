@@ -186,13 +186,26 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     d.stop();
 
     // Draining: listener up, restart (ready again), count until every reading arrived.
+    // `VITALSD_BENCH_HEAPTRACK=FILE` runs this daemon under heaptrack's preload, its raw
+    // profile to FILE (`heaptrack_interpret < FILE | gzip > FILE.gz; heaptrack_print FILE.gz`).
     rt.block_on(listener.up());
     // VITALSD_WRAP_DRAIN="valgrind --tool=callgrind --callgrind-out-file=cg.out" profiles the
     // draining daemon only.
     let wrap = std::env::var("VITALSD_WRAP_DRAIN")
         .ok()
         .filter(|w| !w.is_empty());
-    let mut d = Daemon::start_wrapped(&cfg, &log, wrap.as_deref());
+        let profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
+        .map(|out| {
+            vec![
+                (
+                    "LD_PRELOAD".to_string(),
+                    "/usr/lib/heaptrack/libheaptrack_preload.so".to_string(),
+                ),
+                ("DUMP_HEAPTRACK_OUTPUT".to_string(), out),
+            ]
+        })
+        .unwrap_or_default();
+    let mut d = Daemon::start_wrapped(&cfg, &log, wrap.as_deref(), &profile);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(d.pid(), stop.clone());
     let (addr, ready_full_again) = d.wait_ready(Duration::from_secs(120));

@@ -42,12 +42,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `vitalsd run --config <config>` with its default log level, stderr to `log`.
     pub fn start(config: &Path, log: &Path) -> Daemon {
-        Self::start_wrapped(config, log, None)
+        Self::start_wrapped(config, log, None, &[])
     }
 
     /// [`Daemon::start`] under `wrap` (a command line such as `valgrind --tool=callgrind
-    /// --callgrind-out-file=cg.out` that is given the binary and its arguments), if any.
-    pub fn start_wrapped(config: &Path, log: &Path, wrap: Option<&str>) -> Daemon {
+    /// --callgrind-out-file=cg.out` that is given the binary and its arguments), if any, with
+    /// more environment variables (a heap profiler's preload).
+    pub fn start_wrapped(
+        config: &Path,
+        log: &Path,
+        wrap: Option<&str>,
+        env: &[(String, String)],
+    ) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
         let started = Instant::now();
         let words: Vec<&str> = wrap.unwrap_or_default().split_whitespace().collect();
@@ -60,6 +66,7 @@ impl Daemon {
             None => Command::new(binary()),
         };
         let child = cmd
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env(vitalsd::queue::cipher::KEY_FILE_ENV, store_key_file())
             .args(["run", "--config"])
             .arg(config)

@@ -5,9 +5,10 @@
 //! compression that never leaves a half-written `.gz` under its final name.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use time::Date;
 use uuid::Uuid;
@@ -89,9 +90,11 @@ pub fn list(dir: &Path) -> Result<Vec<DayFile>, AuditError> {
 }
 
 /// At open: removes a plain file whose `.gz` exists (compression finished before a crash),
-/// removes leftover `.tmp` files, cuts a torn last line, and compresses plain files of days
-/// before `today` except the newest day (it is closed at the next append of a later day).
-pub(super) fn recover(dir: &Path, today: Date) -> Result<Vec<DayFile>, AuditError> {
+/// removes leftover `.tmp` files (compression a crash interrupted), cuts a torn last line.
+/// Returns every day file, and the plain files of closed days (every day before `today`
+/// except the newest, which is closed at the next append of a later day): the caller
+/// compresses those, as a crash or a stop left them uncompressed.
+pub(super) fn recover(dir: &Path, today: Date) -> Result<(Vec<DayFile>, Vec<PathBuf>), AuditError> {
     let rd = std::fs::read_dir(dir).map_err(|e| AuditError::io(dir, e))?;
     for ent in rd.flatten() {
         let p = ent.path();
@@ -107,6 +110,7 @@ pub(super) fn recover(dir: &Path, today: Date) -> Result<Vec<DayFile>, AuditErro
     }
     let days = list(dir)?;
     let newest = days.last().map(|d| d.day);
+    let mut closed = Vec::new();
     for d in &days {
         if d.compressed {
             continue;
@@ -114,10 +118,10 @@ pub(super) fn recover(dir: &Path, today: Date) -> Result<Vec<DayFile>, AuditErro
         cut_torn_line(&d.path)?;
         // The newest day stays open when it is today; every other day is closed now.
         if Some(d.day) != newest || d.day < today {
-            compress(&d.path)?;
+            closed.push(d.path.clone());
         }
     }
-    list(dir)
+    Ok((list(dir)?, closed))
 }
 
 /// Cuts bytes after the last newline (a write a crash interrupted, never acknowledged).
@@ -163,8 +167,11 @@ pub(super) fn open_append(path: &Path) -> Result<File, AuditError> {
 }
 
 /// Compresses a closed day: `<name>.gz.tmp` written and synced, renamed to `.gz`, the
-/// directory synced, then the plain file removed. Returns the compressed size.
-pub(super) fn compress(plain: &Path) -> Result<u64, AuditError> {
+/// directory synced, then the plain file removed. Until the rename the plain file is the
+/// day's only copy; between the rename and the removal both are whole (readers prefer the
+/// `.gz`). Stops early, removing the `.tmp`, when `stop` is set (the log is closing; the
+/// next open compresses the day again). Returns the compressed size, `None` when stopped.
+pub(super) fn compress(plain: &Path, stop: &AtomicBool) -> Result<Option<u64>, AuditError> {
     let gz = plain.with_extension("jsonl.gz");
     let tmp = plain.with_extension("jsonl.gz.tmp");
     let mut src = File::open(plain).map_err(|e| AuditError::io(plain, e))?;
@@ -176,7 +183,20 @@ pub(super) fn compress(plain: &Path) -> Result<u64, AuditError> {
         .open(&tmp)
         .map_err(|e| AuditError::io(&tmp, e))?;
     let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    std::io::copy(&mut src, &mut enc).map_err(|e| AuditError::io(&tmp, e))?;
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            drop(enc);
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        let n = src.read(&mut chunk).map_err(|e| AuditError::io(plain, e))?;
+        if n == 0 {
+            break;
+        }
+        enc.write_all(&chunk[..n])
+            .map_err(|e| AuditError::io(&tmp, e))?;
+    }
     let out = enc.finish().map_err(|e| AuditError::io(&tmp, e))?;
     out.set_permissions(std::fs::Permissions::from_mode(0o640))
         .map_err(|e| AuditError::io(&tmp, e))?;
@@ -188,13 +208,21 @@ pub(super) fn compress(plain: &Path) -> Result<u64, AuditError> {
     sync_dir(dir)?;
     std::fs::remove_file(plain).map_err(|e| AuditError::io(plain, e))?;
     sync_dir(dir)?;
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 /// The lines of a day file (decompressed when it is a `.gz`).
+/// A plain file listed a moment ago may have been compressed since: then its `.gz` is read.
 pub(super) fn reader(d: &DayFile) -> Result<Box<dyn BufRead>, AuditError> {
-    let f = File::open(&d.path).map_err(|e| AuditError::io(&d.path, e))?;
-    Ok(if d.compressed {
+    let (f, compressed) = match File::open(&d.path) {
+        Ok(f) => (f, d.compressed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !d.compressed => {
+            let gz = d.path.with_extension("jsonl.gz");
+            (File::open(&gz).map_err(|e| AuditError::io(&gz, e))?, true)
+        }
+        Err(e) => return Err(AuditError::io(&d.path, e)),
+    };
+    Ok(if compressed {
         Box::new(BufReader::new(flate2::read::GzDecoder::new(f)))
     } else {
         Box::new(BufReader::new(f))

@@ -12,7 +12,10 @@
 //! - with a store key, the event (room, patient, who) is sealed with ChaCha20-Poly1305 under a
 //!   key derived from the store key (`sealed`, base64), bound to the line's id and `prev`; only
 //!   `prev`, `id` and `at` stay readable;
-//! - a day that closed is gzip-compressed (`.jsonl.gz`, written aside, synced, then renamed);
+//! - a day that closed is gzip-compressed (`.jsonl.gz`, written aside, synced, then renamed)
+//!   by a thread of its own, so appending to the new day never waits for it; the plain file
+//!   stays readable and verifiable until the `.gz` replaces it, and a stop or crash in between
+//!   leaves one whole copy (or both) that the next [`AuditLog::open`] compresses again;
 //! - [`AuditLog::maintain`] removes the days older than the retention, then the oldest days
 //!   while the files take more than the size cap, with a WARN and a counter before each file
 //!   the cap removes. The open day is never removed.
@@ -23,11 +26,13 @@ pub mod clock;
 mod files;
 mod read;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine;
@@ -118,9 +123,67 @@ pub struct AuditLog {
     retention: Duration,
     max_bytes: u64,
     clock: clock::Clock,
-    state: Mutex<State>,
+    shared: Arc<Shared>,
+    /// Closed days for the compressor thread; `None` once the log is closing.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    compressor: Mutex<Option<JoinHandle<()>>>,
     pruned_age: AtomicU64,
     pruned_size: AtomicU64,
+}
+
+/// What the appending side and the compressor thread share.
+struct Shared {
+    state: Mutex<State>,
+    /// Notified whenever a compression ends.
+    compressed: Condvar,
+    /// Set when the log closes: the compressor stops (a day it was compressing stays plain).
+    stop: AtomicBool,
+    /// Tests hold the compressor before it starts a day, to look at the files meanwhile.
+    held: Mutex<bool>,
+    release: Condvar,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A closed day's plain file, for the compressor thread.
+struct Job {
+    day: Date,
+    path: PathBuf,
+    plain_bytes: u64,
+}
+
+/// The compressor thread: compresses closed days one at a time, in the order they closed.
+fn compressor(shared: &Shared, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        {
+            let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+            while *held && !shared.stop.load(Ordering::Relaxed) {
+                held = shared.release.wait(held).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let result = files::compress(&job.path, &shared.stop);
+        let mut st = shared.state();
+        st.compressing.remove(&job.day);
+        match result {
+            Ok(Some(gz_bytes)) => {
+                st.closed_bytes = st.closed_bytes.saturating_sub(job.plain_bytes) + gz_bytes;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "compressing a closed audit day failed: it stays uncompressed (readable, verifiable) until the next start compresses it"
+            ),
+        }
+        drop(st);
+        shared.compressed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -137,9 +200,12 @@ struct State {
     last_hash: String,
     /// Id of the last entry written (migration skips what is already in the files).
     last_id: Option<Uuid>,
-    /// Bytes of the files of the closed days.
+    /// Bytes of the files of the closed days (plain until compressed).
     closed_bytes: u64,
     closed_files: u64,
+    /// Closed days whose plain file is queued for, or being, compressed: never removed by
+    /// [`AuditLog::maintain`] meanwhile.
+    compressing: BTreeSet<Date>,
 }
 
 struct OpenDay {
@@ -187,15 +253,23 @@ impl AuditLog {
         let dir = opts.dir.clone();
         files::create_dir(&dir)?;
         let today = (opts.clock)().date();
-        let days = files::recover(&dir, today)?;
+        let (days, to_compress) = files::recover(&dir, today)?;
         let mut last_hash = GENESIS.to_string();
         let mut last_id = None;
         let mut open = None;
         let (mut closed_bytes, mut closed_files) = (0, 0);
+        let mut jobs = Vec::new();
         for d in &days {
-            if d.compressed {
+            if d.compressed || to_compress.contains(&d.path) {
                 closed_bytes += d.bytes;
                 closed_files += 1;
+            }
+            if to_compress.contains(&d.path) {
+                jobs.push(Job {
+                    day: d.day,
+                    path: d.path.clone(),
+                    plain_bytes: d.bytes,
+                });
             }
         }
         if let Some(newest) = days.last() {
@@ -203,7 +277,7 @@ impl AuditLog {
                 last_hash = hash;
                 last_id = Some(id);
             }
-            if !newest.compressed {
+            if !newest.compressed && !to_compress.contains(&newest.path) {
                 let file = files::open_append(&newest.path)?;
                 open = Some(OpenDay {
                     day: newest.day,
@@ -214,7 +288,29 @@ impl AuditLog {
                 });
             }
         }
-        Ok(AuditLog {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                open,
+                last_hash,
+                last_id,
+                closed_bytes,
+                closed_files,
+                compressing: BTreeSet::new(),
+            }),
+            compressed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            held: Mutex::new(false),
+            release: Condvar::new(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let worker = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("vitalsd-audit-gz".into())
+                .spawn(move || compressor(&shared, &rx))
+                .map_err(|e| AuditError::io(&dir, e))?
+        };
+        let log = AuditLog {
             cipher: opts
                 .key
                 .as_ref()
@@ -223,16 +319,68 @@ impl AuditLog {
             retention: opts.retention,
             max_bytes: opts.max_bytes,
             clock: opts.clock,
-            state: Mutex::new(State {
-                open,
-                last_hash,
-                last_id,
-                closed_bytes,
-                closed_files,
-            }),
+            shared,
+            jobs: Mutex::new(Some(tx)),
+            compressor: Mutex::new(Some(worker)),
             pruned_age: AtomicU64::new(0),
             pruned_size: AtomicU64::new(0),
-        })
+        };
+        {
+            let mut st = log.state();
+            for job in jobs {
+                log.queue_compression(&mut st, job);
+            }
+        }
+        Ok(log)
+    }
+
+    /// Hands a closed day to the compressor thread.
+    fn queue_compression(&self, st: &mut State, job: Job) {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = jobs.as_ref() {
+            let day = job.day;
+            if tx.send(job).is_ok() {
+                st.compressing.insert(day);
+            }
+        }
+    }
+
+    /// Closes the open day: synced, counted as closed, handed to the compressor thread.
+    fn close_open_day(&self, st: &mut State) -> Result<(), AuditError> {
+        if let Some(o) = st.open.take() {
+            o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
+            drop(o.file);
+            st.closed_bytes += o.len;
+            st.closed_files += 1;
+            self.queue_compression(
+                st,
+                Job {
+                    day: o.day,
+                    path: o.path,
+                    plain_bytes: o.len,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until every closed day handed to the compressor so far is compressed (or failed).
+    pub fn wait_compressed(&self) {
+        let mut st = self.state();
+        while !st.compressing.is_empty() && !self.shared.stop.load(Ordering::Relaxed) {
+            st = self
+                .shared
+                .compressed
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Holds (`true`) or lets go (`false`) the compressor before its next day.
+    #[cfg(test)]
+    pub(crate) fn hold_compression(&self, hold: bool) {
+        *self.shared.held.lock().unwrap() = hold;
+        self.shared.release.notify_all();
     }
 
     pub fn dir(&self) -> &Path {
@@ -245,7 +393,7 @@ impl AuditLog {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.state()
     }
 
     /// The id of the last entry in the files.
@@ -321,15 +469,10 @@ impl AuditLog {
         serde_json::to_vec(&v).map_err(|e| bad(&e))
     }
 
-    /// Closes the open day (synced, then compressed) and opens the file of `day`.
+    /// Closes the open day (synced, then compressed in the background) and opens the file
+    /// of `day`.
     fn rotate(&self, st: &mut State, day: Date) -> Result<(), AuditError> {
-        if let Some(o) = st.open.take() {
-            o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
-            drop(o.file);
-            let bytes = files::compress(&o.path)?;
-            st.closed_bytes += bytes;
-            st.closed_files += 1;
-        }
+        self.close_open_day(st)?;
         let path = self.dir.join(day_name(day, false));
         let file = files::open_append(&path)?;
         files::sync_dir(&self.dir)?;
@@ -365,12 +508,7 @@ impl AuditLog {
             if now.date() > o.day {
                 let mut empty = Vec::new();
                 self.write_out(&mut st, &mut empty)?;
-                let o = st.open.take().expect("checked above");
-                o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
-                drop(o.file);
-                let bytes = files::compress(&o.path)?;
-                st.closed_bytes += bytes;
-                st.closed_files += 1;
+                self.close_open_day(&mut st)?;
             }
         }
         let cutoff = (now - self.retention).date();
@@ -380,7 +518,7 @@ impl AuditLog {
         let mut removed_bytes = 0u64;
         let mut removed_files = 0u64;
         for d in &days {
-            if Some(d.day) == open_day {
+            if Some(d.day) == open_day || st.compressing.contains(&d.day) {
                 continue;
             }
             let by_age = d.day < cutoff;
@@ -435,6 +573,25 @@ impl AuditLog {
     /// The cipher that opens the entries sealed with `key` (readers without the log: the CLI).
     pub fn cipher_for(key: Option<&StoreKey>) -> Option<RecordCipher> {
         key.map(|k| RecordCipher::new(k, CIPHER_LABEL))
+    }
+}
+
+impl Drop for AuditLog {
+    /// Stops the compressor thread (a day it was compressing stays plain: the next open
+    /// compresses it) and waits for it, so another log opened on the directory afterwards
+    /// never races it.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.release.notify_all();
+        drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let worker = self
+            .compressor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = worker {
+            let _ = w.join();
+        }
     }
 }
 

@@ -78,6 +78,7 @@ fn entries_rotate_by_day_chain_across_files_and_read_back_in_both_orders() {
     m.set(datetime!(2026-12-07 00:01 UTC));
     log.append(&[set("c", m.now())]).unwrap();
     log.sync().unwrap();
+    log.wait_compressed();
     let names: Vec<_> = files::list(dir.path())
         .unwrap()
         .iter()
@@ -207,6 +208,7 @@ fn retention_and_the_size_cap_remove_the_oldest_days_never_the_open_one() {
         m.set(m.now() + time::Duration::days(1));
     }
     m.set(m.now() - time::Duration::days(1));
+    log.wait_compressed();
     log.maintain().unwrap();
     // Retention 3 days from 12-06: 12-01 and 12-02 go.
     let days: Vec<_> = files::list(dir.path())
@@ -245,4 +247,110 @@ fn a_torn_last_line_is_cut_at_open_and_the_chain_continues() {
     log.append(&[set("b", m.now())]).unwrap();
     assert_eq!(all(&log, false).len(), 2);
     assert!(verify(dir.path(), None).unwrap().first_break.is_none());
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn a_closed_day_is_compressed_off_the_appending_thread_and_stays_readable_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 23:59 UTC));
+    let key = StoreKey::from_bytes([4; 32], "test");
+    let log = AuditLog::open(opts(dir.path(), m.clock(), Some(key.clone()), 1)).unwrap();
+    let cipher = AuditLog::cipher_for(Some(&key));
+    log.append(&[set("a", m.now()), set("b", m.now())]).unwrap();
+    log.hold_compression(true);
+    m.set(datetime!(2026-12-07 00:01 UTC));
+    // The day change closes 12-06; the append returns while its compression has not started.
+    log.append(&[set("c", m.now())]).unwrap();
+    log.sync().unwrap();
+    assert_eq!(
+        names(dir.path()),
+        ["audit-2026-12-06.jsonl", "audit-2026-12-07.jsonl"]
+    );
+    let oldest: Vec<_> = all(&log, false).iter().map(room).collect();
+    assert_eq!(oldest, ["a", "b", "c"]);
+    let rep = verify(dir.path(), cipher.as_ref()).unwrap();
+    assert_eq!((rep.files, rep.entries, rep.first_break), (2, 3, None));
+    assert_eq!(log.stats().files, 2);
+    // A closed day waiting for compression is not pruned meanwhile (the cap is 1 byte).
+    log.maintain().unwrap();
+    assert!(dir.path().join("audit-2026-12-06.jsonl").exists());
+    log.append(&[set("d", m.now())]).unwrap();
+
+    log.hold_compression(false);
+    log.wait_compressed();
+    assert_eq!(
+        names(dir.path()),
+        ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]
+    );
+    let newest: Vec<_> = all(&log, true).iter().map(room).collect();
+    assert_eq!(newest, ["d", "c", "b", "a"]);
+    let rep = verify(dir.path(), cipher.as_ref()).unwrap();
+    assert_eq!((rep.files, rep.entries, rep.first_break), (2, 4, None));
+    let gz = std::fs::metadata(dir.path().join("audit-2026-12-06.jsonl.gz"))
+        .unwrap()
+        .len();
+    let open = std::fs::metadata(dir.path().join("audit-2026-12-07.jsonl"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        log.stats().bytes,
+        gz + open,
+        "the closed day counted at its compressed size"
+    );
+}
+
+#[test]
+fn a_stop_or_crash_mid_compression_leaves_a_whole_copy_and_the_next_open_compresses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 23:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("a", m.now()), set("b", m.now())]).unwrap();
+    log.hold_compression(true);
+    m.set(datetime!(2026-12-07 00:30 UTC));
+    log.append(&[set("c", m.now())]).unwrap();
+    log.sync().unwrap();
+    // Stopped before the compression ran: the plain file is the day's whole copy.
+    drop(log);
+    let plain = dir.path().join("audit-2026-12-06.jsonl");
+    let day_one = std::fs::read(&plain).unwrap();
+    // And a crash mid-compression left half a `.gz.tmp` beside it.
+    std::fs::write(
+        dir.path().join("audit-2026-12-06.jsonl.gz.tmp"),
+        b"\x1f\x8b half",
+    )
+    .unwrap();
+    assert_eq!(verify(dir.path(), None).unwrap().first_break, None);
+
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.wait_compressed();
+    assert_eq!(
+        names(dir.path()),
+        ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]
+    );
+    log.append(&[set("d", m.now())]).unwrap();
+    let rooms: Vec<_> = all(&log, false).iter().map(room).collect();
+    assert_eq!(rooms, ["a", "b", "c", "d"]);
+    drop(log);
+
+    // A crash after the rename, before the plain file was removed: both whole copies; the
+    // next open keeps the `.gz` and removes the plain one, nothing is read twice.
+    std::fs::write(&plain, &day_one).unwrap();
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.wait_compressed();
+    assert_eq!(
+        names(dir.path()),
+        ["audit-2026-12-06.jsonl.gz", "audit-2026-12-07.jsonl"]
+    );
+    assert_eq!(all(&log, true).len(), 4);
+    let rep = verify(dir.path(), None).unwrap();
+    assert_eq!((rep.files, rep.entries, rep.first_break), (2, 4, None));
 }

@@ -1,7 +1,7 @@
 //! `vitalsd audit` and `vitalsd audit verify`: the audit files, read directly.
 //!
 //! Receives the config path and the filters; promises the entries of `<data_dir>/audit` as
-//! JSON lines (oldest first, or newest first with `--newest`), decrypted with the store key,
+//! JSON lines (newest first, or oldest first with `--oldest`), decrypted with the store key,
 //! whether the daemon runs or not (the files need no lock), and a check of the hash chain that
 //! names the first broken link (file, line) and exits 1 (docs/audit-log.md).
 
@@ -16,7 +16,7 @@ use crate::audit::{self, AuditLog, AuditQuery};
 /// Entries read per page (the output streams page after page).
 const PAGE: usize = 1000;
 
-/// `vitalsd audit [--since T] [--room R] [--limit N] [--newest]`.
+/// `vitalsd audit [--since T] [--room R] [--limit N] [--oldest]`.
 pub fn list(
     config_path: &Path,
     since: Option<&str>,

@@ -329,21 +329,38 @@ fn chunk_no(key: &[u8]) -> u16 {
         .map_or(0, u16::from_be_bytes)
 }
 
+/// Chunks [`prune`] reads at a time: it stops at the first hour that is not old, so a store
+/// full of young chunks (a backlog) costs one page, not `limit` chunks of ~4 KiB each in memory.
+const PRUNE_PAGE: usize = 32;
+
 /// Stages the removal of buckets whose hour and last insert are both before `before_hour`,
-/// looking at up to `limit` keys from the oldest hour on. Returns how many it removed.
+/// looking at up to `limit` keys from the oldest hour on, [`PRUNE_PAGE`] at a time. Returns
+/// how many it removed.
 pub fn prune(tx: &mut Txn, before_hour: u32, limit: usize) -> Result<usize, QueueError> {
     let mut n = 0;
-    for (key, v) in tx.store().scan_prefix(&[BUCKET], None, limit)? {
-        match key_hour(&key) {
-            Some(hour) if hour < before_hour => {
-                // An unreadable chunk goes with its hour (verify reports it meanwhile).
-                if touched(&v).is_none_or(|t| u64::from(t) < u64::from(before_hour) * 60) {
-                    tx.remove(key);
-                    n += 1;
+    let mut seen = 0;
+    let mut after: Option<Vec<u8>> = None;
+    while seen < limit {
+        let page =
+            tx.store()
+                .scan_prefix(&[BUCKET], after.as_deref(), PRUNE_PAGE.min(limit - seen))?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        seen += page.len();
+        for (key, v) in page {
+            match key_hour(&key) {
+                Some(hour) if hour < before_hour => {
+                    // An unreadable chunk goes with its hour (verify reports it meanwhile).
+                    if touched(&v).is_none_or(|t| u64::from(t) < u64::from(before_hour) * 60) {
+                        tx.remove(key);
+                        n += 1;
+                    }
                 }
+                Some(_) => return Ok(n),
+                None => continue,
             }
-            Some(_) => break,
-            None => continue,
         }
     }
     Ok(n)

@@ -124,8 +124,15 @@ impl Reclaim {
         // Closed: sled releases the directory's lock from its threads a moment later, which
         // the compaction's open waits for.
         *cur = Arc::new(Closed);
-        let rewritten =
-            super::compact::compact(&self.opts.dir, self.opts.cache_capacity, &self.opts.key);
+        // The copy reads every key once, in order: a page cache would only hold what was read,
+        // so the two stores it opens get a small one.
+        let rewritten = super::compact::compact(
+            &self.opts.dir,
+            self.opts.cache_capacity.min(COPY_CACHE),
+            &self.opts.key,
+        );
+        // What the copy allocated is free again: give it back (docs/store-bounds.md).
+        crate::alloc::trim();
         let reopened = self.reopen()?;
         let after = reopened.size_on_disk()?;
         *cur = Arc::new(reopened);
@@ -152,6 +159,9 @@ impl Reclaim {
         }
     }
 }
+
+/// The page cache of each store the rewrite's copy opens.
+const COPY_CACHE: u64 = 1 << 20;
 
 /// How long [`Reclaim::reopen`] keeps trying.
 const REOPEN_WAIT: Duration = Duration::from_secs(15);

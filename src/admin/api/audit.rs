@@ -19,7 +19,7 @@ pub(super) struct AuditQuery {
     /// Only entries that name this room.
     #[serde(default)]
     room: Option<String>,
-    /// `oldest` (the default) or `newest` first.
+    /// `newest` first (the default: what just happened) or `oldest` first.
     #[serde(default)]
     order: Option<String>,
     /// The `x-vitalsd-next` header of the previous page.
@@ -37,8 +37,8 @@ pub(super) async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuer
         .transpose()
         .map_err(|e| fail(StatusCode::BAD_REQUEST, &e))?;
     let newest_first = match q.order.as_deref() {
-        None | Some("oldest") => false,
-        Some("newest") => true,
+        None | Some("newest") => true,
+        Some("oldest") => false,
         Some(_) => {
             return Err(fail(
                 StatusCode::BAD_REQUEST,
