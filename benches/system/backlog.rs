@@ -194,7 +194,7 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     let wrap = std::env::var("VITALSD_WRAP_DRAIN")
         .ok()
         .filter(|w| !w.is_empty());
-        let profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
+    let profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
         .map(|out| {
             vec![
                 (

@@ -81,7 +81,8 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
     c.set_from_mqtt("exam-2", b"").await.unwrap();
     assert!(attach(&c, "exam-2", OffsetDateTime::now_utc()).is_none());
     let events: Vec<_> = q
-        .audit().entries(None, 10)
+        .audit()
+        .entries(None, 10)
         .unwrap()
         .into_iter()
         .map(|e| match e.event {
@@ -244,7 +245,8 @@ async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
     ));
     assert_eq!(c.views(t(1))[0].user, Some(2));
     let users: Vec<(String, u8)> = q
-        .audit().entries(None, 10)
+        .audit()
+        .entries(None, 10)
         .unwrap()
         .into_iter()
         .filter_map(|e| match e.event {

@@ -230,4 +230,3 @@ fn pruning_reads_a_page_past_the_old_hours_not_every_young_chunk() {
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(prune(&mut tx, cutoff.min(later), 5).unwrap(), 5);
 }
-

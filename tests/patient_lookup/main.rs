@@ -211,7 +211,13 @@ fn held(d: &Daemon) -> Vec<Value> {
 }
 
 fn audit_events(d: &Daemon) -> Vec<Value> {
-    let (st, body) = http(&d.admin_addr(), "GET", "/api/audit?order=oldest", &[AUTH], "");
+    let (st, body) = http(
+        &d.admin_addr(),
+        "GET",
+        "/api/audit?order=oldest",
+        &[AUTH],
+        "",
+    );
     assert_eq!(st, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("audit JSON");
     v.as_array()

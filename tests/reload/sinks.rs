@@ -104,7 +104,13 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
     assert_eq!(ox["port"], pty.path.display().to_string(), "{ox}");
 
     // Both reloads are in the audit trail, with ids only.
-    let (_, body) = support::http(&admin, "GET", "/api/audit?limit=1000&order=oldest", &[support::AUTH], "");
+    let (_, body) = support::http(
+        &admin,
+        "GET",
+        "/api/audit?limit=1000&order=oldest",
+        &[support::AUTH],
+        "",
+    );
     let audit: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     let reloads: Vec<_> = audit.iter().filter(|e| e["event"] == "reload").collect();
     assert_eq!(reloads.len(), 2, "{body}");

@@ -131,7 +131,8 @@ async fn an_unknown_or_ambiguous_identifier_refuses_the_scan_and_ends_the_previo
         Some(RefusalReason::Ambiguous)
     );
     let kinds: Vec<String> = q
-        .audit().entries(None, 10)
+        .audit()
+        .entries(None, 10)
         .unwrap()
         .iter()
         .map(|e| {
@@ -286,5 +287,9 @@ async fn without_a_lookup_nothing_changes() {
     assert_eq!(r.patient, Some(p("NOPE")));
     assert!(r.flags.is_empty() && r.patient_record.is_none());
     assert_eq!(c.views(t(1))[0].verified, Verification::Scanned);
-    assert_eq!(q.audit().entries(None, 10).unwrap().len(), 1, "context_set only");
+    assert_eq!(
+        q.audit().entries(None, 10).unwrap().len(),
+        1,
+        "context_set only"
+    );
 }
