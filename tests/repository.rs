@@ -495,8 +495,6 @@ const STILL_OVER: &[&str] = &[
     "src/queue/ops.rs",
     "src/queue/txn.rs",
     "src/queue/cipher.rs",
-    // Not split yet: the demo (its patient directory, devices and printout).
-    "src/demo.rs",
 ];
 
 /// The files a `#[cfg(test)] mod name;` declaration in `file` brings in (`name.rs`,
