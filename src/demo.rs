@@ -21,6 +21,7 @@
 //! fresh admin token in `DIR/admin.token`; both are printed. `--review` turns on
 //! `[patient] review`: nothing is filed until confirmed on the page (docs/review.md).
 
+mod devices;
 mod directory;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,143 +38,8 @@ use crate::config::{
 };
 use crate::decode::Options;
 use crate::reading::{DeviceId, Reading, SinkId};
-use crate::simulate::patient::RoomPatient;
-use crate::simulate::{self, Simulator};
-
-struct DemoDevice {
-    id: &'static str,
-    driver: &'static str,
-    room: &'static str,
-    every: Duration,
-    options: &'static [(&'static str, &'static str)],
-    /// The simulator playing this device's wire bytes (seeded), measuring the room's patient.
-    sim: fn(u64, &RoomPatient) -> Option<Box<dyn Simulator>>,
-}
-
-/// The identifier system of the demo's wristbands.
-const WRISTBAND_SYSTEM: &str = "urn:oid:2.16.840.1.113883.3.999";
-
-/// A room's scanner: each scan after the first brings the room's next patient in.
-fn scanner(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    Some(Box::new(
-        simulate::barcode::BarcodeSim::new(seed).in_room(room.clone(), seed ^ 0x5eed),
-    ))
-}
-
-fn nonin(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    Some(Box::new(
-        simulate::NoninAscii::new(seed, Duration::from_secs(1)).measuring(room.clone()),
-    ))
-}
-
-/// A BLE gateway on a serial port forwarding one device: the characteristic's real value
-/// bytes (IEEE 11073 SFLOAT/FLOAT), one JSON envelope per line.
-fn gateway(chr: u16, seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    simulate::ble_gatt::BleGattSim::only(seed, chr)
-        .map(|s| Box::new(s.measuring(room.clone())) as Box<dyn Simulator>)
-}
-
-fn cuff(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::BLOOD_PRESSURE, seed, room)
-}
-
-fn thermometer(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::TEMPERATURE, seed, room)
-}
-
-fn scale(seed: u64, room: &RoomPatient) -> Option<Box<dyn Simulator>> {
-    gateway(crate::decode::ble_gatt::WEIGHT, seed, room)
-}
-
-/// Scanners first: each room's wristband is scanned before its vitals are taken (devices
-/// start one after the other), so every reading carries the room's patient.
-const DEVICES: &[DemoDevice] = &[
-    DemoDevice {
-        id: "exam1-scanner",
-        driver: "barcode",
-        room: "exam-1",
-        every: Duration::from_secs(15 * 60),
-        options: &[("system", WRISTBAND_SYSTEM)],
-        sim: scanner,
-    },
-    DemoDevice {
-        id: "exam2-scanner",
-        driver: "barcode",
-        room: "exam-2",
-        every: Duration::from_secs(15 * 60),
-        options: &[("system", WRISTBAND_SYSTEM)],
-        sim: scanner,
-    },
-    DemoDevice {
-        id: "exam3-scanner",
-        driver: "barcode",
-        room: "exam-3",
-        every: Duration::from_secs(15 * 60),
-        options: &[("system", WRISTBAND_SYSTEM)],
-        sim: scanner,
-    },
-    DemoDevice {
-        id: "exam1-oximeter",
-        driver: "nonin-ascii",
-        room: "exam-1",
-        every: Duration::from_secs(20),
-        options: &[("report", "spot"), ("settle", "8s")],
-        sim: nonin,
-    },
-    DemoDevice {
-        id: "exam1-cuff",
-        driver: "ble-gatt",
-        room: "exam-1",
-        every: Duration::from_secs(30),
-        options: &[("payload", "json")],
-        sim: cuff,
-    },
-    DemoDevice {
-        id: "exam2-thermometer",
-        driver: "ble-gatt",
-        room: "exam-2",
-        every: Duration::from_secs(30),
-        options: &[("payload", "json")],
-        sim: thermometer,
-    },
-    DemoDevice {
-        id: "exam3-scale",
-        driver: "ble-gatt",
-        room: "exam-3",
-        every: Duration::from_secs(45),
-        options: &[("payload", "json")],
-        sim: scale,
-    }, // No scanner in exam-4: nobody's wristband is scanned, so its readings are held for an
-    // MA to assign on the status page.
-    DemoDevice {
-        id: "exam4-thermometer",
-        driver: "ble-gatt",
-        room: "exam-4",
-        every: Duration::from_secs(40),
-        options: &[("payload", "json")],
-        sim: thermometer,
-    },
-];
-
-/// The simulators of [`DEVICES`], in order (seeded): one simulated patient per room at a time,
-/// measured by all of the room's devices.
-fn simulators() -> anyhow::Result<Vec<Box<dyn Simulator>>> {
-    let mut rooms: Vec<(&str, RoomPatient)> = Vec::new();
-    let mut sims = Vec::with_capacity(DEVICES.len());
-    for (i, d) in DEVICES.iter().enumerate() {
-        let room = match rooms.iter().find(|(r, _)| *r == d.room) {
-            Some((_, p)) => p.clone(),
-            None => {
-                let p = RoomPatient::new(100 + rooms.len() as u64);
-                rooms.push((d.room, p.clone()));
-                p
-            }
-        };
-        let sim = (d.sim)(7 + i as u64, &room);
-        sims.push(sim.with_context(|| format!("no simulator for {}", d.id))?);
-    }
-    Ok(sims)
-}
+use crate::simulate;
+use devices::{simulators, DEVICES, WRISTBAND_SYSTEM};
 
 /// The demo's patient lookup: its own in-process directory of made-up patients, asked through
 /// the same FHIR client as a real record system, so every room shows its patient's name.

@@ -665,3 +665,134 @@ fn the_store_rule_finds_internals_and_repair_outside_the_cli() {
     // The store names itself freely.
     assert!(found("src/queue/held.rs", "use crate::queue::txn::Txn;\n").is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// File size: no source file of the product over 500 lines. Test modules do not count:
+// `*_tests.rs`, `tests.rs`, anything under a `tests/` folder, and files declared only under
+// `#[cfg(test)]` (fakes and test helpers).
+
+/// The longest a source file may be.
+const MAX_LINES: usize = 500;
+
+/// Files allowed over the limit while they wait to be split. The list may only shrink: a listed
+/// file that is at or under the limit fails the test too, so it is taken off the list the moment
+/// it is split. Every file is under the limit today.
+const STILL_OVER: &[&str] = &[];
+
+/// The files a `#[cfg(test)] mod name;` declaration in `file` brings in (`name.rs`,
+/// `name/mod.rs` or its `#[path]`), relative to the directory of the declaring module.
+fn test_only_modules(file: &Path, text: &str, out: &mut Vec<PathBuf>) {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    // `a.rs` declares children in `a/`; `mod.rs`, `lib.rs` and `main.rs` in their own folder.
+    let child_dir = if matches!(stem, "mod" | "lib" | "main") {
+        dir.to_path_buf()
+    } else {
+        dir.join(stem)
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    for (i, l) in lines.iter().enumerate() {
+        if *l != "#[cfg(test)]" {
+            continue;
+        }
+        let mut path_attr = None;
+        for next in &lines[i + 1..] {
+            if let Some(p) = next
+                .strip_prefix("#[path = \"")
+                .and_then(|r| r.strip_suffix("\"]"))
+            {
+                path_attr = Some(p.to_string());
+                continue;
+            }
+            if next.starts_with("#[") {
+                continue;
+            }
+            let decl = next
+                .trim_start_matches("pub(crate) ")
+                .trim_start_matches("pub ")
+                .strip_prefix("mod ")
+                .and_then(|r| r.strip_suffix(';'));
+            if let Some(name) = decl {
+                match &path_attr {
+                    // `#[path]` on an out-of-line module is relative to the declaring file.
+                    Some(p) => out.push(dir.join(p)),
+                    None => {
+                        out.push(child_dir.join(format!("{name}.rs")));
+                        out.push(child_dir.join(name).join("mod.rs"));
+                    }
+                }
+            }
+            break;
+        }
+    }
+}
+
+#[test]
+fn no_source_file_is_over_500_lines_but_the_listed_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    all.retain(|f| f.extension().is_some_and(|e| e == "rs"));
+    let mut test_only = Vec::new();
+    for f in &all {
+        test_only_modules(f, &std::fs::read_to_string(f).unwrap(), &mut test_only);
+    }
+    let mut problems = Vec::new();
+    let mut measured = 0;
+    for f in &all {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        if is_test_file(f) || shown.contains("/tests/") || test_only.contains(f) {
+            continue;
+        }
+        measured += 1;
+        let lines = std::fs::read_to_string(f).unwrap().lines().count();
+        let listed = STILL_OVER.contains(&shown.as_str());
+        if lines > MAX_LINES && !listed {
+            problems.push(format!(
+                "{shown}: {lines} lines (at most {MAX_LINES}): split it along a seam"
+            ));
+        }
+        if lines <= MAX_LINES && listed {
+            problems.push(format!(
+                "{shown}: {lines} lines, yet listed in STILL_OVER: take it off the list"
+            ));
+        }
+    }
+    for listed in STILL_OVER {
+        if !root.join(listed).exists() {
+            problems.push(format!(
+                "{listed} is listed in STILL_OVER but does not exist"
+            ));
+        }
+    }
+    assert!(measured > 100, "only {measured} source files measured");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_test_only_module_is_found_by_name_and_by_path() {
+    let mut out = Vec::new();
+    test_only_modules(
+        Path::new("src/sink/mod.rs"),
+        "#[cfg(test)]\nmod delivery_fake;\nmod real;\n",
+        &mut out,
+    );
+    test_only_modules(
+        Path::new("src/sink/delivery.rs"),
+        "#[cfg(test)]\n#[path = \"delivery_tests.rs\"]\nmod tests;\n",
+        &mut out,
+    );
+    test_only_modules(
+        Path::new("src/a.rs"),
+        "#[cfg(test)]\nmod b {\n}\n",
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        vec![
+            PathBuf::from("src/sink/delivery_fake.rs"),
+            PathBuf::from("src/sink/delivery_fake/mod.rs"),
+            PathBuf::from("src/sink/delivery_tests.rs"),
+        ]
+    );
+}
