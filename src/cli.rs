@@ -26,7 +26,8 @@ pub use queue::{
 pub use repair::{queue_compact, queue_salvage, queue_verify};
 
 /// Sets up logging to stderr: `RUST_LOG` overrides `default` (e.g. "info"); with
-/// `JOURNAL_STREAM` set (running under systemd) text lines have no timestamps or colours.
+/// `JOURNAL_STREAM` set (running under systemd) text lines have no timestamps or colours, and
+/// colours only when stderr is a terminal.
 pub fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -36,8 +37,11 @@ pub fn init_logging(default: &str, format: LogFormat) {
     // Under systemd stderr goes to the journal, which stamps every line itself and shows
     // escape codes raw: plain text without time or colours there.
     let journal = std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty());
+    // Colours only for a person at a terminal: a log redirected to a file or a pipe stays
+    // plain text that grep and log shippers read as it is.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = match (format, journal) {
-        (LogFormat::Text, false) => builder.try_init(),
+        (LogFormat::Text, false) => builder.with_ansi(colour).try_init(),
         (LogFormat::Text, true) => builder.with_ansi(false).without_time().try_init(),
         (LogFormat::Json, false) => builder.json().try_init(),
         (LogFormat::Json, true) => builder.json().with_ansi(false).try_init(),
@@ -122,13 +126,12 @@ fn log_allocator() {
             tracing::info!("malloc: mmap threshold taken from {ENV_VAR} in the environment")
         }
         Some(Tuning::Refused) => tracing::warn!(
-            "malloc: glibc refused the mmap threshold setting; memory use while draining a \
-             backlog may grow (set {ENV_VAR}=131072 in the environment)"
+            env = ENV_VAR,
+            "malloc: glibc refused the mmap threshold setting; memory use while draining a backlog may grow (set the variable to 131072 in the environment)"
         ),
         Some(Tuning::Default) => tracing::warn!(
-            "malloc: glibc's defaults kept ({}=glibc-default); memory use while draining a \
-             backlog may grow",
-            crate::alloc::SWITCH_VAR
+            switch = crate::alloc::SWITCH_VAR,
+            "malloc: glibc's defaults kept; memory use while draining a backlog may grow"
         ),
         None => {}
     }

@@ -269,7 +269,23 @@ fn a_drained_backlog_gives_its_disk_space_back_while_the_daemon_runs() {
         after <= before + before / 2 + slack,
         "disk {after} after, {before} before the backlog, {peak} at its peak"
     );
-    assert!(after * 4 < peak, "disk {after} after, {peak} at its peak");
+    // The last rewrite (after the drain) leaves a quarter of the peak at most; the readings written after it
+    // may open a new sled log segment or two, so the live figure is held to half.
+    let rewritten: u64 = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("rewritten to give back the space"))
+        .last()
+        .and_then(|l| {
+            let v = l.split("disk_bytes_after=").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no disk_bytes_after in the rewrite line:\n{}", d.log()));
+    assert!(
+        rewritten * 4 < peak,
+        "rewritten to {rewritten}, {peak} at its peak"
+    );
+    assert!(after * 2 < peak, "disk {after} after, {peak} at its peak");
     // Everything sent after the backlog is still there, held.
     let kept = held(100_000).len();
     assert_eq!(kept, next - BACKLOG - 5, "{}", d.log());
