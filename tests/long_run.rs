@@ -274,8 +274,7 @@ fn a_drained_backlog_gives_its_disk_space_back_while_the_daemon_runs() {
     let rewritten: u64 = d
         .log()
         .lines()
-        .filter(|l| l.contains("rewritten to give back the space"))
-        .last()
+        .rfind(|l| l.contains("rewritten to give back the space"))
         .and_then(|l| {
             let v = l.split("disk_bytes_after=").nth(1)?;
             v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
