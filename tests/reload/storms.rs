@@ -21,7 +21,11 @@ fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_
         if with_b {
             text.push_str(&file_sink("outB", &out_b));
         }
-        std::fs::write(&cfg, text).unwrap();
+        // Written aside and renamed over, as editors and config tools do: a reload never reads
+        // half a file.
+        let aside = cfg.with_extension("toml.new");
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(&aside, &cfg).unwrap();
     };
     write(false);
     let d = Daemon::start(&cfg, &tmp.path().join("log"));

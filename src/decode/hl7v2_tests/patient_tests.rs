@@ -88,16 +88,3 @@ fn the_patient_system_option_is_checked_like_the_barcode_system() {
     assert_eq!(errs[0].key, "patient_system");
     assert_eq!(patient_system(&opts("urn:x")), Some("urn:x"));
 }
-
-#[test]
-fn the_no_patient_placeholder_is_the_one_the_hl7_encoder_writes() {
-    // The decoder reads the placeholder from the model; the encoder must write the same one.
-    assert_eq!(
-        crate::model::hl7::NO_PATIENT_ID,
-        crate::sink::hl7::NO_PATIENT_ID
-    );
-    assert_eq!(
-        crate::model::hl7::NO_PATIENT_AUTHORITY,
-        crate::sink::hl7::NO_PATIENT_AUTHORITY
-    );
-}

@@ -53,11 +53,9 @@ pub const PROFILE: &str = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO";
 /// OBR-4 universal service id used by GE, Mindray and Continua.
 pub const SERVICE: &str = "182777000^monitoring of patient^SCT";
 
-/// PID-3.1 of a message whose reading has no patient (location mode).
-pub const NO_PATIENT_ID: &str = "VITALSD-UNKNOWN";
-/// PID-3.4 (assigning authority namespace) of [`NO_PATIENT_ID`]: vitalsd's own, so the
-/// placeholder can never be taken for an identifier a clinic issued.
-pub const NO_PATIENT_AUTHORITY: &str = "VITALSD-NO-PATIENT";
+/// PID-3 of a message whose reading has no patient (location mode): the model's placeholder,
+/// the one the HL7 decoder recognises as no patient.
+pub use crate::model::hl7::{NO_PATIENT_AUTHORITY, NO_PATIENT_ID};
 /// PID-5: present but without a name, name type `U` (unspecified; HL7 table 0200).
 pub const UNKNOWN_NAME: &str = "^^^^^^U";
 /// Most characters (escaped) of an IS component such as PV1-3.2, the room.
