@@ -289,6 +289,11 @@ fn a_drained_backlog_gives_its_disk_space_back_while_the_daemon_runs() {
     let kept = held(100_000).len();
     assert_eq!(kept, next - BACKLOG - 5, "{}", d.log());
     assert!(d.log().contains("rewritten to give back the space"));
+    // stderr is a file here, not a terminal: plain text, no colour codes for grep to trip on.
+    assert!(
+        !d.log().contains('\u{1b}'),
+        "colour codes in a log written to a file"
+    );
     eprintln!(
         "reclaim through the daemon: {before} B before, {peak} B at the peak, {after} B after"
     );
