@@ -1,8 +1,10 @@
 //! A full disk under `data_dir` (ENOSPC, not the soft `queue_max_bytes` cap) through the real
-//! binary and a real Mosquitto: `/readyz` is red, the daemon stops acknowledging, and since
-//! sled refuses every write after an I/O error until the store is reopened, the daemon stops
-//! with an error for the service manager to restart it. Nothing is corrupted, and a restart
-//! once there is room again stores every published message exactly once.
+//! binary and a real Mosquitto: `/readyz` is red and the daemon stops acknowledging. When sled
+//! meets the full disk it refuses every write until the store is reopened, so the daemon stops
+//! with an error for the service manager to restart it; when the audit file meets it first, the
+//! batch it describes is not applied and the daemon waits, retrying every second. Nothing is
+//! corrupted (store and audit chain), and once there is room again every published message is
+//! stored exactly once, by the waiting daemon or by a restart.
 //!
 //! The data_dir is a small tmpfs (`mount -t tmpfs -o size=6m`, CI runs as root) grown later
 //! with `mount -o remount`. Where mounting is not permitted the test says so and falls back
@@ -120,6 +122,24 @@ fn stored(addr: &str) -> u64 {
     v["queue"]["readings"].as_u64().expect("queue.readings")
 }
 
+/// The readings stored, or `None` while the status cannot read the store (sled refusing) or
+/// the daemon is stopping by itself.
+fn stored_now(addr: &str) -> Option<u64> {
+    if std::net::TcpStream::connect(addr).is_err() {
+        return None;
+    }
+    let (st, body) = http(addr, "GET", "/api/status", &[], "");
+    if st == 0 {
+        return None;
+    }
+    if st != 200 {
+        assert!(body.contains("queue store"), "{st}: {body}");
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    v["queue"]["readings"].as_u64()
+}
+
 fn plain(log: &str) -> String {
     regex::Regex::new(r"\x1b\[[0-9;]*m")
         .expect("regex")
@@ -161,6 +181,7 @@ fn exits(d: &mut Daemon, within: Duration) -> std::process::ExitStatus {
 }
 
 const EXPECTED_ERRORS: &[&str] = &[
+    "writing the audit file failed",
     "queue write failed",
     "queue sync failed",
     "queue refuses the message",
@@ -196,77 +217,216 @@ fn a_full_data_dir_stops_acks_and_a_restart_with_room_stores_every_message_once(
     assert!(body.contains("data_dir filesystem nearly full"), "{body}");
     publish_all(broker.port, MESSAGES);
 
-    // The disk fills: the message in hand is not acknowledged, sled refuses every later write,
-    // and the daemon stops with an error for the service manager to restart it.
-    let st = exits(&mut d, Duration::from_secs(90));
+    // The disk fills. Which write meets it first decides what follows, and both must hold:
+    // sled (it then refuses every later write, so the daemon stops with an error for the
+    // service manager to restart it), or the audit file (the batch it describes is not
+    // applied; the daemon keeps running without acknowledging and retries every second).
+    let first = full(&mut d, Duration::from_secs(90));
     let log = d.log();
-    assert!(!st.success(), "{}", plain(&log));
     eprintln!(
-        "first run: {}",
+        "first run: {first:?}: {}",
         plain(&log).lines().last().unwrap_or_default()
     );
     assert!(log.contains("queue refuses the message"), "{}", plain(&log));
-    assert!(
-        log.contains("the queue store stopped taking writes"),
-        "{}",
-        plain(&log)
-    );
     let bad = unexpected_errors(&log, EXPECTED_ERRORS);
     assert!(bad.is_empty(), "{bad:#?}");
-
-    // Still full: a restart refuses or stops again, without a panic.
-    let mut again = Daemon::start(&cfg, &tmp.path().join("again.log"));
-    let st = exits(&mut again, Duration::from_secs(30));
-    assert!(!st.success());
-    let again_log = plain(&again.log());
-    eprintln!(
-        "restart while full: {}",
-        again_log.lines().last().unwrap_or_default()
-    );
-    let bad = unexpected_errors(&again.log(), EXPECTED_ERRORS);
-    assert!(bad.is_empty(), "{bad:#?}");
+    let running = match first {
+        Full::Stopped => {
+            assert!(
+                log.contains("the queue store stopped taking writes"),
+                "{}",
+                plain(&log)
+            );
+            // Still full: a restart refuses or stops again, without a panic.
+            let mut again = Daemon::start(&cfg, &tmp.path().join("again.log"));
+            let st = exits(&mut again, Duration::from_secs(30));
+            assert!(!st.success());
+            let again_log = plain(&again.log());
+            eprintln!(
+                "restart while full: {}",
+                again_log.lines().last().unwrap_or_default()
+            );
+            let bad = unexpected_errors(&again.log(), EXPECTED_ERRORS);
+            assert!(bad.is_empty(), "{bad:#?}");
+            None
+        }
+        Full::Waiting(at_failure) => {
+            assert!(
+                at_failure > 0 && at_failure < MESSAGES as u64,
+                "{at_failure}"
+            );
+            Some(d)
+        }
+    };
 
     // Room again: nothing is corrupted, and what was stored is a part of what was sent.
     fs.grow("256m");
-    let (ok, report) = vitalsd(&["queue", "verify"], &cfg);
-    assert!(ok, "{report}");
-    let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
-    assert!(ok, "{stats}");
-    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
-    let at_failure = v["readings"].as_u64().expect("readings");
-    assert!(
-        at_failure > 0 && at_failure < MESSAGES as u64,
-        "{at_failure}"
-    );
-
-    // The broker kept every unacknowledged message: a restart stores all, each once.
-    let d = Daemon::start(&cfg, &tmp.path().join("resumed.log"));
+    let d = match running {
+        Some(mut d) => match resumes(&mut d, MESSAGES, Duration::from_secs(60)) {
+            // sled met the full disk too (its own flush) and the daemon stopped after all.
+            Some(st) => {
+                assert!(!st.success());
+                None
+            }
+            None => Some(d),
+        },
+        None => None,
+    };
+    let d = match d {
+        Some(d) => d,
+        None => {
+            let (ok, report) = vitalsd(&["queue", "verify"], &cfg);
+            assert!(ok, "{report}");
+            let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
+            assert!(ok, "{stats}");
+            let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+            let at_failure = v["readings"].as_u64().expect("readings");
+            assert!(
+                at_failure > 0 && at_failure < MESSAGES as u64,
+                "{at_failure}"
+            );
+            // The broker kept every unacknowledged message: a restart stores all, each once.
+            let mut d = Daemon::start(&cfg, &tmp.path().join("resumed.log"));
+            assert!(resumes(&mut d, MESSAGES, Duration::from_secs(60)).is_none());
+            d
+        }
+    };
     let addr = d.admin_addr();
-    let until = Instant::now() + Duration::from_secs(60);
-    while stored(&addr) < MESSAGES as u64 {
-        assert!(
-            Instant::now() < until,
-            "ingest did not resume: {} of {MESSAGES}\n{}",
-            stored(&addr),
-            plain(&d.log())
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let (code, body) = http(&addr, "GET", "/readyz", &[], "");
     assert_eq!(code, 200, "{body}");
     let log = d.log();
     let (st, _) = d.stop();
     assert!(st.success(), "{}", plain(&log));
-    assert!(
-        unexpected_errors(&log, &["FHIR"]).is_empty(),
-        "{}",
-        plain(&log)
-    );
+    let bad = unexpected_errors(&log, EXPECTED_ERRORS);
+    assert!(bad.is_empty(), "{bad:#?}");
     let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
     assert!(ok, "{stats}");
     let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
     assert_eq!(v["readings"], MESSAGES, "each message stored exactly once");
     let (ok, report) = vitalsd(&["queue", "verify"], &cfg);
+    assert!(ok, "{report}");
+    let (ok, report) = vitalsd(&["audit", "verify"], &cfg);
+    assert!(
+        ok,
+        "the audit chain is whole across the full disk: {report}"
+    );
+    drop(fs);
+}
+
+/// How the daemon met the full disk.
+#[derive(Debug)]
+enum Full {
+    /// It stopped by itself (sled refuses every write until reopened).
+    Stopped,
+    /// It keeps running without acknowledging (the audit file refused); readings stored then.
+    Waiting(u64),
+}
+
+/// Waits until the daemon has stopped by itself, or has refused the audit file and stored
+/// nothing more for three seconds while not ready.
+fn full(d: &mut Daemon, within: Duration) -> Full {
+    let until = Instant::now() + within;
+    let mut last = None;
+    loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            assert!(!st.success(), "{}", plain(&d.log()));
+            return Full::Stopped;
+        }
+        if d.log().contains("writing the audit file failed") {
+            let addr = d.admin_addr();
+            let now = stored_now(&addr);
+            match last {
+                Some((Some(n), since)) if now == Some(n) => {
+                    if Instant::now().duration_since(since) >= Duration::from_secs(3) {
+                        let (code, body) = http(&addr, "GET", "/readyz", &[], "");
+                        assert_eq!(code, 503, "not ready while it cannot store: {body}");
+                        return Full::Waiting(n);
+                    }
+                }
+                _ => last = Some((now, Instant::now())),
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "still running:\n{}",
+            plain(&d.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the running daemon has stored every message; `Some(status)` when it stopped
+/// by itself instead.
+fn resumes(d: &mut Daemon, sent: i64, within: Duration) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + within;
+    let addr = d.admin_addr();
+    loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            return Some(st);
+        }
+        let n = stored_now(&addr);
+        if let Some(n) = n.filter(|&n| n >= sent.unsigned_abs()) {
+            assert_eq!(n, sent.unsigned_abs(), "each message stored exactly once");
+            return None;
+        }
+        assert!(
+            Instant::now() < until,
+            "ingest did not resume: {n:?} of {sent}\n{}",
+            plain(&d.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The audit directory alone fills (its own small tmpfs): the daemon does not acknowledge what
+/// it could not audit, keeps running, and once there is room the same daemon stores every
+/// message once with the audit chain whole (a failed write leaves no torn line behind).
+#[test]
+fn a_full_audit_directory_holds_acks_and_the_same_daemon_resumes_with_the_chain_whole() {
+    const N: i64 = 3000;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let broker = Mosquitto::start_with(&tmp.path().join("broker"), "max_inflight_messages 100");
+    let cfg = config(
+        tmp.path(),
+        &data,
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+    );
+    let fs = Tmpfs::mount(&data.join("audit"), "128k").unwrap_or_else(|| {
+        panic!("this test mounts a tmpfs on data_dir/audit and needs root (CI runs as root)")
+    });
+    let mut d = Daemon::start(&cfg, &tmp.path().join("daemon.log"));
+    d.wait_log("mqtt subscribed", Duration::from_secs(15));
+    let addr = d.admin_addr();
+    support::set_patient(&addr, "exam-4");
+    publish_all(broker.port, N);
+    let Full::Waiting(at_failure) = full(&mut d, Duration::from_secs(90)) else {
+        panic!("stopped on a full audit directory:\n{}", plain(&d.log()));
+    };
+    assert!(at_failure < N.unsigned_abs(), "{at_failure}");
+    fs.grow("64m");
+    assert!(
+        resumes(&mut d, N, Duration::from_secs(60)).is_none(),
+        "{}",
+        plain(&d.log())
+    );
+    let log = d.log();
+    assert!(
+        log.contains("queue accepts messages again"),
+        "{}",
+        plain(&log)
+    );
+    let (code, body) = http(&addr, "GET", "/readyz", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let (st, _) = d.stop();
+    assert!(st.success(), "{}", plain(&log));
+    let bad = unexpected_errors(&log, EXPECTED_ERRORS);
+    assert!(bad.is_empty(), "{bad:#?}");
+    let (ok, stats) = vitalsd(&["queue", "stats"], &cfg);
+    assert!(ok, "{stats}");
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(v["readings"], N, "each message stored exactly once");
+    let (ok, report) = vitalsd(&["audit", "verify"], &cfg);
     assert!(ok, "{report}");
     drop(fs);
 }

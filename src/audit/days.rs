@@ -65,6 +65,9 @@ impl AuditLog {
 
     /// Closes the open day: synced, counted as closed, handed to the compressor thread.
     pub(super) fn close_open_day(&self, st: &mut State) -> Result<(), AuditError> {
+        if let Some(o) = st.open.as_mut() {
+            o.cut_torn()?;
+        }
         if let Some(o) = st.open.take() {
             o.file.sync_data().map_err(|e| AuditError::io(&o.path, e))?;
             drop(o.file);
@@ -108,8 +111,6 @@ impl AuditLog {
         let mut st = self.state();
         if let Some(o) = &st.open {
             if now.date() > o.day {
-                let mut empty = Vec::new();
-                self.write_out(&mut st, &mut empty)?;
                 self.close_open_day(&mut st)?;
             }
         }

@@ -180,6 +180,21 @@ struct OpenDay {
     file: File,
     len: u64,
     dirty: bool,
+    /// A failed write may have left part of a line past `len` (cut off before the next one).
+    torn: bool,
+}
+
+impl OpenDay {
+    /// Cuts off what a failed write left past the last whole line.
+    fn cut_torn(&mut self) -> Result<(), AuditError> {
+        if self.torn {
+            self.file
+                .set_len(self.len)
+                .map_err(|e| AuditError::io(&self.path, e))?;
+            self.torn = false;
+        }
+        Ok(())
+    }
 }
 
 /// One line as written (the event's fields sit beside these, or are sealed in `sealed`).
@@ -251,6 +266,7 @@ impl AuditLog {
                     file,
                     len: newest.bytes,
                     dirty: false,
+                    torn: false,
                 });
             }
         }
@@ -325,35 +341,49 @@ impl AuditLog {
             return Ok(());
         }
         let mut st = self.state();
+        // The chain moves on only for lines that reached the file: a failed write (ENOSPC)
+        // leaves the state as it was, so the retry chains onto the last line written.
+        let mut tail = (st.last_hash.clone(), st.last_id);
         let mut buf: Vec<u8> = Vec::new();
         for (id, entry) in entries {
             let day = entry.at.date();
             if st.open.as_ref().is_none_or(|o| day > o.day) {
-                self.write_out(&mut st, &mut buf)?;
+                self.write_out(&mut st, &mut buf, &tail)?;
                 self.rotate(&mut st, day)?;
             }
-            let line = self.line(&st.last_hash, *id, entry)?;
-            st.last_hash = sha256_hex(&line);
-            st.last_id = Some(*id);
+            let line = self.line(&tail.0, *id, entry)?;
+            tail = (sha256_hex(&line), Some(*id));
             buf.extend_from_slice(&line);
             buf.push(b'\n');
         }
-        self.write_out(&mut st, &mut buf)
+        self.write_out(&mut st, &mut buf, &tail)
     }
 
-    fn write_out(&self, st: &mut State, buf: &mut Vec<u8>) -> Result<(), AuditError> {
+    /// Writes `buf` to the open day; on success the chain's tail becomes `tail`. A write that
+    /// fails part-way is cut back to the last whole line, so the file never holds a torn line
+    /// the next append would run into; if even that fails, the next append tries again first.
+    fn write_out(
+        &self,
+        st: &mut State,
+        buf: &mut Vec<u8>,
+        tail: &(String, Option<Uuid>),
+    ) -> Result<(), AuditError> {
         if buf.is_empty() {
             return Ok(());
         }
         let Some(o) = st.open.as_mut() else {
             return Ok(());
         };
-        o.file
-            .write_all(buf)
-            .map_err(|e| AuditError::io(&o.path, e))?;
+        o.cut_torn()?;
+        if let Err(e) = o.file.write_all(buf) {
+            o.torn = o.file.set_len(o.len).is_err();
+            return Err(AuditError::io(&o.path, e));
+        }
         o.len += buf.len() as u64;
         o.dirty = true;
         buf.clear();
+        st.last_hash.clone_from(&tail.0);
+        st.last_id = tail.1;
         Ok(())
     }
 
@@ -400,6 +430,7 @@ impl AuditLog {
             file,
             len,
             dirty: false,
+            torn: false,
         });
         Ok(())
     }

@@ -354,3 +354,38 @@ fn a_stop_or_crash_mid_compression_leaves_a_whole_copy_and_the_next_open_compres
     let rep = verify(dir.path(), None).unwrap();
     assert_eq!((rep.files, rep.entries, rep.first_break), (2, 4, None));
 }
+
+#[test]
+fn a_failed_write_leaves_no_torn_line_and_the_retry_chains_onto_the_last_line_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manual::new(datetime!(2026-12-06 10:00 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("a", m.now())]).unwrap();
+    let path = dir.path().join("audit-2026-12-06.jsonl");
+    // A disk that fills mid-write: part of a line reached the file, then the write fails
+    // (here: a handle that cannot write, nor cut the file back at once).
+    let mut raw = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    raw.write_all(b"{\"prev\":\"0123").unwrap();
+    let writable = {
+        let mut st = log.state();
+        let o = st.open.as_mut().unwrap();
+        std::mem::replace(&mut o.file, std::fs::File::open(&path).unwrap())
+    };
+    assert!(log.append(&[set("b", m.now())]).is_err());
+    assert!(log.state().open.as_ref().unwrap().torn);
+    // Room again: the retry cuts the partial line off and chains onto "a".
+    log.state().open.as_mut().unwrap().file = writable;
+    log.append(&[set("c", m.now())]).unwrap();
+    log.sync().unwrap();
+    let rooms: Vec<String> = all(&log, false).iter().map(room).collect();
+    assert_eq!(rooms, ["a", "c"]);
+    assert!(verify(dir.path(), None).unwrap().first_break.is_none());
+    drop(log);
+    let log = AuditLog::open(opts(dir.path(), m.clock(), None, u64::MAX)).unwrap();
+    log.append(&[set("d", m.now())]).unwrap();
+    assert_eq!(all(&log, false).len(), 3);
+    assert!(verify(dir.path(), None).unwrap().first_break.is_none());
+}

@@ -211,6 +211,12 @@ impl Ingester {
     /// Handles the oldest result: retries a refused store until it succeeds, then acks.
     /// Returns false when shutdown came while the message still waited for space.
     async fn settle(&mut self, mut done: Done, cancel: &CancellationToken) -> bool {
+        if let (Handled::Ingested(Err(_)), Some(ingest)) = (&done.result, self.device_ingest(&done))
+        {
+            // Messages in flight behind a refused one were refused too; once the store takes
+            // writes again each goes in at once instead of waiting its own second.
+            done.result = Handled::Ingested(ingest.commit(&mut done.prepared).await);
+        }
         if let Handled::Ingested(Err(first)) = &done.result {
             let device = done.device.map(|i| self.devices[i].id.to_string());
             tracing::error!(device, error = %first, "queue refuses the message: not acknowledging it, taking no new messages, retrying every second (the broker keeps them)");
