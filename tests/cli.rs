@@ -64,7 +64,10 @@ fn check_config_accepts_every_shape_the_test_builder_writes() {
             "gw/exam3/+",
             "binary",
         ))
-        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0"))
+        .device(
+            Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0")
+                .transport_keys(r#"allow = ["127.0.0.1/32"], max_connections_per_peer = 2"#),
+        )
         .outbox("reading")
         .sink(
             Sink::fhir("ehr", "http://127.0.0.1:1/fhir")
@@ -79,6 +82,10 @@ fn check_config_accepts_every_shape_the_test_builder_writes() {
         ));
     let text = b.toml();
     assert!(text.contains("admin_token_file = "), "{text}");
+    assert!(
+        text.contains(r#"mllp = { listen = "127.0.0.1:0", allow = ["127.0.0.1/32"], max_"#),
+        "{text}"
+    );
     let cfg = b.write();
     let out = vitalsd(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert!(

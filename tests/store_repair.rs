@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon};
+use support::{wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 use vitalsd::decode::hl7v2::mllp_frame;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -37,17 +37,14 @@ impl Site {
     /// A config over `data`: the MLLP monitor and sink `ehr`, a dead FHIR server or `outbox`.
     fn config(&self, name: &str, data: &Path, outbox: Option<&Path>) -> PathBuf {
         let sink = match outbox {
-            None => "type = \"fhir\"\nbase_url = \"http://127.0.0.1:1/fhir\"\n".to_string(),
-            Some(dir) => format!("type = \"file\"\ndir = {dir:?}\nformat = \"reading\"\n"),
+            None => Sink::fhir("ehr", "http://127.0.0.1:1/fhir"),
+            Some(dir) => Sink::file("ehr", dir, "reading"),
         };
-        let text = format!(
-            "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-             [[device]]\nid = \"monitor\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\n\
-             mllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"ehr\"\n{sink}"
-        );
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("config");
-        path
+        DaemonBuilder::new(self.tmp.path())
+            .data_dir(data)
+            .device(Device::mllp("monitor", "hl7v2", "exam-5", "127.0.0.1:0"))
+            .sink(sink)
+            .write_as(name)
     }
 
     /// Starts the daemon, sends `n` one-SpO2 messages from number `from` on, stops it.

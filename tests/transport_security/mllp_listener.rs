@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn strangers_and_idle_sockets_over_the_cap_are_refused_while_an_allowed_monitor_gets_aa() {
-    let site = site(", allow = [\"127.0.0.1/32\", \"127.0.0.3/32\"], max_connections_per_peer = 2");
+    let site = site("allow = [\"127.0.0.1/32\", \"127.0.0.3/32\"], max_connections_per_peer = 2");
     let d = Daemon::start(&site.config, &site.tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
     let addr = listen_addr(&d.log());
@@ -50,7 +50,7 @@ fn strangers_and_idle_sockets_over_the_cap_are_refused_while_an_allowed_monitor_
 
 #[test]
 fn a_sender_trickling_one_byte_at_a_time_is_cut_at_the_message_deadline() {
-    let site = site(", message_timeout = \"2s\", idle_timeout = \"60s\"");
+    let site = site("message_timeout = \"2s\", idle_timeout = \"60s\"");
     let d = Daemon::start(&site.config, &site.tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
     let addr = listen_addr(&d.log());

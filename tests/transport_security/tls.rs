@@ -120,7 +120,7 @@ async fn a_tls_listener_serves_monitors_with_a_client_certificate_and_nobody_els
     let d = tmp.path();
     make_pki(d);
     let site = site(&format!(
-        ", tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
+        "tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
         d.join("server.pem"),
         d.join("server.key"),
         d.join("ca.pem")
