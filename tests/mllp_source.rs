@@ -342,16 +342,13 @@ fn a_listen_address_in_use_stops_start_up_with_an_error_naming_the_key() {
 #[test]
 fn hl7v2_over_a_serial_port_is_stored_and_nothing_is_answered() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let outbox = tmp.path().join("outbox");
     let mut pty = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[("monitor", "hl7v2", "exam-5", &pty.path, "")],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(Device::serial("monitor", "hl7v2", "exam-5", &pty.path))
+        .outbox("reading")
+        .write();
 
     // `vitalsd simulate` writes what a monitor sends on its serial port.
     let wire = tmp.path().join("wire.bin");
