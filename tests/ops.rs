@@ -146,18 +146,12 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     assert!(status.success());
 }
 
-/// The ANSI-free log.
-fn plain_log(d: &Daemon) -> String {
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    ansi.replace_all(&d.log(), "").to_string()
-}
-
 /// Waits until the log has a line holding every needle.
 #[track_caller]
 fn wait_line(d: &Daemon, needles: &[&str], within: Duration) {
     let until = Instant::now() + within;
     while Instant::now() < until {
-        if plain_log(d)
+        if d.plain_log()
             .lines()
             .any(|l| needles.iter().all(|n| l.contains(n)))
         {
@@ -165,7 +159,7 @@ fn wait_line(d: &Daemon, needles: &[&str], within: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no log line with {needles:?}:\n{}", plain_log(d));
+    panic!("no log line with {needles:?}:\n{}", d.plain_log());
 }
 
 /// The outbox readings' device ids (reading format).
@@ -234,7 +228,7 @@ fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_b
         Duration::from_secs(10),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let log = plain_log(&d);
+    let log = d.plain_log();
     assert!(
         !log.lines()
             .any(|l| l.contains("stopped by reload") && l.contains("oxa")),

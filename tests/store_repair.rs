@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon, DaemonBuilder, Device, Sink};
+use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 use vitalsd::decode::hl7v2::mllp_frame;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -51,7 +51,7 @@ impl Site {
     fn ingest(&self, config: &Path, from: u32, n: u32) {
         let d = Daemon::start(config, &self.path(&format!("ingest-{from}.log")));
         d.wait_log("MLLP listener ready", WAIT);
-        let addr = listen_addr(&d.log());
+        let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
         for i in from..from + n {
             send(addr, i);
         }
@@ -66,27 +66,6 @@ impl Site {
 
 fn d_log(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn plain(log: &str) -> String {
-    regex::Regex::new(r"\x1b\[[0-9;]*m")
-        .expect("regex")
-        .replace_all(log, "")
-        .into_owned()
-}
-
-fn listen_addr(log: &str) -> SocketAddr {
-    let log = plain(log);
-    let line = log
-        .lines()
-        .find(|l| l.contains("MLLP listener ready"))
-        .expect("listener line");
-    let at = line.find("listen=").expect("listen=") + "listen=".len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("address")
 }
 
 /// One ORU with one SpO2, measured `i` seconds after 10:00; waits for its AA.
@@ -151,7 +130,7 @@ fn refused(config: &Path, log: &Path) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(!st.success(), "{log}");
     assert!(!log.contains("vitalsd ready"), "{log}");
     log

@@ -25,15 +25,9 @@ fn signal(d: &Daemon, sig: Signal) {
     nix::sys::signal::kill(pid, sig).unwrap();
 }
 
-/// The ANSI-free log.
-fn plain_log(d: &Daemon) -> String {
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    ansi.replace_all(&d.log(), "").to_string()
-}
-
 /// Log lines holding every needle.
 fn lines_with(d: &Daemon, needles: &[&str]) -> usize {
-    plain_log(d)
+    d.plain_log()
         .lines()
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .count()
@@ -51,7 +45,7 @@ fn wait_lines(d: &Daemon, needles: &[&str], n: usize, within: Duration) {
     }
     panic!(
         "fewer than {n} log lines with {needles:?}:\n{}",
-        plain_log(d)
+        d.plain_log()
     );
 }
 
@@ -65,7 +59,7 @@ fn wait_out(d: &Daemon, dir: &Path, n: usize, within: Duration) {
             "{} has {} of {n} lines:\n{}",
             dir.display(),
             outbox_lines(dir).len(),
-            plain_log(d)
+            d.plain_log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

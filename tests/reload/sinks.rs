@@ -70,7 +70,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
         lines_with(&d, &["serial port open", "device=ox"]),
         1,
         "{}",
-        plain_log(&d)
+        d.plain_log()
     );
     assert_eq!(lines_with(&d, &["stopped by reload", "device=ox"]), 0);
     let (code, body) = support::http(&admin, "GET", "/api/status", &[], "");

@@ -67,7 +67,7 @@ fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_
         assert!(
             Instant::now() < until,
             "reloads did not settle:\n{}",
-            plain_log(&d)
+            d.plain_log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -126,12 +126,12 @@ fn sighup_during_start_up_and_during_shutdown_does_not_crash() {
         assert!(
             d.child.try_wait().unwrap().is_none(),
             "died: {}",
-            plain_log(&d)
+            d.plain_log()
         );
         if d.log().contains("vitalsd ready") {
             break;
         }
-        assert!(Instant::now() < until, "not ready:\n{}", plain_log(&d));
+        assert!(Instant::now() < until, "not ready:\n{}", d.plain_log());
         std::thread::sleep(Duration::from_millis(1));
     }
     // The SIGHUPs of start-up are handled once it is ready.
@@ -154,7 +154,7 @@ fn sighup_during_start_up_and_during_shutdown_does_not_crash() {
         assert!(Instant::now() < until, "did not stop");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "{status:?}\n{}", plain_log(&d));
+    assert!(status.success(), "{status:?}\n{}", d.plain_log());
     assert!(d.log().contains("vitalsd stopped"));
 }
 

@@ -74,6 +74,11 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The log without its colour codes.
+    pub fn plain_log(&self) -> String {
+        plain(&self.log())
+    }
+
     /// Waits until the log contains `needle`.
     #[track_caller]
     pub fn wait_log(&self, needle: &str, within: Duration) {
@@ -345,4 +350,20 @@ pub fn set_patient(admin: &str, room: &str) {
         r#"{"id":"MRN-TEST-1","system":"urn:oid:2.16.840.1.113883.3.999","by":"test"}"#,
     );
     assert_eq!(st, 200, "set the patient of {room}: {body}");
+}
+
+/// `log` without its colour codes.
+pub fn plain(log: &str) -> String {
+    static ANSI: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    ANSI.get_or_init(|| regex::Regex::new(r"\x1b\[[0-9;]*m").expect("regex"))
+        .replace_all(log, "")
+        .into_owned()
+}
+
+/// The address of the first MLLP listener that `log` says is ready (`listen=<addr>`).
+pub fn mllp_addr(log: &str) -> Option<std::net::SocketAddr> {
+    let log = plain(log);
+    let line = log.lines().find(|l| l.contains("MLLP listener ready"))?;
+    let at = line.find("listen=")? + "listen=".len();
+    line[at..].split_whitespace().next()?.parse().ok()
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon, DaemonBuilder, Device, Running, Sink};
+use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Running, Sink};
 use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,38 +35,6 @@ fn oru(id: &str) -> Vec<u8> {
         )
         .as_bytes(),
     )
-}
-
-/// The log without colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn listen_addr(log: &str) -> SocketAddr {
-    let log = plain(log);
-    let line = log
-        .lines()
-        .find(|l| l.contains("MLLP listener ready"))
-        .expect("ready line");
-    let at = line.find("listen=").expect("listen=") + "listen=".len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("an address")
 }
 
 /// A blocking connection to `to` from the loopback source address `from`.

@@ -149,7 +149,7 @@ fn allow_insecure_is_logged_at_warn_when_the_daemon_starts() {
         Sink::mllp("engine", "192.0.2.1:6661").line("allow_insecure = true"),
     );
     d.wait_log("MLLP listener ready", WAIT);
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(
         log.lines().any(|l| l.contains("WARN")
             && l.contains("sink[0].address")
@@ -223,7 +223,7 @@ fn a_fhir_server_redirecting_elsewhere_never_sends_the_bundle_there() {
         Sink::fhir("ehr", &format!("http://{}/fhir", redirecting.addr)).line("timeout = \"2s\""),
     );
     d.wait_log("MLLP listener ready", WAIT);
-    let addr = listen_addr(&d.log());
+    let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
     let mut monitor = connect_from("127.0.0.1", addr);
     assert_eq!(send(&mut monitor, &oru("REDIR-1")), Some(AckCode::AA));
     d.wait_log("FHIR server redirected; not followed", WAIT);
@@ -236,7 +236,7 @@ fn a_fhir_server_redirecting_elsewhere_never_sends_the_bundle_there() {
     // ...and nothing ever reached the address it pointed to.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(
         log.contains(&format!(
             "the server redirected to http://{}",
