@@ -64,7 +64,10 @@ fn check_config_accepts_every_shape_the_test_builder_writes() {
             "gw/exam3/+",
             "binary",
         ))
-        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0"))
+        .device(
+            Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0")
+                .transport_keys(r#"allow = ["127.0.0.1/32"], max_connections_per_peer = 2"#),
+        )
         .outbox("reading")
         .sink(
             Sink::fhir("ehr", "http://127.0.0.1:1/fhir")
@@ -79,6 +82,10 @@ fn check_config_accepts_every_shape_the_test_builder_writes() {
         ));
     let text = b.toml();
     assert!(text.contains("admin_token_file = "), "{text}");
+    assert!(
+        text.contains(r#"mllp = { listen = "127.0.0.1:0", allow = ["127.0.0.1/32"], max_"#),
+        "{text}"
+    );
     let cfg = b.write();
     let out = vitalsd(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert!(
@@ -184,14 +191,16 @@ fn drivers_lists_name_transports_and_kinds() {
 fn queue_stats_opens_a_stopped_daemons_store() {
     let tmp = tempfile::tempdir().unwrap();
     let pty = support::Pty::new();
-    let cfg = support::config(
-        &tmp.path().join("data"),
-        &tmp.path().join("outbox"),
-        "fhir",
-        &[("ox", "nonin-ascii", "exam-1", &pty.path, "")],
-    );
-    let path = tmp.path().join("v.toml");
-    std::fs::write(&path, cfg).unwrap();
+    let path = support::DaemonBuilder::new(tmp.path())
+        .patient_mode("hold")
+        .device(support::Device::serial(
+            "ox",
+            "nonin-ascii",
+            "exam-1",
+            &pty.path,
+        ))
+        .outbox("fhir")
+        .write_as("v.toml");
     let out = vitalsd(&["queue", "stats", "--config", path.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -207,20 +216,14 @@ fn queue_compact_gives_back_the_space_of_a_drained_backlog_and_refuses_a_running
     let tmp = tempfile::tempdir().unwrap();
     let pty = support::Pty::new();
     let outbox = tmp.path().join("outbox");
-    let cfg = support::config(
-        &tmp.path().join("data"),
-        &outbox,
-        "reading",
-        &[(
-            "ox",
-            "nonin-ascii",
-            "exam-1",
-            &pty.path,
-            "report = \"every\"",
-        )],
-    );
-    let path = tmp.path().join("v.toml");
-    std::fs::write(&path, cfg).unwrap();
+    let path = support::DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(
+            support::Device::serial("ox", "nonin-ascii", "exam-1", &pty.path)
+                .options(r#"report = "every""#),
+        )
+        .outbox("reading")
+        .write_as("v.toml");
     let config = path.to_str().unwrap();
     let daemon = support::Daemon::start(&path, &tmp.path().join("log"));
     daemon.wait_log("serial port open", std::time::Duration::from_secs(10));

@@ -4,33 +4,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{config, wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Daemon, DaemonBuilder, Device, Pty};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use vitalsd::normalize::LocalZone;
-
-/// The daemon with `TZ=tz`.
-fn start_in_zone(cfg: &Path, log: &Path, tz: &str) -> Daemon {
-    let stderr = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .env("TZ", tz)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start vitalsd");
-    Daemon {
-        child,
-        stderr_path: log.to_path_buf(),
-    }
-}
 
 /// A BLE gateway's JSON line carrying a Health Thermometer measurement (0x2A1C): 37.00 Cel,
 /// taken in the mouth, stamped with the wall-clock time `wall` (no offset on the wire).
@@ -86,24 +65,16 @@ fn rig(tz: &str) -> Rig {
     let tmp = tempfile::tempdir().unwrap();
     let outbox = tmp.path().join("outbox");
     let pty = Pty::new();
-    let cfg = tmp.path().join("vitalsd.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            &tmp.path().join("data"),
-            &outbox,
-            "reading",
-            &[(
-                "exam2-thermometer",
-                "ble-gatt",
-                "exam-2",
-                &pty.path,
-                "payload = \"json\"",
-            )],
-        ),
-    )
-    .unwrap();
-    let daemon = start_in_zone(&cfg, &tmp.path().join("vitalsd.log"), tz);
+    let cfg = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(
+            Device::serial("exam2-thermometer", "ble-gatt", "exam-2", &pty.path)
+                .options(r#"payload = "json""#),
+        )
+        .outbox("reading")
+        .write();
+    // The daemon in `tz`: its wall-clock reading of device time stamps is under test.
+    let daemon = Daemon::start_with_env(&cfg, &tmp.path().join("vitalsd.log"), &[("TZ", tz)]);
     daemon.wait_log("serial port open", Duration::from_secs(20));
     Rig {
         _tmp: tmp,

@@ -5,31 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use support::{wait_outbox, Daemon, Pty};
+use support::{wait_outbox, DaemonBuilder, Running};
 use time::OffsetDateTime;
-
-/// The daemon in UTC, so the gateway's wall-clock time stamps mean what the test wrote.
-fn start(config: &Path, log: &Path) -> Daemon {
-    let stderr = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("TZ", "UTC")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start vitalsd");
-    Daemon {
-        child,
-        stderr_path: log.to_path_buf(),
-    }
-}
 
 /// A BLE Date Time (7 bytes) of `t` in UTC.
 fn ble_time(t: OffsetDateTime) -> String {
@@ -53,21 +33,14 @@ fn envelope(chr: &str, hex: &str) -> Vec<u8> {
     l.into_bytes()
 }
 
-fn gateway_daemon(dir: &Path, pty: &Pty) -> Daemon {
-    let cfg = support::config(
-        &dir.join("data"),
-        &dir.join("outbox"),
-        "reading",
-        &[(
-            "exam3-gateway",
-            "ble-gatt",
-            "exam-3",
-            &pty.path,
-            "payload = \"json\"",
-        )],
-    );
-    std::fs::write(dir.join("v.toml"), cfg).unwrap();
-    let d = start(&dir.join("v.toml"), &dir.join("log"));
+/// The BLE gateway `exam3-gateway` (JSON envelopes) on a pseudo-terminal and a `reading`
+/// outbox; the daemon in UTC, so the gateway's wall-clock time stamps mean what the test wrote.
+fn gateway_daemon(dir: &Path) -> Running {
+    let d = DaemonBuilder::new(dir)
+        .patient_mode("location")
+        .serial_device("exam3-gateway", "ble-gatt", "exam-3", "payload = \"json\"")
+        .outbox("reading")
+        .start_with_env(&[("TZ", "UTC")]);
     d.wait_log("serial port open", Duration::from_secs(10));
     d
 }
@@ -86,8 +59,8 @@ fn flags(r: &Json) -> Vec<String> {
 #[test]
 fn a_cuff_pulse_and_an_oximeter_pulse_of_the_same_second_and_value_are_both_charted() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = Pty::new();
-    let d = gateway_daemon(dir.path(), &pty);
+    let mut d = gateway_daemon(dir.path());
+    let pty = d.pty("exam3-gateway");
     let t = ble_time(OffsetDateTime::now_utc() - Duration::from_secs(20));
     // Cuff: 120/80 (93), time stamp, pulse 72 (MDC 149546).
     pty.send(&envelope(
@@ -127,8 +100,8 @@ fn a_cuff_pulse_and_an_oximeter_pulse_of_the_same_second_and_value_are_both_char
 #[test]
 fn a_weighing_charts_weight_and_bmi_but_never_the_scales_stored_height() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = Pty::new();
-    let d = gateway_daemon(dir.path(), &pty);
+    let mut d = gateway_daemon(dir.path());
+    let pty = d.pty("exam3-gateway");
     // 72.500 kg, BMI 23.7, stored height 1.750 m; then 80.000 kg, BMI 26.1, same height.
     pty.send(&envelope("2a9d", "08a438ed00d606"));
     pty.send(&envelope("2a9d", "08803e0501d606"));
@@ -148,8 +121,8 @@ fn a_weighing_charts_weight_and_bmi_but_never_the_scales_stored_height() {
 #[test]
 fn alarming_values_are_flagged_and_ordinary_ones_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = Pty::new();
-    let d = gateway_daemon(dir.path(), &pty);
+    let mut d = gateway_daemon(dir.path());
+    let pty = d.pty("exam3-gateway");
     // 192/100 (124): a hypertensive crisis, flagged; 124/78 (93): nothing.
     pty.send(&envelope(
         "2a35",

@@ -6,9 +6,10 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{config, wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Admin, DaemonBuilder};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -26,26 +27,24 @@ fn frame(t: OffsetDateTime, i: usize) -> String {
     )
 }
 
+/// A JSON bridge `bridge` on a pseudo-terminal in `exam-2`, a `reading` outbox, the admin API
+/// with a token, patients by `mode`.
+fn bridge_daemon(dir: &Path, mode: &str) -> DaemonBuilder {
+    DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .patient_mode(mode)
+        .serial_device("bridge", "json", "exam-2", "")
+        .outbox("reading")
+}
+
 #[test]
 fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let bridge = Pty::new();
-    let data = tmp.path().join("data");
-    let outbox = tmp.path().join("outbox");
-    let mut cfg = config(
-        &data,
-        &outbox,
-        "reading",
-        &[("bridge", "json", "exam-2", &bridge.path, "")],
-    );
-    cfg = cfg.replace(
-        "[daemon]\n",
-        "[daemon]\nqueue_max_bytes = \"1MiB\"\nhistory_max_bytes = \"64MiB\"\n",
-    );
-    cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, &cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = bridge_daemon(tmp.path(), "location")
+        .daemon("queue_max_bytes = \"1MiB\"")
+        .daemon("history_max_bytes = \"64MiB\"")
+        .start();
+    let (bridge, outbox, cfg_path) = (d.pty("bridge"), d.outbox().to_path_buf(), d.config.clone());
     d.wait_log("serial port open", Duration::from_secs(10));
     // Started without it in the environment, `vitalsd run` fixes glibc's mmap threshold
     // itself (as the systemd unit once did through the environment), without re-executing.
@@ -172,24 +171,11 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
 #[test]
 fn a_drained_backlog_gives_its_disk_space_back_while_the_daemon_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let bridge = Pty::new();
-    let data = tmp.path().join("data");
-    let outbox = tmp.path().join("outbox");
-    let mut cfg = config(
-        &data,
-        &outbox,
-        "reading",
-        &[("bridge", "json", "exam-2", &bridge.path, "")],
-    );
-    cfg = cfg.replace(
-        "[daemon]\n",
-        "[daemon]\nstore_reclaim_slack = \"1MiB\"\nstore_reclaim_every = \"1s\"\n",
-    );
-    cfg = cfg.replace("admin_listen = \"\"", "admin_listen = \"127.0.0.1:0\"");
-    cfg = cfg.replace("mode = \"location\"", "mode = \"hold\"");
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, &cfg).unwrap();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
+    let mut d = bridge_daemon(tmp.path(), "hold")
+        .daemon("store_reclaim_slack = \"1MiB\"")
+        .daemon("store_reclaim_every = \"1s\"")
+        .start();
+    let bridge = d.pty("bridge");
     d.wait_log("serial port open", Duration::from_secs(10));
     let admin = d.admin_addr();
     let gauge = |name: &str| -> u64 {

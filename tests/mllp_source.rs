@@ -69,34 +69,9 @@ impl Site {
     fn start(&self, name: &str) -> (Daemon, SocketAddr) {
         let d = Daemon::start(&self.config, &self.tmp.path().join(name));
         d.wait_log("MLLP listener ready", WAIT);
-        let addr = listen_addr(&d.log()).expect("listen= in the log");
+        let addr = support::mllp_addr(&d.log()).expect("listen= in the log");
         (d, addr)
     }
-}
-
-/// The log without colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn listen_addr(log: &str) -> Option<SocketAddr> {
-    let log = plain(log);
-    let line = log.lines().find(|l| l.contains("MLLP listener ready"))?;
-    let at = line.find("listen=")? + "listen=".len();
-    line[at..].split_whitespace().next()?.parse().ok()
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -168,7 +143,7 @@ fn the_protocols_example_is_acknowledged_aa_and_its_readings_reach_the_outbox_wi
         assert_eq!(r["room"], "exam-5");
     }
     assert!(
-        !plain(&d.log()).contains("MRN123456"),
+        !d.plain_log().contains("MRN123456"),
         "the patient id reached the log"
     );
 
@@ -333,7 +308,7 @@ fn a_listen_address_in_use_stops_start_up_with_an_error_naming_the_key() {
     };
     assert!(!status.success());
     assert!(
-        plain(&d.log()).contains("device[0].mllp.listen"),
+        d.plain_log().contains("device[0].mllp.listen"),
         "{}",
         d.log()
     );
@@ -342,16 +317,13 @@ fn a_listen_address_in_use_stops_start_up_with_an_error_naming_the_key() {
 #[test]
 fn hl7v2_over_a_serial_port_is_stored_and_nothing_is_answered() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let outbox = tmp.path().join("outbox");
     let mut pty = Pty::new();
-    let cfg = support::config(
-        &data,
-        &outbox,
-        "reading",
-        &[("monitor", "hl7v2", "exam-5", &pty.path, "")],
-    );
-    let cfg_path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&cfg_path, cfg).expect("config");
+    let cfg_path = DaemonBuilder::new(tmp.path())
+        .patient_mode("location")
+        .device(Device::serial("monitor", "hl7v2", "exam-5", &pty.path))
+        .outbox("reading")
+        .write();
 
     // `vitalsd simulate` writes what a monitor sends on its serial port.
     let wire = tmp.path().join("wire.bin");

@@ -7,12 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Admin, Daemon, DaemonBuilder, Pty};
-
-/// Starts the binary with extra environment variables.
-fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
-    Daemon::start_with_env(config, log, env)
-}
+use support::{wait_outbox, Admin, Daemon, DaemonBuilder, Device, Pty};
 
 /// A daemon with the oximeter `ox` (every frame a reading) in `exam-1` and a `reading`
 /// outbox; with `admin`, the admin API too.
@@ -151,18 +146,12 @@ fn metrics_count_frames_deliveries_and_latency_and_readyz_is_green() {
     assert!(status.success());
 }
 
-/// The ANSI-free log.
-fn plain_log(d: &Daemon) -> String {
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    ansi.replace_all(&d.log(), "").to_string()
-}
-
 /// Waits until the log has a line holding every needle.
 #[track_caller]
 fn wait_line(d: &Daemon, needles: &[&str], within: Duration) {
     let until = Instant::now() + within;
     while Instant::now() < until {
-        if plain_log(d)
+        if d.plain_log()
             .lines()
             .any(|l| needles.iter().all(|n| l.contains(n)))
         {
@@ -170,7 +159,7 @@ fn wait_line(d: &Daemon, needles: &[&str], within: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no log line with {needles:?}:\n{}", plain_log(d));
+    panic!("no log line with {needles:?}:\n{}", d.plain_log());
 }
 
 /// The outbox readings' device ids (reading format).
@@ -184,22 +173,26 @@ fn delivered_devices(outbox: &Path) -> Vec<String> {
 #[test]
 fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_bad_config() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
+    let outbox = tmp.path().join("outbox");
     let (a, b, c) = (Pty::new(), Pty::new(), Pty::new());
-    let every = r#"report = "every""#;
-    let write = |devs: &[(&str, &str, &str, &Path, &str)]| {
-        let cfg = support::config(&data, &outbox, "reading", devs);
-        std::fs::write(tmp.path().join("vitalsd.toml"), cfg).unwrap();
+    // The config with these oximeters (every frame a reading), written over the last one.
+    let write = |devs: &[(&str, &str, &Pty)]| {
+        devs.iter()
+            .fold(
+                DaemonBuilder::new(tmp.path())
+                    .patient_mode("location")
+                    .outbox("reading"),
+                |b, (id, room, pty)| {
+                    b.device(
+                        Device::serial(id, "nonin-ascii", room, &pty.path)
+                            .options(r#"report = "every""#),
+                    )
+                },
+            )
+            .write()
     };
-    write(&[
-        ("oxa", "nonin-ascii", "exam-1", &a.path, every),
-        ("oxb", "nonin-ascii", "exam-2", &b.path, every),
-    ]);
-    let d = start_with_env(
-        &tmp.path().join("vitalsd.toml"),
-        &tmp.path().join("log"),
-        &[],
-    );
+    let config = write(&[("oxa", "exam-1", &a), ("oxb", "exam-2", &b)]);
+    let d = Daemon::start(&config, &tmp.path().join("log"));
     wait_line(
         &d,
         &["serial port open", "device=oxa"],
@@ -216,10 +209,7 @@ fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_b
     wait_outbox(&outbox, 4, Duration::from_secs(10));
 
     // Remove oxb, add oxc, keep oxa as it was.
-    write(&[
-        ("oxa", "nonin-ascii", "exam-1", &a.path, every),
-        ("oxc", "nonin-ascii", "exam-3", &c.path, every),
-    ]);
+    write(&[("oxa", "exam-1", &a), ("oxc", "exam-3", &c)]);
     signal(&d, nix::sys::signal::Signal::SIGHUP);
     wait_line(
         &d,
@@ -238,7 +228,7 @@ fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_b
         Duration::from_secs(10),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let log = plain_log(&d);
+    let log = d.plain_log();
     assert!(
         !log.lines()
             .any(|l| l.contains("stopped by reload") && l.contains("oxa")),
@@ -259,7 +249,8 @@ fn sighup_starts_added_devices_stops_removed_ones_keeps_the_rest_and_refuses_a_b
     assert_eq!(devs.iter().filter(|x| *x == "oxc").count(), 2, "{devs:?}");
 
     // A bad file is refused with its reason, and everything keeps running.
-    std::fs::write(tmp.path().join("vitalsd.toml"), "[daemon]\ndata_dir = 5\n").unwrap();
+    // Written by hand: a config the builder cannot write (a data dir that is not a path).
+    std::fs::write(&config, "[daemon]\ndata_dir = 5\n").unwrap();
     signal(&d, nix::sys::signal::Signal::SIGHUP);
     wait_line(
         &d,

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{config, wait_outbox, Daemon, Pty};
+use support::{wait_outbox, Daemon, DaemonBuilder, Device, Pty};
 
 fn warn_lines(log: &str) -> Vec<String> {
     log.lines()
@@ -18,41 +18,23 @@ fn warn_lines(log: &str) -> Vec<String> {
 fn a_streaming_device_that_falls_silent_is_logged_once_and_idle_spot_check_devices_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let (ox, scanner, cuff) = (Pty::new(), Pty::new(), Pty::new());
-    let mut cfg = config(
-        &dir.path().join("data"),
-        &dir.path().join("outbox"),
-        "reading",
-        &[
-            (
-                "ox",
-                "nonin-ascii",
-                "exam-1",
-                &ox.path,
-                r#"report = "every""#,
-            ),
-            (
-                "scan",
-                "barcode",
-                "exam-1",
-                &scanner.path,
-                r#"system = "urn:oid:1.2.3""#,
-            ),
-            (
-                "cuff",
-                "ble-gatt",
-                "exam-1",
-                &cuff.path,
-                r#"payload = "json""#,
-            ),
-        ],
-    );
-    // The oximeter streams every second: a 1 s timeout shows the behaviour quickly.
-    cfg = cfg.replacen(
-        "options = { report = \"every\" }",
-        "options = { report = \"every\" }\ninactivity_timeout = \"1s\"",
-        1,
-    );
-    std::fs::write(dir.path().join("v.toml"), cfg).unwrap();
+    DaemonBuilder::new(dir.path())
+        .patient_mode("location")
+        .device(
+            // The oximeter streams every second: a 1 s timeout shows the behaviour quickly.
+            Device::serial("ox", "nonin-ascii", "exam-1", &ox.path)
+                .options(r#"report = "every""#)
+                .line(r#"inactivity_timeout = "1s""#),
+        )
+        .device(
+            Device::serial("scan", "barcode", "exam-1", &scanner.path)
+                .options(r#"system = "urn:oid:1.2.3""#),
+        )
+        .device(
+            Device::serial("cuff", "ble-gatt", "exam-1", &cuff.path).options(r#"payload = "json""#),
+        )
+        .outbox("reading")
+        .write_as("v.toml");
     let d = Daemon::start(&dir.path().join("v.toml"), &dir.path().join("log"));
     d.wait_log("vitalsd ready", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
@@ -84,13 +66,11 @@ fn a_ble_gateway_on_a_serial_port_reads_lines_however_they_are_chunked() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Pty::new();
     // No `payload` option: a serial gateway sends JSON envelopes by default.
-    let cfg = config(
-        &dir.path().join("data"),
-        &dir.path().join("outbox"),
-        "reading",
-        &[("gw", "ble-gatt", "exam-1", &gw.path, "")],
-    );
-    std::fs::write(dir.path().join("v.toml"), cfg).unwrap();
+    DaemonBuilder::new(dir.path())
+        .patient_mode("location")
+        .device(Device::serial("gw", "ble-gatt", "exam-1", &gw.path))
+        .outbox("reading")
+        .write_as("v.toml");
     let d = Daemon::start(&dir.path().join("v.toml"), &dir.path().join("log"));
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));

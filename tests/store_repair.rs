@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon};
+use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 use vitalsd::decode::hl7v2::mllp_frame;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -37,24 +37,21 @@ impl Site {
     /// A config over `data`: the MLLP monitor and sink `ehr`, a dead FHIR server or `outbox`.
     fn config(&self, name: &str, data: &Path, outbox: Option<&Path>) -> PathBuf {
         let sink = match outbox {
-            None => "type = \"fhir\"\nbase_url = \"http://127.0.0.1:1/fhir\"\n".to_string(),
-            Some(dir) => format!("type = \"file\"\ndir = {dir:?}\nformat = \"reading\"\n"),
+            None => Sink::fhir("ehr", "http://127.0.0.1:1/fhir"),
+            Some(dir) => Sink::file("ehr", dir, "reading"),
         };
-        let text = format!(
-            "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-             [[device]]\nid = \"monitor\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\n\
-             mllp = {{ listen = \"127.0.0.1:0\" }}\n\n[[sink]]\nid = \"ehr\"\n{sink}"
-        );
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("config");
-        path
+        DaemonBuilder::new(self.tmp.path())
+            .data_dir(data)
+            .device(Device::mllp("monitor", "hl7v2", "exam-5", "127.0.0.1:0"))
+            .sink(sink)
+            .write_as(name)
     }
 
     /// Starts the daemon, sends `n` one-SpO2 messages from number `from` on, stops it.
     fn ingest(&self, config: &Path, from: u32, n: u32) {
         let d = Daemon::start(config, &self.path(&format!("ingest-{from}.log")));
         d.wait_log("MLLP listener ready", WAIT);
-        let addr = listen_addr(&d.log());
+        let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
         for i in from..from + n {
             send(addr, i);
         }
@@ -69,27 +66,6 @@ impl Site {
 
 fn d_log(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn plain(log: &str) -> String {
-    regex::Regex::new(r"\x1b\[[0-9;]*m")
-        .expect("regex")
-        .replace_all(log, "")
-        .into_owned()
-}
-
-fn listen_addr(log: &str) -> SocketAddr {
-    let log = plain(log);
-    let line = log
-        .lines()
-        .find(|l| l.contains("MLLP listener ready"))
-        .expect("listener line");
-    let at = line.find("listen=").expect("listen=") + "listen=".len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("address")
 }
 
 /// One ORU with one SpO2, measured `i` seconds after 10:00; waits for its AA.
@@ -154,7 +130,7 @@ fn refused(config: &Path, log: &Path) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(!st.success(), "{log}");
     assert!(!log.contains("vitalsd ready"), "{log}");
     log

@@ -2,7 +2,6 @@
 //! held, quarantined, not normalised), a failed flush is an error that keeps the readings, and
 //! concurrent commits share the queue's flushes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use time::macros::datetime;
 
 use super::*;
 use crate::decode::{DeviceTime, DeviceValue, Measured};
-use crate::queue::{Batch, Entry, MemoryStore, QueueOptions, Store, StoreError};
+use crate::queue::test_store::HookedStore;
+use crate::queue::{MemoryStore, QueueOptions, Store};
 use crate::reading::{Kind, SinkId};
 
 const RECEIVED: OffsetDateTime = datetime!(2026-11-27 12:00:10 UTC);
@@ -157,52 +157,13 @@ async fn unusable_messages_are_counted_rejected_and_implausible_ones_quarantined
     assert_eq!(out.kept(), 2);
 }
 
-/// A memory store whose `sync` fails while `fail` is set.
-#[derive(Default)]
-struct FailingSync {
-    inner: MemoryStore,
-    fail: AtomicBool,
-}
-
-impl Store for FailingSync {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_prefix(prefix, after, limit)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io("injected fdatasync failure".into()));
-        }
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
-}
-
 #[tokio::test]
 async fn a_failed_flush_is_an_error_and_keeps_the_readings_for_a_retry() {
-    let store = Arc::new(FailingSync::default());
+    let store = Arc::new(HookedStore::new());
     let queue = queue_on(store.clone());
     let cfg = config("location");
     let dev = device(&Ingest::new(queue.clone(), None), &cfg);
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail_syncs(true);
     let at = datetime!(2026-11-27 12:00:00 UTC);
     let mut p = dev.prepare(vec![weight("70", at)], Vec::new(), RECEIVED, None);
     let result = dev.commit(&mut p).await;

@@ -1,7 +1,7 @@
 //! Readings for the unit tests: one place that builds a [`Reading`], so the tests of each
 //! stage say only what differs from the usual one.
 //!
-//! Receives: a kind (or a preset: blood pressure, SpO2, body temperature) and
+//! Receives: a kind (or a preset: blood pressure, SpO2, body temperature, heart rate) and
 //! builder-style changes: device, room, patient, times, values, flags, id.
 //! Promises: [`reading`] starts from a fixed reading: a fresh id, device `exam3-dev` (driver
 //! `json`) in room `exam-3`, no patient, observed and received at 2026-11-27 12:00 UTC, no
@@ -78,6 +78,16 @@ pub(crate) fn temperature(v: &str) -> ReadingFixture {
     reading(Kind::BodyTemperature)
         .device("exam3-thermo", "suretemp")
         .value(value("8310-5", 150_364, "temperature", v, "Cel"))
+}
+
+/// A heart rate in /min (MDC_ECG_HEART_RATE) from monitor `exam3-monitor` (`hl7v2`).
+pub(crate) fn heart_rate(per_min: i64) -> ReadingFixture {
+    reading(Kind::HeartRate)
+        .device("exam3-monitor", "hl7v2")
+        .value(Value {
+            value: Some(Decimal::from_int(per_min)),
+            ..value("8867-4", 147_842, "heart_rate", "0", "/min")
+        })
 }
 
 /// A [`Reading`] under construction.
@@ -218,6 +228,12 @@ mod tests {
                 .to_string(),
             "37.60"
         );
+        let hr = heart_rate(72).build();
+        assert_eq!(
+            (hr.kind, hr.values[0].mdc),
+            (Kind::HeartRate, Some(147_842))
+        );
+        assert_eq!(hr.values[0].value, Some(Decimal::from_int(72)));
         assert_ne!(
             reading(Kind::Spo2).build().id,
             reading(Kind::Spo2).build().id

@@ -2,57 +2,18 @@
 //! applies, a swapped store, a restart and long device-hours are answered as the store says,
 //! and a cached bucket is not read from the store again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::dedupe::{claim, Index, BUCKET, CHUNK_ENTRIES};
-use super::super::store::{Batch, Entry, Store, StoreError};
+use super::super::test_store::HookedStore;
 use super::super::txn::{Counters, Txn};
-use super::super::{EnqueueOutcome, MemoryStore, Queue, QueueOptions};
+use super::super::{EnqueueOutcome, Queue, QueueOptions, Store};
 use crate::reading::{Reading, ReadingId, SinkId};
 
-/// A memory store that counts bucket scans and fails applies while `fail` is set.
-#[derive(Default)]
-struct Faulty {
-    inner: MemoryStore,
-    fail: AtomicBool,
-    bucket_scans: AtomicU64,
-}
-
-impl Store for Faulty {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        if prefix.len() == 13 && prefix[0] == BUCKET {
-            self.bucket_scans.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.scan_prefix(prefix, after, limit)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io("injected apply failure".into()));
-        }
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
+/// A memory store that counts bucket scans (a prefix of 13 bytes starting with [`BUCKET`]).
+fn faulty() -> HookedStore {
+    HookedStore::new().count_scans(|prefix| prefix.len() == 13 && prefix[0] == BUCKET)
 }
 
 const NOW: u64 = 1_800_000_000_000;
@@ -77,14 +38,14 @@ fn resend(r: &Reading) -> Reading {
 
 #[test]
 fn a_cached_bucket_is_not_read_again_and_follows_every_applied_batch() {
-    let store = Faulty::default();
+    let store = faulty();
     let index = Index::open(&store).unwrap();
     let a = reading("cuff", 0, 120);
     let b = reading("cuff", 1, 121);
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(claim_new(&mut tx, &index, &a), None);
     index.apply(&store, tx.take_batch(false)).unwrap();
-    let scans = store.bucket_scans.load(Ordering::SeqCst);
+    let scans = store.counted_scans();
     for _ in 0..3 {
         let mut tx = Txn::new(&store, Counters::default());
         assert_eq!(claim_new(&mut tx, &index, &resend(&a)), a.id);
@@ -98,7 +59,7 @@ fn a_cached_bucket_is_not_read_again_and_follows_every_applied_batch() {
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(claim_new(&mut tx, &index, &resend(&b)), b.id);
     assert_eq!(
-        store.bucket_scans.load(Ordering::SeqCst),
+        store.counted_scans(),
         scans,
         "the bucket came from the cache"
     );
@@ -106,7 +67,7 @@ fn a_cached_bucket_is_not_read_again_and_follows_every_applied_batch() {
 
 #[test]
 fn a_rolled_back_insert_is_not_remembered() {
-    let store = Faulty::default();
+    let store = faulty();
     let index = Index::open(&store).unwrap();
     let a = reading("cuff", 0, 120);
     let b = reading("cuff", 1, 121);
@@ -129,18 +90,18 @@ fn a_rolled_back_insert_is_not_remembered() {
 
 #[test]
 fn a_failed_apply_leaves_nothing_of_its_batch() {
-    let store = Faulty::default();
+    let store = faulty();
     let index = Index::open(&store).unwrap();
     let a = reading("cuff", 0, 120);
     let b = reading("cuff", 1, 121);
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(claim_new(&mut tx, &index, &a), None);
     index.apply(&store, tx.take_batch(false)).unwrap();
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail_applies(true);
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(claim_new(&mut tx, &index, &b), None);
     assert!(index.apply(&store, tx.take_batch(false)).is_err());
-    store.fail.store(false, Ordering::SeqCst);
+    store.fail_applies(false);
     let mut tx = Txn::new(&store, Counters::default());
     let b2 = resend(&b);
     assert_eq!(claim_new(&mut tx, &index, &b2), None, "b was never stored");
@@ -154,7 +115,7 @@ fn a_failed_apply_leaves_nothing_of_its_batch() {
 fn a_long_hour_keeps_every_chunk_searchable_with_and_without_the_cache() {
     // 3 × 170 + 40 readings of one device-hour, one group commit per 50, then every one
     // resent: found, whether the bucket is cached, evicted, or read by a new index.
-    let store = Faulty::default();
+    let store = faulty();
     let index = Index::open(&store).unwrap();
     let n = 3 * CHUNK_ENTRIES + 40;
     let all: Vec<Reading> = (0..n as i64).map(|i| reading("cuff", i, i)).collect();
@@ -192,7 +153,7 @@ fn fast_queue(store: Arc<dyn Store>) -> Queue {
 
 #[tokio::test]
 async fn through_the_queue_a_failed_write_then_a_restart_answer_as_the_store() {
-    let store = Arc::new(Faulty::default());
+    let store = Arc::new(faulty());
     let q = fast_queue(store.clone());
     let a = reading("cuff", 0, 120);
     let b = reading("cuff", 1, 121);
@@ -200,9 +161,9 @@ async fn through_the_queue_a_failed_write_then_a_restart_answer_as_the_store() {
         q.enqueue(vec![a.clone()]).await.unwrap(),
         vec![EnqueueOutcome::Stored]
     );
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail_applies(true);
     assert!(q.enqueue(vec![b.clone()]).await.is_err());
-    store.fail.store(false, Ordering::SeqCst);
+    store.fail_applies(false);
     let b2 = resend(&b);
     assert_eq!(
         q.enqueue(vec![b2.clone(), resend(&a)]).await.unwrap(),

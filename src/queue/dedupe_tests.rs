@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::queue::test_store::HookedStore;
 use crate::queue::txn::Counters;
 use crate::queue::MemoryStore;
 
@@ -160,51 +161,10 @@ fn chunks_stay_sorted() {
     assert_eq!(find(&v, &[4; 8]), None);
 }
 
-/// A store that remembers the most entries one scan returned.
-struct Widest {
-    inner: MemoryStore,
-    widest: std::sync::atomic::AtomicUsize,
-}
-
-impl Store for Widest {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::queue::StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<crate::queue::store::Entry>, crate::queue::StoreError> {
-        let page = self.inner.scan_prefix(prefix, after, limit)?;
-        self.widest
-            .fetch_max(page.len(), std::sync::atomic::Ordering::Relaxed);
-        Ok(page)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, crate::queue::StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: crate::queue::store::Batch) -> Result<(), crate::queue::StoreError> {
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), crate::queue::StoreError> {
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, crate::queue::StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
-}
-
 #[test]
 fn pruning_reads_a_page_past_the_old_hours_not_every_young_chunk() {
     // A backlog: 300 hours of young chunks after 40 hours of old ones.
-    let store = Widest {
-        inner: MemoryStore::new(),
-        widest: std::sync::atomic::AtomicUsize::new(0),
-    };
+    let store = HookedStore::new();
     let h = Index::open(&store).unwrap();
     let mut tx = Txn::new(&store, Counters::default());
     for hour in 0..340i64 {
@@ -218,13 +178,13 @@ fn pruning_reads_a_page_past_the_old_hours_not_every_young_chunk() {
         )
         .unwrap();
     }
-    commit(&h, &store.inner, tx);
-    store.widest.store(0, std::sync::atomic::Ordering::Relaxed);
+    h.apply(&store, tx.take_batch(false)).unwrap();
+    store.reset_widest_scan();
     let mut tx = Txn::new(&store, Counters::default());
     let cutoff = hour_of(1_800_000_000_000 + 40 * 3_600_000);
     let later = hour_of(NOW + 40 * 3_600_000);
     assert_eq!(prune(&mut tx, cutoff.min(later), 10_000).unwrap(), 40);
-    let widest = store.widest.load(std::sync::atomic::Ordering::Relaxed);
+    let widest = store.widest_scan();
     assert!(widest <= PRUNE_PAGE, "one scan returned {widest} chunks");
     // With a small limit it stops there and goes on from the oldest next time.
     let mut tx = Txn::new(&store, Counters::default());

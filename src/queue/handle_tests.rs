@@ -1,74 +1,25 @@
 //! The typed staging primitive and the handles' off-runtime reads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Batch, Entry, Store, StoreError};
-use super::{MemoryStore, Queue, QueueError, QueueOptions};
+use super::test_store::HookedStore;
+use super::{MemoryStore, Queue, QueueError, QueueOptions, Store, StoreError};
 use crate::reading::SinkId;
 
-/// A memory store whose `sync` waits while `held` is set and fails while `fail` is set.
-#[derive(Default)]
-struct GatedSync {
-    inner: MemoryStore,
-    held: Mutex<bool>,
-    opened: Condvar,
-    entered: AtomicBool,
-    fail: AtomicBool,
-}
-
-impl GatedSync {
-    fn release(&self) {
-        *self.held.lock().unwrap() = false;
-        self.opened.notify_all();
-    }
-}
-
-impl Store for GatedSync {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(&self, p: &[u8], a: Option<&[u8]>, n: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_prefix(p, a, n)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        self.entered.store(true, Ordering::SeqCst);
-        let mut held = self.held.lock().unwrap();
-        while *held {
-            held = self.opened.wait(held).unwrap();
-        }
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io("No space left on device".into()));
-        }
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
-}
-
-fn open(store: Arc<GatedSync>) -> Queue {
+fn open(store: Arc<HookedStore>) -> Queue {
     let q = Queue::with_store(store.clone(), QueueOptions::new(vec![SinkId::new("out")])).unwrap();
     // Opening a new store syncs its first counters: only the syncs after it count here.
-    store.entered.store(false, Ordering::SeqCst);
+    store.forget_sync_entered();
     q
 }
 
 #[tokio::test]
 async fn a_staged_value_is_returned_only_after_the_sync_that_holds_its_writes() {
-    let store = Arc::new(GatedSync::default());
+    let store = Arc::new(HookedStore::new());
     let q = open(store.clone());
-    *store.held.lock().unwrap() = true;
+    store.hold_syncs();
     let staged = Arc::new(AtomicBool::new(false));
     let ran = staged.clone();
     let core = q.core.clone();
@@ -82,7 +33,7 @@ async fn a_staged_value_is_returned_only_after_the_sync_that_holds_its_writes() 
     });
     // The closure ran and its batch was applied; the sync is under way and not finished.
     for _ in 0..200 {
-        if store.entered.load(Ordering::SeqCst) {
+        if store.sync_entered() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -91,14 +42,11 @@ async fn a_staged_value_is_returned_only_after_the_sync_that_holds_its_writes() 
         staged.load(Ordering::SeqCst),
         "the closure ran in the writer"
     );
-    assert!(
-        store.entered.load(Ordering::SeqCst),
-        "the group is being synced"
-    );
+    assert!(store.sync_entered(), "the group is being synced");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!task.is_finished(), "answered before its group was synced");
     let before = store.sync_count();
-    store.release();
+    store.release_syncs();
     let answer = task.await.unwrap().unwrap();
     assert_eq!(answer, "typed answer");
     assert!(store.sync_count() > before);
@@ -107,9 +55,9 @@ async fn a_staged_value_is_returned_only_after_the_sync_that_holds_its_writes() 
 
 #[tokio::test]
 async fn a_staged_value_is_never_returned_when_its_sync_fails() {
-    let store = Arc::new(GatedSync::default());
+    let store = Arc::new(HookedStore::new());
     let q = open(store.clone());
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail_syncs(true);
     let got = q
         .core
         .stage(|tx, _| {
@@ -125,10 +73,10 @@ async fn a_staged_value_is_never_returned_when_its_sync_fails() {
 
 #[tokio::test]
 async fn a_failed_staging_is_rolled_back_and_the_rest_of_its_group_commits() {
-    let store = Arc::new(GatedSync::default());
+    let store = Arc::new(HookedStore::new());
     let q = open(store.clone());
     // Hold the first group's sync so the next two requests are staged into one group.
-    *store.held.lock().unwrap() = true;
+    store.hold_syncs();
     let first = tokio::spawn({
         let core = q.core.clone();
         async move {
@@ -139,7 +87,7 @@ async fn a_failed_staging_is_rolled_back_and_the_rest_of_its_group_commits() {
             .await
         }
     });
-    while !store.entered.load(Ordering::SeqCst) {
+    while !store.sync_entered() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let failing = {
@@ -168,7 +116,7 @@ async fn a_failed_staging_is_rolled_back_and_the_rest_of_its_group_commits() {
         .expect("a failed staging is answered without waiting for a sync")
         .unwrap();
     assert!(matches!(failed, Err(QueueError::Closed)));
-    store.release();
+    store.release_syncs();
     first.await.unwrap().unwrap();
     fine.await.unwrap().unwrap();
     assert_eq!(store.get(b"zz-bad").unwrap(), None);

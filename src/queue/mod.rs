@@ -121,6 +121,8 @@ mod reopen_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(test)]
+pub(crate) mod test_store;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use audit::Audit;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::audit::AuditEvent;
-use crate::queue::tests::reading;
+use crate::queue::tests::{hr, reading};
 use crate::queue::{EnqueueOutcome, MemoryStore, Queue, QueueOptions, Settle, SledStore, Store};
 use crate::reading::Flag;
 
@@ -34,9 +34,9 @@ fn each_store() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)
 }
 
 fn rejected(n: i64) -> Reading {
-    let mut r = reading("cuff", n);
-    r.flags.push(Flag::new(format!("rejected:{WHY}")));
-    r
+    hr("cuff", n)
+        .flag(Flag::new(format!("rejected:{WHY}")))
+        .build()
 }
 
 fn patient() -> PatientRef {

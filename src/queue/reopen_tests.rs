@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::test_store::HookedStore;
 use super::tests::reading;
 use super::txn::{Counters, Txn};
 use super::*;
@@ -263,52 +264,11 @@ fn audit_entries_older_than_the_retention_are_pruned_oldest_first() {
     assert_eq!(left, vec![key(9_000)]);
 }
 
-/// A memory store whose `sync` fails while `fail` is set (a disk that filled up).
-struct FailingSync {
-    inner: MemoryStore,
-    fail: std::sync::atomic::AtomicBool,
-}
-
-impl Store for FailingSync {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_prefix(prefix, after, limit)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Io("No space left on device".into()));
-        }
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
-}
-
 #[tokio::test]
 async fn after_a_failed_sync_a_resent_reading_is_not_answered_as_a_stored_duplicate() {
-    let store = Arc::new(FailingSync {
-        inner: MemoryStore::new(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(HookedStore::new());
     let q = Queue::with_store(store.clone(), QueueOptions::new(sinks(&["ehr"]))).unwrap();
-    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.fail_syncs(true);
     let r = reading("cuff", 1);
     // Applied (visible to the next lookup) but not durable: the caller must not acknowledge.
     assert!(q.enqueue(vec![r.clone()]).await.is_err());
@@ -316,6 +276,6 @@ async fn after_a_failed_sync_a_resent_reading_is_not_answered_as_a_stored_duplic
     // sender drop a reading that is on no disk.
     assert!(q.enqueue(vec![r.clone()]).await.is_err());
     // Nothing is trusted until the store is reopened, even once syncs work again.
-    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    store.fail_syncs(false);
     assert!(q.enqueue(vec![reading("cuff", 2)]).await.is_err());
 }

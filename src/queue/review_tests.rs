@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::queue::tests::reading;
+use crate::queue::tests::{hr, reading};
 use crate::queue::{MemoryStore, Queue, QueueOptions, SledStore, Store};
 use crate::reading::SinkId;
 
@@ -23,9 +23,7 @@ fn pending(q: &Queue, sink: &str) -> usize {
 }
 
 fn in_room(device: &str, n: i64, room: &str) -> Reading {
-    let mut r = reading(device, n);
-    r.room = Some(room.into());
-    r
+    hr(device, n).room(Some(room)).build()
 }
 
 #[tokio::test]

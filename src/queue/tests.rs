@@ -7,39 +7,24 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::reading::{Decimal, DeviceId, DeviceInfo, Kind, Ucum, Value};
+use crate::model::fixtures::{self, ReadingFixture};
 use crate::reading::{Reading, ReadingId, SinkId};
 
-/// A heart-rate reading of `device`; different `n` give different measurements.
-pub fn reading(device: &str, n: i64) -> Reading {
+/// A heart-rate reading of `device` (driver `test`) in `exam-1`, measured, received and
+/// stamped at second `n` of 2026-11-27 12:00 UTC with `60 + n % 100` /min: different `n` give
+/// different measurements.
+pub fn hr(device: &str, n: i64) -> ReadingFixture {
     let t = datetime!(2026-11-27 12:00:00 UTC) + time::Duration::seconds(n);
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new(device),
-            driver: "test".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-1".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::HeartRate,
-        observed_at: t,
-        received_at: t,
-        device_time: Some(t),
-        values: vec![Value {
-            code: "8867-4".into(),
-            mdc: Some(147_842),
-            name: "heart_rate".into(),
-            value: Some(Decimal::from_int(60 + n % 100)),
-            unit: Ucum::new("/min"),
-            site: None,
-            absent: None,
-        }],
-        flags: vec![],
-        waveform: None,
-    }
+    fixtures::heart_rate(60 + n % 100)
+        .device(device, "test")
+        .room(Some("exam-1"))
+        .at(t)
+        .device_time(Some(t))
+}
+
+/// [`hr`], built.
+pub fn reading(device: &str, n: i64) -> Reading {
+    hr(device, n).build()
 }
 
 fn sinks(names: &[&str]) -> Vec<SinkId> {

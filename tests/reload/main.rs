@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::mosquitto::Mosquitto;
-use support::{outbox_lines, Daemon, Pty};
+use support::{outbox_lines, Admin, Daemon, DaemonBuilder, Device, Pty, Sink};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -25,15 +25,9 @@ fn signal(d: &Daemon, sig: Signal) {
     nix::sys::signal::kill(pid, sig).unwrap();
 }
 
-/// The ANSI-free log.
-fn plain_log(d: &Daemon) -> String {
-    let ansi = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
-    ansi.replace_all(&d.log(), "").to_string()
-}
-
 /// Log lines holding every needle.
 fn lines_with(d: &Daemon, needles: &[&str]) -> usize {
-    plain_log(d)
+    d.plain_log()
         .lines()
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .count()
@@ -51,7 +45,7 @@ fn wait_lines(d: &Daemon, needles: &[&str], n: usize, within: Duration) {
     }
     panic!(
         "fewer than {n} log lines with {needles:?}:\n{}",
-        plain_log(d)
+        d.plain_log()
     );
 }
 
@@ -65,41 +59,39 @@ fn wait_out(d: &Daemon, dir: &Path, n: usize, within: Duration) {
             "{} has {} of {n} lines:\n{}",
             dir.display(),
             outbox_lines(dir).len(),
-            plain_log(d)
+            d.plain_log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-fn daemon_section(data: &Path, admin: bool) -> String {
-    let s = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"{}\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n",
-        if admin { "127.0.0.1:0" } else { "" }
-    );
-    match (admin, data.parent()) {
-        (true, Some(dir)) => support::with_token(&s, dir),
-        _ => s,
-    }
+/// A reload test's config in `dir`: data in `<dir>/data`, patients by location, the admin API
+/// (with a token) when `admin`, `devices` and `sinks`.
+fn site(dir: &Path, admin: bool, devices: &[Device], sinks: &[Sink]) -> DaemonBuilder {
+    let b = DaemonBuilder::new(dir)
+        .admin(if admin { Admin::Token } else { Admin::Off })
+        .patient_mode("location");
+    let b = devices.iter().cloned().fold(b, DaemonBuilder::device);
+    sinks.iter().cloned().fold(b, DaemonBuilder::sink)
 }
 
-fn serial_device(id: &str, room: &str, path: &Path) -> String {
-    format!(
-        "[[device]]\nid = {id:?}\ndriver = \"nonin-ascii\"\nroom = {room:?}\nserial = {{ path = {path:?} }}\noptions = {{ report = \"every\" }}\n\n"
-    )
+/// An oximeter on a serial port, every frame a reading.
+fn serial_device(id: &str, room: &str, path: &Path) -> Device {
+    Device::serial(id, "nonin-ascii", room, path).options(r#"report = "every""#)
 }
 
-fn file_sink(id: &str, dir: &Path) -> String {
-    format!("[[sink]]\nid = {id:?}\ntype = \"file\"\ndir = {dir:?}\nformat = \"reading\"\n\n")
+fn file_sink(id: &str, dir: &Path) -> Sink {
+    Sink::file(id, dir, "reading")
 }
 
 /// An HL7 sink whose receiver refuses connections: its readings stay pending.
-fn refused_mllp_sink(id: &str) -> String {
+fn refused_mllp_sink(id: &str) -> Sink {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    format!("[[sink]]\nid = {id:?}\ntype = \"hl7-mllp\"\naddress = \"127.0.0.1:{port}\"\n\n")
+    Sink::mllp(id, &format!("127.0.0.1:{port}"))
 }
 
 /// Heart rates in an outbox of `reading` lines.

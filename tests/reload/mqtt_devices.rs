@@ -47,10 +47,8 @@ fn weight(centi: i64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn mqtt_device(id: &str, topic: &str) -> String {
-    format!(
-        "[[device]]\nid = {id:?}\ndriver = \"json\"\nroom = \"exam-4\"\nmqtt = {{ topic = {topic:?}, payload = \"json\" }}\n\n"
-    )
+fn mqtt_device(id: &str, topic: &str) -> Device {
+    Device::mqtt(id, "json", "exam-4", topic, "json")
 }
 
 /// `(device id, weight in hundredths of a kg)` of every body weight in the outbox.
@@ -71,22 +69,20 @@ fn weights(dir: &Path) -> Vec<(String, i64)> {
 fn mqtt_devices_added_and_removed_by_reload_subscribe_and_unsubscribe_while_serial_runs_on() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&tmp.path().join("broker"));
-    let data = tmp.path().join("data");
     let out: PathBuf = tmp.path().join("out");
-    let cfg = tmp.path().join("vitalsd.toml");
     let pty = Pty::new();
-    let head = format!(
-        "{}[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"vitalsd-reload\"\n\n{}",
-        daemon_section(&data, false),
-        broker.port,
-        serial_device("ox", "exam-1", &pty.path)
-    );
-    let sink = file_sink("outA", &out);
-    std::fs::write(
-        &cfg,
-        format!("{head}{}{sink}", mqtt_device("scale1", "bridge/one")),
-    )
-    .unwrap();
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let write = |scale: Device| {
+        site(
+            tmp.path(),
+            false,
+            &[serial_device("ox", "exam-1", &pty.path), scale],
+            &[file_sink("outA", &out)],
+        )
+        .mqtt(&url, "vitalsd-reload")
+        .write()
+    };
+    let cfg = write(mqtt_device("scale1", "bridge/one"));
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
     wait_lines(&d, &["mqtt subscribed"], 1, Duration::from_secs(15));
     wait_lines(
@@ -99,11 +95,7 @@ fn mqtt_devices_added_and_removed_by_reload_subscribe_and_unsubscribe_while_seri
     wait_out(&d, &out, 1, Duration::from_secs(10));
 
     // scale1 goes, scale2 comes on another topic.
-    std::fs::write(
-        &cfg,
-        format!("{head}{}{sink}", mqtt_device("scale2", "bridge/two")),
-    )
-    .unwrap();
+    write(mqtt_device("scale2", "bridge/two"));
     signal(&d, Signal::SIGHUP);
     wait_lines(
         &d,

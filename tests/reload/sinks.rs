@@ -5,24 +5,15 @@ use super::*;
 #[test]
 fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouched() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
     let (out_a, out_a2, out_b) = (
         tmp.path().join("a"),
         tmp.path().join("a2"),
         tmp.path().join("b"),
     );
-    let cfg = tmp.path().join("vitalsd.toml");
     let pty = Pty::new();
-    let device = serial_device("ox", "exam-1", &pty.path);
-    let held = refused_mllp_sink("ehr-hl7");
-    let write = |sinks: &str| {
-        std::fs::write(
-            &cfg,
-            format!("{}{device}{sinks}", daemon_section(&data, true)),
-        )
-        .unwrap()
-    };
-    write(&format!("{}{held}", file_sink("outA", &out_a)));
+    let device = [serial_device("ox", "exam-1", &pty.path)];
+    let write = |sinks: &[Sink]| site(tmp.path(), true, &device, sinks).write();
+    let cfg = write(&[file_sink("outA", &out_a), refused_mllp_sink("ehr-hl7")]);
     let d = Daemon::start(&cfg, &tmp.path().join("log"));
     let admin = d.admin_addr();
     wait_lines(
@@ -36,11 +27,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
     wait_out(&d, &out_a, 2, Duration::from_secs(10));
 
     // Remove the HL7 sink (its readings stay pending), add outB, keep outA as it is.
-    write(&format!(
-        "{}{}",
-        file_sink("outA", &out_a),
-        file_sink("outB", &out_b)
-    ));
+    write(&[file_sink("outA", &out_a), file_sink("outB", &out_b)]);
     signal(&d, Signal::SIGHUP);
     wait_lines(
         &d,
@@ -63,11 +50,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
     );
 
     // Change outA (a new directory): it restarts there; outB keeps running.
-    write(&format!(
-        "{}{}",
-        file_sink("outA", &out_a2),
-        file_sink("outB", &out_b)
-    ));
+    write(&[file_sink("outA", &out_a2), file_sink("outB", &out_b)]);
     signal(&d, Signal::SIGHUP);
     wait_lines(
         &d,
@@ -87,7 +70,7 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
         lines_with(&d, &["serial port open", "device=ox"]),
         1,
         "{}",
-        plain_log(&d)
+        d.plain_log()
     );
     assert_eq!(lines_with(&d, &["stopped by reload", "device=ox"]), 0);
     let (code, body) = support::http(&admin, "GET", "/api/status", &[], "");
@@ -135,11 +118,10 @@ fn a_reload_adds_removes_and_changes_sinks_in_place_and_leaves_the_device_untouc
     // A new sink that cannot be set up refuses the whole reload: nothing changes.
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    write(&format!(
-        "{}{}",
+    write(&[
         file_sink("outC", &file.join("sub")),
-        file_sink("outB", &out_b)
-    ));
+        file_sink("outB", &out_b),
+    ]);
     signal(&d, Signal::SIGHUP);
     wait_lines(
         &d,

@@ -7,24 +7,18 @@ use super::*;
 fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_a_vanished_file_is_refused(
 ) {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
     let (out_a, out_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let cfg = tmp.path().join("vitalsd.toml");
     let pty = Pty::new();
-    let device = serial_device("ox", "exam-1", &pty.path);
+    let device = [serial_device("ox", "exam-1", &pty.path)];
     let write = |with_b: bool| {
-        let mut text = format!(
-            "{}{device}{}",
-            daemon_section(&data, false),
-            file_sink("outA", &out_a)
-        );
+        let mut sinks = vec![file_sink("outA", &out_a)];
         if with_b {
-            text.push_str(&file_sink("outB", &out_b));
+            sinks.push(file_sink("outB", &out_b));
         }
         // Written aside and renamed over, as editors and config tools do: a reload never reads
         // half a file.
-        let aside = cfg.with_extension("toml.new");
-        std::fs::write(&aside, text).unwrap();
+        let aside = site(tmp.path(), false, &device, &sinks).write_as("vitalsd.toml.new");
         std::fs::rename(&aside, &cfg).unwrap();
     };
     write(false);
@@ -73,7 +67,7 @@ fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_
         assert!(
             Instant::now() < until,
             "reloads did not settle:\n{}",
-            plain_log(&d)
+            d.plain_log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -114,17 +108,15 @@ fn a_reload_storm_while_readings_flow_loses_nothing_ends_in_the_last_config_and_
 #[test]
 fn sighup_during_start_up_and_during_shutdown_does_not_crash() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
     let out = tmp.path().join("out");
-    let cfg = tmp.path().join("vitalsd.toml");
     let pty = Pty::new();
-    let text = format!(
-        "{}{}{}",
-        daemon_section(&data, false),
-        serial_device("ox", "exam-1", &pty.path),
-        file_sink("outA", &out)
-    );
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = site(
+        tmp.path(),
+        false,
+        &[serial_device("ox", "exam-1", &pty.path)],
+        &[file_sink("outA", &out)],
+    )
+    .write();
     let mut d = Daemon::start(&cfg, &tmp.path().join("log"));
     d.wait_log("vitalsd starting", Duration::from_secs(10));
     let until = Instant::now() + Duration::from_secs(10);
@@ -134,12 +126,12 @@ fn sighup_during_start_up_and_during_shutdown_does_not_crash() {
         assert!(
             d.child.try_wait().unwrap().is_none(),
             "died: {}",
-            plain_log(&d)
+            d.plain_log()
         );
         if d.log().contains("vitalsd ready") {
             break;
         }
-        assert!(Instant::now() < until, "not ready:\n{}", plain_log(&d));
+        assert!(Instant::now() < until, "not ready:\n{}", d.plain_log());
         std::thread::sleep(Duration::from_millis(1));
     }
     // The SIGHUPs of start-up are handled once it is ready.
@@ -162,22 +154,20 @@ fn sighup_during_start_up_and_during_shutdown_does_not_crash() {
         assert!(Instant::now() < until, "did not stop");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "{status:?}\n{}", plain_log(&d));
+    assert!(status.success(), "{status:?}\n{}", d.plain_log());
     assert!(d.log().contains("vitalsd stopped"));
 }
 
 #[test]
 fn a_usb_device_without_its_adapter_is_not_connected_and_says_which_ids() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let cfg = tmp.path().join("vitalsd.toml");
-    let text = format!(
-        "{}[[device]]\nid = \"ox-usb\"\ndriver = \"nonin-ascii\"\nroom = \"exam-9\"\n\
-         serial = {{ usb = {{ vendor = \"0403\", product = \"6001\", serial = \"NO-SUCH-ADAPTER\" }} }}\n\n{}",
-        daemon_section(&data, true),
-        file_sink("outA", &tmp.path().join("out"))
-    );
-    std::fs::write(&cfg, &text).unwrap();
+    // The device by hand: the builder writes serial devices by path only.
+    let cfg = site(tmp.path(), true, &[], &[file_sink("outA", &tmp.path().join("out"))])
+        .toml_tail(
+            "[[device]]\nid = \"ox-usb\"\ndriver = \"nonin-ascii\"\nroom = \"exam-9\"\n\
+             serial = { usb = { vendor = \"0403\", product = \"6001\", serial = \"NO-SUCH-ADAPTER\" } }\n",
+        )
+        .write();
     let check = vitalsd(&["check-config"], &cfg);
     assert!(check.contains("ok"), "{check}");
     let d = Daemon::start(&cfg, &tmp.path().join("log"));

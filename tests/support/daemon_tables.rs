@@ -1,7 +1,7 @@
 //! The `[[device]]` and `[[sink]]` tables of the test daemon builder (daemon_builder.rs).
 //!
 //! Receives: a device's id, driver, room and transport (serial path, MQTT topic, MLLP listen
-//! address) with its options and extra lines; a sink's id and kind (file, FHIR, MLLP, MQTT)
+//! address, and more keys of that inline table) with its options and extra lines; a sink's id and kind (file, FHIR, MLLP, MQTT)
 //! with extra lines and sub-tables.
 //! Promises: `toml()` writes each as one TOML table the config validator accepts.
 
@@ -22,6 +22,7 @@ pub struct Device {
     driver: String,
     room: String,
     transport: Transport,
+    transport_keys: String,
     options: String,
     lines: Vec<String>,
 }
@@ -33,6 +34,7 @@ impl Device {
             driver: driver.into(),
             room: room.into(),
             transport,
+            transport_keys: String::new(),
             options: String::new(),
             lines: Vec::new(),
         }
@@ -68,6 +70,13 @@ impl Device {
         )
     }
 
+    /// More keys of the transport's inline table after its first (`path`, `topic`, `listen`),
+    /// e.g. `allow = ["127.0.0.1/32"], max_connections_per_peer = 2` for an MLLP listener.
+    pub fn transport_keys(mut self, keys: &str) -> Device {
+        self.transport_keys = keys.into();
+        self
+    }
+
     /// The body of the inline `options` table, e.g. `report = "every"`.
     pub fn options(mut self, options: &str) -> Device {
         self.options = options.into();
@@ -85,13 +94,20 @@ impl Device {
             "[[device]]\nid = {:?}\ndriver = {:?}\nroom = {:?}\n",
             self.id, self.driver, self.room
         );
+        let more = if self.transport_keys.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", self.transport_keys)
+        };
         match &self.transport {
-            Transport::Serial(path) => s.push_str(&format!("serial = {{ path = {path:?} }}\n")),
+            Transport::Serial(path) => {
+                s.push_str(&format!("serial = {{ path = {path:?}{more} }}\n"));
+            }
             Transport::Mqtt { topic, payload } => s.push_str(&format!(
-                "mqtt = {{ topic = {topic:?}, payload = {payload:?} }}\n"
+                "mqtt = {{ topic = {topic:?}, payload = {payload:?}{more} }}\n"
             )),
             Transport::Mllp { listen } => {
-                s.push_str(&format!("mllp = {{ listen = {listen:?} }}\n"));
+                s.push_str(&format!("mllp = {{ listen = {listen:?}{more} }}\n"));
             }
         }
         if !self.options.is_empty() {

@@ -301,26 +301,25 @@ pub fn config(
     fhir: &str,
     batch: usize,
 ) -> PathBuf {
-    let mut s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\
-         clock_skew_tolerance = \"1s\"\n\n\
-         [patient]\nmode = \"hold\"\n\n",
-        dir.join("data"),
-    );
+    use crate::support::{Admin, DaemonBuilder, Device, Sink};
+    let mut b = DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .daemon("clock_skew_tolerance = \"1s\"")
+        .patient_mode("hold");
     if let Some(url) = broker {
-        s.push_str(&format!(
-            "[mqtt]\nurl = \"{url}\"\nclient_id = \"vitalsd-faults\"\n\n\
-             [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-4\"\n\
-             mqtt = {{ topic = \"bridge/exam4\", payload = \"json\" }}\n\n"
+        b = b.mqtt(url, "vitalsd-faults").device(Device::mqtt(
+            "bridge",
+            "json",
+            "exam-4",
+            "bridge/exam4",
+            "json",
         ));
     }
-    s.push_str(&format!(
-        "[[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\n\
-         serial = {{ path = {serial:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"{fhir}\"\nbatch_size = {batch}\ntimeout = \"5s\"\n"
-    ));
-    let s = crate::support::with_token(&s, dir);
-    let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, s).expect("config");
-    path
+    b.device(Device::serial("ox", "nonin-ascii", "exam-1", serial).options(r#"report = "every""#))
+        .sink(
+            Sink::fhir("ehr", fhir)
+                .line(&format!("batch_size = {batch}"))
+                .line("timeout = \"5s\""),
+        )
+        .write()
 }

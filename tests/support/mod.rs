@@ -74,6 +74,11 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The log without its colour codes.
+    pub fn plain_log(&self) -> String {
+        plain(&self.log())
+    }
+
     /// Waits until the log contains `needle`.
     #[track_caller]
     pub fn wait_log(&self, needle: &str, within: Duration) {
@@ -347,41 +352,18 @@ pub fn set_patient(admin: &str, room: &str) {
     assert_eq!(st, 200, "set the patient of {room}: {body}");
 }
 
-/// A config with one device per `(id, driver, room, serial path)` and a file sink.
-/// Options are an inline TOML table body, e.g. `report = "every"`. Readings go with the room
-/// as subject (location mode), except with `format = "fhir"`, which needs a patient (hold
-/// mode: set one with [`set_patient`]).
-pub fn config(
-    data_dir: &Path,
-    outbox: &Path,
-    format: &str,
-    devices: &[(&str, &str, &str, &Path, &str)],
-) -> String {
-    let mut s = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n[patient]\nmode = {:?}\n\n",
-        data_dir,
-        if format == "fhir" { "hold" } else { "location" }
-    );
-    for (id, driver, room, path, options) in devices {
-        s.push_str(&format!(
-            "[[device]]\nid = {id:?}\ndriver = {driver:?}\nroom = {room:?}\nserial = {{ path = {path:?} }}\noptions = {{ {options} }}\n\n"
-        ));
-    }
-    s.push_str(&format!(
-        "[[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {outbox:?}\nformat = {format:?}\n"
-    ));
-    // The admin API (when a test turns it on) needs the token for changes and patient data.
-    with_token(&s, &shared_token_dir())
+/// `log` without its colour codes.
+pub fn plain(log: &str) -> String {
+    static ANSI: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    ANSI.get_or_init(|| regex::Regex::new(r"\x1b\[[0-9;]*m").expect("regex"))
+        .replace_all(log, "")
+        .into_owned()
 }
 
-/// A directory of the system's temp dir, one per test process, for the token file of
-/// [`config`] (a test's own data dir may be made unwritable on purpose).
-fn shared_token_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vitalsd-test-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("token dir");
-        dir
-    })
-    .clone()
+/// The address of the first MLLP listener that `log` says is ready (`listen=<addr>`).
+pub fn mllp_addr(log: &str) -> Option<std::net::SocketAddr> {
+    let log = plain(log);
+    let line = log.lines().find(|l| l.contains("MLLP listener ready"))?;
+    let at = line.find("listen=")? + "listen=".len();
+    line[at..].split_whitespace().next()?.parse().ok()
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{wait_outbox, Daemon};
+use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Running, Sink};
 use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,38 +35,6 @@ fn oru(id: &str) -> Vec<u8> {
         )
         .as_bytes(),
     )
-}
-
-/// The log without colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn listen_addr(log: &str) -> SocketAddr {
-    let log = plain(log);
-    let line = log
-        .lines()
-        .find(|l| l.contains("MLLP listener ready"))
-        .expect("ready line");
-    let at = line.find("listen=").expect("listen=") + "listen=".len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .expect("an address")
 }
 
 /// A blocking connection to `to` from the loopback source address `from`.
@@ -121,18 +89,18 @@ struct Site {
     outbox: PathBuf,
 }
 
-/// One `hl7v2` device listening on loopback with `mllp_extra` keys, a `reading` file outbox.
-fn site(mllp_extra: &str) -> Site {
+/// One `hl7v2` device listening on loopback with `mllp_keys` (more keys of its `mllp` table),
+/// a `reading` file outbox.
+fn site(mllp_keys: &str) -> Site {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (data, outbox) = (tmp.path().join("data"), tmp.path().join("outbox"));
-    let cfg = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"ward-monitor\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\n\
-         mllp = {{ listen = \"127.0.0.1:0\"{mllp_extra} }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {outbox:?}\nformat = \"reading\"\n"
-    );
-    let config = tmp.path().join("vitalsd.toml");
-    std::fs::write(&config, cfg).expect("config");
+    let config = DaemonBuilder::new(tmp.path())
+        .device(
+            Device::mllp("ward-monitor", "hl7v2", "exam-5", "127.0.0.1:0")
+                .transport_keys(mllp_keys),
+        )
+        .outbox("reading")
+        .write();
+    let outbox = tmp.path().join("outbox");
     Site {
         tmp,
         config,

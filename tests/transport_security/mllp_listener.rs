@@ -5,16 +5,16 @@ use super::*;
 
 #[test]
 fn strangers_and_idle_sockets_over_the_cap_are_refused_while_an_allowed_monitor_gets_aa() {
-    let site = site(", allow = [\"127.0.0.1/32\", \"127.0.0.3/32\"], max_connections_per_peer = 2");
+    let site = site("allow = [\"127.0.0.1/32\", \"127.0.0.3/32\"], max_connections_per_peer = 2");
     let d = Daemon::start(&site.config, &site.tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
-    let addr = listen_addr(&d.log());
+    let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
 
     // 127.0.0.2 is not allowed: closed without an answer, nothing charted.
     let mut stranger = connect_from("127.0.0.2", addr);
     assert_eq!(send(&mut stranger, &oru("STRANGER-1")), None);
     d.wait_log("MLLP connection refused", WAIT);
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(
         log.lines().any(|l| l.contains("MLLP connection refused")
             && l.contains("peer=127.0.0.2")
@@ -38,7 +38,7 @@ fn strangers_and_idle_sockets_over_the_cap_are_refused_while_an_allowed_monitor_
     let lines = wait_outbox(&site.outbox, 1, WAIT);
     assert_eq!(lines.len(), 1, "only the monitor's reading: {lines:?}");
     std::thread::sleep(Duration::from_millis(300));
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert_eq!(
         log.matches("peer=127.0.0.2").count(),
         1,
@@ -50,10 +50,10 @@ fn strangers_and_idle_sockets_over_the_cap_are_refused_while_an_allowed_monitor_
 
 #[test]
 fn a_sender_trickling_one_byte_at_a_time_is_cut_at_the_message_deadline() {
-    let site = site(", message_timeout = \"2s\", idle_timeout = \"60s\"");
+    let site = site("message_timeout = \"2s\", idle_timeout = \"60s\"");
     let d = Daemon::start(&site.config, &site.tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
-    let addr = listen_addr(&d.log());
+    let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
     let mut s = connect_from("127.0.0.1", addr);
     s.set_read_timeout(Some(Duration::from_millis(1)))
         .expect("timeout");

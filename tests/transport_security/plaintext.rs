@@ -28,10 +28,19 @@ fn secret(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
+/// The daemon with the `hl7v2` monitor `mon` listening on loopback and `sink`, started.
+fn monitor_to(dir: &Path, sink: Sink) -> Running {
+    DaemonBuilder::new(dir)
+        .device(Device::mllp("mon", "hl7v2", "exam-5", "127.0.0.1:0"))
+        .sink(sink)
+        .start()
+}
+
 #[test]
 fn check_config_refuses_each_plaintext_case_and_accepts_it_with_allow_insecure() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    // Written by hand: these configs and the line numbers in their problems are under test.
     let head = format!(
         "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\n\n\
          [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = \"/dev/ttyUSB0\" }}\n\n",
@@ -135,17 +144,12 @@ fn check_config_refuses_each_plaintext_case_and_accepts_it_with_allow_insecure()
 #[test]
 fn allow_insecure_is_logged_at_warn_when_the_daemon_starts() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n\
-         [[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"192.0.2.1:6661\"\nallow_insecure = true\n",
-        tmp.path().join("data")
+    let d = monitor_to(
+        tmp.path(),
+        Sink::mllp("engine", "192.0.2.1:6661").line("allow_insecure = true"),
     );
-    let path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&path, cfg).expect("config");
-    let d = Daemon::start(&path, &tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(
         log.lines().any(|l| l.contains("WARN")
             && l.contains("sink[0].address")
@@ -214,18 +218,12 @@ fn a_fhir_server_redirecting_elsewhere_never_sends_the_bundle_there() {
         )
     });
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = \"\"\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-5\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://{}/fhir\"\ntimeout = \"2s\"\n",
-        tmp.path().join("data"),
-        redirecting.addr
+    let d = monitor_to(
+        tmp.path(),
+        Sink::fhir("ehr", &format!("http://{}/fhir", redirecting.addr)).line("timeout = \"2s\""),
     );
-    let path = tmp.path().join("vitalsd.toml");
-    std::fs::write(&path, cfg).expect("config");
-    let d = Daemon::start(&path, &tmp.path().join("daemon.log"));
     d.wait_log("MLLP listener ready", WAIT);
-    let addr = listen_addr(&d.log());
+    let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
     let mut monitor = connect_from("127.0.0.1", addr);
     assert_eq!(send(&mut monitor, &oru("REDIR-1")), Some(AckCode::AA));
     d.wait_log("FHIR server redirected; not followed", WAIT);
@@ -238,7 +236,7 @@ fn a_fhir_server_redirecting_elsewhere_never_sends_the_bundle_there() {
     // ...and nothing ever reached the address it pointed to.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(elsewhere.connections.load(Ordering::SeqCst), 0);
-    let log = plain(&d.log());
+    let log = d.plain_log();
     assert!(
         log.contains(&format!(
             "the server redirected to http://{}",

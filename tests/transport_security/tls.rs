@@ -120,14 +120,14 @@ async fn a_tls_listener_serves_monitors_with_a_client_certificate_and_nobody_els
     let d = tmp.path();
     make_pki(d);
     let site = site(&format!(
-        ", tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
+        "tls = {{ cert_file = {:?}, key_file = {:?}, client_ca_file = {:?} }}",
         d.join("server.pem"),
         d.join("server.key"),
         d.join("ca.pem")
     ));
     let daemon = Daemon::start(&site.config, &site.tmp.path().join("daemon.log"));
     daemon.wait_log("MLLP listener ready", WAIT);
-    let addr = listen_addr(&daemon.log());
+    let addr = mllp_addr(&daemon.log()).expect("the MLLP listener's address in the log");
 
     assert_eq!(
         send_tls(d, addr, true, &oru("TLS-1")).await,

@@ -1,0 +1,245 @@
+//! The one test store with hooks: a [`MemoryStore`] (or any boxed store) that tests and the
+//! pipeline bench wrap to watch or disturb what the queue asks of its store.
+//!
+//! Receives: the store to delegate to ([`HookedStore::new`] for a memory store,
+//! [`HookedStore::over`] for any other), a predicate naming the scans to count, and, while the
+//! test runs, switches: fail every `apply`, fail every `sync` (as a full disk does), hold every
+//! `sync` at a gate until released.
+//! Promises: every call reaches the inner store unless a switch makes it fail first (then the
+//! inner store is not touched); a held `sync` marks that it was entered, then waits for
+//! [`HookedStore::release_syncs`] before it fails or syncs; it records how many entries the
+//! widest scan returned, how many scans matched the predicate and how long each inner `sync`
+//! took.
+//!
+//! Compiled only for tests (`queue::test_store`) and, by `#[path]`, into the pipeline bench; it
+//! names the store types through `super::`, so the module that includes it must have `Batch`,
+//! `Entry`, `MemoryStore`, `Store` and `StoreError` in scope.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Batch, Entry, MemoryStore, Store, StoreError};
+
+/// A store that delegates to an inner store, with the hooks of the module doc.
+pub struct HookedStore {
+    inner: Box<dyn Store>,
+    counted: Option<fn(&[u8]) -> bool>,
+    counted_scans: AtomicU64,
+    widest_scan: AtomicUsize,
+    fail_applies: AtomicBool,
+    fail_syncs: AtomicBool,
+    syncs_held: Mutex<bool>,
+    gate: Condvar,
+    sync_entered: AtomicBool,
+    sync_times: Mutex<Vec<Duration>>,
+}
+
+impl Default for HookedStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HookedStore {
+    /// Hooks over a new [`MemoryStore`], every switch off.
+    pub fn new() -> HookedStore {
+        Self::over(Box::new(MemoryStore::new()))
+    }
+
+    /// Hooks over `inner`, every switch off.
+    pub fn over(inner: Box<dyn Store>) -> HookedStore {
+        HookedStore {
+            inner,
+            counted: None,
+            counted_scans: AtomicU64::new(0),
+            widest_scan: AtomicUsize::new(0),
+            fail_applies: AtomicBool::new(false),
+            fail_syncs: AtomicBool::new(false),
+            syncs_held: Mutex::new(false),
+            gate: Condvar::new(),
+            sync_entered: AtomicBool::new(false),
+            sync_times: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts the scans whose prefix `which` accepts (read with [`counted_scans`](Self::counted_scans)).
+    pub fn count_scans(mut self, which: fn(&[u8]) -> bool) -> HookedStore {
+        self.counted = Some(which);
+        self
+    }
+
+    /// How many scans the [`count_scans`](Self::count_scans) predicate accepted.
+    pub fn counted_scans(&self) -> u64 {
+        self.counted_scans.load(Ordering::SeqCst)
+    }
+
+    /// The most entries one scan returned since the store was made or this was last reset.
+    pub fn widest_scan(&self) -> usize {
+        self.widest_scan.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_widest_scan(&self) {
+        self.widest_scan.store(0, Ordering::SeqCst);
+    }
+
+    /// While `on`, `apply` fails with an I/O error and applies nothing.
+    pub fn fail_applies(&self, on: bool) {
+        self.fail_applies.store(on, Ordering::SeqCst);
+    }
+
+    /// While `on`, `sync` fails with the I/O error of a full disk and syncs nothing.
+    pub fn fail_syncs(&self, on: bool) {
+        self.fail_syncs.store(on, Ordering::SeqCst);
+    }
+
+    /// Every `sync` from now on waits until [`release_syncs`](Self::release_syncs).
+    pub fn hold_syncs(&self) {
+        *self.syncs_held.lock().expect("gate") = true;
+    }
+
+    /// Lets held and later syncs through.
+    pub fn release_syncs(&self) {
+        *self.syncs_held.lock().expect("gate") = false;
+        self.gate.notify_all();
+    }
+
+    /// Whether a `sync` was entered since the store was made or
+    /// [`forget_sync_entered`](Self::forget_sync_entered) was called.
+    pub fn sync_entered(&self) -> bool {
+        self.sync_entered.load(Ordering::SeqCst)
+    }
+
+    pub fn forget_sync_entered(&self) {
+        self.sync_entered.store(false, Ordering::SeqCst);
+    }
+
+    /// How long each inner `sync` took, in order (the gate's wait not included).
+    pub fn sync_times(&self) -> Vec<Duration> {
+        self.sync_times.lock().expect("sync times").clone()
+    }
+}
+
+impl Store for HookedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if self.counted.is_some_and(|which| which(prefix)) {
+            self.counted_scans.fetch_add(1, Ordering::SeqCst);
+        }
+        let page = self.inner.scan_prefix(prefix, after, limit)?;
+        self.widest_scan.fetch_max(page.len(), Ordering::SeqCst);
+        Ok(page)
+    }
+
+    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(prefix)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.fail_applies.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("injected apply failure".into()));
+        }
+        self.inner.apply(batch)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.sync_entered.store(true, Ordering::SeqCst);
+        let mut held = self.syncs_held.lock().expect("gate");
+        while *held {
+            held = self.gate.wait(held).expect("gate");
+        }
+        drop(held);
+        if self.fail_syncs.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("No space left on device".into()));
+        }
+        let started = Instant::now();
+        let synced = self.inner.sync();
+        self.sync_times
+            .lock()
+            .expect("sync times")
+            .push(started.elapsed());
+        synced
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+
+    fn sync_count(&self) -> u64 {
+        self.inner.sync_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &HookedStore, key: &[u8]) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        b.put(key.to_vec(), b"v".to_vec());
+        store.apply(b)
+    }
+
+    #[test]
+    fn calls_reach_the_inner_store_and_scans_are_measured() {
+        let store = HookedStore::over(Box::new(MemoryStore::new())).count_scans(|p| p == b"a");
+        for k in [b"a1", b"a2", b"b1"] {
+            put(&store, k).unwrap();
+        }
+        assert_eq!(store.get(b"a2").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.last_key(b"a").unwrap(), Some(b"a2".to_vec()));
+        assert_eq!(store.scan_prefix(b"a", None, 10).unwrap().len(), 2);
+        assert_eq!(store.scan_prefix(b"b", None, 10).unwrap().len(), 1);
+        assert_eq!(store.counted_scans(), 1, "only the scans of prefix `a`");
+        assert_eq!(store.widest_scan(), 2);
+        store.reset_widest_scan();
+        assert_eq!(store.widest_scan(), 0);
+        store.sync().unwrap();
+        assert_eq!(store.sync_count(), 1);
+        assert_eq!(store.sync_times().len(), 1);
+    }
+
+    #[test]
+    fn a_failing_switch_fails_the_call_without_touching_the_inner_store() {
+        let store = HookedStore::new();
+        store.fail_applies(true);
+        assert!(put(&store, b"k").is_err());
+        store.fail_applies(false);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        store.fail_syncs(true);
+        assert!(store.sync().is_err());
+        assert_eq!(store.sync_count(), 0);
+        assert!(store.sync_times().is_empty());
+        store.fail_syncs(false);
+        store.sync().unwrap();
+        assert_eq!(store.sync_count(), 1);
+    }
+
+    #[test]
+    fn a_held_sync_is_entered_and_waits_for_the_release() {
+        let store = std::sync::Arc::new(HookedStore::new());
+        store.hold_syncs();
+        let syncing = store.clone();
+        let sync = std::thread::spawn(move || syncing.sync());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !store.sync_entered() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(store.sync_entered());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(store.sync_count(), 0, "held at the gate");
+        store.release_syncs();
+        sync.join().unwrap().unwrap();
+        assert_eq!(store.sync_count(), 1);
+        store.forget_sync_entered();
+        assert!(!store.sync_entered());
+    }
+}
