@@ -1,9 +1,17 @@
 //! `cargo bench --bench soak_days -- [--days 90] [--per-day 25920] [--retention-days 90]
-//! [--audit-max-bytes N]`: the accelerated soak of `tests/soak.rs` with big numbers. 90
-//! simulated days at a clinic's rate (0.3 readings/s: 25,920 a day) pass in minutes; prints a
-//! markdown row per simulated day (RSS, store on disk and live, dedupe, audit files) and a
-//! summary with the bytes on disk per reading retained. `cargo test --all-targets` runs it
-//! without `--bench`: then only 2 small days, as a smoke test (CI runs `tests/soak.rs`).
+//! [--audit-max-bytes N] [--history-max-bytes N] [--devices 1] [--parallel 1] [--page 1000]`:
+//! the accelerated soak of `tests/soak.rs` with big numbers. 90 simulated days at a clinic's
+//! rate (0.3 readings/s: 25,920 a day) pass in minutes; prints a markdown row per simulated day
+//! (RSS, store on disk and live, dedupe, audit files; then glibc's heap counters and where the
+//! day's wall time went) and a summary with the bytes on disk per reading retained.
+//! `cargo test --all-targets` runs it without `--bench`: then only 2 small days, as a smoke
+//! test (CI runs `tests/soak.rs`).
+//!
+//! For high rates: `--devices N` spreads each hour's readings over N devices (sent one device
+//! after the other, each in device-time order), `--parallel P` lets P devices enqueue at once
+//! (their calls share group commits), `--page` sets the readings per enqueue call and per
+//! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour, and
+//! every claim then reads and decrypts that whole bucket (docs/store-bounds.md).
 
 #[path = "../tests/soak/driver.rs"]
 mod driver;
@@ -28,7 +36,25 @@ fn main() {
         audit_retention_days: arg(&args, "--retention-days", 90),
         audit_max_bytes: arg(&args, "--audit-max-bytes", u64::MAX),
     };
-    let tmp = tempfile::tempdir().expect("temp dir");
+    let shape = driver::Shape {
+        devices: arg(&args, "--devices", 1),
+        parallel: arg(&args, "--parallel", 1),
+        page: arg(&args, "--page", 1000),
+        history_max_bytes: args
+            .iter()
+            .any(|a| a == "--history-max-bytes")
+            .then(|| arg(&args, "--history-max-bytes", 512 << 20)),
+    };
+    // `--dir` keeps the store somewhere other than the temp dir (it is removed at the end).
+    let tmp = match args
+        .iter()
+        .position(|a| a == "--dir")
+        .and_then(|i| args.get(i + 1))
+    {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
     let started = std::time::Instant::now();
     println!(
         "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days, audit cap {} B, malloc: {tuning:?}",
@@ -38,8 +64,29 @@ fn main() {
         a.audit_retention_days,
         a.audit_max_bytes
     );
-    println!("{}", driver::header());
-    let rows = driver::run(tmp.path(), &a, |r| println!("{}", driver::line(r)));
+    println!("{shape:?}");
+    println!(
+        "{} heap MiB (in use / free in arenas / arenas / mmapped) | enqueue s | deliver s | day s |",
+        driver::header()
+            .lines()
+            .next()
+            .unwrap_or_default()
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let rows = driver::run_with(tmp.path(), &a, &shape, |r| {
+        let mib = |b: usize| b as f64 / 1_048_576.0;
+        println!(
+            "{} {:.1} / {:.1} / {:.1} / {:.1} | {:.0} | {:.0} | {:.0} |",
+            driver::line(r),
+            mib(r.heap.in_use),
+            mib(r.heap.free),
+            mib(r.heap.arena),
+            mib(r.heap.mmapped),
+            r.enqueue_secs,
+            r.deliver_secs,
+            r.total_secs
+        );
+    });
     let last = rows.last().expect("a day");
     let retained_days = u64::from(a.audit_retention_days.min(a.days));
     let retained = u64::from(a.per_day) * retained_days;

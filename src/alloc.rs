@@ -73,6 +73,33 @@ pub fn mmapped() -> (usize, usize) {
     (info.0, info.1)
 }
 
+/// glibc's view of the heap (`mallinfo2`), in bytes: what the soak bench prints every
+/// simulated day to tell the allocator's share of RSS from the program's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heap {
+    /// Bytes obtained for the heaps of all arenas (`arena`).
+    pub arena: usize,
+    /// Bytes in blocks served by `mmap` (`hblkhd`).
+    pub mmapped: usize,
+    /// Bytes allocated and not yet freed, heap and mmapped blocks (`uordblks` + `hblkhd`).
+    pub in_use: usize,
+    /// Bytes freed but still held by the arenas (`fordblks`): resident as far as touched.
+    pub free: usize,
+}
+
+/// glibc's counters now (all zero where glibc is not the allocator).
+#[allow(unsafe_code)]
+pub fn heap() -> Heap {
+    // SAFETY: mallinfo2 only reads malloc's counters and returns them by value.
+    let info = unsafe { libc::mallinfo2() };
+    Heap {
+        arena: info.arena,
+        mmapped: info.hblkhd,
+        in_use: info.uordblks + info.hblkhd,
+        free: info.fordblks,
+    }
+}
+
 /// Gives the free pages inside the heap back to the system (glibc's `malloc_trim`). glibc
 /// returns freed memory only from the top of a heap by itself; after a burst of allocations
 /// that are all freed again (the store's online rewrite copies every live key through two

@@ -23,12 +23,40 @@ use vitalsd::reading::{
     Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
 };
 
+#[derive(Debug, Clone)]
 pub struct SoakArgs {
     pub days: u32,
     /// Readings stored per simulated day (spread over its hours).
     pub per_day: u32,
     pub audit_retention_days: u32,
     pub audit_max_bytes: u64,
+}
+
+/// How each simulated hour's readings are produced and delivered. The default is the shape
+/// `tests/soak.rs` checks: one device, one enqueue at a time, pages of 1,000.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Devices sharing the hour's readings, each with its own device id (so its own dedupe
+    /// buckets), each sending its part in device-time order, one device after the other.
+    pub devices: u32,
+    /// Devices enqueueing at the same time (their calls are combined into the writer's group
+    /// commits, as a burst of devices' calls would be).
+    pub parallel: u32,
+    /// Readings per enqueue call and per delivery page.
+    pub page: usize,
+    /// `history_max_bytes` of the queue (`None`: the queue's default).
+    pub history_max_bytes: Option<u64>,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            devices: 1,
+            parallel: 1,
+            page: 1000,
+            history_max_bytes: None,
+        }
+    }
 }
 
 /// One simulated day's measurements.
@@ -46,15 +74,22 @@ pub struct DayRow {
     /// Replays inside the window stored again (must stay 0), outside it stored (expected).
     pub replays_stored_inside: u64,
     pub replays_stored_outside: u64,
+    /// glibc's counters at the end of the day.
+    pub heap: vitalsd::alloc::Heap,
+    /// Wall time of the day: enqueueing (generating the readings included), delivering
+    /// (pending pages and audited settles), and the rest (the end-of-day measurements).
+    pub enqueue_secs: f64,
+    pub deliver_secs: f64,
+    pub total_secs: f64,
 }
 
 pub const START: OffsetDateTime = time::macros::datetime!(2027-01-01 00:00 UTC);
 
-fn reading(t: OffsetDateTime, n: u64) -> Reading {
+fn reading(device: &str, t: OffsetDateTime, n: u64) -> Reading {
     Reading {
         id: Some(ReadingId::new()),
         device: DeviceInfo {
-            id: DeviceId::new("soak-cuff"),
+            id: DeviceId::new(device),
             driver: "test".into(),
             model: None,
             serial: None,
@@ -80,13 +115,22 @@ fn reading(t: OffsetDateTime, n: u64) -> Reading {
     }
 }
 
-/// The reading stored at hour `h` number `i` (the same measurement when replayed).
-fn nth(h: u64, i: u64, per_hour: u64) -> Reading {
-    let step = 3_600_000 / per_hour.max(1);
+/// The reading stored at hour `h` number `i` (the same measurement when replayed): with
+/// several devices, readings `0..per_device` are the first device's, spread over the hour, the
+/// next ones the second device's, and so on.
+fn nth(h: u64, i: u64, per_hour: u64, devices: u32) -> Reading {
+    let per_device = per_hour.div_ceil(u64::from(devices.max(1))).max(1);
+    let (d, j) = (i / per_device, i % per_device);
+    let step = 3_600_000 / per_device;
     let t = START
         + time::Duration::hours(i64::try_from(h).unwrap())
-        + time::Duration::milliseconds(i64::try_from(i * step).unwrap());
-    reading(t, h * per_hour + i)
+        + time::Duration::milliseconds(i64::try_from(j * step).unwrap());
+    let device = if devices <= 1 {
+        "soak-cuff".to_string()
+    } else {
+        format!("soak-cuff-{d}")
+    };
+    reading(&device, t, h * per_hour + i)
 }
 
 pub fn rss_bytes() -> u64 {
@@ -112,7 +156,17 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Runs the soak in `dir`; calls `each` with every day's row.
-pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRow> {
+pub fn run(dir: &Path, a: &SoakArgs, each: impl FnMut(&DayRow)) -> Vec<DayRow> {
+    run_with(dir, a, &Shape::default(), each)
+}
+
+/// [`run`] with the hours shaped by `shape`.
+pub fn run_with(
+    dir: &Path,
+    a: &SoakArgs,
+    shape: &Shape,
+    mut each: impl FnMut(&DayRow),
+) -> Vec<DayRow> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,6 +191,9 @@ pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRo
     let mut opts = QueueOptions::new(vec![sink.clone()]);
     opts.cache_capacity = 16 << 20;
     opts.audit_retention = retention;
+    if let Some(bytes) = shape.history_max_bytes {
+        opts.history_max_bytes = bytes;
+    }
     opts.audit_log = Some(AuditFiles(Arc::new(log)));
     opts.clock = QueueClock(Arc::clone(&clock));
     let mut reclaim = ReclaimOptions::new(qdir.clone(), opts.cache_capacity, key.clone());
@@ -149,30 +206,34 @@ pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRo
     let mut total = 0u64;
     let (mut inside, mut outside) = (0u64, 0u64);
     let far = time::macros::datetime!(2100-01-01 0:00 UTC);
+    let devices = shape.devices.max(1);
+    let page = shape.page.max(1);
     for day in 0..a.days {
+        let day_started = std::time::Instant::now();
+        let (mut enqueue_secs, mut deliver_secs) = (0.0, 0.0);
         for hour in 0..24u64 {
             let h = u64::from(day) * 24 + hour;
             *now.lock().unwrap() = START + time::Duration::hours(i64::try_from(h).unwrap());
-            let batch: Vec<Reading> = (0..per_hour).map(|i| nth(h, i, per_hour)).collect();
-            for chunk in batch.chunks(1000) {
-                rt.block_on(q.enqueue(chunk.to_vec())).unwrap();
-            }
+            let started = std::time::Instant::now();
+            enqueue_hour(&rt, &q, h, per_hour, devices, shape.parallel.max(1), page);
             total += per_hour;
             // Replays: a day ago (inside the 7-day window) and 8 days ago (outside).
             if h >= 24 {
                 let out = rt
-                    .block_on(q.enqueue(vec![nth(h - 24, 0, per_hour)]))
+                    .block_on(q.enqueue(vec![nth(h - 24, 0, per_hour, devices)]))
                     .unwrap();
                 inside += u64::from(out[0] == EnqueueOutcome::Stored);
             }
             if h >= 8 * 24 {
                 let out = rt
-                    .block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour)]))
+                    .block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour, devices)]))
                     .unwrap();
                 outside += u64::from(out[0] == EnqueueOutcome::Stored);
             }
+            enqueue_secs += started.elapsed().as_secs_f64();
+            let started = std::time::Instant::now();
             loop {
-                let page = q.pending(&sink, 1000, far).unwrap();
+                let page = q.pending(&sink, page, far).unwrap();
                 if page.is_empty() {
                     break;
                 }
@@ -182,6 +243,7 @@ pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRo
                     .collect();
                 rt.block_on(q.settle_audited(&sink, done)).unwrap();
             }
+            deliver_secs += started.elapsed().as_secs_f64();
         }
         // The size on disk is refreshed by the writer at most every 250 ms.
         std::thread::sleep(Duration::from_millis(260));
@@ -199,12 +261,56 @@ pub fn run(dir: &Path, a: &SoakArgs, mut each: impl FnMut(&DayRow)) -> Vec<DayRo
             reclaims: s.reclaims,
             replays_stored_inside: inside,
             replays_stored_outside: outside,
+            heap: vitalsd::alloc::heap(),
+            enqueue_secs,
+            deliver_secs,
+            total_secs: day_started.elapsed().as_secs_f64(),
         };
         each(&row);
         rows.push(row);
     }
     rt.block_on(q.close()).unwrap();
     rows
+}
+
+/// Stores hour `h`'s readings: each device's in pages of `page`, `parallel` devices at a time.
+fn enqueue_hour(
+    rt: &tokio::runtime::Runtime,
+    q: &Queue,
+    h: u64,
+    per_hour: u64,
+    devices: u32,
+    parallel: u32,
+    page: usize,
+) {
+    let per_device = per_hour.div_ceil(u64::from(devices)).max(1);
+    let mut starts: Vec<u64> = (0..per_hour)
+        .step_by(usize::try_from(per_device).unwrap())
+        .collect();
+    starts.reverse();
+    while !starts.is_empty() {
+        let wave: Vec<u64> = (0..parallel).filter_map(|_| starts.pop()).collect();
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for first in wave {
+                let q = q.clone();
+                let end = (first + per_device).min(per_hour);
+                tasks.spawn(async move {
+                    let mut i = first;
+                    while i < end {
+                        let n = (end - i).min(page as u64);
+                        let batch: Vec<Reading> =
+                            (i..i + n).map(|k| nth(h, k, per_hour, devices)).collect();
+                        q.enqueue(batch).await.unwrap();
+                        i += n;
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+        });
+    }
 }
 
 pub fn header() -> &'static str {
