@@ -130,6 +130,13 @@ const RULES: &[Rule] = &[
         on: true,
         why: "the transport layer serves sources and sinks and knows neither",
     },
+    Rule {
+        from: "context",
+        forbid: Forbid::These(&["sink"]),
+        on: true,
+        why: "the patient lookup reaches the FHIR server through the net layer's client and \
+              credentials, the ones the FHIR sink uses too",
+    },
 ];
 
 impl Rule {
@@ -484,6 +491,17 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+    // The patient context reaches the FHIR server through the net layer, not the sink.
+    let v = found(
+        "src/context/lookup/fhir.rs",
+        "use crate::sink::fhir::http::client;\nuse crate::net::http::read_bounded;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("fhir.rs:1: `context` names `crate::sink`"),
+        "{}",
+        v[0]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
