@@ -39,6 +39,7 @@ pub static INFO: DriverInfo = DriverInfo {
         system_option: "system",
     },
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &OPTIONS,
     build: |_, opts| Barcode::from_options(opts).map(|d| Box::new(d) as Box<dyn Decoder>),
 };

@@ -58,6 +58,7 @@ pub static INFO: DriverInfo = DriverInfo {
         system_option: "patient_system",
     },
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[OptionSpec {
         key: "patient_system",
         help: "identifier system (urn:oid:…, urn:…, https://…) of PID-3 ids that name none",
