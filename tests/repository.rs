@@ -126,9 +126,19 @@ const RULES: &[Rule] = &[
     },
     Rule {
         from: "net",
-        forbid: Forbid::These(&["queue", "sink", "source", "ingest", "admin"]),
+        forbid: Forbid::These(&[
+            "decode",
+            "normalize",
+            "queue",
+            "sink",
+            "source",
+            "context",
+            "ingest",
+            "admin",
+        ]),
         on: true,
-        why: "the transport layer serves sources and sinks and knows neither",
+        why: "the transport and protocol layer (MLLP, ER7, ACKs, MQTT, the FHIR client) serves \
+              sources, sinks, decoders and the patient context and knows none of them",
     },
     Rule {
         from: "context",
@@ -505,6 +515,25 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+    // The net layer names no decoder, stage or user of it; the model is fine.
+    let v = found(
+        "src/net/hl7/ack.rs",
+        "use super::er7::Er7;\nuse crate::model::DeviceTime;\nuse crate::decode::hl7v2::Oru;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("ack.rs:3: `net` names `crate::decode`"),
+        "{}",
+        v[0]
+    );
+    assert_eq!(
+        found(
+            "src/net/http.rs",
+            "fn f() { crate::context::lookup::x(); }\n"
+        )
+        .len(),
+        1
+    );
     // The patient context reaches the FHIR server through the net layer, not the sink.
     let v = found(
         "src/context/lookup/fhir.rs",
