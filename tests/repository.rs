@@ -118,11 +118,12 @@ const RULES: &[Rule] = &[
     Rule {
         from: "queue",
         forbid: Forbid::These(&[
-            "context", "config", "admin", "sink", "source", "ingest", "app", "cli",
+            "context", "config", "decode", "admin", "sink", "source", "ingest", "app", "cli",
         ]),
         on: true,
         why: "the store keeps what it is given: the audit and context record types it shares \
-              with the patient context live in the model, so neither imports the other",
+              with the patient context, and the redaction of a rejected payload's reason, live \
+              in the model, so it imports no stage",
     },
     Rule {
         from: "net",
@@ -142,10 +143,11 @@ const RULES: &[Rule] = &[
     },
     Rule {
         from: "context",
-        forbid: Forbid::These(&["sink"]),
+        forbid: Forbid::These(&["sink", "decode"]),
         on: true,
         why: "the patient lookup reaches the FHIR server through the net layer's client and \
-              credentials, the ones the FHIR sink uses too",
+              credentials, the ones the FHIR sink uses too; identifier checks and audit types \
+              are the model's",
     },
 ];
 
@@ -515,6 +517,23 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+    // The store and the patient context take shared types from the model, not the decoders.
+    assert_eq!(
+        found(
+            "src/queue/rejected.rs",
+            "fn f(r: &str) -> String { crate::decode::redact::redact_quoted(r) }\n"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        found(
+            "src/context/mod.rs",
+            "use crate::model::identifier::check_system;\nuse crate::decode::barcode::x;\n"
+        )
+        .len(),
+        1
+    );
     // The net layer names no decoder, stage or user of it; the model is fine.
     let v = found(
         "src/net/hl7/ack.rs",

@@ -22,7 +22,6 @@ pub mod nonin_ascii;
 pub mod nonin_binary;
 pub mod openbci;
 pub mod polar_ecg;
-pub mod redact;
 pub mod registry;
 pub mod suntech;
 pub mod suretemp;
@@ -32,6 +31,8 @@ pub use crate::model::message::{
 };
 pub use crate::model::options::{OptionError, Options};
 pub use crate::model::samples;
+// The redaction of parser messages is the model's (the store's rejected payloads use it too).
+pub use crate::model::redact;
 pub use registry::{build, driver_info, drivers, DriverInfo, MqttPayload, TopicInput, Transport};
 pub use samples::{ChunkLead, SampleChunk};
 
