@@ -105,9 +105,10 @@ const RULES: &[Rule] = &[
     },
     Rule {
         from: "sink",
-        forbid: Forbid::These(&["source", "ingest"]),
+        forbid: Forbid::These(&["source", "ingest", "decode"]),
         on: true,
-        why: "sinks share transports with sources through net/, never each other's code",
+        why: "sinks share transports and wire formats (MLLP, ER7) with sources and decoders \
+              through net/, never each other's code",
     },
     Rule {
         from: "source",
@@ -517,6 +518,15 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+    // The HL7 sink writes ER7 with the net layer's escapes, not the decoder's.
+    assert_eq!(
+        found(
+            "src/sink/hl7/encode.rs",
+            "use crate::net::hl7::format_dtm;\nuse crate::decode::hl7v2::Delimiters;\n"
+        )
+        .len(),
+        1
+    );
     // The store and the patient context take shared types from the model, not the decoders.
     assert_eq!(
         found(
