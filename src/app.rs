@@ -228,7 +228,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         built.push((sinks::build_sink(s, cfg.mqtt.as_ref())?, settings));
     }
     let queue = open_queue(&cfg)?;
-    let contexts = ContextStore::open(queue.clone(), cfg.patient.context_ttl)
+    let contexts = ContextStore::open(queue.contexts(), queue.audit(), cfg.patient.context_ttl)
         .context("cannot load the rooms' patient contexts")?;
     contexts.set_known_rooms(cfg.devices.iter().map(|d| d.room.clone()));
     contexts.set_lookup(crate::context::lookup::Lookup::for_config(&cfg)?);

@@ -105,9 +105,10 @@ const RULES: &[Rule] = &[
     },
     Rule {
         from: "sink",
-        forbid: Forbid::These(&["source", "ingest"]),
+        forbid: Forbid::These(&["source", "ingest", "decode"]),
         on: true,
-        why: "sinks share transports with sources through net/, never each other's code",
+        why: "sinks share transports and wire formats (MLLP, ER7) with sources and decoders \
+              through net/, never each other's code",
     },
     Rule {
         from: "source",
@@ -118,17 +119,36 @@ const RULES: &[Rule] = &[
     Rule {
         from: "queue",
         forbid: Forbid::These(&[
-            "context", "config", "admin", "sink", "source", "ingest", "app", "cli",
+            "context", "config", "decode", "admin", "sink", "source", "ingest", "app", "cli",
         ]),
         on: true,
         why: "the store keeps what it is given: the audit and context record types it shares \
-              with the patient context live in the model, so neither imports the other",
+              with the patient context, and the redaction of a rejected payload's reason, live \
+              in the model, so it imports no stage",
     },
     Rule {
         from: "net",
-        forbid: Forbid::These(&["queue", "sink", "source", "ingest", "admin"]),
+        forbid: Forbid::These(&[
+            "decode",
+            "normalize",
+            "queue",
+            "sink",
+            "source",
+            "context",
+            "ingest",
+            "admin",
+        ]),
         on: true,
-        why: "the transport layer serves sources and sinks and knows neither",
+        why: "the transport and protocol layer (MLLP, ER7, ACKs, MQTT, the FHIR client) serves \
+              sources, sinks, decoders and the patient context and knows none of them",
+    },
+    Rule {
+        from: "context",
+        forbid: Forbid::These(&["sink", "decode"]),
+        on: true,
+        why: "the patient lookup reaches the FHIR server through the net layer's client and \
+              credentials, the ones the FHIR sink uses too; identifier checks and audit types \
+              are the model's",
     },
 ];
 
@@ -147,6 +167,12 @@ impl Rule {
 /// `text` with comments, string literals and character literals blanked (line breaks kept, so
 /// line numbers stay right).
 fn code_only(text: &str) -> String {
+    blank_out(text, false)
+}
+
+/// `text` with comments and character literals blanked and, unless `keep_strings`, string
+/// literals too.
+fn blank_out(text: &str, keep_strings: bool) -> String {
     let c: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -198,7 +224,11 @@ fn code_only(text: &str) -> String {
             let end = (body..rest.len())
                 .find(|&j| rest[j..].starts_with(&close))
                 .map_or(rest.len(), |j| j + close.len());
-            blank(&mut out, &rest[..end]);
+            if keep_strings {
+                out.extend(&rest[..end]);
+            } else {
+                blank(&mut out, &rest[..end]);
+            }
             i += end;
         } else if rest[0] == '"' {
             let mut j = 1;
@@ -206,7 +236,11 @@ fn code_only(text: &str) -> String {
                 j += if rest[j] == '\\' { 2 } else { 1 };
             }
             let end = (j + 1).min(rest.len());
-            blank(&mut out, &rest[..end]);
+            if keep_strings {
+                out.extend(&rest[..end]);
+            } else {
+                blank(&mut out, &rest[..end]);
+            }
             i += end;
         } else if rest[0] == '\'' {
             // A character literal ('x', '\n', '"'); anything else is a lifetime.
@@ -484,6 +518,159 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
     // A source that names the store is caught.
     let v = found("src/source/mqtt.rs", "use crate::queue::Queue;\n");
     assert_eq!(v.len(), 1, "{v:?}");
+    // The HL7 sink writes ER7 with the net layer's escapes, not the decoder's.
+    assert_eq!(
+        found(
+            "src/sink/hl7/encode.rs",
+            "use crate::net::hl7::format_dtm;\nuse crate::decode::hl7v2::Delimiters;\n"
+        )
+        .len(),
+        1
+    );
+    // The store and the patient context take shared types from the model, not the decoders.
+    assert_eq!(
+        found(
+            "src/queue/rejected.rs",
+            "fn f(r: &str) -> String { crate::decode::redact::redact_quoted(r) }\n"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        found(
+            "src/context/mod.rs",
+            "use crate::model::identifier::check_system;\nuse crate::decode::barcode::x;\n"
+        )
+        .len(),
+        1
+    );
+    // The net layer names no decoder, stage or user of it; the model is fine.
+    let v = found(
+        "src/net/hl7/ack.rs",
+        "use super::er7::Er7;\nuse crate::model::DeviceTime;\nuse crate::decode::hl7v2::Oru;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("ack.rs:3: `net` names `crate::decode`"),
+        "{}",
+        v[0]
+    );
+    assert_eq!(
+        found(
+            "src/net/http.rs",
+            "fn f() { crate::context::lookup::x(); }\n"
+        )
+        .len(),
+        1
+    );
+    // The patient context reaches the FHIR server through the net layer, not the sink.
+    let v = found(
+        "src/context/lookup/fhir.rs",
+        "use crate::sink::fhir::http::client;\nuse crate::net::http::read_bounded;\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("fhir.rs:1: `context` names `crate::sink`"),
+        "{}",
+        v[0]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources pick no driver by name (docs/ARCHITECTURE.md, "The `Decoder` trait and the registry"):
+// what a transport does differently for a driver (the MQTT topic a BLE gateway names the
+// characteristic in) is a capability of the driver's registry entry, which the source asks.
+// In the non-test code of `src/source/`, no string literal names a driver (or starts with
+// `ble`), and no path names the `ble_gatt` decoder.
+
+/// Every place in `shown` (with text `text`) where a source names a driver; `drivers` are the
+/// registry's driver names.
+fn driver_name_violations(shown: &str, text: &str, drivers: &[&str]) -> Vec<String> {
+    if !shown.starts_with("src/source/") {
+        return Vec::new();
+    }
+    let code = without_test_modules(&blank_out(text, true));
+    let literal = regex::Regex::new(r#""((?:[^"\\]|\\.)*)""#).unwrap();
+    let mut out = Vec::new();
+    for (n, line) in code.iter().enumerate() {
+        for c in literal.captures_iter(line) {
+            let s = &c[1];
+            if s.starts_with("ble") || drivers.contains(&s) {
+                out.push(format!(
+                    "{shown}:{}: names the driver \"{s}\": ask its registry entry for a \
+                     capability instead",
+                    n + 1
+                ));
+            }
+        }
+        if code_only(line).contains("ble_gatt") {
+            out.push(format!(
+                "{shown}:{}: names the `ble_gatt` decoder: ask the registry entry's capability",
+                n + 1
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn sources_name_no_driver() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let drivers: Vec<&str> = vitalsd::decode::drivers().iter().map(|d| d.name).collect();
+    assert!(drivers.contains(&"ble-gatt"), "{drivers:?}");
+    let mut all = Vec::new();
+    files(&root.join("src/source"), &mut all);
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
+    {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(driver_name_violations(
+            &shown,
+            &std::fs::read_to_string(f).unwrap(),
+            &drivers,
+        ));
+        scanned += 1;
+    }
+    assert!(scanned >= 5, "only {scanned} source files found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_driver_name_rule_finds_names_compared_matched_or_imported() {
+    let drivers = ["ble-gatt", "hl7v2", "json"];
+    let found = |file: &str, src: &str| driver_name_violations(file, src, &drivers);
+    let v = found(
+        "src/source/mqtt/device.rs",
+        "fn f(d: &D) {\n    if d.driver != \"ble-gatt\" {}\n}\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("src/source/mqtt/device.rs:2:"), "{}", v[0]);
+    assert_eq!(
+        found("src/source/mqtt.rs", "match d { \"json\" => 1, _ => 2 }\n").len(),
+        1
+    );
+    assert_eq!(
+        found("src/source/mqtt.rs", "let b = name.starts_with(\"ble\");\n").len(),
+        1
+    );
+    assert_eq!(
+        found(
+            "src/source/mqtt.rs",
+            "use crate::decode::ble_gatt::BleGatt;\n"
+        )
+        .len(),
+        1
+    );
+    // Comments, test modules, other text and other modules are fine.
+    let fine = "// the ble-gatt driver: \"ble-gatt\"\n\
+                const T: &str = \"gw/exam3/2A1C\";\n\
+                #[cfg(test)]\nmod tests {\n    const D: &str = \"ble-gatt\";\n}\n";
+    let v = found("src/source/mqtt/device.rs", fine);
+    assert!(v.is_empty(), "{v:?}");
+    assert!(found("src/decode/ble_gatt.rs", "const N: &str = \"ble-gatt\";\n").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,11 +50,7 @@ impl ContextStore {
             (record, events)
         };
         let n = events.len();
-        self.inner
-            .queue
-            .contexts()
-            .save(room, Some(record), events)
-            .await?;
+        self.inner.contexts.save(room, Some(record), events).await?;
         Ok(n)
     }
 

@@ -3,8 +3,8 @@
 //!
 //! Receives the identifier of every scan, patient-topic message and API set; asks a
 //! [`Directory`] — in production [`FhirDirectory`]: `GET [base]/Patient?identifier=<system>|<value>`
-//! on the named FHIR sink's server, with the sink's HTTP client (TLS trust, timeouts, no
-//! redirects) and its kind of credentials — and answers [`Answer`]: exactly one Patient
+//! on the named FHIR sink's server, with the FHIR client the sink uses too (`crate::net::http`:
+//! TLS trust, timeouts, no redirects) and its kind of credentials (`crate::net::oauth`) — and answers [`Answer`]: exactly one Patient
 //! (`Found`, with its logical id, name and birth date), none, more than one, or no answer.
 //! Promises:
 //! - answers are cached, at most [`CACHE_ENTRIES`] identifiers: a found Patient for
@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{FhirSinkConfig, LookupConfig, LookupUnavailable};
+use crate::net::http::ClientError;
 use crate::reading::{PatientRecord, PatientRef};
-use crate::sink::fhir::FhirSinkError;
 
 mod fhir;
 
@@ -91,7 +91,7 @@ impl Lookup {
     }
 
     /// The lookup of `[patient] lookup` on the FHIR sink it names.
-    pub fn from_config(cfg: &LookupConfig, sink: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+    pub fn from_config(cfg: &LookupConfig, sink: &FhirSinkConfig) -> Result<Self, ClientError> {
         Ok(Self::new(
             Arc::new(FhirDirectory::new(sink)?),
             cfg.unavailable,

@@ -42,7 +42,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Audit, Contexts, QueueError};
 use crate::reading::{Flag, PatientRef, Reading};
 use audit::AuditEvent;
 use history::{Attribution, RoomHistory, Window};
@@ -76,7 +76,10 @@ pub struct ContextStore {
 }
 
 struct Inner {
-    queue: Queue,
+    /// Where the rooms' records are kept, each with its audit entries.
+    contexts: Contexts,
+    /// Where the per-reading lookup fallbacks are audited.
+    audit: Audit,
     ttl: Duration,
     rooms: Mutex<BTreeMap<String, RoomHistory>>,
     /// Serialises changes so records reach the store in the order they were made.
@@ -138,7 +141,7 @@ pub fn check_patient(p: &PatientRef) -> Result<(), ContextError> {
             "the id must be 1 to 128 printable ASCII characters without spaces".into(),
         ));
     }
-    crate::decode::barcode::check_system(&p.system).map_err(ContextError::BadPatient)
+    crate::model::identifier::check_system(&p.system).map_err(ContextError::BadPatient)
 }
 
 /// Checks a device user index: 0 to 254 (255 is the devices' "unknown user").
@@ -161,10 +164,12 @@ fn check_room(room: &str) -> Result<(), ContextError> {
 }
 
 impl ContextStore {
-    /// Loads the stored contexts of every room.
-    pub fn open(queue: Queue, ttl: Duration) -> Result<Self, ContextError> {
+    /// Loads the stored contexts of every room from `contexts` (the store's handle,
+    /// `queue.contexts()`); changes are saved there, and lookup fallbacks appended to `audit`
+    /// (`queue.audit()`). The store keeps clones of both handles.
+    pub fn open(contexts: &Contexts, audit: &Audit, ttl: Duration) -> Result<Self, ContextError> {
         let mut rooms = BTreeMap::new();
-        for (room, raw) in queue.contexts().load()? {
+        for (room, raw) in contexts.load()? {
             match serde_json::from_slice::<RoomHistory>(&raw) {
                 Ok(h) => {
                     rooms.insert(room, h);
@@ -176,7 +181,8 @@ impl ContextStore {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                queue,
+                contexts: contexts.clone(),
+                audit: audit.clone(),
                 ttl,
                 rooms: Mutex::new(rooms),
                 writes: tokio::sync::Mutex::new(()),
@@ -295,7 +301,7 @@ impl ContextStore {
         if events.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.inner.queue.audit().append(events.clone()).await {
+        if let Err(e) = self.inner.audit.append(events.clone()).await {
             // Kept for the next try.
             let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
             let mut back = events;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use time::macros::datetime;
 
 use super::*;
-use crate::queue::{MemoryStore, QueueOptions, Store};
+use crate::queue::{MemoryStore, Queue, QueueOptions, Store};
 use crate::reading::SinkId;
 
 const TTL: Duration = Duration::from_secs(600);
@@ -24,6 +24,11 @@ fn queue(store: &Arc<MemoryStore>) -> Queue {
 }
 
 /// The patient of a clockless reading received at `at`, if one.
+/// The context store over `q`'s handles, as the app opens it.
+fn open_contexts(q: &Queue, ttl: Duration) -> Result<ContextStore, ContextError> {
+    ContextStore::open(q.contexts(), q.audit(), ttl)
+}
+
 fn attach(c: &ContextStore, room: &str, at: OffsetDateTime) -> Option<PatientRef> {
     match c.attribute(room, Window::at(at), None) {
         Attribution::Patient(a) => Some(a.patient),
@@ -38,7 +43,7 @@ fn t(min: i64) -> OffsetDateTime {
 #[tokio::test]
 async fn two_rooms_never_mix_and_readings_get_the_patient_of_their_time() {
     let store = Arc::new(MemoryStore::new());
-    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let c = open_contexts(&queue(&store), TTL).unwrap();
     c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
         .await
         .unwrap();
@@ -60,7 +65,7 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
     let store = Arc::new(MemoryStore::new());
     {
         let q = queue(&store);
-        let c = ContextStore::open(q.clone(), TTL).unwrap();
+        let c = open_contexts(&q, TTL).unwrap();
         c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
             .await
             .unwrap();
@@ -74,7 +79,7 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
         q.close().await.unwrap();
     }
     let q = queue(&store);
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     assert_eq!(attach(&c, "exam-1", t(3)), Some(p("A")));
     let now = OffsetDateTime::now_utc();
     assert!(attach(&c, "exam-2", now).is_some());
@@ -98,7 +103,7 @@ async fn contexts_survive_a_restart_and_every_change_is_audited() {
 async fn expiry_is_audited_once_and_ends_attachment() {
     let store = Arc::new(MemoryStore::new());
     let q = queue(&store);
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
         .await
         .unwrap();
@@ -119,7 +124,7 @@ async fn expiry_is_audited_once_and_ends_attachment() {
 #[tokio::test]
 async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
     let store = Arc::new(MemoryStore::new());
-    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let c = open_contexts(&queue(&store), TTL).unwrap();
     let e = c
         .set_from_mqtt("exam-1", br#"{"id":"MRN777","system":"not a uri"}"#)
         .await
@@ -143,7 +148,7 @@ async fn bad_patients_and_payloads_are_refused_without_echoing_them() {
 #[tokio::test]
 async fn the_room_view_shows_only_the_masked_patient() {
     let store = Arc::new(MemoryStore::new());
-    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let c = open_contexts(&queue(&store), TTL).unwrap();
     c.set(
         "exam-1",
         p("MRN0012345"),
@@ -168,7 +173,7 @@ async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
     let store = Arc::new(MemoryStore::new());
     {
         let q = queue(&store);
-        let c = ContextStore::open(q.clone(), TTL).unwrap();
+        let c = open_contexts(&q, TTL).unwrap();
         c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
             .await
             .unwrap();
@@ -180,7 +185,7 @@ async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
         q.close().await.unwrap();
     }
     let q = queue(&store);
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     assert_eq!(
         attach(&c, "exam-1", t(17)),
         Some(p("A")),
@@ -206,7 +211,7 @@ async fn a_confirmation_renews_the_context_is_audited_and_survives_a_restart() {
 #[tokio::test]
 async fn readings_never_extend_a_context() {
     let store = Arc::new(MemoryStore::new());
-    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let c = open_contexts(&queue(&store), TTL).unwrap();
     c.set("exam-1", p("A"), None, ContextSource::Scan, "s1", t(0))
         .await
         .unwrap();
@@ -221,7 +226,7 @@ async fn readings_never_extend_a_context() {
 async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
     let store = Arc::new(MemoryStore::new());
     let q = queue(&store);
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     c.set("exam-1", p("A"), Some(2), ContextSource::Api, "ma", t(0))
         .await
         .unwrap();
@@ -263,7 +268,7 @@ async fn a_device_user_mapping_comes_from_the_api_or_mqtt_and_is_audited() {
 #[tokio::test]
 async fn mqtt_cannot_name_a_room_no_configured_device_is_in() {
     let store = Arc::new(MemoryStore::new());
-    let c = ContextStore::open(queue(&store), TTL).unwrap();
+    let c = open_contexts(&queue(&store), TTL).unwrap();
     c.set_known_rooms(["exam-1".to_string()]);
     assert!(c.is_known_room("exam-1") && !c.is_known_room("lobby"));
     let body = br#"{"id":"B","system":"urn:oid:1.2"}"#;

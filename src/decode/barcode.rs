@@ -18,6 +18,8 @@ use regex::{Regex, RegexBuilder};
 use super::framing::LineFramer;
 use super::registry::{OptionSpec, Transport, SERIAL_9600_8N1};
 use super::{DecodeError, DecodeEvent, Decoder, DriverInfo, OptionError, Options};
+// The identifier-system check is the model's: the patient context checks every set with it.
+pub use crate::model::identifier::check_system;
 
 /// Longest scan accepted (CR/LF excluded). Wristband MRNs are ~10–20 characters.
 pub const MAX_SCAN: usize = 128;
@@ -39,6 +41,7 @@ pub static INFO: DriverInfo = DriverInfo {
         system_option: "system",
     },
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &OPTIONS,
     build: |_, opts| Barcode::from_options(opts).map(|d| Box::new(d) as Box<dyn Decoder>),
 };
@@ -60,31 +63,6 @@ const OPTIONS: [OptionSpec; 3] = [
         check: check_strip_prefix,
     },
 ];
-
-/// Checks the `system` option: a URI naming the identifier issuer.
-pub fn check_system(v: &str) -> Result<(), String> {
-    let ok_chars =
-        !v.is_empty() && v.len() <= MAX_OPTION_LEN && v.bytes().all(|b| b.is_ascii_graphic());
-    let rest = ["urn:oid:", "urn:", "http://", "https://"]
-        .iter()
-        .find_map(|p| v.strip_prefix(p));
-    match rest {
-        Some(rest) if ok_chars && !rest.is_empty() => {
-            if let Some(oid) = v.strip_prefix("urn:oid:") {
-                let arcs_ok = oid
-                    .split('.')
-                    .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
-                if !arcs_ok {
-                    return Err(format!("`{v}` is not an OID (digits separated by dots)"));
-                }
-            }
-            Ok(())
-        }
-        _ => Err(format!(
-            "`{v}` is not an identifier system; expected `urn:oid:1.2.3...`, `urn:...` or `https://...`"
-        )),
-    }
-}
 
 /// Compiles a scan pattern anchored at both ends, with a bounded compiled size.
 fn compile_pattern(v: &str) -> Result<Regex, String> {

@@ -7,7 +7,9 @@
 //! value), or the JSON envelope of §1.1 (`payload = json`: `chr` names the characteristic,
 //! `data_hex` holds the value, `rx_time` is the gateway's receipt time; other envelope fields
 //! are ignored; several envelopes may follow each other). The characteristic comes from the
-//! option `characteristic`, else from the envelope's `chr`; when both are given they must agree.
+//! option `characteristic`, else from the envelope's `chr` (when both are given they must
+//! agree), else, over MQTT, from the topic's last level (`gw/exam3/AA:BB/2A1C`): the driver's
+//! [`TopicInput`], told each message's topic through [`Decoder::set_topic`].
 //!
 //! Emits, per value, in the device's own units (normalize converts):
 //! - 0x2A35 blood pressure → a `blood_pressure` message (`systolic`, `diastolic`, `mean` in
@@ -48,7 +50,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::registry::{DriverInfo, OptionSpec, SerialDefaults, Transport};
+use super::registry::{DriverInfo, MqttPayload, OptionSpec, SerialDefaults, TopicInput, Transport};
 use super::{DecodeError, DecodeEvent, Decoder, OptionError, Options};
 use crate::reading::Kind;
 
@@ -111,10 +113,19 @@ pub fn parse_characteristic(v: &str) -> Result<u16, String> {
     Ok(chr)
 }
 
+/// The characteristic an MQTT topic names in its last level (`gw/exam3/AA:BB/2A1C` → 0x2A1C);
+/// `None` when that level is not a supported characteristic.
+pub fn topic_characteristic(topic: &str) -> Option<u16> {
+    let last = topic.rsplit('/').next()?;
+    parse_characteristic(last).ok()
+}
+
 /// The `ble-gatt` decoder. See the module docs.
 #[derive(Debug, Clone)]
 pub struct BleGatt {
     characteristic: Option<u16>,
+    /// The option `characteristic`: it wins over the topic.
+    configured: Option<u16>,
     payload: PayloadFormat,
 }
 
@@ -122,6 +133,7 @@ impl BleGatt {
     pub fn new(characteristic: Option<u16>, payload: PayloadFormat) -> Self {
         Self {
             characteristic,
+            configured: characteristic,
             payload,
         }
     }
@@ -285,6 +297,31 @@ impl Decoder for BleGatt {
 
     /// Every `feed` is one whole payload: nothing is buffered.
     fn finish(&mut self, _out: &mut Vec<DecodeEvent>) {}
+
+    /// Without the option `characteristic`, the topic's last level names the characteristic
+    /// of the next payload; a JSON envelope names its own, so the topic is not read.
+    fn set_topic(&mut self, topic: &str) {
+        if self.configured.is_none() && self.payload != PayloadFormat::Json {
+            self.characteristic = topic_characteristic(topic);
+        }
+    }
+}
+
+/// The options of an MQTT `ble-gatt` decoder: the source decodes hex and base64 payloads itself
+/// (the decoder reads binary), `json` payloads are gateway envelopes; payloads passed as
+/// received keep the option `payload` (text inside a binary payload).
+fn mqtt_options(opts: &Options, payload: MqttPayload) -> Options {
+    let mut opts = opts.clone();
+    match payload {
+        MqttPayload::Json => {
+            opts.insert("payload".into(), "json".into());
+        }
+        MqttPayload::DecodedText => {
+            opts.insert("payload".into(), "binary".into());
+        }
+        MqttPayload::AsReceived => {}
+    }
+    opts
 }
 
 fn check_characteristic(v: &str) -> Result<(), String> {
@@ -350,6 +387,11 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_115200_8N1),
+    mqtt_topic: Some(TopicInput {
+        takes: "the characteristic: the topic's last level (gw/exam3/AA:BB/2A1C), unless the \
+                option `characteristic` names one or the payload is a JSON envelope",
+        options: mqtt_options,
+    }),
     options: &[
         OptionSpec {
             key: "characteristic",

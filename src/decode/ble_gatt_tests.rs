@@ -58,6 +58,40 @@ fn assert_malformed(out: &[DecodeEvent], needle: &str) {
     }
 }
 
+#[test]
+fn the_last_topic_level_names_the_characteristic() {
+    assert_eq!(topic_characteristic("gw/exam3/AA:BB/2A1C"), Some(0x2A1C));
+    assert_eq!(topic_characteristic("gw/exam3/0x2a35"), Some(0x2A35));
+    assert_eq!(topic_characteristic("gw/exam3/json"), None);
+    assert_eq!(topic_characteristic("gw/exam3/FFFF"), None);
+}
+
+#[test]
+fn over_mqtt_the_topic_names_the_characteristic_unless_an_option_or_envelope_does() {
+    const TEMP: [u8; 5] = [0x00, 0x6e, 0x01, 0x00, 0xff];
+    let count = |out: Vec<DecodeEvent>| {
+        out.iter()
+            .filter(|e| matches!(e, DecodeEvent::Message(_)))
+            .count()
+    };
+    let mut d = BleGatt::new(None, PayloadFormat::Binary);
+    d.set_topic("gw/exam3/2A1C");
+    assert_eq!(count(feed(&mut d, &TEMP)), 1);
+    d.set_topic("gw/exam3/status");
+    assert_eq!(count(feed(&mut d, &TEMP)), 0, "an unknown level names none");
+    let mut d = BleGatt::new(Some(0x2A1C), PayloadFormat::Binary);
+    d.set_topic("gw/exam3/2A35");
+    assert_eq!(count(feed(&mut d, &TEMP)), 1, "the option wins");
+    let mut d = BleGatt::new(None, PayloadFormat::Json);
+    d.set_topic("gw/exam3/2A35");
+    let env = br#"{"chr":"2A1C","data_hex":"006e0100ff"}"#;
+    assert_eq!(count(feed(&mut d, env)), 1, "the envelope names its own");
+    let opts = |payload| (INFO.mqtt_topic.as_ref().unwrap().options)(&Options::new(), payload);
+    assert_eq!(opts(MqttPayload::Json)["payload"], "json");
+    assert_eq!(opts(MqttPayload::DecodedText)["payload"], "binary");
+    assert!(!opts(MqttPayload::AsReceived).contains_key("payload"));
+}
+
 #[path = "ble_gatt_tests/payloads_tests.rs"]
 mod payloads;
 #[path = "ble_gatt_tests/vitals_tests.rs"]

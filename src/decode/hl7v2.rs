@@ -24,15 +24,18 @@
 //! ([`with_patient_system`], applied by the device pipeline).
 //! [`ack`]/[`ack_message`] build MLLP-framed ACKs (docs/hl7-inbound.md#ack-and-nak-rules), [`parse_ack`] reads them (HL7 sink).
 
-pub(crate) mod er7;
 mod mllp;
 mod oru;
 
-// MLLP framing and ACKs are the net layer's (shared with the MLLP sink); re-exported here.
+// MLLP framing, the ER7 reader, its errors and ACKs are the net layer's (shared with the MLLP
+// source and sink); re-exported here under their old paths.
 pub use crate::net::hl7::ack::{
-    ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader, Severity,
+    ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader, MshFields,
+    Severity,
 };
+pub(crate) use crate::net::hl7::er7;
 pub use crate::net::hl7::mllp::{mllp_frame, Frame, MllpFramer, CR, EB, MAX_MESSAGE, SB};
+pub use crate::net::hl7::{Hl7Error, MAX_SEGMENTS};
 pub use er7::{dtm, format_dtm, Delimiters};
 pub use oru::{parse_oru, Oru};
 
@@ -41,9 +44,6 @@ use super::lines::NUMERIC_KINDS;
 use super::registry::{OptionSpec, Transport, SERIAL_9600_8N1};
 use super::{DecodeError, DecodeEvent, Decoder, DriverInfo, Options};
 use crate::reading::PatientRef;
-
-/// Most segments accepted in one message.
-pub const MAX_SEGMENTS: usize = 2000;
 
 /// The `hl7v2` driver entry for the registry.
 pub static INFO: DriverInfo = DriverInfo {
@@ -58,6 +58,7 @@ pub static INFO: DriverInfo = DriverInfo {
         system_option: "patient_system",
     },
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[OptionSpec {
         key: "patient_system",
         help: "identifier system (urn:oid:…, urn:…, https://…) of PID-3 ids that name none",
@@ -83,67 +84,6 @@ pub fn with_patient_system(patient: PatientRef, system: Option<&str>) -> Patient
         },
         _ => patient,
     }
-}
-
-/// Why a message was not accepted. Reasons never contain patient data or values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Hl7Error {
-    #[error("message larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("message has more than {0} segments")]
-    TooManySegments(usize),
-    #[error("the message does not start with an MSH segment")]
-    NoMsh,
-    #[error("MSH-1/MSH-2 encoding characters: {0}")]
-    BadEncoding(String),
-    #[error("{0} is missing")]
-    MissingField(&'static str),
-    #[error("unsupported message type `{0}`; expected ORU^R01")]
-    UnsupportedType(String),
-    #[error("unsupported HL7 version `{0}`; expected 2.x")]
-    UnsupportedVersion(String),
-    #[error("not an HL7 ACK: {0}")]
-    NotAck(String),
-    #[error("{field}: {reason}")]
-    BadField { field: String, reason: String },
-}
-
-impl Hl7Error {
-    /// The acknowledgement code to answer with (docs/hl7-inbound.md#what-vitalsd-answers): AR for type/version, AE for content.
-    pub fn ack_code(&self) -> AckCode {
-        match self {
-            Hl7Error::UnsupportedType(_) | Hl7Error::UnsupportedVersion(_) => AckCode::AR,
-            _ => AckCode::AE,
-        }
-    }
-
-    /// The ERR segment content (table 0357 code, location, text) for the answering ACK.
-    pub fn ack_error(&self) -> AckError {
-        let (location, code) = match self {
-            Hl7Error::UnsupportedType(_) => ("MSH^1^9", 200),
-            Hl7Error::UnsupportedVersion(_) => ("MSH^1^12", 203),
-            Hl7Error::MissingField(f) => (*f, 101),
-            Hl7Error::BadField { .. } => ("", 102),
-            Hl7Error::NoMsh | Hl7Error::TooManySegments(_) => ("", 100),
-            Hl7Error::TooLarge(_) | Hl7Error::BadEncoding(_) | Hl7Error::NotAck(_) => ("", 207),
-        };
-        AckError {
-            location: location.replacen('-', "^1^", 1),
-            code,
-            text: self.to_string(),
-        }
-    }
-
-    fn bad(field: String, reason: impl Into<String>) -> Self {
-        Hl7Error::BadField {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 /// The `hl7v2` decoder: [`MllpFramer`] (mllp, serial) or one message per feed (mqtt), then

@@ -60,6 +60,7 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &OPTIONS,
     build: |t, opts| {
         let config = LinesConfig::from_options(opts)?;

@@ -123,6 +123,7 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: true,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[],
     build: |_, _| Ok(Box::new(MasimoAscii::new())),
 };

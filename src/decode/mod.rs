@@ -22,7 +22,6 @@ pub mod nonin_ascii;
 pub mod nonin_binary;
 pub mod openbci;
 pub mod polar_ecg;
-pub mod redact;
 pub mod registry;
 pub mod suntech;
 pub mod suretemp;
@@ -32,7 +31,9 @@ pub use crate::model::message::{
 };
 pub use crate::model::options::{OptionError, Options};
 pub use crate::model::samples;
-pub use registry::{build, driver_info, drivers, DriverInfo, Transport};
+// The redaction of parser messages is the model's (the store's rejected payloads use it too).
+pub use crate::model::redact;
+pub use registry::{build, driver_info, drivers, DriverInfo, MqttPayload, TopicInput, Transport};
 pub use samples::{ChunkLead, SampleChunk};
 
 /// A device's bytes → events. Implementations are pure state machines over a bounded buffer.
@@ -58,6 +59,10 @@ pub trait Decoder: Send {
     fn poll(&mut self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// The MQTT topic of the message the next [`Decoder::feed`] carries. The MQTT source calls
+    /// it only for drivers whose registry entry declares [`registry::TopicInput`].
+    fn set_topic(&mut self, _topic: &str) {}
 }
 
 /// Fuzzing entry point shared by the `fuzz/` targets: builds `driver` with `options` and feeds it

@@ -211,6 +211,7 @@ pub static INFO_8: DriverInfo = DriverInfo {
     continuous: true,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[SELECT_FORMAT],
     build: build8,
 };
@@ -226,6 +227,7 @@ pub static INFO_7: DriverInfo = DriverInfo {
     continuous: true,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[SELECT_FORMAT],
     build: build7,
 };
@@ -241,6 +243,7 @@ pub static INFO_13: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[SELECT_FORMAT, SET_CLOCK],
     build: build13,
 };

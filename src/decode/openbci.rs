@@ -279,6 +279,7 @@ pub static INFO: DriverInfo = DriverInfo {
         parity: Parity::None,
         stop_bits: 1,
     }),
+    mqtt_topic: None,
     options: &[
         OptionSpec {
             key: "channels",

@@ -240,6 +240,7 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: None,
+    mqtt_topic: None,
     options: &[
         OptionSpec {
             key: "payload",

@@ -78,6 +78,31 @@ pub enum PatientIds {
     InMessage { system_option: &'static str },
 }
 
+/// How the MQTT source hands a message's payload to a decoder (the device's `mqtt.payload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttPayload {
+    /// The payload's bytes as received (`payload = "binary"`).
+    AsReceived,
+    /// Hex or base64 text the source already decoded: the decoder sees binary.
+    DecodedText,
+    /// A JSON envelope (`payload = "json"`).
+    Json,
+}
+
+/// A driver that reads part of each MQTT message from the message's topic: a BLE gateway
+/// publishes every GATT characteristic under its own topic level (`gw/exam3/AA:BB/2A1C`). The
+/// MQTT source asks this capability, never a driver's name: it builds the decoder with
+/// [`TopicInput::options`] and tells it each message's topic through [`Decoder::set_topic`]
+/// before feeding the payload.
+#[derive(Debug)]
+pub struct TopicInput {
+    /// What the decoder takes from the topic.
+    pub takes: &'static str,
+    /// The decoder's options when the source hands it payloads as `payload` (the configured
+    /// options otherwise unchanged).
+    pub options: fn(&Options, MqttPayload) -> Options,
+}
+
 /// What the registry knows about one driver.
 #[derive(Debug)]
 pub struct DriverInfo {
@@ -94,6 +119,8 @@ pub struct DriverInfo {
     pub patient_ids: PatientIds,
     /// Default serial line settings, for drivers with a serial transport.
     pub serial: Option<SerialDefaults>,
+    /// Set when the decoder reads part of each MQTT message from its topic.
+    pub mqtt_topic: Option<TopicInput>,
     /// Driver-specific options (the common `report`/`settle` are added for continuous drivers).
     pub options: &'static [OptionSpec],
     pub build: BuildFn,
@@ -108,6 +135,74 @@ impl DriverInfo {
     pub fn accepted_keys(&self) -> Vec<&'static str> {
         let common: &[OptionSpec] = if self.continuous { &COMMON } else { &[] };
         common.iter().chain(self.options).map(|o| o.key).collect()
+    }
+
+    /// Every problem with `opts` for this driver (empty when they are valid).
+    pub fn validate(&self, opts: &Options) -> Vec<OptionError> {
+        let name = self.name;
+        let whole = whole_check(name);
+        let mut errors = Vec::new();
+        for (key, value) in opts {
+            match self.spec(key) {
+                Some(_) if whole.is_some() => {}
+                Some(spec) => {
+                    if let Err(reason) = (spec.check)(value) {
+                        errors.push(OptionError {
+                            key: key.clone(),
+                            reason,
+                        });
+                    }
+                }
+                None => {
+                    let accepted = self.accepted_keys();
+                    let reason = if accepted.is_empty() {
+                        format!("unknown option; driver `{name}` takes no options")
+                    } else {
+                        format!(
+                            "unknown option; driver `{name}` accepts: {}",
+                            accepted.join(", ")
+                        )
+                    };
+                    errors.push(OptionError {
+                        key: key.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        if let Some(check) = whole {
+            for e in check(opts) {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors
+    }
+
+    /// Builds this driver's decoder for `transport`, after validating every option.
+    pub fn build_for(
+        &self,
+        transport: Transport,
+        opts: &Options,
+    ) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
+        let mut errors = self.validate(opts);
+        if !self.supports(transport) {
+            let ts: Vec<&str> = self.transports.iter().map(Transport::as_str).collect();
+            errors.push(OptionError {
+                key: "transport".into(),
+                reason: format!(
+                    "driver `{}` does not read {}; it reads {}",
+                    self.name,
+                    transport.as_str(),
+                    ts.join(", ")
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        (self.build)(transport, opts)
     }
 
     fn spec(&self, key: &str) -> Option<&OptionSpec> {
@@ -204,6 +299,7 @@ static NONIN_ASCII: DriverInfo = DriverInfo {
     continuous: true,
     patient_ids: PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[],
     build: |_, _| Ok(Box::new(NoninAscii::new())),
 };
@@ -218,6 +314,7 @@ static JSON: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[],
     build: |t, _| {
         let framing = match t {
@@ -252,47 +349,10 @@ fn unknown_driver(name: &str) -> OptionError {
 /// Every problem with `opts` for driver `name` (empty when they are valid). An unknown driver
 /// is reported under the key `driver`.
 pub fn validate_options(name: &str, opts: &Options) -> Vec<OptionError> {
-    let Some(info) = driver_info(name) else {
-        return vec![unknown_driver(name)];
-    };
-    let whole = whole_check(name);
-    let mut errors = Vec::new();
-    for (key, value) in opts {
-        match info.spec(key) {
-            Some(_) if whole.is_some() => {}
-            Some(spec) => {
-                if let Err(reason) = (spec.check)(value) {
-                    errors.push(OptionError {
-                        key: key.clone(),
-                        reason,
-                    });
-                }
-            }
-            None => {
-                let accepted = info.accepted_keys();
-                let reason = if accepted.is_empty() {
-                    format!("unknown option; driver `{name}` takes no options")
-                } else {
-                    format!(
-                        "unknown option; driver `{name}` accepts: {}",
-                        accepted.join(", ")
-                    )
-                };
-                errors.push(OptionError {
-                    key: key.clone(),
-                    reason,
-                });
-            }
-        }
+    match driver_info(name) {
+        Some(info) => info.validate(opts),
+        None => vec![unknown_driver(name)],
     }
-    if let Some(check) = whole {
-        for e in check(opts) {
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
-        }
-    }
-    errors
 }
 
 /// Drivers whose options only make sense together (required keys, keys that refer to each
@@ -328,22 +388,7 @@ pub fn build_for(
     opts: &Options,
 ) -> Result<Box<dyn Decoder>, Vec<OptionError>> {
     let info = driver_info(name).ok_or_else(|| vec![unknown_driver(name)])?;
-    let mut errors = validate_options(name, opts);
-    if !info.supports(transport) {
-        let ts: Vec<&str> = info.transports.iter().map(Transport::as_str).collect();
-        errors.push(OptionError {
-            key: "transport".into(),
-            reason: format!(
-                "driver `{name}` does not read {}; it reads {}",
-                transport.as_str(),
-                ts.join(", ")
-            ),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    (info.build)(transport, opts)
+    info.build_for(transport, opts)
 }
 
 /// The spot-check options of driver `name`: `report`/`settle` with defaults for continuous

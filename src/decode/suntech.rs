@@ -134,6 +134,7 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &OPTIONS,
     build: |_, opts| build(opts).map(|d| Box::new(d) as Box<dyn Decoder>),
 };

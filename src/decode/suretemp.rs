@@ -87,6 +87,7 @@ pub static INFO: DriverInfo = DriverInfo {
     continuous: false,
     patient_ids: crate::decode::registry::PatientIds::None,
     serial: Some(SERIAL_9600_8N1),
+    mqtt_topic: None,
     options: &[OptionSpec {
         key: "poll_every",
         help: "how often the module is asked for its temperature record (default 1s, 200ms-60s)",

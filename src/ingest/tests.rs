@@ -53,7 +53,8 @@ fn device(ingest: &Ingest, cfg: &Config) -> DeviceIngest {
 
 fn link(queue: &Queue, mode: PatientMode) -> PatientLink {
     PatientLink {
-        contexts: ContextStore::open(queue.clone(), Duration::from_secs(3600)).expect("contexts"),
+        contexts: ContextStore::open(queue.contexts(), queue.audit(), Duration::from_secs(3600))
+            .expect("contexts"),
         mode,
         quality: Arc::new(Quality::new()),
         review: false,

@@ -14,6 +14,8 @@
 //! - [`plausibility`]: the physiological limits and the flags they give;
 //! - [`time`], [`zone`]: device times on the time line, the device's [`NormalizeContext`];
 //! - [`hl7`]: vitalsd's HL7 "no patient" placeholder identity;
+//! - [`identifier`]: the check of a patient identifier's system (a device option, a context);
+//! - [`redact`]: parser messages without the payload's quoted text (logs, rejected payloads);
 //! - [`audit`]: the audit trail's events and entries (room contexts, held, review, quarantine,
 //!   delivery, reload), named by the patient context, the store and the audit files.
 //! - `fixtures` (tests only): readings for the unit tests of every stage.
@@ -24,9 +26,11 @@ pub mod ecg_options;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod hl7;
+pub mod identifier;
 pub mod message;
 pub mod options;
 pub mod plausibility;
+pub mod redact;
 pub mod samples;
 pub mod time;
 pub mod units;

@@ -1,7 +1,9 @@
 //! The net/protocol layer shared by sources and sinks (docs/ingest.md#the-net-layer): address
-//! rules, the one reconnect [`backoff`], the MQTT broker connection ([`mqtt`]) and HL7 MLLP
-//! framing with ACK building and reading ([`hl7`]). Sources and sinks import transports from
-//! here, never from each other.
+//! rules, the one reconnect [`backoff`], the MQTT broker connection ([`mqtt`]), HL7 MLLP
+//! framing, the ER7 reader and ACK building and reading ([`hl7`]), and the FHIR server's HTTP
+//! client ([`http`]) with its credentials ([`oauth`], [`jwt`]) that the FHIR sink and the
+//! patient lookup share. Sources, sinks and the patient context import transports from here,
+//! never from each other; this layer names none of them, nor the decoders.
 //!
 //! This file holds the address rules shared by the config checks and the MLLP listener
 //! (docs/network-security.md).
@@ -14,7 +16,10 @@
 
 pub mod backoff;
 pub mod hl7;
+pub mod http;
+pub mod jwt;
 pub mod mqtt;
+pub mod oauth;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -149,7 +149,7 @@ impl Rejected {
             device: device.to_string(),
             topic: topic.to_string(),
             // A parser's message may quote the payload: keep its kind and place only.
-            reason: crate::decode::redact::redact_quoted(reason)
+            reason: crate::model::redact::redact_quoted(reason)
                 .chars()
                 .take(300)
                 .collect(),

@@ -48,7 +48,7 @@ use tokio_rustls::TlsConnector;
 use super::hl7::{oru_r01, Header};
 use super::{DeliverFuture, Outcome, Sink};
 use crate::config::MllpSinkConfig;
-use crate::decode::hl7v2::Delimiters;
+use crate::net::hl7::Delimiters;
 use crate::net::hl7::{error_code_text, mllp_frame, parse_ack, Ack, AckCode, MllpFramer};
 use crate::reading::{Reading, ReadingId, SinkId};
 

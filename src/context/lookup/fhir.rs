@@ -1,6 +1,7 @@
-//! The FHIR R4 directory: `Patient?identifier=` on the FHIR sink's server, with the sink's
-//! client and credentials, and the reading of the searchset Bundle it answers (bounded, the
-//! identifier never in an error text).
+//! The FHIR R4 directory: `Patient?identifier=` on the FHIR sink's server, through the net
+//! layer's FHIR client and credentials (`crate::net::http`, `crate::net::oauth`, the ones the
+//! sink uses), and the reading of the searchset Bundle it answers (bounded, the identifier
+//! never in an error text).
 
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
@@ -8,10 +9,9 @@ use serde::Deserialize;
 
 use super::{Directory, SearchFuture, MAX_ANSWER_BYTES, MAX_PART};
 use crate::config::FhirSinkConfig;
+use crate::net::http::{client, read_bounded, ClientError};
+use crate::net::oauth::Auth;
 use crate::reading::{PatientRecord, PatientRef};
-use crate::sink::fhir::auth::Auth;
-use crate::sink::fhir::http::{client, read_bounded};
-use crate::sink::fhir::FhirSinkError;
 
 /// A FHIR R4 server's `Patient?identifier=` search.
 pub struct FhirDirectory {
@@ -22,7 +22,7 @@ pub struct FhirDirectory {
 
 impl FhirDirectory {
     /// The directory of the FHIR sink `sink`: its base URL, client and credentials.
-    pub fn new(sink: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+    pub fn new(sink: &FhirSinkConfig) -> Result<Self, ClientError> {
         Ok(Self {
             base_url: sink.base_url.trim_end_matches('/').to_string(),
             http: client(sink)?,

@@ -42,7 +42,7 @@ impl Directory for Directory1 {
 
 fn store_with(unavailable: LookupUnavailable) -> (ContextStore, Queue, Arc<Directory1>) {
     let q = queue(&Arc::new(MemoryStore::new()));
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     let dir = Arc::new(Directory1 {
         down: AtomicBool::new(false),
     });
@@ -157,7 +157,7 @@ async fn an_unknown_or_ambiguous_identifier_refuses_the_scan_and_ends_the_previo
         .await
         .unwrap());
     assert!(c.views(t(5))[0].last_refusal.is_none());
-    let reopened = ContextStore::open(q.clone(), TTL).unwrap();
+    let reopened = open_contexts(&q, TTL).unwrap();
     assert!(reopened.views(t(5))[0].last_refusal.is_none());
     c.set("exam-1", p("TWIN"), None, ContextSource::Api, "ma", t(5))
         .await
@@ -240,7 +240,7 @@ impl Directory for Slow {
 #[tokio::test]
 async fn while_a_scan_is_looked_up_the_rooms_new_readings_get_no_earlier_patient() {
     let q = queue(&Arc::new(MemoryStore::new()));
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     // Patient B was scanned without a lookup, then the lookup is switched on.
     c.set("exam-1", p("B"), None, ContextSource::Scan, "s", t(0))
         .await
@@ -279,7 +279,7 @@ async fn while_a_scan_is_looked_up_the_rooms_new_readings_get_no_earlier_patient
 #[tokio::test]
 async fn without_a_lookup_nothing_changes() {
     let q = queue(&Arc::new(MemoryStore::new()));
-    let c = ContextStore::open(q.clone(), TTL).unwrap();
+    let c = open_contexts(&q, TTL).unwrap();
     c.set("exam-1", p("NOPE"), None, ContextSource::Scan, "s", t(0))
         .await
         .unwrap();

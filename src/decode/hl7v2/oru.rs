@@ -1,9 +1,9 @@
 //! ORU^R01 → device messages (docs/hl7-inbound.md#message-structure): OBX rows mapped to kinds, components and
 //! UCUM units through the code table, grouped per kind; PID-3 → patient.
 
-use super::er7::{as_text, dtm, field, Delimiters, Er7};
+use super::er7::{as_text, clip, dtm, field, Delimiters, Er7};
 use super::mllp::unframe;
-use super::{clip, Hl7Error, MAX_MESSAGE};
+use super::{Hl7Error, MshFields, MAX_MESSAGE};
 use crate::decode::lines::NUMERIC_KINDS;
 use crate::decode::{DeviceMessage, DeviceTime, DeviceValue, Measured};
 use crate::model::{codes, hl7, units};
@@ -29,6 +29,19 @@ pub struct Oru {
     pub messages: Vec<DeviceMessage>,
     /// OBX rows not forwarded (status, value type, unknown code).
     pub skipped: usize,
+}
+
+impl<'a> From<&'a Oru> for MshFields<'a> {
+    fn from(oru: &'a Oru) -> Self {
+        MshFields {
+            sending_application: &oru.sending_application,
+            sending_facility: &oru.sending_facility,
+            receiving_application: &oru.receiving_application,
+            receiving_facility: &oru.receiving_facility,
+            processing_id: &oru.processing_id,
+            version: &oru.version,
+        }
+    }
 }
 
 /// Parses one ORU^R01 (MLLP framing optional). See the module docs.

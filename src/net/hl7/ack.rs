@@ -3,17 +3,13 @@
 //!
 //! Receives control ids, codes and ERR content, or an ACK's bytes; promises ACKs in ER7 with
 //! standard delimiters, framed for MLLP, and [`Hl7Error`]s that never quote patient data. The
-//! ER7 reader itself is the `hl7v2` decoder's.
+//! ER7 reader is [`super::er7`].
 
 use time::OffsetDateTime;
 
+use super::er7::{as_text, clip, field, format_dtm, Delimiters, Er7};
 use super::mllp::{mllp_frame, unframe, MAX_MESSAGE};
-use crate::decode::hl7v2::er7::{as_text, field, Er7};
-use crate::decode::hl7v2::{format_dtm, Delimiters, Hl7Error, Oru};
-
-fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
-}
+use super::Hl7Error;
 
 /// An acknowledgement code (HL7 table 0008, MSA-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +95,27 @@ pub struct AckHeader {
     pub version: String,
 }
 
+/// The MSH fields of a received message that its ACK's header answers (raw ER7 text, still
+/// escaped): the `hl7v2` decoder's ORU^R01 gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MshFields<'a> {
+    pub sending_application: &'a str,
+    pub sending_facility: &'a str,
+    pub receiving_application: &'a str,
+    pub receiving_facility: &'a str,
+    pub processing_id: &'a str,
+    pub version: &'a str,
+}
+
 impl AckHeader {
-    /// The header answering `oru`: applications and facilities swapped, same processing id
-    /// and version.
-    pub fn reply_to(oru: &Oru, control_id: &str, time: OffsetDateTime) -> Self {
+    /// The header answering the message `received`: applications and facilities swapped, same
+    /// processing id and version.
+    pub fn reply_to<'a>(
+        received: impl Into<MshFields<'a>>,
+        control_id: &str,
+        time: OffsetDateTime,
+    ) -> Self {
+        let oru: MshFields<'a> = received.into();
         let or = |s: &str, d: &str| {
             if s.is_empty() {
                 d.to_string()
@@ -111,14 +124,14 @@ impl AckHeader {
             }
         };
         Self {
-            sending_application: or(&oru.receiving_application, "VITALSD"),
-            sending_facility: oru.receiving_facility.clone(),
-            receiving_application: oru.sending_application.clone(),
-            receiving_facility: oru.sending_facility.clone(),
+            sending_application: or(oru.receiving_application, "VITALSD"),
+            sending_facility: oru.receiving_facility.to_string(),
+            receiving_application: oru.sending_application.to_string(),
+            receiving_facility: oru.sending_facility.to_string(),
             time,
             control_id: Delimiters::STANDARD.escape(control_id),
-            processing_id: or(&oru.processing_id, "P"),
-            version: or(&oru.version, "2.6"),
+            processing_id: or(oru.processing_id, "P"),
+            version: or(oru.version, "2.6"),
         }
     }
 }

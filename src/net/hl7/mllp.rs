@@ -6,7 +6,7 @@
 //! what was skipped. A frame is bounded at [`MAX_MESSAGE`] bytes. Used by the MLLP source, the
 //! HL7 sink (reading ACKs) and the `hl7v2` decoder on serial lines.
 
-use crate::decode::DecodeError;
+use crate::model::DecodeError;
 
 /// Largest message accepted (one MLLP frame, framing bytes excluded).
 pub const MAX_MESSAGE: usize = 1024 * 1024;

@@ -35,28 +35,22 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use super::auth::Auth;
 use super::response::{self, bounded, redact, TransactionAnswer, MAX_DIAGNOSTICS_CHARS};
 use super::transaction_bundle;
-use crate::config::{FhirAuth, FhirSinkConfig};
+use crate::config::FhirSinkConfig;
+use crate::net::http::{client, read_bounded, redirect_reason, transport_reason};
+use crate::net::oauth::Auth;
 use crate::reading::{Reading, SinkId};
-use crate::sink::outcome::{classify_fhir, classify_transport_error};
+use crate::sink::outcome::classify_fhir;
 use crate::sink::{DeliverFuture, Outcome, Sink};
-use crate::tls::{self, TlsError};
 
 /// The most bytes of any FHIR response that are read.
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
-/// Why the sink cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum FhirSinkError {
-    #[error("TLS: {0}")]
-    Tls(#[from] TlsError),
-    #[error("HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-}
+/// Why the sink cannot be built: its HTTP client could not be (TLS trust, client settings).
+pub use crate::net::http::ClientError as FhirSinkError;
 
 /// The FHIR R4 HTTP sink.
 pub struct FhirSink {
@@ -336,29 +330,6 @@ impl Sink for FhirSink {
     }
 }
 
-/// The sink's HTTP client: TLS (ring) trusting `ca_file` or the system store when a URL is
-/// https, the request and connect timeout from `timeout`, redirects never followed. The
-/// patient lookup (`[patient] lookup`) uses the same client for the same server.
-pub(crate) fn client(cfg: &FhirSinkConfig) -> Result<reqwest::Client, FhirSinkError> {
-    tls::init();
-    let mut uses_https = cfg.base_url.starts_with("https:");
-    if let FhirAuth::OAuth(o) = &cfg.auth {
-        uses_https |= o.token_url.starts_with("https:");
-    }
-    // Never follow a redirect: it would resend the Bundle (and the token) to wherever the
-    // answer points, possibly another host or plain http.
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.timeout)
-        .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
-    if uses_https {
-        let tls = tls::client_config(cfg.ca_file.as_deref(), None)?;
-        builder = builder.use_preconfigured_tls((*tls).clone());
-    }
-    Ok(builder.build()?)
-}
-
 /// Server text made safe for a dead-letter reason: the batch's patient identifiers removed,
 /// bounded.
 fn clean(text: &str, batch: &[Reading]) -> String {
@@ -387,75 +358,6 @@ fn log_rejection(sink: &SinkId, r: &Reading, o: &Outcome) {
         if reason.starts_with("HTTP 412") {
             tracing::error!(sink = %sink, reading = ?r.id.map(|i| i.uuid()),
                 "duplicates of this reading exist on the FHIR server; not retried (operator: merge them)");
-        }
-    }
-}
-
-/// Why a 3xx answer is a failure, naming only the scheme, host and port it pointed to (a path
-/// or query could carry identifiers).
-pub(crate) fn redirect_reason(status: u16, headers: &HeaderMap) -> String {
-    let target = headers
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|l| reqwest::Url::parse(l).ok())
-        .map(|u| {
-            let host = u.host_str().unwrap_or("");
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}", u.scheme()),
-                None => format!("{}://{host}", u.scheme()),
-            }
-        })
-        .unwrap_or_else(|| "another address".to_string());
-    format!("HTTP {status}: the server redirected to {target}; redirects are not followed: set the URL to the final address")
-}
-
-fn transport_reason(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut detail = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    match classify_transport_error(&if detail.is_empty() {
-        what
-    } else {
-        format!("{what}: {}", bounded(&detail, 120))
-    }) {
-        Outcome::Retry(r) => r,
-        other => other.label().to_string(),
-    }
-}
-
-/// Reads at most `limit` bytes of a body; a bigger body is an error (the caller retries).
-pub(crate) async fn read_bounded(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let too_big = || format!("response larger than {limit} bytes");
-    if resp
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if body.len() + c.len() > limit {
-                    return Err(too_big());
-                }
-                body.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(format!("reading the response: {}", transport_reason(&e))),
         }
     }
 }

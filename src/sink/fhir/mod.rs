@@ -5,12 +5,10 @@
 //! ([`model`]) whose JSON keeps every number exactly as the device reported it. Pure: the same
 //! reading always encodes to the same bytes, so a redelivery is byte-identical.
 
-pub mod auth;
 #[cfg(test)]
 mod conformance_tests;
 mod ecg;
 pub mod http;
-pub mod jwt;
 pub mod model;
 pub mod observation;
 pub mod response;

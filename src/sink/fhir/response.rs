@@ -237,20 +237,9 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     })
 }
 
-/// `text` cut to `max` characters (an ellipsis marks the cut), control characters removed.
-pub fn bounded(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let clean = clean.trim();
-    if clean.chars().count() <= max {
-        return clean.to_string();
-    }
-    let mut out: String = clean.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+// Server text cut to a length, control characters removed: the net layer's, shared with
+// the OAuth client and the patient lookup.
+pub use crate::net::http::bounded;
 
 /// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP-date (RFC 9110
 /// §10.2.3), relative to `now`; a date in the past is zero. `None` when unreadable.

@@ -44,7 +44,7 @@
 use std::fmt::Write;
 
 use super::Header;
-use crate::decode::hl7v2::{format_dtm, Delimiters};
+use crate::net::hl7::{format_dtm, Delimiters};
 use crate::normalize::codes::{self, Mdc};
 use crate::reading::{PatientRecord, Reading, Value};
 

@@ -6,27 +6,23 @@
 //! ingest. Several messages of a device may wait for the durable flush at once: they share
 //! the queue's group commit.
 //!
-//! `ble-gatt`: the characteristic comes from the option `characteristic`, else from the
-//! topic's last segment (`gw/exam3/AA:BB/2A1C`), else from the JSON envelope's `chr`. With
-//! `payload = "json"` the topic is not used (the envelope names the characteristic). The
-//! device's `mqtt.payload` decides the decoder's `payload` option: hex and base64 are decoded
-//! by the source, so the decoder sees binary; `json` sets `payload = json`.
+//! A driver that reads part of each message from its topic (the registry's `TopicInput`: a
+//! BLE gateway names the GATT characteristic in the topic's last level) is built with the
+//! options that capability gives for the device's `mqtt.payload` (hex and base64 are decoded
+//! by the source, so the decoder sees binary; `json` payloads are envelopes), and is told
+//! each message's topic before the payload. The source asks the capability, never a driver's
+//! name.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, DeviceConfig, MqttDeviceSettings, PayloadMode};
-use crate::decode::ble_gatt::{self, BleGatt, PayloadFormat};
-use crate::decode::registry::{self, Transport};
-use crate::decode::{DecodeEvent, Decoder};
+use crate::decode::registry::{self, DriverInfo, MqttPayload, Transport};
+use crate::decode::{Decoder, Options};
 use crate::ingest::{DeviceIngest, DeviceStage, Ingest};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
 
 use super::MqttError;
-
-/// No characteristic from the topic.
-const NO_CHR: u32 = u32::MAX;
 
 /// One configured MQTT device.
 pub struct MqttDevice {
@@ -36,8 +32,8 @@ pub struct MqttDevice {
     pub status: Arc<DeviceStatus>,
     pub(super) stage: DeviceStage,
     pub(super) ingest: DeviceIngest,
-    /// Where a `ble-gatt` decoder learns the characteristic of the message's topic.
-    topic_chr: Option<Arc<AtomicU32>>,
+    /// Whether the decoder reads each message's topic (its driver's `TopicInput`).
+    reads_topic: bool,
 }
 
 impl MqttDevice {
@@ -54,7 +50,9 @@ impl MqttDevice {
             device: d.id.to_string(),
             reason,
         };
-        let (decoder, topic_chr) = decoder(d, settings.payload).map_err(bad)?;
+        let info = registry::driver_info(&d.driver)
+            .ok_or_else(|| bad(join(&registry::validate_options(&d.driver, &d.options))))?;
+        let (decoder, reads_topic) = decoder(info, &d.options, settings.payload).map_err(bad)?;
         let ingest = ingest
             .device(d, cfg, status.clone())
             .map_err(|e| bad(e.reasons))?;
@@ -66,15 +64,14 @@ impl MqttDevice {
             status,
             stage,
             ingest,
-            topic_chr,
+            reads_topic,
         })
     }
 
-    /// Tells a `ble-gatt` decoder the characteristic of the next message's topic.
-    pub(super) fn set_topic(&self, topic: &str) {
-        if let Some(cell) = &self.topic_chr {
-            let chr = super::route::topic_characteristic(topic).map_or(NO_CHR, u32::from);
-            cell.store(chr, Ordering::Relaxed);
+    /// Tells a decoder that reads topics the topic of the next message.
+    pub(super) fn set_topic(&mut self, topic: &str) {
+        if self.reads_topic {
+            self.stage.decoder().set_topic(topic);
         }
     }
 }
@@ -84,123 +81,186 @@ fn join(errs: &[crate::decode::OptionError]) -> String {
     msgs.join("; ")
 }
 
-type Built = (Box<dyn Decoder>, Option<Arc<AtomicU32>>);
-
-fn decoder(d: &DeviceConfig, mode: PayloadMode) -> Result<Built, String> {
-    if d.driver != "ble-gatt" {
-        let dec =
-            registry::build_for(&d.driver, Transport::Mqtt, &d.options).map_err(|e| join(&e))?;
-        return Ok((dec, None));
-    }
-    let mut opts = d.options.clone();
+/// How the source hands payloads in `mode` to a decoder.
+fn handed_as(mode: PayloadMode) -> MqttPayload {
     match mode {
-        PayloadMode::Json => {
-            opts.insert("payload".into(), "json".into());
-        }
-        PayloadMode::Hex | PayloadMode::Base64 => {
-            opts.insert("payload".into(), "binary".into());
-        }
-        // A binary transport leaves the driver's own `payload` option (text inside a payload).
-        PayloadMode::Binary => {}
+        PayloadMode::Binary => MqttPayload::AsReceived,
+        PayloadMode::Hex | PayloadMode::Base64 => MqttPayload::DecodedText,
+        PayloadMode::Json => MqttPayload::Json,
     }
-    // Validates every option the same way the registry does.
-    registry::build_for(&d.driver, Transport::Mqtt, &opts).map_err(|e| join(&e))?;
-    let configured = opts
-        .get("characteristic")
-        .map(|v| ble_gatt::parse_characteristic(v))
-        .transpose()?;
-    let format = opts
-        .get("payload")
-        .map_or(Ok(PayloadFormat::Binary), |v| PayloadFormat::parse(v))?;
-    let use_topic = configured.is_none() && format != PayloadFormat::Json;
-    let cell = use_topic.then(|| Arc::new(AtomicU32::new(NO_CHR)));
-    let dec = TopicGatt {
-        inner: BleGatt::new(configured, format),
-        configured,
-        topic: cell.clone(),
+}
+
+/// The decoder of driver `info` for MQTT payloads in `mode`, and whether it reads topics.
+fn decoder(
+    info: &DriverInfo,
+    options: &Options,
+    mode: PayloadMode,
+) -> Result<(Box<dyn Decoder>, bool), String> {
+    let opts = match &info.mqtt_topic {
+        Some(topic) => (topic.options)(options, handed_as(mode)),
+        None => options.clone(),
     };
-    Ok((Box::new(dec), cell))
-}
-
-/// `ble-gatt` that takes the characteristic from the message's topic when none is configured.
-struct TopicGatt {
-    inner: BleGatt,
-    configured: Option<u16>,
-    topic: Option<Arc<AtomicU32>>,
-}
-
-impl Decoder for TopicGatt {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<DecodeEvent>) {
-        let from_topic = self
-            .topic
-            .as_ref()
-            .and_then(|c| u16::try_from(c.load(Ordering::Relaxed)).ok());
-        self.inner
-            .set_characteristic(self.configured.or(from_topic));
-        self.inner.feed(bytes, out);
-    }
-
-    fn finish(&mut self, out: &mut Vec<DecodeEvent>) {
-        self.inner.finish(out);
-    }
+    let dec = info
+        .build_for(Transport::Mqtt, &opts)
+        .map_err(|e| join(&e))?;
+    Ok((dec, info.mqtt_topic.is_some()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Options;
+    use crate::decode::registry::OptionSpec;
+    use crate::decode::{DecodeError, DecodeEvent};
+    use crate::reading::Kind;
 
-    fn device(options: &[(&str, &str)]) -> DeviceConfig {
-        DeviceConfig {
-            id: DeviceId::new("cuff"),
-            driver: "ble-gatt".into(),
-            room: "exam-3".into(),
-            transport: crate::config::DeviceTransport::Mqtt(MqttDeviceSettings {
-                topic: "gw/#".into(),
-                payload: PayloadMode::Binary,
-            }),
-            options: options
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect::<Options>(),
-            inactivity_timeout: std::time::Duration::from_secs(60),
-        }
+    fn options(pairs: &[(&str, &str)]) -> Options {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    fn ble() -> &'static DriverInfo {
+        registry::driver_info("ble-gatt").unwrap()
     }
 
     /// 0x2A1C: flags 0 (Celsius, no time), FLOAT 36.6 (366 × 10^-1).
     const TEMP: [u8; 5] = [0x00, 0x6e, 0x01, 0x00, 0xff];
 
-    fn messages(dec: &mut Built, topic: &str, bytes: &[u8]) -> usize {
-        if let Some(cell) = &dec.1 {
-            let chr = super::super::route::topic_characteristic(topic).map_or(NO_CHR, u32::from);
-            cell.store(chr, Ordering::Relaxed);
+    /// Feeds one message as the device does: the topic first (when read), then the payload.
+    fn feed(dec: &mut (Box<dyn Decoder>, bool), topic: &str, bytes: &[u8]) -> Vec<DecodeEvent> {
+        if dec.1 {
+            dec.0.set_topic(topic);
         }
         let mut out = Vec::new();
         dec.0.feed(bytes, &mut out);
-        out.iter()
+        out
+    }
+
+    fn messages(dec: &mut (Box<dyn Decoder>, bool), topic: &str, bytes: &[u8]) -> usize {
+        feed(dec, topic, bytes)
+            .iter()
             .filter(|e| matches!(e, DecodeEvent::Message(_)))
             .count()
     }
 
     #[test]
     fn a_gatt_value_takes_its_characteristic_from_the_topic() {
-        let mut dec = decoder(&device(&[]), PayloadMode::Binary).unwrap();
+        let mut dec = decoder(ble(), &options(&[]), PayloadMode::Binary).unwrap();
+        assert!(dec.1, "ble-gatt declares that it reads topics");
         assert_eq!(messages(&mut dec, "gw/exam3/2A1C", &TEMP), 1);
         assert_eq!(messages(&mut dec, "gw/exam3/unknown", &TEMP), 0);
+        assert_eq!(messages(&mut dec, "gw/exam3/AA:BB/0x2a1c", &TEMP), 1);
+    }
+
+    #[test]
+    fn hex_payloads_decoded_by_the_source_reach_the_decoder_as_binary() {
+        // The device's own option says hex; the source already decoded the text.
+        let mut dec = decoder(ble(), &options(&[("payload", "hex")]), PayloadMode::Hex).unwrap();
+        assert_eq!(messages(&mut dec, "gw/exam3/2A1C", &TEMP), 1);
     }
 
     #[test]
     fn a_configured_characteristic_wins_over_the_topic() {
-        let mut dec = decoder(&device(&[("characteristic", "2A1C")]), PayloadMode::Binary).unwrap();
-        assert!(dec.1.is_none());
+        let mut dec = decoder(
+            ble(),
+            &options(&[("characteristic", "2A1C")]),
+            PayloadMode::Binary,
+        )
+        .unwrap();
         assert_eq!(messages(&mut dec, "gw/exam3/2A35", &TEMP), 1);
+        assert_eq!(messages(&mut dec, "gw/exam3/unknown", &TEMP), 1);
     }
 
     #[test]
     fn a_json_payload_reads_the_envelope_and_ignores_the_topic() {
-        let mut dec = decoder(&device(&[]), PayloadMode::Json).unwrap();
-        assert!(dec.1.is_none());
+        let mut dec = decoder(ble(), &options(&[]), PayloadMode::Json).unwrap();
         let env = br#"{"chr":"2A1C","data_hex":"006e0100ff"}"#;
         assert_eq!(messages(&mut dec, "gw/exam3/2A35", env), 1);
+    }
+
+    #[test]
+    fn a_driver_without_the_capability_is_never_told_a_topic() {
+        let json = registry::driver_info("json").unwrap();
+        assert!(json.mqtt_topic.is_none());
+        let dec = decoder(json, &options(&[]), PayloadMode::Binary).unwrap();
+        assert!(!dec.1);
+        let bad = decoder(ble(), &options(&[("colour", "red")]), PayloadMode::Binary);
+        assert!(bad.err().unwrap().contains("colour"));
+    }
+
+    /// A decoder that reports the topic it was told and the payload mode its options name.
+    struct Echo {
+        handed: String,
+        topic: String,
+    }
+
+    impl Decoder for Echo {
+        fn feed(&mut self, _bytes: &[u8], out: &mut Vec<DecodeEvent>) {
+            out.push(DecodeEvent::Error(DecodeError::Malformed(format!(
+                "{} {}",
+                self.handed, self.topic
+            ))));
+        }
+
+        fn finish(&mut self, _out: &mut Vec<DecodeEvent>) {}
+
+        fn set_topic(&mut self, topic: &str) {
+            self.topic = topic.to_string();
+        }
+    }
+
+    fn echo_options(opts: &Options, payload: MqttPayload) -> Options {
+        let mut opts = opts.clone();
+        opts.insert("handed".into(), format!("{payload:?}"));
+        opts
+    }
+
+    /// A driver other than `ble-gatt` declaring the capability: only in this test.
+    static TOPIC_ECHO: DriverInfo = DriverInfo {
+        name: "topic-echo",
+        devices: "test only",
+        transports: &[Transport::Mqtt],
+        kinds: &[Kind::HeartRate],
+        framing: "one message per payload",
+        experimental: true,
+        continuous: false,
+        patient_ids: registry::PatientIds::None,
+        serial: None,
+        mqtt_topic: Some(registry::TopicInput {
+            takes: "the whole topic",
+            options: echo_options,
+        }),
+        options: &[OptionSpec {
+            key: "handed",
+            help: "set by the capability's options",
+            check: |_| Ok(()),
+        }],
+        build: |_, opts| {
+            Ok(Box::new(Echo {
+                handed: opts.get("handed").cloned().unwrap_or_default(),
+                topic: String::new(),
+            }))
+        },
+    };
+
+    #[test]
+    fn any_driver_declaring_the_capability_gets_its_options_and_every_topic() {
+        let mut dec = decoder(&TOPIC_ECHO, &options(&[]), PayloadMode::Base64).unwrap();
+        assert!(dec.1);
+        let said = |events: Vec<DecodeEvent>| match events.as_slice() {
+            [DecodeEvent::Error(DecodeError::Malformed(m))] => m.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            said(feed(&mut dec, "site/a/first", b"x")),
+            "DecodedText site/a/first"
+        );
+        assert_eq!(
+            said(feed(&mut dec, "site/b/second", b"x")),
+            "DecodedText site/b/second"
+        );
+        let mut dec = decoder(&TOPIC_ECHO, &options(&[]), PayloadMode::Json).unwrap();
+        assert_eq!(said(feed(&mut dec, "t", b"{}")), "Json t");
     }
 }

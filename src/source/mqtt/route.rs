@@ -1,5 +1,5 @@
-//! Pure helpers of the MQTT source: which device a topic belongs to, how a payload becomes the
-//! device's bytes, and which GATT characteristic a topic names. No I/O.
+//! Pure helpers of the MQTT source: which device a topic belongs to and how a payload becomes
+//! the device's bytes. No I/O.
 
 use base64::Engine as _;
 
@@ -74,12 +74,6 @@ fn e_kind(e: &hex::FromHexError) -> &'static str {
         hex::FromHexError::OddLength => "odd number of digits",
         hex::FromHexError::InvalidStringLength => "invalid length",
     }
-}
-
-/// The GATT characteristic a topic's last segment names (`gw/exam3/AA:BB/2A1C` → 0x2A1C).
-pub fn topic_characteristic(topic: &str) -> Option<u16> {
-    let last = topic.rsplit('/').next()?;
-    crate::decode::ble_gatt::parse_characteristic(last).ok()
 }
 
 #[cfg(test)]
@@ -159,13 +153,5 @@ mod tests {
         assert_eq!(e, "payload is not hex: invalid character");
         assert!(payload_bytes(PayloadMode::Hex, b"abc").is_err());
         assert!(payload_bytes(PayloadMode::Base64, b"!!!!").is_err());
-    }
-
-    #[test]
-    fn the_last_topic_segment_names_the_characteristic() {
-        assert_eq!(topic_characteristic("gw/exam3/AA:BB/2A1C"), Some(0x2A1C));
-        assert_eq!(topic_characteristic("gw/exam3/0x2a35"), Some(0x2A35));
-        assert_eq!(topic_characteristic("gw/exam3/json"), None);
-        assert_eq!(topic_characteristic("gw/exam3/FFFF"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Decoder and parser messages without the payload's own text.
+//! Decoder and parser messages without the payload's own text: what the ingest stage logs and
+//! the store keeps of a rejected payload's reason.
 //!
 //! Receives an error message (a decoder's reason, serde_json's message, a regex miss); promises
 //! the same message with every quoted span (`"…"`, `'…'`, `` `…` ``) replaced by `…`. Parsers

@@ -1,10 +1,24 @@
-//! ER7 syntax (docs/hl7-inbound.md#er7-encoding): delimiters from MSH-1/MSH-2, segments, fields, components,
-//! escapes, and the DTM time type.
+//! ER7 syntax (docs/hl7-inbound.md#er7-encoding): delimiters from MSH-1/MSH-2, segments,
+//! fields, components, escapes, and the DTM time type.
+//!
+//! Receives a message's bytes (UTF-8, else ISO 8859-1) or values to write; promises a bounded
+//! parse (at most [`MAX_SEGMENTS`] segments) into borrowed field lists, [`Hl7Error`]s that
+//! quote no field content, and escaping that keeps delimiters and line breaks out of written
+//! fields. Read by the `hl7v2` decoder (ORU^R01) and by the ACK reader; the escapes and
+//! [`format_dtm`] are also what the HL7 sink writes with.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
-use super::{Hl7Error, MAX_SEGMENTS};
-use crate::decode::DeviceTime;
+use super::Hl7Error;
+use crate::model::DeviceTime;
+
+/// Most segments accepted in one message.
+pub const MAX_SEGMENTS: usize = 2000;
+
+/// A text cut to 40 characters, for the few reasons that quote a header field (MSH-9, MSH-12).
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
 
 /// The delimiters of a message (MSH-1, MSH-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

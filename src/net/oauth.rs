@@ -1,7 +1,8 @@
-//! How the FHIR sink authenticates: nothing, a bearer token from a file, or OAuth2 client
-//! credentials (a client secret, or a SMART Backend Services private-key JWT).
+//! How vitalsd authenticates to a FHIR server: nothing, a bearer token from a file, or OAuth2
+//! client credentials (a client secret, or a SMART Backend Services private-key JWT). The one
+//! token handling of the FHIR sink and of the patient lookup that searches the same server.
 //!
-//! Receives the sink's [`FhirAuth`]; emits the bearer token for the next request.
+//! Receives a FHIR sink's [`FhirAuth`]; emits the bearer token for the next request.
 //! - **Token file**: read at first use and again whenever the file's modification time or
 //!   length changes (a rotated token is picked up without a restart). After a 401,
 //!   [`Auth::rejected`] forces one re-read even when the file looks unchanged.
@@ -9,7 +10,7 @@
 //!   `client_id` + `client_secret` or `client_assertion_type` + `client_assertion`). The access
 //!   token is cached until `expires_in` minus a margin; [`Auth::rejected`] drops it. The secret
 //!   and key files are read at each token request, so they can rotate too. The request goes
-//!   through the sink's client, which never follows redirects: a 3xx from the token endpoint
+//!   through the caller's client ([`super::http::client`]), which never follows redirects: a 3xx from the token endpoint
 //!   is [`AuthError::Redirected`] (`token_url` is https, or http only to this machine, as the
 //!   config check demands).
 //!
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
+use super::http::{bounded, read_bounded, redirect_reason};
 use super::jwt::{self, SigningKey};
-use super::response::bounded;
 use crate::config::{FhirAuth, OAuthConfig, OAuthCredential};
 
 /// The most bytes of a token endpoint's answer that are read.
@@ -48,7 +49,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Why no token is available. Retried by the sink: the receiver never saw the readings.
+/// Why no token is available. The sink retries (the receiver never saw the readings); the
+/// lookup answers "no answer".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("cannot read {}: {reason}", path.display())]
@@ -70,7 +72,7 @@ pub enum AuthError {
     BadAnswer(String),
 }
 
-/// The sink's authentication state.
+/// The authentication state of one client of a FHIR server.
 #[derive(Debug)]
 pub enum Auth {
     None,
@@ -199,12 +201,12 @@ impl OAuthClient {
             .map_err(|e| AuthError::Transport(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
-            return Err(AuthError::Redirected(super::http::redirect_reason(
+            return Err(AuthError::Redirected(redirect_reason(
                 status,
                 resp.headers(),
             )));
         }
-        let body = super::http::read_bounded(resp, MAX_TOKEN_RESPONSE)
+        let body = read_bounded(resp, MAX_TOKEN_RESPONSE)
             .await
             .map_err(AuthError::Transport)?;
         if !(200..300).contains(&status) {
