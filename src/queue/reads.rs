@@ -135,27 +135,22 @@ impl Core {
             .is_some_and(|bits| segment::bit(&bits, slot.idx())))
     }
 
-    /// Segment `seq`, indexed, from the one-segment cache or the store.
+    /// Segment `seq`, indexed, from the segment cache or the store.
     fn load_segment(&self, seq: u64) -> Result<Arc<segment::Loaded>, String> {
         let shared = &*self.shared;
-        let mut cached = shared
-            .last_segment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((s, loaded)) = &*cached {
-            if *s == seq {
-                return Ok(Arc::clone(loaded));
-            }
-        }
-        let raw = match shared.store.get(&keys::segment(seq)) {
-            Ok(Some(raw)) => raw,
-            Ok(None) => return Err(format!("segment {seq} is missing from the store")),
-            Err(e) => return Err(format!("segment {seq}: {e}")),
-        };
-        let loaded =
-            Arc::new(segment::Loaded::new(raw).map_err(|e| format!("segment {seq}: {e}"))?);
-        *cached = Some((seq, Arc::clone(&loaded)));
-        Ok(loaded)
+        shared.segments.get_or_load(seq, || {
+            let raw = match shared.store.get(&keys::segment(seq)) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return Err(format!("segment {seq} is missing from the store")),
+                Err(e) => return Err(format!("segment {seq}: {e}")),
+            };
+            segment::Loaded::new(raw).map_err(|e| format!("segment {seq}: {e}"))
+        })
+    }
+
+    /// How many segments the readers read from the store since the queue opened.
+    pub(super) fn segment_loads(&self) -> u64 {
+        self.shared.segments.loads()
     }
 
     /// The reading `id` at `slot`, or why it cannot be delivered.
