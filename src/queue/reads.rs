@@ -35,9 +35,11 @@ impl Core {
         let limit = max.saturating_add(skip.len());
         let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
         let prefix = keys::sink_prefix(keys::DUE, sink);
+        // The due list is in (not_before, id) order: its first `max` entries that are not
+        // skipped are the ones the answer can hold, so no further entry is read and decoded.
         'scan: for (k, _) in store.scan_prefix(&prefix, None, limit)? {
             let (nb, id) = keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
-            if nb > now_ms {
+            if nb > now_ms || due.len() >= max {
                 break 'scan;
             }
             if skip.contains(&id) {

@@ -4,7 +4,7 @@
 //! the store once.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +15,17 @@ use super::tests::reading;
 use super::{MemoryStore, Queue, QueueOptions, Settle};
 use crate::reading::{PatientRef, Reading, ReadingId, SinkId};
 
-/// A memory store whose applies fail while `fail` is set.
+/// A memory store that counts reads of one key and fails applies while `fail` is set.
 #[derive(Default)]
 struct Faulty {
     inner: MemoryStore,
     fail: AtomicBool,
+    gets: AtomicU64,
 }
 
 impl Store for Faulty {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key)
     }
     fn scan_prefix(
@@ -136,6 +138,37 @@ async fn a_drain_with_batches_in_flight_reads_each_segment_once() {
     // The one-segment cache this replaced read them 200 times here.
     assert!(loads <= 40, "{loads} segment reads for 40 segments");
     assert_eq!(ids_of(&q, &file(), &HashSet::new()), ids(&all));
+}
+
+#[tokio::test]
+async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
+    let store = Arc::new(Faulty::default());
+    let q = queue(store.clone());
+    let all = backlog(&q, 0, 2, 100).await;
+    let every = ids(&all);
+    let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let retried = every
+        .iter()
+        .map(|id| {
+            let reason = "HTTP 503".to_string();
+            (*id, Settle::Retry { at: past, reason })
+        })
+        .collect();
+    q.settle(&ehr(), retried).await.unwrap();
+    // 150 batches' worth of readings in flight that are not among the retried ones.
+    let skip: HashSet<ReadingId> = (0..150).map(|_| ReadingId::new()).collect();
+    let gets = store.gets.load(Ordering::SeqCst);
+    let got = q
+        .pending_excluding(&ehr(), 10, OffsetDateTime::now_utc(), &skip)
+        .unwrap();
+    assert_eq!(
+        got.iter().filter_map(|p| p.reading.id).collect::<Vec<_>>(),
+        every[..10]
+    );
+    assert!(got.iter().all(|p| p.attempts == 1));
+    let gets = store.gets.load(Ordering::SeqCst) - gets;
+    // Ten entries and their segment; reading all 160 the scan saw was 161.
+    assert!(gets <= 12, "{gets} store reads for 10 entries");
 }
 
 #[tokio::test]
