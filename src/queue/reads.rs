@@ -36,18 +36,36 @@ impl Core {
         let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
         let prefix = keys::sink_prefix(keys::DUE, sink);
         // The due list is in (not_before, id) order: its first `max` entries that are not
-        // skipped are the ones the answer can hold, so no further entry is read and decoded.
-        'scan: for (k, _) in store.scan_prefix(&prefix, None, limit)? {
-            let (nb, id) = keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
-            if nb > now_ms || due.len() >= max {
+        // skipped are the ones the answer can hold, so it is scanned a page at a time and no
+        // further entry is read and decoded.
+        let page_len = max.max(16);
+        let mut after: Option<Vec<u8>> = None;
+        let mut scanned = 0;
+        'scan: while scanned < limit && due.len() < max {
+            let page =
+                store.scan_prefix(&prefix, after.as_deref(), page_len.min(limit - scanned))?;
+            let Some((last, _)) = page.last() else {
                 break 'scan;
+            };
+            after = Some(last.clone());
+            let full = page.len() == page_len.min(limit - scanned);
+            for (k, _) in page {
+                scanned += 1;
+                let (nb, id) =
+                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
+                if nb > now_ms || due.len() >= max {
+                    break 'scan;
+                }
+                if skip.contains(&id) {
+                    continue;
+                }
+                let qkey = keys::retried(sink, id);
+                if let Some(raw) = store.get(&qkey)? {
+                    due.push((nb, id, ops::decode(&qkey, &raw)?));
+                }
             }
-            if skip.contains(&id) {
-                continue;
-            }
-            let qkey = keys::retried(sink, id);
-            if let Some(raw) = store.get(&qkey)? {
-                due.push((nb, id, ops::decode(&qkey, &raw)?));
+            if !full {
+                break 'scan;
             }
         }
         let mut looked = 0;

@@ -21,6 +21,8 @@ struct Faulty {
     inner: MemoryStore,
     fail: AtomicBool,
     gets: AtomicU64,
+    /// Entries handed out by scans of a due list.
+    due_scanned: AtomicU64,
 }
 
 impl Store for Faulty {
@@ -34,7 +36,12 @@ impl Store for Faulty {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_prefix(prefix, after, limit)
+        let page = self.inner.scan_prefix(prefix, after, limit)?;
+        if prefix.first() == Some(&super::keys::DUE) {
+            self.due_scanned
+                .fetch_add(page.len() as u64, Ordering::SeqCst);
+        }
+        Ok(page)
     }
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.last_key(prefix)
@@ -169,6 +176,19 @@ async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
     let gets = store.gets.load(Ordering::SeqCst) - gets;
     // Ten entries and their segment; reading all 160 the scan saw was 161.
     assert!(gets <= 12, "{gets} store reads for 10 entries");
+    // One page of the due list, not the 160 entries a read might have skipped.
+    assert_eq!(store.due_scanned.load(Ordering::SeqCst), 16);
+    // Entries in flight at the head of the due list are passed over, page after page.
+    let skip: HashSet<ReadingId> = every[..20].iter().copied().collect();
+    let got = q
+        .pending_excluding(&ehr(), 10, OffsetDateTime::now_utc(), &skip)
+        .unwrap();
+    assert_eq!(
+        got.iter().filter_map(|p| p.reading.id).collect::<Vec<_>>(),
+        every[20..30]
+    );
+    // Two pages: 16, then the 14 left of max + skipped = 30.
+    assert_eq!(store.due_scanned.load(Ordering::SeqCst), 16 + 30);
 }
 
 #[tokio::test]
