@@ -390,30 +390,37 @@ impl AuditLog {
     /// One line: the head plus the event's fields, or the head with the event sealed.
     fn line(&self, prev: &str, id: Uuid, entry: &AuditEntry) -> Result<Vec<u8>, AuditError> {
         let bad = |e: &dyn std::fmt::Display| AuditError::io(&self.dir, e);
-        let sealed = match &self.cipher {
-            Some(c) => {
-                let plain = serde_json::to_vec(&entry.event).map_err(|e| bad(&e))?;
-                let s = c
-                    .seal(&aad(id, prev, &rfc3339(entry.at)), &plain)
-                    .map_err(|e| bad(&e))?;
-                Some(base64::engine::general_purpose::STANDARD.encode(s))
-            }
-            None => None,
-        };
-        let head = Head {
-            prev,
-            id,
-            at: rfc3339(entry.at),
-            sealed,
-        };
-        let mut v = serde_json::to_value(&head).map_err(|e| bad(&e))?;
-        if self.cipher.is_none() {
+        let at = rfc3339(entry.at);
+        let Some(c) = &self.cipher else {
+            let head = Head {
+                prev,
+                id,
+                at,
+                sealed: None,
+            };
+            let mut v = serde_json::to_value(&head).map_err(|e| bad(&e))?;
             let ev = serde_json::to_value(&entry.event).map_err(|e| bad(&e))?;
             if let (Some(m), serde_json::Value::Object(fields)) = (v.as_object_mut(), ev) {
                 m.extend(fields);
             }
-        }
-        serde_json::to_vec(&v).map_err(|e| bad(&e))
+            return serde_json::to_vec(&v).map_err(|e| bad(&e));
+        };
+        let plain = serde_json::to_vec(&entry.event).map_err(|e| bad(&e))?;
+        let s = c.seal(&aad(id, prev, &at), &plain).map_err(|e| bad(&e))?;
+        let sealed = base64::engine::general_purpose::STANDARD.encode(s);
+        // The head alone, written directly: the same bytes as the JSON object of its fields
+        // (keys in sorted order), without building that object for every entry.
+        let mut out = Vec::with_capacity(sealed.len() + prev.len() + at.len() + 80);
+        out.extend_from_slice(b"{\"at\":");
+        serde_json::to_writer(&mut out, &at).map_err(|e| bad(&e))?;
+        out.extend_from_slice(b",\"id\":");
+        serde_json::to_writer(&mut out, &id).map_err(|e| bad(&e))?;
+        out.extend_from_slice(b",\"prev\":");
+        serde_json::to_writer(&mut out, prev).map_err(|e| bad(&e))?;
+        out.extend_from_slice(b",\"sealed\":");
+        serde_json::to_writer(&mut out, &sealed).map_err(|e| bad(&e))?;
+        out.push(b'}');
+        Ok(out)
     }
 
     /// Closes the open day (synced, then compressed in the background) and opens the file

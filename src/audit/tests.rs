@@ -389,3 +389,28 @@ fn a_failed_write_leaves_no_torn_line_and_the_retry_chains_onto_the_last_line_wr
     assert_eq!(all(&log, false).len(), 3);
     assert!(verify(dir.path(), None).unwrap().first_break.is_none());
 }
+
+#[test]
+fn a_sealed_line_is_the_json_object_of_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::from_bytes([7; 32], "test");
+    let m = Manual::new(datetime!(2026-12-06 10:00:00.123 UTC));
+    let log = AuditLog::open(opts(dir.path(), m.clock(), Some(key), u64::MAX)).unwrap();
+    let (id, entry) = set("exam-1", m.now());
+    let prev = "a\"quoted\\prev";
+    let line = log.line(prev, id, &entry).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    let sealed = v["sealed"].as_str().unwrap().to_string();
+    // The object of the same fields, as the line was written before: byte for byte.
+    let head = Head {
+        prev,
+        id,
+        at: rfc3339(entry.at),
+        sealed: Some(sealed),
+    };
+    let object = serde_json::to_vec(&serde_json::to_value(&head).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8(line).unwrap(),
+        String::from_utf8(object).unwrap()
+    );
+}

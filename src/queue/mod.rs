@@ -97,6 +97,7 @@ pub mod repair;
 mod review;
 mod scan;
 pub mod segment;
+mod segment_cache;
 mod shared;
 mod sled_store;
 mod store;
@@ -118,6 +119,8 @@ mod handle_tests;
 mod reclaim_tests;
 #[cfg(test)]
 mod reopen_tests;
+#[cfg(test)]
+mod segment_cache_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(test)]

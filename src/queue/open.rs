@@ -84,7 +84,7 @@ impl Queue {
             clock: opts.clock.0,
             reclaim,
             hints: ops::SlotHints::default(),
-            last_segment: Mutex::new(None),
+            segments: Default::default(),
         });
         Ok(Queue::from_core(Core::start(shared, next_seq)?))
     }

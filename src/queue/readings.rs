@@ -131,6 +131,12 @@ impl Queue {
         self.core.next_due(sink)
     }
 
+    /// How many segments the readers read from the store (not from their cache) since the
+    /// queue opened: what a delivery read costs, for tests and benchmarks.
+    pub fn segment_loads(&self) -> u64 {
+        self.core.segment_loads()
+    }
+
     /// Counters of readings, pending and dead entries per sink, the live bytes by class
     /// (undelivered against the cap, history against its own bound) and the size on disk.
     pub fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -171,33 +177,61 @@ impl Queue {
         sink: &SinkId,
         results: Vec<(ReadingId, Settle)>,
     ) -> Result<(), QueueError> {
-        if results.is_empty() {
-            return self.core.shared().map(|_| ());
+        self.settle_audited_now(sink, results).await
+    }
+
+    /// [`Queue::settle_audited`], handed to the writer by this call (not when the future is
+    /// first polled): settles requested one after the other are applied in that order, and
+    /// the caller can go on while the writer makes them durable (the delivery loop requests
+    /// the next batch's settle before the last one is synced).
+    pub fn settle_audited_now(
+        &self,
+        sink: &SinkId,
+        results: Vec<(ReadingId, Settle)>,
+    ) -> impl std::future::Future<Output = Result<(), QueueError>> + Send + 'static {
+        let asked = if results.is_empty() {
+            self.core.shared().map(|_| None)
+        } else {
+            self.stage_settle(sink.clone(), results).map(Some)
+        };
+        async move {
+            match asked? {
+                Some(answer) => answer.await.map_err(|_| QueueError::Closed)?,
+                None => Ok(()),
+            }
         }
-        let sink = sink.clone();
-        self.core
-            .stage(move |tx, ctx| {
-                let mut events = Vec::new();
-                for (id, s) in &results {
-                    if !ops::has_pending(tx, ctx, &sink, *id)? {
-                        continue;
-                    }
-                    let (outcome, reason) = match s {
-                        Settle::Delivered => (DeliveryOutcome::Delivered, None),
-                        Settle::Dead { reason } => (DeliveryOutcome::Dead, Some(reason.clone())),
-                        Settle::Retry { .. } => continue,
-                    };
-                    events.push(AuditEvent::Delivery {
-                        reading: *id,
-                        sink: sink.clone(),
-                        outcome,
-                        reason,
-                    });
+    }
+
+    /// Hands the audited settle of `results` to the writer; the receiver gets its answer.
+    fn stage_settle(
+        &self,
+        sink: SinkId,
+        results: Vec<(ReadingId, Settle)>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), QueueError>>, QueueError> {
+        self.core.shared()?;
+        let (run, answer) = super::command::stage(move |tx, ctx| {
+            let mut events = Vec::new();
+            for (id, s) in &results {
+                if !ops::has_pending(tx, ctx, &sink, *id)? {
+                    continue;
                 }
-                ops::settle(tx, ctx, &sink, &results)?;
-                super::audit::append(tx, ops::from_ms(ctx.now_ms), events)
-            })
-            .await
+                let (outcome, reason) = match s {
+                    Settle::Delivered => (DeliveryOutcome::Delivered, None),
+                    Settle::Dead { reason } => (DeliveryOutcome::Dead, Some(reason.clone())),
+                    Settle::Retry { .. } => continue,
+                };
+                events.push(AuditEvent::Delivery {
+                    reading: *id,
+                    sink: sink.clone(),
+                    outcome,
+                    reason,
+                });
+            }
+            ops::settle(tx, ctx, &sink, &results)?;
+            super::audit::append(tx, ops::from_ms(ctx.now_ms), events)
+        });
+        self.core.send(Command::Stage(run))?;
+        Ok(answer)
     }
 
     /// Resolves when entries became pending for `sink` since the last call (one stored permit,

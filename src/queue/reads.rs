@@ -35,17 +35,37 @@ impl Core {
         let limit = max.saturating_add(skip.len());
         let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
         let prefix = keys::sink_prefix(keys::DUE, sink);
-        'scan: for (k, _) in store.scan_prefix(&prefix, None, limit)? {
-            let (nb, id) = keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
-            if nb > now_ms {
+        // The due list is in (not_before, id) order: its first `max` entries that are not
+        // skipped are the ones the answer can hold, so it is scanned a page at a time and no
+        // further entry is read and decoded.
+        let page_len = max.max(16);
+        let mut after: Option<Vec<u8>> = None;
+        let mut scanned = 0;
+        'scan: while scanned < limit && due.len() < max {
+            let page =
+                store.scan_prefix(&prefix, after.as_deref(), page_len.min(limit - scanned))?;
+            let Some((last, _)) = page.last() else {
                 break 'scan;
+            };
+            after = Some(last.clone());
+            let full = page.len() == page_len.min(limit - scanned);
+            for (k, _) in page {
+                scanned += 1;
+                let (nb, id) =
+                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
+                if nb > now_ms || due.len() >= max {
+                    break 'scan;
+                }
+                if skip.contains(&id) {
+                    continue;
+                }
+                let qkey = keys::retried(sink, id);
+                if let Some(raw) = store.get(&qkey)? {
+                    due.push((nb, id, ops::decode(&qkey, &raw)?));
+                }
             }
-            if skip.contains(&id) {
-                continue;
-            }
-            let qkey = keys::retried(sink, id);
-            if let Some(raw) = store.get(&qkey)? {
-                due.push((nb, id, ops::decode(&qkey, &raw)?));
+            if !full {
+                break 'scan;
             }
         }
         let mut looked = 0;
@@ -135,27 +155,22 @@ impl Core {
             .is_some_and(|bits| segment::bit(&bits, slot.idx())))
     }
 
-    /// Segment `seq`, indexed, from the one-segment cache or the store.
+    /// Segment `seq`, indexed, from the segment cache or the store.
     fn load_segment(&self, seq: u64) -> Result<Arc<segment::Loaded>, String> {
         let shared = &*self.shared;
-        let mut cached = shared
-            .last_segment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((s, loaded)) = &*cached {
-            if *s == seq {
-                return Ok(Arc::clone(loaded));
-            }
-        }
-        let raw = match shared.store.get(&keys::segment(seq)) {
-            Ok(Some(raw)) => raw,
-            Ok(None) => return Err(format!("segment {seq} is missing from the store")),
-            Err(e) => return Err(format!("segment {seq}: {e}")),
-        };
-        let loaded =
-            Arc::new(segment::Loaded::new(raw).map_err(|e| format!("segment {seq}: {e}"))?);
-        *cached = Some((seq, Arc::clone(&loaded)));
-        Ok(loaded)
+        shared.segments.get_or_load(seq, || {
+            let raw = match shared.store.get(&keys::segment(seq)) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return Err(format!("segment {seq} is missing from the store")),
+                Err(e) => return Err(format!("segment {seq}: {e}")),
+            };
+            segment::Loaded::new(raw).map_err(|e| format!("segment {seq}: {e}"))
+        })
+    }
+
+    /// How many segments the readers read from the store since the queue opened.
+    pub(super) fn segment_loads(&self) -> u64 {
+        self.shared.segments.loads()
     }
 
     /// The reading `id` at `slot`, or why it cannot be delivered.

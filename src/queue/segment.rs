@@ -89,7 +89,7 @@ fn index(bytes: &[u8]) -> Result<Index, SegmentError> {
     Ok(entries)
 }
 
-/// A segment read from the store, indexed once and kept (the queue caches the last one read).
+/// A segment read from the store, indexed once and kept (the queue caches the recent ones).
 #[derive(Debug)]
 pub struct Loaded {
     bytes: Vec<u8>,
@@ -106,6 +106,11 @@ impl Loaded {
     pub fn get(&self, idx: u32) -> Option<(ReadingId, &[u8])> {
         let &(id, start, len) = self.entries.get(idx as usize)?;
         Some((id, &self.bytes[start..start + len]))
+    }
+
+    /// Bytes held: the value and its index.
+    pub fn size(&self) -> usize {
+        self.bytes.len() + self.entries.len() * std::mem::size_of::<(ReadingId, usize, usize)>()
     }
 }
 

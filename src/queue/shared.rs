@@ -47,9 +47,8 @@ pub struct Shared {
     pub sync_failed: AtomicBool,
     /// Where listed entries are stored, for settling them without a search.
     pub hints: ops::SlotHints,
-    /// The last segment a reader loaded, indexed: `(seq, segment)`. Segments never change and
-    /// a number is never reused while the queue is open, so it cannot go stale.
-    pub last_segment: Mutex<Option<(u64, Arc<super::segment::Loaded>)>>,
+    /// The segments readers loaded last, indexed (see `segment_cache`).
+    pub segments: super::segment_cache::SegmentCache,
 }
 
 impl Shared {

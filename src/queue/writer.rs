@@ -330,6 +330,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tx.counters = self.shared.counters().clone();
+                    self.shared.segments.forget();
                     tracing::error!(error = %e, "queue write failed; the callers are told and must not acknowledge");
                     Err(e)
                 }
@@ -387,6 +388,7 @@ impl Writer {
         let run = r.run();
         // A store was closed and another opened (or the old one again): cached chunks go.
         self.shared.dedupe.forget();
+        self.shared.segments.forget();
         match run {
             Ok((before, after)) => {
                 self.shared.disk_bytes.store(after, Ordering::Relaxed);

@@ -16,6 +16,11 @@
 //!   `max_attempts_per_reading` such failures (counted by this loop) one is dead-lettered with
 //!   "gave up after N attempts: <reason>". Entries in backoff are not due, so others flow.
 //!
+//! A batch's settle is requested as soon as its turn comes, and the loop goes on (reading and
+//! sending with the other free handles) while the queue makes it durable: the settles of
+//! several batches then share one group commit and one sync. A batch's readings stay in flight
+//! (never read into a new batch) and its sink handle stays taken until its settle is durable.
+//!
 //! Every batch outcome is also recorded in the sink's [`SinkStatus`] when one is given (last
 //! success, last error and since when the sink is failing: the status page and `/readyz`).
 //!
@@ -28,6 +33,8 @@
 //! it needs ([`DeliveryQueue`]), `settle.rs` the pure decisions from a batch's outcomes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +133,7 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     tracing::info!(sink = %id, in_flight = free.len(), "delivery started");
     let mut run = Run {
         queue,
-        id,
+        id: &id,
         max,
         policy,
         report,
@@ -136,13 +143,14 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
         tasks: JoinSet::new(),
         flights: VecDeque::new(),
         landed: HashMap::new(),
+        settling: VecDeque::new(),
         in_flight: HashSet::new(),
         next_seq: 0,
         hold_until: None,
         drained: false,
     };
     run.drive(&cancel).await;
-    tracing::info!(sink = %run.id, "delivery stopped");
+    tracing::info!(sink = %id, "delivery stopped");
 }
 
 /// A batch the sink has finished with, waiting to be settled in send order.
@@ -162,6 +170,17 @@ struct Flight {
     failures_at_send: u32,
 }
 
+/// The answer of a settle the queue was asked for.
+type SettleFuture<'q> = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'q>>;
+
+/// A planned batch whose settle was requested and is not durable yet.
+struct Settling<'q> {
+    settled: SettleFuture<'q>,
+    sink: Box<dyn Sink>,
+    readings: Vec<Reading>,
+    delivered: Vec<Reading>,
+}
+
 /// What [`Run::send_next`] did.
 enum Sent {
     Batch,
@@ -173,6 +192,7 @@ enum Sent {
 /// What woke the loop while batches are in flight.
 enum Wake {
     Landed(Option<Result<Landed, tokio::task::JoinError>>),
+    Settled(Result<(), QueueError>),
     Cancelled,
     NewEntries,
     HoldOver,
@@ -182,7 +202,7 @@ enum Wake {
 /// with its own sink handle; results settled strictly in send order.
 struct Run<'q, Q: ?Sized> {
     queue: &'q Q,
-    id: SinkId,
+    id: &'q SinkId,
     max: usize,
     policy: RetryPolicy,
     report: Reporting,
@@ -195,6 +215,8 @@ struct Run<'q, Q: ?Sized> {
     flights: VecDeque<Flight>,
     /// Finished batches waiting for an older one to be settled first.
     landed: HashMap<u64, Landed>,
+    /// Settles requested, oldest first (the queue answers them in that order).
+    settling: VecDeque<Settling<'q>>,
     /// Every reading of a sent, unsettled batch: never fetched into a second batch.
     in_flight: HashSet<ReadingId>,
     next_seq: u64,
@@ -204,7 +226,7 @@ struct Run<'q, Q: ?Sized> {
     drained: bool,
 }
 
-impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
+impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
     async fn drive(&mut self, cancel: &CancellationToken) {
         loop {
             if !cancel.is_cancelled() && self.may_send() {
@@ -215,7 +237,7 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
                     Sent::QueueError => {}
                 }
             }
-            if self.flights.is_empty() {
+            if self.flights.is_empty() && self.settling.is_empty() {
                 if cancel.is_cancelled() {
                     return;
                 }
@@ -223,7 +245,7 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
                     pause(cancel, until - Instant::now()).await;
                     continue;
                 }
-                idle(self.queue, &self.id, cancel, &self.clock).await;
+                idle(self.queue, self.id, cancel, &self.clock).await;
                 self.drained = false;
                 continue;
             }
@@ -232,18 +254,23 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
             let hold = self
                 .hold_until
                 .filter(|u| *u > Instant::now() && !self.free.is_empty() && !cancelled);
+            let settling = !self.settling.is_empty();
             let wake = tokio::select! {
-                landed = self.tasks.join_next() => Wake::Landed(landed),
+                settled = next_settled(&mut self.settling), if settling => Wake::Settled(settled),
+                landed = self.tasks.join_next(), if !self.tasks.is_empty() || !settling => Wake::Landed(landed),
                 () = cancel.cancelled(), if !cancelled => Wake::Cancelled,
-                () = self.queue.wait_new(&self.id), if listen => Wake::NewEntries,
+                () = self.queue.wait_new(self.id), if listen => Wake::NewEntries,
                 () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => Wake::HoldOver,
             };
             match wake {
-                Wake::Landed(Some(Ok(landed))) => {
-                    self.landed.insert(landed.seq, landed);
-                    if !self.settle_landed().await {
+                Wake::Settled(settled) => {
+                    if !self.settled(settled) {
                         return;
                     }
+                }
+                Wake::Landed(Some(Ok(landed))) => {
+                    self.landed.insert(landed.seq, landed);
+                    self.settle_landed();
                 }
                 Wake::Landed(Some(Err(e))) => {
                     if e.is_panic() {
@@ -272,7 +299,7 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
         let now = (self.clock)();
         let batch = match self
             .queue
-            .pending_excluding(&self.id, self.max, now, &self.in_flight)
+            .pending_excluding(self.id, self.max, now, &self.in_flight)
             .await
         {
             Ok(b) => b,
@@ -314,9 +341,9 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
         Sent::Batch
     }
 
-    /// Settles every finished batch whose older batches are settled. False: stop the loop
-    /// (the queue is closed).
-    async fn settle_landed(&mut self) -> bool {
+    /// Plans every finished batch whose older batches are planned, in send order, and asks
+    /// the queue to settle it (see [`Run::settled`] for what happens once that is durable).
+    fn settle_landed(&mut self) {
         while let Some(flight) = self.flights.front() {
             let Some(landed) = self.landed.remove(&flight.seq) else {
                 break;
@@ -330,11 +357,9 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
                 retry_after,
                 ..
             } = landed;
-            self.free.push(sink);
-            self.drained = false;
             let now = (self.clock)();
             let mut plan = plan(
-                &self.id,
+                self.id,
                 &readings,
                 outcomes,
                 &self.policy,
@@ -343,42 +368,64 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
                 failures_at_send,
             );
             honour_retry_after(&mut plan, now, retry_after);
-            let delivered = plan.delivered.len();
             if let Some(status) = &self.report.status {
                 record(status, &plan, now);
             }
-            let settled = if plan.settles.is_empty() {
-                Ok(())
-            } else {
-                self.queue.settle(&self.id, plan.settles).await
-            };
-            for r in &readings {
-                if let Some(rid) = r.id {
-                    self.in_flight.remove(&rid);
-                }
-            }
-            if let Err(e) = settled {
-                // The entries stay pending and are sent again: at-least-once, and every sink
-                // is idempotent on the reading id.
-                tracing::error!(sink = %self.id, error = %e, "cannot record delivery results");
-                if matches!(e, QueueError::Closed) {
-                    return false;
-                }
-                self.hold(self.policy.delay(1));
-                continue;
-            }
-            if let Some(tx) = &self.report.events {
-                for reading in plan.delivered {
-                    // No receiver is fine: events are for display only.
-                    let _ = tx.send(DeliveryEvent {
-                        sink: self.id.clone(),
-                        reading,
-                    });
-                }
-            }
-            tracing::debug!(sink = %self.id, batch = readings.len(), delivered, "batch settled");
+            // Before the settle is durable: no batch is sent in the backoff meanwhile.
             if let Some(wait) = plan.sink_backoff {
                 self.hold(wait);
+            }
+            let settled: SettleFuture<'q> = if plan.settles.is_empty() {
+                Box::pin(std::future::ready(Ok(())))
+            } else {
+                self.queue.settle(self.id, plan.settles)
+            };
+            self.settling.push_back(Settling {
+                settled,
+                sink,
+                readings,
+                delivered: plan.delivered,
+            });
+        }
+    }
+
+    /// The oldest requested settle was answered: its readings leave the set in flight and its
+    /// sink handle is free again. False: stop the loop (the queue is closed).
+    fn settled(&mut self, settled: Result<(), QueueError>) -> bool {
+        let Some(Settling {
+            sink,
+            readings,
+            delivered,
+            ..
+        }) = self.settling.pop_front()
+        else {
+            return true;
+        };
+        self.free.push(sink);
+        self.drained = false;
+        for r in &readings {
+            if let Some(rid) = r.id {
+                self.in_flight.remove(&rid);
+            }
+        }
+        if let Err(e) = settled {
+            // The entries stay pending and are sent again: at-least-once, and every sink
+            // is idempotent on the reading id.
+            tracing::error!(sink = %self.id, error = %e, "cannot record delivery results");
+            if matches!(e, QueueError::Closed) {
+                return false;
+            }
+            self.hold(self.policy.delay(1));
+            return true;
+        }
+        tracing::debug!(sink = %self.id, batch = readings.len(), delivered = delivered.len(), "batch settled");
+        if let Some(tx) = &self.report.events {
+            for reading in delivered {
+                // No receiver is fine: events are for display only.
+                let _ = tx.send(DeliveryEvent {
+                    sink: self.id.clone(),
+                    reading,
+                });
             }
         }
         true
@@ -391,6 +438,14 @@ impl<Q: DeliveryQueue + ?Sized> Run<'_, Q> {
     }
 }
 
+/// The answer of the oldest requested settle (`settling` is not empty).
+async fn next_settled(settling: &mut VecDeque<Settling<'_>>) -> Result<(), QueueError> {
+    match settling.front_mut() {
+        Some(s) => s.settled.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Waits for a new entry, the next scheduled retry, or cancellation.
 async fn idle<Q: DeliveryQueue + ?Sized>(
     queue: &Q,
@@ -398,7 +453,7 @@ async fn idle<Q: DeliveryQueue + ?Sized>(
     cancel: &CancellationToken,
     clock: &Clock,
 ) {
-    let wait = match queue.next_due(id) {
+    let wait = match queue.next_due(id).await {
         Ok(Some(at)) => unsigned(at - clock()).min(IDLE_SAFETY_NET),
         Ok(None) => IDLE_SAFETY_NET,
         Err(e) => {

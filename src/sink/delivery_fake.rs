@@ -32,6 +32,8 @@ pub struct State {
 pub struct FakeQueue {
     pub state: Mutex<State>,
     pub notify: Notify,
+    /// How long a settle takes to be answered (its sync), after it was applied.
+    pub settle_takes: Mutex<std::time::Duration>,
 }
 
 impl FakeQueue {
@@ -73,15 +75,20 @@ impl DeliveryQueue for FakeQueue {
             .collect();
         Box::pin(std::future::ready(Ok(due)))
     }
-    fn next_due(&self, _: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
-        Ok(self.with(|s| s.entries.values().map(|e| e.due).min()))
+    fn next_due<'a>(
+        &'a self,
+        _: &'a SinkId,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<OffsetDateTime>, QueueError>> + Send + 'a>> {
+        let due = self.with(|s| s.entries.values().map(|e| e.due).min());
+        Box::pin(std::future::ready(Ok(due)))
     }
     fn settle<'a>(
         &'a self,
         _: &'a SinkId,
         results: Vec<(ReadingId, Settle)>,
     ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>> {
-        Box::pin(async move {
+        // Applied by the call, like the real queue's request: in the order of the calls.
+        {
             let mut s = self.state.lock().expect("lock");
             for (id, settle) in results {
                 match settle {
@@ -101,6 +108,11 @@ impl DeliveryQueue for FakeQueue {
                     }
                 }
             }
+        }
+        // The sync runs from the call on, whether or not the answer is awaited yet.
+        let synced = tokio::time::Instant::now() + *self.settle_takes.lock().expect("lock");
+        Box::pin(async move {
+            tokio::time::sleep_until(synced).await;
             Ok(())
         })
     }

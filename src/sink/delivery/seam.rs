@@ -40,7 +40,14 @@ pub trait DeliveryQueue: Send + Sync {
             Ok(due)
         })
     }
-    fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError>;
+    /// The earliest time an entry of `sink` is due; reads the store, so [`Queue`] runs it on
+    /// the blocking pool (the loop calls it each time it goes idle).
+    fn next_due<'a>(
+        &'a self,
+        sink: &'a SinkId,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<OffsetDateTime>, QueueError>> + Send + 'a>>;
+    /// Records a batch's results. The request is made by the call itself, so settles take
+    /// effect in the order they were called; the future only waits until it is durable.
     fn settle<'a>(
         &'a self,
         sink: &'a SinkId,
@@ -90,8 +97,12 @@ impl DeliveryQueue for Queue {
                 })
         })
     }
-    fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
-        Queue::next_due(self, sink)
+    fn next_due<'a>(
+        &'a self,
+        sink: &'a SinkId,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<OffsetDateTime>, QueueError>> + Send + 'a>> {
+        let sink = sink.clone();
+        Box::pin(self.read(move |q| q.next_due(&sink)))
     }
     fn settle<'a>(
         &'a self,
@@ -99,7 +110,7 @@ impl DeliveryQueue for Queue {
         results: Vec<(ReadingId, Settle)>,
     ) -> Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'a>> {
         // Each final answer is also written to the audit log, in the same batch.
-        Box::pin(Queue::settle_audited(self, sink, results))
+        Box::pin(Queue::settle_audited_now(self, sink, results))
     }
     fn wait_new<'a>(&'a self, sink: &'a SinkId) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(Queue::wait_new(self, sink))

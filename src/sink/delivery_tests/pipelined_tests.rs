@@ -149,6 +149,31 @@ async fn the_whole_sink_backoff_stops_new_batches() {
     q.with(|s| assert!(s.dead.is_empty() && s.delivered.is_empty()));
 }
 
+/// A settle being made durable does not hold up the loop: the other handles go on reading and
+/// sending, and a batch's handle is free again only once its settle is answered.
+#[tokio::test]
+async fn the_next_batches_go_out_while_a_settle_is_made_durable() {
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(5),
+        fast_policy(),
+        PIPELINED,
+    );
+    *rig.queue.settle_takes.lock().expect("lock") = Duration::from_millis(100);
+    let t0 = Instant::now();
+    let ids = push_many(&rig, 24);
+    rig.until("all delivered", |s| s.delivered.len() == 24)
+        .await;
+    let took = t0.elapsed();
+    // One settle at a time: 12 batches × 100 ms at least; four overlapping: about 3 × 105 ms.
+    assert!(took < Duration::from_millis(800), "took {took:?}");
+    assert!(rig.seen.most_in_flight.load(AtomicOrdering::SeqCst) <= 4);
+    assert!(rig.seen.doubled.lock().expect("lock").is_empty());
+    assert_eq!(rig.calls().len(), 12, "every reading sent once");
+    let q = rig.stop().await;
+    q.with(|s| assert_eq!(s.delivered, ids, "settled in send order"));
+}
+
 /// The real queue hands out the oldest due readings that are not in flight, and reads none of
 /// the skipped ones.
 #[tokio::test]
