@@ -12,7 +12,8 @@ use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
 use super::files::{self, DayFile};
-use super::{aad, sha256_hex, AuditError, GENESIS};
+use super::line::aad;
+use super::{sha256_hex, AuditError, GENESIS};
 use crate::context::audit::{AuditEntry, AuditEvent};
 use crate::queue::cipher::RecordCipher;
 

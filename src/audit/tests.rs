@@ -2,6 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use time::macros::datetime;
 
+use super::line::{rfc3339, Head};
 use super::*;
 use crate::context::audit::{AuditEvent, ContextSource};
 use crate::reading::PatientRef;
