@@ -60,12 +60,6 @@ pub fn classify_http(status: u16, body_hint: &str) -> Outcome {
     }
 }
 
-/// A transport failure before any status was received (connect refused, timeout, TLS error,
-/// reset): always worth retrying, the receiver never judged the reading.
-pub fn classify_transport_error(what: &str) -> Outcome {
-    Outcome::Retry(format!("transport: {what}"))
-}
-
 /// The HTTP status of a FHIR interaction (a whole transaction, or one entry of its response)
 /// → outcome. As [`classify_http`], with two FHIR rules:
 /// - 401 and 403 retry: the sink's credentials are wrong or expired, not the reading.
@@ -133,14 +127,6 @@ mod tests {
             panic!("503 must retry");
         };
         assert_eq!(r.len(), "HTTP 503: ".len() + HINT_MAX_CHARS);
-    }
-
-    #[test]
-    fn a_transport_error_is_retried() {
-        assert_eq!(
-            classify_transport_error("connection refused"),
-            Outcome::Retry("transport: connection refused".into())
-        );
     }
 
     #[test]
