@@ -4,63 +4,20 @@
 //! the store once.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::store::{Batch, Entry, Store, StoreError};
+use super::store::Store;
+use super::test_store::HookedStore;
 use super::tests::reading;
 use super::{MemoryStore, Queue, QueueOptions, Settle};
 use crate::reading::{PatientRef, Reading, ReadingId, SinkId};
 
-/// A memory store that counts reads of one key and fails applies while `fail` is set.
-#[derive(Default)]
-struct Faulty {
-    inner: MemoryStore,
-    fail: AtomicBool,
-    gets: AtomicU64,
-    /// Entries handed out by scans of a due list.
-    due_scanned: AtomicU64,
-}
-
-impl Store for Faulty {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key)
-    }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let page = self.inner.scan_prefix(prefix, after, limit)?;
-        if prefix.first() == Some(&super::keys::DUE) {
-            self.due_scanned
-                .fetch_add(page.len() as u64, Ordering::SeqCst);
-        }
-        Ok(page)
-    }
-    fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(prefix)
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io("injected apply failure".into()));
-        }
-        self.inner.apply(batch)
-    }
-    fn sync(&self) -> Result<(), StoreError> {
-        self.inner.sync()
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.size_on_disk()
-    }
-    fn sync_count(&self) -> u64 {
-        self.inner.sync_count()
-    }
+/// Counts single-key reads and the entries of due-list scans; applies fail on request.
+fn hooked() -> Arc<HookedStore> {
+    Arc::new(HookedStore::new().count_scans(|p| p.first() == Some(&super::keys::DUE)))
 }
 
 fn ehr() -> SinkId {
@@ -149,7 +106,7 @@ async fn a_drain_with_batches_in_flight_reads_each_segment_once() {
 
 #[tokio::test]
 async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
-    let store = Arc::new(Faulty::default());
+    let store = hooked();
     let q = queue(store.clone());
     let all = backlog(&q, 0, 2, 100).await;
     let every = ids(&all);
@@ -164,7 +121,7 @@ async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
     q.settle(&ehr(), retried).await.unwrap();
     // 150 batches' worth of readings in flight that are not among the retried ones.
     let skip: HashSet<ReadingId> = (0..150).map(|_| ReadingId::new()).collect();
-    let gets = store.gets.load(Ordering::SeqCst);
+    let gets = store.gets();
     let got = q
         .pending_excluding(&ehr(), 10, OffsetDateTime::now_utc(), &skip)
         .unwrap();
@@ -173,11 +130,11 @@ async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
         every[..10]
     );
     assert!(got.iter().all(|p| p.attempts == 1));
-    let gets = store.gets.load(Ordering::SeqCst) - gets;
+    let gets = store.gets() - gets;
     // Ten entries and their segment; reading all 160 the scan saw was 161.
     assert!(gets <= 12, "{gets} store reads for 10 entries");
     // One page of the due list, not the 160 entries a read might have skipped.
-    assert_eq!(store.due_scanned.load(Ordering::SeqCst), 16);
+    assert_eq!(store.counted_entries(), 16);
     // Entries in flight at the head of the due list are passed over, page after page.
     let skip: HashSet<ReadingId> = every[..20].iter().copied().collect();
     let got = q
@@ -188,7 +145,7 @@ async fn a_read_decodes_no_more_retried_entries_than_it_hands_out() {
         every[20..30]
     );
     // Two pages: 16, then the 14 left of max + skipped = 30.
-    assert_eq!(store.due_scanned.load(Ordering::SeqCst), 16 + 30);
+    assert_eq!(store.counted_entries(), 16 + 30);
 }
 
 #[tokio::test]
@@ -268,18 +225,18 @@ async fn settles_retries_and_dead_letters_are_seen_through_cached_segments() {
 
 #[tokio::test]
 async fn a_failed_settle_leaves_the_readings_due_and_a_restart_reads_the_store() {
-    let store = Arc::new(Faulty::default());
+    let store = hooked();
     let q = queue(store.clone());
     let all = backlog(&q, 0, 2, 3).await;
     let every = ids(&all);
     assert_eq!(ids_of(&q, &ehr(), &HashSet::new()), every);
-    store.fail.store(true, Ordering::SeqCst);
+    store.fail_applies(true);
     let results: Vec<(ReadingId, Settle)> = every[..3]
         .iter()
         .map(|id| (*id, Settle::Delivered))
         .collect();
     assert!(q.settle(&ehr(), results.clone()).await.is_err());
-    store.fail.store(false, Ordering::SeqCst);
+    store.fail_applies(false);
     assert_eq!(
         ids_of(&q, &ehr(), &HashSet::new()),
         every,

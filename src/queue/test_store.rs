@@ -26,6 +26,8 @@ pub struct HookedStore {
     inner: Box<dyn Store>,
     counted: Option<fn(&[u8]) -> bool>,
     counted_scans: AtomicU64,
+    counted_entries: AtomicU64,
+    gets: AtomicU64,
     widest_scan: AtomicUsize,
     fail_applies: AtomicBool,
     fail_syncs: AtomicBool,
@@ -53,6 +55,8 @@ impl HookedStore {
             inner,
             counted: None,
             counted_scans: AtomicU64::new(0),
+            counted_entries: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
             widest_scan: AtomicUsize::new(0),
             fail_applies: AtomicBool::new(false),
             fail_syncs: AtomicBool::new(false),
@@ -72,6 +76,16 @@ impl HookedStore {
     /// How many scans the [`count_scans`](Self::count_scans) predicate accepted.
     pub fn counted_scans(&self) -> u64 {
         self.counted_scans.load(Ordering::SeqCst)
+    }
+
+    /// The entries the scans [`count_scans`](Self::count_scans) accepted returned.
+    pub fn counted_entries(&self) -> u64 {
+        self.counted_entries.load(Ordering::SeqCst)
+    }
+
+    /// How many single-key reads (`get`) reached the store.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::SeqCst)
     }
 
     /// The most entries one scan returned since the store was made or this was last reset.
@@ -122,6 +136,7 @@ impl HookedStore {
 
 impl Store for HookedStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key)
     }
 
@@ -131,10 +146,15 @@ impl Store for HookedStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        if self.counted.is_some_and(|which| which(prefix)) {
+        let counted = self.counted.is_some_and(|which| which(prefix));
+        if counted {
             self.counted_scans.fetch_add(1, Ordering::SeqCst);
         }
         let page = self.inner.scan_prefix(prefix, after, limit)?;
+        if counted {
+            self.counted_entries
+                .fetch_add(page.len() as u64, Ordering::SeqCst);
+        }
         self.widest_scan.fetch_max(page.len(), Ordering::SeqCst);
         Ok(page)
     }
