@@ -3,19 +3,21 @@
 
 mod support;
 
-use support::{http, with_token, Admin, Daemon, DaemonBuilder, Sink, AUTH};
+use support::{http, Admin, DaemonBuilder, Device, Running, Sink, AUTH};
 
-fn write_config(tmp: &std::path::Path, listen: &str, token_file: &str) -> std::path::PathBuf {
-    let cfg = format!(
-        "[daemon]\ndata_dir = {:?}\nadmin_listen = {listen:?}\nadmin_token_file = {token_file:?}\nshutdown_timeout = \"5s\"\n\n\
-         [[device]]\nid = \"mon\"\ndriver = \"hl7v2\"\nroom = \"exam-1\"\nmllp = {{ listen = \"127.0.0.1:0\" }}\n\n\
-         [[sink]]\nid = \"outbox\"\ntype = \"file\"\ndir = {:?}\nformat = \"reading\"\n",
-        tmp.join("data"),
-        tmp.join("outbox"),
-    );
-    let p = tmp.join("vitalsd.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+/// The daemon of these tests: an HL7 monitor in exam-1 and a file outbox, the admin API as
+/// `admin` says on `listen`.
+fn site(dir: &std::path::Path, admin: Admin, listen: &str) -> DaemonBuilder {
+    DaemonBuilder::new(dir)
+        .admin(admin)
+        .admin_listen(listen)
+        .device(Device::mllp("mon", "hl7v2", "exam-1", "127.0.0.1:0"))
+        .outbox("reading")
+}
+
+/// [`site`] on loopback with the token file, started.
+fn start(dir: &std::path::Path) -> Running {
+    site(dir, Admin::Token, "127.0.0.1:0").start()
 }
 
 const SET: &str = r#"{"id":"MRN0012345","system":"urn:oid:1.2.3","by":"ma-jo"}"#;
@@ -23,12 +25,10 @@ const SET: &str = r#"{"id":"MRN0012345","system":"urn:oid:1.2.3","by":"ma-jo"}"#
 #[test]
 fn a_non_loopback_admin_address_without_a_token_file_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), "0.0.0.0:0", "");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let cfg = site(tmp.path(), Admin::Open, "0.0.0.0:0").write();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!text.contains("admin_token_file"), "{text}");
+    let out = support::vitalsd_with_config(&cfg, &["run"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin_token_file"), "{err}");
@@ -37,12 +37,8 @@ fn a_non_loopback_admin_address_without_a_token_file_is_refused_at_start() {
 #[test]
 fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let token = tmp.path().join("admin.token");
-    std::fs::write(&token, "s3cret-token\n").unwrap();
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let cfg = write_config(tmp.path(), "127.0.0.1:0", token.to_str().unwrap());
-    let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = d.admin_addr();
+    let d = start(tmp.path());
+    let addr = d.admin();
 
     assert_eq!(http(&addr, "GET", "/healthz", &[], "").0, 200);
     let (st, body) = http(&addr, "GET", "/readyz", &[], "");
@@ -69,7 +65,7 @@ fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
         401,
         "the audit trail holds identifiers"
     );
-    let auth = [("Authorization", "Bearer s3cret-token")];
+    let auth = [AUTH];
     let (st, body) = http(&addr, "PUT", path, &auth, SET);
     assert_eq!(st, 200, "{body}");
 
@@ -98,11 +94,8 @@ fn with_a_token_mutating_calls_need_it_and_reads_of_status_do_not() {
 #[test]
 fn cross_origin_requests_and_huge_bodies_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), "127.0.0.1:0", "");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, with_token(&text, tmp.path())).unwrap();
-    let d = Daemon::start(&cfg, &tmp.path().join("log"));
-    let addr = d.admin_addr();
+    let d = start(tmp.path());
+    let addr = d.admin();
     let path = "/api/rooms/exam-1/patient";
 
     let (st, _) = http(

@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use support::mosquitto::Mosquitto;
-use support::{http, Daemon};
+use support::mosquitto::{publish, weight_at, Mosquitto};
+use support::{http, plain, Admin, Daemon, DaemonBuilder, Device, Sink};
 
 /// Messages published: about three times what fits in the small data_dir.
 const MESSAGES: i64 = 6000;
@@ -55,76 +54,37 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A `json` driver payload: a body weight whose value tells messages apart.
-fn weight(centi_kg: i64) -> Vec<u8> {
-    format!(
-        r#"{{"kind":"body_weight","device_time":"2026-11-27T12:00:00Z","values":[{{"name":"weight","value":{}.{:02},"unit":"kg"}}]}}"#,
-        centi_kg / 100,
-        centi_kg % 100
-    )
-    .into_bytes()
-}
-
-/// Publishes every message at QoS 1; returns once the broker acknowledged all of them.
+/// Publishes messages `0..n` (distinct body weights, one device time) at QoS 1; returns once
+/// the broker acknowledged all of them.
 fn publish_all(port: u16, n: i64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let mut opts = MqttOptions::new("disk-full-pub", "127.0.0.1", port);
-        opts.set_inflight(200);
-        let (client, mut el) = AsyncClient::new(opts, 1000);
-        let poll = tokio::spawn(async move {
-            let mut acked = 0;
-            while acked < n {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                    Ok(_) => {}
-                    Err(e) => panic!("publisher lost the broker: {e}"),
-                }
-            }
-        });
-        for i in 0..n {
-            let p = weight(5000 + i);
-            client
-                .publish("bridge/exam4", QoS::AtLeastOnce, false, p)
-                .await
-                .expect("publish");
-        }
-        tokio::time::timeout(Duration::from_secs(60), poll)
-            .await
-            .expect("broker PUBACKs within 60 s")
-            .expect("publisher");
-        let _ = client.disconnect().await;
-    });
-}
-
-fn config(dir: &Path, data: &Path, url: &str) -> PathBuf {
-    let text = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"5s\"\n\n\
-         [patient]\nmode = \"hold\"\n\n\
-         [mqtt]\nurl = \"{url}\"\nclient_id = \"vitalsd-disk-full\"\n\n\
-         [[device]]\nid = \"bridge\"\ndriver = \"json\"\nroom = \"exam-4\"\n\
-         mqtt = {{ topic = \"bridge/exam4\", payload = \"json\" }}\n\n\
-         [[sink]]\nid = \"ehr\"\ntype = \"fhir\"\nbase_url = \"http://127.0.0.1:1/fhir\"\n"
-    );
-    let text = support::with_token(&text, dir);
-    let path = dir.join("vitalsd.toml");
-    std::fs::write(&path, text).expect("config");
-    path
+    let msgs = (0..n)
+        .map(|i| {
+            let p = weight_at(5000 + i, "2026-11-27T12:00:00Z");
+            ("bridge/exam4".to_string(), p)
+        })
+        .collect();
+    publish(port, msgs);
 }
 
 /// A temporary directory with a broker and the config of a daemon whose data_dir is `data`.
 fn site() -> (tempfile::TempDir, PathBuf, Mosquitto, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("data");
     let broker = Mosquitto::start_with(&tmp.path().join("broker"), "max_inflight_messages 100");
-    let cfg = config(
-        tmp.path(),
-        &data,
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-    );
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let builder = DaemonBuilder::new(tmp.path())
+        .admin(Admin::Token)
+        .patient_mode("hold")
+        .mqtt(&url, "vitalsd-disk-full")
+        .device(Device::mqtt(
+            "bridge",
+            "json",
+            "exam-4",
+            "bridge/exam4",
+            "json",
+        ))
+        .sink(Sink::fhir("ehr", "http://127.0.0.1:1/fhir"));
+    let data = builder.data().to_path_buf();
+    let cfg = builder.write();
     (tmp, data, broker, cfg)
 }
 
@@ -159,13 +119,6 @@ fn stored_offline(cfg: &Path) -> u64 {
     assert!(ok, "{stats}");
     let v: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
     v["readings"].as_u64().expect("readings")
-}
-
-fn plain(log: &str) -> String {
-    regex::Regex::new(r"\x1b\[[0-9;]*m")
-        .expect("regex")
-        .replace_all(log, "")
-        .into_owned()
 }
 
 /// ERROR lines other than the expected ones, and any panic.
@@ -441,41 +394,19 @@ fn a_full_audit_directory_holds_acks_and_the_same_daemon_resumes_with_the_chain_
 /// write past it fails (EFBIG, or SIGXFSZ ends the process). The daemon must stop without
 /// acknowledging what it did not store; a restart without the limit is the "room again".
 fn fsize_fallback(dir: &Path, cfg: &Path, port: u16) {
-    let log = dir.join("limited.log");
-    let stderr = std::fs::File::create(&log).expect("log");
-    let mut child = Command::new("prlimit")
-        .arg("--fsize=3145728")
-        .arg(env!("CARGO_BIN_EXE_vitalsd"))
-        .env(crate::support::KEY_ENV, crate::support::store_key_file())
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("prlimit");
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let until = Instant::now() + Duration::from_secs(15);
-    while !read().contains("mqtt subscribed") {
-        assert!(Instant::now() < until, "{}", read());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut limited = Daemon::start_under(
+        &["prlimit", "--fsize=3145728"],
+        cfg,
+        &dir.join("limited.log"),
+        &[],
+    );
+    limited.wait_log("mqtt subscribed", Duration::from_secs(15));
     publish_all(port, MESSAGES);
-    let until = Instant::now() + Duration::from_secs(90);
-    let st = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < until,
-            "still running at the limit:\n{}",
-            plain(&read())
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let st = exits(&mut limited, Duration::from_secs(90));
     eprintln!("limited run ended: {st}");
     assert!(!st.success());
-    assert!(!read().contains("panicked"), "{}", plain(&read()));
+    let log = limited.plain_log();
+    assert!(!log.contains("panicked"), "{log}");
     let (ok, report) = vitalsd(&["queue", "verify"], cfg);
     assert!(ok, "{report}");
     let d = Daemon::start(cfg, &dir.join("daemon.log"));

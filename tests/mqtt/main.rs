@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use support::mosquitto::{free_port, Mosquitto};
+use support::mosquitto::{free_port, publish, publish_all, weight, Mosquitto};
 use support::{outbox_lines, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 
 // ---------------------------------------------------------------------------------------------
@@ -50,52 +50,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Publishes every message at QoS 1 and returns once the broker acknowledged all of them.
-async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
-    let mut opts = MqttOptions::new(format!("pub-{:08x}", fastrand::u32(..)), "127.0.0.1", port);
-    opts.set_inflight(500);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut el) = AsyncClient::new(opts, 1000);
-    let n = msgs.len();
-    let poll = tokio::spawn(async move {
-        let mut acked = 0;
-        while acked < n {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher lost the broker: {e}"),
-            }
-        }
-    });
-    for (t, p) in msgs {
-        client.publish(t, QoS::AtLeastOnce, false, p).await.unwrap();
-    }
-    tokio::time::timeout(Duration::from_secs(60), poll)
-        .await
-        .expect("all PUBACKs within 60 s")
-        .unwrap();
-    let _ = client.disconnect().await;
-}
-
-fn publish(port: u16, msgs: Vec<(String, Vec<u8>)>) {
-    rt().block_on(publish_all(port, msgs));
-}
-
-/// A `json` driver payload: a body weight whose value (hundredths of a kg) tells readings apart.
-fn weight(centi_kg: i64) -> Vec<u8> {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    format!(
-        r#"{{"kind":"body_weight","device_time":"{now}","values":[{{"name":"weight","value":{}.{:02},"unit":"kg"}}]}}"#,
-        centi_kg / 100,
-        centi_kg % 100
-    )
-    .into_bytes()
 }
 
 /// The weights the `bridge` device sent, from an outbox of `reading` lines, in hundredths of

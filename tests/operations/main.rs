@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{http, Daemon, Pty};
+use support::{free_port, http, Admin, DaemonBuilder, Pty, Running, Sink};
 
 const TOKEN: &str = "ops-test-token-5f2c";
 
@@ -64,48 +64,84 @@ fn serve_ae(mut s: TcpStream) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The refusing HL7 engine `engine` and the admin API with the token file on `port` (a fixed
+/// port: the CLI finds the running daemon at the configured address).
+fn site(dir: &Path, port: u16, engine: SocketAddr) -> DaemonBuilder {
+    DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .admin_listen(&format!("127.0.0.1:{port}"))
+        .token(TOKEN)
+        .patient_mode("location")
+        .sink(
+            Sink::mllp("engine", &engine.to_string())
+                .line(r#"ack_timeout = "2s""#)
+                .line(r#"sending_facility = "CLINIC_A""#)
+                .line(r#"receiving_application = "EHR""#),
+        )
 }
 
 struct Rig {
     tmp: tempfile::TempDir,
-    ox: Pty,
-    bp: Pty,
-    cfg: PathBuf,
+    d: Running,
+    port: u16,
+    engine: SocketAddr,
     addr: String,
 }
 
 impl Rig {
     /// Devices `ox` (nonin-ascii, exam-1) and `bp` (json, exam-2), the refusing HL7 sink
-    /// `engine`, the admin API on a fixed free port with a token file.
-    fn new() -> Rig {
+    /// `engine`, the admin API on a fixed free port with a token file; started (logging to
+    /// `log` in its dir) and ready.
+    fn start() -> Rig {
         let tmp = tempfile::tempdir().expect("tmp");
-        let (ox, bp) = (Pty::new(), Pty::new());
         let port = free_port();
-        let token = tmp.path().join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
-        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod token");
-        let cfg = write_config(tmp.path(), "vitalsd.toml", port, &token, &ox.path, &bp.path);
-        Rig {
+        let engine = refusing_engine();
+        let d = site(tmp.path(), port, engine)
+            .serial_device("ox", "nonin-ascii", "exam-1", r#"report = "every""#)
+            .serial_device("bp", "json", "exam-2", "")
+            .start();
+        let rig = Rig {
             addr: format!("127.0.0.1:{port}"),
             tmp,
-            ox,
-            bp,
-            cfg,
-        }
+            d,
+            port,
+            engine,
+        };
+        rig.ready();
+        rig
     }
 
-    fn start(&self, log: &str) -> Daemon {
-        let d = Daemon::start(&self.cfg, &self.tmp.path().join(log));
-        d.wait_log("vitalsd ready", Duration::from_secs(15));
+    /// Starts the stopped daemon again on the same config, logging to `log`.
+    fn restart(&mut self, log: &str) {
+        self.d.restart(log);
+        self.ready();
+    }
+
+    fn ready(&self) {
+        self.d.wait_log("vitalsd ready", Duration::from_secs(15));
         std::thread::sleep(Duration::from_millis(300));
-        d
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.d.config.clone()
+    }
+
+    fn ox(&self) -> &Pty {
+        self.d.pty("ox")
+    }
+
+    fn bp(&self) -> &Pty {
+        self.d.pty("bp")
+    }
+
+    /// The same site without devices, its token file holding `token`, written as `name`.
+    fn config_with_token(&self, name: &str, token: &'static str) -> PathBuf {
+        let dir = self.tmp.path().join(format!("{name}.token"));
+        std::fs::create_dir_all(&dir).expect("token dir");
+        site(self.tmp.path(), self.port, self.engine)
+            .token(token)
+            .token_dir(&dir)
+            .write_as(name)
     }
 
     fn get(&self, path: &str) -> Value {
@@ -127,22 +163,6 @@ impl Rig {
     fn wait_dead(&self, n: u64) {
         wait_for(&format!("{n} dead-letter entries"), || self.dead() == n);
     }
-}
-
-fn write_config(dir: &Path, name: &str, port: u16, token: &Path, ox: &Path, bp: &Path) -> PathBuf {
-    let engine = refusing_engine();
-    let s = format!(
-        "[daemon]\ndata_dir = {data:?}\nadmin_listen = \"127.0.0.1:{port}\"\nadmin_token_file = {token:?}\n\
-         shutdown_timeout = \"5s\"\n\n[patient]\nmode = \"location\"\n\n\
-         [[device]]\nid = \"ox\"\ndriver = \"nonin-ascii\"\nroom = \"exam-1\"\nserial = {{ path = {ox:?} }}\noptions = {{ report = \"every\" }}\n\n\
-         [[device]]\nid = \"bp\"\ndriver = \"json\"\nroom = \"exam-2\"\nserial = {{ path = {bp:?} }}\n\n\
-         [[sink]]\nid = \"engine\"\ntype = \"hl7-mllp\"\naddress = \"{engine}\"\nack_timeout = \"2s\"\n\
-         sending_facility = \"CLINIC_A\"\nreceiving_application = \"EHR\"\n",
-        data = dir.join("data"),
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, s).expect("config");
-    path
 }
 
 fn bp_line(systolic: u32, at: &str) -> String {

@@ -33,8 +33,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn metrics_pass_promtool_and_the_dashboard_and_alerts_use_only_exported_metrics() {
-    let rig = Rig::new();
-    let d = rig.start("log");
+    let mut rig = Rig::start();
     let auth = format!("Bearer {TOKEN}");
     let (code, body) = http(
         &rig.addr,
@@ -44,8 +43,9 @@ fn metrics_pass_promtool_and_the_dashboard_and_alerts_use_only_exported_metrics(
         r#"{"id":"MRN-OPS-1","system":"urn:oid:1.2.3","by":"ops test"}"#,
     );
     assert_eq!(code, 200, "{body}");
-    rig.ox.send(b"SPO2=097 HR=072\r\n");
-    rig.bp.send(bp_line(121, "2026-11-27T10:00:00Z").as_bytes());
+    rig.ox().send(b"SPO2=097 HR=072\r\n");
+    rig.bp()
+        .send(bp_line(121, "2026-11-27T10:00:00Z").as_bytes());
     rig.wait_dead(3);
 
     let (code, metrics) = http(&rig.addr, "GET", "/metrics", &[], "");
@@ -83,7 +83,7 @@ fn metrics_pass_promtool_and_the_dashboard_and_alerts_use_only_exported_metrics(
             "{want} not in /metrics:\n{metrics}"
         );
     }
-    d.stop();
+    rig.d.stop();
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let rules = root.join("docs/ops/alerts.yml");

@@ -6,6 +6,7 @@ use super::*;
 fn check_config_lists_a_type_error_and_the_unknown_driver_of_one_device_and_the_other_tables() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = tmp.path().join("bad.toml");
+    // Written by hand: this text, its mistakes and their line numbers are what is tested.
     let src = "[daemon]\n\
                data_dir = \"/var/lib/vitalsd-test\"\n\
                cache_size = 5\n\

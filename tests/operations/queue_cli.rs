@@ -4,12 +4,13 @@ use super::*;
 
 #[test]
 fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_store() {
-    let rig = Rig::new();
-    let cfg = &rig.cfg;
-    let d = rig.start("log1");
-    rig.ox.send(b"SPO2=097 HR=072\r\n");
-    rig.bp.send(bp_line(410, "2026-11-27T10:00:00Z").as_bytes());
-    rig.bp.send(bp_line(420, "2026-11-27T10:01:00Z").as_bytes());
+    let mut rig = Rig::start();
+    let cfg = &rig.cfg();
+    rig.ox().send(b"SPO2=097 HR=072\r\n");
+    rig.bp()
+        .send(bp_line(410, "2026-11-27T10:00:00Z").as_bytes());
+    rig.bp()
+        .send(bp_line(420, "2026-11-27T10:01:00Z").as_bytes());
     rig.wait_dead(2);
     wait_for("two quarantined", || {
         rig.get("/api/queue/stats")["quarantined"] == 2
@@ -28,24 +29,12 @@ fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_s
     assert_eq!(stats_without_size(&stats_running)["sinks"][0]["dead"], 2);
 
     // A wrong token is refused by the daemon, not papered over by the store.
-    let wrong = rig.tmp.path().join("wrong-token");
-    std::fs::write(&wrong, "not-the-token\n").expect("token");
-    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod token");
-    let port: u16 = rig.addr.rsplit(':').next().unwrap().parse().unwrap();
-    let bad_cfg = write_config(
-        rig.tmp.path(),
-        "wrong-token.toml",
-        port,
-        &wrong,
-        &rig.ox.path,
-        &rig.bp.path,
-    );
+    let bad_cfg = rig.config_with_token("wrong-token.toml", "not-the-token");
     let refused = vitalsd(&bad_cfg, &["queue", "dead"]);
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(text(&refused).contains("401"), "{}", text(&refused));
 
-    let (status, _) = d.stop();
+    let (status, _) = rig.d.stop();
     assert!(status.success());
 
     // Stopped: the same answers from the store.
@@ -60,7 +49,7 @@ fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_s
     assert_eq!(ok(cfg, &["queue", "quarantine"]), quarantine_running);
 
     // Running again: the changing commands go through the API too.
-    let d = rig.start("log2");
+    rig.restart("log2");
     let out = ok(cfg, &["queue", "retry", "--sink", "engine"]);
     assert_eq!(out.trim(), "2 entries moved back to pending");
     rig.wait_dead(2); // the engine refuses them again
@@ -108,7 +97,7 @@ fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_s
     let out = ok(cfg, &["queue", "purge-dead", &first, "--sink", "engine"]);
     assert_eq!(out.trim(), "1 dead-letter entry purged");
     assert_eq!(json_lines(&ok(cfg, &["queue", "dead"])).len(), 2);
-    let (status, _) = d.stop();
+    let (status, _) = rig.d.stop();
     assert!(status.success());
 
     // Stopped: the rest from the store.
@@ -119,11 +108,11 @@ fn queue_commands_answer_alike_through_the_running_daemon_and_from_the_stopped_s
 
 #[test]
 fn status_summarises_the_running_daemon_and_fails_when_none_answers() {
-    let rig = Rig::new();
-    let cfg = &rig.cfg;
-    let d = rig.start("log");
-    rig.ox.send(b"SPO2=097 HR=072\r\n");
-    rig.bp.send(bp_line(410, "2026-11-27T10:00:00Z").as_bytes());
+    let mut rig = Rig::start();
+    let cfg = &rig.cfg();
+    rig.ox().send(b"SPO2=097 HR=072\r\n");
+    rig.bp()
+        .send(bp_line(410, "2026-11-27T10:00:00Z").as_bytes());
     rig.wait_dead(2);
     wait_for("one quarantined", || {
         rig.get("/api/queue/stats")["quarantined"] == 1
@@ -156,7 +145,7 @@ fn status_summarises_the_running_daemon_and_fails_when_none_answers() {
     );
     assert!(out.contains("last error"), "{out}");
 
-    let (status, _) = d.stop();
+    let (status, _) = rig.d.stop();
     assert!(status.success());
     let o = vitalsd(cfg, &["status"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -27,7 +27,8 @@ pub enum Admin {
     Off,
     /// On `127.0.0.1:0` with no token file: only the unprotected routes answer.
     Open,
-    /// On `127.0.0.1:0` with a token file (mode 0600) holding [`TOKEN`].
+    /// On `127.0.0.1:0` with a token file (mode 0600) holding [`TOKEN`] (or the text of
+    /// [`DaemonBuilder::token`]).
     Token,
 }
 
@@ -38,6 +39,7 @@ pub struct DaemonBuilder {
     admin: Admin,
     admin_listen: String,
     token_dir: PathBuf,
+    token: &'static str,
     shutdown_timeout: String,
     daemon_lines: Vec<String>,
     patient_mode: Option<String>,
@@ -59,6 +61,7 @@ impl DaemonBuilder {
             admin: Admin::Off,
             admin_listen: "127.0.0.1:0".into(),
             token_dir: dir.to_path_buf(),
+            token: TOKEN,
             shutdown_timeout: "5s".into(),
             daemon_lines: Vec::new(),
             patient_mode: None,
@@ -94,6 +97,13 @@ impl DaemonBuilder {
     /// unwritable.
     pub fn token_dir(mut self, dir: &Path) -> Self {
         self.token_dir = dir.to_path_buf();
+        self
+    }
+
+    /// The text of the token file with [`Admin::Token`] (default [`TOKEN`]), e.g. a wrong
+    /// token for a second config that a CLI call reads.
+    pub fn token(mut self, token: &'static str) -> Self {
+        self.token = token;
         self
     }
 
@@ -169,6 +179,11 @@ impl DaemonBuilder {
         &self.dir
     }
 
+    /// The data dir (`<dir>/data` unless [`data_dir`](Self::data_dir) set another).
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
     /// The path of the token file (written by [`write`](Self::write) with [`Admin::Token`]).
     pub fn token_file(&self) -> PathBuf {
         self.token_dir.join("admin.token")
@@ -227,7 +242,7 @@ impl DaemonBuilder {
     /// [`write`](Self::write) under another file name in the test's dir.
     pub fn write_as(&self, name: &str) -> PathBuf {
         if self.admin == Admin::Token {
-            write_token_file(&self.token_file());
+            write_token_file(&self.token_file(), self.token);
         }
         let path = self.dir.join(name);
         std::fs::write(&path, self.toml()).expect("write the config");
@@ -254,17 +269,17 @@ impl DaemonBuilder {
             config,
             data: self.data,
             outbox,
-            token: (self.admin == Admin::Token).then_some(TOKEN),
+            token: (self.admin == Admin::Token).then_some(self.token),
             ptys: self.ptys,
             admin: std::cell::OnceCell::new(),
         }
     }
 }
 
-/// Writes [`TOKEN`] to `path` with mode 0600.
-pub fn write_token_file(path: &Path) {
+/// Writes `token` to `path` with mode 0600.
+pub fn write_token_file(path: &Path, token: &str) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("{TOKEN}\n")).expect("token file");
+    std::fs::write(path, format!("{token}\n")).expect("token file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 

@@ -49,10 +49,7 @@ pub struct FhirListener {
     pub ledger: Arc<Mutex<Ledger>>,
 }
 
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+pub use crate::support::free_port;
 
 impl FhirListener {
     /// A listener with a port but nothing listening yet: connections are refused.

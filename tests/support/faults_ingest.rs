@@ -12,7 +12,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::rig::{stored_by, try_get};
 
-pub use crate::support::mosquitto::Mosquitto as Broker;
+pub use crate::support::mosquitto::{weight, Mosquitto as Broker};
 pub use crate::support::Pty as Port;
 
 // ------------------------------------------------------------------ the serial frames
@@ -43,21 +43,6 @@ pub struct Publisher {
     pub log: Arc<Mutex<PubLog>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// A `json` driver body weight; `centi` (hundredths of a kg) tells messages apart.
-pub fn weight(centi: i64) -> Vec<u8> {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .expect("ns")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("rfc3339");
-    format!(
-        r#"{{"kind":"body_weight","device_time":"{now}","values":[{{"name":"weight","value":{}.{:02},"unit":"kg"}}]}}"#,
-        centi / 100,
-        centi % 100
-    )
-    .into_bytes()
 }
 
 impl Publisher {

@@ -35,6 +35,13 @@ pub fn store_key_file() -> PathBuf {
     .clone()
 }
 
+/// A TCP port on 127.0.0.1 nothing listens on right now (for a config that must name its
+/// port before the daemon starts).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 /// The real daemon, killed when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -50,8 +57,28 @@ impl Daemon {
     /// inherits the service manager's variables (`NOTIFY_SOCKET`, `WATCHDOG_*`) of whoever
     /// runs the tests; a test sets them here.
     pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_under(&[], config, log, env)
+    }
+
+    /// [`start_with_env`](Self::start_with_env) through a program that runs the daemon,
+    /// e.g. `["prlimit", "--fsize=3145728"]` (empty: the daemon itself).
+    pub fn start_under(
+        wrapper: &[&str],
+        config: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let stderr = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vitalsd"))
+        let bin = env!("CARGO_BIN_EXE_vitalsd");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+        };
+        let child = cmd
             .env(KEY_ENV, store_key_file())
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -184,28 +211,10 @@ pub fn hl7_validate(input: &str, args: &[String]) -> (Option<i32>, String) {
     (out.status.code(), output_text(&out))
 }
 
-/// The admin token the tests configure with [`with_token`].
+/// The admin token of a [`DaemonBuilder`] with [`Admin::Token`].
 pub const TOKEN: &str = "vitalsd-test-admin-token-5d2f9a";
 /// The header that carries [`TOKEN`], for the admin API's protected calls.
 pub const AUTH: (&str, &str) = ("Authorization", "Bearer vitalsd-test-admin-token-5d2f9a");
-
-/// `cfg` with `admin_token_file` in its `[daemon]` table pointing at a file (mode 0600) in
-/// `dir` that holds [`TOKEN`]; replaces an `admin_token_file` line if there is one.
-pub fn with_token(cfg: &str, dir: &Path) -> String {
-    let file = dir.join("admin.token");
-    daemon_builder::write_token_file(&file);
-    let line = format!("admin_token_file = {file:?}\n");
-    if let Some(start) = cfg.find("\nadmin_token_file = ") {
-        // Replace the line there is (empty, or another token file).
-        let end = cfg[start + 1..]
-            .find('\n')
-            .map_or(cfg.len(), |e| start + 1 + e + 1);
-        format!("{}{line}{}", &cfg[..start + 1], &cfg[end..])
-    } else {
-        assert!(cfg.contains("[daemon]\n"), "no [daemon] table in {cfg}");
-        cfg.replacen("[daemon]\n", &format!("[daemon]\n{line}"), 1)
-    }
-}
 
 /// One HTTP/1.1 request to the admin API; `(status, body)`.
 pub fn http(

@@ -14,11 +14,7 @@ pub struct Mosquitto {
     extra: String,
 }
 
-/// A TCP port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+pub use super::free_port;
 
 fn bin() -> &'static str {
     if Path::new("/usr/sbin/mosquitto").exists() {
@@ -98,4 +94,66 @@ impl Drop for Mosquitto {
             let _ = c.wait();
         }
     }
+}
+
+/// Publishes every `(topic, payload)` at QoS 1 as a new client and returns once the broker
+/// acknowledged all of them (60 s at most).
+pub async fn publish_all(port: u16, msgs: Vec<(String, Vec<u8>)>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(format!("pub-{:08x}", fastrand::u32(..)), "127.0.0.1", port);
+    opts.set_inflight(500);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    let n = msgs.len();
+    let poll = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher lost the broker: {e}"),
+            }
+        }
+    });
+    for (t, p) in msgs {
+        client
+            .publish(t, QoS::AtLeastOnce, false, p)
+            .await
+            .expect("publish");
+    }
+    tokio::time::timeout(Duration::from_secs(60), poll)
+        .await
+        .expect("all PUBACKs within 60 s")
+        .expect("publisher");
+    let _ = client.disconnect().await;
+}
+
+/// [`publish_all`] from a test's thread, on a runtime of its own.
+pub fn publish(port: u16, msgs: Vec<(String, Vec<u8>)>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(publish_all(port, msgs));
+}
+
+/// A `json` driver body weight sent now; `centi` (hundredths of a kg) tells messages apart.
+pub fn weight(centi: i64) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("ns")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    weight_at(centi, &now)
+}
+
+/// [`weight`] with the device time `device_time` (RFC 3339).
+pub fn weight_at(centi: i64, device_time: &str) -> Vec<u8> {
+    format!(
+        r#"{{"kind":"body_weight","device_time":"{device_time}","values":[{{"name":"weight","value":{}.{:02},"unit":"kg"}}]}}"#,
+        centi / 100,
+        centi % 100
+    )
+    .into_bytes()
 }
