@@ -6,15 +6,11 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::audit::AuditEvent;
-use crate::queue::tests::{hr, reading};
-use crate::queue::{EnqueueOutcome, MemoryStore, Queue, QueueOptions, Settle, SledStore, Store};
+use crate::queue::tests::{each_store, far_future, hr, reading};
+use crate::queue::{EnqueueOutcome, MemoryStore, Queue, QueueOptions, Settle, Store};
 use crate::reading::Flag;
 
 const WHY: &str = "heart_rate 400 /min >= 300";
-
-fn far_future() -> OffsetDateTime {
-    time::macros::datetime!(2100-01-01 0:00 UTC)
-}
 
 fn sinks() -> [SinkId; 2] {
     [SinkId::new("ehr"), SinkId::new("file")]
@@ -22,15 +18,6 @@ fn sinks() -> [SinkId; 2] {
 
 fn opts() -> QueueOptions {
     QueueOptions::new(sinks().to_vec())
-}
-
-fn each_store() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 4 << 20).unwrap());
-    vec![
-        ("memory", Arc::new(MemoryStore::new()), None),
-        ("sled", sled, Some(dir)),
-    ]
 }
 
 fn rejected(n: i64) -> Reading {

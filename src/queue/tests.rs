@@ -32,7 +32,7 @@ fn sinks(names: &[&str]) -> Vec<SinkId> {
 }
 
 /// One store of each kind; the temp dir lives as long as the tuple.
-fn each_store() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+pub(crate) fn each_store() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let sled: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 4 << 20).unwrap());
     vec![
@@ -41,7 +41,8 @@ fn each_store() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)
     ]
 }
 
-fn far_future() -> OffsetDateTime {
+/// A time after every retry is due.
+pub(crate) fn far_future() -> OffsetDateTime {
     datetime!(2100-01-01 0:00 UTC)
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use super::test_support::*;
 use super::{observation, transaction_bundle};
+use crate::model::fixtures;
 use crate::reading::{AbsentReason, Flag, Kind, Lead, Reading, Waveform};
 
 /// Parses each JSON document on stdin's array with fhir.resources (R4); prints one line per
@@ -38,7 +39,13 @@ sys.exit(1 if bad else 0)
 fn strip() -> Reading {
     let mut r = reading(
         Kind::Ecg,
-        vec![val("8634-8", Some(147_232), "qt_interval", "400", "ms")],
+        vec![fixtures::value(
+            "8634-8",
+            147_232,
+            "qt_interval",
+            "400",
+            "ms",
+        )],
     );
     r.waveform = Some(Waveform {
         fs_hz: 130.0,

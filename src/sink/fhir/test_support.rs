@@ -7,19 +7,7 @@ use uuid::Uuid;
 
 use super::observation;
 use crate::model::fixtures;
-use crate::reading::{Decimal, Kind, Reading, ReadingId, Ucum, Value};
-
-pub fn val(code: &str, mdc: Option<u32>, name: &str, v: &str, unit: &str) -> Value {
-    Value {
-        code: code.into(),
-        mdc,
-        name: name.into(),
-        value: Some(v.parse::<Decimal>().expect("test decimal")),
-        unit: Ucum::new(unit),
-        site: None,
-        absent: None,
-    }
-}
+use crate::reading::{Kind, Reading, ReadingId, Value};
 
 pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
     let t = datetime!(2024-03-15 10:29:30 +01:00);
@@ -43,18 +31,12 @@ pub fn reading(kind: Kind, values: Vec<Value>) -> Reading {
 }
 
 pub fn bp() -> Reading {
-    reading(
-        Kind::BloodPressure,
-        vec![
-            val("8480-6", Some(150_021), "systolic", "120", "mm[Hg]"),
-            val("8462-4", Some(150_022), "diastolic", "80", "mm[Hg]"),
-            val("8478-0", Some(150_023), "mean", "93", "mm[Hg]"),
-        ],
-    )
+    let values = fixtures::blood_pressure("120", "80", "93").build().values;
+    reading(Kind::BloodPressure, values)
 }
 
 pub fn one(kind: Kind, code: &str, mdc: u32, name: &str, v: &str, unit: &str) -> Reading {
-    reading(kind, vec![val(code, Some(mdc), name, v, unit)])
+    reading(kind, vec![fixtures::value(code, mdc, name, v, unit)])
 }
 
 pub fn every_kind() -> Vec<Reading> {

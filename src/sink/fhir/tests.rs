@@ -6,6 +6,7 @@ use time::macros::datetime;
 use super::observation::entry_full_url;
 use super::test_support::*;
 use super::{observation, transaction_bundle};
+use crate::model::fixtures;
 use crate::reading::{AbsentReason, Flag, Kind};
 
 #[test]
@@ -385,8 +386,8 @@ fn an_ecg_reading_is_a_procedure_panel_coded_by_mdc_only() {
     let r = reading(
         Kind::Ecg,
         vec![
-            val("131329", Some(131_329), "lead_i", "512", "uV"),
-            val("8634-8", Some(147_232), "qt_interval", "400", "ms"),
+            fixtures::value("131329", 131_329, "lead_i", "512", "uV"),
+            fixtures::value("8634-8", 147_232, "qt_interval", "400", "ms"),
         ],
     );
     let o = json(&r);

@@ -10,9 +10,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::fixtures;
-use crate::reading::{
-    AbsentReason, Decimal, DeviceId, Flag, Kind, Lead, PatientRef, Ucum, Value, Waveform,
-};
+use crate::reading::{AbsentReason, DeviceId, Flag, Kind, Lead, PatientRef, Waveform};
 
 /// Runs the validator on `input` with `args`; (exit success, output).
 fn validate(input: &[u8], args: &[&str]) -> (bool, String) {
@@ -51,18 +49,6 @@ fn assert_valid(input: &[u8], args: &[&str]) {
     assert!(ok, "validate.py refused:\n{text}");
 }
 
-fn value(name: &str, code: &str, mdc: u32, v: &str, unit: &str) -> Value {
-    Value {
-        code: code.into(),
-        mdc: Some(mdc),
-        name: name.into(),
-        value: Some(v.parse::<Decimal>().expect("decimal")),
-        unit: Ucum::new(unit),
-        site: None,
-        absent: None,
-    }
-}
-
 fn bp() -> Reading {
     fixtures::blood_pressure("120", "80", "93")
         .patient("MRN0012345", "urn:oid:2.16.840.1.113883.3.999")
@@ -75,7 +61,13 @@ fn ecg() -> Reading {
     let mut r = bp();
     r.kind = Kind::Ecg;
     r.device.id = DeviceId::new("exam3-ecg");
-    r.values = vec![value("rr_interval", "147240", 147_240, "833", "ms")];
+    r.values = vec![fixtures::value(
+        "147240",
+        147_240,
+        "rr_interval",
+        "833",
+        "ms",
+    )];
     let lead = |mdc: u32, name: &str, scale_uv: f64| Lead {
         mdc,
         name: name.into(),
@@ -193,7 +185,7 @@ fn awkward() -> Vec<(&'static str, Reading, Header, Vec<String>)> {
 
     let mut r = bp();
     r.kind = Kind::BodyTemperature;
-    let mut t = value("temperature", "8310-5", 150_364, "37.0", "Cel");
+    let mut t = fixtures::value("8310-5", 150_364, "temperature", "37.0", "Cel");
     t.site = Some("oral".into());
     r.values = vec![t];
     out.push(("temperature", r, header(false), vec!["OBX-5=37.0".into()]));

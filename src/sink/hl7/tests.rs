@@ -7,21 +7,9 @@ use super::*;
 use crate::decode::hl7v2::parse_oru;
 use crate::decode::Measured;
 use crate::model::fixtures;
-use crate::reading::{AbsentReason, Decimal, DeviceId, Flag, Kind, PatientRef, Ucum, Value};
+use crate::reading::{AbsentReason, Decimal, DeviceId, Flag, Kind, PatientRef};
 
 const ID: &str = "01938f4e-7b2a-7c4d-9a51-3f0c2b1d9e77";
-
-fn value(name: &str, code: &str, mdc: u32, v: &str, unit: &str) -> Value {
-    Value {
-        code: code.into(),
-        mdc: Some(mdc),
-        name: name.into(),
-        value: Some(v.parse::<Decimal>().expect("decimal")),
-        unit: Ucum::new(unit),
-        site: None,
-        absent: None,
-    }
-}
 
 fn bp() -> Reading {
     fixtures::blood_pressure("120", "80", "93")
@@ -100,7 +88,7 @@ fn the_fields_sit_where_protocols_section_4_4_puts_them() {
 fn a_temperature_keeps_its_precision_and_its_site_code() {
     let mut r = bp();
     r.kind = Kind::BodyTemperature;
-    let mut t = value("temperature", "8310-5", 150_364, "37.0", "Cel");
+    let mut t = fixtures::value("8310-5", 150_364, "temperature", "37.0", "Cel");
     t.site = Some("oral".into());
     r.values = vec![t];
     let obx = fields(&text(&r), "OBX");
