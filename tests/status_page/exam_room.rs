@@ -24,19 +24,17 @@ fn review_ids(addr: &str) -> Vec<(String, String)> {
 #[test]
 fn the_exam_room_page_shows_held_first_files_a_confirmed_review_and_keeps_typed_text() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = tmp.path().join("outbox");
-    let (ox1, ox2, ox4) = (Pty::new(), Pty::new(), Pty::new());
-    let cfg_path = DaemonBuilder::new(tmp.path())
+    let mut d = DaemonBuilder::new(tmp.path())
         .admin(Admin::Token)
         .patient_mode("hold")
         .patient("review = true")
-        .device(Device::serial("exam1-ox", "nonin-ascii", "exam-1", &ox1.path).options(EVERY))
-        .device(Device::serial("exam2-ox", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
-        .device(Device::serial("exam4-ox", "nonin-ascii", "exam-4", &ox4.path).options(EVERY))
+        .serial_device("exam1-ox", "nonin-ascii", "exam-1", EVERY)
+        .serial_device("exam2-ox", "nonin-ascii", "exam-2", EVERY)
+        .serial_device("exam4-ox", "nonin-ascii", "exam-4", EVERY)
         .outbox("reading")
-        .write();
-    let d = start_in_zone(&cfg_path, &tmp.path().join("log"), "America/New_York");
-    let addr = d.admin_addr();
+        .start_with_env(&[("TZ", "America/New_York")]);
+    let (addr, outbox) = (d.admin(), d.outbox().to_path_buf());
+    let (ox1, ox4) = (d.pty("exam1-ox"), d.pty("exam4-ox"));
     for room in ["exam-1", "exam-2"] {
         support::set_patient(&addr, room);
     }
@@ -60,11 +58,17 @@ fn the_exam_room_page_shows_held_first_files_a_confirmed_review_and_keeps_typed_
     assert_eq!(b.eval(&js), "clicked");
     b.wait_for("document.getElementById('signed-in') !== null", true.into());
 
-    // Local time in the daemon's zone: December in New York is UTC-05:00.
+    // Local time in the daemon's zone, at New York's offset of today (UTC-05:00 in winter,
+    // UTC-04:00 in summer).
+    let (utc_offset, offset) = offset_now("America/New_York");
     let zone = b.eval("document.getElementById('zone').textContent");
-    assert_eq!(zone, "America/New_York (UTC-05:00)", "{zone}");
+    assert_eq!(
+        zone,
+        format!("America/New_York ({offset})").as_str(),
+        "{zone}"
+    );
     let shown = b.eval("document.querySelector('#clock b').textContent");
-    let ny = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(-5));
+    let ny = time::OffsetDateTime::now_utc().to_offset(utc_offset);
     let minutes = |hm: &str| -> i64 {
         let (h, m) = hm.split_once(':').expect("HH:MM");
         h.parse::<i64>().unwrap() * 60 + m.parse::<i64>().unwrap()
@@ -141,7 +145,7 @@ fn the_exam_room_page_shows_held_first_files_a_confirmed_review_and_keeps_typed_
     assert!(rel == "just now" || rel.ends_with(" s ago"), "{rel}");
     let title = b.eval("document.querySelector('#attention time[data-rel]').title");
     assert!(
-        title.as_str().unwrap_or_default().ends_with("UTC-05:00"),
+        title.as_str().unwrap_or_default().ends_with(&offset),
         "{title}"
     );
     b.call(

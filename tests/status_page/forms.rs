@@ -7,18 +7,14 @@ use super::*;
 #[test]
 fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_readings() {
     let tmp = tempfile::tempdir().unwrap();
-    let outbox = tmp.path().join("outbox");
-    let ox = Pty::new();
-    let ox2 = Pty::new();
-    let cfg_path = DaemonBuilder::new(tmp.path())
+    let mut d = DaemonBuilder::new(tmp.path())
         .admin(Admin::Token)
         .patient_mode("hold")
-        .device(Device::serial("ox", "nonin-ascii", "exam-1", &ox.path).options(EVERY))
-        .device(Device::serial("ox2", "nonin-ascii", "exam-2", &ox2.path).options(EVERY))
+        .serial_device("ox", "nonin-ascii", "exam-1", EVERY)
+        .serial_device("ox2", "nonin-ascii", "exam-2", EVERY)
         .outbox("reading")
-        .write();
-    let d = Daemon::start(&cfg_path, &tmp.path().join("log"));
-    let addr = d.admin_addr();
+        .start();
+    let (addr, ox, outbox) = (d.admin(), d.pty("ox"), d.outbox().to_path_buf());
     d.wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     // No patient in the room: both readings (SpO2, pulse) are held.
@@ -181,9 +177,11 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     );
     assert_eq!(code, 400, "{body}");
 
+    // The outbox delivered the assigned reading: its row shows when, and no error. The line
+    // is readable before the sink's fsync, and only after it is the delivery done and shown.
+    wait_last_success(&addr, "outbox");
     let dom = dump_dom(&format!("http://{addr}/"), &profile);
     assert!(dom.contains(r#"<span id="held-count">0</span>"#), "{dom}");
-    // The outbox delivered the assigned reading: its row shows when, and no error.
     assert!(
         dom.contains("<th>Last success</th><th>Last error</th>"),
         "{dom}"

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Admin, Daemon, DaemonBuilder, Device, Pty, AUTH, TOKEN};
+use support::{Admin, DaemonBuilder, AUTH, TOKEN};
 
 /// A plain HTTP/1.1 request with extra headers; returns the status, the head and the body.
 fn http(
@@ -45,9 +45,37 @@ fn held_ids(addr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The daemon with `TZ` set (the zone the status page shows times in).
-fn start_in_zone(cfg: &Path, log: &Path, tz: &str) -> Daemon {
-    Daemon::start_with_env(cfg, log, &[("TZ", tz)])
+/// Waits (10 s at most) until `/api/status` shows a last success of sink `sink`.
+#[track_caller]
+fn wait_last_success(addr: &str, sink: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = http(addr, "GET", "/api/status", &[], "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let done = v["sinks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["sink"] == sink))
+            .is_some_and(|s| s["last_success"].is_string());
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "no last success of {sink} within 10 s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The UTC offset of `zone` now, and as the page writes it (`UTC-05:00`), from the time zone
+/// database: New York's changes with daylight saving time.
+fn offset_now(zone: &str) -> (time::UtcOffset, String) {
+    let tz = jiff::tz::TimeZone::get(zone).expect("a known zone");
+    let secs = tz.to_offset(jiff::Timestamp::now()).seconds();
+    let offset = time::UtcOffset::from_whole_seconds(secs).expect("an offset");
+    let (h, m, _) = offset.as_hms();
+    let sign = if secs < 0 { '-' } else { '+' };
+    (offset, format!("UTC{sign}{:02}:{:02}", h.abs(), m.abs()))
 }
 
 /// Every frame of an oximeter is a reading.
