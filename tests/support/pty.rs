@@ -1,5 +1,11 @@
 //! A pseudo-terminal standing in for a serial device: the harness writes device bytes to
 //! `master`; vitalsd opens `path`. Shared by the black-box tests and `benches/system.rs`.
+//!
+//! `path` is a link of this Pty's own (`<temp dir>/tty`) to the terminal (`tty`,
+//! `/dev/pts/N`), removed with the Pty. The kernel hands a freed `/dev/pts/N` to the next
+//! pseudo-terminal anyone opens; a daemon that outlives its test (a killed test run) and
+//! keeps reopening its port would open that one and lock out the daemon it belongs to. Through
+//! the link it finds nothing instead.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -9,7 +15,11 @@ use std::path::PathBuf;
 pub struct Pty {
     pub master: std::fs::File,
     slave: OwnedFd,
+    /// What a config names: the link to [`tty`](Self::tty).
     pub path: PathBuf,
+    /// The terminal itself (`/dev/pts/N`).
+    pub tty: PathBuf,
+    _link_dir: tempfile::TempDir,
 }
 
 impl Pty {
@@ -19,7 +29,13 @@ impl Pty {
         nix::sys::termios::cfmakeraw(&mut t);
         nix::sys::termios::tcsetattr(pty.slave.as_fd(), nix::sys::termios::SetArg::TCSANOW, &t)
             .expect("tcsetattr");
-        let path = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
+        let tty = nix::unistd::ttyname(pty.slave.as_fd()).expect("ttyname");
+        let link_dir = tempfile::Builder::new()
+            .prefix("vitalsd-test-pty")
+            .tempdir()
+            .expect("pty link dir");
+        let path = link_dir.path().join("tty");
+        std::os::unix::fs::symlink(&tty, &path).expect("pty link");
         // openpty does not set close-on-exec: without it every daemon the tests start would
         // inherit the device side's master, and an "unplugged" port would never hang up.
         for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
@@ -33,6 +49,8 @@ impl Pty {
             master: std::fs::File::from(pty.master),
             slave: pty.slave,
             path,
+            tty,
+            _link_dir: link_dir,
         }
     }
 
