@@ -12,56 +12,24 @@ mod packaging;
 mod queue_cli;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::hl7_engine::Engine;
 use support::{free_port, http, Admin, DaemonBuilder, Pty, Running, Sink};
 
 const TOKEN: &str = "ops-test-token-5f2c";
 
 /// An HL7 engine that answers every message with an AE: each reading is dead-lettered.
 fn refusing_engine() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind engine");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_ae(stream));
-        }
-    });
-    addr
-}
-
-fn serve_ae(mut s: TcpStream) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.windows(2).position(|w| w == [0x1C, 0x0D]) {
-            let frame: Vec<u8> = buf.drain(..end + 2).collect();
-            let start = frame.iter().position(|&b| b == 0x0B).unwrap_or(0);
-            let msg = String::from_utf8_lossy(&frame[start + 1..end]).to_string();
-            let id = msg
-                .split('\r')
-                .next()
-                .and_then(|msh| msh.split('|').nth(9))
-                .unwrap_or("")
-                .to_string();
-            let ack = format!(
-                "\x0bMSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-{id}|P|2.6\rMSA|AE|{id}|not accepted\r\x1c\r"
-            );
-            if s.write_all(ack.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
+    Engine::start(|id| {
+        format!("MSH|^~\\&|EHR|CLINIC_A|VITALSD||20261127120000+0000||ACK^R01^ACK|EHR-{id}|P|2.6\rMSA|AE|{id}|not accepted\r")
+    })
+    .addr
 }
 
 /// The refusing HL7 engine `engine` and the admin API with the token file on `port` (a fixed

@@ -4,6 +4,7 @@
 
 pub mod daemon_builder;
 mod daemon_tables;
+pub mod hl7_engine;
 pub mod mosquitto;
 pub mod pty;
 
