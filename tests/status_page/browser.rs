@@ -34,19 +34,22 @@ pub(crate) fn chromium() -> String {
     "chromium".to_string()
 }
 
+/// The flags of every headless Chromium these tests start.
+const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// The DOM after Chromium loaded and rendered `url`.
 pub(crate) fn dump_dom(url: &str, profile: &Path) -> String {
     let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
+        .args(HEADLESS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--dump-dom", url])
         .stdin(Stdio::null())
@@ -68,17 +71,8 @@ pub(crate) struct Browser {
 impl Browser {
     pub(crate) fn start(profile: &Path) -> Browser {
         let mut child = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-port=0",
-            ])
+            .args(HEADLESS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -251,6 +245,20 @@ impl Drop for Browser {
 }
 
 impl Browser {
+    /// Opens the page at `addr` and signs in through its form with [`TOKEN`].
+    pub(crate) fn sign_in(&mut self, addr: &str) {
+        self.call(
+            "Page.navigate",
+            serde_json::json!({"url": format!("http://{addr}/")}),
+        );
+        self.wait_for("document.querySelector('form#login') !== null", true.into());
+        let js = format!(
+            "(() => {{ const f = document.querySelector('form#login'); f.elements['token'].value = '{TOKEN}'; f.querySelector('button').click(); return 'clicked'; }})()"
+        );
+        assert_eq!(self.eval(&js), "clicked");
+        self.wait_for("document.getElementById('signed-in') !== null", true.into());
+    }
+
     /// Waits until `js` is true, up to `within`.
     #[track_caller]
     pub(crate) fn wait_true(&mut self, js: &str, within: Duration) {

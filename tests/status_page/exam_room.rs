@@ -47,16 +47,7 @@ fn the_exam_room_page_shows_held_first_files_a_confirmed_review_and_keeps_typed_
         "Emulation.setDeviceMetricsOverride",
         serde_json::json!({"width": TABLET_WIDTH, "height": 1100, "deviceScaleFactor": 1, "mobile": true}),
     );
-    b.call(
-        "Page.navigate",
-        serde_json::json!({"url": format!("http://{addr}/")}),
-    );
-    b.wait_for("document.querySelector('form#login') !== null", true.into());
-    let js = format!(
-        "(() => {{ const f = document.querySelector('form#login'); f.elements['token'].value = '{TOKEN}'; f.querySelector('button').click(); return 'clicked'; }})()"
-    );
-    assert_eq!(b.eval(&js), "clicked");
-    b.wait_for("document.getElementById('signed-in') !== null", true.into());
+    b.sign_in(&addr);
 
     // Local time in the daemon's zone, at New York's offset of today (UTC-05:00 in winter,
     // UTC-04:00 in summer).

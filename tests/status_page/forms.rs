@@ -72,16 +72,7 @@ fn the_status_page_renders_in_chromium_and_its_forms_assign_and_discard_held_rea
     // readings and their forms.
     let mut browser = Browser::start(&tmp.path().join("chromium-cdp"));
     browser.call("Page.enable", serde_json::json!({}));
-    browser.call(
-        "Page.navigate",
-        serde_json::json!({"url": format!("http://{addr}/")}),
-    );
-    browser.wait_for("document.querySelector('form#login') !== null", true.into());
-    let js = format!(
-        "(() => {{ const f = document.querySelector('form#login'); f.elements['token'].value = '{TOKEN}'; f.querySelector('button').click(); return 'clicked'; }})()"
-    );
-    assert_eq!(browser.eval(&js), "clicked");
-    browser.wait_for("document.getElementById('signed-in') !== null", true.into());
+    browser.sign_in(&addr);
     let dom = browser
         .eval("document.documentElement.outerHTML")
         .as_str()
