@@ -577,6 +577,139 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Re-exports: a module whose users should name another module directly does not re-export it
+// (docs/ARCHITECTURE.md, "Rules"). Every `pub use` (`pub(crate)`, `pub(super)` … too) in
+// non-test code that names a forbidden module counts, grouped or through `super::` chains.
+
+/// One row of the re-export table: `from` re-exports nothing of `of`.
+struct ReexportRule {
+    from: &'static str,
+    of: &'static [&'static str],
+    why: &'static str,
+}
+
+const REEXPORT_RULES: &[ReexportRule] = &[ReexportRule {
+    from: "decode",
+    of: &["net"],
+    why: "MLLP framing, the ER7 reader, `Hl7Error` and ACKs are the net layer's: sources, \
+          sinks and simulators import them from `crate::net::hl7`, never through a decoder",
+}];
+
+/// Every re-export in `shown` (`src/decode/hl7v2.rs`) with text `text` that the table forbids.
+fn reexport_violations(shown: &str, text: &str) -> Vec<String> {
+    let rel = shown
+        .strip_prefix("src/")
+        .unwrap_or(shown)
+        .trim_end_matches(".rs");
+    let mut module_path: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if module_path.last().is_some_and(|l| l == "mod") {
+        module_path.pop();
+    }
+    let Some(top) = module_path.first().cloned() else {
+        return Vec::new();
+    };
+    let code = without_test_modules(&code_only(text)).join("\n");
+    let reexport = regex::Regex::new(r"\bpub\s*(\([^)]*\))?\s*use\s[^;]*;").unwrap();
+    let mut out = Vec::new();
+    for m in reexport.find_iter(&code) {
+        for (at, to) in named_modules(m.as_str(), &module_path) {
+            let line = code[..m.start() + at].matches('\n').count() + 1;
+            for rule in REEXPORT_RULES
+                .iter()
+                .filter(|r| r.from == top && r.of.contains(&to.as_str()))
+            {
+                out.push(format!(
+                    "{shown}:{line}: `{top}` re-exports `crate::{to}` ({})",
+                    rule.why
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_re_export_only_what_the_table_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for rule in REEXPORT_RULES {
+        for m in std::iter::once(rule.from).chain(rule.of.iter().copied()) {
+            let p = root.join("src").join(m);
+            assert!(
+                p.is_dir() || p.with_extension("rs").exists(),
+                "re-export table names a missing module `{m}`"
+            );
+        }
+    }
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
+    {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(reexport_violations(
+            &shown,
+            &std::fs::read_to_string(f).unwrap(),
+        ));
+        scanned += 1;
+    }
+    assert!(scanned > 100, "only {scanned} source files found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_re_export_rule_finds_every_visibility_and_spelling() {
+    let found = |file: &str, src: &str| reexport_violations(file, src);
+    // A plain re-export, naming file and line.
+    let v = found(
+        "src/decode/hl7v2.rs",
+        "//! doc\n\npub use crate::net::hl7::{Hl7Error, MAX_MESSAGE};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].starts_with("src/decode/hl7v2.rs:3: `decode` re-exports `crate::net`"),
+        "{}",
+        v[0]
+    );
+    // Restricted visibility, a grouped path over lines, and a `super::` chain.
+    assert_eq!(
+        found(
+            "src/decode/hl7v2/mllp.rs",
+            "pub(super) use crate::net::hl7::mllp::unframe;\n"
+        )
+        .len(),
+        1
+    );
+    let v = found(
+        "src/decode/mod.rs",
+        "pub(crate) use crate::{\n    model::redact,\n    net::hl7,\n};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("mod.rs:3:"), "{}", v[0]);
+    assert_eq!(
+        found(
+            "src/decode/hl7v2.rs",
+            "pub use super::super::net::hl7::Hl7Error;\n"
+        )
+        .len(),
+        1
+    );
+    // Importing for its own use, re-exporting the model, other modules, comments and test
+    // code are fine.
+    let fine = "use crate::net::hl7::{Hl7Error, MllpFramer};\n\
+                pub use crate::model::redact;\n\
+                pub use oru::{parse_oru, Oru};\n\
+                // pub use crate::net::hl7::Hl7Error;\n\
+                #[cfg(test)]\n\
+                mod tests {\n    pub use crate::net::hl7::mllp_frame;\n}\n";
+    let v = found("src/decode/hl7v2.rs", fine);
+    assert!(v.is_empty(), "{v:?}");
+    assert!(found("src/source/mqtt.rs", "pub use crate::net::mqtt::Broker;\n").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sources pick no driver by name (docs/ARCHITECTURE.md, "The `Decoder` trait and the registry"):
 // what a transport does differently for a driver (the MQTT topic a BLE gateway names the
 // characteristic in) is a capability of the driver's registry entry, which the source asks.
