@@ -137,10 +137,13 @@ const RULES: &[Rule] = &[
             "context",
             "ingest",
             "admin",
+            "config",
         ]),
         on: true,
         why: "the transport and protocol layer (MLLP, ER7, ACKs, MQTT, the FHIR client) serves \
-              sources, sinks, decoders and the patient context and knows none of them",
+              sources, sinks, decoders and the patient context and knows none of them; it takes \
+              plain settings of its own (`ClientSettings`, `Credentials`, `Broker`, `BrokerUrl`), \
+              which the config builds",
     },
     Rule {
         from: "context",
@@ -563,6 +566,26 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
         .len(),
         1
     );
+    // The net layer takes its own settings types: the config builds them, never the reverse.
+    let v = found(
+        "src/net/oauth.rs",
+        "use super::jwt::SigningKey;\nuse crate::config::{FhirAuth, OAuthConfig};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("oauth.rs:2: `net` names `crate::config`"),
+        "{}",
+        v[0]
+    );
+    assert_eq!(
+        found(
+            "src/net/mqtt.rs",
+            "fn f(u: &str) { let _ = crate::config::parse_broker_url(u); }\n"
+        )
+        .len(),
+        1
+    );
+    assert!(found("src/config/net.rs", "use crate::net::mqtt::Broker;\n").is_empty());
     // The patient context reaches the FHIR server through the net layer, not the sink.
     let v = found(
         "src/context/lookup/fhir.rs",
