@@ -22,11 +22,12 @@ pub fn build_lookup(cfg: &Config, tokens: &TokenSources) -> anyhow::Result<Optio
     let Some(sink) = sink else {
         anyhow::bail!("patient.lookup: no FHIR sink `{}`", l.sink);
     };
-    let lookup = Lookup::from_config(l, sink, tokens.get(&sink.auth)).map_err(|e| {
-        anyhow!(
-            "patient.lookup: cannot set up the client of sink `{}`: {e}",
-            l.sink
-        )
-    })?;
+    let lookup = Lookup::from_config(l, sink, tokens.get(&sink.auth, sink.ca_file.as_deref()))
+        .map_err(|e| {
+            anyhow!(
+                "patient.lookup: cannot set up the client of sink `{}`: {e}",
+                l.sink
+            )
+        })?;
     Ok(Some(lookup))
 }

@@ -44,8 +44,9 @@ pub fn build_sink(
             Ok(Box::new(sink))
         }
         SinkConfig::Fhir(f) => {
-            let sink = sink::fhir::FhirSink::with_tokens(f, tokens.get(&f.auth))
-                .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
+            let sink =
+                sink::fhir::FhirSink::with_tokens(f, tokens.get(&f.auth, f.ca_file.as_deref()))
+                    .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
             sink.spawn_health_check();
             Ok(Box::new(sink))
         }
