@@ -4,14 +4,14 @@
 //! token serves both), and the reading of the searchset Bundle it answers (bounded, the
 //! identifier never in an error text).
 
+use std::sync::Arc;
+
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{Directory, SearchFuture, MAX_ANSWER_BYTES, MAX_PART};
 use crate::config::FhirSinkConfig;
-use std::sync::Arc;
-
 use crate::net::http::{client, read_bounded, ClientError};
 use crate::net::oauth::TokenSource;
 use crate::reading::{PatientRecord, PatientRef};
