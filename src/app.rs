@@ -31,15 +31,18 @@ use crate::queue::{self, Queue, QueueOptions, SledStore};
 use crate::sink::{DeliveryEvent, Sink};
 
 mod devices;
+mod lookup;
 mod mqtt;
 mod reload;
 mod running;
 mod service;
 mod sinks;
+mod tokens;
 
 use devices::{spawn_device, DeviceSet};
 use mqtt::MqttRun;
 use sinks::{SinkSet, SinkSettings};
+use tokens::TokenSources;
 
 /// A sink whose oldest pending reading waited longer than this, and that delivered nothing for as
 /// long, makes `/readyz` red.
@@ -197,6 +200,8 @@ pub(crate) struct Stages {
     delivery_cancel: CancellationToken,
     /// How long a reload waits for a sink or the MQTT connection it stops.
     stop_within: std::time::Duration,
+    /// One token source per credential set, for the FHIR sinks (and the lookup) it builds.
+    tokens: TokenSources,
 }
 
 /// What runs now, and the config it runs (`[daemon]`/`[patient]` as started).
@@ -222,16 +227,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
     if let Some(listen) = cfg.daemon.admin_listen {
         admin::check_access(listen, cfg.daemon.admin_token_file.as_deref()).context("admin API")?;
     }
+    // The FHIR sinks and the patient lookup with the same credentials share one token.
+    let tokens = TokenSources::default();
     let mut built: Vec<(Box<dyn Sink>, SinkSettings)> = Vec::new();
     for s in &cfg.sinks {
         let settings = SinkSettings::of(s, cfg.mqtt.as_ref());
-        built.push((sinks::build_sink(s, cfg.mqtt.as_ref())?, settings));
+        built.push((sinks::build_sink(s, cfg.mqtt.as_ref(), &tokens)?, settings));
     }
     let queue = open_queue(&cfg)?;
     let contexts = ContextStore::open(queue.contexts(), queue.audit(), cfg.patient.context_ttl)
         .context("cannot load the rooms' patient contexts")?;
     contexts.set_known_rooms(cfg.devices.iter().map(|d| d.room.clone()));
-    contexts.set_lookup(crate::context::lookup::Lookup::for_config(&cfg)?);
+    contexts.set_lookup(lookup::build_lookup(&cfg, &tokens)?);
     let link = PatientLink {
         contexts: contexts.clone(),
         mode: cfg.patient.mode,
@@ -265,6 +272,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, hooks: Hooks) -> anyh
         source_cancel: CancellationToken::new(),
         delivery_cancel: CancellationToken::new(),
         stop_within: cfg.daemon.shutdown_timeout,
+        tokens,
     };
     let mut running = Running {
         cfg: cfg.clone(),

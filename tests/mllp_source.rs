@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::{wait_outbox, Daemon, DaemonBuilder, Device, Pty};
-use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, Ack, AckCode};
+use vitalsd::net::hl7::{mllp_frame, parse_ack, Ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
 

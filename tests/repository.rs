@@ -137,10 +137,13 @@ const RULES: &[Rule] = &[
             "context",
             "ingest",
             "admin",
+            "config",
         ]),
         on: true,
         why: "the transport and protocol layer (MLLP, ER7, ACKs, MQTT, the FHIR client) serves \
-              sources, sinks, decoders and the patient context and knows none of them",
+              sources, sinks, decoders and the patient context and knows none of them; it takes \
+              plain settings of its own (`ClientSettings`, `Credentials`, `Broker`, `BrokerUrl`), \
+              which the config builds",
     },
     Rule {
         from: "context",
@@ -563,6 +566,26 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
         .len(),
         1
     );
+    // The net layer takes its own settings types: the config builds them, never the reverse.
+    let v = found(
+        "src/net/oauth.rs",
+        "use super::jwt::SigningKey;\nuse crate::config::{FhirAuth, OAuthConfig};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].contains("oauth.rs:2: `net` names `crate::config`"),
+        "{}",
+        v[0]
+    );
+    assert_eq!(
+        found(
+            "src/net/mqtt.rs",
+            "fn f(u: &str) { let _ = crate::config::parse_broker_url(u); }\n"
+        )
+        .len(),
+        1
+    );
+    assert!(found("src/config/net.rs", "use crate::net::mqtt::Broker;\n").is_empty());
     // The patient context reaches the FHIR server through the net layer, not the sink.
     let v = found(
         "src/context/lookup/fhir.rs",
@@ -574,6 +597,139 @@ fn the_import_rule_check_finds_every_way_of_naming_a_module() {
         "{}",
         v[0]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-exports: a module whose users should name another module directly does not re-export it
+// (docs/ARCHITECTURE.md, "Rules"). Every `pub use` (`pub(crate)`, `pub(super)` … too) in
+// non-test code that names a forbidden module counts, grouped or through `super::` chains.
+
+/// One row of the re-export table: `from` re-exports nothing of `of`.
+struct ReexportRule {
+    from: &'static str,
+    of: &'static [&'static str],
+    why: &'static str,
+}
+
+const REEXPORT_RULES: &[ReexportRule] = &[ReexportRule {
+    from: "decode",
+    of: &["net"],
+    why: "MLLP framing, the ER7 reader, `Hl7Error` and ACKs are the net layer's: sources, \
+          sinks and simulators import them from `crate::net::hl7`, never through a decoder",
+}];
+
+/// Every re-export in `shown` (`src/decode/hl7v2.rs`) with text `text` that the table forbids.
+fn reexport_violations(shown: &str, text: &str) -> Vec<String> {
+    let rel = shown
+        .strip_prefix("src/")
+        .unwrap_or(shown)
+        .trim_end_matches(".rs");
+    let mut module_path: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if module_path.last().is_some_and(|l| l == "mod") {
+        module_path.pop();
+    }
+    let Some(top) = module_path.first().cloned() else {
+        return Vec::new();
+    };
+    let code = without_test_modules(&code_only(text)).join("\n");
+    let reexport = regex::Regex::new(r"\bpub\s*(\([^)]*\))?\s*use\s[^;]*;").unwrap();
+    let mut out = Vec::new();
+    for m in reexport.find_iter(&code) {
+        for (at, to) in named_modules(m.as_str(), &module_path) {
+            let line = code[..m.start() + at].matches('\n').count() + 1;
+            for rule in REEXPORT_RULES
+                .iter()
+                .filter(|r| r.from == top && r.of.contains(&to.as_str()))
+            {
+                out.push(format!(
+                    "{shown}:{line}: `{top}` re-exports `crate::{to}` ({})",
+                    rule.why
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_re_export_only_what_the_table_allows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for rule in REEXPORT_RULES {
+        for m in std::iter::once(rule.from).chain(rule.of.iter().copied()) {
+            let p = root.join("src").join(m);
+            assert!(
+                p.is_dir() || p.with_extension("rs").exists(),
+                "re-export table names a missing module `{m}`"
+            );
+        }
+    }
+    let mut all = Vec::new();
+    files(&root.join("src"), &mut all);
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
+    {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(reexport_violations(
+            &shown,
+            &std::fs::read_to_string(f).unwrap(),
+        ));
+        scanned += 1;
+    }
+    assert!(scanned > 100, "only {scanned} source files found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_re_export_rule_finds_every_visibility_and_spelling() {
+    let found = |file: &str, src: &str| reexport_violations(file, src);
+    // A plain re-export, naming file and line.
+    let v = found(
+        "src/decode/hl7v2.rs",
+        "//! doc\n\npub use crate::net::hl7::{Hl7Error, MAX_MESSAGE};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].starts_with("src/decode/hl7v2.rs:3: `decode` re-exports `crate::net`"),
+        "{}",
+        v[0]
+    );
+    // Restricted visibility, a grouped path over lines, and a `super::` chain.
+    assert_eq!(
+        found(
+            "src/decode/hl7v2/mllp.rs",
+            "pub(super) use crate::net::hl7::mllp::unframe;\n"
+        )
+        .len(),
+        1
+    );
+    let v = found(
+        "src/decode/mod.rs",
+        "pub(crate) use crate::{\n    model::redact,\n    net::hl7,\n};\n",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("mod.rs:3:"), "{}", v[0]);
+    assert_eq!(
+        found(
+            "src/decode/hl7v2.rs",
+            "pub use super::super::net::hl7::Hl7Error;\n"
+        )
+        .len(),
+        1
+    );
+    // Importing for its own use, re-exporting the model, other modules, comments and test
+    // code are fine.
+    let fine = "use crate::net::hl7::{Hl7Error, MllpFramer};\n\
+                pub use crate::model::redact;\n\
+                pub use oru::{parse_oru, Oru};\n\
+                // pub use crate::net::hl7::Hl7Error;\n\
+                #[cfg(test)]\n\
+                mod tests {\n    pub use crate::net::hl7::mllp_frame;\n}\n";
+    let v = found("src/decode/hl7v2.rs", fine);
+    assert!(v.is_empty(), "{v:?}");
+    assert!(found("src/source/mqtt.rs", "pub use crate::net::mqtt::Broker;\n").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
-use vitalsd::decode::hl7v2::mllp_frame;
+use vitalsd::net::hl7::mllp_frame;
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -172,7 +172,8 @@ async fn reload(path: &Path, run: &mut Running, stages: &Stages) -> Result<Reloa
     let mut built = Vec::new();
     for (s, (_, settings)) in new.sinks.iter().zip(wanted) {
         if sink_plan.starts(s.id()) {
-            let sink = sinks::build_sink(s, new.mqtt.as_ref()).map_err(|e| format!("{e:#}"))?;
+            let sink = sinks::build_sink(s, new.mqtt.as_ref(), &stages.tokens)
+                .map_err(|e| format!("{e:#}"))?;
             built.push((sink, settings));
         }
     }

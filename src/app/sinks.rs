@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::running::{Plan, RunningSet};
+use super::tokens::TokenSources;
 use super::Stages;
 use crate::config::{MqttConfig, OutboxFormat, SinkConfig};
 use crate::reading::SinkId;
@@ -22,8 +23,14 @@ use crate::sink::delivery::{run_delivery_reporting, Reporting};
 use crate::sink::{self, FileFormat, FileSink, RetryPolicy, Sink};
 use crate::status::SinkStatus;
 
-/// Sets up the client of one sink (nothing is delivered until [`SinkSet::start`]).
-pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<Box<dyn Sink>> {
+/// Sets up the client of one sink (nothing is delivered until [`SinkSet::start`]). A FHIR sink
+/// takes the token source of its credentials from `tokens` (shared with the patient lookup
+/// and other sinks with the same credentials).
+pub fn build_sink(
+    s: &SinkConfig,
+    mqtt: Option<&MqttConfig>,
+    tokens: &TokenSources,
+) -> anyhow::Result<Box<dyn Sink>> {
     match s {
         SinkConfig::File(f) => {
             let format = match f.format {
@@ -37,8 +44,9 @@ pub fn build_sink(s: &SinkConfig, mqtt: Option<&MqttConfig>) -> anyhow::Result<B
             Ok(Box::new(sink))
         }
         SinkConfig::Fhir(f) => {
-            let sink = sink::fhir::FhirSink::new(f)
-                .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
+            let sink =
+                sink::fhir::FhirSink::with_tokens(f, tokens.get(&f.auth, f.ca_file.as_deref()))
+                    .with_context(|| format!("sink {}: cannot set up the FHIR client", f.id))?;
             sink.spawn_health_check();
             Ok(Box::new(sink))
         }

@@ -8,6 +8,7 @@
 
 mod file;
 mod locate;
+mod net;
 mod patient;
 mod sinks;
 mod store;
@@ -24,7 +25,6 @@ use crate::decode::Options;
 use crate::reading::{DeviceId, SinkId};
 use locate::Locator;
 pub use sinks::{default_fhir_concurrency, MAX_FHIR_CONCURRENCY};
-pub use validate::parse_broker_url;
 use validate::Validator;
 
 /// The default config path of the daemon.
@@ -289,34 +289,11 @@ pub struct FileSinkConfig {
     pub waveform: bool,
 }
 
-/// How the FHIR sink authenticates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FhirAuth {
-    None,
-    /// A bearer token read from a file (re-read when it changes).
-    TokenFile(PathBuf),
-    /// OAuth2 client credentials (`[sink.oauth]`).
-    OAuth(OAuthConfig),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OAuthCredential {
-    /// `client_secret` sent to the token endpoint.
-    SecretFile(PathBuf),
-    /// A signed JWT assertion (SMART Backend Services), signed with this key.
-    PrivateKeyJwt {
-        key_file: PathBuf,
-        key_id: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthConfig {
-    pub token_url: String,
-    pub client_id: String,
-    pub credential: OAuthCredential,
-    pub scope: String,
-}
+/// How the FHIR sink authenticates (`auth`, `token_file`, `[sink.oauth]`): the validated
+/// config holds the net layer's credential types, under the names the config has always used.
+pub use crate::net::oauth::{
+    ClientCredential as OAuthCredential, Credentials as FhirAuth, OAuthSettings as OAuthConfig,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FhirSinkConfig {

@@ -2,8 +2,9 @@
 //! shape is strict and checked on its own.
 
 use super::file::{FhirSinkFile, FileSinkFile, MllpSinkFile, MqttSinkFile, OAuthFile};
-use super::validate::{parse_broker_url, valid_id, Validator};
+use super::validate::{valid_id, Validator};
 use super::*;
+use crate::net::mqtt::BrokerUrl;
 
 const TYPES: &str = "file, fhir, hl7-mllp, mqtt";
 
@@ -315,12 +316,12 @@ impl Validator {
                 );
             }
         } else {
-            match parse_broker_url(&m.url) {
+            match BrokerUrl::parse(&m.url) {
                 Err(why) => self.problem(format!("{at}.url"), why),
-                Ok((host, _, false)) if !crate::net::is_loopback_host(&host) => self.plaintext(
+                Ok(b) if !b.tls && !crate::net::is_loopback_host(&b.host) => self.plaintext(
                     &format!("{at}.url"),
                     m.allow_insecure,
-                    &format!("readings would be published to {host}"),
+                    &format!("readings would be published to {}", b.host),
                     "use mqtts://",
                 ),
                 Ok(_) => {}

@@ -11,8 +11,6 @@ mod daemon;
 mod devices;
 mod transport;
 
-pub use transport::parse_broker_url;
-
 pub(super) struct Validator {
     loc: Locator,
     pub(super) problems: Vec<Problem>,

@@ -4,7 +4,8 @@
 //! Receives the identifier of every scan, patient-topic message and API set; asks a
 //! [`Directory`] — in production [`FhirDirectory`]: `GET [base]/Patient?identifier=<system>|<value>`
 //! on the named FHIR sink's server, with the FHIR client the sink uses too (`crate::net::http`:
-//! TLS trust, timeouts, no redirects) and its kind of credentials (`crate::net::oauth`) — and answers [`Answer`]: exactly one Patient
+//! TLS trust, timeouts, no redirects) and the sink's token source (`crate::net::oauth`, handed
+//! in by the app: one access token for both) — and answers [`Answer`]: exactly one Patient
 //! (`Found`, with its logical id, name and birth date), none, more than one, or no answer.
 //! Promises:
 //! - answers are cached, at most [`CACHE_ENTRIES`] identifiers: a found Patient for
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{FhirSinkConfig, LookupConfig, LookupUnavailable};
 use crate::net::http::ClientError;
+use crate::net::oauth::TokenSource;
 use crate::reading::{PatientRecord, PatientRef};
 
 mod fhir;
@@ -90,37 +92,18 @@ impl Lookup {
         }
     }
 
-    /// The lookup of `[patient] lookup` on the FHIR sink it names.
-    pub fn from_config(cfg: &LookupConfig, sink: &FhirSinkConfig) -> Result<Self, ClientError> {
+    /// The lookup of `[patient] lookup` on the FHIR sink it names, authenticating through
+    /// `tokens` (the source of the sink's credentials, shared with the sink).
+    pub fn from_config(
+        cfg: &LookupConfig,
+        sink: &FhirSinkConfig,
+        tokens: Arc<TokenSource>,
+    ) -> Result<Self, ClientError> {
         Ok(Self::new(
-            Arc::new(FhirDirectory::new(sink)?),
+            Arc::new(FhirDirectory::with_tokens(sink, tokens)?),
             cfg.unavailable,
             cfg.cache_ttl,
         ))
-    }
-
-    /// The lookup `cfg` configures (`[patient] lookup`), on the FHIR sink it names; `None`
-    /// without one.
-    pub fn for_config(cfg: &crate::config::Config) -> anyhow::Result<Option<Self>> {
-        let Some(l) = &cfg.patient.lookup else {
-            return Ok(None);
-        };
-        let sink = l.server.as_ref().or_else(|| {
-            cfg.sinks.iter().find_map(|s| match s {
-                crate::config::SinkConfig::Fhir(f) if f.id == l.sink => Some(f),
-                _ => None,
-            })
-        });
-        let Some(sink) = sink else {
-            anyhow::bail!("patient.lookup: no FHIR sink `{}`", l.sink);
-        };
-        let lookup = Self::from_config(l, sink).map_err(|e| {
-            anyhow::anyhow!(
-                "patient.lookup: cannot set up the client of sink `{}`: {e}",
-                l.sink
-            )
-        })?;
-        Ok(Some(lookup))
     }
 
     /// What a scan does while the directory cannot answer.

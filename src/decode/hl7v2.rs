@@ -22,27 +22,20 @@
 //! PID-3 is returned as [`Oru::patient`] for the MLLP source; it never appears in an error.
 //! The option `patient_system` names the identifier system of PID-3 ids that carry none
 //! ([`with_patient_system`], applied by the device pipeline).
-//! [`ack`]/[`ack_message`] build MLLP-framed ACKs (docs/hl7-inbound.md#ack-and-nak-rules), [`parse_ack`] reads them (HL7 sink).
+//! MLLP framing, the ER7 reader, [`Hl7Error`] and the ACKs the MLLP source answers with
+//! (docs/hl7-inbound.md#ack-and-nak-rules) are the net layer's ([`crate::net::hl7`]).
 
-mod mllp;
 mod oru;
 
-// MLLP framing, the ER7 reader, its errors and ACKs are the net layer's (shared with the MLLP
-// source and sink); re-exported here under their old paths.
-pub use crate::net::hl7::ack::{
-    ack, ack_message, error_code_text, parse_ack, Ack, AckCode, AckError, AckHeader, MshFields,
-    Severity,
-};
-pub(crate) use crate::net::hl7::er7;
-pub use crate::net::hl7::mllp::{mllp_frame, Frame, MllpFramer, CR, EB, MAX_MESSAGE, SB};
-pub use crate::net::hl7::{Hl7Error, MAX_SEGMENTS};
-pub use er7::{dtm, format_dtm, Delimiters};
 pub use oru::{parse_oru, Oru};
 
 use super::barcode::check_system;
 use super::lines::NUMERIC_KINDS;
 use super::registry::{OptionSpec, Transport, SERIAL_9600_8N1};
 use super::{DecodeError, DecodeEvent, Decoder, DriverInfo, Options};
+// MLLP framing, the ER7 reader and its errors are the net layer's (shared with the MLLP source
+// and sink); this decoder imports them from there and re-exports none of them.
+use crate::net::hl7::{Hl7Error, MllpFramer, MAX_MESSAGE, SB};
 use crate::reading::PatientRef;
 
 /// The `hl7v2` driver entry for the registry.

@@ -1,5 +1,7 @@
 use super::*;
+// MLLP framing and ACKs are the net layer's; the decoder's tests build and read them too.
 use crate::decode::{DeviceMessage, DeviceTime, Measured};
+use crate::net::hl7::*;
 use crate::reading::{Flag, Kind};
 use proptest::prelude::*;
 use time::OffsetDateTime;

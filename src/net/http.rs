@@ -1,21 +1,53 @@
 //! The HTTP client for a FHIR server, shared by the FHIR sink and the patient lookup
 //! (`[patient] lookup`) that searches the same server (docs/network-security.md).
 //!
-//! Receives a FHIR sink's config (base URL, `ca_file`, `timeout`, credentials) and the
-//! server's responses. Promises:
+//! Receives [`ClientSettings`] (the config builds them from a FHIR sink's base URL, `ca_file`,
+//! `timeout` and credentials) and the server's responses. Promises:
 //! - [`client`]: TLS (ring) trusting `ca_file` or the system store when the base URL or the
-//!   OAuth token URL is https, the request and connect timeout from `timeout`, and redirects
-//!   never followed (a redirect would resend readings or a token wherever the answer points);
+//!   OAuth token URL is https ([`ClientSettings::for_server`]), the request and connect timeout
+//!   from `timeout`, and redirects never followed (a redirect would resend readings or a token
+//!   wherever the answer points);
 //! - [`read_bounded`] reads at most a given number of bytes of a body; a bigger body is an
 //!   error, never a partial read;
 //! - the reasons it gives ([`redirect_reason`], [`transport_reason`]) name a scheme, host and
 //!   port or the kind of failure, never a path or query (they could carry identifiers);
 //!   [`bounded`] cuts any server text to a length and removes control characters.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use reqwest::header::HeaderMap;
 
-use crate::config::{FhirAuth, FhirSinkConfig};
+use super::oauth::Credentials;
 use crate::tls::{self, TlsError};
+
+/// What the client of one FHIR server is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Whether any URL the client asks is https: TLS is set up only then.
+    pub https: bool,
+    /// The CA file to trust instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// The request and connect timeout.
+    pub timeout: Duration,
+}
+
+impl ClientSettings {
+    /// The settings for a server at `base_url` reached with `credentials`: TLS when the base
+    /// URL or the OAuth token URL is https.
+    pub fn for_server(
+        base_url: &str,
+        credentials: &Credentials,
+        ca_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            https: base_url.starts_with("https:") || credentials.uses_https(),
+            ca_file,
+            timeout,
+        }
+    }
+}
 
 /// Why the client cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +58,9 @@ pub enum ClientError {
     Client(#[from] reqwest::Error),
 }
 
-/// The client for the FHIR server of `cfg`. See the module docs.
-pub fn client(cfg: &FhirSinkConfig) -> Result<reqwest::Client, ClientError> {
+/// The client `cfg` describes. See the module docs.
+pub fn client(cfg: &ClientSettings) -> Result<reqwest::Client, ClientError> {
     tls::init();
-    let mut uses_https = cfg.base_url.starts_with("https:");
-    if let FhirAuth::OAuth(o) = &cfg.auth {
-        uses_https |= o.token_url.starts_with("https:");
-    }
     // Never follow a redirect: it would resend the Bundle (and the token) to wherever the
     // answer points, possibly another host or plain http.
     let mut builder = reqwest::Client::builder()
@@ -40,7 +68,7 @@ pub fn client(cfg: &FhirSinkConfig) -> Result<reqwest::Client, ClientError> {
         .timeout(cfg.timeout)
         .connect_timeout(cfg.timeout)
         .user_agent(concat!("vitalsd/", env!("CARGO_PKG_VERSION")));
-    if uses_https {
+    if cfg.https {
         let tls = tls::client_config(cfg.ca_file.as_deref(), None)?;
         builder = builder.use_preconfigured_tls((*tls).clone());
     }
@@ -131,6 +159,32 @@ pub async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_set_up_when_the_server_or_the_token_endpoint_is_https() {
+        let oauth = |url: &str| {
+            Credentials::OAuth(super::super::oauth::OAuthSettings {
+                token_url: url.into(),
+                client_id: "c".into(),
+                credential: super::super::oauth::ClientCredential::SecretFile("/s".into()),
+                scope: "s".into(),
+            })
+        };
+        let t = Duration::from_secs(5);
+        let https =
+            |base: &str, c: &Credentials| ClientSettings::for_server(base, c, None, t).https;
+        assert!(https("https://ehr/fhir", &Credentials::None));
+        assert!(!https("http://127.0.0.1:8080/fhir", &Credentials::None));
+        assert!(https("http://127.0.0.1/fhir", &oauth("https://idp/token")));
+        assert!(!https(
+            "http://127.0.0.1/fhir",
+            &oauth("http://127.0.0.1/token")
+        ));
+        assert!(!https(
+            "http://127.0.0.1/fhir",
+            &Credentials::TokenFile("/t".into())
+        ));
+    }
 
     #[test]
     fn server_text_is_bounded_and_loses_control_characters() {

@@ -1,16 +1,15 @@
 //! How vitalsd reaches an MQTT broker: address, TLS (rustls with the config's CA and optional
 //! client certificate), credentials (password from a file), keep-alive.
 //!
-//! Receives the `[mqtt]` table or a sink's own `url`; promises rumqttc options that carry the
-//! password only in memory (never in a log or an error text). Shared by the MQTT source and
-//! the `mqtt` sink, which import it from here and not from each other.
+//! Receives a [`Broker`] (the config builds it from the `[mqtt]` table) or a sink's own `url`
+//! ([`BrokerUrl::parse`], the URL rule the config check applies too); promises rumqttc options
+//! that carry the password only in memory (never in a log or an error text). Shared by the MQTT
+//! source and the `mqtt` sink, which import it from here and not from each other.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
-
-use crate::config::{parse_broker_url, MqttConfig};
 
 /// Why an MQTT connection (of the source or a sink) could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -50,32 +49,53 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-impl Broker {
-    /// The `[mqtt]` broker.
-    pub fn from_config(cfg: &MqttConfig) -> Result<Broker, MqttError> {
-        Ok(Broker {
-            url: cfg.url.clone(),
-            host: cfg.host.clone(),
-            port: cfg.port,
-            tls: cfg.tls,
-            client_id: cfg.client_id.clone(),
-            username: cfg.username.clone(),
-            password_file: cfg.password_file.clone(),
-            ca_file: cfg.ca_file.clone(),
-            client_auth: cfg
-                .client_cert_file
-                .clone()
-                .zip(cfg.client_key_file.clone()),
-            keep_alive: cfg.keep_alive,
-        })
-    }
+/// Where a broker URL points: `mqtt://host[:port]` or `mqtts://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    /// The URL's port, else 1883 (`mqtt`) or 8883 (`mqtts`).
+    pub port: u16,
+    /// `mqtts`.
+    pub tls: bool,
+}
 
+impl BrokerUrl {
+    /// Parses a broker URL; the error says why it is refused (it may quote the URL, which
+    /// holds no credentials: a URL with user or password is refused).
+    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(format!(
+                "`{url}`: put credentials in username and password_file, not in the URL"
+            ));
+        }
+        let tls = match u.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            other => return Err(format!("scheme `{other}`: expected mqtt:// or mqtts://")),
+        };
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("`{url}` has no host"))?
+            .trim_matches(['[', ']'])
+            .to_string();
+        if u.path() != "/" && !u.path().is_empty() {
+            return Err(format!("`{url}`: a broker URL has no path"));
+        }
+        let port = u.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(BrokerUrl { host, port, tls })
+    }
+}
+
+impl Broker {
     /// A broker given by URL alone (a sink's own `url`): no credentials, the system's CAs.
     pub fn from_url(url: &str, client_id: &str) -> Result<Broker, MqttError> {
-        let (host, port, tls) = parse_broker_url(url).map_err(|reason| MqttError::Url {
-            url: url.to_string(),
-            reason,
-        })?;
+        let BrokerUrl { host, port, tls } =
+            BrokerUrl::parse(url).map_err(|reason| MqttError::Url {
+                url: url.to_string(),
+                reason,
+            })?;
         Ok(Broker {
             url: url.to_string(),
             host,
@@ -138,34 +158,30 @@ pub fn trim_newline(s: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn parse(url: &str) -> Result<(String, u16, bool), String> {
+        BrokerUrl::parse(url).map(|b| (b.host, b.port, b.tls))
+    }
+
     #[test]
     fn urls_give_host_port_and_tls_with_default_ports() {
+        assert_eq!(parse("mqtt://broker"), Ok(("broker".into(), 1883, false)));
         assert_eq!(
-            parse_broker_url("mqtt://broker"),
-            Ok(("broker".into(), 1883, false))
-        );
-        assert_eq!(
-            parse_broker_url("mqtts://b.local:8884"),
+            parse("mqtts://b.local:8884"),
             Ok(("b.local".into(), 8884, true))
         );
         assert_eq!(
-            parse_broker_url("mqtt://127.0.0.1:1999/"),
+            parse("mqtt://127.0.0.1:1999/"),
             Ok(("127.0.0.1".into(), 1999, false))
         );
-        assert_eq!(
-            parse_broker_url("mqtts://[::1]:8883"),
-            Ok(("::1".into(), 8883, true))
-        );
+        assert_eq!(parse("mqtts://[::1]:8883"), Ok(("::1".into(), 8883, true)));
     }
 
     #[test]
     fn bad_urls_say_why() {
-        assert!(parse_broker_url("http://x").unwrap_err().contains("scheme"));
-        assert!(parse_broker_url("broker:1883").is_err());
-        assert!(parse_broker_url("mqtt://x:port")
-            .unwrap_err()
-            .contains("port"));
-        assert!(parse_broker_url("mqtt://user@x").is_err());
+        assert!(parse("http://x").unwrap_err().contains("scheme"));
+        assert!(parse("broker:1883").is_err());
+        assert!(parse("mqtt://x:port").unwrap_err().contains("port"));
+        assert!(parse("mqtt://user@x").is_err());
     }
 
     #[test]

@@ -2,17 +2,23 @@
 //! client credentials (a client secret, or a SMART Backend Services private-key JWT). The one
 //! token handling of the FHIR sink and of the patient lookup that searches the same server.
 //!
-//! Receives a FHIR sink's [`FhirAuth`]; emits the bearer token for the next request.
+//! Receives [`Credentials`] (the config check builds them from a sink's `auth` keys and
+//! `[sink.oauth]`); emits the bearer token for the next request.
 //! - **Token file**: read at first use and again whenever the file's modification time or
 //!   length changes (a rotated token is picked up without a restart). After a 401,
-//!   [`Auth::rejected`] forces one re-read even when the file looks unchanged.
+//!   [`TokenSource::rejected`] forces one re-read even when the file looks unchanged.
 //! - **OAuth2**: `POST token_url` (form `grant_type=client_credentials`, `scope`, and either
 //!   `client_id` + `client_secret` or `client_assertion_type` + `client_assertion`). The access
-//!   token is cached until `expires_in` minus a margin; [`Auth::rejected`] drops it. The secret
-//!   and key files are read at each token request, so they can rotate too. The request goes
-//!   through the caller's client ([`super::http::client`]), which never follows redirects: a 3xx from the token endpoint
-//!   is [`AuthError::Redirected`] (`token_url` is https, or http only to this machine, as the
-//!   config check demands).
+//!   token is cached until `expires_in` minus a margin; [`TokenSource::rejected`] drops it. The
+//!   secret and key files are read at each token request, so they can rotate too. The request
+//!   goes through the caller's client ([`super::http::client`]), which never follows redirects:
+//!   a 3xx from the token endpoint is [`AuthError::Redirected`] (`token_url` is https, or http
+//!   only to this machine, as the config check demands).
+//! - **One token per credential set**: a [`TokenSource`] is shared (behind an `Arc`) by every
+//!   client with the same [`Credentials`] — the FHIR sink's delivery handles, other sinks with
+//!   the same credentials and the patient lookup (docs/patient-lookup.md). One request at a
+//!   time fetches a token; the others wait for it and use it. A 401 drops the cached token only
+//!   when it is the one that was refused, so clients refused together renew it once.
 //!
 //! Secrets never reach a log: they live in [`Secret`], whose `Debug` is redacted, and errors
 //! name files and statuses, never contents.
@@ -25,7 +31,44 @@ use serde::Deserialize;
 
 use super::http::{bounded, read_bounded, redirect_reason};
 use super::jwt::{self, SigningKey};
-use crate::config::{FhirAuth, OAuthConfig, OAuthCredential};
+
+/// How a client authenticates to a FHIR server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Credentials {
+    None,
+    /// A bearer token read from a file (re-read when it changes).
+    TokenFile(PathBuf),
+    /// OAuth2 client credentials.
+    OAuth(OAuthSettings),
+}
+
+/// What proves the OAuth2 client's identity to the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientCredential {
+    /// `client_secret` sent to the token endpoint.
+    SecretFile(PathBuf),
+    /// A signed JWT assertion (SMART Backend Services), signed with this key.
+    PrivateKeyJwt {
+        key_file: PathBuf,
+        key_id: Option<String>,
+    },
+}
+
+/// An OAuth2 client-credentials client: where it asks, who it is, for what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OAuthSettings {
+    pub token_url: String,
+    pub client_id: String,
+    pub credential: ClientCredential,
+    pub scope: String,
+}
+
+impl Credentials {
+    /// Whether a request of these credentials goes to an https URL (the OAuth token endpoint).
+    pub fn uses_https(&self) -> bool {
+        matches!(self, Self::OAuth(o) if o.token_url.starts_with("https:"))
+    }
+}
 
 /// The most bytes of a token endpoint's answer that are read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
@@ -81,11 +124,11 @@ pub enum Auth {
 }
 
 impl Auth {
-    pub fn new(cfg: &FhirAuth) -> Self {
+    pub fn new(cfg: &Credentials) -> Self {
         match cfg {
-            FhirAuth::None => Self::None,
-            FhirAuth::TokenFile(path) => Self::TokenFile(TokenFile::new(path.clone())),
-            FhirAuth::OAuth(o) => Self::OAuth(OAuthClient::new(o.clone())),
+            Credentials::None => Self::None,
+            Credentials::TokenFile(path) => Self::TokenFile(TokenFile::new(path.clone())),
+            Credentials::OAuth(o) => Self::OAuth(OAuthClient::new(o.clone())),
         }
     }
 
@@ -98,17 +141,59 @@ impl Auth {
         }
     }
 
-    /// The server answered 401: re-read the token file / drop the cached access token.
-    /// Returns whether a retry can use different credentials.
-    pub fn rejected(&mut self) -> bool {
+    /// The server answered 401 to a request sent with `sent`: re-read the token file / drop
+    /// the cached access token, unless another request already renewed it (then the cached
+    /// one is newer than `sent` and is kept). Returns whether a retry can use different
+    /// credentials.
+    pub fn rejected(&mut self, sent: Option<&Secret>) -> bool {
         match self {
             Self::None => false,
             Self::TokenFile(t) => {
-                t.stamp = None;
+                if t.token.as_ref() == sent {
+                    t.stamp = None;
+                }
                 true
             }
-            Self::OAuth(o) => o.cached.take().is_some(),
+            Self::OAuth(o) => {
+                if o.cached.as_ref().map(|(t, _)| t) == sent {
+                    o.cached = None;
+                }
+                true
+            }
         }
+    }
+}
+
+/// The credential state every client with the same [`Credentials`] shares (behind an `Arc`):
+/// one cached token, fetched by one request at a time (the others wait for it).
+#[derive(Debug)]
+pub struct TokenSource {
+    credentials: Credentials,
+    auth: tokio::sync::Mutex<Auth>,
+}
+
+impl TokenSource {
+    pub fn new(credentials: &Credentials) -> Self {
+        Self {
+            credentials: credentials.clone(),
+            auth: tokio::sync::Mutex::new(Auth::new(credentials)),
+        }
+    }
+
+    /// The credentials this source holds tokens for.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The bearer token for the next request (`None` without authentication). A token request
+    /// holds the source: concurrent callers wait and then use the token it obtained.
+    pub async fn bearer(&self, http: &reqwest::Client) -> Result<Option<Secret>, AuthError> {
+        self.auth.lock().await.bearer(http).await
+    }
+
+    /// The server answered 401 to a request sent with `sent` ([`Auth::rejected`]).
+    pub async fn rejected(&self, sent: Option<&Secret>) -> bool {
+        self.auth.lock().await.rejected(sent)
     }
 }
 
@@ -154,7 +239,7 @@ impl TokenFile {
 
 /// An OAuth2 client-credentials client with its cached access token.
 pub struct OAuthClient {
-    cfg: OAuthConfig,
+    cfg: OAuthSettings,
     cached: Option<(Secret, Instant)>,
 }
 
@@ -181,7 +266,7 @@ struct ErrorAnswer {
 }
 
 impl OAuthClient {
-    pub fn new(cfg: OAuthConfig) -> Self {
+    pub fn new(cfg: OAuthSettings) -> Self {
         Self { cfg, cached: None }
     }
 
@@ -242,11 +327,11 @@ impl OAuthClient {
             ("scope", c.scope.clone()),
         ];
         match &c.credential {
-            OAuthCredential::SecretFile(path) => {
+            ClientCredential::SecretFile(path) => {
                 form.push(("client_id", c.client_id.clone()));
                 form.push(("client_secret", read_secret(path)?.0));
             }
-            OAuthCredential::PrivateKeyJwt { key_file, key_id } => {
+            ClientCredential::PrivateKeyJwt { key_file, key_id } => {
                 let pem = std::fs::read(key_file).map_err(|e| file_error(key_file, &e))?;
                 let key_err = |source| AuthError::Key {
                     path: key_file.clone(),
@@ -317,10 +402,10 @@ mod tests {
         let mut t = TokenFile::new("/x".into());
         t.token = Some(s);
         assert!(!format!("{t:?}").contains("hunter2"));
-        let mut o = OAuthClient::new(OAuthConfig {
+        let mut o = OAuthClient::new(OAuthSettings {
             token_url: "https://a/token".into(),
             client_id: "c".into(),
-            credential: OAuthCredential::SecretFile("/s".into()),
+            credential: ClientCredential::SecretFile("/s".into()),
             scope: "system/Observation.write".into(),
         });
         o.cached = Some((Secret::new("tok-123"), Instant::now()));
@@ -343,7 +428,7 @@ mod tests {
         f.set_modified(mtime).unwrap();
         assert_eq!(t.current().unwrap().expose(), "second");
         let mut auth = Auth::TokenFile(t);
-        assert!(auth.rejected());
+        assert!(auth.rejected(Some(&Secret::new("second"))));
         let Auth::TokenFile(t) = &mut auth else {
             unreachable!()
         };
@@ -364,3 +449,7 @@ mod tests {
         assert!(e.to_string().contains("nope"), "{e}");
     }
 }
+
+#[cfg(test)]
+#[path = "oauth_tests.rs"]
+mod source_tests;

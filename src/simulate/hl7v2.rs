@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{Simulator, Step};
-use crate::decode::hl7v2::{format_dtm, mllp_frame};
+use crate::net::hl7::{format_dtm, mllp_frame};
 
 /// The equipment id (EUI-64) the simulated monitor reports in MSH-3 and OBX-18.
 pub const EUI64: &str = "0012345678ABCDEF";

@@ -50,7 +50,7 @@ impl MqttSink {
         let broker = match (&cfg.url, shared) {
             (Some(url), _) => Broker::from_url(url, &format!("vitalsd-sink-{}", cfg.id))?,
             (None, Some(m)) => {
-                let mut b = Broker::from_config(m)?;
+                let mut b = Broker::from(m);
                 b.client_id = format!("{}-sink-{}", m.client_id, cfg.id);
                 b
             }

@@ -28,7 +28,7 @@
 //!   [`MllpLimits::idle_timeout`] is closed; a message not complete
 //!   [`MllpLimits::message_timeout`] after its first byte is dropped (WARN, no content, counted
 //!   `frame_bad`) and its connection closed, however slowly the bytes trickle in.
-//! - Frames over [`crate::decode::hl7v2::MAX_MESSAGE`] bytes are skipped by the framer and get
+//! - Frames over [`crate::net::hl7::MAX_MESSAGE`] bytes are skipped by the framer and get
 //!   no answer (the sender's ACK timeout fires), as do frames cut short by a new start block.
 //!   Framing errors and refused messages count as `frame_bad`, MLLP commit blocks
 //!   (`0x06`/`0x15`) as `frame_ok` without an answer; a parsed message counts one `frame_ok`

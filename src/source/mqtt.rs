@@ -97,7 +97,7 @@ impl MqttSource {
         let state = Arc::new(SourceState::default());
         state.ready.store(true, Ordering::Relaxed);
         Ok(Self {
-            broker: Broker::from_config(cfg)?,
+            broker: Broker::from(cfg),
             devices,
             patient: cfg
                 .patient_topic

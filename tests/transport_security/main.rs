@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Running, Sink};
-use vitalsd::decode::hl7v2::{mllp_frame, parse_ack, AckCode};
+use vitalsd::net::hl7::{mllp_frame, parse_ack, AckCode};
 
 const WAIT: Duration = Duration::from_secs(15);
 

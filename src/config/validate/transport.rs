@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::super::file::{MllpDeviceFile, MqttDeviceFile, MqttFile};
 use super::super::*;
 use super::Validator;
+use crate::net::mqtt::BrokerUrl;
 
 impl Validator {
     /// The `mllp` table of an `hl7v2` device: the listen address, who may connect and the
@@ -116,8 +117,8 @@ impl Validator {
 
     pub(super) fn mqtt(&mut self, m: MqttFile) -> Option<MqttConfig> {
         let before = self.problems.len();
-        let (host, port, tls) = match parse_broker_url(&m.url) {
-            Ok(x) => x,
+        let (host, port, tls) = match BrokerUrl::parse(&m.url) {
+            Ok(b) => (b.host, b.port, b.tls),
             Err(why) => {
                 self.problem("mqtt.url", why);
                 return None;
@@ -183,31 +184,6 @@ impl Validator {
             patient_topic: (!m.patient_topic.is_empty()).then_some(m.patient_topic),
         })
     }
-}
-
-/// `mqtt://host[:port]` or `mqtts://host[:port]` → (host, port, tls).
-pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!(
-            "`{url}`: put credentials in username and password_file, not in the URL"
-        ));
-    }
-    let tls = match u.scheme() {
-        "mqtt" => false,
-        "mqtts" => true,
-        other => return Err(format!("scheme `{other}`: expected mqtt:// or mqtts://")),
-    };
-    let host = u
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("`{url}` has no host"))?
-        .trim_matches(['[', ']'])
-        .to_string();
-    if u.path() != "/" && !u.path().is_empty() {
-        return Err(format!("`{url}`: a broker URL has no path"));
-    }
-    Ok((host, u.port().unwrap_or(if tls { 8883 } else { 1883 }), tls))
 }
 
 /// An MQTT topic filter: non-empty, `#` only last, wildcards only as whole levels.

@@ -1,7 +1,10 @@
 //! The FHIR R4 directory: `Patient?identifier=` on the FHIR sink's server, through the net
 //! layer's FHIR client and credentials (`crate::net::http`, `crate::net::oauth`, the ones the
-//! sink uses), and the reading of the searchset Bundle it answers (bounded, the identifier
-//! never in an error text).
+//! sink uses; with the app's wiring the very token source the sink holds, so one access
+//! token serves both), and the reading of the searchset Bundle it answers (bounded, the
+//! identifier never in an error text).
+
+use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 use reqwest::StatusCode;
@@ -10,23 +13,34 @@ use serde::Deserialize;
 use super::{Directory, SearchFuture, MAX_ANSWER_BYTES, MAX_PART};
 use crate::config::FhirSinkConfig;
 use crate::net::http::{client, read_bounded, ClientError};
-use crate::net::oauth::Auth;
+use crate::net::oauth::TokenSource;
 use crate::reading::{PatientRecord, PatientRef};
 
 /// A FHIR R4 server's `Patient?identifier=` search.
 pub struct FhirDirectory {
     base_url: String,
     http: reqwest::Client,
-    auth: tokio::sync::Mutex<Auth>,
+    auth: Arc<TokenSource>,
 }
 
 impl FhirDirectory {
-    /// The directory of the FHIR sink `sink`: its base URL, client and credentials.
+    /// The directory of the FHIR sink `sink`: its base URL, client and credentials (a token
+    /// source of its own).
     pub fn new(sink: &FhirSinkConfig) -> Result<Self, ClientError> {
+        Self::with_tokens(sink, Arc::new(TokenSource::new(&sink.auth)))
+    }
+
+    /// [`FhirDirectory::new`] with a token source shared with the sink (it must hold
+    /// `sink.auth`): one cached token, one renewal after a 401, for both.
+    pub fn with_tokens(
+        sink: &FhirSinkConfig,
+        tokens: Arc<TokenSource>,
+    ) -> Result<Self, ClientError> {
+        debug_assert_eq!(tokens.credentials(), &sink.auth);
         Ok(Self {
             base_url: sink.base_url.trim_end_matches('/').to_string(),
-            http: client(sink)?,
-            auth: tokio::sync::Mutex::new(Auth::new(&sink.auth)),
+            http: client(&sink.client_settings())?,
+            auth: tokens,
         })
     }
 
@@ -34,13 +48,12 @@ impl FhirDirectory {
         let identifier = format!("{}|{}", patient.system, patient.id);
         let mut reauthed = false;
         loop {
-            let token = {
-                let mut auth = self.auth.lock().await;
-                // Errors name files and statuses only, never a token or an identifier.
-                auth.bearer(&self.http)
-                    .await
-                    .map_err(|e| format!("credentials: {e}"))?
-            };
+            // Errors name files and statuses only, never a token or an identifier.
+            let token = self
+                .auth
+                .bearer(&self.http)
+                .await
+                .map_err(|e| format!("credentials: {e}"))?;
             let mut url = reqwest::Url::parse(&format!("{}/Patient", self.base_url))
                 .map_err(|_| "the sink's base_url is not a URL".to_string())?;
             url.query_pairs_mut()
@@ -52,7 +65,9 @@ impl FhirDirectory {
             }
             let resp = req.send().await.map_err(|e| transport(&e))?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.lock().await.rejected()
+            if status == StatusCode::UNAUTHORIZED
+                && !reauthed
+                && self.auth.rejected(token.as_ref()).await
             {
                 reauthed = true;
                 continue;

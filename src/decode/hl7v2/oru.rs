@@ -1,12 +1,12 @@
 //! ORU^R01 → device messages (docs/hl7-inbound.md#message-structure): OBX rows mapped to kinds, components and
 //! UCUM units through the code table, grouped per kind; PID-3 → patient.
 
-use super::er7::{as_text, clip, dtm, field, Delimiters, Er7};
-use super::mllp::unframe;
-use super::{Hl7Error, MshFields, MAX_MESSAGE};
 use crate::decode::lines::NUMERIC_KINDS;
 use crate::decode::{DeviceMessage, DeviceTime, DeviceValue, Measured};
 use crate::model::{codes, hl7, units};
+use crate::net::hl7::er7::{as_text, clip, dtm, field, Delimiters, Er7};
+use crate::net::hl7::mllp::unframe;
+use crate::net::hl7::{Hl7Error, MshFields, MAX_MESSAGE};
 use crate::reading::{AbsentReason, Decimal, Flag, Kind, PatientRef};
 
 /// What an ORU^R01 carried.

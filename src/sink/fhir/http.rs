@@ -39,7 +39,7 @@ use super::response::{self, bounded, redact, TransactionAnswer, MAX_DIAGNOSTICS_
 use super::transaction_bundle;
 use crate::config::FhirSinkConfig;
 use crate::net::http::{client, read_bounded, redirect_reason, transport_reason};
-use crate::net::oauth::Auth;
+use crate::net::oauth::{Credentials, TokenSource};
 use crate::reading::{Reading, SinkId};
 use crate::sink::outcome::classify_fhir;
 use crate::sink::{DeliverFuture, Outcome, Sink};
@@ -60,8 +60,9 @@ pub struct FhirSink {
     /// Batches in flight at once (`concurrency`), each on a [`Sink::pipeline`] handle.
     concurrency: usize,
     http: reqwest::Client,
-    /// Shared by every handle of the sink: one cached token, one renewal after a 401.
-    auth: Arc<tokio::sync::Mutex<Auth>>,
+    /// Shared by every handle of the sink, and by every other client with the same
+    /// credentials that the app hands it to: one cached token, one renewal after a 401.
+    auth: Arc<TokenSource>,
     /// The longest `Retry-After` seen since the delivery loop last asked.
     retry_after: Option<Duration>,
 }
@@ -89,15 +90,25 @@ enum Posted {
 
 impl FhirSink {
     /// Builds the client: TLS (ring) trusting `ca_file` or the system store when a URL is
-    /// https, the request timeout from `timeout`.
+    /// https, the request timeout from `timeout`; the credentials are this sink's own.
     pub fn new(cfg: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
+        Self::with_tokens(cfg, Arc::new(TokenSource::new(&cfg.auth)))
+    }
+
+    /// [`FhirSink::new`] with a token source shared with other clients of the same
+    /// credentials (the app hands the same one to the patient lookup); it must hold `cfg.auth`.
+    pub fn with_tokens(
+        cfg: &FhirSinkConfig,
+        tokens: Arc<TokenSource>,
+    ) -> Result<Self, FhirSinkError> {
+        debug_assert_eq!(tokens.credentials(), &cfg.auth);
         Ok(Self {
             id: cfg.id.clone(),
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             batch_size: cfg.batch_size.max(1),
             concurrency: cfg.concurrency.max(1),
-            http: client(cfg)?,
-            auth: Arc::new(tokio::sync::Mutex::new(Auth::new(&cfg.auth))),
+            http: client(&cfg.client_settings())?,
+            auth: tokens,
             retry_after: None,
         })
     }
@@ -131,7 +142,7 @@ impl FhirSink {
             batch_size: self.batch_size,
             concurrency: 1,
             http: self.http.clone(),
-            auth: Arc::new(tokio::sync::Mutex::new(Auth::None)),
+            auth: Arc::new(TokenSource::new(&Credentials::None)),
             retry_after: None,
         };
         tokio::spawn(async move {
@@ -190,7 +201,7 @@ impl FhirSink {
         };
         let mut reauthed = false;
         loop {
-            let token = match self.auth.lock().await.bearer(&self.http).await {
+            let token = match self.auth.bearer(&self.http).await {
                 Ok(t) => t,
                 Err(e) => return Posted::Retry(format!("auth: {e}")),
             };
@@ -209,7 +220,9 @@ impl FhirSink {
                 Err(e) => return Posted::Retry(transport_reason(&e)),
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthed && self.auth.lock().await.rejected()
+            if status == StatusCode::UNAUTHORIZED
+                && !reauthed
+                && self.auth.rejected(token.as_ref()).await
             {
                 tracing::info!(sink = %self.id, "server answered 401; renewing credentials once");
                 reauthed = true;

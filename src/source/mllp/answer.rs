@@ -6,9 +6,8 @@
 
 use time::OffsetDateTime;
 
-use crate::decode::hl7v2::{Delimiters, Hl7Error};
 use crate::ingest::{IngestError, IngestOutcome};
-use crate::net::hl7::{ack_message, AckCode, AckError, AckHeader};
+use crate::net::hl7::{ack_message, AckCode, AckError, AckHeader, Delimiters, Hl7Error};
 
 /// Table 0357 "application internal error": the code of every refusal that is ours.
 const INTERNAL_ERROR: u16 = 207;
