@@ -49,7 +49,7 @@ pub fn init_logging(default: &str, format: LogFormat) {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    crate::pipeline::init_local_zone();
+    crate::model::zone::init_local_zone();
     crate::tls::init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,7 +93,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logging("info", cfg.daemon.log_format);
     log_allocator();
     tracing::info!(
-        zone = %crate::pipeline::local_zone(),
+        zone = %crate::model::zone::local_zone(),
         "device wall-clock times are read in this time zone"
     );
     for w in &cfg.warnings {
@@ -222,7 +222,7 @@ pub fn decode(
     hex_input: Option<&str>,
     file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    crate::pipeline::init_local_zone();
+    crate::model::zone::init_local_zone();
     if decode::driver_info(driver).is_none() {
         let names: Vec<_> = decode::drivers().iter().map(|d| d.name).collect();
         bail!("unknown driver `{driver}`; drivers: {}", names.join(", "));
@@ -256,7 +256,7 @@ pub fn decode(
         driver: driver.to_string(),
         room: None,
         clock_skew_tolerance: Duration::from_secs(300),
-        zone: crate::pipeline::local_zone(),
+        zone: crate::model::zone::local_zone(),
     };
     let now = time::OffsetDateTime::now_utc();
     let (mut printed, mut failed) = (0usize, 0usize);

@@ -36,7 +36,6 @@ pub mod ingest;
 pub mod model;
 pub mod net;
 pub mod normalize;
-pub mod pipeline;
 pub mod queue;
 pub mod reading;
 pub mod simulate;

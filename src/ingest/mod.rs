@@ -35,7 +35,8 @@ use crate::context::quality::Quality;
 use crate::context::ContextStore;
 use crate::decode::registry::PatientIds;
 use crate::decode::{self, DeviceMessage};
-use crate::normalize::{self, LocalZone, NormalizeContext};
+use crate::model::zone::local_zone;
+use crate::normalize::{self, NormalizeContext};
 use crate::queue::{EnqueueOutcome, Queue, QueueError};
 use crate::reading::{PatientRef, Reading, ReadingId};
 use crate::status::DeviceStatus;
@@ -410,26 +411,6 @@ impl DeviceIngest {
         }
         tracing::debug!(device = %dev.ctx.device, stored, duplicates, "readings stored");
     }
-}
-
-static LOCAL_ZONE: std::sync::OnceLock<LocalZone> = std::sync::OnceLock::new();
-
-/// Looks up the host's time zone once (`TZ`, else `/etc/localtime`); UTC, with a warning on
-/// stderr, when neither names a zone. Its rules cover every daylight-saving change, so the
-/// zone need not be read again when the clocks change; a new host zone takes a restart.
-pub fn init_local_zone() {
-    LOCAL_ZONE.get_or_init(|| {
-        LocalZone::system().unwrap_or_else(|e| {
-            eprintln!("vitalsd: {e}; device wall-clock times are read as UTC");
-            LocalZone::utc()
-        })
-    });
-}
-
-/// The host's time zone, for device clocks that report local wall time (UTC when it could not
-/// be determined, or before [`init_local_zone`]).
-pub fn local_zone() -> LocalZone {
-    LOCAL_ZONE.get().cloned().unwrap_or_else(LocalZone::utc)
 }
 
 #[cfg(test)]

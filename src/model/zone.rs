@@ -129,3 +129,23 @@ fn to_utc_offset(o: jiff::tz::Offset) -> UtcOffset {
     // Both crates allow offsets up to ±25:59:59, so this conversion always succeeds.
     UtcOffset::from_whole_seconds(o.seconds()).unwrap_or(UtcOffset::UTC)
 }
+
+static LOCAL_ZONE: std::sync::OnceLock<LocalZone> = std::sync::OnceLock::new();
+
+/// Looks up the host's time zone once (`TZ`, else `/etc/localtime`); UTC, with a warning on
+/// stderr, when neither names a zone. Its rules cover every daylight-saving change, so the
+/// zone need not be read again when the clocks change; a new host zone takes a restart.
+pub fn init_local_zone() {
+    LOCAL_ZONE.get_or_init(|| {
+        LocalZone::system().unwrap_or_else(|e| {
+            eprintln!("vitalsd: {e}; device wall-clock times are read as UTC");
+            LocalZone::utc()
+        })
+    });
+}
+
+/// The host's time zone, for device clocks that report local wall time (UTC when it could not
+/// be determined, or before [`init_local_zone`]).
+pub fn local_zone() -> LocalZone {
+    LOCAL_ZONE.get().cloned().unwrap_or_else(LocalZone::utc)
+}

@@ -96,7 +96,7 @@ impl BleGattSim {
 
     /// The next measurement with the values it encodes.
     pub fn next(&mut self, now: OffsetDateTime) -> SimPayload {
-        let local = now.to_offset(crate::pipeline::local_zone().offset_at(now));
+        let local = now.to_offset(crate::model::zone::local_zone().offset_at(now));
         let wall = PrimitiveDateTime::new(local.date(), local.time())
             .replace_nanosecond(0)
             .unwrap_or(PrimitiveDateTime::new(local.date(), time::Time::MIDNIGHT));

@@ -135,7 +135,7 @@ impl MasimoSim {
 
 impl Simulator for MasimoSim {
     fn measurement(&mut self, now: OffsetDateTime) -> Vec<Step> {
-        let local = now.to_offset(crate::pipeline::local_zone().offset_at(now));
+        let local = now.to_offset(crate::model::zone::local_zone().offset_at(now));
         let start = PrimitiveDateTime::new(local.date(), local.time())
             .replace_nanosecond(0)
             .unwrap_or(PrimitiveDateTime::new(local.date(), local.time()));

@@ -9,9 +9,6 @@ pub mod mqtt;
 pub mod serial;
 pub mod usb;
 
-/// The one reconnect backoff (moved to the net layer; kept here for old paths).
-pub use crate::net::backoff::Backoff;
-
 use time::OffsetDateTime;
 
 /// What a source reports to its device pipeline.

@@ -46,7 +46,7 @@ use crate::net::backoff::Backoff;
 use crate::source::now_utc_ms;
 
 /// The broker connection is the net layer's (shared with the `mqtt` sink); re-exported.
-pub use crate::net::mqtt::{mqtt_options, Broker, MqttError};
+use crate::net::mqtt::{mqtt_options, Broker, MqttError};
 pub use device::MqttDevice;
 pub use ingest::{Incoming, SourceState, WINDOW};
 

@@ -143,7 +143,7 @@ pub fn render(
 ) -> Result<String, crate::queue::QueueError> {
     let clock = Clock {
         now,
-        zone: crate::pipeline::local_zone(),
+        zone: crate::model::zone::local_zone(),
     };
     let stats = s.queue.stats()?;
     let held_count = s.queue.held().count()?;

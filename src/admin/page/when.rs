@@ -1,5 +1,5 @@
 //! Times on the status page as people in the exam room read them: the box's local time zone
-//! (`pipeline::local_zone()`) and "3 min ago".
+//! (`model::zone::local_zone()`) and "3 min ago".
 //!
 //! Receives instants (UTC) and the page's "now". Promises: every time shown is the local wall
 //! clock with the zone's offset in its tooltip, plus how long ago (or how soon) it is; the

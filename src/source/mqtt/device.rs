@@ -22,7 +22,7 @@ use crate::ingest::{DeviceIngest, DeviceStage, Ingest};
 use crate::reading::DeviceId;
 use crate::status::DeviceStatus;
 
-use super::MqttError;
+use crate::net::mqtt::MqttError;
 
 /// One configured MQTT device.
 pub struct MqttDevice {
