@@ -8,6 +8,8 @@
 #[cfg(test)]
 mod conformance_tests;
 mod ecg;
+#[cfg(test)]
+mod golden_tests;
 pub mod http;
 pub mod model;
 pub mod observation;
