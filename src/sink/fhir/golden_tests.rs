@@ -13,6 +13,7 @@
 use time::macros::datetime;
 use uuid::Uuid;
 
+use super::observation::write_transaction_bundle;
 use super::test_support::*;
 use super::{observation, transaction_bundle};
 use crate::reading::{AbsentReason, Flag, Kind, Lead, PatientRecord, Reading, Waveform};
@@ -78,7 +79,14 @@ pub(super) fn fixtures() -> Vec<Reading> {
     let mut empty = bp();
     empty.values.clear();
     out.push(empty);
-    let mut no_values = one(Kind::HeartRate, "8867-4", 149_546, "heart_rate", "1", "/min");
+    let mut no_values = one(
+        Kind::HeartRate,
+        "8867-4",
+        149_546,
+        "heart_rate",
+        "1",
+        "/min",
+    );
     no_values.values.clear();
     out.push(no_values);
     let mut flagged = bp();
@@ -134,22 +142,44 @@ pub(super) fn fixtures() -> Vec<Reading> {
     nowhere.device.model = None;
     out.push(nowhere);
     // No id (no identifier, fullUrl or ifNoneExist); a UTC time; negative and small numbers.
-    let mut anonymous = one(Kind::BodyTemperature, "8310-5", 150_364, "temperature", "98.60", "[degF]");
+    let mut anonymous = one(
+        Kind::BodyTemperature,
+        "8310-5",
+        150_364,
+        "temperature",
+        "98.60",
+        "[degF]",
+    );
     anonymous.id = None;
     anonymous.observed_at = datetime!(2026-11-27 23:59:59 UTC);
     out.push(anonymous);
-    let mut tympanic = one(Kind::BodyTemperature, "8310-5", 150_364, "temperature", "-0.05", "Cel");
+    let mut tympanic = one(
+        Kind::BodyTemperature,
+        "8310-5",
+        150_364,
+        "temperature",
+        "-0.05",
+        "Cel",
+    );
     tympanic.values[0].site = Some("tympanic".into());
     tympanic.observed_at = datetime!(2026-01-01 00:00:00 -05:30);
     out.push(tympanic);
-    let mut pounds = one(Kind::BodyWeight, "29463-7", 188_736, "weight", "160.0", "[lb_av]");
+    let mut pounds = one(
+        Kind::BodyWeight,
+        "29463-7",
+        188_736,
+        "weight",
+        "160.0",
+        "[lb_av]",
+    );
     pounds.id = Some(crate::reading::ReadingId::from_uuid(Uuid::from_u128(
         0xffff_ffff_ffff_ffff_ffff_ffff_ffff_ffff,
     )));
     out.push(pounds);
     // Two values of a one-value kind: the second becomes a component.
     let mut two = one(Kind::Bmi, "39156-5", 188_752, "bmi", "23.7", "kg/m2");
-    two.values.push(val("39156-5", Some(188_752), "bmi", "23.70", "kg/m2"));
+    two.values
+        .push(val("39156-5", Some(188_752), "bmi", "23.70", "kg/m2"));
     out.push(two);
     out
 }
@@ -200,6 +230,13 @@ fn the_bundle_bytes_are_exactly_the_pinned_ones() {
 }
 
 #[test]
+fn the_bundle_the_sink_writes_is_exactly_the_pinned_bytes() {
+    let mut body = Vec::new();
+    write_transaction_bundle(&fixtures(), &mut body);
+    assert_golden(BUNDLE, &body);
+}
+
+#[test]
 fn each_observation_alone_is_exactly_the_pinned_bytes() {
     let (_, lines) = encoded();
     assert_golden(OBSERVATIONS, &lines);
@@ -234,5 +271,7 @@ fn the_fixtures_reach_every_path_they_claim() {
     let entries = entries["entry"].as_array().expect("entries");
     assert_eq!(entries.len(), fixtures().len());
     assert!(entries.iter().any(|e| e.get("fullUrl").is_none()));
-    assert!(entries.iter().any(|e| e["resource"].get("subject").is_none()));
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"].get("subject").is_none()));
 }
