@@ -155,8 +155,8 @@ pub fn run(rt: &Runtime, tmp: &Path, seconds: f64, rate: f64) -> Latency {
         .collect();
     lat.sort();
     daemon.stop();
-    let one = vitalsd::sink::fhir::transaction_bundle(&[crate::backlog::reading(0)]);
-    let body = serde_json::to_vec(&one).expect("bundle JSON");
+    let mut body = Vec::new();
+    vitalsd::sink::fhir::write_transaction_bundle(&[crate::backlog::reading(0)], &mut body);
     let floor_p50 = rt.block_on(floor(&listener.base_url(), body, 300));
     Latency {
         sent: n,

@@ -13,7 +13,7 @@ use super::table::{self, MDC};
 use crate::reading::{Decimal, Waveform};
 
 /// Inserts the lead components (in lead order, first).
-pub fn add_leads(w: &Waveform, obs: &mut Observation) {
+pub fn add_leads(w: &Waveform, obs: &mut Observation<'_>) {
     let period = period_ms(w.fs_hz);
     let leads: Vec<Component> = w
         .leads
@@ -21,16 +21,16 @@ pub fn add_leads(w: &Waveform, obs: &mut Observation) {
         .map(|l| Component {
             code: CodeableConcept::of(Coding::new(
                 MDC,
-                &l.mdc.to_string(),
+                l.mdc.to_string(),
                 table::mdc_display(l.mdc),
             )),
             value_quantity: None,
             value_sampled_data: Some(SampledData {
                 origin: Quantity {
                     value: Decimal::from_int(0),
-                    unit: "uV".into(),
-                    system: UCUM_SYSTEM.into(),
-                    code: "uV".into(),
+                    unit: "uV",
+                    system: UCUM_SYSTEM,
+                    code: "uV",
                 },
                 period,
                 factor: factor(l.scale_uv),

@@ -2,7 +2,7 @@
 //! server's base URL and reports one outcome per reading (docs/fhir.md).
 //!
 //! Receives batches of up to `batch_size` readings from the delivery loop; emits
-//! `POST {base_url}` with a [`transaction_bundle`] (`Content-Type: application/fhir+json`,
+//! `POST {base_url}` with a [`super::transaction_bundle`] (`Content-Type: application/fhir+json`,
 //! `Prefer: return=minimal`). Every entry is a conditional create on the reading's identifier,
 //! so resending is always safe: the server answers `201` (created) or `200` (already there),
 //! both `Delivered`. Any 2xx to the transaction means every entry committed (a transaction is
@@ -36,7 +36,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTE
 use reqwest::StatusCode;
 
 use super::response::{self, bounded, redact, TransactionAnswer, MAX_DIAGNOSTICS_CHARS};
-use super::transaction_bundle;
+use super::write_transaction_bundle;
 use crate::config::FhirSinkConfig;
 use crate::net::http::{client, read_bounded, redirect_reason, transport_reason};
 use crate::net::oauth::{Credentials, TokenSource};
@@ -195,10 +195,9 @@ impl FhirSink {
 
     /// One POST of a transaction (plus one immediate retry after a 401).
     async fn post(&mut self, batch: &[Reading]) -> Posted {
-        let body = match serde_json::to_vec(&transaction_bundle(batch)) {
-            Ok(b) => b,
-            Err(e) => return Posted::Retry(format!("cannot encode the Bundle: {e}")),
-        };
+        // Written straight into the body; a second POST (after a 401) writes it again rather
+        // than every POST copying it.
+        let mut body = Some(bundle_body(batch));
         let mut reauthed = false;
         loop {
             let token = match self.auth.bearer(&self.http).await {
@@ -211,7 +210,7 @@ impl FhirSink {
                 .header(CONTENT_TYPE, FHIR_JSON)
                 .header(ACCEPT, FHIR_JSON)
                 .header("Prefer", "return=minimal")
-                .body(body.clone());
+                .body(body.take().unwrap_or_else(|| bundle_body(batch)));
             if let Some(t) = &token {
                 req = req.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
             }
@@ -341,6 +340,14 @@ impl Sink for FhirSink {
             retry_after: None,
         }))
     }
+}
+
+/// The JSON of the transaction Bundle for `batch` (docs/fhir.md), in a buffer sized for it.
+fn bundle_body(batch: &[Reading]) -> Vec<u8> {
+    // A vital-sign entry is 1.2-2.5 KB; an ECG strip grows the buffer as it needs.
+    let mut body = Vec::with_capacity(64 + batch.len() * 2560);
+    write_transaction_bundle(batch, &mut body);
+    body
 }
 
 /// Server text made safe for a dead-letter reason: the batch's patient identifiers removed,

@@ -8,7 +8,10 @@
 #[cfg(test)]
 mod conformance_tests;
 mod ecg;
+#[cfg(test)]
+mod golden_tests;
 pub mod http;
+mod json;
 pub mod model;
 pub mod observation;
 pub mod response;
@@ -20,4 +23,4 @@ mod tests;
 
 pub use http::{FhirSink, FhirSinkError};
 pub use model::{Bundle, Observation};
-pub use observation::{observation, transaction_bundle};
+pub use observation::{observation, transaction_bundle, write_transaction_bundle};

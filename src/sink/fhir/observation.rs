@@ -21,12 +21,15 @@
 //!   interpretation `A` and a note that it failed a hard plausibility limit and was released
 //!   after review.
 
+use std::borrow::Cow;
+
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use super::json;
 use super::model::{
     Bundle, BundleEntry, BundleRequest, CodeableConcept, Coding, Component, Identifier, Meta,
-    Observation, Quantity, Reference,
+    Observation, Profile, Quantity, Reference,
 };
 use super::table::{self, LOINC, MDC, SNOMED};
 use crate::reading::{AbsentReason, Kind, Reading, ReadingId, Value};
@@ -55,19 +58,21 @@ pub const REJECTED_NOTE: &str = "failed a hard plausibility limit";
 pub const FLAGS_NOTE: &str = "vitalsd flags";
 
 /// The Observation for one reading.
-pub fn observation(reading: &Reading) -> Observation {
+pub fn observation(reading: &Reading) -> Observation<'_> {
     let kind = reading.kind;
     let mut obs = Observation {
         resource_type: "Observation",
         identifier: reading
             .id
             .map(|id| Identifier {
-                system: IDENTIFIER_SYSTEM.to_string(),
-                value: format!("urn:uuid:{id}"),
+                system: Cow::Borrowed(IDENTIFIER_SYSTEM),
+                value: Cow::Owned(urn_uuid(id.uuid())),
             })
             .into_iter()
             .collect(),
-        meta: table::profile(kind).map(|p| Meta { profile: vec![p] }),
+        meta: table::profile(kind).map(|p| Meta {
+            profile: [Profile(p)],
+        }),
         status: if reading.rejection().is_some() {
             "preliminary"
         } else {
@@ -89,10 +94,10 @@ pub fn observation(reading: &Reading) -> Observation {
             reference: None,
             type_: None,
             identifier: Some(Identifier {
-                system: DEVICE_SYSTEM.to_string(),
-                value: reading.device.id.to_string(),
+                system: Cow::Borrowed(DEVICE_SYSTEM),
+                value: Cow::Borrowed(reading.device.id.as_str()),
             }),
-            display: reading.device.model.clone(),
+            display: reading.device.model.as_deref(),
         },
         component: Vec::new(),
     };
@@ -120,25 +125,58 @@ pub fn observation(reading: &Reading) -> Observation {
 
 /// The transaction Bundle for a batch: one POST per reading with
 /// `ifNoneExist` on its business identifier and the `fullUrl` of [`entry_full_url`].
-pub fn transaction_bundle(readings: &[Reading]) -> Bundle {
+pub fn transaction_bundle(readings: &[Reading]) -> Bundle<'_> {
     Bundle {
         resource_type: "Bundle",
         type_: "transaction",
-        entry: readings
-            .iter()
-            .map(|r| BundleEntry {
-                full_url: r.id.map(entry_full_url),
-                resource: observation(r),
-                request: BundleRequest {
-                    method: "POST",
-                    url: "Observation",
-                    if_none_exist: r
-                        .id
-                        .map(|id| format!("identifier={IDENTIFIER_SYSTEM}|urn:uuid:{id}")),
-                },
-            })
-            .collect(),
+        entry: readings.iter().map(bundle_entry).collect(),
     }
+}
+
+/// Appends the JSON of [`transaction_bundle`]`(readings)` to `out`, entry by entry, without
+/// holding the whole Bundle: the same bytes as `serde_json::to_vec(&transaction_bundle(..))`.
+pub fn write_transaction_bundle(readings: &[Reading], out: &mut Vec<u8>) {
+    json::bundle_start(out, "Bundle", "transaction");
+    for (i, r) in readings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        bundle_entry(r).write_json(out);
+    }
+    json::bundle_end(out);
+}
+
+fn bundle_entry(r: &Reading) -> BundleEntry<'_> {
+    let resource = observation(r);
+    // The query names the identifier the Observation carries (`urn:uuid:<id>`).
+    let if_none_exist = r.id.and(resource.identifier.first()).map(|i| {
+        let mut q = String::with_capacity(IF_NONE_EXIST_PREFIX.len() + i.value.len());
+        q.push_str(IF_NONE_EXIST_PREFIX);
+        q.push_str(&i.value);
+        q
+    });
+    BundleEntry {
+        full_url: r.id.map(entry_full_url),
+        resource,
+        request: BundleRequest {
+            method: "POST",
+            url: "Observation",
+            if_none_exist,
+        },
+    }
+}
+
+/// `ifNoneExist` before the identifier's value.
+const IF_NONE_EXIST_PREFIX: &str = "identifier=urn:ietf:rfc:3986|";
+/// `urn:uuid:` + the UUID, hyphenated, lower case.
+fn urn_uuid(u: uuid::Uuid) -> String {
+    let mut s = String::with_capacity(9 + uuid::fmt::Hyphenated::LENGTH);
+    s.push_str("urn:uuid:");
+    s.push_str(
+        u.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    s
 }
 
 /// The `fullUrl` of a reading's Bundle entry: `urn:uuid:` + a UUID derived from the reading id
@@ -159,7 +197,7 @@ pub fn entry_full_url(id: ReadingId) -> String {
         raw[15] ^= 1;
         u = uuid::Uuid::from_bytes(raw);
     }
-    format!("urn:uuid:{u}")
+    urn_uuid(u)
 }
 
 /// LOINC and MDC codes of the two components the R4 `bp` profile requires exactly once.
@@ -199,7 +237,7 @@ fn complete_bp_panel(obs: &mut Observation) {
 /// A one-value kind: codes from the value (plus the kind's extra LOINC and the temperature
 /// site), the value as `valueQuantity`. Values after the first (unusual) go in components so
 /// nothing the device measured is dropped.
-fn single_value(reading: &Reading, obs: &mut Observation) {
+fn single_value<'a>(reading: &'a Reading, obs: &mut Observation<'a>) {
     let kind = reading.kind;
     let Some(first) = reading.values.first() else {
         obs.code.coding = codings(table::leading_loinc(kind), None);
@@ -207,7 +245,7 @@ fn single_value(reading: &Reading, obs: &mut Observation) {
         return;
     };
     let site = first.site.as_deref().and_then(table::site);
-    let mut loinc: Vec<&str> = table::leading_loinc(kind).collect();
+    let mut loinc: Vec<&'a str> = table::leading_loinc(kind).collect();
     loinc.extend(value_loinc(first));
     loinc.extend(site.and_then(|s| s.loinc).map(|(code, _)| code));
     // A known site's MDC code replaces the generic one.
@@ -215,7 +253,7 @@ fn single_value(reading: &Reading, obs: &mut Observation) {
     obs.code.coding = codings(loinc.into_iter(), mdc);
     if let Some((code, display)) = site.and_then(|s| s.loinc) {
         for c in obs.code.coding.iter_mut().filter(|c| c.code == code) {
-            c.display.get_or_insert_with(|| display.to_string());
+            c.display.get_or_insert(display);
         }
     }
     match first.value {
@@ -239,20 +277,20 @@ fn value_loinc(v: &Value) -> Option<&str> {
 }
 
 /// LOINC codings (deduplicated, in order) then the MDC coding.
-fn codings<'a>(loinc: impl Iterator<Item = &'a str>, mdc: Option<u32>) -> Vec<Coding> {
-    let mut out: Vec<Coding> = Vec::new();
+fn codings<'a>(loinc: impl Iterator<Item = &'a str>, mdc: Option<u32>) -> Vec<Coding<'a>> {
+    let mut out: Vec<Coding<'a>> = Vec::with_capacity(3);
     for code in loinc {
         if !code.is_empty() && !out.iter().any(|c| c.code == code) {
             out.push(Coding::new(LOINC, code, table::loinc_display(code)));
         }
     }
     if let Some(m) = mdc {
-        out.push(Coding::new(MDC, &m.to_string(), table::mdc_display(m)));
+        out.push(Coding::new(MDC, m.to_string(), table::mdc_display(m)));
     }
     out
 }
 
-fn component(kind: Kind, v: &Value) -> Component {
+fn component(kind: Kind, v: &Value) -> Component<'_> {
     let value_quantity = quantity(kind, v);
     Component {
         code: CodeableConcept {
@@ -272,16 +310,16 @@ fn component(kind: Kind, v: &Value) -> Component {
     }
 }
 
-fn quantity(kind: Kind, v: &Value) -> Option<Quantity> {
+fn quantity(kind: Kind, v: &Value) -> Option<Quantity<'_>> {
     v.value.map(|value| Quantity {
         value,
         unit: table::unit_display(kind, &v.name, v.unit.as_str()),
-        system: UCUM_SYSTEM.to_string(),
-        code: v.unit.as_str().to_string(),
+        system: UCUM_SYSTEM,
+        code: v.unit.as_str(),
     })
 }
 
-fn absent(reason: AbsentReason) -> CodeableConcept {
+fn absent(reason: AbsentReason) -> CodeableConcept<'static> {
     let display = match reason {
         AbsentReason::Unknown => "Unknown",
         AbsentReason::Error => "Error",
@@ -292,36 +330,36 @@ fn absent(reason: AbsentReason) -> CodeableConcept {
     CodeableConcept::of(Coding::new(ABSENT_SYSTEM, reason.as_str(), Some(display)))
 }
 
-fn category(kind: Kind) -> CodeableConcept {
+fn category(kind: Kind) -> CodeableConcept<'static> {
     let (code, display) = table::category(kind);
     CodeableConcept::of(Coding::new(CATEGORY_SYSTEM, code, Some(display)))
 }
 
 /// The patient by identifier — plus `Patient/<id>` when a lookup confirmed it with the record
 /// system (docs/patient-lookup.md) — else (location mode) the room as a Location; else none.
-fn subject(reading: &Reading) -> Option<Reference> {
+fn subject(reading: &Reading) -> Option<Reference<'_>> {
     if let Some(p) = &reading.patient {
         return Some(Reference {
             reference: reading
                 .patient_record
                 .as_ref()
                 .map(|r| format!("Patient/{}", r.id)),
-            type_: Some("Patient".to_string()),
+            type_: Some("Patient"),
             identifier: Some(Identifier {
-                system: p.system.clone(),
-                value: p.id.clone(),
+                system: Cow::Borrowed(p.system.as_str()),
+                value: Cow::Borrowed(p.id.as_str()),
             }),
             display: None,
         });
     }
     reading.room.as_ref().map(|room| Reference {
         reference: None,
-        type_: Some("Location".to_string()),
+        type_: Some("Location"),
         identifier: Some(Identifier {
-            system: ROOM_SYSTEM.to_string(),
-            value: room.clone(),
+            system: Cow::Borrowed(ROOM_SYSTEM),
+            value: Cow::Borrowed(room.as_str()),
         }),
-        display: Some(room.clone()),
+        display: Some(room.as_str()),
     })
 }
 

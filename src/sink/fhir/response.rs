@@ -123,9 +123,15 @@ pub fn answer(status: u16, body: &[u8], sent: usize) -> TransactionAnswer {
             diagnostics: operation_outcome(body),
         };
     }
-    let is_batch = serde_json::from_slice::<RawBundle>(body)
+    // One parse of the body serves both questions (was it a batch-response; its entries).
+    let parsed = serde_json::from_slice::<RawBundle>(body);
+    let is_batch = parsed
+        .as_ref()
         .is_ok_and(|b| b.resource_type == "Bundle" && b.type_ == "batch-response");
-    match transaction_response(body, sent) {
+    let entries = parsed
+        .map_err(|e| ResponseError::NotJson(e.to_string()))
+        .and_then(|b| entries(b, sent));
+    match entries {
         Ok(entries) => TransactionAnswer::PerEntry(entries),
         Err(e) if is_batch => TransactionAnswer::Unknown(e),
         Err(_) => TransactionAnswer::Committed {
@@ -152,6 +158,11 @@ pub fn outcome_warnings(body: &[u8]) -> usize {
 pub fn transaction_response(body: &[u8], sent: usize) -> Result<Vec<EntryResponse>, ResponseError> {
     let b: RawBundle =
         serde_json::from_slice(body).map_err(|e| ResponseError::NotJson(e.to_string()))?;
+    entries(b, sent)
+}
+
+/// The entries of a parsed answer (see [`transaction_response`]).
+fn entries(b: RawBundle, sent: usize) -> Result<Vec<EntryResponse>, ResponseError> {
     if b.resource_type != "Bundle"
         || !matches!(b.type_.as_str(), "transaction-response" | "batch-response")
     {

@@ -10,11 +10,10 @@ use crate::reading::Kind;
 
 pub use codes::{LOINC_SYSTEM as LOINC, MDC_SYSTEM as MDC, SNOMED_SYSTEM as SNOMED};
 
-/// The R4 specific profile URL for a kind (`None` for ECG, not a vital sign).
-pub fn profile(kind: Kind) -> Option<String> {
-    codes::kind_codes(kind)
-        .fhir_profile
-        .map(|id| format!("http://hl7.org/fhir/StructureDefinition/{id}"))
+/// The id of the R4 specific profile of a kind (`bp`; the URL is
+/// [`super::model::PROFILE_BASE`] + id; `None` for ECG, not a vital sign).
+pub fn profile(kind: Kind) -> Option<&'static str> {
+    codes::kind_codes(kind).fhir_profile
 }
 
 /// The Observation category code (`vital-signs`, `procedure` for ECG) and its display.
@@ -92,9 +91,9 @@ pub fn site(name: &str) -> Option<&'static SiteCodes> {
 
 /// `valueQuantity.unit` display text: the table's display when `ucum` is the component's
 /// canonical unit, else a short form, else the UCUM code itself.
-pub fn unit_display(kind: Kind, name: &str, ucum: &str) -> String {
+pub fn unit_display<'a>(kind: Kind, name: &str, ucum: &'a str) -> &'a str {
     if let Some(c) = codes::component(kind, name).filter(|c| c.ucum == ucum) {
-        return c.unit_display.to_string();
+        return c.unit_display;
     }
     match ucum {
         "mm[Hg]" => "mmHg",
@@ -104,7 +103,6 @@ pub fn unit_display(kind: Kind, name: &str, ucum: &str) -> String {
         "[in_i]" => "in",
         other => other,
     }
-    .to_string()
 }
 
 #[cfg(test)]

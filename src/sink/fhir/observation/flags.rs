@@ -7,7 +7,7 @@ use super::{CLOCK_NOTE, FLAGS_NOTE, INTERPRETATION_SYSTEM, REJECTED_NOTE};
 use crate::normalize::plausibility;
 use crate::reading::{Reading, Value};
 
-fn interpretation(code: &str) -> CodeableConcept {
+fn interpretation(code: &'static str) -> CodeableConcept<'static> {
     let display = match code {
         "H" => "High",
         "L" => "Low",
@@ -17,7 +17,7 @@ fn interpretation(code: &str) -> CodeableConcept {
 }
 
 /// Adds `code` to an interpretation list unless an interpretation is already there.
-fn interpret(list: &mut Vec<CodeableConcept>, code: &str) {
+fn interpret(list: &mut Vec<CodeableConcept<'_>>, code: &'static str) {
     if list.is_empty() {
         list.push(interpretation(code));
     }
@@ -80,7 +80,7 @@ pub fn flag_text(flag: &str) -> String {
 
 /// The component that carries value `name`: the one coded with the value's code, else (a code
 /// the components do not show) its position among the values that became components.
-pub(super) fn component_of(reading: &Reading, obs: &Observation, name: &str) -> Option<usize> {
+pub(super) fn component_of(reading: &Reading, obs: &Observation<'_>, name: &str) -> Option<usize> {
     // Components are all values of a panel, or the values after the first otherwise.
     let skip = usize::from(table::panel(reading.kind).is_none());
     let (i, v) = reading
@@ -98,7 +98,7 @@ pub(super) fn component_of(reading: &Reading, obs: &Observation, name: &str) -> 
     by_code.or(Some(i + leads))
 }
 
-pub(super) fn apply_flags(reading: &Reading, obs: &mut Observation) {
+pub(super) fn apply_flags(reading: &Reading, obs: &mut Observation<'_>) {
     for flag in &reading.flags {
         let f = flag.as_str();
         if let Some(name) = f.strip_prefix("out_of_range:") {
