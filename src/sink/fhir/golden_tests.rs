@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::observation::write_transaction_bundle;
 use super::test_support::*;
 use super::{observation, transaction_bundle};
+use crate::model::fixtures;
 use crate::reading::{AbsentReason, Flag, Kind, Lead, PatientRecord, Reading, Waveform};
 
 const BUNDLE: &str = "src/sink/fhir/golden/bundle.json";
@@ -25,8 +26,8 @@ fn ecg_strip() -> Reading {
     let mut r = reading(
         Kind::Ecg,
         vec![
-            val("8634-8", Some(147_232), "qt_interval", "400", "ms"),
-            val("8867-4", Some(147_842), "heart_rate", "61", "/min"),
+            fixtures::value("8634-8", 147_232, "qt_interval", "400", "ms"),
+            fixtures::value("8867-4", 147_842, "heart_rate", "61", "/min"),
         ],
     );
     r.waveform = Some(Waveform {
@@ -179,7 +180,7 @@ pub(super) fn fixtures() -> Vec<Reading> {
     // Two values of a one-value kind: the second becomes a component.
     let mut two = one(Kind::Bmi, "39156-5", 188_752, "bmi", "23.7", "kg/m2");
     two.values
-        .push(val("39156-5", Some(188_752), "bmi", "23.70", "kg/m2"));
+        .push(fixtures::value("39156-5", 188_752, "bmi", "23.70", "kg/m2"));
     out.push(two);
     out
 }
