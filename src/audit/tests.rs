@@ -398,22 +398,24 @@ fn a_sealed_line_is_the_json_object_of_its_head() {
     let m = Manual::new(datetime!(2026-12-06 10:00:00.123 UTC));
     let log = AuditLog::open(opts(dir.path(), m.clock(), Some(key), u64::MAX)).unwrap();
     let (id, entry) = set("exam-1", m.now());
-    let prev = "a\"quoted\\prev";
-    let line = log.line(prev, id, &entry).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-    let sealed = v["sealed"].as_str().unwrap().to_string();
-    // The object of the same fields, as the line was written before: byte for byte.
-    let head = Head {
-        prev,
-        id,
-        at: rfc3339(entry.at),
-        sealed: Some(sealed),
-    };
-    let object = serde_json::to_vec(&serde_json::to_value(&head).unwrap()).unwrap();
-    assert_eq!(
-        String::from_utf8(line).unwrap(),
-        String::from_utf8(object).unwrap()
-    );
+    // A hash as the chain writes it (copied as it is), and one that needs escaping.
+    for prev in [GENESIS, "a\"quoted\\prev"] {
+        let line = log.line(prev, id, &entry).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let sealed = v["sealed"].as_str().unwrap().to_string();
+        // The object of the same fields, as the line was written before: byte for byte.
+        let head = Head {
+            prev,
+            id,
+            at: rfc3339(entry.at),
+            sealed: Some(sealed),
+        };
+        let object = serde_json::to_vec(&serde_json::to_value(&head).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            String::from_utf8(object).unwrap()
+        );
+    }
 }
 
 /// Day files written by this version (three `context_set` entries of 2026-12-06, plain and
@@ -424,7 +426,10 @@ fn files_written_by_an_earlier_build_verify_and_read_back() {
     let day = "audit-2026-12-06.jsonl";
     let key = StoreKey::from_bytes([9; 32], "fixture");
     for (fixture, key) in [
-        (&include_bytes!("testdata/audit-2026-12-06.plain.jsonl")[..], None),
+        (
+            &include_bytes!("testdata/audit-2026-12-06.plain.jsonl")[..],
+            None,
+        ),
         (
             &include_bytes!("testdata/audit-2026-12-06.sealed.jsonl")[..],
             Some(key),
