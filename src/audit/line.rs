@@ -69,32 +69,15 @@ impl AuditLog {
         // The head alone, written directly: the same bytes as the JSON object of its fields
         // (keys in sorted order), without building that object for every entry.
         let mut out = Vec::with_capacity(sealed.len() + prev.len() + at.len() + 80);
-        let mut id_text = Uuid::encode_buffer();
         out.extend_from_slice(b"{\"at\":");
-        json_str(&mut out, &at).map_err(|e| bad(&e))?;
+        serde_json::to_writer(&mut out, &at).map_err(|e| bad(&e))?;
         out.extend_from_slice(b",\"id\":");
-        json_str(&mut out, id.hyphenated().encode_lower(&mut id_text)).map_err(|e| bad(&e))?;
+        serde_json::to_writer(&mut out, &id).map_err(|e| bad(&e))?;
         out.extend_from_slice(b",\"prev\":");
-        json_str(&mut out, prev).map_err(|e| bad(&e))?;
+        serde_json::to_writer(&mut out, prev).map_err(|e| bad(&e))?;
         out.extend_from_slice(b",\"sealed\":");
-        json_str(&mut out, &sealed).map_err(|e| bad(&e))?;
+        serde_json::to_writer(&mut out, &sealed).map_err(|e| bad(&e))?;
         out.push(b'}');
         Ok(out)
-    }
-}
-
-/// Appends `s` as a JSON string, the same bytes as `serde_json::to_writer`: the head's
-/// strings (RFC 3339 time, UUID, hex hash, base64) need no escaping, so they are copied
-/// as they are instead of being scanned byte by byte; anything else goes through serde_json.
-fn json_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
-    if s.bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
-    {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-        Ok(())
-    } else {
-        serde_json::to_writer(out, s)
     }
 }
