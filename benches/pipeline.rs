@@ -1,5 +1,6 @@
-//! `cargo bench --bench pipeline`: durable queue ingest with group commit, flush latency, and
-//! decode throughput per driver. Prints a table with the machine and the command.
+//! `cargo bench --bench pipeline`: durable queue ingest with group commit, flush latency, the
+//! delivery's queue read + settle per reading, and decode throughput per driver. Prints a table
+//! with the machine and the command.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a few iterations only, as a smoke test.
 
@@ -198,6 +199,74 @@ async fn claim_cost(full: i64, measured: i64) -> (Duration, Duration) {
     (empty, into_full)
 }
 
+/// What the queue costs a delivery per reading (encrypted in-memory store, so no fsync hides
+/// it): `n` readings stored, then read 50 at a time (`Queue::pending`, as a sink does) and
+/// each batch settled delivered with its audit entries. Returns (read, settle) per reading.
+async fn read_settle_cost(n: u64) -> (Duration, Duration) {
+    let key = StoreKey::from_bytes([7; 32], "bench");
+    let store = Arc::new(Sealed::open(MemoryStore::new(), &key).expect("sealed store"));
+    let sink = SinkId::new("ehr");
+    let q = Queue::with_store(store, QueueOptions::new(vec![sink.clone()])).expect("queue");
+    let readings = (0..n)
+        .map(|i| {
+            reading_at(
+                usize::try_from(i % 8).unwrap_or(0),
+                CLAIM_HOUR_S + i64::try_from(i).unwrap_or(0),
+                120,
+            )
+        })
+        .collect();
+    enqueue_all(&q, readings).await;
+    let far = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let (mut read, mut settle, mut done) = (Duration::ZERO, Duration::ZERO, 0u64);
+    loop {
+        let t0 = Instant::now();
+        let batch = q.pending(&sink, 50, far).expect("pending");
+        read += t0.elapsed();
+        if batch.is_empty() {
+            break;
+        }
+        done += batch.len() as u64;
+        let results = batch
+            .iter()
+            .filter_map(|p| p.reading.id)
+            .map(|id| (id, vitalsd::queue::Settle::Delivered))
+            .collect();
+        let t0 = Instant::now();
+        q.settle_audited(&sink, results).await.expect("settle");
+        settle += t0.elapsed();
+    }
+    assert_eq!(done, n, "every reading handed out once");
+    q.close().await.expect("close");
+    let per = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    (read / per, settle / per)
+}
+
+/// Parsing a stored reading (its JSON, as a delivery does for each reading it hands out).
+fn parse_cost(n: u32) -> Duration {
+    let json = serde_json::to_vec(&reading(1, 7)).expect("json");
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let r: Reading = serde_json::from_slice(std::hint::black_box(&json)).expect("parse");
+        std::hint::black_box(r);
+    }
+    t0.elapsed() / n.max(1)
+}
+
+/// SHA-256 of one audit line of `len` bytes (the chain hashes every line it writes), with
+/// the implementation the audit log uses.
+fn sha_cost(len: usize, n: u32) -> Duration {
+    let line = vec![b'x'; len];
+    let t0 = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(ring::digest::digest(
+            &ring::digest::SHA256,
+            std::hint::black_box(&line),
+        ));
+    }
+    t0.elapsed() / n.max(1)
+}
+
 /// sled alone: 100 inserts of the same JSON per flush (the group-commit ceiling).
 fn sled_baseline(total: u64) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -334,6 +403,29 @@ fn main() {
         format!("dedupe claim, device-hour holding {fill}, per reading"),
         into_full.as_secs_f64() * 1e6,
         into_full.as_secs_f64() / empty.as_secs_f64().max(1e-9)
+    );
+    let delivered = if full { 20_000 } else { 300 };
+    let (read, settle) = rt.block_on(read_settle_cost(delivered));
+    println!(
+        "{:<52} {:>10.1} µs",
+        format!("delivery: queue read of {delivered}, per reading"),
+        read.as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<52} {:>10.1} µs",
+        "delivery: audited settle, per reading",
+        settle.as_secs_f64() * 1e6
+    );
+    let parses = if full { 200_000 } else { 1_000 };
+    println!(
+        "{:<52} {:>10.2} µs",
+        "stored reading JSON parse, per reading",
+        parse_cost(parses).as_secs_f64() * 1e6
+    );
+    println!(
+        "{:<52} {:>10.2} µs",
+        "audit chain SHA-256 of a 600-byte line",
+        sha_cost(600, parses).as_secs_f64() * 1e6
     );
     let nonin = b"SPO2=097 HR=072\r\n";
     let json = br#"{"kind":"blood_pressure","device_time":"2026-11-27T10:00:00Z","values":[{"name":"systolic","value":121,"unit":"mm[Hg]"},{"name":"diastolic","value":79,"unit":"mm[Hg]"}]}

@@ -398,20 +398,61 @@ fn a_sealed_line_is_the_json_object_of_its_head() {
     let m = Manual::new(datetime!(2026-12-06 10:00:00.123 UTC));
     let log = AuditLog::open(opts(dir.path(), m.clock(), Some(key), u64::MAX)).unwrap();
     let (id, entry) = set("exam-1", m.now());
-    let prev = "a\"quoted\\prev";
-    let line = log.line(prev, id, &entry).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-    let sealed = v["sealed"].as_str().unwrap().to_string();
-    // The object of the same fields, as the line was written before: byte for byte.
-    let head = Head {
-        prev,
-        id,
-        at: rfc3339(entry.at),
-        sealed: Some(sealed),
-    };
-    let object = serde_json::to_vec(&serde_json::to_value(&head).unwrap()).unwrap();
-    assert_eq!(
-        String::from_utf8(line).unwrap(),
-        String::from_utf8(object).unwrap()
-    );
+    // A hash as the chain writes it (copied as it is), and one that needs escaping.
+    for prev in [GENESIS, "a\"quoted\\prev"] {
+        let line = log.line(prev, id, &entry).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let sealed = v["sealed"].as_str().unwrap().to_string();
+        // The object of the same fields, as the line was written before: byte for byte.
+        let head = Head {
+            prev,
+            id,
+            at: rfc3339(entry.at),
+            sealed: Some(sealed),
+        };
+        let object = serde_json::to_vec(&serde_json::to_value(&head).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            String::from_utf8(object).unwrap()
+        );
+    }
+}
+
+/// Day files written by this version (three `context_set` entries of 2026-12-06, plain and
+/// sealed under a fixed test key), kept as they were written: the chain's format must stay
+/// readable, so `vitalsd audit verify` and reads of them must keep working as code changes.
+#[test]
+fn files_written_by_an_earlier_build_verify_and_read_back() {
+    let day = "audit-2026-12-06.jsonl";
+    let key = StoreKey::from_bytes([9; 32], "fixture");
+    for (fixture, key) in [
+        (
+            &include_bytes!("testdata/audit-2026-12-06.plain.jsonl")[..],
+            None,
+        ),
+        (
+            &include_bytes!("testdata/audit-2026-12-06.sealed.jsonl")[..],
+            Some(key),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(day), fixture).unwrap();
+        let cipher = AuditLog::cipher_for(key.as_ref());
+        let rep = verify(dir.path(), cipher.as_ref()).unwrap();
+        assert_eq!((rep.files, rep.entries), (1, 3), "{rep:?}");
+        assert!(rep.first_break.is_none() && rep.anchor.is_none(), "{rep:?}");
+        let m = Manual::new(datetime!(2026-12-06 12:00 UTC));
+        let log = AuditLog::open(opts(dir.path(), m.clock(), key.clone(), u64::MAX)).unwrap();
+        assert_eq!(
+            all(&log, false).iter().map(room).collect::<Vec<_>>(),
+            ["exam-1", "exam-2", "exam-3"]
+        );
+        // A new line chains onto the last one of the old file.
+        log.append(&[set("exam-4", m.now())]).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let rep = verify(dir.path(), cipher.as_ref()).unwrap();
+        assert_eq!(rep.entries, 4);
+        assert!(rep.first_break.is_none(), "{rep:?}");
+    }
 }

@@ -91,6 +91,8 @@ pub(super) fn append(
     for event in events {
         let key = audit_key();
         let value = ops::json(&key, &AuditEntry { at: now, event })?;
+        // A new UUIDv7 (monotonic in this process): no value to replace.
+        tx.note_stored(&key, None);
         tx.put(key, value);
     }
     Ok(())

@@ -161,3 +161,48 @@ fn an_async_read_runs_off_the_runtime_thread() {
         assert_eq!(stats.readings, 0);
     });
 }
+
+/// The delivery loop's idle look at the schedule (`DeliveryQueue::next_due` of the real queue)
+/// reads the store on the blocking pool: while that read is held at the store, a
+/// current-thread runtime (one worker) still runs its timers, and the answer arrives once the
+/// read is let through.
+#[test]
+fn next_due_reads_the_store_off_the_runtime_worker() {
+    use crate::sink::delivery::DeliveryQueue;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Arc::new(HookedStore::new());
+    let q = open(store.clone());
+    rt.block_on(async {
+        let r = super::tests::reading("cuff", 1);
+        q.enqueue(vec![r.clone()]).await.unwrap();
+        store.hold_reads();
+        let due = {
+            let q = q.clone();
+            tokio::spawn(async move { DeliveryQueue::next_due(&q, &SinkId::new("out")).await })
+        };
+        let t0 = std::time::Instant::now();
+        while !store.read_entered() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "next_due never read");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // On the worker, the held read would stop this timer until the gate gave up (10 s).
+        let slept = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            slept.elapsed() < Duration::from_secs(2),
+            "the runtime stood still while next_due waited for the store"
+        );
+        assert!(!due.is_finished(), "answered while its read was held");
+        store.release_reads();
+        let at = due.await.unwrap().unwrap();
+        let id = r.id.unwrap();
+        assert_eq!(
+            at,
+            Some(super::ops::from_ms(super::ops::id_ms(id))),
+            "due from the reading's id time"
+        );
+    });
+}

@@ -124,6 +124,8 @@ mod segment_cache_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(test)]
+mod settle_reads_tests;
+#[cfg(test)]
 pub(crate) mod test_store;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -7,6 +7,14 @@
 //! that segment, found again at settle through [`SlotHints`] (filled by `Queue::pending`) or, when
 //! the hint is gone (a restart), by looking through the sink's bitmaps. A reading stays stored
 //! (its live bit set) while any sink has a fresh bit, a retried entry or a dead entry for it.
+//!
+//! Each sink holds at most ONE entry per reading: a fresh bit, or a retried entry (`q`, with its
+//! due key `t`), or a dead entry (`d`). Every function here keeps that (an entry is added only
+//! where the sink has none: a new reading, or one just taken), and settling leans on it to spare
+//! store reads: a fresh bit found through the hint answers "pending" without looking for a
+//! retried entry, and once a sink's entry is taken that sink refers to the reading no more, so
+//! only the other sinks are looked at when deciding whether the reading can go (and of those,
+//! only the ones whose counters say they have pending or dead entries at all).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -181,6 +189,20 @@ fn find_fresh(
     }
 }
 
+/// The hinted slot of `id` when `sink`'s fresh bit is set there (no store read for the
+/// retried entry: a sink has one entry per reading, see the module doc).
+fn hinted_fresh(
+    tx: &Txn,
+    ctx: &Ctx,
+    sink: &SinkId,
+    id: ReadingId,
+) -> Result<Option<Slot>, QueueError> {
+    match ctx.hints.get(id) {
+        Some(slot) if tx.is_fresh(sink, slot)? => Ok(Some(slot)),
+        _ => Ok(None),
+    }
+}
+
 /// Whether `sink` has a pending entry (fresh or retried) for `id`.
 pub(super) fn has_pending(
     tx: &Txn,
@@ -188,7 +210,9 @@ pub(super) fn has_pending(
     sink: &SinkId,
     id: ReadingId,
 ) -> Result<bool, QueueError> {
-    Ok(tx.exists(&keys::retried(sink, id))? || find_fresh(tx, ctx, sink, id)?.is_some())
+    Ok(hinted_fresh(tx, ctx, sink, id)?.is_some()
+        || tx.exists(&keys::retried(sink, id))?
+        || find_fresh(tx, ctx, sink, id)?.is_some())
 }
 
 /// Whether `sink` has a pending entry (fresh or retried) for the reading at `slot`.
@@ -204,22 +228,30 @@ pub(super) fn take_pending(
     id: ReadingId,
 ) -> Result<Option<PendingValue>, QueueError> {
     let key = keys::retried(sink, id);
-    let v = if let Some(raw) = tx.get(&key)? {
+    let fresh = |tx: &mut Txn, slot: Slot| -> Result<PendingValue, QueueError> {
+        tx.clear_fresh(sink, slot)?;
+        Ok(PendingValue {
+            slot,
+            attempts: 0,
+            not_before_ms: id_ms(id),
+            last_error: None,
+        })
+    };
+    let v = if let Some(slot) = hinted_fresh(tx, ctx, sink, id)? {
+        fresh(tx, slot)?
+    } else if let Some(raw) = tx.get(&key)? {
         let v: PendingValue = decode(&key, &raw)?;
+        let due = keys::due(sink, v.not_before_ms, id);
+        // Written and removed with its retried entry: the byte counters need not read it.
+        tx.note_stored(&due, Some(&[]));
         tx.remove(key);
-        tx.remove(keys::due(sink, v.not_before_ms, id));
+        tx.remove(due);
         v
     } else {
         let Some(slot) = find_fresh(tx, ctx, sink, id)? else {
             return Ok(None);
         };
-        tx.clear_fresh(sink, slot)?;
-        PendingValue {
-            slot,
-            attempts: 0,
-            not_before_ms: id_ms(id),
-            last_error: None,
-        }
+        fresh(tx, slot)?
     };
     let c = tx.counters.sink(sink);
     c.pending = c.pending.saturating_sub(1);
@@ -255,16 +287,27 @@ pub(super) fn take_dead(
     Ok(Some(v))
 }
 
-/// Removes the reading when no sink's pending or dead entry refers to it any more.
+/// Removes the reading when no sink's pending or dead entry refers to it any more. `taken`:
+/// the sink whose only entry for it was just taken (settled or purged), which refers to it no
+/// more; a sink whose counters show no pending (or no dead) entries is not looked at for them.
 pub(super) fn release_if_unreferenced(
     tx: &mut Txn,
     ctx: &Ctx,
     id: ReadingId,
     slot: Slot,
+    taken: Option<&SinkId>,
 ) -> Result<(), QueueError> {
-    let sinks: Vec<SinkId> = tx.counters.sinks.keys().cloned().collect();
-    for s in &sinks {
-        if is_pending(tx, s, id, slot)? || tx.exists(&keys::dead(s, id))? {
+    let others: Vec<(SinkId, super::txn::SinkCount)> = tx
+        .counters
+        .sinks
+        .iter()
+        .filter(|(s, c)| Some(*s) != taken && (c.pending > 0 || c.dead > 0))
+        .map(|(s, c)| (s.clone(), *c))
+        .collect();
+    for (s, c) in &others {
+        if (c.pending > 0 && is_pending(tx, s, id, slot)?)
+            || (c.dead > 0 && tx.exists(&keys::dead(s, id))?)
+        {
             return Ok(());
         }
     }
@@ -368,7 +411,7 @@ pub fn settle(
             continue;
         };
         match result {
-            Settle::Delivered => release_if_unreferenced(tx, ctx, *id, p.slot)?,
+            Settle::Delivered => release_if_unreferenced(tx, ctx, *id, p.slot, Some(sink))?,
             Settle::Retry { at, reason } => {
                 let next = PendingValue {
                     slot: p.slot,
@@ -426,7 +469,7 @@ pub fn purge_dead(
     let mut n = 0;
     for id in ids {
         if let Some(d) = take_dead(tx, sink, *id)? {
-            release_if_unreferenced(tx, ctx, *id, d.slot)?;
+            release_if_unreferenced(tx, ctx, *id, d.slot, Some(sink))?;
             n += 1;
         }
     }

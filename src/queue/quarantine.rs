@@ -353,7 +353,7 @@ pub(super) fn migrate(tx: &mut Txn, ctx: &mut Ctx) -> Result<usize, QueueError> 
             ops::take_pending(tx, ctx, s, id)?;
         }
         put_at(tx, ctx.now_ms, at, id, &reading, rejection, true)?;
-        ops::release_if_unreferenced(tx, ctx, id, slot)?;
+        ops::release_if_unreferenced(tx, ctx, id, slot, None)?;
         moved += 1;
     }
     Ok(moved)

@@ -4,7 +4,7 @@
 //! Receives: the store to delegate to ([`HookedStore::new`] for a memory store,
 //! [`HookedStore::over`] for any other), a predicate naming the scans to count, and, while the
 //! test runs, switches: fail every `apply`, fail every `sync` (as a full disk does), hold every
-//! `sync` at a gate until released.
+//! `sync` at a gate until released, hold every read (`get`, `scan_prefix`) at another.
 //! Promises: every call reaches the inner store unless a switch makes it fail first (then the
 //! inner store is not touched); a held `sync` marks that it was entered, then waits for
 //! [`HookedStore::release_syncs`] before it fails or syncs; it records how many entries the
@@ -35,7 +35,13 @@ pub struct HookedStore {
     gate: Condvar,
     sync_entered: AtomicBool,
     sync_times: Mutex<Vec<Duration>>,
+    reads_held: Mutex<bool>,
+    read_gate: Condvar,
+    read_entered: AtomicBool,
 }
+
+/// How long a held read waits at most before it fails (a test that never releases it ends).
+const READ_HOLD_MAX: Duration = Duration::from_secs(10);
 
 impl Default for HookedStore {
     fn default() -> Self {
@@ -64,6 +70,9 @@ impl HookedStore {
             gate: Condvar::new(),
             sync_entered: AtomicBool::new(false),
             sync_times: Mutex::new(Vec::new()),
+            reads_held: Mutex::new(false),
+            read_gate: Condvar::new(),
+            read_entered: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +137,41 @@ impl HookedStore {
         self.sync_entered.store(false, Ordering::SeqCst);
     }
 
+    /// Every read (`get`, `scan_prefix`) from now on waits until
+    /// [`release_reads`](Self::release_reads), and fails after waiting 10 s.
+    pub fn hold_reads(&self) {
+        *self.reads_held.lock().expect("gate") = true;
+    }
+
+    /// Lets held and later reads through.
+    pub fn release_reads(&self) {
+        *self.reads_held.lock().expect("gate") = false;
+        self.read_gate.notify_all();
+    }
+
+    /// Whether a read reached the gate while reads were held.
+    pub fn read_entered(&self) -> bool {
+        self.read_entered.load(Ordering::SeqCst)
+    }
+
+    /// The read gate: waits while reads are held.
+    fn gate_read(&self) -> Result<(), StoreError> {
+        let mut held = self.reads_held.lock().expect("gate");
+        if !*held {
+            return Ok(());
+        }
+        self.read_entered.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + READ_HOLD_MAX;
+        while *held {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Io("read held at the test gate too long".into()));
+            }
+            held = self.read_gate.wait_timeout(held, left).expect("gate").0;
+        }
+        Ok(())
+    }
+
     /// How long each inner `sync` took, in order (the gate's wait not included).
     pub fn sync_times(&self) -> Vec<Duration> {
         self.sync_times.lock().expect("sync times").clone()
@@ -137,6 +181,7 @@ impl HookedStore {
 impl Store for HookedStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        self.gate_read()?;
         self.inner.get(key)
     }
 
@@ -146,6 +191,7 @@ impl Store for HookedStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.gate_read()?;
         let counted = self.counted.is_some_and(|which| which(prefix));
         if counted {
             self.counted_scans.fetch_add(1, Ordering::SeqCst);

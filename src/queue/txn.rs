@@ -5,8 +5,16 @@
 //! reading in one flush still remove it). [`Txn::rollback`] undoes one failed request without
 //! disturbing the others of its group. Also holds the [`Counters`] that are persisted with every
 //! batch.
+//!
+//! The store's values read during a group are remembered until its batch is taken (at most
+//! [`MEMO_BYTES`], segments never): a key looked at again (the bitmap of a segment whose
+//! readings are settled one after the other, a retried entry checked and then taken, the value
+//! a write replaces, whose size the byte counters need) costs no second store read. Only the
+//! writer writes queue keys, so what the store held when read stays true until the batch is
+//! applied.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use super::bytes::{StoreBytes, META_BYTES};
 use super::keys;
@@ -173,6 +181,33 @@ pub struct Txn<'s> {
     /// the writer appends them before it applies the batch.
     pub audit: Option<Vec<(uuid::Uuid, crate::model::audit::AuditEntry)>>,
     audit_saved: usize,
+    /// What the store holds under keys read during this group (see the module doc).
+    memo: RefCell<Memo>,
+}
+
+/// Values of the store read during one group, up to [`MEMO_BYTES`].
+#[derive(Debug, Default)]
+struct Memo {
+    values: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+/// The most bytes (keys and values) a group remembers of what it read.
+pub const MEMO_BYTES: usize = 1 << 20;
+
+impl Memo {
+    fn note(&mut self, key: &[u8], value: Option<&[u8]>) {
+        // Segments are large and never change: the segment cache is the place for them.
+        if key.first() == Some(&keys::SEGMENT) {
+            return;
+        }
+        let size = key.len() + value.map_or(0, <[u8]>::len);
+        if self.bytes + size > MEMO_BYTES || self.values.contains_key(key) {
+            return;
+        }
+        self.bytes += size;
+        self.values.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+    }
 }
 
 /// The number the next segment gets: one past the last segment (or live bitmap) in `store`.
@@ -206,6 +241,7 @@ impl<'s> Txn<'s> {
             saved_at: (1, 0),
             audit: None,
             audit_saved: 0,
+            memo: RefCell::default(),
         }
     }
 
@@ -372,8 +408,26 @@ impl<'s> Txn<'s> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
             Some(staged) => Ok(staged.clone()),
-            None => self.store.get(key),
+            None => self.stored(key),
         }
+    }
+
+    /// What the store holds under `key` (the staged writes not looked at), read once a group.
+    fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.memo.borrow().values.get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.get(key)?;
+        self.memo.borrow_mut().note(key, v.as_deref());
+        Ok(v)
+    }
+
+    /// Records what the store holds under `key` (`None`: nothing), known without reading it:
+    /// the due key of a retried entry that was just read (the two are written and removed
+    /// together, see `ops::add_pending` and `ops::take_pending`), or a key made unique (a new
+    /// UUIDv7). Spares the byte counters a read.
+    pub fn note_stored(&self, key: &[u8], value: Option<&[u8]>) {
+        self.memo.borrow_mut().note(key, value);
     }
 
     /// The staged writes under `prefix` in key order (a removal is `None`).
@@ -410,7 +464,7 @@ impl<'s> Txn<'s> {
         for (k, v) in std::mem::take(&mut self.writes) {
             if super::bytes::class(&k) != super::bytes::Class::Other {
                 // The value it replaces: an unreadable one counts as absent.
-                let old = self.store.get(&k).ok().flatten().map(|o| o.len());
+                let old = self.stored(&k).ok().flatten().map(|o| o.len());
                 self.counters
                     .bytes
                     .change(&k, old, v.as_ref().map(Vec::len));
@@ -451,6 +505,8 @@ impl<'s> Txn<'s> {
         }
         self.undo.clear();
         self.saved = None;
+        // The batch is about to change the store: what was read of it is stale.
+        *self.memo.get_mut() = Memo::default();
         batch
     }
 }

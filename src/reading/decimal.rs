@@ -102,12 +102,15 @@ impl FromStr for Decimal {
         if scale > MAX_SCALE {
             return Err(err());
         }
-        let digits = format!("{int}{frac}");
-        let m: i64 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().map_err(|_| err())?
-        };
+        // The digits of both parts as one integer, without building a string (this runs for
+        // every value of every stored reading handed to a sink).
+        let m = int
+            .bytes()
+            .chain(frac.bytes())
+            .try_fold(0i64, |m, d| {
+                m.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+            })
+            .ok_or_else(err)?;
         Ok(Self::new(if neg { -m } else { m }, scale))
     }
 }
@@ -124,5 +127,28 @@ impl<'de> Deserialize<'de> for Decimal {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
         raw.get().parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    #[test]
+    fn digits_parse_exactly_and_too_many_are_an_error() {
+        let d: Decimal = ".5".parse().unwrap();
+        assert_eq!((d.mantissa(), d.scale()), (5, 1));
+        let d: Decimal = "-007.250".parse().unwrap();
+        assert_eq!(
+            (d.mantissa(), d.scale(), d.to_string().as_str()),
+            (-7250, 3, "-7.250")
+        );
+        let max: Decimal = "9223372036854775807".parse().unwrap();
+        assert_eq!(max.mantissa(), i64::MAX);
+        assert!("9223372036854775808".parse::<Decimal>().is_err());
+        assert!("92233720368547758.080".parse::<Decimal>().is_err());
+        assert!("1.2.3".parse::<Decimal>().is_err());
+        let v: Decimal = serde_json::from_slice(b"98.60").unwrap();
+        assert_eq!(v.to_string(), "98.60");
     }
 }
