@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cipher::{SealError, Sealed, StoreKey};
+use super::scan::count_prefix;
 use super::sled_store::{Ownership, SledStore};
 use super::store::{Batch, Store, StoreError};
-use super::txn::count_prefix;
 use super::types::QueueError;
 
 /// What a compaction did.

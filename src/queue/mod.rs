@@ -79,6 +79,7 @@ pub mod cipher;
 mod command;
 pub mod compact;
 mod contexts;
+mod counters;
 mod dedupe;
 mod handle;
 mod health;
@@ -105,6 +106,7 @@ mod store_key;
 mod syncer;
 mod txn;
 mod types;
+mod values;
 mod writer;
 
 #[cfg(test)]

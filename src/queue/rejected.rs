@@ -98,7 +98,7 @@ pub fn payload_hash(payload: &[u8]) -> String {
 /// Bytes (keys and values) of the stored records, by one scan (at open: at most [`KEEP`]).
 pub fn measure(store: &dyn super::Store) -> Result<u64, QueueError> {
     let mut n = 0u64;
-    txn::scan_values(store, &[TAG], |k, v| n += (k.len() + v.len()) as u64)?;
+    super::scan::scan_values(store, &[TAG], |k, v| n += (k.len() + v.len()) as u64)?;
     Ok(n)
 }
 
