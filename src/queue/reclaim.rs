@@ -131,8 +131,9 @@ impl Reclaim {
             self.opts.cache_capacity.min(COPY_CACHE),
             &self.opts.key,
         );
-        // What the copy allocated is free again: give it back (docs/store-bounds.md).
-        crate::alloc::trim();
+        // What the copy allocated is free again: give it back (docs/store-bounds.md), on the
+        // trim thread, so ingest does not wait for it too.
+        crate::alloc::Trimmer::global().request();
         let reopened = self.reopen()?;
         let after = reopened.size_on_disk()?;
         *cur = Arc::new(reopened);
