@@ -137,6 +137,8 @@ struct TrimState {
     closed: bool,
     /// Trims finished so far.
     done: u64,
+    /// The longest trim since [`Trimmer::take_longest`] was last called.
+    longest: Duration,
     /// No thread could be started: requests trim on the caller's thread.
     inline: bool,
 }
@@ -165,9 +167,12 @@ impl TrimShared {
             }
             g.pending = false;
             drop(g);
+            let started = Instant::now();
             (self.trim)();
+            let took = started.elapsed();
             g = self.lock();
             g.done += 1;
+            g.longest = g.longest.max(took);
             self.wake.notify_all();
         }
     }
@@ -213,6 +218,11 @@ impl Trimmer {
     /// Trims finished so far.
     pub fn done(&self) -> u64 {
         self.shared.lock().done
+    }
+
+    /// The longest trim since the last call (the soak bench reports it every simulated day).
+    pub fn take_longest(&self) -> Duration {
+        std::mem::take(&mut self.shared.lock().longest)
     }
 
     /// Waits until at least `n` trims have finished, at most `timeout`; whether they had.
