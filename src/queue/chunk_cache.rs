@@ -33,8 +33,8 @@ use super::store::{Batch, Op, Store, StoreError};
 /// device-hours of one reading a second.
 pub const MAX_BYTES: usize = 2 << 20;
 
-/// The bound however large the buckets: a device-hour of up to about 90 readings a second
-/// stays cached beside others (docs/store-bounds.md).
+/// The bound however large the buckets: a device-hour of up to about 95 readings a second
+/// stays cached beside as much of others (docs/store-bounds.md).
 pub const CEILING_BYTES: usize = 16 << 20;
 
 /// Chunk keys and plain values of one bucket.
