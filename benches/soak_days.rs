@@ -2,8 +2,10 @@
 //! [--audit-max-bytes N] [--history-max-bytes N] [--devices 1] [--parallel 1] [--page 1000]`:
 //! the accelerated soak of `tests/soak.rs` with big numbers. 90 simulated days at a clinic's
 //! rate (0.3 readings/s: 25,920 a day) pass in minutes; prints a markdown row per simulated day
-//! (RSS, store on disk and live, dedupe, audit files; then glibc's heap counters and where the
-//! day's wall time went) and a summary with the bytes on disk per reading retained.
+//! (RSS at the end of the day and the range of its 24 hourly samples, store on disk and live,
+//! dedupe, audit files; glibc's heap counters; the latency of the day's enqueue calls, the heap
+//! trims and the longest one; where the day's wall time went) and a summary with the bytes on
+//! disk per reading retained. The hourly RSS samples themselves go to stderr, a line a day.
 //! `cargo test --all-targets` runs it without `--bench`: then only 2 small days, as a smoke
 //! test (CI runs `tests/soak.rs`).
 //!
@@ -66,26 +68,41 @@ fn main() {
     );
     println!("{shape:?}");
     println!(
-        "{} heap MiB (in use / free in arenas / arenas / mmapped) | enqueue s | deliver s | day s |",
+        "{} RSS MiB hourly (min–max) | heap MiB (in use / free in arenas / arenas / mmapped) | enqueue calls | enqueue ms (p50 / p99 / max) | trims (longest ms) | enqueue s | deliver s | day s |",
         driver::header()
             .lines()
             .next()
             .unwrap_or_default()
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let rows = driver::run_with(tmp.path(), &a, &shape, |r| {
         let mib = |b: usize| b as f64 / 1_048_576.0;
+        let (lo, hi) = r.rss_range();
         println!(
-            "{} {:.1} / {:.1} / {:.1} / {:.1} | {:.0} | {:.0} | {:.0} |",
+            "{} {:.1}–{:.1} | {:.1} / {:.1} / {:.1} / {:.1} | {} | {:.1} / {:.1} / {:.1} | {} ({:.1}) | {:.0} | {:.0} | {:.0} |",
             driver::line(r),
+            lo as f64 / 1_048_576.0,
+            hi as f64 / 1_048_576.0,
             mib(r.heap.in_use),
             mib(r.heap.free),
             mib(r.heap.arena),
             mib(r.heap.mmapped),
+            r.enqueue_calls,
+            r.enqueue_ms[0],
+            r.enqueue_ms[1],
+            r.enqueue_ms[2],
+            r.trims,
+            r.trim_max_ms,
             r.enqueue_secs,
             r.deliver_secs,
             r.total_secs
         );
+        let hourly: Vec<String> = r
+            .rss_hourly
+            .iter()
+            .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
+            .collect();
+        eprintln!("day {} RSS MiB by hour: {}", r.day, hourly.join(" "));
     });
     let last = rows.last().expect("a day");
     let retained_days = u64::from(a.audit_retention_days.min(a.days));

@@ -8,7 +8,8 @@
 //! started by hand, by systemd or by a container runtime has the same memory figures. A
 //! threshold the operator set in the environment is left as glibc read it. [`outcome`] says
 //! which of the two happened, for the start-up log; [`mmapped`] reports glibc's own count of
-//! mmapped blocks (what the tests and benches check).
+//! mmapped blocks (what the tests and benches check). [`Trimmer`] trims the heap on its own
+//! thread when asked, so whoever asks (the store's sync, the online rewrite) does not wait for it.
 //!
 //! Why (docs/store-bounds.md, "Memory: the allocator setting"): sled writes its log through
 //! 512 KiB buffers, allocated and freed over and over. glibc serves a block that large with
@@ -17,7 +18,8 @@
 //! system: a draining backlog's RSS grows with the bytes written. A fixed threshold also stops
 //! glibc from adjusting it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Blocks of at least this many bytes are mmapped (and unmapped when freed).
 pub const MMAP_THRESHOLD: usize = 128 * 1024;
@@ -109,6 +111,145 @@ pub fn heap() -> Heap {
 pub fn trim() -> bool {
     // SAFETY: malloc_trim takes no pointers and only releases memory malloc holds free.
     unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// A thread that trims the heap ([`trim`]) when asked: [`Trimmer::request`] only marks a
+/// trim as wanted and wakes the thread, so the caller goes on at once (a trim took up to
+/// 87 ms on a loaded machine, docs/store-bounds.md). Requests made while a trim runs are
+/// answered by one more trim after it. [`Trimmer::global`] is the process's one trimmer
+/// (`malloc_trim` works on the whole process, so one thread is enough); tests make their own
+/// with [`Trimmer::with`] to observe or slow the trim.
+pub struct Trimmer {
+    shared: Arc<TrimShared>,
+}
+
+type TrimFn = Box<dyn Fn() -> bool + Send + Sync>;
+
+struct TrimShared {
+    state: Mutex<TrimState>,
+    wake: Condvar,
+    trim: TrimFn,
+}
+
+#[derive(Default)]
+struct TrimState {
+    pending: bool,
+    closed: bool,
+    /// Trims finished so far.
+    done: u64,
+    /// The longest trim since [`Trimmer::take_longest`] was last called.
+    longest: Duration,
+    /// No thread could be started: requests trim on the caller's thread.
+    inline: bool,
+}
+
+impl std::fmt::Debug for Trimmer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trimmer")
+            .field("done", &self.done())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrimShared {
+    fn lock(&self) -> MutexGuard<'_, TrimState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn serve(&self) {
+        let mut g = self.lock();
+        loop {
+            while !g.pending && !g.closed {
+                g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            if g.closed {
+                return;
+            }
+            g.pending = false;
+            drop(g);
+            let started = Instant::now();
+            (self.trim)();
+            let took = started.elapsed();
+            g = self.lock();
+            g.done += 1;
+            g.longest = g.longest.max(took);
+            self.wake.notify_all();
+        }
+    }
+}
+
+impl Trimmer {
+    /// The process's trimmer (glibc's `malloc_trim`), its thread started on first use.
+    pub fn global() -> &'static Trimmer {
+        static GLOBAL: OnceLock<Trimmer> = OnceLock::new();
+        GLOBAL.get_or_init(|| Trimmer::with(trim))
+    }
+
+    /// A trimmer calling `trim` on its own thread (stopped when the trimmer is dropped).
+    pub fn with(trim: impl Fn() -> bool + Send + Sync + 'static) -> Trimmer {
+        let shared = Arc::new(TrimShared {
+            state: Mutex::new(TrimState::default()),
+            wake: Condvar::new(),
+            trim: Box::new(trim),
+        });
+        let worker = Arc::clone(&shared);
+        let started = std::thread::Builder::new()
+            .name("vitalsd-trim".into())
+            .spawn(move || worker.serve());
+        if started.is_err() {
+            shared.lock().inline = true;
+        }
+        Trimmer { shared }
+    }
+
+    /// Asks for a trim and returns without waiting for it.
+    pub fn request(&self) {
+        let mut g = self.shared.lock();
+        if g.inline {
+            drop(g);
+            (self.shared.trim)();
+            self.shared.lock().done += 1;
+            return;
+        }
+        g.pending = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Trims finished so far.
+    pub fn done(&self) -> u64 {
+        self.shared.lock().done
+    }
+
+    /// The longest trim since the last call (the soak bench reports it every simulated day).
+    pub fn take_longest(&self) -> Duration {
+        std::mem::take(&mut self.shared.lock().longest)
+    }
+
+    /// Waits until at least `n` trims have finished, at most `timeout`; whether they had.
+    pub fn wait_done(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.shared.lock();
+        while g.done < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self
+                .shared
+                .wake
+                .wait_timeout(g, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl Drop for Trimmer {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_all();
+    }
 }
 
 #[allow(unsafe_code)]

@@ -50,7 +50,9 @@ pub fn default_queue_max_bytes() -> Size {
     Size(2 * 1024 * 1024 * 1024)
 }
 pub fn default_history_max_bytes() -> Size {
-    Size(512 * 1024 * 1024)
+    // Under the online rewrite's live-data limit with room for undelivered readings, so space
+    // comes back at high rates too (docs/store-bounds.md).
+    Size(192 * 1024 * 1024)
 }
 pub fn default_audit_max_bytes() -> Size {
     Size(4 * 1024 * 1024 * 1024)

@@ -12,18 +12,30 @@
 //!   apply fails, since the store's state is then not known here;
 //! - it never holds staged writes: a claim looks at the writer's transaction first, so a
 //!   request that is rolled back, or a group whose apply fails, leaves nothing behind;
-//! - at most [`MAX_BYTES`] of chunk values (the least recently used buckets go first).
+//! - at most [`MAX_BYTES`] of chunk keys and values, or twice the largest cached bucket when
+//!   that is more, and never more than [`CEILING_BYTES`] (the least recently used buckets go
+//!   first; the bucket used last is kept unless it alone is over the ceiling, and a bucket
+//!   alone over the ceiling is dropped before any other).
 //!
 //! Without it a claim reads and decrypts every chunk of its device-hour: the cost grows with
-//! the readings a device sent in that hour (docs/throughput.md).
+//! the readings a device sent in that hour (docs/throughput.md). The bound follows the largest
+//! bucket because one fast device fills one bucket an hour: at 50 readings/s a device-hour
+//! holds about 1,060 chunks (4.3 MB), more than [`MAX_BYTES`]; with a fixed bound every claim
+//! of that device read and decrypted its whole hour again (docs/store-bounds.md, "The dedupe
+//! chunk cache").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::store::{Batch, Op, Store, StoreError};
 
-/// The bound on cached chunk values: about 20 device-hours of one reading a second.
+/// The bound on cached chunks while no bucket is larger than half of it: about 20
+/// device-hours of one reading a second.
 pub const MAX_BYTES: usize = 2 << 20;
+
+/// The bound however large the buckets: a device-hour of up to about 95 readings a second
+/// stays cached beside as much of others (docs/store-bounds.md).
+pub const CEILING_BYTES: usize = 16 << 20;
 
 /// Chunk keys and plain values of one bucket.
 pub type Chunks = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -52,11 +64,12 @@ struct Inner {
 pub struct ChunkCache {
     inner: Mutex<Inner>,
     max_bytes: usize,
+    ceiling: usize,
 }
 
 impl Default for ChunkCache {
     fn default() -> Self {
-        Self::new(MAX_BYTES)
+        Self::bounded(MAX_BYTES, CEILING_BYTES)
     }
 }
 
@@ -70,10 +83,18 @@ fn bucket_of(key: &[u8]) -> Option<&[u8]> {
 }
 
 impl ChunkCache {
+    /// A cache of at most `max_bytes`, whatever the buckets' sizes (tests).
+    #[cfg(test)]
     pub fn new(max_bytes: usize) -> Self {
+        Self::bounded(max_bytes, max_bytes)
+    }
+
+    /// A cache of at most `max_bytes` or twice its largest bucket, never above `ceiling`.
+    pub fn bounded(max_bytes: usize, ceiling: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             max_bytes,
+            ceiling: ceiling.max(max_bytes),
         }
     }
 
@@ -183,17 +204,38 @@ impl ChunkCache {
         self.lock().loads
     }
 
-    /// Drops the least recently used buckets while over the bound (the last one used too,
-    /// when it alone is over it).
+    /// The bytes of the cached buckets, for tests and benchmarks.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Drops the least recently used buckets while over the bound (see the module docs): the
+    /// bucket used last goes only when it alone is over the ceiling.
     fn evict(&self, g: &mut Inner) {
-        while g.bytes > self.max_bytes {
-            let Some(oldest) = g
+        if g.bytes <= self.max_bytes {
+            return;
+        }
+        // A bucket alone over the ceiling is never kept (the others stay).
+        let ceiling = self.ceiling;
+        let before = g.buckets.len();
+        g.buckets.retain(|_, b| b.bytes <= ceiling);
+        if g.buckets.len() != before {
+            g.bytes = g.buckets.values().map(|b| b.bytes).sum();
+        }
+        let largest = g.buckets.values().map(|b| b.bytes).max().unwrap_or(0);
+        let bound = largest
+            .saturating_mul(2)
+            .clamp(self.max_bytes, self.ceiling);
+        let newest = g.clock;
+        while g.bytes > bound {
+            let oldest = g
                 .buckets
                 .iter()
+                .filter(|(_, b)| b.used != newest)
                 .min_by_key(|(_, b)| b.used)
-                .map(|(k, _)| k.clone())
-            else {
-                g.bytes = 0;
+                .map(|(k, _)| k.clone());
+            let Some(oldest) = oldest else {
                 return;
             };
             if let Some(b) = g.buckets.remove(&oldest) {

@@ -9,6 +9,7 @@ use super::super::dedupe::{claim, Index, BUCKET, CHUNK_ENTRIES};
 use super::super::test_store::HookedStore;
 use super::super::txn::{Counters, Txn};
 use super::super::{EnqueueOutcome, Queue, QueueOptions, Store};
+use super::{ChunkCache, CEILING_BYTES, MAX_BYTES};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 /// A memory store that counts bucket scans (a prefix of 13 bytes starting with [`BUCKET`]).
@@ -223,4 +224,97 @@ async fn readings_before_and_after_a_store_swap_are_recognised() {
     want.push(EnqueueOutcome::Duplicate(after.id.unwrap()));
     assert_eq!(out, want);
     q.close().await.unwrap();
+}
+
+/// The bucket prefix of `device` (one byte standing for the 8-byte device hash) in hour 1000.
+fn prefix(device: u8) -> Vec<u8> {
+    let mut p = vec![BUCKET];
+    p.extend_from_slice(&1000u32.to_be_bytes());
+    p.extend_from_slice(&[device; 8]);
+    p
+}
+
+fn chunk(device: u8, n: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut k = prefix(device);
+    k.extend_from_slice(&n.to_be_bytes());
+    (k, vec![n.to_be_bytes()[1]; 5 + 24 * CHUNK_ENTRIES])
+}
+
+/// One device at 50 readings/s for an hour (1,060 chunks, about 4.3 MB) and three slow devices
+/// beside it; `groups` group commits, each claiming in all four buckets and rewriting their
+/// last chunks. Returns how many buckets `cache` read from the store.
+fn fast_device_hour(cache: &ChunkCache, groups: u16) -> u64 {
+    let store = faulty();
+    let mut b = super::super::store::Batch::new();
+    for n in 0..1060 {
+        let (k, v) = chunk(1, n);
+        b.put(k, v);
+    }
+    for d in 2..5 {
+        let (k, v) = chunk(d, 0);
+        b.put(k, v);
+    }
+    store.apply(b).unwrap();
+    for g in 0..groups {
+        for d in 1..5 {
+            let n = cache.with_bucket(&store, &prefix(d), |c| c.len()).unwrap();
+            assert!(n >= 1);
+        }
+        let mut b = super::super::store::Batch::new();
+        for d in 1..5 {
+            let (k, v) = chunk(d, if d == 1 { 1060 + g / 4 } else { 0 });
+            b.put(k, v);
+        }
+        cache.apply(&store, b).unwrap();
+    }
+    cache.loads()
+}
+
+#[test]
+fn a_fast_devices_hour_stays_cached_beside_slow_devices() {
+    // The 2 MiB bound alone (as before): the fast bucket is read at every group.
+    let fixed = ChunkCache::new(MAX_BYTES);
+    assert_eq!(
+        fast_device_hour(&fixed, 40),
+        40 + 3,
+        "fixed bound: reread each group"
+    );
+    // The bound that follows the largest bucket: each bucket read once.
+    let cache = ChunkCache::default();
+    assert_eq!(fast_device_hour(&cache, 40), 4);
+    assert!(cache.bytes() > MAX_BYTES && cache.bytes() <= CEILING_BYTES);
+}
+
+#[test]
+fn the_ceiling_still_bounds_the_cache() {
+    // A ceiling below the fast bucket: it is dropped after each use, the others stay.
+    let cache = ChunkCache::bounded(64 << 10, 1 << 20);
+    assert_eq!(fast_device_hour(&cache, 10), 10 + 3);
+    assert!(cache.bytes() <= 1 << 20);
+    // Buckets smaller than half the ceiling: twice the largest is kept, no more.
+    let cache = ChunkCache::bounded(16 << 10, 64 << 20);
+    let store = faulty();
+    let mut b = super::super::store::Batch::new();
+    for d in 1..=20u8 {
+        for n in 0..8 {
+            let (k, v) = chunk(d, n);
+            b.put(k, v);
+        }
+    }
+    store.apply(b).unwrap();
+    for d in 1..=20u8 {
+        cache.with_bucket(&store, &prefix(d), |_| ()).unwrap();
+    }
+    let bucket = 8 * (15 + 5 + 24 * CHUNK_ENTRIES);
+    assert!(
+        cache.bytes() <= 2 * bucket,
+        "{} > {}",
+        cache.bytes(),
+        2 * bucket
+    );
+    assert_eq!(cache.loads(), 20);
+    // The two most recent are the ones kept.
+    cache.with_bucket(&store, &prefix(20), |_| ()).unwrap();
+    cache.with_bucket(&store, &prefix(19), |_| ()).unwrap();
+    assert_eq!(cache.loads(), 20);
 }

@@ -18,6 +18,10 @@ use super::cipher::{Sealed, StoreKey};
 use super::sled_store::SledStore;
 use super::store::{Batch, Entry, Store, StoreError};
 
+/// The live bytes above which the store is not rewritten online (the copy holds ingest):
+/// the default `history_max_bytes` stays 64 MiB below it (docs/store-bounds.md).
+pub const MAX_LIVE_BYTES: u64 = 256 << 20;
+
 /// When and how to rewrite the store.
 #[derive(Clone)]
 pub struct ReclaimOptions {
@@ -62,7 +66,7 @@ impl ReclaimOptions {
             cache_capacity,
             key,
             slack_bytes: 64 << 20,
-            max_live_bytes: 256 << 20,
+            max_live_bytes: MAX_LIVE_BYTES,
             every: Duration::from_secs(600),
         }
     }
@@ -131,8 +135,9 @@ impl Reclaim {
             self.opts.cache_capacity.min(COPY_CACHE),
             &self.opts.key,
         );
-        // What the copy allocated is free again: give it back (docs/store-bounds.md).
-        crate::alloc::trim();
+        // What the copy allocated is free again: give it back (docs/store-bounds.md), on the
+        // trim thread, so ingest does not wait for it too.
+        crate::alloc::Trimmer::global().request();
         let reopened = self.reopen()?;
         let after = reopened.size_on_disk()?;
         *cur = Arc::new(reopened);

@@ -16,9 +16,11 @@
 //! (rewritten nodes, serialized log records), and glibc keeps the pages of freed heap memory
 //! resident until the top of a heap is free. In a soak of several simulated days at 5 readings/s
 //! the allocator held 45–60 MiB of freed memory next to 35–55 MiB in use, so RSS swung with it.
-//! After every [`TRIM_EVERY_BYTES`] of keys and values applied, the next [`Store::sync`] hands
-//! the freed pages back to the system (`crate::alloc::trim`), counted by
-//! [`SledStore::trim_count`] (docs/store-bounds.md, "Memory: the heap between rewrites").
+//! After every [`TRIM_EVERY_BYTES`] of keys and values applied, the next [`Store::sync`] asks
+//! for the freed pages to be handed back to the system: the trim runs on the process's trim
+//! thread ([`crate::alloc::Trimmer`]), so the sync, and the group commit waiting for it, does
+//! not wait for the trim. Requests are counted by [`SledStore::trim_count`]
+//! (docs/store-bounds.md, "Memory: the heap between rewrites").
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,24 @@ pub struct SledStore {
     applied: AtomicU64,
     trim_every: u64,
     trims: AtomicU64,
+    trimmer: Trimmer,
+}
+
+/// The trimmer a store asks: the process's, or (tests) one of its own.
+enum Trimmer {
+    Global,
+    #[cfg(test)]
+    Own(crate::alloc::Trimmer),
+}
+
+impl Trimmer {
+    fn get(&self) -> &crate::alloc::Trimmer {
+        match self {
+            Trimmer::Global => crate::alloc::Trimmer::global(),
+            #[cfg(test)]
+            Trimmer::Own(t) => t,
+        }
+    }
 }
 
 /// Bytes of keys and values applied between two trims of the heap.
@@ -89,6 +109,7 @@ impl SledStore {
             applied: AtomicU64::new(0),
             trim_every: TRIM_EVERY_BYTES,
             trims: AtomicU64::new(0),
+            trimmer: Trimmer::Global,
         })
     }
 
@@ -96,7 +117,7 @@ impl SledStore {
         &self.path
     }
 
-    /// How often the heap was trimmed after a sync (see the module docs).
+    /// How often a sync asked for the heap to be trimmed (see the module docs).
     pub fn trim_count(&self) -> u64 {
         self.trims.load(Ordering::Relaxed)
     }
@@ -104,6 +125,12 @@ impl SledStore {
     #[cfg(test)]
     fn with_trim_every(mut self, bytes: u64) -> Self {
         self.trim_every = bytes;
+        self
+    }
+
+    #[cfg(test)]
+    fn with_trimmer(mut self, trimmer: crate::alloc::Trimmer) -> Self {
+        self.trimmer = Trimmer::Own(trimmer);
         self
     }
 }
@@ -268,12 +295,12 @@ impl Store for SledStore {
             .sync_data()
             .map_err(|e| StoreError::Io(format!("fdatasync {}/db: {e}", self.path.display())))?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        // After the data is durable, so the trim never delays what a caller waits for longer
-        // than one trim, and only the thread that takes the counter back to zero trims.
+        // After the data is durable; only the thread that takes the counter back to zero
+        // asks, and the trim runs on the trim thread: this sync's callers do not wait for it.
         if self.applied.load(Ordering::Relaxed) >= self.trim_every
             && self.applied.swap(0, Ordering::Relaxed) >= self.trim_every
         {
-            crate::alloc::trim();
+            self.trimmer.get().request();
             self.trims.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -337,5 +364,37 @@ mod tests {
             1,
             "1,300 key bytes removed, then synced"
         );
+    }
+
+    #[test]
+    fn a_sync_that_asks_for_a_trim_does_not_wait_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slow = Duration::from_secs(2);
+        let store = SledStore::open(tmp.path(), 1 << 20)
+            .unwrap()
+            .with_trim_every(1 << 20)
+            .with_trimmer(crate::alloc::Trimmer::with(move || {
+                std::thread::sleep(slow);
+                true
+            }));
+        let mut b = Batch::new();
+        b.put(b"big".to_vec(), vec![1u8; 2 << 20]);
+        store.apply(b).unwrap();
+        let started = Instant::now();
+        store.sync().unwrap();
+        let took = started.elapsed();
+        assert_eq!(store.trim_count(), 1, "the sync asked for a trim");
+        assert!(
+            took < Duration::from_millis(1500),
+            "the sync waited for the 2 s trim: {took:?}"
+        );
+        let Trimmer::Own(t) = &store.trimmer else {
+            unreachable!()
+        };
+        assert!(
+            t.wait_done(1, Duration::from_secs(10)),
+            "the trim ran on its thread"
+        );
+        assert!(started.elapsed() >= slow);
     }
 }

@@ -72,12 +72,12 @@ impl PartialEq for AuditFiles {
 impl Eq for AuditFiles {}
 
 impl QueueOptions {
-    /// Cache 16 MiB, cap 2 GiB, history 512 MiB, 1000 readings per flush, audit kept 90 days.
+    /// Cache 16 MiB, cap 2 GiB, history 192 MiB, 1000 readings per flush, audit kept 90 days.
     pub fn new(sinks: Vec<SinkId>) -> Self {
         Self {
             cache_capacity: 16 << 20,
             max_bytes: 2 << 30,
-            history_max_bytes: 512 << 20,
+            history_max_bytes: 192 << 20,
             sinks,
             max_group: 1000,
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),

@@ -81,6 +81,57 @@ pub struct DayRow {
     pub enqueue_secs: f64,
     pub deliver_secs: f64,
     pub total_secs: f64,
+    /// RSS after each simulated hour of the day (its readings stored and delivered).
+    pub rss_hourly: [u64; 24],
+    /// The day's enqueue calls (each up to a page of readings, answered once stored and
+    /// synced): how many, and their latency in ms at the median, the 99th percentile and the
+    /// longest.
+    pub enqueue_calls: usize,
+    pub enqueue_ms: [f64; 3],
+    /// Heap trims finished on the trim thread so far, and the longest of the day (ms).
+    pub trims: u64,
+    pub trim_max_ms: f64,
+}
+
+impl DayRow {
+    /// The smallest and largest hourly RSS sample of the day.
+    pub fn rss_range(&self) -> (u64, u64) {
+        let min = self.rss_hourly.iter().copied().min().unwrap_or(0);
+        let max = self.rss_hourly.iter().copied().max().unwrap_or(0);
+        (min, max)
+    }
+}
+
+/// Enqueue-call latencies of the current day, in ms.
+type Latencies = Arc<Mutex<Vec<f64>>>;
+
+fn timed_enqueue(
+    lat: &Latencies,
+    out: Result<Vec<EnqueueOutcome>, vitalsd::queue::QueueError>,
+    started: std::time::Instant,
+) -> Vec<EnqueueOutcome> {
+    lat.lock()
+        .unwrap()
+        .push(started.elapsed().as_secs_f64() * 1000.0);
+    out.unwrap()
+}
+
+/// The median, 99th percentile and largest of `v` (sorted here).
+fn percentiles(v: &mut [f64]) -> [f64; 3] {
+    if v.is_empty() {
+        return [0.0; 3];
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((v.len() - 1) as f64 * p).round() as usize;
+        v[i]
+    };
+    [at(0.5), at(0.99), v[v.len() - 1]]
 }
 
 pub const START: OffsetDateTime = time::macros::datetime!(2027-01-01 00:00 UTC);
@@ -208,26 +259,38 @@ pub fn run_with(
     let far = time::macros::datetime!(2100-01-01 0:00 UTC);
     let devices = shape.devices.max(1);
     let page = shape.page.max(1);
+    let lat: Latencies = Arc::default();
+    let trimmer = vitalsd::alloc::Trimmer::global();
     for day in 0..a.days {
         let day_started = std::time::Instant::now();
         let (mut enqueue_secs, mut deliver_secs) = (0.0, 0.0);
+        let mut rss_hourly = [0u64; 24];
         for hour in 0..24u64 {
             let h = u64::from(day) * 24 + hour;
             *now.lock().unwrap() = START + time::Duration::hours(i64::try_from(h).unwrap());
             let started = std::time::Instant::now();
-            enqueue_hour(&rt, &q, h, per_hour, devices, shape.parallel.max(1), page);
+            enqueue_hour(
+                &rt,
+                &q,
+                &lat,
+                h,
+                per_hour,
+                devices,
+                shape.parallel.max(1),
+                page,
+            );
             total += per_hour;
             // Replays: a day ago (inside the 7-day window) and 8 days ago (outside).
             if h >= 24 {
-                let out = rt
-                    .block_on(q.enqueue(vec![nth(h - 24, 0, per_hour, devices)]))
-                    .unwrap();
+                let t = std::time::Instant::now();
+                let r = rt.block_on(q.enqueue(vec![nth(h - 24, 0, per_hour, devices)]));
+                let out = timed_enqueue(&lat, r, t);
                 inside += u64::from(out[0] == EnqueueOutcome::Stored);
             }
             if h >= 8 * 24 {
-                let out = rt
-                    .block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour, devices)]))
-                    .unwrap();
+                let t = std::time::Instant::now();
+                let r = rt.block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour, devices)]));
+                let out = timed_enqueue(&lat, r, t);
                 outside += u64::from(out[0] == EnqueueOutcome::Stored);
             }
             enqueue_secs += started.elapsed().as_secs_f64();
@@ -244,7 +307,9 @@ pub fn run_with(
                 rt.block_on(q.settle_audited(&sink, done)).unwrap();
             }
             deliver_secs += started.elapsed().as_secs_f64();
+            rss_hourly[usize::try_from(hour).unwrap()] = rss_bytes();
         }
+        let mut calls = std::mem::take(&mut *lat.lock().unwrap());
         // The size on disk is refreshed by the writer at most every 250 ms.
         std::thread::sleep(Duration::from_millis(260));
         rt.block_on(q.ping()).unwrap();
@@ -265,6 +330,11 @@ pub fn run_with(
             enqueue_secs,
             deliver_secs,
             total_secs: day_started.elapsed().as_secs_f64(),
+            rss_hourly,
+            enqueue_calls: calls.len(),
+            enqueue_ms: percentiles(&mut calls),
+            trims: trimmer.done(),
+            trim_max_ms: trimmer.take_longest().as_secs_f64() * 1000.0,
         };
         each(&row);
         rows.push(row);
@@ -274,9 +344,11 @@ pub fn run_with(
 }
 
 /// Stores hour `h`'s readings: each device's in pages of `page`, `parallel` devices at a time.
+#[allow(clippy::too_many_arguments)]
 fn enqueue_hour(
     rt: &tokio::runtime::Runtime,
     q: &Queue,
+    lat: &Latencies,
     h: u64,
     per_hour: u64,
     devices: u32,
@@ -294,6 +366,7 @@ fn enqueue_hour(
             let mut tasks = tokio::task::JoinSet::new();
             for first in wave {
                 let q = q.clone();
+                let lat = Arc::clone(lat);
                 let end = (first + per_device).min(per_hour);
                 tasks.spawn(async move {
                     let mut i = first;
@@ -301,7 +374,9 @@ fn enqueue_hour(
                         let n = (end - i).min(page as u64);
                         let batch: Vec<Reading> =
                             (i..i + n).map(|k| nth(h, k, per_hour, devices)).collect();
-                        q.enqueue(batch).await.unwrap();
+                        let t = std::time::Instant::now();
+                        let r = q.enqueue(batch).await;
+                        timed_enqueue(&lat, r, t);
                         i += n;
                     }
                 });

@@ -66,9 +66,17 @@ fn the_file_outbox_takes_waveform_only_with_the_hl7_format() {
 }
 
 #[test]
-fn history_max_bytes_defaults_to_512_mib_and_refuses_less_than_16_mib() {
+fn history_max_bytes_defaults_to_192_mib_and_refuses_less_than_16_mib() {
     let cfg = parse(MINIMAL, "test.toml").unwrap();
-    assert_eq!(cfg.daemon.history_max_bytes, 512 * 1024 * 1024);
+    assert_eq!(cfg.daemon.history_max_bytes, 192 * 1024 * 1024);
+    // The library's default is the daemon's, and full history leaves 64 MiB of undelivered
+    // readings before the online rewrite stops (space would no longer come back).
+    let lib = crate::queue::QueueOptions::new(Vec::new());
+    assert_eq!(lib.history_max_bytes, cfg.daemon.history_max_bytes);
+    assert!(
+        cfg.daemon.history_max_bytes + (64 << 20) <= crate::queue::reclaim::MAX_LIVE_BYTES,
+        "history bound above the rewrite's limit"
+    );
     let p = problems(&format!(
         "[daemon]\nhistory_max_bytes = \"1MiB\"\n{MINIMAL}"
     ));
