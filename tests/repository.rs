@@ -412,6 +412,31 @@ fn is_test_file(p: &Path) -> bool {
     name == "tests.rs" || name.ends_with("_tests.rs")
 }
 
+/// Runs `check(shown path, text)` on every non-test source file under `dir` (relative to the
+/// repository), and fails with every problem found, or when fewer than `at_least` files were
+/// read (a rule that reads nothing would pass for ever).
+fn check_product_files(
+    dir: &str,
+    at_least: usize,
+    mut check: impl FnMut(&str, &str) -> Vec<String>,
+) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = Vec::new();
+    files(&root.join(dir), &mut all);
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for f in all
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
+    {
+        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
+        problems.extend(check(&shown, &std::fs::read_to_string(f).unwrap()));
+        scanned += 1;
+    }
+    assert!(scanned >= at_least, "only {scanned} source files found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn modules_import_only_what_the_rule_table_allows() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -424,23 +449,7 @@ fn modules_import_only_what_the_rule_table_allows() {
             rule.from
         );
     }
-    let mut all = Vec::new();
-    files(&root.join("src"), &mut all);
-    let mut problems = Vec::new();
-    let mut scanned = 0;
-    for f in all
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
-    {
-        if is_test_file(f) {
-            continue;
-        }
-        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
-        problems.extend(violations(&shown, &std::fs::read_to_string(f).unwrap()));
-        scanned += 1;
-    }
-    assert!(scanned > 100, "only {scanned} source files found");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    check_product_files("src", 101, violations);
 }
 
 #[test]
@@ -671,23 +680,7 @@ fn modules_re_export_only_what_the_table_allows() {
             );
         }
     }
-    let mut all = Vec::new();
-    files(&root.join("src"), &mut all);
-    let mut problems = Vec::new();
-    let mut scanned = 0;
-    for f in all
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
-    {
-        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
-        problems.extend(reexport_violations(
-            &shown,
-            &std::fs::read_to_string(f).unwrap(),
-        ));
-        scanned += 1;
-    }
-    assert!(scanned > 100, "only {scanned} source files found");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    check_product_files("src", 101, reexport_violations);
 }
 
 #[test]
@@ -783,27 +776,11 @@ fn driver_name_violations(shown: &str, text: &str, drivers: &[&str]) -> Vec<Stri
 
 #[test]
 fn sources_name_no_driver() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let drivers: Vec<&str> = vitalsd::decode::drivers().iter().map(|d| d.name).collect();
     assert!(drivers.contains(&"ble-gatt"), "{drivers:?}");
-    let mut all = Vec::new();
-    files(&root.join("src/source"), &mut all);
-    let mut problems = Vec::new();
-    let mut scanned = 0;
-    for f in all
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
-    {
-        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
-        problems.extend(driver_name_violations(
-            &shown,
-            &std::fs::read_to_string(f).unwrap(),
-            &drivers,
-        ));
-        scanned += 1;
-    }
-    assert!(scanned >= 5, "only {scanned} source files found");
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    check_product_files("src/source", 5, |shown, text| {
+        driver_name_violations(shown, text, &drivers)
+    });
 }
 
 #[test]
@@ -958,21 +935,9 @@ fn outside_the_store_only_its_handles_and_openings_are_named() {
             o.module
         );
     }
-    let mut all = Vec::new();
-    files(&root.join("src"), &mut all);
-    let mut problems = Vec::new();
-    for f in all
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "rs") && !is_test_file(f))
-    {
-        let shown = f.strip_prefix(root).unwrap_or(f).display().to_string();
-        problems.extend(store_violations(
-            &shown,
-            &std::fs::read_to_string(f).unwrap(),
-            &modules,
-        ));
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    check_product_files("src", 101, |shown, text| {
+        store_violations(shown, text, &modules)
+    });
 }
 
 #[test]
