@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use super::cipher::{Sealed, StoreKey};
 use super::reclaim::ReclaimOptions;
-use super::tests::reading;
 use super::{Queue, QueueOptions, Settle, SledStore};
+use crate::queue::tests::far_future;
+use crate::queue::tests::reading;
 use crate::reading::SinkId;
-
-fn far_future() -> time::OffsetDateTime {
-    time::macros::datetime!(2100-01-01 0:00 UTC)
-}
 
 async fn drain(q: &Queue, sink: &SinkId) -> usize {
     let mut n = 0;

@@ -4,13 +4,10 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::queue::tests::far_future;
 use crate::queue::tests::{hr, reading};
 use crate::queue::{MemoryStore, Queue, QueueOptions, SledStore, Store};
 use crate::reading::SinkId;
-
-fn far_future() -> OffsetDateTime {
-    time::macros::datetime!(2100-01-01 0:00 UTC)
-}
 
 fn opts() -> QueueOptions {
     QueueOptions::new(vec![SinkId::new("a"), SinkId::new("b")])

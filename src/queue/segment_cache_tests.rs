@@ -11,25 +11,14 @@ use time::OffsetDateTime;
 
 use super::store::Store;
 use super::test_store::HookedStore;
-use super::tests::reading;
 use super::{MemoryStore, Queue, QueueOptions, Settle};
+use crate::queue::tests::reading;
+use crate::queue::tests::{ehr, far_future, file};
 use crate::reading::{PatientRef, Reading, ReadingId, SinkId};
 
 /// Counts single-key reads and the entries of due-list scans; applies fail on request.
 fn hooked() -> Arc<HookedStore> {
     Arc::new(HookedStore::new().count_scans(|p| p.first() == Some(&super::keys::DUE)))
-}
-
-fn ehr() -> SinkId {
-    SinkId::new("ehr")
-}
-
-fn file() -> SinkId {
-    SinkId::new("file")
-}
-
-fn later() -> OffsetDateTime {
-    time::macros::datetime!(2100-01-01 0:00 UTC)
 }
 
 fn queue(store: Arc<dyn Store>) -> Queue {
@@ -39,7 +28,7 @@ fn queue(store: Arc<dyn Store>) -> Queue {
 }
 
 fn ids_of(q: &Queue, sink: &SinkId, skip: &HashSet<ReadingId>) -> Vec<ReadingId> {
-    q.pending_excluding(sink, 1000, later(), skip)
+    q.pending_excluding(sink, 1000, far_future(), skip)
         .unwrap()
         .into_iter()
         .filter_map(|p| p.reading.id)
@@ -75,7 +64,7 @@ async fn a_drain_with_batches_in_flight_reads_each_segment_once() {
     let mut sent = Vec::new();
     loop {
         let batch: Vec<ReadingId> = q
-            .pending_excluding(&ehr(), 50, later(), &skip)
+            .pending_excluding(&ehr(), 50, far_future(), &skip)
             .unwrap()
             .into_iter()
             .filter_map(|p| p.reading.id)
@@ -257,7 +246,7 @@ async fn a_failed_settle_leaves_the_readings_due_and_a_restart_reads_the_store()
     let more = backlog(&q, 1000, 1, 2).await;
     let mut want = every[3..].to_vec();
     want.extend(ids(&more));
-    let got = q.pending(&ehr(), 1000, later()).unwrap();
+    let got = q.pending(&ehr(), 1000, far_future()).unwrap();
     assert_eq!(
         got.iter().filter_map(|p| p.reading.id).collect::<Vec<_>>(),
         want
@@ -285,7 +274,7 @@ async fn a_held_reading_released_is_read_from_its_new_segment() {
         .await
         .unwrap()
         .expect("held");
-    let got = q.pending(&ehr(), 1000, later()).unwrap();
+    let got = q.pending(&ehr(), 1000, far_future()).unwrap();
     // Due order is id order: the held reading was taken first.
     let mut want = vec![hid];
     want.extend(ids(&first));

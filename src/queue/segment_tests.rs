@@ -5,18 +5,14 @@ use std::sync::Arc;
 
 use time::macros::datetime;
 
-use super::tests::reading;
 use super::txn::{Counters, Txn};
 use super::*;
+use crate::queue::tests::far_future;
+use crate::queue::tests::reading;
 use crate::reading::{ReadingId, SinkId};
-use time::OffsetDateTime;
 
 fn sinks(names: &[&str]) -> Vec<SinkId> {
     names.iter().map(|n| SinkId::new(*n)).collect()
-}
-
-fn far_future() -> OffsetDateTime {
-    datetime!(2100-01-01 0:00 UTC)
 }
 
 fn count(store: &dyn Store, tag: u8) -> usize {

@@ -8,23 +8,12 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::test_store::HookedStore;
-use super::tests::reading;
 use super::{Queue, QueueOptions, Settle};
+use crate::queue::tests::reading;
+use crate::queue::tests::{ehr, far_future, file};
 use crate::reading::{Reading, ReadingId, SinkId};
 
 const N: i64 = 300;
-
-fn ehr() -> SinkId {
-    SinkId::new("ehr")
-}
-
-fn file() -> SinkId {
-    SinkId::new("file")
-}
-
-fn later() -> OffsetDateTime {
-    time::macros::datetime!(2100-01-01 0:00 UTC)
-}
 
 fn open(store: &Arc<HookedStore>, sinks: Vec<SinkId>) -> Queue {
     let mut opts = QueueOptions::new(sinks);
@@ -42,7 +31,7 @@ fn ids(rs: &[Reading]) -> Vec<ReadingId> {
 
 /// Hands out every due entry of `sink` (as a delivery loop does: this fills the hints).
 fn take_all(q: &Queue, sink: &SinkId) -> Vec<ReadingId> {
-    q.pending(sink, 10_000, later())
+    q.pending(sink, 10_000, far_future())
         .unwrap()
         .into_iter()
         .filter_map(|p| p.reading.id)

@@ -50,8 +50,14 @@ fn ids(p: &[Pending]) -> Vec<ReadingId> {
     p.iter().filter_map(|p| p.reading.id).collect()
 }
 
-fn ehr() -> SinkId {
+/// The sink most queue tests deliver to.
+pub(crate) fn ehr() -> SinkId {
     SinkId::new("ehr")
+}
+
+/// A second sink, for tests of more than one.
+pub(crate) fn file() -> SinkId {
+    SinkId::new("file")
 }
 
 #[tokio::test]
