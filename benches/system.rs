@@ -8,7 +8,10 @@
 //! - RSS and CPU at idle with 20 silent serial devices (baseline: no devices).
 //!
 //! Flags (after `--`): `--n N`, `--latency-secs S`, `--rate R`, `--devices D`, `--settle S`,
-//! `--idle-secs S`, `--only latency,backlog,idle`, `--rows FILE` (appends the rows as TSV).
+//! `--idle-secs S`, `--only latency,backlog,idle`, `--rows FILE` (appends the rows as TSV),
+//! `--concurrency K` (Bundles in flight for the drain; default the sink's), `--waits` (the
+//! draining daemon logs its DEBUG timings and the table gets where the drain waited: median
+//! and p99 per part). `VITALSD_BIN` names another daemon binary to measure.
 //! `-- soak --minutes N --rate R [--up S] [--down S]` runs the soak instead (see `soak`).
 //! Under `cargo test` (no `--bench` argument) it runs every part briefly, as a smoke test.
 
@@ -210,7 +213,14 @@ fn main() {
     }
     if only.contains("backlog") {
         eprintln!("backlog: {n} readings");
-        let b = backlog::run(&rt, tmp.path(), n);
+        let drain = backlog::DrainArgs {
+            concurrency: args
+                .iter()
+                .position(|a| a == "--concurrency")
+                .map(|_| arg(&args, "--concurrency", 4)),
+            waits: args.iter().any(|a| a == "--waits"),
+        };
+        let b = backlog::run(&rt, tmp.path(), n, drain);
         rows.push(row(
             &format!(
                 "backlog built through the library queue ({} B reading JSON)",
@@ -308,6 +318,17 @@ fn main() {
             "—".into(),
             None,
         ));
+        for w in &b.waits {
+            rows.push(row(
+                &format!(
+                    "  drain wait: {} (median / p99, µs; {} samples)",
+                    w.part, w.count
+                ),
+                format!("{} / {}", w.median_us, w.p99_us),
+                "—".into(),
+                None,
+            ));
+        }
         let per = ratio(f(b.disk_full.saturating_sub(b.disk_empty)), f(b.n));
         rows.push(row(
             "bytes on disk per queued reading",

@@ -45,6 +45,108 @@ pub struct Backlog {
     pub compact_took: Duration,
     pub disk_compacted: u64,
     pub cache_size: String,
+    /// With `--waits`: where the drain's time went, per part (median, p99, count).
+    pub waits: Vec<Wait>,
+}
+
+/// How to drain: Bundles in flight (`None`: the sink's default), and whether to log and
+/// summarise where the delivery loop waits.
+#[derive(Clone, Copy, Default)]
+pub struct DrainArgs {
+    pub concurrency: Option<usize>,
+    pub waits: bool,
+}
+
+/// One part of the drain's time, from the daemon's DEBUG timing events.
+pub struct Wait {
+    pub part: &'static str,
+    pub median_us: u64,
+    pub p99_us: u64,
+    pub count: usize,
+}
+
+/// The DEBUG timing events the delivery loop, the FHIR sink and the queue's writer log
+/// (docs/throughput.md, "Where a drain waits"): (event message, field, what it measures).
+const WAIT_FIELDS: &[(&str, &str, &str)] = &[
+    (
+        "batch timings",
+        "free_us",
+        "handle free before its next queue read began",
+    ),
+    ("batch timings", "read_us", "queue read of the batch"),
+    ("batch timings", "wire_us", "sink: Bundle, POST, answer"),
+    ("bundle timings", "build_us", "  of it: writing the Bundle"),
+    (
+        "bundle timings",
+        "round_trip_us",
+        "  of it: HTTP round trip",
+    ),
+    ("bundle timings", "answer_us", "  of it: reading the answer"),
+    (
+        "batch timings",
+        "order_us",
+        "answered, waiting for older batches",
+    ),
+    (
+        "batch timings",
+        "settle_us",
+        "settle requested until durable",
+    ),
+    (
+        "group applied",
+        "apply_us",
+        "writer: one group staged and applied",
+    ),
+    (
+        "group applied",
+        "commands",
+        "writer: requests per group (count, not µs)",
+    ),
+    ("groups synced", "sync_us", "syncer: one flush + fdatasync"),
+    (
+        "groups synced",
+        "groups",
+        "syncer: groups per sync (count, not µs)",
+    ),
+];
+
+/// The `RUST_LOG` that makes the daemon log those events (and INFO otherwise).
+const WAIT_LOG: &str = "info,vitalsd::sink::delivery=debug,vitalsd::sink::fhir::http=debug,\
+vitalsd::queue::writer=debug,vitalsd::queue::syncer=debug";
+
+/// Median and p99 of each timing field found in `log` (a text log; fields as `name=value`).
+pub fn waits(log: &str) -> Vec<Wait> {
+    WAIT_FIELDS
+        .iter()
+        .map(|(event, field, part)| {
+            let key = format!(" {field}=");
+            let mut v: Vec<u64> = log
+                .lines()
+                .filter(|l| l.contains(event))
+                .filter_map(|l| {
+                    let at = l.find(&key)? + key.len();
+                    let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().ok()
+                })
+                .collect();
+            v.sort_unstable();
+            let pick = |q: f64| {
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+                v.get(i).copied().unwrap_or(0)
+            };
+            Wait {
+                part,
+                median_us: pick(0.5),
+                p99_us: pick(0.99),
+                count: v.len(),
+            }
+        })
+        .collect()
 }
 
 /// A realistic SpO2 reading (~330 bytes of JSON), distinct per `n`: measured at a distinct
@@ -130,20 +232,24 @@ fn build(rt: &Runtime, cfg_text: &str, n: u64) -> f64 {
     rate
 }
 
-pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
+pub fn run(rt: &Runtime, tmp: &Path, n: u64, drain: DrainArgs) -> Backlog {
     let mut listener = rt.block_on(Listener::start());
     let data = tmp.join("backlog-data");
     let empty = tmp.join("empty-data");
     // A 1,000,000-reading store is larger than the default 2 GiB cap: the operator of a
     // clinic that expects such an outage raises it; the page cache stays at its default.
     let extra = "queue_max_bytes = \"16GiB\"\n";
-    let cfg_text = proc::config(&data, "", &listener.base_url(), extra);
+    // The sink table is the config's last: a key appended belongs to it.
+    let sink_extra = drain
+        .concurrency
+        .map_or(String::new(), |c| format!("concurrency = {c}\n"));
+    let cfg_text = proc::config(&data, "", &listener.base_url(), extra) + &sink_extra;
     let cfg = tmp.join("backlog.toml");
     std::fs::write(&cfg, &cfg_text).expect("config");
     let cfg_empty = tmp.join("empty.toml");
     std::fs::write(
         &cfg_empty,
-        proc::config(&empty, "", &listener.base_url(), extra),
+        proc::config(&empty, "", &listener.base_url(), extra) + &sink_extra,
     )
     .expect("config");
     let log = tmp.join("backlog.log");
@@ -167,7 +273,9 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
             (c.len(), serde_json::to_vec(&b).expect("bundle JSON"))
         })
         .collect();
-    let concurrency = vitalsd::config::default_fhir_concurrency();
+    let concurrency = drain
+        .concurrency
+        .unwrap_or_else(vitalsd::config::default_fhir_concurrency);
     let ceiling = rt.block_on(listener::ceiling(&listener.base_url(), &bundles, 1));
     listener.reset(false);
     let ceiling_pipelined = rt.block_on(listener::ceiling(
@@ -194,7 +302,7 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     let wrap = std::env::var("VITALSD_WRAP_DRAIN")
         .ok()
         .filter(|w| !w.is_empty());
-    let profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
+    let mut profile: Vec<(String, String)> = std::env::var("VITALSD_BENCH_HEAPTRACK")
         .map(|out| {
             vec![
                 (
@@ -205,6 +313,9 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
             ]
         })
         .unwrap_or_default();
+    if drain.waits {
+        profile.push(("RUST_LOG".into(), WAIT_LOG.into()));
+    }
     let mut d = Daemon::start_wrapped(&cfg, &log, wrap.as_deref(), &profile);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_rss(d.pid(), stop.clone());
@@ -242,6 +353,11 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
     let hwm_draining = proc::rss(d.pid()).1;
     std::thread::sleep(Duration::from_secs(2));
     let disk_drained = proc::dir_bytes(&data);
+    let waits = if drain.waits {
+        waits(&d.log())
+    } else {
+        Vec::new()
+    };
     d.stop();
 
     // Restart on the drained store: does the space come back?
@@ -291,5 +407,6 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64) -> Backlog {
         compact_took,
         disk_compacted,
         cache_size: "16MiB (default)".into(),
+        waits,
     }
 }

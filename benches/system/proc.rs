@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary measured: the one cargo built for this bench profile (release under
-/// `cargo bench`), else `target/release/vitalsd` under the crate.
 /// A store key file (0600) for the daemons of this run, in the system's temp dir.
 pub fn store_key_file() -> PathBuf {
     static KEY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -22,7 +20,13 @@ pub fn store_key_file() -> PathBuf {
     .clone()
 }
 
+/// The binary measured: `VITALSD_BIN` when set (an A/B of two builds in one session), else
+/// the one cargo built for this bench profile (release under `cargo bench`), else
+/// `target/release/vitalsd` under the crate.
 pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VITALSD_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let built = PathBuf::from(env!("CARGO_BIN_EXE_vitalsd"));
     if built.exists() {
         return built;
@@ -65,13 +69,14 @@ impl Daemon {
             }
             None => Command::new(binary()),
         };
+        // The default log level unless `env` names one (`RUST_LOG` for the drain's timings).
         let child = cmd
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env(vitalsd::queue::cipher::KEY_FILE_ENV, store_key_file())
             .args(["run", "--config"])
             .arg(config)
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

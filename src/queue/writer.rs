@@ -85,9 +85,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let (commands, began) = (cmds.len(), Instant::now());
             if self.group(cmds, sync) {
                 return;
             }
+            // Where a drain's time goes (docs/throughput.md): the writer's share per group.
+            tracing::debug!(
+                commands,
+                apply_us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "group applied"
+            );
         }
     }
 

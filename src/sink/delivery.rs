@@ -37,6 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant as Stamp;
 
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
@@ -123,13 +124,14 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     let max = sink.max_batch().max(1);
     let want = sink.concurrency().max(1);
     let mut free = Vec::with_capacity(want);
+    let started = Stamp::now();
     for _ in 1..want {
         match sink.pipeline() {
-            Some(s) => free.push(s),
+            Some(s) => free.push((s, started)),
             None => break,
         }
     }
-    free.push(sink);
+    free.push((sink, started));
     tracing::info!(sink = %id, in_flight = free.len(), "delivery started");
     let mut run = Run {
         queue,
@@ -160,11 +162,49 @@ struct Landed {
     readings: Vec<Reading>,
     outcomes: Vec<Outcome>,
     retry_after: Option<Duration>,
+    /// When the sink returned the batch's outcomes.
+    answered: Stamp,
+}
+
+/// When a batch passed each step of its handle's cycle: what the DEBUG event "batch timings"
+/// reports once the batch is settled (durations only, nothing of the readings).
+#[derive(Clone, Copy)]
+struct Stamps {
+    /// The handle became free (its previous batch settled, or the loop started).
+    freed: Stamp,
+    /// The queue read for this batch began.
+    read: Stamp,
+    /// The batch was handed to the sink.
+    sent: Stamp,
+    /// The sink returned its outcomes.
+    answered: Stamp,
+    /// Older batches were planned and this batch's settle was requested.
+    planned: Stamp,
+}
+
+impl Stamps {
+    fn report(&self, id: &SinkId, readings: usize, durable: Stamp) {
+        let us = |a: Stamp, b: Stamp| {
+            u64::try_from(b.saturating_duration_since(a).as_micros()).unwrap_or(u64::MAX)
+        };
+        tracing::debug!(
+            sink = %id,
+            readings,
+            free_us = us(self.freed, self.read),
+            read_us = us(self.read, self.sent),
+            wire_us = us(self.sent, self.answered),
+            order_us = us(self.answered, self.planned),
+            settle_us = us(self.planned, durable),
+            "batch timings"
+        );
+    }
 }
 
 /// A batch handed to the sink and not settled yet.
 struct Flight {
     seq: u64,
+    /// When its handle was freed, its read began and it was sent.
+    stamps: (Stamp, Stamp, Stamp),
     /// `Health::consecutive_failures` when the batch was sent: a batch sent before the sink's
     /// latest whole-batch failure does not count as a further failure.
     failures_at_send: u32,
@@ -179,6 +219,7 @@ struct Settling<'q> {
     sink: Box<dyn Sink>,
     readings: Vec<Reading>,
     delivered: Vec<Reading>,
+    stamps: Stamps,
 }
 
 /// What [`Run::send_next`] did.
@@ -209,7 +250,8 @@ struct Run<'q, Q: ?Sized> {
     clock: Clock,
     health: Health,
     /// Sink handles with no batch.
-    free: Vec<Box<dyn Sink>>,
+    /// Sink handles with no batch, each with the time it became free.
+    free: Vec<(Box<dyn Sink>, Stamp)>,
     tasks: JoinSet<Landed>,
     /// Sent and not yet settled, oldest first.
     flights: VecDeque<Flight>,
@@ -297,6 +339,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
     /// Fetches the oldest due readings not already in flight and hands them to a free sink.
     async fn send_next(&mut self) -> Sent {
         let now = (self.clock)();
+        let read = Stamp::now();
         let batch = match self
             .queue
             .pending_excluding(self.id, self.max, now, &self.in_flight)
@@ -315,7 +358,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         if batch.is_empty() {
             return Sent::NothingDue;
         }
-        let Some(mut sink) = self.free.pop() else {
+        let Some((mut sink, freed)) = self.free.pop() else {
             return Sent::NothingDue;
         };
         let readings: Vec<Reading> = batch.into_iter().map(|p| p.reading).collect();
@@ -324,6 +367,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         self.next_seq += 1;
         self.flights.push_back(Flight {
             seq,
+            stamps: (freed, read, Stamp::now()),
             failures_at_send: self.health.consecutive_failures,
         });
         // Not raced against cancellation: a sent batch is finished and settled.
@@ -336,6 +380,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
                 readings,
                 outcomes,
                 retry_after,
+                answered: Stamp::now(),
             }
         });
         Sent::Batch
@@ -349,14 +394,23 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
                 break;
             };
             let failures_at_send = flight.failures_at_send;
+            let (freed, read, sent) = flight.stamps;
             self.flights.pop_front();
             let Landed {
                 sink,
                 readings,
                 outcomes,
                 retry_after,
+                answered,
                 ..
             } = landed;
+            let stamps = Stamps {
+                freed,
+                read,
+                sent,
+                answered,
+                planned: Stamp::now(),
+            };
             let now = (self.clock)();
             let mut plan = plan(
                 self.id,
@@ -385,6 +439,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
                 sink,
                 readings,
                 delivered: plan.delivered,
+                stamps,
             });
         }
     }
@@ -396,12 +451,14 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             sink,
             readings,
             delivered,
+            stamps,
             ..
         }) = self.settling.pop_front()
         else {
             return true;
         };
-        self.free.push(sink);
+        let durable = Stamp::now();
+        self.free.push((sink, durable));
         self.drained = false;
         for r in &readings {
             if let Some(rid) = r.id {
@@ -419,6 +476,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             return true;
         }
         tracing::debug!(sink = %self.id, batch = readings.len(), delivered = delivered.len(), "batch settled");
+        stamps.report(self.id, readings.len(), durable);
         if let Some(tx) = &self.report.events {
             for reading in delivered {
                 // No receiver is fine: events are for display only.

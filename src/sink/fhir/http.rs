@@ -197,7 +197,9 @@ impl FhirSink {
     async fn post(&mut self, batch: &[Reading]) -> Posted {
         // Written straight into the body; a second POST (after a 401) writes it again rather
         // than every POST copying it.
+        let began = std::time::Instant::now();
         let mut body = Some(bundle_body(batch));
+        let built = began.elapsed();
         let mut reauthed = false;
         loop {
             let token = match self.auth.bearer(&self.http).await {
@@ -214,6 +216,7 @@ impl FhirSink {
             if let Some(t) = &token {
                 req = req.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
             }
+            let posted = std::time::Instant::now();
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => return Posted::Retry(transport_reason(&e)),
@@ -237,7 +240,19 @@ impl FhirSink {
                 Ok(b) => b,
                 Err(reason) => return Posted::Retry(reason),
             };
-            return self.judge(status.as_u16(), &body, batch);
+            let answered = std::time::Instant::now();
+            let judged = self.judge(status.as_u16(), &body, batch);
+            // Where a drain's time goes (docs/throughput.md): durations only.
+            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            tracing::debug!(
+                sink = %self.id,
+                readings = batch.len(),
+                build_us = us(built),
+                round_trip_us = us(answered - posted),
+                answer_us = us(answered.elapsed()),
+                "bundle timings"
+            );
+            return judged;
         }
     }
 
