@@ -46,7 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, RetryPolicy, Sink};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Pending, Queue, QueueError};
 use crate::reading::{Reading, ReadingId, SinkId};
 use crate::status::SinkStatus;
 
@@ -141,11 +141,14 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
         report,
         clock,
         health: Health::default(),
+        handles: free.len(),
         free,
         tasks: JoinSet::new(),
         flights: VecDeque::new(),
         landed: HashMap::new(),
         settling: VecDeque::new(),
+        reading: None,
+        ready: None,
         in_flight: HashSet::new(),
         next_seq: 0,
         hold_until: None,
@@ -166,14 +169,18 @@ struct Landed {
     answered: Stamp,
 }
 
-/// When a batch passed each step of its handle's cycle: what the DEBUG event "batch timings"
-/// reports once the batch is settled (durations only, nothing of the readings).
+/// When a batch passed each step from its queue read to its durable settle: what the DEBUG
+/// event "batch timings" reports once the batch is settled (durations only, nothing of the
+/// readings; docs/throughput.md, "Where a drain waits").
 #[derive(Clone, Copy)]
 struct Stamps {
-    /// The handle became free (its previous batch settled, or the loop started).
+    /// The handle that sent the batch became free (its previous batch's settle was
+    /// requested, or the loop started).
     freed: Stamp,
     /// The queue read for this batch began.
     read: Stamp,
+    /// The queue read returned the batch.
+    got: Stamp,
     /// The batch was handed to the sink.
     sent: Stamp,
     /// The sink returned its outcomes.
@@ -190,8 +197,9 @@ impl Stamps {
         tracing::debug!(
             sink = %id,
             readings,
-            free_us = us(self.freed, self.read),
-            read_us = us(self.read, self.sent),
+            idle_us = us(self.freed, self.sent),
+            read_us = us(self.read, self.got),
+            queued_us = us(self.got, self.sent),
             wire_us = us(self.sent, self.answered),
             order_us = us(self.answered, self.planned),
             settle_us = us(self.planned, durable),
@@ -203,8 +211,8 @@ impl Stamps {
 /// A batch handed to the sink and not settled yet.
 struct Flight {
     seq: u64,
-    /// When its handle was freed, its read began and it was sent.
-    stamps: (Stamp, Stamp, Stamp),
+    /// When its handle was freed, its read began and ended, and it was sent.
+    stamps: (Stamp, Stamp, Stamp, Stamp),
     /// `Health::consecutive_failures` when the batch was sent: a batch sent before the sink's
     /// latest whole-batch failure does not count as a further failure.
     failures_at_send: u32,
@@ -213,53 +221,68 @@ struct Flight {
 /// The answer of a settle the queue was asked for.
 type SettleFuture<'q> = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'q>>;
 
+/// The answer of a queue read for the next batch.
+type ReadFuture<'q> = Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'q>>;
+
+/// The queue read of the next batch, running while the loop waits for other things.
+struct Read<'q> {
+    answer: ReadFuture<'q>,
+    began: Stamp,
+}
+
+/// A batch read from the queue and not sent yet (its readings are already in flight).
+struct Ready {
+    readings: Vec<Reading>,
+    read: Stamp,
+    got: Stamp,
+}
+
 /// A planned batch whose settle was requested and is not durable yet.
 struct Settling<'q> {
     settled: SettleFuture<'q>,
-    sink: Box<dyn Sink>,
     readings: Vec<Reading>,
     delivered: Vec<Reading>,
     stamps: Stamps,
-}
-
-/// What [`Run::send_next`] did.
-enum Sent {
-    Batch,
-    NothingDue,
-    QueueClosed,
-    QueueError,
 }
 
 /// What woke the loop while batches are in flight.
 enum Wake {
     Landed(Option<Result<Landed, tokio::task::JoinError>>),
     Settled(Result<(), QueueError>),
+    Read(Result<Vec<Pending>, QueueError>),
     Cancelled,
     NewEntries,
     HoldOver,
 }
 
-/// One sink's delivery loop state: up to `free.len() + flights.len()` batches in flight, each
-/// with its own sink handle; results settled strictly in send order.
+/// One sink's delivery loop state. Up to `concurrency` batches at the sink, each with its own
+/// sink handle, and up to `concurrency` more answered and waiting for their settle to be
+/// durable; results settled strictly in send order. One queue read at a time, and at most one
+/// batch read ahead of a free handle.
 struct Run<'q, Q: ?Sized> {
     queue: &'q Q,
     id: &'q SinkId,
     max: usize,
+    /// Sink handles (`concurrency`); also how many settles may wait for their sync.
+    handles: usize,
     policy: RetryPolicy,
     report: Reporting,
     clock: Clock,
     health: Health,
-    /// Sink handles with no batch.
     /// Sink handles with no batch, each with the time it became free.
     free: Vec<(Box<dyn Sink>, Stamp)>,
     tasks: JoinSet<Landed>,
-    /// Sent and not yet settled, oldest first.
+    /// Sent and not yet planned, oldest first.
     flights: VecDeque<Flight>,
-    /// Finished batches waiting for an older one to be settled first.
+    /// Finished batches waiting for an older one to be planned first.
     landed: HashMap<u64, Landed>,
     /// Settles requested, oldest first (the queue answers them in that order).
     settling: VecDeque<Settling<'q>>,
-    /// Every reading of a sent, unsettled batch: never fetched into a second batch.
+    /// The queue read under way, if any.
+    reading: Option<Read<'q>>,
+    /// The next batch, read and waiting for a free handle.
+    ready: Option<Ready>,
+    /// Every reading of a batch read and not settled yet: never fetched into a second batch.
     in_flight: HashSet<ReadingId>,
     next_seq: u64,
     /// No new batch before this (whole-sink backoff, a queue error).
@@ -271,35 +294,40 @@ struct Run<'q, Q: ?Sized> {
 impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
     async fn drive(&mut self, cancel: &CancellationToken) {
         loop {
-            if !cancel.is_cancelled() && self.may_send() {
-                match self.send_next().await {
-                    Sent::Batch => continue,
-                    Sent::NothingDue => self.drained = true,
-                    Sent::QueueClosed => return,
-                    Sent::QueueError => {}
+            let cancelled = cancel.is_cancelled();
+            if cancelled {
+                // Nothing new is sent: a read under way or a batch read ahead is let go (its
+                // readings were never sent and stay pending in the queue).
+                self.reading = None;
+                self.drop_ready();
+            } else {
+                while self.may_send() {
+                    self.send_ready();
                 }
+                self.start_read();
             }
-            if self.flights.is_empty() && self.settling.is_empty() {
-                if cancel.is_cancelled() {
+            if self.flights.is_empty() && self.settling.is_empty() && self.reading.is_none() {
+                if cancelled {
                     return;
                 }
-                if let Some(until) = self.hold_until.filter(|u| *u > Instant::now()) {
+                if let Some(until) = self.held_until() {
                     pause(cancel, until - Instant::now()).await;
                     continue;
                 }
-                idle(self.queue, self.id, cancel, &self.clock).await;
-                self.drained = false;
+                if self.drained {
+                    idle(self.queue, self.id, cancel, &self.clock).await;
+                    self.drained = false;
+                }
                 continue;
             }
-            let cancelled = cancel.is_cancelled();
-            let listen = self.drained && !self.free.is_empty() && !cancelled;
-            let hold = self
-                .hold_until
-                .filter(|u| *u > Instant::now() && !self.free.is_empty() && !cancelled);
+            let listen = self.drained && self.reading.is_none() && !cancelled;
+            let hold = self.held_until().filter(|_| !cancelled);
             let settling = !self.settling.is_empty();
+            let reading = self.reading.is_some();
             let wake = tokio::select! {
                 settled = next_settled(&mut self.settling), if settling => Wake::Settled(settled),
-                landed = self.tasks.join_next(), if !self.tasks.is_empty() || !settling => Wake::Landed(landed),
+                read = next_read(&mut self.reading), if reading => Wake::Read(read),
+                landed = self.tasks.join_next(), if !self.tasks.is_empty() || !(settling || reading) => Wake::Landed(landed),
                 () = cancel.cancelled(), if !cancelled => Wake::Cancelled,
                 () = self.queue.wait_new(self.id), if listen => Wake::NewEntries,
                 () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() => Wake::HoldOver,
@@ -307,6 +335,11 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             match wake {
                 Wake::Settled(settled) => {
                     if !self.settled(settled) {
+                        return;
+                    }
+                }
+                Wake::Read(read) => {
+                    if !self.read_done(read) {
                         return;
                     }
                 }
@@ -330,44 +363,107 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         }
     }
 
-    fn may_send(&self) -> bool {
-        !self.free.is_empty()
-            && !self.drained
-            && self.hold_until.is_none_or(|u| u <= Instant::now())
+    /// The end of the backoff, while one is on.
+    fn held_until(&self) -> Option<Instant> {
+        self.hold_until.filter(|u| *u > Instant::now())
     }
 
-    /// Fetches the oldest due readings not already in flight and hands them to a free sink.
-    async fn send_next(&mut self) -> Sent {
-        let now = (self.clock)();
-        let read = Stamp::now();
-        let batch = match self
-            .queue
-            .pending_excluding(self.id, self.max, now, &self.in_flight)
-            .await
+    /// Batches sent and not settled yet: at the sink, waiting for an older one, or waiting
+    /// for their settle to be durable. Never more than twice the handles.
+    fn unsettled(&self) -> usize {
+        self.flights.len() + self.settling.len()
+    }
+
+    /// A batch is ready, a handle is free, no backoff is on, and fewer than `concurrency`
+    /// settles wait for their sync beside the batches at the sink.
+    fn may_send(&self) -> bool {
+        self.ready.is_some()
+            && !self.free.is_empty()
+            && self.held_until().is_none()
+            && self.unsettled() < 2 * self.handles
+    }
+
+    /// Starts reading the next batch when none is read or ready, the last look found
+    /// something, no backoff is on, and the batch could be sent once a handle is free.
+    fn start_read(&mut self) {
+        if self.reading.is_some()
+            || self.ready.is_some()
+            || self.drained
+            || self.held_until().is_some()
+            || self.unsettled() >= 2 * self.handles
         {
+            return;
+        }
+        let (queue, id, max) = (self.queue, self.id, self.max);
+        let now = (self.clock)();
+        // The readings in flight when the read begins: a batch settled meanwhile is passed
+        // over all the same (settled readings are not due again before their retry time).
+        let skip = self.in_flight.clone();
+        self.reading = Some(Read {
+            answer: Box::pin(async move { queue.pending_excluding(id, max, now, &skip).await }),
+            began: Stamp::now(),
+        });
+    }
+
+    /// The read under way answered. False: stop the loop (the queue is closed).
+    fn read_done(&mut self, read: Result<Vec<Pending>, QueueError>) -> bool {
+        let began = self.reading.take().map_or_else(Stamp::now, |r| r.began);
+        let batch = match read {
             Ok(b) => b,
-            Err(QueueError::Closed) => return Sent::QueueClosed,
+            Err(QueueError::Closed) => return false,
             Err(e) => {
                 self.health.queue_errors += 1;
                 tracing::warn!(sink = %self.id, error = %e, "cannot read pending entries");
                 self.hold(self.policy.delay(self.health.queue_errors));
-                return Sent::QueueError;
+                return true;
             }
         };
         self.health.queue_errors = 0;
         if batch.is_empty() {
-            return Sent::NothingDue;
+            self.drained = true;
+            return true;
         }
-        let Some((mut sink, freed)) = self.free.pop() else {
-            return Sent::NothingDue;
-        };
+        if self.held_until().is_some() {
+            // A backoff began while the batch was read: after it, the oldest due readings
+            // (those that failed, maybe) go first, as with nothing read ahead.
+            return true;
+        }
         let readings: Vec<Reading> = batch.into_iter().map(|p| p.reading).collect();
         self.in_flight.extend(readings.iter().filter_map(|r| r.id));
+        self.ready = Some(Ready {
+            readings,
+            read: began,
+            got: Stamp::now(),
+        });
+        true
+    }
+
+    /// Lets the batch read ahead go unsent: its readings stay pending in the queue.
+    fn drop_ready(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            for r in &ready.readings {
+                if let Some(rid) = r.id {
+                    self.in_flight.remove(&rid);
+                }
+            }
+        }
+    }
+
+    /// Hands the batch read ahead to a free sink handle ([`Run::may_send`] holds).
+    fn send_ready(&mut self) {
+        let (Some(ready), Some((mut sink, freed))) = (self.ready.take(), self.free.pop()) else {
+            return;
+        };
+        let Ready {
+            readings,
+            read,
+            got,
+        } = ready;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.flights.push_back(Flight {
             seq,
-            stamps: (freed, read, Stamp::now()),
+            stamps: (freed, read, got, Stamp::now()),
             failures_at_send: self.health.consecutive_failures,
         });
         // Not raced against cancellation: a sent batch is finished and settled.
@@ -383,18 +479,18 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
                 answered: Stamp::now(),
             }
         });
-        Sent::Batch
     }
 
-    /// Plans every finished batch whose older batches are planned, in send order, and asks
-    /// the queue to settle it (see [`Run::settled`] for what happens once that is durable).
+    /// Plans every finished batch whose older batches are planned, in send order, asks the
+    /// queue to settle it and frees its sink handle (see [`Run::settled`] for what happens
+    /// once the settle is durable).
     fn settle_landed(&mut self) {
         while let Some(flight) = self.flights.front() {
             let Some(landed) = self.landed.remove(&flight.seq) else {
                 break;
             };
             let failures_at_send = flight.failures_at_send;
-            let (freed, read, sent) = flight.stamps;
+            let (freed, read, got, sent) = flight.stamps;
             self.flights.pop_front();
             let Landed {
                 sink,
@@ -404,13 +500,6 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
                 answered,
                 ..
             } = landed;
-            let stamps = Stamps {
-                freed,
-                read,
-                sent,
-                answered,
-                planned: Stamp::now(),
-            };
             let now = (self.clock)();
             let mut plan = plan(
                 self.id,
@@ -425,7 +514,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             if let Some(status) = &self.report.status {
                 record(status, &plan, now);
             }
-            // Before the settle is durable: no batch is sent in the backoff meanwhile.
+            // Before the handle is free: no batch is sent in the backoff.
             if let Some(wait) = plan.sink_backoff {
                 self.hold(wait);
             }
@@ -434,21 +523,30 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             } else {
                 self.queue.settle(self.id, plan.settles)
             };
+            let planned = Stamp::now();
+            // The sink is done with the batch: the handle takes the next one while the queue
+            // makes this settle durable (its readings stay in flight until then).
+            self.free.push((sink, planned));
             self.settling.push_back(Settling {
                 settled,
-                sink,
                 readings,
                 delivered: plan.delivered,
-                stamps,
+                stamps: Stamps {
+                    freed,
+                    read,
+                    got,
+                    sent,
+                    answered,
+                    planned,
+                },
             });
         }
     }
 
-    /// The oldest requested settle was answered: its readings leave the set in flight and its
-    /// sink handle is free again. False: stop the loop (the queue is closed).
+    /// The oldest requested settle was answered: its readings leave the set in flight.
+    /// False: stop the loop (the queue is closed).
     fn settled(&mut self, settled: Result<(), QueueError>) -> bool {
         let Some(Settling {
-            sink,
             readings,
             delivered,
             stamps,
@@ -458,7 +556,6 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             return true;
         };
         let durable = Stamp::now();
-        self.free.push((sink, durable));
         self.drained = false;
         for r in &readings {
             if let Some(rid) = r.id {
@@ -489,10 +586,20 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         true
     }
 
-    /// No new batch for `wait` (the later of this and any hold already set).
+    /// No new batch for `wait` (the later of this and any hold already set); a batch read
+    /// ahead is let go, so that after the wait the oldest due readings go first.
     fn hold(&mut self, wait: Duration) {
         let until = Instant::now() + wait;
         self.hold_until = Some(self.hold_until.map_or(until, |u| u.max(until)));
+        self.drop_ready();
+    }
+}
+
+/// The answer of the read under way (`reading` is some).
+async fn next_read(reading: &mut Option<Read<'_>>) -> Result<Vec<Pending>, QueueError> {
+    match reading {
+        Some(r) => r.answer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -26,6 +26,8 @@ type Script = Arc<dyn Fn(&Reading) -> Outcome + Send + Sync>;
 #[derive(Default)]
 struct Seen {
     calls: Mutex<Vec<Instant>>,
+    /// The readings of each call, in call order.
+    batches: Mutex<Vec<Vec<ReadingId>>>,
     active: Mutex<Set<ReadingId>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
@@ -60,6 +62,10 @@ impl Sink for ScriptedSink {
         Box::pin(async move {
             let seen = &self.seen;
             seen.calls.lock().expect("lock").push(Instant::now());
+            seen.batches
+                .lock()
+                .expect("lock")
+                .push(batch.iter().filter_map(|r| r.id).collect());
             {
                 let mut active = seen.active.lock().expect("lock");
                 for id in batch.iter().filter_map(|r| r.id) {
@@ -173,6 +179,20 @@ impl Rig {
     }
     fn calls(&self) -> Vec<Instant> {
         self.seen.calls.lock().expect("lock").clone()
+    }
+    fn batches(&self) -> Vec<Vec<ReadingId>> {
+        self.seen.batches.lock().expect("lock").clone()
+    }
+    /// Waits (up to 5 s) until the sink was called `n` times.
+    async fn until_calls(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.calls().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the sink was never called {n} times"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
     async fn stop(self) -> Arc<FakeQueue> {
         self.cancel.cancel();

@@ -149,8 +149,8 @@ async fn the_whole_sink_backoff_stops_new_batches() {
     q.with(|s| assert!(s.dead.is_empty() && s.delivered.is_empty()));
 }
 
-/// A settle being made durable does not hold up the loop: the other handles go on reading and
-/// sending, and a batch's handle is free again only once its settle is answered.
+/// A settle being made durable does not hold up the loop: the handles go on reading and
+/// sending while it syncs.
 #[tokio::test]
 async fn the_next_batches_go_out_while_a_settle_is_made_durable() {
     let rig = start(
@@ -208,4 +208,118 @@ async fn the_queue_passes_over_the_readings_in_flight() {
             .expect("pending");
     assert!(none.is_empty());
     queue.close().await.expect("close");
+}
+
+/// One batch at a time at the sink: the next batch is read from the queue while the sink
+/// still has the last one, and goes out as soon as the sink answered.
+#[tokio::test]
+async fn the_next_batch_is_read_while_the_sink_has_one() {
+    let one = Shape {
+        batch: 2,
+        concurrency: 1,
+    };
+    let rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(300),
+        fast_policy(),
+        one,
+    );
+    let ids = push_many(&rig, 4);
+    rig.until_calls(1).await;
+    // Well inside the sink's 300 ms with the first batch.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        rig.queue.with(|s| s.pending_calls) >= 2,
+        "the next batch is read while the sink has the first"
+    );
+    assert_eq!(rig.calls().len(), 1, "still one batch at the sink");
+    rig.until("all delivered", |s| s.delivered.len() == 4).await;
+    assert_eq!(rig.batches(), vec![ids[..2].to_vec(), ids[2..].to_vec()]);
+    assert_eq!(rig.seen.most_in_flight.load(AtomicOrdering::SeqCst), 1);
+    let q = rig.stop().await;
+    q.with(|s| assert_eq!(s.delivered, ids));
+}
+
+/// A handle takes its next batch once its settle is requested, not once it is durable; the
+/// readings count as delivered (announced) only once it is durable; and no more than
+/// `concurrency` settles wait for their sync.
+#[tokio::test]
+async fn a_handle_sends_again_while_its_settle_syncs() {
+    let one = Shape {
+        batch: 2,
+        concurrency: 1,
+    };
+    let mut rig = start(
+        Arc::new(|_| Outcome::Delivered),
+        Duration::from_millis(10),
+        fast_policy(),
+        one,
+    );
+    *rig.queue.settle_takes.lock().expect("lock") = Duration::from_millis(400);
+    let ids = push_many(&rig, 6);
+    rig.until_calls(2).await;
+    let calls = rig.calls();
+    assert!(
+        calls[1] - calls[0] < Duration::from_millis(200),
+        "the second batch waited for the first settle's sync: {:?}",
+        calls[1] - calls[0]
+    );
+    assert!(
+        matches!(
+            rig.events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ),
+        "nothing counts as delivered before its settle is durable"
+    );
+    // Two batches sent and not settled (one syncing, one answered): the third waits.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(rig.calls().len(), 2, "more settles waiting than handles");
+    rig.until("all delivered", |s| s.delivered.len() == 6).await;
+    assert!(rig.seen.doubled.lock().expect("lock").is_empty());
+    assert_eq!(
+        rig.batches().concat(),
+        ids,
+        "every reading sent once, in order"
+    );
+    let mut announced = Vec::new();
+    while announced.len() < 6 {
+        let e = tokio::time::timeout(Duration::from_secs(5), rig.events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        announced.push(e.reading.id.unwrap_or_default());
+    }
+    assert_eq!(announced, ids);
+    let q = rig.stop().await;
+    q.with(|s| assert_eq!(s.delivered, ids, "settled in send order"));
+}
+
+/// A batch read ahead is not sent after a whole-sink failure: once the backoff has passed,
+/// the oldest due readings (the failed batch) go first, as with nothing read ahead.
+#[tokio::test]
+async fn a_backoff_lets_the_batch_read_ahead_go() {
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let script: Script = {
+        let failed = failed.clone();
+        Arc::new(move |_| {
+            if failed.swap(true, AtomicOrdering::SeqCst) {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry("HTTP 503: busy".into())
+            }
+        })
+    };
+    let one = Shape {
+        batch: 1,
+        concurrency: 1,
+    };
+    let rig = start(script, Duration::from_millis(50), fast_policy(), one);
+    let ids = push_many(&rig, 3);
+    rig.until("all delivered", |s| s.delivered.len() == 3).await;
+    assert_eq!(
+        rig.batches(),
+        vec![vec![ids[0]], vec![ids[0]], vec![ids[1]], vec![ids[2]]]
+    );
+    let q = rig.stop().await;
+    q.with(|s| assert_eq!(s.delivered, ids));
 }
