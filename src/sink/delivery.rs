@@ -16,10 +16,13 @@
 //!   `max_attempts_per_reading` such failures (counted by this loop) one is dead-lettered with
 //!   "gave up after N attempts: <reason>". Entries in backoff are not due, so others flow.
 //!
-//! A batch's settle is requested as soon as its turn comes, and the loop goes on (reading and
-//! sending with the other free handles) while the queue makes it durable: the settles of
-//! several batches then share one group commit and one sync. A batch's readings stay in flight
-//! (never read into a new batch) and its sink handle stays taken until its settle is durable.
+//! A batch's settle is requested as soon as its turn comes, and its sink handle takes the next
+//! batch while the queue makes the settle durable: the settles of several batches then share
+//! one group commit and one sync. A batch's readings stay in flight (never read into a new
+//! batch) and count as delivered only once its settle is durable; at most `concurrency` settles
+//! wait for their sync beside the `concurrency` batches at the sink. The next batch is read
+//! from the queue while the loop waits for the sink (one read at a time, one batch read ahead
+//! at most; a backoff or cancel lets that batch go unsent).
 //!
 //! Every batch outcome is also recorded in the sink's [`SinkStatus`] when one is given (last
 //! success, last error and since when the sink is failing: the status page and `/readyz`).
