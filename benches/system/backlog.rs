@@ -70,10 +70,20 @@ pub struct Wait {
 const WAIT_FIELDS: &[(&str, &str, &str)] = &[
     (
         "batch timings",
-        "free_us",
-        "handle free before its next queue read began",
+        "idle_us",
+        "handle free until its next batch was sent",
     ),
     ("batch timings", "read_us", "queue read of the batch"),
+    (
+        "batch timings",
+        "queued_us",
+        "batch read, waiting for a free handle",
+    ),
+    (
+        "batch timings",
+        "free_us",
+        "earlier versions: handle free until its read began",
+    ),
     ("batch timings", "wire_us", "sink: Bundle, POST, answer"),
     ("bundle timings", "build_us", "  of it: writing the Bundle"),
     (
