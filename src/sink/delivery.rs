@@ -32,12 +32,11 @@
 //! notification). On cancel it sends nothing new, finishes and settles every batch in flight,
 //! then returns.
 //!
-//! This file is the loop and its in-flight bookkeeping; `seam.rs` holds the queue operations
+//! This file is the loop and its in-flight bookkeeping; `batch.rs` holds the records of a batch
+//! on its way, `read_ahead.rs` the queue read of the next batch, `seam.rs` the queue operations
 //! it needs ([`DeliveryQueue`]), `settle.rs` the pure decisions from a batch's outcomes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant as Stamp;
@@ -48,18 +47,24 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Outcome, RetryPolicy, Sink};
-use crate::queue::{Pending, Queue, QueueError};
+use super::{RetryPolicy, Sink};
+use crate::queue::{Queue, QueueError};
 use crate::reading::{Reading, ReadingId, SinkId};
 use crate::status::SinkStatus;
 
+mod batch;
+mod read_ahead;
 mod seam;
 mod settle;
 
+use batch::{Flight, Landed, Read, Ready, SettleFuture, Settling, Stamps, Wake};
+use read_ahead::next_read;
 pub use seam::DeliveryQueue;
 use settle::{honour_retry_after, plan, record, unsigned, Health};
 // The test module names it through `use super::*`, as it did before `settle.rs` took the
 // code that uses it.
+#[cfg(test)]
+use super::Outcome;
 #[cfg(test)]
 use crate::queue::Settle;
 
@@ -159,103 +164,6 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
     };
     run.drive(&cancel).await;
     tracing::info!(sink = %id, "delivery stopped");
-}
-
-/// A batch the sink has finished with, waiting to be settled in send order.
-struct Landed {
-    seq: u64,
-    sink: Box<dyn Sink>,
-    readings: Vec<Reading>,
-    outcomes: Vec<Outcome>,
-    retry_after: Option<Duration>,
-    /// When the sink returned the batch's outcomes.
-    answered: Stamp,
-}
-
-/// When a batch passed each step from its queue read to its durable settle: what the DEBUG
-/// event "batch timings" reports once the batch is settled (durations only, nothing of the
-/// readings; docs/throughput.md, "Where a drain waits").
-#[derive(Clone, Copy)]
-struct Stamps {
-    /// The handle that sent the batch became free (its previous batch's settle was
-    /// requested, or the loop started).
-    freed: Stamp,
-    /// The queue read for this batch began.
-    read: Stamp,
-    /// The queue read returned the batch.
-    got: Stamp,
-    /// The batch was handed to the sink.
-    sent: Stamp,
-    /// The sink returned its outcomes.
-    answered: Stamp,
-    /// Older batches were planned and this batch's settle was requested.
-    planned: Stamp,
-}
-
-impl Stamps {
-    fn report(&self, id: &SinkId, readings: usize, durable: Stamp) {
-        let us = |a: Stamp, b: Stamp| {
-            u64::try_from(b.saturating_duration_since(a).as_micros()).unwrap_or(u64::MAX)
-        };
-        tracing::debug!(
-            sink = %id,
-            readings,
-            idle_us = us(self.freed, self.sent),
-            read_us = us(self.read, self.got),
-            queued_us = us(self.got, self.sent),
-            wire_us = us(self.sent, self.answered),
-            order_us = us(self.answered, self.planned),
-            settle_us = us(self.planned, durable),
-            "batch timings"
-        );
-    }
-}
-
-/// A batch handed to the sink and not settled yet.
-struct Flight {
-    seq: u64,
-    /// When its handle was freed, its read began and ended, and it was sent.
-    stamps: (Stamp, Stamp, Stamp, Stamp),
-    /// `Health::consecutive_failures` when the batch was sent: a batch sent before the sink's
-    /// latest whole-batch failure does not count as a further failure.
-    failures_at_send: u32,
-}
-
-/// The answer of a settle the queue was asked for.
-type SettleFuture<'q> = Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'q>>;
-
-/// The answer of a queue read for the next batch.
-type ReadFuture<'q> = Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'q>>;
-
-/// The queue read of the next batch, running while the loop waits for other things.
-struct Read<'q> {
-    answer: ReadFuture<'q>,
-    began: Stamp,
-}
-
-/// A batch read from the queue and not sent yet (its readings are already in flight).
-struct Ready {
-    readings: Vec<Reading>,
-    read: Stamp,
-    got: Stamp,
-}
-
-/// A planned batch whose settle was requested and is not durable yet.
-struct Settling<'q> {
-    settled: SettleFuture<'q>,
-    readings: Vec<Reading>,
-    delivered: Vec<Reading>,
-    stamps: Stamps,
-}
-
-/// What woke the loop while batches are in flight.
-enum Wake {
-    Landed(Option<Result<Landed, tokio::task::JoinError>>),
-    Settled(Result<(), QueueError>),
-    Read(Result<Vec<Pending>, QueueError>),
-    Cancelled,
-    NewEntries,
-    HoldOver,
 }
 
 /// One sink's delivery loop state. Up to `concurrency` batches at the sink, each with its own
@@ -384,72 +292,6 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
             && !self.free.is_empty()
             && self.held_until().is_none()
             && self.unsettled() < 2 * self.handles
-    }
-
-    /// Starts reading the next batch when none is read or ready, the last look found
-    /// something, no backoff is on, and the batch could be sent once a handle is free.
-    fn start_read(&mut self) {
-        if self.reading.is_some()
-            || self.ready.is_some()
-            || self.drained
-            || self.held_until().is_some()
-            || self.unsettled() >= 2 * self.handles
-        {
-            return;
-        }
-        let (queue, id, max) = (self.queue, self.id, self.max);
-        let now = (self.clock)();
-        // The readings in flight when the read begins: a batch settled meanwhile is passed
-        // over all the same (settled readings are not due again before their retry time).
-        let skip = self.in_flight.clone();
-        self.reading = Some(Read {
-            answer: Box::pin(async move { queue.pending_excluding(id, max, now, &skip).await }),
-            began: Stamp::now(),
-        });
-    }
-
-    /// The read under way answered. False: stop the loop (the queue is closed).
-    fn read_done(&mut self, read: Result<Vec<Pending>, QueueError>) -> bool {
-        let began = self.reading.take().map_or_else(Stamp::now, |r| r.began);
-        let batch = match read {
-            Ok(b) => b,
-            Err(QueueError::Closed) => return false,
-            Err(e) => {
-                self.health.queue_errors += 1;
-                tracing::warn!(sink = %self.id, error = %e, "cannot read pending entries");
-                self.hold(self.policy.delay(self.health.queue_errors));
-                return true;
-            }
-        };
-        self.health.queue_errors = 0;
-        if batch.is_empty() {
-            self.drained = true;
-            return true;
-        }
-        if self.held_until().is_some() {
-            // A backoff began while the batch was read: after it, the oldest due readings
-            // (those that failed, maybe) go first, as with nothing read ahead.
-            return true;
-        }
-        let readings: Vec<Reading> = batch.into_iter().map(|p| p.reading).collect();
-        self.in_flight.extend(readings.iter().filter_map(|r| r.id));
-        self.ready = Some(Ready {
-            readings,
-            read: began,
-            got: Stamp::now(),
-        });
-        true
-    }
-
-    /// Lets the batch read ahead go unsent: its readings stay pending in the queue.
-    fn drop_ready(&mut self) {
-        if let Some(ready) = self.ready.take() {
-            for r in &ready.readings {
-                if let Some(rid) = r.id {
-                    self.in_flight.remove(&rid);
-                }
-            }
-        }
     }
 
     /// Hands the batch read ahead to a free sink handle ([`Run::may_send`] holds).
@@ -595,14 +437,6 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         let until = Instant::now() + wait;
         self.hold_until = Some(self.hold_until.map_or(until, |u| u.max(until)));
         self.drop_ready();
-    }
-}
-
-/// The answer of the read under way (`reading` is some).
-async fn next_read(reading: &mut Option<Read<'_>>) -> Result<Vec<Pending>, QueueError> {
-    match reading {
-        Some(r) => r.answer.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 
