@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, EventLoop, MqttOptions, Publish, QoS, Request};
+use rumqttc::{AsyncClient, MqttOptions, Publish, QoS, Request};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -104,9 +104,9 @@ async fn two_messages_waiting_at_once_share_one_flush_and_are_both_acknowledged(
     run.await.expect("ingest task");
 }
 
-/// The ingest task of the `bridge` device over `ingest`; its client is never connected, so
-/// its acks wait in the returned event loop's request channel.
-fn ingester(ingest: &Ingest) -> (Ingester, EventLoop, Arc<SourceState>) {
+/// The ingest task of the `bridge` device over `ingest`, and the request channel of its
+/// client: every ack the task sends arrives there.
+fn ingester(ingest: &Ingest) -> (Ingester, flume::Receiver<Request>, Arc<SourceState>) {
     let cfg = crate::config::parse(CONFIG, "test").expect("config");
     let d = &cfg.devices[0];
     let DeviceTransport::Mqtt(settings) = &d.transport else {
@@ -114,24 +114,21 @@ fn ingester(ingest: &Ingest) -> (Ingester, EventLoop, Arc<SourceState>) {
     };
     let status = DeviceStatus::new(d.id.clone(), &d.driver, &d.room);
     let device = MqttDevice::build(d, settings, &cfg, ingest, status).expect("device");
-    let (client, eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 4096);
+    let (requests, sent) = flume::bounded(4096);
     let state = Arc::new(SourceState::default());
     let task = Ingester {
         devices: vec![device],
         patient: None,
         ingest: ingest.clone(),
-        client,
+        client: AsyncClient::from_senders(requests),
         state: state.clone(),
     };
-    (task, eventloop, state)
+    (task, sent, state)
 }
 
 /// The packet ids of the acks the ingest task sent since the last call, in order.
-fn acks(eventloop: &mut EventLoop) -> Vec<u16> {
-    eventloop.clean();
-    eventloop
-        .pending
-        .drain(..)
+fn acks(sent: &flume::Receiver<Request>) -> Vec<u16> {
+    sent.try_iter()
         .filter_map(|r| match r {
             Request::PubAck(a) => Some(a.pkid),
             _ => None,
@@ -143,7 +140,7 @@ fn acks(eventloop: &mut EventLoop) -> Vec<u16> {
 async fn a_burst_is_stored_by_few_commits_and_acknowledged_only_after_its_flush() {
     const N: u16 = 200;
     let ingest = Ingest::in_memory(Duration::from_millis(300));
-    let (task, mut eventloop, state) = ingester(&ingest);
+    let (task, sent, state) = ingester(&ingest);
     let before = ingest.sync_count();
     let (tx, rx) = mpsc::channel(WINDOW);
     for i in 0..N {
@@ -161,7 +158,7 @@ async fn a_burst_is_stored_by_few_commits_and_acknowledged_only_after_its_flush(
             tokio::time::Instant::now() < deadline,
             "every message acknowledged"
         );
-        let got = acks(&mut eventloop);
+        let got = acks(&sent);
         if !got.is_empty() {
             // The store's sync count rises when a flush is done, before anyone is answered.
             assert!(
@@ -196,7 +193,7 @@ async fn a_burst_is_stored_by_few_commits_and_acknowledged_only_after_its_flush(
 #[tokio::test]
 async fn refused_payloads_inside_a_batch_are_recorded_and_acknowledged_in_their_place() {
     let ingest = Ingest::in_memory(Duration::from_millis(50));
-    let (task, mut eventloop, state) = ingester(&ingest);
+    let (task, sent, state) = ingester(&ingest);
     let (tx, rx) = mpsc::channel(WINDOW);
     tx.send(incoming(1, weight(70, 1))).await.expect("send");
     tx.send(incoming(2, b"not json".to_vec()))
@@ -215,7 +212,7 @@ async fn refused_payloads_inside_a_batch_are_recorded_and_acknowledged_in_their_
             tokio::time::Instant::now() < deadline,
             "every message acknowledged"
         );
-        acked.extend(acks(&mut eventloop));
+        acked.extend(acks(&sent));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(acked, [1, 2, 3, 4]);
