@@ -148,6 +148,25 @@ impl Prepared {
     pub fn outcome(&self) -> IngestOutcome {
         self.outcome
     }
+
+    /// Readings left to store (for the sinks or held).
+    pub fn len(&self) -> usize {
+        self.ready.len() + self.held.len()
+    }
+
+    /// Adds what `other` holds (the next message of the same device), so one commit stores
+    /// both: readings keep their order, counts add up.
+    pub fn append(&mut self, mut other: Prepared) {
+        self.ready.append(&mut other.ready);
+        self.held.append(&mut other.held);
+        let (a, b) = (&mut self.outcome, other.outcome);
+        a.decoded += b.decoded;
+        a.stored += b.stored;
+        a.held += b.held;
+        a.duplicates += b.duplicates;
+        a.quarantined += b.quarantined;
+        a.rejected += b.rejected;
+    }
 }
 
 impl Ingest {

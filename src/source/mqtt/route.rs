@@ -1,6 +1,8 @@
 //! Pure helpers of the MQTT source: which device a topic belongs to and how a payload becomes
 //! the device's bytes. No I/O.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 
 use crate::config::PayloadMode;
@@ -42,8 +44,8 @@ pub fn plus_level<'t>(filter: &str, topic: &'t str) -> Option<&'t str> {
 }
 
 /// The device's bytes inside a payload: hex and base64 text are decoded (whitespace ignored,
-/// base64 padding optional); binary and JSON payloads pass as they are.
-pub fn payload_bytes(mode: PayloadMode, payload: &[u8]) -> Result<Vec<u8>, String> {
+/// base64 padding optional); binary and JSON payloads pass as they are (not copied).
+pub fn payload_bytes(mode: PayloadMode, payload: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     let clean = || -> Vec<u8> {
         payload
             .iter()
@@ -52,16 +54,17 @@ pub fn payload_bytes(mode: PayloadMode, payload: &[u8]) -> Result<Vec<u8>, Strin
             .collect()
     };
     match mode {
-        PayloadMode::Binary | PayloadMode::Json => Ok(payload.to_vec()),
-        PayloadMode::Hex => {
-            hex::decode(clean()).map_err(|e| format!("payload is not hex: {}", e_kind(&e)))
-        }
+        PayloadMode::Binary | PayloadMode::Json => Ok(Cow::Borrowed(payload)),
+        PayloadMode::Hex => hex::decode(clean())
+            .map(Cow::Owned)
+            .map_err(|e| format!("payload is not hex: {}", e_kind(&e))),
         PayloadMode::Base64 => {
             use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
             let config = GeneralPurposeConfig::new()
                 .with_decode_padding_mode(DecodePaddingMode::Indifferent);
             GeneralPurpose::new(&base64::alphabet::STANDARD, config)
                 .decode(clean())
+                .map(Cow::Owned)
                 .map_err(|_| "payload is not base64".to_string())
         }
     }
@@ -132,19 +135,31 @@ mod tests {
     #[test]
     fn hex_and_base64_payloads_become_bytes_and_others_pass_through() {
         assert_eq!(
-            payload_bytes(PayloadMode::Hex, b"06 6E 01\n").unwrap(),
+            payload_bytes(PayloadMode::Hex, b"06 6E 01\n")
+                .unwrap()
+                .as_ref(),
             [6, 0x6e, 1]
         );
         assert_eq!(
-            payload_bytes(PayloadMode::Base64, b"Bm4B").unwrap(),
+            payload_bytes(PayloadMode::Base64, b"Bm4B")
+                .unwrap()
+                .as_ref(),
             [6, 0x6e, 1]
         );
-        assert_eq!(payload_bytes(PayloadMode::Base64, b"AQ").unwrap(), [1]);
         assert_eq!(
-            payload_bytes(PayloadMode::Binary, b"\x00\xff").unwrap(),
+            payload_bytes(PayloadMode::Base64, b"AQ").unwrap().as_ref(),
+            [1]
+        );
+        assert_eq!(
+            payload_bytes(PayloadMode::Binary, b"\x00\xff")
+                .unwrap()
+                .as_ref(),
             [0, 0xff]
         );
-        assert_eq!(payload_bytes(PayloadMode::Json, b"{}").unwrap(), b"{}");
+        assert_eq!(
+            payload_bytes(PayloadMode::Json, b"{}").unwrap().as_ref(),
+            b"{}"
+        );
     }
 
     #[test]
