@@ -1,6 +1,6 @@
 //! The small encodings the queue's requests share: times as unix milliseconds, a reading id's
-//! capture time, stored JSON values (with the key named when one does not decode), and the
-//! listing of entries kept by reading id (held and quarantined readings).
+//! capture time, stored JSON values and stored readings (with the key named when one does not
+//! decode), and the listing of entries kept by reading id (held and quarantined readings).
 
 use time::OffsetDateTime;
 
