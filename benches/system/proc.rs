@@ -22,7 +22,12 @@ pub fn store_key_file() -> PathBuf {
     .clone()
 }
 
+/// The daemon binary: `VITALSD_BIN` when set (an A/B of two builds, as `bench/drain-profile`
+/// takes it), else the one cargo built with this bench.
 pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("VITALSD_BIN") {
+        return PathBuf::from(bin);
+    }
     let built = PathBuf::from(env!("CARGO_BIN_EXE_vitalsd"));
     if built.exists() {
         return built;
