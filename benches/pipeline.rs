@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use vitalsd::decode::{self, Options};
 use vitalsd::queue::cipher::{Sealed, StoreKey};
+use vitalsd::queue::segment_entry;
 use vitalsd::queue::{
     Batch, Entry, MemoryStore, Queue, QueueOptions, SledStore, Store, StoreError,
 };
 use vitalsd::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
+    Decimal, DeviceId, DeviceInfo, Kind, Lead, Reading, ReadingId, SinkId, Ucum, Value, Waveform,
 };
 
 fn reading(device: usize, n: u64) -> Reading {
@@ -242,7 +243,8 @@ async fn read_settle_cost(n: u64) -> (Duration, Duration) {
     (read / per, settle / per)
 }
 
-/// Parsing a stored reading (its JSON, as a delivery does for each reading it hands out).
+/// Parsing a reading's JSON (the form earlier versions stored; kept for comparison with the
+/// figures of earlier runs).
 fn parse_cost(n: u32) -> Duration {
     let json = serde_json::to_vec(&reading(1, 7)).expect("json");
     let t0 = Instant::now();
@@ -251,6 +253,60 @@ fn parse_cost(n: u32) -> Duration {
         std::hint::black_box(r);
     }
     t0.elapsed() / n.max(1)
+}
+
+/// A 10 s single-lead ECG strip at 130 Hz (the default strip of a chest strap), with its
+/// heart rate, R peaks and RR intervals, for the stored-form figures.
+fn ecg_reading() -> Reading {
+    let mut r = reading(1, 9);
+    r.kind = Kind::Ecg;
+    r.values.truncate(1);
+    r.values[0].code = "8867-4".into();
+    r.values[0].mdc = Some(147_842);
+    r.values[0].name = "heart_rate".into();
+    r.values[0].unit = Ucum::new("/min");
+    let samples = (0..1300i32)
+        .map(|i| {
+            let beat = i % 108;
+            let peak = if (40..46).contains(&beat) { 900 } else { 0 };
+            peak + (i * 37) % 61 - 30
+        })
+        .collect();
+    r.waveform = Some(Waveform {
+        fs_hz: 130.0,
+        t0: r.observed_at,
+        leads: vec![Lead {
+            mdc: 131_328,
+            name: "ecg".into(),
+            scale_uv: 1.0,
+            samples,
+        }],
+        r_peaks: (0..12).map(|b| 42 + b * 108).collect(),
+        rr_ms: vec![831; 11],
+    });
+    r
+}
+
+/// Per reading: (encode, decode, stored bytes) of the binary stored form and of the JSON form
+/// that earlier versions stored, timed in one process on the same reading.
+fn stored_form_cost(r: &Reading, n: u32) -> [(Duration, Duration, usize); 2] {
+    let n = n.max(1);
+    let encoders: [fn(&Reading) -> Vec<u8>; 2] =
+        [segment_entry::encode, segment_entry::encode_json];
+    encoders.map(|enc| {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(enc(std::hint::black_box(r)));
+        }
+        let encode = t0.elapsed() / n;
+        let stored = enc(r);
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let back = segment_entry::decode(std::hint::black_box(&stored)).expect("decode");
+            std::hint::black_box(back);
+        }
+        (encode, t0.elapsed() / n, stored.len())
+    })
 }
 
 /// SHA-256 of one audit line of `len` bytes (the chain hashes every line it writes), with
@@ -422,6 +478,20 @@ fn main() {
         "stored reading JSON parse, per reading",
         parse_cost(parses).as_secs_f64() * 1e6
     );
+    for (what, r, n) in [
+        ("blood pressure", reading(1, 7), parses),
+        ("ECG 10 s at 130 Hz", ecg_reading(), parses / 20),
+    ] {
+        let [bin, json] = stored_form_cost(&r, n);
+        for (form, (enc, dec, len)) in [("binary", bin), ("JSON (earlier)", json)] {
+            println!(
+                "{:<52} {:>7.2} / {:.2} µs   {len} bytes",
+                format!("stored form {form}, {what}: encode / decode"),
+                enc.as_secs_f64() * 1e6,
+                dec.as_secs_f64() * 1e6,
+            );
+        }
+    }
     println!(
         "{:<52} {:>10.2} µs",
         "audit chain SHA-256 of a 600-byte line",

@@ -3,7 +3,8 @@
 //! A [`Reading`] is one measurement event of one device (a blood-pressure panel, one SpO2 value,
 //! one temperature) with its codes (LOINC + IEEE 11073 MDC), UCUM units, times, room, patient and
 //! data-quality flags. Its JSON form is the public contract of docs/ARCHITECTURE.md#the-reading-json: `vitalsd decode` prints
-//! it, the `reading` outbox format writes it, and the queue stores it.
+//! it and the `reading` outbox format writes it. The queue stores a compact binary form of the
+//! same fields and still reads this JSON in stores of earlier versions (docs/store-format.md).
 //!
 //! Numbers are [`Decimal`]s, not floats, so the device's precision survives from decode to the
 //! forwarded value (a thermometer's `37.60` is written as `37.60`).

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::audit::append;
-use super::keys::{self, PendingValue};
+use super::keys::PendingValue;
 use super::ops::{self, Ctx};
 use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
@@ -146,7 +146,7 @@ fn assign(
         return Ok(None);
     };
     reading.patient = Some(patient.clone());
-    let value = ops::json(&keys::segment(tx.next_seq()), &reading)?;
+    let value = super::segment_entry::encode(&reading);
     let slot = tx.append(id, &value);
     let p = PendingValue {
         slot,

@@ -99,6 +99,7 @@ mod review;
 mod scan;
 pub mod segment;
 mod segment_cache;
+pub mod segment_entry;
 mod shared;
 mod sled_store;
 mod store;

@@ -65,7 +65,7 @@ impl SlotHints {
 }
 
 pub(super) use super::values::json;
-pub use super::values::{decode, fresh_not_before, from_ms, id_ms, list_by_id, to_ms};
+pub use super::values::{decode, fresh_not_before, from_ms, id_ms, list_by_id, reading, to_ms};
 
 /// Adds a pending entry: a fresh bit when it is fresh (never tried, no error, due from its id's
 /// time) and its reading is in the group's own segment, else a `q` entry with its state plus a
@@ -284,7 +284,7 @@ pub fn enqueue(
             super::quarantine::put(tx, ctx, id, r, reason, false)?;
             out.push(EnqueueOutcome::Rejected(reason.to_string()));
         } else {
-            let value = json(&keys::segment(tx.next_seq()), r)?;
+            let value = super::segment_entry::encode(r);
             let slot = tx.append(id, &value);
             tx.counters.readings += 1;
             let p = PendingValue {

@@ -208,7 +208,7 @@ fn release(
     };
     tx.remove(k);
     tx.counters.quarantined = tx.counters.quarantined.saturating_sub(1);
-    let value = ops::json(&keys::segment(tx.next_seq()), &reading)?;
+    let value = super::segment_entry::encode(&reading);
     let slot = tx.append(id, &value);
     let p = PendingValue {
         slot,
@@ -337,7 +337,7 @@ pub(super) fn migrate(tx: &mut Txn, ctx: &mut Ctx) -> Result<usize, QueueError> 
         if found_id != id {
             continue;
         }
-        let Ok(reading) = serde_json::from_slice::<Reading>(json) else {
+        let Ok(reading) = super::segment_entry::decode(json) else {
             continue;
         };
         let Some(rejection) = reading.rejection() else {

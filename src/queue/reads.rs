@@ -179,8 +179,10 @@ impl Core {
             .load_segment(slot.seq())
             .map_err(|e| format!("unreadable: {e}"))?;
         match seg.get(slot.idx()) {
-            Some((found, json)) if found == id => ops::decode(&keys::segment(slot.seq()), json)
-                .map_err(|e| format!("unreadable: {e}")),
+            Some((found, stored)) if found == id => {
+                ops::reading(&keys::segment(slot.seq()), stored)
+                    .map_err(|e| format!("unreadable: {e}"))
+            }
             _ => Err("unreadable: the reading is missing from its segment".into()),
         }
     }

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 
 use super::audit::append;
 use super::held;
-use super::keys::{self, PendingValue};
+use super::keys::PendingValue;
 use super::ops::{self, Ctx};
 use super::txn::Txn;
 use super::types::{EnqueueOutcome, QueueError};
@@ -92,7 +92,7 @@ fn confirm(
     let Some(reading) = take(tx, id)? else {
         return Ok(None);
     };
-    let value = ops::json(&keys::segment(tx.next_seq()), &reading)?;
+    let value = super::segment_entry::encode(&reading);
     let slot = tx.append(id, &value);
     let p = PendingValue {
         slot,

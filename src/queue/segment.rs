@@ -8,10 +8,12 @@
 //! # Encoding
 //! ```text
 //! segment := 0x01 entry*            (format version 1)
-//! entry   := id (16 bytes) len (u32 big-endian) json (len bytes)
+//! entry   := id (16 bytes) len (u32 big-endian) stored (len bytes)
 //! bitmap  := bytes; entry i is bit (i % 8) of byte (i / 8); missing bytes are 0
 //! ```
-//! A [`Slot`] (segment number, entry index) addresses one entry. Segments are never rewritten:
+//! `stored` is the reading's stored form (`super::segment_entry`: binary behind a format byte
+//! since this version, JSON before; both are read, docs/store-format.md); a segment does not
+//! look inside it. A [`Slot`] (segment number, entry index) addresses one entry. Segments are never rewritten:
 //! a changed reading (a held reading given its patient) is appended to a new segment.
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +53,8 @@ pub enum SegmentError {
     Truncated(u32),
 }
 
-/// A parsed segment: the entries' ids and where their JSON is, over the borrowed bytes.
+/// A parsed segment: the entries' ids and where their stored readings are, over the borrowed
+/// bytes.
 #[derive(Debug)]
 pub struct Segment<'a> {
     bytes: &'a [u8],
@@ -102,7 +105,7 @@ impl Loaded {
         Ok(Self { bytes, entries })
     }
 
-    /// The id and JSON of entry `idx`.
+    /// The id and stored reading of entry `idx`.
     pub fn get(&self, idx: u32) -> Option<(ReadingId, &[u8])> {
         let &(id, start, len) = self.entries.get(idx as usize)?;
         Some((id, &self.bytes[start..start + len]))
@@ -131,7 +134,7 @@ impl<'a> Segment<'a> {
         self.entries.is_empty()
     }
 
-    /// The id and JSON of entry `idx`.
+    /// The id and stored reading of entry `idx`.
     pub fn get(&self, idx: u32) -> Option<(ReadingId, &'a [u8])> {
         let &(id, start, len) = self.entries.get(idx as usize)?;
         Some((id, &self.bytes[start..start + len]))
@@ -145,7 +148,7 @@ impl<'a> Segment<'a> {
             .and_then(|i| u32::try_from(i).ok())
     }
 
-    /// Every entry: `(idx, id, json)`.
+    /// Every entry: `(idx, id, stored reading)`.
     pub fn iter(&self) -> impl Iterator<Item = (u32, ReadingId, &'a [u8])> + '_ {
         self.entries.iter().enumerate().map(|(i, &(id, s, l))| {
             (
@@ -175,11 +178,11 @@ impl Default for Writer {
 
 impl Writer {
     /// Appends one entry; returns its index.
-    pub fn push(&mut self, id: ReadingId, json: &[u8]) -> u32 {
-        let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+    pub fn push(&mut self, id: ReadingId, stored: &[u8]) -> u32 {
+        let len = u32::try_from(stored.len()).unwrap_or(u32::MAX);
         self.bytes.extend_from_slice(&id.to_bytes());
         self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(json);
+        self.bytes.extend_from_slice(stored);
         self.len += 1;
         self.len - 1
     }

@@ -9,7 +9,7 @@ use super::txn::{Counters, Txn};
 use super::*;
 use crate::queue::tests::far_future;
 use crate::queue::tests::reading;
-use crate::reading::{ReadingId, SinkId};
+use crate::reading::{Reading, ReadingId, SinkId};
 
 fn sinks(names: &[&str]) -> Vec<SinkId> {
     names.iter().map(|n| SinkId::new(*n)).collect()
@@ -236,4 +236,155 @@ async fn settled_readings_are_audited_one_entry_each_and_a_packed_entry_reads_to
     b.put(k, serde_json::to_vec(&[held.clone(), held]).unwrap());
     store.apply(b).unwrap();
     assert_eq!(q.audit().entries(None, 100).unwrap().len(), 5);
+}
+
+/// Rewrites every entry of every segment in `store` in the JSON form that versions before the
+/// binary stored form wrote (the segment envelope did not change); returns how many.
+fn rewrite_as_earlier_version(store: &dyn Store) -> usize {
+    let mut n = 0;
+    for (k, raw) in store
+        .scan_prefix(&[keys::SEGMENT], None, usize::MAX)
+        .unwrap()
+    {
+        let seg = segment::Segment::parse(&raw).unwrap();
+        let mut w = segment::Writer::default();
+        for (_, id, stored) in seg.iter() {
+            assert_eq!(stored[0], segment_entry::BINARY_V1);
+            let r = segment_entry::decode(stored).unwrap();
+            w.push(id, &segment_entry::encode_json(&r));
+            n += 1;
+        }
+        let mut b = Batch::new();
+        b.put(k, w.into_bytes());
+        store.apply(b).unwrap();
+    }
+    n
+}
+
+/// The stored form of every entry of every segment: (first byte, count).
+fn forms(store: &dyn Store) -> std::collections::BTreeMap<u8, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, raw) in store
+        .scan_prefix(&[keys::SEGMENT], None, usize::MAX)
+        .unwrap()
+    {
+        for (_, _, stored) in segment::Segment::parse(&raw).unwrap().iter() {
+            *out.entry(stored[0]).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_store_of_json_readings_from_an_earlier_version_is_delivered_verified_and_salvaged() {
+    upgrade_from_json(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn an_encrypted_store_of_json_readings_from_an_earlier_version_reads_the_same() {
+    let key = cipher::StoreKey::from_bytes([7; 32], "test key".to_string());
+    upgrade_from_json(Arc::new(
+        cipher::Sealed::open(MemoryStore::new(), &key).unwrap(),
+    ))
+    .await;
+}
+
+/// A store whose readings an earlier version wrote as JSON, then this version's own: both are
+/// listed, delivered, dead-lettered, verified and salvaged exactly.
+async fn upgrade_from_json(store: Arc<dyn Store>) {
+    use crate::model::fixtures;
+    use crate::reading::{Kind, Lead, Waveform};
+    let two = sinks(&["ehr", "file"]);
+    let mut old: Vec<_> = (0..300).map(|n| reading("cuff", n)).collect();
+    old.push(
+        fixtures::reading(Kind::Ecg)
+            .patient("MRN0012345", "urn:oid:1.2.3")
+            .waveform(Waveform {
+                fs_hz: 130.0,
+                t0: datetime!(2026-11-27 11:59:50.5 +01:00),
+                leads: vec![Lead {
+                    mdc: 131_329,
+                    name: "ecg".into(),
+                    scale_uv: 1.0,
+                    samples: (0..500).map(|i| i % 97 - 48).collect(),
+                }],
+                r_peaks: vec![3, 90],
+                rr_ms: vec![669],
+            })
+            .build(),
+    );
+    {
+        let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(two.clone())).unwrap();
+        q.enqueue(old.clone()).await.unwrap();
+        q.close().await.unwrap();
+    }
+    assert_eq!(rewrite_as_earlier_version(&*store), old.len());
+    assert_eq!(forms(&*store).get(&b'{'), Some(&old.len()));
+    // This version opens the store, adds readings in its own form, and reads both.
+    let q = Queue::with_store(Arc::clone(&store), QueueOptions::new(two.clone())).unwrap();
+    let new: Vec<_> = (1000..1100).map(|n| reading("cuff", n)).collect();
+    q.enqueue(new.clone()).await.unwrap();
+    let f = forms(&*store);
+    assert_eq!(
+        (f.get(&b'{'), f.get(&segment_entry::BINARY_V1)),
+        (Some(&old.len()), Some(&new.len()))
+    );
+    let rep = repair::verify::check(&*store).unwrap();
+    assert!(rep.is_clean(), "{:?}", rep.problems);
+    let all: Vec<Reading> = old.iter().chain(&new).cloned().collect();
+    let ehr = SinkId::new("ehr");
+    let p = q.pending(&ehr, 1000, far_future()).unwrap();
+    assert_eq!(p.len(), all.len());
+    for r in &all {
+        let got = p.iter().find(|p| p.reading.id == r.id).expect("listed");
+        assert_eq!(&got.reading, r);
+        assert_eq!(
+            segment_entry::encode(&got.reading),
+            segment_entry::encode(r)
+        );
+    }
+    // Delivered, dead-lettered and still pending readings of both forms.
+    let (first_old, ecg, first_new) =
+        (old[0].id.unwrap(), old[300].id.unwrap(), new[0].id.unwrap());
+    let results = all
+        .iter()
+        .filter_map(|r| r.id)
+        .map(|id| {
+            let s = if id == first_old || id == first_new {
+                Settle::Dead {
+                    reason: "refused".into(),
+                }
+            } else {
+                Settle::Delivered
+            };
+            (id, s)
+        })
+        .collect();
+    q.settle(&ehr, results).await.unwrap();
+    let dead = q.dead(Some(&ehr), 10).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().any(|d| d.reading == old[0]));
+    assert!(dead.iter().any(|d| d.reading == new[0]));
+    let on_file = q.pending(&SinkId::new("file"), 1000, far_future()).unwrap();
+    assert_eq!(on_file.len(), all.len());
+    assert!(on_file
+        .iter()
+        .any(|p| p.reading.id == Some(ecg) && p.reading == old[300]));
+    q.close().await.unwrap();
+    drop(q);
+    let rep = repair::verify::check(&*store).unwrap();
+    assert!(rep.is_clean(), "{:?}", rep.problems);
+    // Salvage copies both forms as they are; the copy verifies clean and delivers the same.
+    let copy: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let out = repair::salvage::salvage(&*store, &*copy, 0).unwrap();
+    assert!(out.quarantined.is_empty() && out.lost.is_empty() && out.unreadable.is_empty());
+    assert_eq!(out.readings, all.len() as u64);
+    let rep = repair::verify::check(&*copy).unwrap();
+    assert!(rep.is_clean(), "{:?}", rep.problems);
+    let q = Queue::with_store(copy, QueueOptions::new(two)).unwrap();
+    let again = q.pending(&SinkId::new("file"), 1000, far_future()).unwrap();
+    assert_eq!(again.len(), all.len());
+    for r in &all {
+        assert!(again.iter().any(|p| &p.reading == r));
+    }
 }

@@ -1,6 +1,6 @@
 //! The small encodings the queue's requests share: times as unix milliseconds, a reading id's
-//! capture time, stored JSON values (with the key named when one does not decode), and the
-//! listing of entries kept by reading id (held and quarantined readings).
+//! capture time, stored JSON values and stored readings (with the key named when one does not
+//! decode), and the listing of entries kept by reading id (held and quarantined readings).
 
 use time::OffsetDateTime;
 
@@ -64,6 +64,12 @@ pub fn list_by_id<V: serde::de::DeserializeOwned, T>(
         }
     }
     Ok(out)
+}
+
+/// The reading stored in a segment entry (either stored form, see `segment_entry`), with the
+/// segment's key named when it does not decode.
+pub fn reading(key: &[u8], stored: &[u8]) -> Result<crate::reading::Reading, QueueError> {
+    super::segment_entry::decode(stored).map_err(|e| corrupt(key, &e.to_string()))
 }
 
 pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, QueueError> {

@@ -5,7 +5,8 @@
 //! written, not even by sled's own recovery) and an empty destination store. Promises:
 //! - a segment is copied as it is (same number) when it parses; its live bitmap is copied
 //!   without the bits of entries that are not a reading with the entry's id (each of those is
-//!   quarantined under `g seq ++ index (u32 BE)` with its raw JSON) or that lie past its end;
+//!   quarantined under `g seq ++ index (u32 BE)` with its raw stored bytes, binary or JSON) or
+//!   that lie past its end;
 //! - a segment that does not parse, or is missing, loses its live readings with their ids:
 //!   they are counted per segment number in [`Outcome::lost`] (the raw value is quarantined);
 //! - fresh bits (`p`) are copied where their entry was kept; retried (`q`, with its due key

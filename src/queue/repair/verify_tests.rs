@@ -89,7 +89,7 @@ pub fn flip(store: &MemoryStore, k: Vec<u8>, i: u32, on: bool) {
     }
 }
 
-/// Rewrites segment `seq` with entry `idx`'s JSON replaced by `json`.
+/// Rewrites segment `seq` with entry `idx`'s stored bytes replaced by `json` (any bytes).
 pub fn replace_entry(store: &MemoryStore, seq: u64, idx: u32, json: &[u8]) {
     let raw = store.get(&keys::segment(seq)).unwrap().unwrap();
     let seg = Segment::parse(&raw).unwrap();
@@ -105,7 +105,8 @@ pub fn replace_entry(store: &MemoryStore, seq: u64, idx: u32, json: &[u8]) {
 pub fn secret_entry(store: &MemoryStore, seq: u64, idx: u32) -> Vec<u8> {
     let raw = store.get(&keys::segment(seq)).unwrap().unwrap();
     let seg = Segment::parse(&raw).unwrap();
-    let mut r: serde_json::Value = serde_json::from_slice(seg.get(idx).unwrap().1).unwrap();
+    let stored = crate::queue::segment_entry::decode(seg.get(idx).unwrap().1).unwrap();
+    let mut r = serde_json::to_value(&stored).unwrap();
     r["values"] = "MRN 1234 secret DOE^JANE".into();
     serde_json::to_vec(&r).unwrap()
 }

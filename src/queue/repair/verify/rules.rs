@@ -160,24 +160,17 @@ fn sink_entry(key: &[u8]) -> Result<(SinkId, ReadingId), String> {
 
 /// Why a JSON value does not decode, without quoting any of it.
 pub fn decode_error(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Io => "read error",
-        Category::Syntax => "not JSON",
-        Category::Data => "JSON of the wrong shape",
-        Category::Eof => "JSON cut short",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
+    crate::queue::segment_entry::json_error(e)
 }
 
 fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
     serde_json::from_slice(v).map_err(|e| format!("value does not decode: {}", decode_error(&e)))
 }
 
-/// Whether one segment entry's JSON is a reading stored under `id`.
+/// Whether one segment entry (either stored form) is a reading stored under `id`.
 pub fn entry_reading(id: ReadingId, v: &[u8]) -> Result<(), String> {
-    let r: Reading = serde_json::from_slice(v)
-        .map_err(|e| format!("does not decode as a reading: {}", decode_error(&e)))?;
+    let r = crate::queue::segment_entry::decode(v)
+        .map_err(|e| format!("does not decode as a reading: {e}"))?;
     match r.id {
         Some(inner) if inner == id => Ok(()),
         Some(_) => Err("the reading's id differs from its entry's".into()),
