@@ -18,6 +18,9 @@
 #[path = "../tests/soak/driver.rs"]
 mod driver;
 
+#[path = "soak_days/cases.rs"]
+mod cases;
+
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
@@ -57,6 +60,18 @@ fn main() {
         None => tempfile::tempdir(),
     }
     .expect("temp dir");
+    // `--case one-device` / `--case reclaim-pause`: the focused cases of `soak_days/cases.rs`.
+    match args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        Some("one-device") => return cases::one_device(tmp.path(), &args),
+        Some("reclaim-pause") => return cases::reclaim_pause(tmp.path(), &args),
+        Some(other) => panic!("unknown --case {other}"),
+        None => {}
+    }
     let started = std::time::Instant::now();
     println!(
         "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days, audit cap {} B, malloc: {tuning:?}",
