@@ -12,8 +12,11 @@
 //! For high rates: `--devices N` spreads each hour's readings over N devices (sent one device
 //! after the other, each in device-time order), `--parallel P` lets P devices enqueue at once
 //! (their calls share group commits), `--page` sets the readings per enqueue call and per
-//! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour, and
-//! every claim then reads and decrypts that whole bucket (docs/store-bounds.md).
+//! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour
+//! (docs/store-bounds.md, "The hash index of a cached device-hour").
+//!
+//! `--case one-device` and `--case reclaim-pause` run the focused cases of
+//! `soak_days/cases.rs` instead (see there).
 
 #[path = "../tests/soak/driver.rs"]
 mod driver;
