@@ -12,11 +12,17 @@
 //! For high rates: `--devices N` spreads each hour's readings over N devices (sent one device
 //! after the other, each in device-time order), `--parallel P` lets P devices enqueue at once
 //! (their calls share group commits), `--page` sets the readings per enqueue call and per
-//! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour, and
-//! every claim then reads and decrypts that whole bucket (docs/store-bounds.md).
+//! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour
+//! (docs/store-bounds.md, "The hash index of a cached device-hour").
+//!
+//! `--case one-device` and `--case reclaim-pause` run the focused cases of
+//! `soak_days/cases.rs` instead (see there).
 
 #[path = "../tests/soak/driver.rs"]
 mod driver;
+
+#[path = "soak_days/cases.rs"]
+mod cases;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -57,6 +63,18 @@ fn main() {
         None => tempfile::tempdir(),
     }
     .expect("temp dir");
+    // `--case one-device` / `--case reclaim-pause`: the focused cases of `soak_days/cases.rs`.
+    match args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        Some("one-device") => return cases::one_device(tmp.path(), &args),
+        Some("reclaim-pause") => return cases::reclaim_pause(tmp.path(), &args),
+        Some(other) => panic!("unknown --case {other}"),
+        None => {}
+    }
     let started = std::time::Instant::now();
     println!(
         "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days, audit cap {} B, malloc: {tuning:?}",

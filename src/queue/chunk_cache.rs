@@ -23,8 +23,18 @@
 //! holds about 1,060 chunks (4.3 MB), more than [`MAX_BYTES`]; with a fixed bound every claim
 //! of that device read and decrypted its whole hour again (docs/store-bounds.md, "The dedupe
 //! chunk cache").
+//!
+//! Each cached bucket also keeps an index of its entries' hashes (hash → number of the chunk
+//! holding it), built once from the chunks when the bucket is read and updated by every applied
+//! batch, so a claim looks at one chunk instead of binary-searching all of them: at 50
+//! readings/s a device-hour is about 1,060 chunks, and a claim that searched each of them spent
+//! most of the writer's time there (docs/store-bounds.md, "The hash index of a cached
+//! device-hour"). The index is derived from the chunks, never stored: a new cache (a restart, a
+//! swapped store) builds it again from what the store holds. Its bytes count against the
+//! cache's bound.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::sync::{Mutex, MutexGuard};
 
 use super::store::{Batch, Op, Store, StoreError};
@@ -43,11 +53,115 @@ pub type Chunks = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Length of a bucket prefix: `'w'`, hour (4), device (8).
 const PREFIX: usize = 13;
 
-#[derive(Debug)]
-struct Bucket {
-    chunks: Chunks,
+/// The hashes of a bucket's readable entries: the 8-byte entry hash (as a big-endian `u64`) →
+/// the number of the first chunk, in key order, holding it.
+type HashIndex = HashMap<u64, u16, BuildHasherDefault<Identity>>;
+
+/// The entry hashes are keyed HMAC outputs, uniformly spread and not chosen by a sender:
+/// they are used as their own hash.
+#[derive(Default)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Bytes an index of `capacity` takes: a `(u64, u16)` slot (16 bytes) and a control byte per
+/// slot, with hashbrown's 7/8 load factor.
+fn index_bytes(capacity: usize) -> usize {
+    capacity * 17 * 8 / 7
+}
+
+/// One cached bucket: its committed chunks and the index of their hashes.
+#[derive(Debug, Default)]
+pub struct Bucket {
+    /// The chunk keys and plain values the store holds under the bucket's prefix.
+    pub chunks: Chunks,
+    hashes: HashIndex,
+    /// A chunk was removed or lost entries: the index is rebuilt before the next use.
+    stale: bool,
     bytes: usize,
     used: u64,
+}
+
+impl Bucket {
+    fn read(chunks: Chunks, used: u64) -> Bucket {
+        let mut b = Bucket {
+            chunks,
+            used,
+            ..Bucket::default()
+        };
+        b.reindex();
+        b
+    }
+
+    /// The number of the first chunk holding an entry with `hash`, if any does.
+    pub fn holder(&self, hash: &[u8; 8]) -> Option<u16> {
+        self.hashes.get(&u64::from_be_bytes(*hash)).copied()
+    }
+
+    /// Builds the index from the chunks, in key order (the first chunk holding a hash wins).
+    fn reindex(&mut self) {
+        let entries = self
+            .chunks
+            .values()
+            .map(|v| super::dedupe::chunk_hashes(v).len())
+            .sum();
+        let mut hashes =
+            HashIndex::with_capacity_and_hasher(entries, BuildHasherDefault::default());
+        for (k, v) in &self.chunks {
+            let n = super::dedupe::chunk_no(k);
+            for h in super::dedupe::chunk_hashes(v) {
+                hashes.entry(h).or_insert(n);
+            }
+        }
+        self.hashes = hashes;
+        self.stale = false;
+        self.measure();
+    }
+
+    fn measure(&mut self) {
+        self.bytes = self.chunks.iter().map(|(k, v)| cost(k, v)).sum::<usize>()
+            + index_bytes(self.hashes.capacity());
+    }
+
+    /// Takes the store's new value of chunk `k`.
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        let n = super::dedupe::chunk_no(&k);
+        let kept = match self.chunks.get(&k) {
+            Some(old) => super::dedupe::chunk_hashes(old).all_in(&v),
+            None => true,
+        };
+        if kept && !self.stale {
+            for h in super::dedupe::chunk_hashes(&v) {
+                self.hashes
+                    .entry(h)
+                    .and_modify(|m| *m = (*m).min(n))
+                    .or_insert(n);
+            }
+        } else {
+            // Entries left the chunk (not something a claim does): rebuilt before next use.
+            self.stale = true;
+        }
+        self.chunks.insert(k, v);
+    }
+
+    /// Drops chunk `k` (pruned): its hashes may be gone, the index is rebuilt before next use.
+    fn remove(&mut self, k: &[u8]) {
+        if self.chunks.remove(k).is_some() {
+            self.stale = true;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -102,13 +216,13 @@ impl ChunkCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Calls `f` with the committed chunks under `prefix`, read from `store` when the bucket
-    /// is not cached.
+    /// Calls `f` with the committed chunks under `prefix` and their index, read from `store`
+    /// when the bucket is not cached.
     pub fn with_bucket<R>(
         &self,
         store: &dyn Store,
         prefix: &[u8],
-        f: impl FnOnce(&Chunks) -> R,
+        f: impl FnOnce(&Bucket) -> R,
     ) -> Result<R, StoreError> {
         let mut g = self.lock();
         g.clock += 1;
@@ -118,25 +232,27 @@ impl ChunkCache {
                 .scan_prefix(prefix, None, usize::MAX)?
                 .into_iter()
                 .collect();
-            let bytes = chunks.iter().map(|(k, v)| cost(k, v)).sum();
-            g.bytes += bytes;
+            let b = Bucket::read(chunks, now);
+            g.bytes += b.bytes;
             g.loads += 1;
-            g.buckets.insert(
-                prefix.to_vec(),
-                Bucket {
-                    chunks,
-                    bytes,
-                    used: now,
-                },
-            );
+            g.buckets.insert(prefix.to_vec(), b);
         }
+        let mut delta = None;
         let out = match g.buckets.get_mut(prefix) {
             Some(b) => {
                 b.used = now;
-                f(&b.chunks)
+                if b.stale {
+                    let before = b.bytes;
+                    b.reindex();
+                    delta = Some((before, b.bytes));
+                }
+                f(b)
             }
-            None => f(&Chunks::new()),
+            None => f(&Bucket::default()),
         };
+        if let Some((before, after)) = delta {
+            g.bytes = g.bytes - before + after;
+        }
         self.evict(&mut g);
         Ok(out)
     }
@@ -173,15 +289,19 @@ impl ChunkCache {
             match op {
                 Op::Put(k, v) => {
                     let add = cost(&k, &v);
-                    if let Some(old) = b.chunks.insert(k.clone(), v) {
-                        b.bytes -= cost(&k, &old);
+                    if let Some(old) = b.chunks.get(&k) {
+                        b.bytes -= cost(&k, old);
                     }
                     b.bytes += add;
+                    let index = index_bytes(b.hashes.capacity());
+                    b.put(k, v);
+                    b.bytes = b.bytes - index + index_bytes(b.hashes.capacity());
                 }
                 Op::Remove(k) => {
-                    if let Some(old) = b.chunks.remove(&k) {
-                        b.bytes -= cost(&k, &old);
+                    if let Some(old) = b.chunks.get(&k) {
+                        b.bytes -= cost(&k, old);
                     }
+                    b.remove(&k);
                 }
             }
             let after = b.bytes;

@@ -257,7 +257,9 @@ fn fast_device_hour(cache: &ChunkCache, groups: u16) -> u64 {
     store.apply(b).unwrap();
     for g in 0..groups {
         for d in 1..5 {
-            let n = cache.with_bucket(&store, &prefix(d), |c| c.len()).unwrap();
+            let n = cache
+                .with_bucket(&store, &prefix(d), |b| b.chunks.len())
+                .unwrap();
             assert!(n >= 1);
         }
         let mut b = super::super::store::Batch::new();

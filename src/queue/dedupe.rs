@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ring::hmac;
 
-use super::chunk_cache::{ChunkCache, Chunks};
+use super::chunk_cache::{Bucket, ChunkCache};
 use super::keys;
 
 use super::store::{Batch, Store, StoreError};
@@ -211,6 +211,8 @@ fn entries(v: &[u8]) -> &[u8] {
 
 /// The id stored with `hash` in a chunk, by binary search.
 fn find(v: &[u8], hash: &[u8; 8]) -> Option<ReadingId> {
+    #[cfg(test)]
+    tests::SEARCHES.with(|n| n.set(n.get() + 1));
     let entries = entries(v);
     let n = entries.len() / ENTRY;
     let (mut lo, mut hi) = (0, n);
@@ -257,9 +259,9 @@ pub fn claim(
 ) -> Result<Option<ReadingId>, QueueError> {
     let (prefix, hash) = locate(&index.hasher, r, id);
     let minute = minute_of(now_ms);
-    // The bucket's committed chunks (cached), with the group's staged writes over them.
-    // Early pruning (history over its bound) may have removed some chunks: numbers need not
-    // be contiguous.
+    // The bucket's committed chunks (cached, with the index of their hashes), with the group's
+    // staged writes over them. Early pruning (history over its bound) may have removed some
+    // chunks: numbers need not be contiguous.
     let step = index.cache.with_bucket(tx.store(), &prefix, |committed| {
         let staged: Vec<(&[u8], Option<&[u8]>)> = tx.staged(&prefix).collect();
         decide(committed, &staged, &prefix, &hash, id, minute)
@@ -279,9 +281,14 @@ enum Step {
     Insert(Vec<u8>, Vec<u8>),
 }
 
-/// The claim's decision over `committed` chunks with `staged` writes (key order) over them.
+/// The claim's decision over the `committed` bucket with `staged` writes (key order) over it.
+///
+/// Searches the staged chunks (the group's writes: one or two per bucket) and the one
+/// committed chunk the bucket's index names for `hash`, unless the group rewrote or removed
+/// that chunk (its staged value was searched then): a claim's cost does not grow with the
+/// chunks of its hour.
 fn decide(
-    committed: &Chunks,
+    committed: &Bucket,
     staged: &[(&[u8], Option<&[u8]>)],
     prefix: &[u8],
     hash: &[u8; 8],
@@ -289,20 +296,40 @@ fn decide(
     minute: u32,
 ) -> Step {
     let is_staged = |k: &[u8]| staged.iter().any(|(s, _)| *s == k);
-    let visible = committed
-        .iter()
-        .filter(|(k, _)| !is_staged(k))
-        .map(|(k, v)| (k.as_slice(), v.as_slice()))
-        .chain(staged.iter().filter_map(|(k, v)| Some((*k, (*v)?))));
-    let mut last: Option<(&[u8], &[u8])> = None;
-    for (k, v) in visible {
-        if let Some(first) = readable(v).and_then(|v| find(v, hash)) {
+    for (_, v) in staged {
+        if let Some(first) = v.and_then(readable).and_then(|v| find(v, hash)) {
             return Step::Found(first);
         }
-        if last.is_none_or(|(l, _)| k > l) {
-            last = Some((k, v));
+    }
+    if let Some(n) = committed.holder(hash) {
+        let key = chunk_key(prefix, n);
+        if !is_staged(&key) {
+            let found = committed
+                .chunks
+                .get(&key)
+                .and_then(|v| readable(v))
+                .and_then(|v| find(v, hash));
+            if let Some(first) = found {
+                return Step::Found(first);
+            }
         }
     }
+    // The last visible chunk: the last staged put, or the last committed chunk the group did
+    // not touch, whichever has the higher number.
+    let staged_last = staged
+        .iter()
+        .filter_map(|(k, v)| Some((*k, (*v)?)))
+        .next_back();
+    let committed_last = committed
+        .chunks
+        .iter()
+        .rev()
+        .find(|(k, _)| !is_staged(k))
+        .map(|(k, v)| (k.as_slice(), v.as_slice()));
+    let last = match (staged_last, committed_last) {
+        (Some(s), Some(c)) => Some(if s.0 > c.0 { s } else { c }),
+        (s, c) => s.or(c),
+    };
     let (n, v): (u16, &[u8]) = match last {
         Some((k, v)) => {
             let n = chunk_no(k);
@@ -317,13 +344,51 @@ fn decide(
     Step::Insert(chunk_key(prefix, n), insert(v, hash, id, minute))
 }
 
+/// The entry hashes (as big-endian `u64`, in the chunk's order: ascending) of a chunk this
+/// version reads; none for another format.
+pub struct ChunkHashes<'a>(std::slice::ChunksExact<'a, u8>);
+
+/// See [`ChunkHashes`].
+pub fn chunk_hashes(v: &[u8]) -> ChunkHashes<'_> {
+    ChunkHashes(readable(v).map_or(&[][..], entries).chunks_exact(ENTRY))
+}
+
+impl Iterator for ChunkHashes<'_> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        let e = self.0.next()?;
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&e[..8]);
+        Some(u64::from_be_bytes(h))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ChunkHashes<'_> {}
+
+impl ChunkHashes<'_> {
+    /// Whether every hash left is also in the chunk `v` (both sorted: one merge pass).
+    pub fn all_in(self, v: &[u8]) -> bool {
+        let mut other = chunk_hashes(v).peekable();
+        let mut mine = self;
+        mine.all(|h| {
+            while other.peek().is_some_and(|o| *o < h) {
+                other.next();
+            }
+            other.peek() == Some(&h)
+        })
+    }
+}
+
 /// `v` when it is a chunk this version reads.
 fn readable(v: &[u8]) -> Option<&[u8]> {
     (v.first() == Some(&FORMAT) && v.len() >= HEAD).then_some(v)
 }
 
 /// The chunk number at the end of a `w` key.
-fn chunk_no(key: &[u8]) -> u16 {
+pub fn chunk_no(key: &[u8]) -> u16 {
     key.get(13..15)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u16::from_be_bytes)

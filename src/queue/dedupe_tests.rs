@@ -1,6 +1,7 @@
 //! The dedupe index: resends found within a group and after a restart, full chunks followed by
 //! new ones, pruning by the window.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use super::*;
@@ -14,6 +15,15 @@ fn reading(device: &str, t_s: i64, value: i64) -> Reading {
     r.values[0].value = Some(crate::reading::Decimal::from_int(value));
     r.id = Some(ReadingId::new());
     r
+}
+
+thread_local! {
+    /// Chunks binary-searched by claims on this thread (see `find`).
+    pub static SEARCHES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn searches() -> u64 {
+    SEARCHES.with(Cell::get)
 }
 
 /// Stored on 2027-01-15 (the test readings' device times are in 2027).
@@ -189,4 +199,105 @@ fn pruning_reads_a_page_past_the_old_hours_not_every_young_chunk() {
     // With a small limit it stops there and goes on from the oldest next time.
     let mut tx = Txn::new(&store, Counters::default());
     assert_eq!(prune(&mut tx, cutoff.min(later), 5).unwrap(), 5);
+}
+
+#[test]
+fn a_claim_searches_a_bounded_number_of_chunks_however_long_its_hour() {
+    // One fast device: 20 full chunks of one device-hour, committed 50 claims at a time.
+    let store = HookedStore::new().count_scans(|prefix| prefix.len() == 13 && prefix[0] == BUCKET);
+    let h = Index::open(&store).unwrap();
+    let n = 20 * CHUNK_ENTRIES;
+    let all: Vec<Reading> = (0..n)
+        .map(|i| reading("cuff", 1_800_000_000 + i as i64 / 10, i as i64))
+        .collect();
+    let before = searches();
+    for group in all.chunks(50) {
+        let mut tx = Txn::new(&store, Counters::default());
+        for r in group {
+            assert_eq!(claim(&mut tx, &h, r, r.id.unwrap(), NOW).unwrap(), None);
+        }
+        h.apply(&store, tx.take_batch(false)).unwrap();
+    }
+    // Each new reading: the group's staged chunk(s) only, never the hour's committed chunks
+    // (a scan of all of them costs up to 20 searches a claim here, 1,060 at 50/s).
+    let per_claim = (searches() - before) as f64 / n as f64;
+    assert!(
+        per_claim <= 2.0,
+        "{per_claim} chunk searches per new reading"
+    );
+    // Resends, after a restart (a new index: the hashes come from the store again), within
+    // groups that also store new readings.
+    let cold = Index::open(&store).unwrap();
+    let scans = store.counted_scans();
+    let before = searches();
+    for (g, group) in all.chunks(50).enumerate() {
+        let mut tx = Txn::new(&store, Counters::default());
+        for r in group {
+            let mut again = r.clone();
+            again.id = Some(ReadingId::new());
+            assert_eq!(
+                claim(&mut tx, &cold, &again, again.id.unwrap(), NOW).unwrap(),
+                r.id
+            );
+        }
+        let new = reading("cuff", 1_800_000_000 + 3_000 + g as i64, 7);
+        assert_eq!(
+            claim(&mut tx, &cold, &new, new.id.unwrap(), NOW).unwrap(),
+            None
+        );
+        cold.apply(&store, tx.take_batch(false)).unwrap();
+    }
+    let per_claim = (searches() - before) as f64 / (n + n / 50) as f64;
+    assert!(per_claim <= 3.0, "{per_claim} chunk searches per resend");
+    assert_eq!(store.counted_scans() - scans, 1, "the bucket was read once");
+    assert_eq!(cold.bucket_loads(), 1);
+}
+
+#[test]
+fn early_pruning_of_some_chunks_of_a_cached_hour_forgets_exactly_their_readings() {
+    let store = Arc::new(MemoryStore::new());
+    let h = Index::open(&*store).unwrap();
+    let all: Vec<Reading> = (0..3 * CHUNK_ENTRIES + 10)
+        .map(|i| reading("cuff", 1_800_000_000 + i as i64, 120))
+        .collect();
+    for group in all.chunks(100) {
+        let mut tx = Txn::new(&*store, Counters::default());
+        for r in group {
+            claim_at(&mut tx, &h, r, r.id.unwrap()).unwrap();
+        }
+        commit(&h, &store, tx);
+    }
+    // The oldest chunk of the (cached) bucket goes, as early pruning removes the oldest keys.
+    let chunks = store.scan_prefix(&[BUCKET], None, 100).unwrap();
+    assert_eq!(chunks.len(), 4);
+    let first: std::collections::HashSet<[u8; 8]> = entries(&chunks[0].1)
+        .chunks_exact(ENTRY)
+        .map(|e| e[..8].try_into().unwrap())
+        .collect();
+    let mut batch = Batch::new();
+    batch.remove(chunks[0].0.clone());
+    h.apply(&*store, batch).unwrap();
+    let mut tx = Txn::new(&*store, Counters::default());
+    let (mut forgotten, mut found) = (0, 0);
+    for r in &all {
+        let (_, hash) = locate(&h.hasher, r, r.id.unwrap());
+        let got = claim_at(&mut tx, &h, r, ReadingId::new()).unwrap();
+        if first.contains(&hash) {
+            assert_eq!(got, None, "pruned: stored again");
+            forgotten += 1;
+        } else {
+            assert_eq!(got, r.id);
+            found += 1;
+        }
+    }
+    assert_eq!((forgotten, found), (CHUNK_ENTRIES, 2 * CHUNK_ENTRIES + 10));
+    // The readings stored again went into the last chunk (or a new one), not chunk 0.
+    commit(&h, &store, tx);
+    let keys: Vec<u16> = store
+        .scan_prefix(&[BUCKET], None, 100)
+        .unwrap()
+        .iter()
+        .map(|(k, _)| chunk_no(k))
+        .collect();
+    assert_eq!(keys, vec![1, 2, 3, 4]);
 }
