@@ -4,7 +4,9 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::*;
 use crate::model::fixtures;
-use crate::reading::{Flag, Kind, PatientRecord, Waveform};
+use crate::reading::{
+    Decimal, DeviceId, Flag, Kind, PatientRecord, ReadingId, Ucum, Waveform, MAX_SCALE,
+};
 
 /// Asserts `back` is `want` exactly: field by field, and by both encodings (which also compare
 /// what `PartialEq` does not: a time's offset, a number's scale, a float's bits).
