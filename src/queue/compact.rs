@@ -2,8 +2,9 @@
 //!
 //! sled reuses the space of removed entries but does not give it back to the file system, so
 //! after a large backlog drained `<data_dir>/queue` stays as big as it was at its peak. With the
-//! daemon stopped, [`compact`] copies every live key into `<dir>.compact`, makes the copy
-//! durable, checks it holds as many keys as the original, and then exchanges the two
+//! daemon stopped, [`compact`] copies every live key into `<dir>.compact`, making the copy
+//! durable as it goes, reads the copy back and checks it holds exactly the keys and values
+//! written (their count, bytes and a SHA-256 over them in order), and then exchanges the two
 //! directories in one `renameat2(RENAME_EXCHANGE)`: at every moment `<dir>` is a whole store,
 //! the old one or the new one. The old store (now under `<dir>.compact`) is removed last; a
 //! leftover `<dir>.compact` from an interrupted run is removed by the next run.
@@ -13,12 +14,16 @@
 //! would). Values are copied as they are stored: each is sealed with its own key as associated
 //! data, so the copy opens with the same store key. The copy gets the owner, group and modes of
 //! the store it replaces before the exchange.
+//!
+//! Memory: the copy and the read-back go through the stores in windows of [`WINDOW_BYTES`],
+//! each through a fresh opening of the stores that is closed at the window's end, so what sled
+//! keeps in memory of the nodes it read or wrote is bounded by a window, not by the store's
+//! size (docs/store-bounds.md, "Memory at 50 readings/s").
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cipher::{SealError, Sealed, StoreKey};
-use super::scan::count_prefix;
 use super::sled_store::{Ownership, SledStore};
 use super::store::{Batch, Store, StoreError};
 use super::types::QueueError;
@@ -39,12 +44,7 @@ const PAGE: usize = 4096;
 
 /// Key and value bytes copied per batch, at most (one key more than this if a single key is
 /// larger).
-const BATCH_BYTES: usize = 4 << 20;
-
-/// Bytes copied between two syncs of the copy. sled keeps what was written since its last
-/// flush in memory; without these syncs the online rewrite of a store with 192 MiB live held
-/// about twice that in the heap at its peak (docs/store-bounds.md, "Memory at 50 readings/s").
-pub const SYNC_EVERY_BYTES: u64 = 8 << 20;
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Compacts the store in `dir` (the daemon must be stopped: the store's lock is taken).
 pub fn compact(
@@ -68,28 +68,26 @@ pub fn compact(
     }
     let bytes_before = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
     let owner = Ownership::of(dir).map_err(|e| io("reading the owner and modes of", dir, e))?;
-    let keys = {
-        let old = match Sealed::open(SledStore::open(dir, cache_capacity)?, key) {
-            Ok(s) => s,
-            Err(SealError::Store(e)) => return Err(e.into()),
-            Err(e @ SealError::WrongKey { .. }) => {
-                return Err(QueueError::Store(StoreError::Open {
-                    path: dir.to_path_buf(),
-                    reason: e.to_string(),
-                }))
-            }
-        };
-        let new = SledStore::open(&tmp, cache_capacity)?;
-        let copied = copy_all(old.inner(), &new, SYNC_EVERY_BYTES)?;
-        new.sync()?;
-        let check = count_prefix(&new, &[], |_| {})?;
-        if check != copied {
-            return Err(QueueError::Store(StoreError::Io(format!(
-                "the compacted copy holds {check} keys, the store {copied}; nothing was changed"
-            ))));
+    // The key is checked (and an unencrypted store sealed) once; the copy then reads the raw
+    // sealed values window by window.
+    match Sealed::open(SledStore::open(dir, cache_capacity)?, key) {
+        Ok(s) => drop(s),
+        Err(SealError::Store(e)) => return Err(e.into()),
+        Err(e @ SealError::WrongKey { .. }) => {
+            return Err(QueueError::Store(StoreError::Open {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            }))
         }
-        copied
-    };
+    }
+    let keys = copy_and_check(
+        dir,
+        &tmp,
+        Window {
+            cache_capacity,
+            bytes: WINDOW_BYTES,
+        },
+    )?;
     owner
         .apply(&tmp)
         .map_err(|e| io("giving the copy the owner and modes of", dir, e))?;
@@ -111,34 +109,179 @@ fn sibling(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Copies every key of `from` into `to` in batches of at most [`PAGE`] keys and about
-/// [`BATCH_BYTES`] (each read asks for as many keys as the last batch's average size lets
-/// fit), syncing `to` after every `sync_every` bytes copied.
-fn copy_all(from: &dyn Store, to: &dyn Store, sync_every: u64) -> Result<u64, QueueError> {
-    let mut n = 0u64;
-    let mut unsynced = 0u64;
-    let mut limit = 64usize;
+/// Key and value bytes the copy reads (and writes, and reads back) through one opening of each
+/// store. sled keeps what it read or wrote in memory until its page cache processes the
+/// accesses, which it does only after many of them (so a small `cache_capacity` alone does not
+/// bound it); dropping the stores after each window frees all of it (docs/store-bounds.md,
+/// "Memory at 50 readings/s").
+pub const WINDOW_BYTES: u64 = 4 << 20;
+
+/// How the copy opens the stores: each window of about `bytes` through a fresh opening with a
+/// page cache of `cache_capacity`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    cache_capacity: u64,
+    bytes: u64,
+}
+
+/// What a copy wrote, or what a read-back found: the keys, their key and value bytes, and a
+/// SHA-256 over every key and value in order (each preceded by its length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Copied {
+    keys: u64,
+    bytes: u64,
+    digest: Vec<u8>,
+}
+
+/// A running [`Copied`].
+struct Tally {
+    keys: u64,
+    bytes: u64,
+    sha: ring::digest::Context,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            keys: 0,
+            bytes: 0,
+            sha: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+
+    fn add(&mut self, k: &[u8], v: &[u8]) {
+        self.keys += 1;
+        self.bytes += (k.len() + v.len()) as u64;
+        for part in [k, v] {
+            self.sha.update(&(part.len() as u64).to_be_bytes());
+            self.sha.update(part);
+        }
+    }
+
+    fn finish(self) -> Copied {
+        Copied {
+            keys: self.keys,
+            bytes: self.bytes,
+            digest: self.sha.finish().as_ref().to_vec(),
+        }
+    }
+}
+
+/// Copies the store in `from` into `to` ([`copy_windows`]), reads the copy back
+/// ([`read_back`]) and returns the keys copied if it holds exactly what was written.
+fn copy_and_check(from: &Path, to: &Path, window: Window) -> Result<u64, QueueError> {
+    let copied = copy_windows(from, to, window)?;
+    let found = read_back(to, window)?;
+    verify(&copied, &found)
+}
+
+/// The keys copied if the copy holds exactly what was written (the same keys, bytes and
+/// digest); an error otherwise.
+fn verify(copied: &Copied, found: &Copied) -> Result<u64, QueueError> {
+    if found == copied {
+        return Ok(copied.keys);
+    }
+    Err(QueueError::Store(StoreError::Io(format!(
+        "the compacted copy holds {} keys ({} bytes), the store {} keys ({} bytes), and their \
+         digests {}; nothing was changed",
+        found.keys,
+        found.bytes,
+        copied.keys,
+        copied.bytes,
+        if found.digest == copied.digest {
+            "agree"
+        } else {
+            "differ"
+        },
+    ))))
+}
+
+/// Copies every key of the store in `from` into a store in `to`, a window at a time: each
+/// window opens both stores, copies keys in order after the last one copied until about
+/// `window.bytes` were copied, syncs the copy, and closes both (asking for the heap to be
+/// trimmed). Returns what it wrote.
+fn copy_windows(from: &Path, to: &Path, window: Window) -> Result<Copied, QueueError> {
+    let mut tally = Tally::new();
     let mut after: Option<Vec<u8>> = None;
+    loop {
+        let old = SledStore::open(from, window.cache_capacity)?;
+        let new = SledStore::open(to, window.cache_capacity)?;
+        let done = copy_all(&old, &new, &mut after, window.bytes, &mut tally)?;
+        new.sync()?;
+        drop((old, new));
+        crate::alloc::Trimmer::global().request();
+        if done {
+            return Ok(tally.finish());
+        }
+    }
+}
+
+/// Reads the store in `dir` back a window at a time (each through a fresh opening, in pages of
+/// about [`BATCH_BYTES`] like the copy's) and returns
+/// what it holds, to compare with what [`copy_windows`] wrote.
+fn read_back(dir: &Path, window: Window) -> Result<Copied, QueueError> {
+    let mut tally = Tally::new();
+    let mut after: Option<Vec<u8>> = None;
+    let mut limit = 64usize;
+    loop {
+        let store = SledStore::open(dir, window.cache_capacity)?;
+        let mut read = 0u64;
+        let done = loop {
+            let page = store.scan_prefix(&[], after.as_deref(), limit)?;
+            let Some((last, _)) = page.last() else {
+                break true;
+            };
+            after = Some(last.clone());
+            let mut bytes = 0usize;
+            for (k, v) in &page {
+                bytes += k.len() + v.len();
+                tally.add(k, v);
+            }
+            limit = (BATCH_BYTES / (bytes / page.len()).max(1)).clamp(1, PAGE);
+            read += bytes as u64;
+            if read >= window.bytes {
+                break false;
+            }
+        };
+        drop(store);
+        crate::alloc::Trimmer::global().request();
+        if done {
+            return Ok(tally.finish());
+        }
+    }
+}
+
+/// Copies the keys of `from` after `after` into `to` in batches of at most [`PAGE`] keys and
+/// about [`BATCH_BYTES`] (each read asks for as many keys as the last batch's average size lets
+/// fit), until at least `budget` bytes were copied (returns false, `after` the last key copied) or every key was (returns true).
+fn copy_all(
+    from: &dyn Store,
+    to: &dyn Store,
+    after: &mut Option<Vec<u8>>,
+    budget: u64,
+    tally: &mut Tally,
+) -> Result<bool, QueueError> {
+    let mut copied = 0u64;
+    let mut limit = 64usize;
     loop {
         let page = from.scan_prefix(&[], after.as_deref(), limit)?;
         let Some((last, _)) = page.last() else {
-            return Ok(n);
+            return Ok(true);
         };
-        after = Some(last.clone());
+        *after = Some(last.clone());
         let keys = page.len();
         let mut batch = Batch::new();
         let mut bytes = 0usize;
         for (k, v) in page {
             bytes += k.len() + v.len();
+            tally.add(&k, &v);
             batch.put(k, v);
         }
-        n += keys as u64;
         to.apply(batch)?;
         limit = (BATCH_BYTES / (bytes / keys).max(1)).clamp(1, PAGE);
-        unsynced += bytes as u64;
-        if unsynced >= sync_every {
-            to.sync()?;
-            unsynced = 0;
+        copied += bytes as u64;
+        if copied >= budget {
+            return Ok(false);
         }
     }
 }
@@ -282,49 +425,112 @@ mod tests {
         peak.load(Ordering::Relaxed).saturating_sub(base)
     }
 
-    #[test]
-    fn the_copy_holds_a_bounded_part_of_the_store_in_memory() {
-        let parent = tempfile::tempdir().unwrap();
-        let from = SledStore::open(&parent.path().join("from"), 1 << 20).unwrap();
-        // 48 MiB of 4 KiB values, the size of the dedupe chunks that make up most of a store
-        // at a high rate.
-        let live = 48usize << 20;
-        for page in 0..live / (1 << 20) {
+    /// A store in `dir` of `mib` MiB of 4 KiB values (the size of the dedupe chunks that make
+    /// up most of a store at a high rate), with 256 keys a MiB.
+    fn store_of(dir: &Path, mib: usize) -> SledStore {
+        let store = SledStore::open(dir, 1 << 20).unwrap();
+        for page in 0..mib {
             let mut b = Batch::new();
             for i in 0..256usize {
                 let n = page * 256 + i;
-                let v: Vec<u8> = (0..4096)
-                    .map(|j| u8::try_from((n * 31 + j * 7) % 251).unwrap())
-                    .collect();
-                b.put(format!("k{n:08}").into_bytes(), v);
+                b.put(format!("k{n:08}").into_bytes(), copied_value(n));
             }
-            from.apply(b).unwrap();
-            from.sync().unwrap();
+            store.apply(b).unwrap();
+            store.sync().unwrap();
         }
-        let copy = |name: &str, sync_every: u64| {
-            let to = SledStore::open(&parent.path().join(name), 1 << 20).unwrap();
+        store
+    }
+
+    #[test]
+    fn the_copy_holds_a_bounded_part_of_the_store_in_memory() {
+        let parent = tempfile::tempdir().unwrap();
+        let from = parent.path().join("from");
+        let live = 96usize;
+        drop(store_of(&from, live));
+        let copy = |name: &str, bytes: u64| {
+            let to = parent.path().join(name);
+            let window = Window {
+                cache_capacity: 1 << 20,
+                bytes,
+            };
+            let started = Instant::now();
             let peak = peak_heap_during(|| {
-                assert_eq!(copy_all(&from, &to, sync_every).unwrap(), 12_288);
-                to.sync().unwrap();
+                assert_eq!(
+                    copy_and_check(&from, &to, window).unwrap(),
+                    256 * live as u64
+                );
             });
-            drop(to);
-            peak
+            (peak >> 20, started.elapsed())
         };
-        let unsynced = copy("unsynced", u64::MAX);
-        let synced = copy("synced", SYNC_EVERY_BYTES);
+        let (whole, whole_took) = copy("whole", u64::MAX);
+        let (windowed, windowed_took) = copy("windowed", WINDOW_BYTES);
         eprintln!(
-            "heap in use above the start while copying {} MiB: {} MiB synced only at the end, {} MiB synced every {} MiB",
-            live >> 20,
-            unsynced >> 20,
-            synced >> 20,
-            SYNC_EVERY_BYTES >> 20
+            "heap in use above the start while copying and checking {live} MiB: {whole} MiB \
+             through one opening of each store ({whole_took:?}), {windowed} MiB through a \
+             fresh opening every {} MiB ({windowed_took:?})",
+            WINDOW_BYTES >> 20
         );
-        // Measured: 76–84 MiB synced at the end only, 31–40 MiB synced every 4–16 MiB (the
-        // rest is what sled holds of the store it reads).
+        // Measured (debug build): 175 MiB through one opening, 33 MiB in windows of 4 MiB (about
+        // 25 of it sled's own per opening of a store). The bound, half the live bytes: through
+        // one opening (as the copy was before the windows) sled keeps most of both stores in
+        // memory and goes far above it.
+        let bound = live / 2;
         assert!(
-            synced < unsynced * 2 / 3 && synced < live,
-            "synced every {} MiB: {synced} B at the peak; synced at the end only: {unsynced} B",
-            SYNC_EVERY_BYTES >> 20
+            windowed < bound && whole > bound,
+            "windows of {} MiB: {windowed} MiB at the peak; one opening: {whole} MiB",
+            WINDOW_BYTES >> 20
         );
+    }
+
+    #[test]
+    fn a_copy_that_differs_from_the_store_or_misses_a_key_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let from = parent.path().join("from");
+        drop(store_of(&from, 3));
+        let to = parent.path().join("to");
+        // Windows of 1 MiB: the copy and the read-back each open the stores three times.
+        let window = Window {
+            cache_capacity: 1 << 20,
+            bytes: 1 << 20,
+        };
+        let copied = copy_windows(&from, &to, window).unwrap();
+        assert_eq!(copied.keys, 768);
+        assert_eq!(
+            verify(&copied, &read_back(&to, window).unwrap()).unwrap(),
+            768
+        );
+        let tamper = |f: &dyn Fn(&mut Batch)| {
+            let store = SledStore::open(&to, 1 << 20).unwrap();
+            let mut b = Batch::new();
+            f(&mut b);
+            store.apply(b).unwrap();
+            store.sync().unwrap();
+        };
+        // One value changed, same length: same keys and bytes, another digest.
+        tamper(&|b| b.put(b"k00000500".to_vec(), vec![0; 4096]));
+        let err = verify(&copied, &read_back(&to, window).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("digests differ"), "{err}");
+        // One key missing (the copy cut short).
+        tamper(&|b| b.put(b"k00000500".to_vec(), copied_value(500)));
+        assert_eq!(
+            verify(&copied, &read_back(&to, window).unwrap()).unwrap(),
+            768
+        );
+        tamper(&|b| b.remove(b"k00000767".to_vec()));
+        let err = verify(&copied, &read_back(&to, window).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("767 keys"), "{err}");
+        // A key more than the store has.
+        tamper(&|b| {
+            b.put(b"k00000767".to_vec(), copied_value(767));
+            b.put(b"zz".to_vec(), vec![1]);
+        });
+        assert!(verify(&copied, &read_back(&to, window).unwrap()).is_err());
+    }
+
+    /// The value [`store_of`] stores under key number `n`.
+    fn copied_value(n: usize) -> Vec<u8> {
+        (0..4096)
+            .map(|j| u8::try_from((n * 31 + j * 7) % 251).unwrap())
+            .collect()
     }
 }
