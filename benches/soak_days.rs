@@ -5,7 +5,11 @@
 //! (RSS at the end of the day and the range of its 24 hourly samples, store on disk and live,
 //! dedupe, audit files; glibc's heap counters; the latency of the day's enqueue calls, the heap
 //! trims and the longest one; where the day's wall time went) and a summary with the bytes on
-//! disk per reading retained. The hourly RSS samples themselves go to stderr, a line a day.
+//! disk per reading retained. The hourly RSS samples themselves go to stderr, a line a day,
+//! followed by a table row per simulated hour: RSS (anonymous and file pages), glibc's heap
+//! counters, the largest RSS and heap in use sampled during the hour, and the rewrites and
+//! trims that ran in it. `--probe-trim` trims the heap after each hourly sample and samples
+//! RSS again (what a trim cannot give back).
 //! `cargo test --all-targets` runs it without `--bench`: then only 2 small days, as a smoke
 //! test (CI runs `tests/soak.rs`).
 //!
@@ -75,6 +79,9 @@ fn main() {
         Some(other) => panic!("unknown --case {other}"),
         None => {}
     }
+    if args.iter().any(|a| a == "--probe-trim") {
+        driver::PROBE_TRIM.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let started = std::time::Instant::now();
     println!(
         "soak_days: {} days, {} readings a day ({:.2}/s simulated), audit retention {} days, audit cap {} B, malloc: {tuning:?}",
@@ -121,6 +128,12 @@ fn main() {
             .map(|b| format!("{:.1}", *b as f64 / 1_048_576.0))
             .collect();
         eprintln!("day {} RSS MiB by hour: {}", r.day, hourly.join(" "));
+        if r.day == 1 {
+            eprintln!("{}", driver::HourSample::HEADER);
+        }
+        for (i, h) in r.hours.iter().enumerate() {
+            eprintln!("{}", h.line(r.day, i + 1));
+        }
     });
     let last = rows.last().expect("a day");
     let retained_days = u64::from(a.audit_retention_days.min(a.days));

@@ -87,6 +87,9 @@ pub struct Heap {
     pub in_use: usize,
     /// Bytes freed but still held by the arenas (`fordblks`): resident as far as touched.
     pub free: usize,
+    /// Of `free`, the bytes at the top of the main heap that a trim can give back by moving
+    /// the break (`keepcost`).
+    pub top_free: usize,
 }
 
 /// glibc's counters now (all zero where glibc is not the allocator).
@@ -99,6 +102,43 @@ pub fn heap() -> Heap {
         mmapped: info.hblkhd,
         in_use: info.uordblks + info.hblkhd,
         free: info.fordblks,
+        top_free: info.keepcost,
+    }
+}
+
+/// The process's resident memory by kind (`/proc/self/status`), in bytes: what tells heap
+/// memory from pages of mapped files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident {
+    /// All resident pages (`VmRSS`): the sum of the three below.
+    pub total: u64,
+    /// Anonymous pages (`RssAnon`): the heap, mmapped blocks, stacks.
+    pub anon: u64,
+    /// Pages of mapped files (`RssFile`): the program's own code and libraries.
+    pub file: u64,
+    /// Shared memory (`RssShmem`).
+    pub shmem: u64,
+}
+
+/// The process's resident memory now (all zero where `/proc` is not there).
+pub fn resident() -> Resident {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    parse_resident(&status)
+}
+
+fn parse_resident(status: &str) -> Resident {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    Resident {
+        total: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+        shmem: field("RssShmem:"),
     }
 }
 
@@ -266,4 +306,26 @@ fn mallinfo() -> (usize, usize) {
     // SAFETY: mallinfo2 only reads malloc's counters and returns them by value.
     let info = unsafe { libc::mallinfo2() };
     (info.hblks, info.hblkhd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_by_kind() {
+        let status = "Name:\tvitalsd\nVmHWM:\t  9000 kB\nVmRSS:\t    5000 kB\nRssAnon:\t    3000 kB\nRssFile:\t    1900 kB\nRssShmem:\t     100 kB\n";
+        let r = parse_resident(status);
+        assert_eq!(
+            r,
+            Resident {
+                total: 5000 << 10,
+                anon: 3000 << 10,
+                file: 1900 << 10,
+                shmem: 100 << 10,
+            }
+        );
+        let now = resident();
+        assert!(now.anon > 0 && now.total >= now.anon, "{now:?}");
+    }
 }

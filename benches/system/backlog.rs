@@ -44,6 +44,8 @@ pub struct Backlog {
     /// `vitalsd queue compact` on the drained, stopped store: its time and the size after.
     pub compact_took: Duration,
     pub disk_compacted: u64,
+    /// What the compacted `data_dir` holds, part by part.
+    pub kept: Kept,
     pub cache_size: String,
     /// With `--waits`: where the drain's time went, per part (median, p99, count).
     pub waits: Vec<Wait>,
@@ -157,6 +159,63 @@ pub fn waits(log: &str) -> Vec<Wait> {
             }
         })
         .collect()
+}
+
+/// What stays in `data_dir` after the drain and `vitalsd queue compact`, and what of it is
+/// kept on purpose (`vitalsd queue stats` on the stopped store).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kept {
+    /// `data_dir/queue` (sled's files) and `data_dir/audit` (the audit trail's day files).
+    pub queue_dir: u64,
+    pub audit_dir: u64,
+    /// Everything else in `data_dir` (the store key, the outbox, ...).
+    pub other: u64,
+    /// The empty store's `data_dir/queue`.
+    pub empty_queue_dir: u64,
+    /// The store's live bytes: undelivered, dedupe history, audit entries still in the store.
+    pub live: u64,
+    pub undelivered: u64,
+    pub dedupe: u64,
+    pub audit_in_store: u64,
+    pub rejected: u64,
+}
+
+impl Kept {
+    /// The history the store keeps by design and the audit files: what an empty store plus
+    /// the same readings' history takes, sled's own files at their size for an empty store.
+    pub fn by_design(&self) -> u64 {
+        self.empty_queue_dir + self.live + self.audit_dir + self.other
+    }
+}
+
+/// Splits the `data_dir` in `data` into its parts and reads the store's live bytes from
+/// `vitalsd queue stats` (the daemon stopped).
+fn kept(cfg: &Path, data: &Path, empty: &Path) -> Kept {
+    let out = std::process::Command::new(proc::binary())
+        .args(["queue", "stats", "--config"])
+        .arg(cfg)
+        .output()
+        .expect("vitalsd queue stats");
+    assert!(
+        out.status.success(),
+        "queue stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("queue stats JSON");
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let queue_dir = proc::dir_bytes(&data.join("queue"));
+    let audit_dir = proc::dir_bytes(&data.join("audit"));
+    Kept {
+        queue_dir,
+        audit_dir,
+        other: proc::dir_bytes(data).saturating_sub(queue_dir + audit_dir),
+        empty_queue_dir: proc::dir_bytes(&empty.join("queue")),
+        live: n(&v["live_bytes"]),
+        undelivered: n(&v["undelivered_bytes"]),
+        dedupe: n(&v["history"]["dedupe_bytes"]),
+        audit_in_store: n(&v["history"]["audit_bytes"]),
+        rejected: n(&v["history"]["rejected_bytes"]),
+    }
 }
 
 /// A realistic SpO2 reading (~330 bytes of JSON), distinct per `n`: measured at a distinct
@@ -390,6 +449,7 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64, drain: DrainArgs) -> Backlog {
     );
     let compact_took = t0.elapsed();
     let disk_compacted = proc::dir_bytes(&data);
+    let kept = kept(&cfg, &data, &empty);
     let resent = listener.with(|s| s.resent);
     let dup = listener.with(|s| s.stored.values().filter(|c| **c > 1).count());
     assert_eq!(dup, 0, "the listener stored {dup} Observations twice");
@@ -416,6 +476,7 @@ pub fn run(rt: &Runtime, tmp: &Path, n: u64, drain: DrainArgs) -> Backlog {
         disk_restarted,
         compact_took,
         disk_compacted,
+        kept,
         cache_size: "16MiB (default)".into(),
         waits,
     }

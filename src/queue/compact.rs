@@ -2,8 +2,9 @@
 //!
 //! sled reuses the space of removed entries but does not give it back to the file system, so
 //! after a large backlog drained `<data_dir>/queue` stays as big as it was at its peak. With the
-//! daemon stopped, [`compact`] copies every live key into `<dir>.compact`, makes the copy
-//! durable, checks it holds as many keys as the original, and then exchanges the two
+//! daemon stopped, [`compact`] copies every live key into `<dir>.compact`, making the copy
+//! durable as it goes, reads the copy back and checks it holds exactly the keys and values
+//! written (their count, bytes and a SHA-256 over them in order), and then exchanges the two
 //! directories in one `renameat2(RENAME_EXCHANGE)`: at every moment `<dir>` is a whole store,
 //! the old one or the new one. The old store (now under `<dir>.compact`) is removed last; a
 //! leftover `<dir>.compact` from an interrupted run is removed by the next run.
@@ -13,12 +14,16 @@
 //! would). Values are copied as they are stored: each is sealed with its own key as associated
 //! data, so the copy opens with the same store key. The copy gets the owner, group and modes of
 //! the store it replaces before the exchange.
+//!
+//! Memory: the copy and the read-back go through the stores in windows of [`WINDOW_BYTES`],
+//! each through a fresh opening of the stores that is closed at the window's end, so what sled
+//! keeps in memory of the nodes it read or wrote is bounded by a window, not by the store's
+//! size (docs/store-bounds.md, "Memory at 50 readings/s").
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cipher::{SealError, Sealed, StoreKey};
-use super::scan::count_prefix;
 use super::sled_store::{Ownership, SledStore};
 use super::store::{Batch, Store, StoreError};
 use super::types::QueueError;
@@ -34,8 +39,12 @@ pub struct CompactReport {
     pub took: Duration,
 }
 
-/// Keys copied per batch.
+/// Keys copied per batch (at most; see [`BATCH_BYTES`]).
 const PAGE: usize = 4096;
+
+/// Key and value bytes copied per batch, at most (one key more than this if a single key is
+/// larger).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Compacts the store in `dir` (the daemon must be stopped: the store's lock is taken).
 pub fn compact(
@@ -59,28 +68,26 @@ pub fn compact(
     }
     let bytes_before = dir_bytes(dir).map_err(|e| io("measuring", dir, e))?;
     let owner = Ownership::of(dir).map_err(|e| io("reading the owner and modes of", dir, e))?;
-    let keys = {
-        let old = match Sealed::open(SledStore::open(dir, cache_capacity)?, key) {
-            Ok(s) => s,
-            Err(SealError::Store(e)) => return Err(e.into()),
-            Err(e @ SealError::WrongKey { .. }) => {
-                return Err(QueueError::Store(StoreError::Open {
-                    path: dir.to_path_buf(),
-                    reason: e.to_string(),
-                }))
-            }
-        };
-        let new = SledStore::open(&tmp, cache_capacity)?;
-        let copied = copy_all(old.inner(), &new)?;
-        new.sync()?;
-        let check = count_prefix(&new, &[], |_| {})?;
-        if check != copied {
-            return Err(QueueError::Store(StoreError::Io(format!(
-                "the compacted copy holds {check} keys, the store {copied}; nothing was changed"
-            ))));
+    // The key is checked (and an unencrypted store sealed) once; the copy then reads the raw
+    // sealed values window by window.
+    match Sealed::open(SledStore::open(dir, cache_capacity)?, key) {
+        Ok(s) => drop(s),
+        Err(SealError::Store(e)) => return Err(e.into()),
+        Err(e @ SealError::WrongKey { .. }) => {
+            return Err(QueueError::Store(StoreError::Open {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            }))
         }
-        copied
-    };
+    }
+    let keys = copy_and_check(
+        dir,
+        &tmp,
+        Window {
+            cache_capacity,
+            bytes: WINDOW_BYTES,
+        },
+    )?;
     owner
         .apply(&tmp)
         .map_err(|e| io("giving the copy the owner and modes of", dir, e))?;
@@ -102,21 +109,180 @@ fn sibling(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<u64, QueueError> {
-    let mut n = 0u64;
+/// Key and value bytes the copy reads (and writes, and reads back) through one opening of each
+/// store. sled keeps what it read or wrote in memory until its page cache processes the
+/// accesses, which it does only after many of them (so a small `cache_capacity` alone does not
+/// bound it); dropping the stores after each window frees all of it (docs/store-bounds.md,
+/// "Memory at 50 readings/s").
+pub const WINDOW_BYTES: u64 = 4 << 20;
+
+/// How the copy opens the stores: each window of about `bytes` through a fresh opening with a
+/// page cache of `cache_capacity`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    cache_capacity: u64,
+    bytes: u64,
+}
+
+/// What a copy wrote, or what a read-back found: the keys, their key and value bytes, and a
+/// SHA-256 over every key and value in order (each preceded by its length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Copied {
+    keys: u64,
+    bytes: u64,
+    digest: Vec<u8>,
+}
+
+/// A running [`Copied`].
+struct Tally {
+    keys: u64,
+    bytes: u64,
+    sha: ring::digest::Context,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            keys: 0,
+            bytes: 0,
+            sha: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+
+    fn add(&mut self, k: &[u8], v: &[u8]) {
+        self.keys += 1;
+        self.bytes += (k.len() + v.len()) as u64;
+        for part in [k, v] {
+            self.sha.update(&(part.len() as u64).to_be_bytes());
+            self.sha.update(part);
+        }
+    }
+
+    fn finish(self) -> Copied {
+        Copied {
+            keys: self.keys,
+            bytes: self.bytes,
+            digest: self.sha.finish().as_ref().to_vec(),
+        }
+    }
+}
+
+/// Copies the store in `from` into `to` ([`copy_windows`]), reads the copy back
+/// ([`read_back`]) and returns the keys copied if it holds exactly what was written.
+fn copy_and_check(from: &Path, to: &Path, window: Window) -> Result<u64, QueueError> {
+    let copied = copy_windows(from, to, window)?;
+    let found = read_back(to, window)?;
+    verify(&copied, &found)
+}
+
+/// The keys copied if the copy holds exactly what was written (the same keys, bytes and
+/// digest); an error otherwise.
+fn verify(copied: &Copied, found: &Copied) -> Result<u64, QueueError> {
+    if found == copied {
+        return Ok(copied.keys);
+    }
+    Err(QueueError::Store(StoreError::Io(format!(
+        "the compacted copy holds {} keys ({} bytes), the store {} keys ({} bytes), and their \
+         digests {}; nothing was changed",
+        found.keys,
+        found.bytes,
+        copied.keys,
+        copied.bytes,
+        if found.digest == copied.digest {
+            "agree"
+        } else {
+            "differ"
+        },
+    ))))
+}
+
+/// Copies every key of the store in `from` into a store in `to`, a window at a time: each
+/// window opens both stores, copies keys in order after the last one copied until about
+/// `window.bytes` were copied, syncs the copy, and closes both (asking for the heap to be
+/// trimmed). Returns what it wrote.
+fn copy_windows(from: &Path, to: &Path, window: Window) -> Result<Copied, QueueError> {
+    let mut tally = Tally::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = from.scan_prefix(&[], after.as_deref(), PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(n);
+        let old = SledStore::open(from, window.cache_capacity)?;
+        let new = SledStore::open(to, window.cache_capacity)?;
+        let done = copy_all(&old, &new, &mut after, window.bytes, &mut tally)?;
+        new.sync()?;
+        drop((old, new));
+        crate::alloc::Trimmer::global().request();
+        if done {
+            return Ok(tally.finish());
+        }
+    }
+}
+
+/// Reads the store in `dir` back a window at a time (each through a fresh opening, in pages of
+/// about [`BATCH_BYTES`] like the copy's) and returns
+/// what it holds, to compare with what [`copy_windows`] wrote.
+fn read_back(dir: &Path, window: Window) -> Result<Copied, QueueError> {
+    let mut tally = Tally::new();
+    let mut after: Option<Vec<u8>> = None;
+    let mut limit = 64usize;
+    loop {
+        let store = SledStore::open(dir, window.cache_capacity)?;
+        let mut read = 0u64;
+        let done = loop {
+            let page = store.scan_prefix(&[], after.as_deref(), limit)?;
+            let Some((last, _)) = page.last() else {
+                break true;
+            };
+            after = Some(last.clone());
+            let mut bytes = 0usize;
+            for (k, v) in &page {
+                bytes += k.len() + v.len();
+                tally.add(k, v);
+            }
+            limit = (BATCH_BYTES / (bytes / page.len()).max(1)).clamp(1, PAGE);
+            read += bytes as u64;
+            if read >= window.bytes {
+                break false;
+            }
         };
-        after = Some(last.clone());
+        drop(store);
+        crate::alloc::Trimmer::global().request();
+        if done {
+            return Ok(tally.finish());
+        }
+    }
+}
+
+/// Copies the keys of `from` after `after` into `to` in batches of at most [`PAGE`] keys and
+/// about [`BATCH_BYTES`] (each read asks for as many keys as the last batch's average size lets
+/// fit), until at least `budget` bytes were copied (returns false, `after` the last key copied) or every key was (returns true).
+fn copy_all(
+    from: &dyn Store,
+    to: &dyn Store,
+    after: &mut Option<Vec<u8>>,
+    budget: u64,
+    tally: &mut Tally,
+) -> Result<bool, QueueError> {
+    let mut copied = 0u64;
+    let mut limit = 64usize;
+    loop {
+        let page = from.scan_prefix(&[], after.as_deref(), limit)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(true);
+        };
+        *after = Some(last.clone());
+        let keys = page.len();
         let mut batch = Batch::new();
+        let mut bytes = 0usize;
         for (k, v) in page {
+            bytes += k.len() + v.len();
+            tally.add(&k, &v);
             batch.put(k, v);
-            n += 1;
         }
         to.apply(batch)?;
+        limit = (BATCH_BYTES / (bytes / keys).max(1)).clamp(1, PAGE);
+        copied += bytes as u64;
+        if copied >= budget {
+            return Ok(false);
+        }
     }
 }
 
@@ -148,92 +314,5 @@ pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::tests::reading;
-    use crate::queue::{Queue, QueueOptions, Settle};
-    use crate::reading::SinkId;
-    use std::sync::Arc;
-
-    fn opts() -> QueueOptions {
-        QueueOptions::new(vec![SinkId::new("ehr")])
-    }
-
-    fn key() -> StoreKey {
-        StoreKey::from_bytes([5; 32], "test key")
-    }
-
-    fn open(dir: &Path) -> Queue {
-        let store = Sealed::open(SledStore::open(dir, 8 << 20).unwrap(), &key()).unwrap();
-        Queue::with_store(Arc::new(store), opts()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn compaction_gives_space_back_and_keeps_every_pending_entry() {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("queue");
-        let sink = SinkId::new("ehr");
-        let kept = {
-            let q = open(&dir);
-            let all: Vec<_> = (0..3000).map(|n| reading("cuff", n)).collect();
-            q.enqueue(all.clone()).await.unwrap();
-            let delivered = all[..2990]
-                .iter()
-                .map(|r| (r.id.unwrap(), Settle::Delivered))
-                .collect();
-            q.settle(&sink, delivered).await.unwrap();
-            q.close().await.unwrap();
-            all[2990..].to_vec()
-        };
-        let report = compact(&dir, 8 << 20, &key()).unwrap();
-        assert!(report.bytes_after < report.bytes_before, "{report:?}");
-        assert!(!sibling(&dir).exists());
-        let q = open(&dir);
-        assert_eq!(q.stats().unwrap().sinks[0].pending, 10);
-        let far = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-        let left: Vec<_> = q
-            .pending(&sink, 100, far)
-            .unwrap()
-            .into_iter()
-            .map(|p| p.reading)
-            .collect();
-        assert_eq!(left, kept);
-        // Dedupe keys survive: the delivered readings are still known.
-        let again = q.enqueue(vec![reading("cuff", 5)]).await.unwrap();
-        assert!(matches!(
-            again[0],
-            crate::queue::EnqueueOutcome::Duplicate(_)
-        ));
-    }
-
-    #[test]
-    fn compaction_refuses_a_directory_without_a_store_and_removes_leftovers() {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("queue");
-        assert!(compact(&dir, 8 << 20, &key()).is_err());
-        std::fs::create_dir_all(sibling(&dir)).unwrap();
-        drop(SledStore::open(&dir, 8 << 20).unwrap());
-        compact(&dir, 8 << 20, &key()).unwrap();
-        assert!(!sibling(&dir).exists());
-        assert!(dir.join("db").exists());
-    }
-
-    #[test]
-    fn compaction_refuses_another_key_and_keeps_the_store_modes() {
-        use std::os::unix::fs::PermissionsExt;
-        let parent = tempfile::tempdir().unwrap();
-        let dir = parent.path().join("queue");
-        drop(Sealed::open(SledStore::open(&dir, 8 << 20).unwrap(), &key()).unwrap());
-        let other = StoreKey::from_bytes([6; 32], "other key");
-        let err = compact(&dir, 8 << 20, &other).unwrap_err().to_string();
-        assert!(err.contains("another key"), "{err}");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::set_permissions(dir.join("db"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        compact(&dir, 8 << 20, &key()).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&dir), 0o700);
-        assert_eq!(mode(&dir.join("db")), 0o600);
-        assert_eq!(mode(&dir.join("conf")), 0o600);
-        drop(Sealed::open(SledStore::open(&dir, 8 << 20).unwrap(), &key()).unwrap());
-    }
-}
+#[path = "compact_tests.rs"]
+mod tests;

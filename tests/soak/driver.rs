@@ -91,6 +91,85 @@ pub struct DayRow {
     /// Heap trims finished on the trim thread so far, and the longest of the day (ms).
     pub trims: u64,
     pub trim_max_ms: f64,
+    /// What was resident and in the heap after each simulated hour, and what happened in it.
+    pub hours: [HourSample; 24],
+}
+
+/// One simulated hour's memory: sampled when its readings are stored and delivered, plus the
+/// largest figures a sampling thread saw during the hour (every [`PEAK_EVERY`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HourSample {
+    pub resident: vitalsd::alloc::Resident,
+    pub heap: vitalsd::alloc::Heap,
+    /// The largest RSS and heap bytes in use sampled during the hour.
+    pub peak_rss: u64,
+    pub peak_in_use: usize,
+    /// Online rewrites and heap trims that finished during the hour.
+    pub reclaims: u64,
+    pub trims: u64,
+    /// Audit files at the end of the hour.
+    pub audit_files: u64,
+    /// RSS right after a trim made for the sample (with [`PROBE_TRIM`] set; else 0): what of
+    /// RSS a trim cannot give back.
+    pub rss_after_trim: u64,
+}
+
+/// Set by the bench's `--probe-trim`: after each hour's sample, trim the heap on the spot and
+/// sample RSS again (one trim an hour more than the store asks for).
+pub static PROBE_TRIM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How often the sampling thread reads RSS and glibc's counters for the hourly peaks.
+pub const PEAK_EVERY: Duration = Duration::from_millis(200);
+
+/// The largest RSS and heap in use seen since the last [`Peaks::take`].
+#[derive(Default)]
+struct Peaks {
+    rss: std::sync::atomic::AtomicU64,
+    in_use: std::sync::atomic::AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Peaks {
+    fn sample(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rss.fetch_max(rss_bytes(), Relaxed);
+        self.in_use
+            .fetch_max(vitalsd::alloc::heap().in_use, Relaxed);
+    }
+
+    fn take(&self) -> (u64, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.sample();
+        (self.rss.swap(0, Relaxed), self.in_use.swap(0, Relaxed))
+    }
+}
+
+impl HourSample {
+    /// The columns of [`HourSample::line`].
+    pub const HEADER: &'static str = "| day | hour | RSS MiB | anon MiB | file MiB | heap in use MiB | free in arenas MiB | arenas MiB | mmapped MiB | top free MiB | peak RSS MiB | peak in use MiB | rewrites | trims | audit files | RSS after a trim MiB |";
+
+    #[allow(clippy::cast_precision_loss)]
+    pub fn line(&self, day: u32, hour: usize) -> String {
+        let mib = |b: u64| b as f64 / 1_048_576.0;
+        let mibu = |b: usize| b as f64 / 1_048_576.0;
+        format!(
+            "| {day} | {hour} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} |",
+            mib(self.resident.total),
+            mib(self.resident.anon),
+            mib(self.resident.file),
+            mibu(self.heap.in_use),
+            mibu(self.heap.free),
+            mibu(self.heap.arena),
+            mibu(self.heap.mmapped),
+            mibu(self.heap.top_free),
+            mib(self.peak_rss),
+            mibu(self.peak_in_use),
+            self.reclaims,
+            self.trims,
+            self.audit_files,
+            mib(self.rss_after_trim),
+        )
+    }
 }
 
 impl DayRow {
@@ -261,10 +340,22 @@ pub fn run_with(
     let page = shape.page.max(1);
     let lat: Latencies = Arc::default();
     let trimmer = vitalsd::alloc::Trimmer::global();
+    let peaks = Arc::new(Peaks::default());
+    let sampler = {
+        let peaks = Arc::clone(&peaks);
+        std::thread::spawn(move || {
+            while !peaks.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peaks.sample();
+                std::thread::sleep(PEAK_EVERY);
+            }
+        })
+    };
+    let (mut reclaims_before, mut trims_before) = (0, trimmer.done());
     for day in 0..a.days {
         let day_started = std::time::Instant::now();
         let (mut enqueue_secs, mut deliver_secs) = (0.0, 0.0);
         let mut rss_hourly = [0u64; 24];
+        let mut hours = [HourSample::default(); 24];
         for hour in 0..24u64 {
             let h = u64::from(day) * 24 + hour;
             *now.lock().unwrap() = START + time::Duration::hours(i64::try_from(h).unwrap());
@@ -307,7 +398,28 @@ pub fn run_with(
                 rt.block_on(q.settle_audited(&sink, done)).unwrap();
             }
             deliver_secs += started.elapsed().as_secs_f64();
-            rss_hourly[usize::try_from(hour).unwrap()] = rss_bytes();
+            let resident = vitalsd::alloc::resident();
+            let heap = vitalsd::alloc::heap();
+            let (peak_rss, peak_in_use) = peaks.take();
+            let st = q.stats().unwrap();
+            let trims_now = trimmer.done();
+            let i = usize::try_from(hour).unwrap();
+            rss_hourly[i] = resident.total;
+            hours[i] = HourSample {
+                resident,
+                heap,
+                peak_rss,
+                peak_in_use,
+                reclaims: st.reclaims - reclaims_before,
+                trims: trims_now - trims_before,
+                audit_files: st.history.audit_files,
+                rss_after_trim: 0,
+            };
+            (reclaims_before, trims_before) = (st.reclaims, trims_now);
+            if PROBE_TRIM.load(std::sync::atomic::Ordering::Relaxed) {
+                vitalsd::alloc::trim();
+                hours[i].rss_after_trim = rss_bytes();
+            }
         }
         let mut calls = std::mem::take(&mut *lat.lock().unwrap());
         // The size on disk is refreshed by the writer at most every 250 ms.
@@ -335,10 +447,13 @@ pub fn run_with(
             enqueue_ms: percentiles(&mut calls),
             trims: trimmer.done(),
             trim_max_ms: trimmer.take_longest().as_secs_f64() * 1000.0,
+            hours,
         };
         each(&row);
         rows.push(row);
     }
+    peaks.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
     rt.block_on(q.close()).unwrap();
     rows
 }
