@@ -227,10 +227,12 @@ fn queue_compact_gives_back_the_space_of_a_drained_backlog_and_refuses_a_running
     let config = path.to_str().unwrap();
     let daemon = support::Daemon::start(&path, &tmp.path().join("log"));
     daemon.wait_log("serial port open", std::time::Duration::from_secs(10));
-    for n in 0..300 {
+    // Enough readings that the drained store's dead space outweighs sled's fixed size of a
+    // fresh store (readings are stored compactly: 300 frames left 0.4 MiB).
+    for n in 0..1500 {
         pty.send(format!("SPO2={:03} HR={:03}\r\n", 90 + n % 10, 50 + n % 90).as_bytes());
     }
-    support::wait_outbox(&outbox, 600, std::time::Duration::from_secs(60));
+    support::wait_outbox(&outbox, 3000, std::time::Duration::from_secs(120));
     let busy = vitalsd(&["queue", "compact", "--config", config]);
     assert!(!busy.status.success());
     assert!(String::from_utf8_lossy(&busy.stderr).contains("in use"));
