@@ -114,7 +114,7 @@ fn sibling(dir: &Path) -> PathBuf {
 /// accesses, which it does only after many of them (so a small `cache_capacity` alone does not
 /// bound it); dropping the stores after each window frees all of it (docs/store-bounds.md,
 /// "Memory at 50 readings/s").
-pub const WINDOW_BYTES: u64 = 4 << 20;
+pub const WINDOW_BYTES: u64 = 16 << 20;
 
 /// How the copy opens the stores: each window of about `bytes` through a fresh opening with a
 /// page cache of `cache_capacity`.

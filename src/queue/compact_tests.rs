@@ -153,11 +153,11 @@ fn the_copy_holds_a_bounded_part_of_the_store_in_memory() {
          fresh opening every {} MiB ({windowed_took:?})",
         WINDOW_BYTES >> 20
     );
-    // Measured (debug build): 175 MiB through one opening, 33 MiB in windows of 4 MiB (about
-    // 25 of it sled's own per opening of a store). The bound, half the live bytes: through
-    // one opening (as the copy was before the windows) sled keeps most of both stores in
-    // memory and goes far above it.
-    let bound = live / 2;
+    // Measured (debug build): 143–175 MiB through one opening, 33 MiB in windows of 4 MiB and
+    // 57 MiB in windows of 16 MiB (about 25 of it sled's own per opening of a store). The
+    // bound, three quarters of the live bytes: through one opening (as the copy was before the
+    // windows) sled keeps most of both stores in memory and goes far above it.
+    let bound = live * 3 / 4;
     assert!(
         windowed < bound && whole > bound,
         "windows of {} MiB: {windowed} MiB at the peak; one opening: {whole} MiB",
