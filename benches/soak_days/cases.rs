@@ -23,49 +23,10 @@ use vitalsd::queue::reclaim::ReclaimOptions;
 use vitalsd::queue::{
     AuditFiles, Batch, EnqueueOutcome, Queue, QueueClock, QueueOptions, Settle, SledStore, Store,
 };
-use vitalsd::reading::{
-    Decimal, DeviceId, DeviceInfo, Kind, Reading, ReadingId, SinkId, Ucum, Value,
-};
+use vitalsd::reading::{Reading, ReadingId, SinkId};
 
-const START: OffsetDateTime = time::macros::datetime!(2027-01-01 00:00 UTC);
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn reading(device: &str, t: OffsetDateTime, n: u64) -> Reading {
-    Reading {
-        id: Some(ReadingId::new()),
-        device: DeviceInfo {
-            id: DeviceId::new(device),
-            driver: "test".into(),
-            model: None,
-            serial: None,
-        },
-        room: Some("exam-1".into()),
-        patient: None,
-        patient_record: None,
-        kind: Kind::HeartRate,
-        observed_at: t,
-        received_at: t,
-        device_time: Some(t),
-        values: vec![Value {
-            code: "8867-4".into(),
-            mdc: Some(147_842),
-            name: "heart_rate".into(),
-            value: Some(Decimal::from_int(i64::try_from(50 + n % 100).unwrap())),
-            unit: Ucum::new("/min"),
-            site: None,
-            absent: None,
-        }],
-        flags: vec![],
-        waveform: None,
-    }
-}
+use super::arg;
+use super::driver::{reading, START};
 
 /// Reading `i` of simulated hour `h` of the one device, `per_hour` spread over the hour.
 fn nth(h: u64, i: u64, per_hour: u64) -> Reading {

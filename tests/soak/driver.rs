@@ -215,7 +215,8 @@ fn percentiles(v: &mut [f64]) -> [f64; 3] {
 
 pub const START: OffsetDateTime = time::macros::datetime!(2027-01-01 00:00 UTC);
 
-fn reading(device: &str, t: OffsetDateTime, n: u64) -> Reading {
+/// Reading number `n` of `device` at `t`: one heart rate (the soak's and its cases' reading).
+pub fn reading(device: &str, t: OffsetDateTime, n: u64) -> Reading {
     Reading {
         id: Some(ReadingId::new()),
         device: DeviceInfo {
