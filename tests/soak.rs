@@ -6,8 +6,17 @@
 #[path = "soak/driver.rs"]
 mod driver;
 
+/// Held by each test that runs the soak: the heap figures are the process's, so a soak
+/// running beside another would count the other's memory.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn simulated_weeks_keep_memory_and_disk_flat_and_age_history_out() {
+    let _alone = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let args = driver::SoakArgs {
         days: 16,
@@ -19,6 +28,7 @@ fn simulated_weeks_keep_memory_and_disk_flat_and_age_history_out() {
     let rows = driver::run(tmp.path(), &args, |r| eprintln!("{}", driver::line(r)));
     let last = rows.last().unwrap();
     assert_eq!(last.readings, 16 * 2400);
+    assert_eq!((last.sent, last.stored), (last.readings, last.readings));
     // Rotation and retention: today's file plus the days within the retention.
     assert!(
         (4..=6).contains(&last.audit_files),
@@ -76,6 +86,47 @@ fn simulated_weeks_keep_memory_and_disk_flat_and_age_history_out() {
     assert!(rep.first_break.is_none(), "{rep:?}");
 }
 
+/// The daemon-like shape of the bench (`--slices-per-hour`): several devices, each hour fed
+/// in slices (each stored, then delivered). Every reading is stored exactly once (a slice
+/// that overlapped the next would make duplicates, one that left a gap fewer readings), and
+/// a replay of a day ago is still a duplicate.
+#[test]
+fn an_hour_fed_in_slices_stores_every_reading_once() {
+    let _alone = one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let args = driver::SoakArgs {
+        days: 2,
+        per_day: 2400,
+        audit_retention_days: 4,
+        audit_max_bytes: u64::MAX,
+    };
+    // 100 readings an hour over 3 devices (34, 34 and 32), in 6 slices, 7 per call.
+    let shape = driver::Shape {
+        devices: 3,
+        parallel: 2,
+        page: 7,
+        slices_per_hour: 6,
+        ..driver::Shape::default()
+    };
+    let rows = driver::run_with(tmp.path(), &args, &shape, |_| {});
+    for r in &rows {
+        assert_eq!(
+            (r.sent, r.stored),
+            (r.readings, r.readings),
+            "day {}",
+            r.day
+        );
+    }
+    let last = rows.last().unwrap();
+    assert_eq!(last.readings, 2 * 2400);
+    assert_eq!(last.replays_stored_inside, 0);
+    assert!(
+        last.enqueue_calls >= 24 * 6 * 3,
+        "{} calls",
+        last.enqueue_calls
+    );
+}
+
 /// The median of a day's 24 hourly samples of the heap's bytes in use (glibc's count: what
 /// the program holds, whatever glibc keeps of what was freed).
 fn day_heap_in_use(r: &driver::DayRow) -> usize {
@@ -127,6 +178,7 @@ fn slope(y: &[f64]) -> f64 {
 #[test]
 #[ignore = "minutes long: run on purpose"]
 fn soak_days_from_the_environment() {
+    let _alone = one_at_a_time();
     let env = |k: &str, d: u32| {
         std::env::var(k)
             .ok()

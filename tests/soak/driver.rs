@@ -74,6 +74,11 @@ impl Default for Shape {
 pub struct DayRow {
     pub day: u32,
     pub readings: u64,
+    /// The hours' readings (replays not counted) sent in enqueue calls so far, and how many
+    /// of them the queue answered `Stored`: both `readings` when every reading was fed
+    /// exactly once, whatever the shape.
+    pub sent: u64,
+    pub stored: u64,
     pub rss_bytes: u64,
     pub store_disk_bytes: u64,
     pub store_live_bytes: u64,
@@ -356,7 +361,7 @@ pub fn run_with(
     let q = Queue::with_store(Arc::new(store), opts).unwrap();
     let per_hour = u64::from(a.per_day / 24).max(1);
     let mut rows = Vec::new();
-    let mut total = 0u64;
+    let (mut total, mut sent, mut stored) = (0u64, 0u64, 0u64);
     let (mut inside, mut outside) = (0u64, 0u64);
     let far = time::macros::datetime!(2100-01-01 0:00 UTC);
     let devices = shape.devices.max(1);
@@ -402,7 +407,8 @@ pub fn run_with(
                     page,
                     slice: (slice, slices),
                 };
-                enqueue_slice(&rt, &q, &lat, &feed);
+                let (n, s) = enqueue_slice(&rt, &q, &lat, &feed);
+                (sent, stored) = (sent + n, stored + s);
                 // Replays, with the hour's last slice: a day ago (inside the 7-day window)
                 // and 8 days ago (outside).
                 if slice + 1 == slices && h >= 24 {
@@ -471,6 +477,8 @@ pub fn run_with(
         let row = DayRow {
             day: day + 1,
             readings: total,
+            sent,
+            stored,
             rss_bytes: rss_bytes(),
             store_disk_bytes: dir_bytes(&qdir),
             store_live_bytes: s.live_bytes,
@@ -515,7 +523,8 @@ struct Feed {
 
 /// Stores one slice of hour `h`'s readings: each device's share of the slice (its readings
 /// whose place in the hour falls in the slice) in pages of `page`, `parallel` devices at a time.
-fn enqueue_slice(rt: &tokio::runtime::Runtime, q: &Queue, lat: &Latencies, f: &Feed) {
+/// Returns how many were sent and how many of them the queue answered `Stored`.
+fn enqueue_slice(rt: &tokio::runtime::Runtime, q: &Queue, lat: &Latencies, f: &Feed) -> (u64, u64) {
     let Feed {
         h,
         per_hour,
@@ -535,6 +544,7 @@ fn enqueue_slice(rt: &tokio::runtime::Runtime, q: &Queue, lat: &Latencies, f: &F
         .filter(|(start, end)| start < end)
         .collect();
     ranges.reverse();
+    let mut total = (0u64, 0u64);
     while !ranges.is_empty() {
         let wave: Vec<(u64, u64)> = (0..f.parallel).filter_map(|_| ranges.pop()).collect();
         rt.block_on(async {
@@ -543,23 +553,27 @@ fn enqueue_slice(rt: &tokio::runtime::Runtime, q: &Queue, lat: &Latencies, f: &F
                 let q = q.clone();
                 let lat = Arc::clone(lat);
                 tasks.spawn(async move {
-                    let mut i = first;
+                    let (mut i, mut stored) = (first, 0usize);
                     while i < end {
                         let n = (end - i).min(page as u64);
                         let batch: Vec<Reading> =
                             (i..i + n).map(|k| nth(h, k, per_hour, devices)).collect();
                         let t = std::time::Instant::now();
                         let r = q.enqueue(batch).await;
-                        timed_enqueue(&lat, r, t);
+                        let out = timed_enqueue(&lat, r, t);
+                        stored += out.iter().filter(|o| **o == EnqueueOutcome::Stored).count();
                         i += n;
                     }
+                    (end - first, stored as u64)
                 });
             }
             while let Some(done) = tasks.join_next().await {
-                done.unwrap();
+                let (n, s) = done.unwrap();
+                total = (total.0 + n, total.1 + s);
             }
         });
     }
+    total
 }
 
 pub fn header() -> &'static str {
