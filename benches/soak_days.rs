@@ -1,5 +1,6 @@
 //! `cargo bench --bench soak_days -- [--days 90] [--per-day 25920] [--retention-days 90]
-//! [--audit-max-bytes N] [--history-max-bytes N] [--devices 1] [--parallel 1] [--page 1000]`:
+//! [--audit-max-bytes N] [--history-max-bytes N] [--devices 1] [--parallel 1] [--page 1000]
+//! [--slices-per-hour 1] [--hours H] [--probe-trim]`:
 //! the accelerated soak of `tests/soak.rs` with big numbers. 90 simulated days at a clinic's
 //! rate (0.3 readings/s: 25,920 a day) pass in minutes; prints a markdown row per simulated day
 //! (RSS at the end of the day and the range of its 24 hourly samples, store on disk and live,
@@ -18,6 +19,12 @@
 //! (their calls share group commits), `--page` sets the readings per enqueue call and per
 //! delivery page. One device at 50/s puts 180,000 readings in one dedupe bucket an hour
 //! (docs/store-bounds.md, "The hash index of a cached device-hour").
+//!
+//! `--slices-per-hour S` feeds each simulated hour in S slices, each device's share of a slice
+//! stored and then delivered before the next one (60: a minute at a time, as the daemon sees a
+//! steady rate); the default 1 stores the whole hour, then delivers it. `--hours H` stops after
+//! H simulated hours (for heap profiles of a few hours). Each hourly row splits the hour's
+//! largest heap in use into what was sampled while storing and while delivering.
 //!
 //! `--case one-device` and `--case reclaim-pause` run the focused cases of
 //! `soak_days/cases.rs` instead (see there).
@@ -56,6 +63,11 @@ fn main() {
             .iter()
             .any(|a| a == "--history-max-bytes")
             .then(|| arg(&args, "--history-max-bytes", 512 << 20)),
+        slices_per_hour: arg(&args, "--slices-per-hour", 1),
+        hours: args
+            .iter()
+            .any(|a| a == "--hours")
+            .then(|| arg(&args, "--hours", 24)),
     };
     // `--dir` keeps the store somewhere other than the temp dir (it is removed at the end).
     let tmp = match args
@@ -131,7 +143,13 @@ fn main() {
         if r.day == 1 {
             eprintln!("{}", driver::HourSample::HEADER);
         }
-        for (i, h) in r.hours.iter().enumerate() {
+        // Hours not run (`--hours`) are left out.
+        for (i, h) in r
+            .hours
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.resident.total > 0)
+        {
             eprintln!("{}", h.line(r.day, i + 1));
         }
     });

@@ -1,8 +1,9 @@
 //! The accelerated soak, shared by `tests/soak.rs` (small, in CI) and `benches/soak_days.rs`
 //! (90 days): the queue with its audit files and online reclaim, in this process, driven by a
 //! manual clock that advances one simulated hour per step. Each hour stores that hour's
-//! readings (device time = the simulated time), delivers them (one audited delivery each),
-//! and replays two readings: one of a day ago (inside the dedupe window: must be a duplicate)
+//! readings (device time = the simulated time) and delivers them (one audited delivery each),
+//! all at once or in slices ([`Shape::slices_per_hour`]: store a slice, deliver it, next
+//! slice, as the daemon sees a steady rate), and replays two readings: one of a day ago (inside the dedupe window: must be a duplicate)
 //! and one of 8 days ago (outside it: stored again). Every simulated day it records the
 //! process's RSS and the bytes on disk.
 
@@ -46,6 +47,13 @@ pub struct Shape {
     pub page: usize,
     /// `history_max_bytes` of the queue (`None`: the queue's default).
     pub history_max_bytes: Option<u64>,
+    /// Slices each simulated hour is fed in: every slice stores its share of each device's
+    /// readings (a minute's with 60) and delivers them before the next slice starts, the way
+    /// the daemon sees a steady rate. 1 (the default) stores the whole hour, then delivers it.
+    pub slices_per_hour: u32,
+    /// Stop after this many simulated hours (`None`: every hour of every day); the last day's
+    /// row then has only the hours run.
+    pub hours: Option<u64>,
 }
 
 impl Default for Shape {
@@ -55,6 +63,8 @@ impl Default for Shape {
             parallel: 1,
             page: 1000,
             history_max_bytes: None,
+            slices_per_hour: 1,
+            hours: None,
         }
     }
 }
@@ -64,6 +74,11 @@ impl Default for Shape {
 pub struct DayRow {
     pub day: u32,
     pub readings: u64,
+    /// The hours' readings (replays not counted) sent in enqueue calls so far, and how many
+    /// of them the queue answered `Stored`: both `readings` when every reading was fed
+    /// exactly once, whatever the shape.
+    pub sent: u64,
+    pub stored: u64,
     pub rss_bytes: u64,
     pub store_disk_bytes: u64,
     pub store_live_bytes: u64,
@@ -104,6 +119,10 @@ pub struct HourSample {
     /// The largest RSS and heap bytes in use sampled during the hour.
     pub peak_rss: u64,
     pub peak_in_use: usize,
+    /// Of `peak_in_use`, the largest sampled while readings were being stored (replays
+    /// included) and while they were being delivered.
+    pub peak_in_use_enqueue: usize,
+    pub peak_in_use_deliver: usize,
     /// Online rewrites and heap trims that finished during the hour.
     pub reclaims: u64,
     pub trims: u64,
@@ -146,14 +165,14 @@ impl Peaks {
 
 impl HourSample {
     /// The columns of [`HourSample::line`].
-    pub const HEADER: &'static str = "| day | hour | RSS MiB | anon MiB | file MiB | heap in use MiB | free in arenas MiB | arenas MiB | mmapped MiB | top free MiB | peak RSS MiB | peak in use MiB | rewrites | trims | audit files | RSS after a trim MiB |";
+    pub const HEADER: &'static str = "| day | hour | RSS MiB | anon MiB | file MiB | heap in use MiB | free in arenas MiB | arenas MiB | mmapped MiB | top free MiB | peak RSS MiB | peak in use MiB (storing / delivering) | rewrites | trims | audit files | RSS after a trim MiB |";
 
     #[allow(clippy::cast_precision_loss)]
     pub fn line(&self, day: u32, hour: usize) -> String {
         let mib = |b: u64| b as f64 / 1_048_576.0;
         let mibu = |b: usize| b as f64 / 1_048_576.0;
         format!(
-            "| {day} | {hour} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.1} |",
+            "| {day} | {hour} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({:.1} / {:.1}) | {} | {} | {} | {:.1} |",
             mib(self.resident.total),
             mib(self.resident.anon),
             mib(self.resident.file),
@@ -164,6 +183,8 @@ impl HourSample {
             mibu(self.heap.top_free),
             mib(self.peak_rss),
             mibu(self.peak_in_use),
+            mibu(self.peak_in_use_enqueue),
+            mibu(self.peak_in_use_deliver),
             self.reclaims,
             self.trims,
             self.audit_files,
@@ -173,9 +194,15 @@ impl HourSample {
 }
 
 impl DayRow {
-    /// The smallest and largest hourly RSS sample of the day.
+    /// The smallest and largest hourly RSS sample of the day (of the hours run).
     pub fn rss_range(&self) -> (u64, u64) {
-        let min = self.rss_hourly.iter().copied().min().unwrap_or(0);
+        let min = self
+            .rss_hourly
+            .iter()
+            .copied()
+            .filter(|&b| b > 0)
+            .min()
+            .unwrap_or(0);
         let max = self.rss_hourly.iter().copied().max().unwrap_or(0);
         (min, max)
     }
@@ -334,7 +361,7 @@ pub fn run_with(
     let q = Queue::with_store(Arc::new(store), opts).unwrap();
     let per_hour = u64::from(a.per_day / 24).max(1);
     let mut rows = Vec::new();
-    let mut total = 0u64;
+    let (mut total, mut sent, mut stored) = (0u64, 0u64, 0u64);
     let (mut inside, mut outside) = (0u64, 0u64);
     let far = time::macros::datetime!(2100-01-01 0:00 UTC);
     let devices = shape.devices.max(1);
@@ -357,51 +384,69 @@ pub fn run_with(
         let (mut enqueue_secs, mut deliver_secs) = (0.0, 0.0);
         let mut rss_hourly = [0u64; 24];
         let mut hours = [HourSample::default(); 24];
+        let mut stopped = false;
         for hour in 0..24u64 {
             let h = u64::from(day) * 24 + hour;
-            *now.lock().unwrap() = START + time::Duration::hours(i64::try_from(h).unwrap());
-            let started = std::time::Instant::now();
-            enqueue_hour(
-                &rt,
-                &q,
-                &lat,
-                h,
-                per_hour,
-                devices,
-                shape.parallel.max(1),
-                page,
-            );
-            total += per_hour;
-            // Replays: a day ago (inside the 7-day window) and 8 days ago (outside).
-            if h >= 24 {
-                let t = std::time::Instant::now();
-                let r = rt.block_on(q.enqueue(vec![nth(h - 24, 0, per_hour, devices)]));
-                let out = timed_enqueue(&lat, r, t);
-                inside += u64::from(out[0] == EnqueueOutcome::Stored);
+            if shape.hours.is_some_and(|n| h >= n) {
+                stopped = true;
+                break;
             }
-            if h >= 8 * 24 {
-                let t = std::time::Instant::now();
-                let r = rt.block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour, devices)]));
-                let out = timed_enqueue(&lat, r, t);
-                outside += u64::from(out[0] == EnqueueOutcome::Stored);
-            }
-            enqueue_secs += started.elapsed().as_secs_f64();
-            let started = std::time::Instant::now();
-            loop {
-                let page = q.pending(&sink, page, far).unwrap();
-                if page.is_empty() {
-                    break;
+            let slices = u64::from(shape.slices_per_hour.max(1));
+            let (mut peak_rss, mut peak_enqueue, mut peak_deliver) = (0u64, 0usize, 0usize);
+            for slice in 0..slices {
+                let ms = i64::try_from(slice * 3_600_000 / slices).unwrap();
+                *now.lock().unwrap() = START
+                    + time::Duration::hours(i64::try_from(h).unwrap())
+                    + time::Duration::milliseconds(ms);
+                let started = std::time::Instant::now();
+                let feed = Feed {
+                    h,
+                    per_hour,
+                    devices,
+                    parallel: shape.parallel.max(1),
+                    page,
+                    slice: (slice, slices),
+                };
+                let (n, s) = enqueue_slice(&rt, &q, &lat, &feed);
+                (sent, stored) = (sent + n, stored + s);
+                // Replays, with the hour's last slice: a day ago (inside the 7-day window)
+                // and 8 days ago (outside).
+                if slice + 1 == slices && h >= 24 {
+                    let t = std::time::Instant::now();
+                    let r = rt.block_on(q.enqueue(vec![nth(h - 24, 0, per_hour, devices)]));
+                    let out = timed_enqueue(&lat, r, t);
+                    inside += u64::from(out[0] == EnqueueOutcome::Stored);
                 }
-                let done = page
-                    .into_iter()
-                    .map(|p| (p.reading.id.unwrap(), Settle::Delivered))
-                    .collect();
-                rt.block_on(q.settle_audited(&sink, done)).unwrap();
+                if slice + 1 == slices && h >= 8 * 24 {
+                    let t = std::time::Instant::now();
+                    let r = rt.block_on(q.enqueue(vec![nth(h - 8 * 24, 1, per_hour, devices)]));
+                    let out = timed_enqueue(&lat, r, t);
+                    outside += u64::from(out[0] == EnqueueOutcome::Stored);
+                }
+                enqueue_secs += started.elapsed().as_secs_f64();
+                let (rss, in_use) = peaks.take();
+                peak_rss = peak_rss.max(rss);
+                peak_enqueue = peak_enqueue.max(in_use);
+                let started = std::time::Instant::now();
+                loop {
+                    let page = q.pending(&sink, page, far).unwrap();
+                    if page.is_empty() {
+                        break;
+                    }
+                    let done = page
+                        .into_iter()
+                        .map(|p| (p.reading.id.unwrap(), Settle::Delivered))
+                        .collect();
+                    rt.block_on(q.settle_audited(&sink, done)).unwrap();
+                }
+                deliver_secs += started.elapsed().as_secs_f64();
+                let (rss, in_use) = peaks.take();
+                peak_rss = peak_rss.max(rss);
+                peak_deliver = peak_deliver.max(in_use);
             }
-            deliver_secs += started.elapsed().as_secs_f64();
+            total += per_hour;
             let resident = vitalsd::alloc::resident();
             let heap = vitalsd::alloc::heap();
-            let (peak_rss, peak_in_use) = peaks.take();
             let st = q.stats().unwrap();
             let trims_now = trimmer.done();
             let i = usize::try_from(hour).unwrap();
@@ -410,7 +455,9 @@ pub fn run_with(
                 resident,
                 heap,
                 peak_rss,
-                peak_in_use,
+                peak_in_use: peak_enqueue.max(peak_deliver),
+                peak_in_use_enqueue: peak_enqueue,
+                peak_in_use_deliver: peak_deliver,
                 reclaims: st.reclaims - reclaims_before,
                 trims: trims_now - trims_before,
                 audit_files: st.history.audit_files,
@@ -430,6 +477,8 @@ pub fn run_with(
         let row = DayRow {
             day: day + 1,
             readings: total,
+            sent,
+            stored,
             rss_bytes: rss_bytes(),
             store_disk_bytes: dir_bytes(&qdir),
             store_live_bytes: s.live_bytes,
@@ -452,6 +501,9 @@ pub fn run_with(
         };
         each(&row);
         rows.push(row);
+        if stopped {
+            break;
+        }
     }
     peaks.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
@@ -459,49 +511,69 @@ pub fn run_with(
     rows
 }
 
-/// Stores hour `h`'s readings: each device's in pages of `page`, `parallel` devices at a time.
-#[allow(clippy::too_many_arguments)]
-fn enqueue_hour(
-    rt: &tokio::runtime::Runtime,
-    q: &Queue,
-    lat: &Latencies,
+/// What [`enqueue_slice`] stores: slice `slice.0` of `slice.1` of hour `h`'s readings.
+struct Feed {
     h: u64,
     per_hour: u64,
     devices: u32,
     parallel: u32,
     page: usize,
-) {
+    slice: (u64, u64),
+}
+
+/// Stores one slice of hour `h`'s readings: each device's share of the slice (its readings
+/// whose place in the hour falls in the slice) in pages of `page`, `parallel` devices at a time.
+/// Returns how many were sent and how many of them the queue answered `Stored`.
+fn enqueue_slice(rt: &tokio::runtime::Runtime, q: &Queue, lat: &Latencies, f: &Feed) -> (u64, u64) {
+    let Feed {
+        h,
+        per_hour,
+        devices,
+        page,
+        ..
+    } = *f;
     let per_device = per_hour.div_ceil(u64::from(devices)).max(1);
-    let mut starts: Vec<u64> = (0..per_hour)
+    let (s, n) = f.slice;
+    let mut ranges: Vec<(u64, u64)> = (0..per_hour)
         .step_by(usize::try_from(per_device).unwrap())
+        .map(|first| {
+            let start = (first + per_device * s / n).min(per_hour);
+            let end = (first + per_device * (s + 1) / n).min(per_hour);
+            (start, end)
+        })
+        .filter(|(start, end)| start < end)
         .collect();
-    starts.reverse();
-    while !starts.is_empty() {
-        let wave: Vec<u64> = (0..parallel).filter_map(|_| starts.pop()).collect();
+    ranges.reverse();
+    let mut total = (0u64, 0u64);
+    while !ranges.is_empty() {
+        let wave: Vec<(u64, u64)> = (0..f.parallel).filter_map(|_| ranges.pop()).collect();
         rt.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
-            for first in wave {
+            for (first, end) in wave {
                 let q = q.clone();
                 let lat = Arc::clone(lat);
-                let end = (first + per_device).min(per_hour);
                 tasks.spawn(async move {
-                    let mut i = first;
+                    let (mut i, mut stored) = (first, 0usize);
                     while i < end {
                         let n = (end - i).min(page as u64);
                         let batch: Vec<Reading> =
                             (i..i + n).map(|k| nth(h, k, per_hour, devices)).collect();
                         let t = std::time::Instant::now();
                         let r = q.enqueue(batch).await;
-                        timed_enqueue(&lat, r, t);
+                        let out = timed_enqueue(&lat, r, t);
+                        stored += out.iter().filter(|o| **o == EnqueueOutcome::Stored).count();
                         i += n;
                     }
+                    (end - first, stored as u64)
                 });
             }
             while let Some(done) = tasks.join_next().await {
-                done.unwrap();
+                let (n, s) = done.unwrap();
+                total = (total.0 + n, total.1 + s);
             }
         });
     }
+    total
 }
 
 pub fn header() -> &'static str {
