@@ -260,6 +260,18 @@ impl<S: Store> Store for Sealed<S> {
             .collect()
     }
 
+    /// Keys are stored as they are (a dedupe key is looked up by its hash, never scanned), so
+    /// the keys of a scan need no value opened. A listed key whose value is then needed is
+    /// still read through [`Store::get`], which opens and checks it.
+    fn scan_keys(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.scan_keys(prefix, after, limit)
+    }
+
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.last_key(prefix)
     }

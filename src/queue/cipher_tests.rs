@@ -56,6 +56,22 @@ fn a_value_moved_under_another_key_does_not_open() {
 }
 
 #[test]
+fn a_keys_scan_opens_no_value_and_a_get_still_checks_it() {
+    let s = Sealed::open(MemoryStore::new(), &key(1)).unwrap();
+    put(&s, b"t1", b"");
+    put(&s, b"t2", b"");
+    // t2's value replaced by one sealed under another key: it does not open.
+    let stored = s.inner().get(b"t1").unwrap().unwrap();
+    put(s.inner(), b"t2", &stored);
+    assert!(s.scan_prefix(b"t", None, 10).is_err());
+    assert_eq!(
+        s.scan_keys(b"t", None, 10).unwrap(),
+        vec![b"t1".to_vec(), b"t2".to_vec()]
+    );
+    assert!(matches!(s.get(b"t2"), Err(StoreError::Corrupt(_))));
+}
+
+#[test]
 fn another_key_is_refused_at_open_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     {

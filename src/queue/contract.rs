@@ -77,6 +77,15 @@ fn prefix_scans_are_ordered_bounded_and_pageable(s: &dyn Store) {
     assert!(s.scan_prefix(b"nothing/", None, 10).unwrap().is_empty());
     let values = s.scan_prefix(b"s/1", None, 10).unwrap();
     assert_eq!(values, vec![(b"s/1".to_vec(), b"s/1".to_vec())]);
+    // The keys alone page exactly like the entries.
+    for (after, limit) in [(None, usize::MAX), (None, 2), (Some(&b"s/2"[..]), 10)] {
+        assert_eq!(
+            s.scan_keys(b"s/", after, limit).unwrap(),
+            keys(s.scan_prefix(b"s/", after, limit).unwrap())
+        );
+    }
+    assert!(s.scan_keys(b"s/", Some(b"s/3"), 10).unwrap().is_empty());
+    assert!(s.scan_keys(b"nothing/", None, 10).unwrap().is_empty());
     assert_eq!(s.last_key(b"s/").unwrap(), Some(b"s/3".to_vec()));
     assert_eq!(s.last_key(b"s/2").unwrap(), Some(b"s/2\xff".to_vec()));
     assert_eq!(s.last_key(b"nothing/").unwrap(), None);

@@ -38,18 +38,19 @@ impl Core {
         // The due list is in (not_before, id) order: its first `max` entries that are not
         // skipped are the ones the answer can hold, so it is scanned a page at a time and no
         // further entry is read and decoded.
+        // The due keys carry nothing in their values: only the keys are read (the entries in
+        // flight that a read passes over cost no value copied or opened).
         let page_len = max.max(16);
         let mut after: Option<Vec<u8>> = None;
         let mut scanned = 0;
         'scan: while scanned < limit && due.len() < max {
-            let page =
-                store.scan_prefix(&prefix, after.as_deref(), page_len.min(limit - scanned))?;
-            let Some((last, _)) = page.last() else {
+            let page = store.scan_keys(&prefix, after.as_deref(), page_len.min(limit - scanned))?;
+            let Some(last) = page.last() else {
                 break 'scan;
             };
             after = Some(last.clone());
             let full = page.len() == page_len.min(limit - scanned);
-            for (k, _) in page {
+            for k in page {
                 scanned += 1;
                 let (nb, id) =
                     keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
@@ -209,9 +210,9 @@ impl Core {
     pub(super) fn next_due(&self, sink: &SinkId) -> Result<Option<OffsetDateTime>, QueueError> {
         let shared = self.shared()?;
         let store = &*shared.store;
-        let retried = store.scan_prefix(&keys::sink_prefix(keys::DUE, sink), None, 1)?;
+        let retried = store.scan_keys(&keys::sink_prefix(keys::DUE, sink), None, 1)?;
         let retried = match retried.first() {
-            Some((k, _)) => Some(
+            Some(k) => Some(
                 keys::parse_due(k)
                     .ok_or_else(|| txn::corrupt(k, "bad due key"))?
                     .0,

@@ -183,6 +183,14 @@ impl Store for Reclaim {
     ) -> Result<Vec<Entry>, StoreError> {
         self.store().scan_prefix(prefix, after, limit)
     }
+    fn scan_keys(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.store().scan_keys(prefix, after, limit)
+    }
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.store().last_key(prefix)
     }

@@ -261,6 +261,29 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn scan_keys(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let iter = match after {
+            Some(a) if a >= prefix => {
+                let start = std::ops::Bound::Excluded(a.to_vec());
+                match super::store::prefix_end(prefix) {
+                    Some(end) => self.db.range((start, std::ops::Bound::Excluded(end))),
+                    None => self.db.range((start, std::ops::Bound::Unbounded)),
+                }
+            }
+            _ => self.db.scan_prefix(prefix),
+        };
+        let mut out = Vec::new();
+        for item in iter.keys().take(limit) {
+            out.push(item.map_err(store_err)?.to_vec());
+        }
+        Ok(out)
+    }
+
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.db.scan_prefix(prefix).next_back() {
             Some(item) => Ok(Some(item.map_err(store_err)?.0.to_vec())),

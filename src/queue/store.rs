@@ -77,6 +77,20 @@ pub trait Store: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
+    /// The keys of [`Store::scan_prefix`] without their values: for lists whose values carry
+    /// nothing (the due list), paged through without copying or opening any value.
+    fn scan_keys(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .scan_prefix(prefix, after, limit)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
     /// The last key that starts with `prefix`, if any.
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies every op of `batch` atomically: after a crash either all or none are present.

@@ -69,10 +69,13 @@ use super::Outcome;
 use crate::queue::Settle;
 
 /// A reading a sink delivered (for the demo's readable line and the status page).
+///
+/// The reading is shared, not copied: the loop moves the batch's reading into the event once
+/// its settle is durable, and every receiver of the broadcast gets the same one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryEvent {
     pub sink: SinkId,
-    pub reading: Reading,
+    pub reading: Arc<Reading>,
 }
 
 /// Where a delivery loop reports what it does; both are optional.
@@ -420,12 +423,17 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         tracing::debug!(sink = %self.id, batch = readings.len(), delivered = delivered.len(), "batch settled");
         stamps.report(self.id, readings.len(), durable);
         if let Some(tx) = &self.report.events {
-            for reading in delivered {
-                // No receiver is fine: events are for display only.
-                let _ = tx.send(DeliveryEvent {
-                    sink: self.id.clone(),
-                    reading,
-                });
+            // `delivered` holds positions in `readings`, ascending: each reading is moved into
+            // its event, not copied.
+            let mut wanted = delivered.into_iter().peekable();
+            for (at, reading) in readings.into_iter().enumerate() {
+                if wanted.next_if_eq(&at).is_some() {
+                    // No receiver is fine: events are for display only.
+                    let _ = tx.send(DeliveryEvent {
+                        sink: self.id.clone(),
+                        reading: Arc::new(reading),
+                    });
+                }
             }
         }
         true

@@ -97,7 +97,8 @@ pub(super) struct Ready {
 pub(super) struct Settling<'q> {
     pub(super) settled: SettleFuture<'q>,
     pub(super) readings: Vec<Reading>,
-    pub(super) delivered: Vec<Reading>,
+    /// Positions in `readings` of the delivered ones (see `settle::Plan::delivered`).
+    pub(super) delivered: Vec<usize>,
     pub(super) stamps: Stamps,
 }
 

@@ -26,7 +26,9 @@ pub(super) struct Health {
 /// The queue decisions for one delivered batch.
 pub(super) struct Plan {
     pub(super) settles: Vec<(ReadingId, Settle)>,
-    pub(super) delivered: Vec<Reading>,
+    /// Positions in the batch of the delivered readings, ascending (the loop moves those
+    /// readings into its delivery events once the settle is durable).
+    pub(super) delivered: Vec<usize>,
     /// Set when the whole sink must wait before the next batch.
     pub(super) sink_backoff: Option<Duration>,
 }
@@ -91,7 +93,7 @@ pub(super) fn plan(
             down_for = %humantime::format_duration(unsigned(now - since)), "sink recovered");
     }
     health.consecutive_failures = 0;
-    for (p, o) in batch.iter().zip(outcomes) {
+    for (at, (p, o)) in batch.iter().zip(outcomes).enumerate() {
         let Some(rid) = p.id else {
             tracing::error!(sink = %id, "pending reading without id cannot be settled");
             continue;
@@ -99,7 +101,7 @@ pub(super) fn plan(
         let settle = match o {
             Outcome::Delivered => {
                 health.reading_failures.remove(&rid);
-                plan.delivered.push(p.clone());
+                plan.delivered.push(at);
                 Settle::Delivered
             }
             Outcome::Rejected(reason) => {

@@ -188,6 +188,42 @@ async fn cancel_finishes_and_settles_the_batch_in_flight(conc: usize) {
     q.with(|s| assert_eq!(s.delivered, vec![r.id.unwrap_or_default()]));
 }
 
+/// Only the delivered readings of a batch are announced, in batch order, and every receiver
+/// of the broadcast gets the same reading (moved into the event once, never copied).
+async fn only_delivered_readings_are_announced_each_shared_by_every_receiver(conc: usize) {
+    let script: Script = Arc::new(|r: &Reading| {
+        if r.device.id.as_str() == "bad" {
+            Outcome::Rejected("HTTP 422: bad code".into())
+        } else {
+            Outcome::Delivered
+        }
+    });
+    let mut rig = start(script, Duration::ZERO, fast_policy(), shape(conc));
+    let mut second = rig.events.resubscribe();
+    let batch = [reading("a"), reading("bad"), reading("b"), reading("c")];
+    for r in &batch {
+        rig.push(r.clone());
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let e = tokio::time::timeout(Duration::from_secs(5), rig.events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        let same = second.recv().await.expect("event on the second receiver");
+        assert!(Arc::ptr_eq(&e.reading, &same.reading), "one shared reading");
+        assert_eq!(*e.reading, batch[[0, 2, 3][got.len()]], "the whole reading");
+        got.push(e.reading.id);
+    }
+    assert_eq!(got, vec![batch[0].id, batch[2].id, batch[3].id]);
+    rig.until("dead-letter", |s| s.dead.len() == 1).await;
+    assert!(
+        rig.events.try_recv().is_err(),
+        "a rejection is not announced"
+    );
+    rig.stop().await;
+}
+
 /// Runs every loop case with one batch in flight and with four.
 macro_rules! each_concurrency {
     ($($case:ident),* $(,)?) => {
@@ -213,4 +249,5 @@ each_concurrency!(
     a_reading_in_backoff_does_not_block_the_others,
     an_idle_loop_sleeps_instead_of_polling,
     cancel_finishes_and_settles_the_batch_in_flight,
+    only_delivered_readings_are_announced_each_shared_by_every_receiver,
 );

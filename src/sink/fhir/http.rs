@@ -267,16 +267,19 @@ impl FhirSink {
                 Posted::Entries(vec![Outcome::Delivered; batch.len()])
             }
             TransactionAnswer::PerEntry(entries) => {
-                // The batch's patient ids once per answer, not once per entry; an entry
-                // without diagnostics (every one of a committed Bundle) has nothing to clean.
-                let ids = patient_ids(batch);
+                // The batch's patient ids at most once per answer, and only when an entry has
+                // diagnostics: an entry without (every one of a committed Bundle) has nothing
+                // to clean.
+                let mut ids: Option<Vec<&str>> = None;
                 Posted::Entries(
                     entries
                         .iter()
                         .zip(batch)
                         .map(|(e, r)| {
                             let diag = match e.diagnostics.as_deref() {
-                                Some(d) if !d.is_empty() => clean_with(d, &ids),
+                                Some(d) if !d.is_empty() => {
+                                    clean_with(d, ids.get_or_insert_with(|| patient_ids(batch)))
+                                }
                                 _ => String::new(),
                             };
                             let o = classify_fhir(e.status, &diag);

@@ -14,6 +14,7 @@
 //! a conditional reference): [`redact`] removes the batch's patient identifiers before the text
 //! becomes a dead-letter reason, and [`bounded`] keeps it short.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -50,25 +51,28 @@ pub enum ResponseError {
     BadStatus { index: usize, status: String },
 }
 
+// The texts of a transaction-response borrow from the body where they can (no escapes in
+// them): a 50-entry answer is read without a string allocated per entry.
 #[derive(Deserialize)]
-struct RawBundle {
-    #[serde(rename = "resourceType", default)]
-    resource_type: String,
-    #[serde(rename = "type", default)]
-    type_: String,
-    #[serde(default)]
-    entry: Vec<RawEntry>,
+struct RawBundle<'a> {
+    #[serde(rename = "resourceType", default, borrow)]
+    resource_type: Cow<'a, str>,
+    #[serde(rename = "type", default, borrow)]
+    type_: Cow<'a, str>,
+    #[serde(default, borrow)]
+    entry: Vec<RawEntry<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawEntry {
-    response: Option<RawResponse>,
+struct RawEntry<'a> {
+    #[serde(borrow)]
+    response: Option<RawResponse<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawResponse {
-    #[serde(default)]
-    status: String,
+struct RawResponse<'a> {
+    #[serde(default, borrow)]
+    status: Cow<'a, str>,
     outcome: Option<RawOutcome>,
 }
 
@@ -124,7 +128,7 @@ pub fn answer(status: u16, body: &[u8], sent: usize) -> TransactionAnswer {
         };
     }
     // One parse of the body serves both questions (was it a batch-response; its entries).
-    let parsed = serde_json::from_slice::<RawBundle>(body);
+    let parsed = serde_json::from_slice::<RawBundle<'_>>(body);
     let is_batch = parsed
         .as_ref()
         .is_ok_and(|b| b.resource_type == "Bundle" && b.type_ == "batch-response");
@@ -156,15 +160,15 @@ pub fn outcome_warnings(body: &[u8]) -> usize {
 
 /// Reads a `transaction-response` (or `batch-response`) Bundle answering `sent` entries.
 pub fn transaction_response(body: &[u8], sent: usize) -> Result<Vec<EntryResponse>, ResponseError> {
-    let b: RawBundle =
+    let b: RawBundle<'_> =
         serde_json::from_slice(body).map_err(|e| ResponseError::NotJson(e.to_string()))?;
     entries(b, sent)
 }
 
 /// The entries of a parsed answer (see [`transaction_response`]).
-fn entries(b: RawBundle, sent: usize) -> Result<Vec<EntryResponse>, ResponseError> {
+fn entries(b: RawBundle<'_>, sent: usize) -> Result<Vec<EntryResponse>, ResponseError> {
     if b.resource_type != "Bundle"
-        || !matches!(b.type_.as_str(), "transaction-response" | "batch-response")
+        || !matches!(&*b.type_, "transaction-response" | "batch-response")
     {
         return Err(ResponseError::NotTransactionResponse(format!(
             "{} of type `{}`",

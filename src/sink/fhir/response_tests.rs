@@ -25,6 +25,22 @@ fn a_transaction_response_gives_one_status_per_entry_in_order() {
 }
 
 #[test]
+fn escaped_texts_in_a_transaction_response_read_like_plain_ones() {
+    // Texts are borrowed from the body where they can be; an escape makes an owned copy.
+    let body = r#"{"resourceType":"Bundl\u0065","type":"transaction\u002dresponse","entry":[
+      {"response":{"status":"201\u0020Created"}},{"response":{"status":"200 OK"}}]}"#;
+    let r = transaction_response(body.as_bytes(), 2).unwrap();
+    assert_eq!(
+        r.iter().map(|e| e.status).collect::<Vec<_>>(),
+        vec![201, 200]
+    );
+    assert_eq!(
+        answer(200, body.as_bytes(), 2),
+        TransactionAnswer::PerEntry(r)
+    );
+}
+
+#[test]
 fn a_response_with_fewer_entries_than_sent_is_an_error() {
     assert_eq!(
         transaction_response(OK_TWO.as_bytes(), 3),
