@@ -78,11 +78,6 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     let existed = dir.join("db").exists() || dir.join("conf").exists();
     // The key first: without it nothing is created or opened.
     let key = store_key(cfg)?;
-    let clock = crate::audit::clock::from_env();
-    opts.clock = queue::QueueClock(clock.clone());
-    let audit = crate::audit::AuditOptions::for_config(cfg, &key, clock);
-    let audit = crate::audit::AuditLog::open(audit).context("cannot open the audit files")?;
-    opts.audit_log = Some(queue::AuditFiles(Arc::new(audit)));
     let mut reclaim =
         queue::reclaim::ReclaimOptions::new(dir.clone(), opts.cache_capacity, key.clone());
     (reclaim.slack_bytes, reclaim.every) = (
@@ -90,6 +85,9 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
         cfg.daemon.store.reclaim_every,
     );
     opts.reclaim = Some(reclaim);
+    // sled writes a new snapshot file at open: saved to be put back if the store is refused.
+    let snapshots = queue::SledSnapshots::save(&dir)
+        .with_context(|| format!("cannot read the queue in {}", dir.display()))?;
     let store = match SledStore::open(&dir, opts.cache_capacity) {
         Ok(s) => s,
         Err(e) if e.is_damage() => return Err(damaged(data, &e.to_string())),
@@ -126,6 +124,20 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
             return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()))
         }
     };
+    // A store of a newer layout is refused before the audit files are opened (their open
+    // finishes what a crash left) or anything is written, and left as it was found.
+    if let Err(e) = queue::refuse_newer_layout(&store) {
+        drop(store);
+        snapshots
+            .restore()
+            .with_context(|| format!("cannot put back sled's snapshot in {}", dir.display()))?;
+        return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()));
+    }
+    let clock = crate::audit::clock::from_env();
+    opts.clock = queue::QueueClock(clock.clone());
+    let audit = crate::audit::AuditOptions::for_config(cfg, &key, clock);
+    let audit = crate::audit::AuditLog::open(audit).context("cannot open the audit files")?;
+    opts.audit_log = Some(queue::AuditFiles(Arc::new(audit)));
     if existed {
         let missing = queue::marker_missing(&store)
             .map_err(|e| damaged(data, &format!("its counters cannot be read: {e}")))?;

@@ -316,16 +316,20 @@ impl AuditLog {
         // The chain moves on only for lines that reached the file: a failed write (ENOSPC)
         // leaves the state as it was, so the retry chains onto the last line written.
         let mut tail = (st.last_hash.clone(), st.last_id);
-        let mut buf: Vec<u8> = Vec::new();
+        // Every line is written straight into `buf` (about 340 bytes sealed) and hashed there.
+        let mut buf: Vec<u8> = Vec::with_capacity(entries.len() * 384);
+        let mut scratch = line::Scratch::default();
+        scratch.draw(self, entries.len())?;
         for (id, entry) in entries {
             let day = entry.at.date();
             if st.open.as_ref().is_none_or(|o| day > o.day) {
                 self.write_out(&mut st, &mut buf, &tail)?;
                 self.rotate(&mut st, day)?;
             }
-            let line = self.line(&tail.0, *id, entry)?;
-            tail = (sha256_hex(&line), Some(*id));
-            buf.extend_from_slice(&line);
+            let start = buf.len();
+            self.write_line(&mut scratch, &mut buf, &tail.0, *id, entry)?;
+            line::sha256_hex_into(&buf[start..], &mut tail.0);
+            tail.1 = Some(*id);
             buf.push(b'\n');
         }
         self.write_out(&mut st, &mut buf, &tail)

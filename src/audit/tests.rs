@@ -456,3 +456,5 @@ fn files_written_by_an_earlier_build_verify_and_read_back() {
         assert!(rep.first_break.is_none(), "{rep:?}");
     }
 }
+
+mod append;

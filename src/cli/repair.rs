@@ -52,13 +52,42 @@ fn reader(
     data: &Path,
 ) -> anyhow::Result<Option<Sealed<SledStore>>> {
     match Sealed::reader(store, key) {
-        Ok(s) => Ok(Some(s)),
+        Ok(s) => match crate::queue::refuse_newer_layout(&s) {
+            Ok(()) => Ok(Some(s)),
+            Err(e) => {
+                eprintln!("vitalsd: the queue store in {}: {e}", data.display());
+                Ok(None)
+            }
+        },
         Err(e @ SealError::WrongKey { .. }) => {
             eprintln!("vitalsd: the queue store in {}: {e}", data.display());
             Ok(None)
         }
         Err(SealError::Store(e)) => Err(e.into()),
     }
+}
+
+/// Refuses a store whose layout is newer than this build's before `queue compact` rewrites it.
+fn refuse_newer(store_dir: &Path, key: &StoreKey) -> anyhow::Result<()> {
+    if !store_dir.exists() {
+        return Ok(()); // compact says there is no store
+    }
+    let snapshots = crate::queue::SledSnapshots::save(store_dir)
+        .with_context(|| format!("cannot read the queue in {}", store_dir.display()))?;
+    let store = SledStore::open(store_dir, CACHE)
+        .with_context(|| format!("cannot open the queue in {}", store_dir.display()))?;
+    let Ok(store) = Sealed::reader(store, key) else {
+        return Ok(()); // compact reports another key itself
+    };
+    if let Err(e) = crate::queue::refuse_newer_layout(&store) {
+        drop(store);
+        snapshots.restore().with_context(|| {
+            format!("cannot put back sled's snapshot in {}", store_dir.display())
+        })?;
+        return Err(e)
+            .with_context(|| format!("cannot compact the queue in {}", store_dir.display()));
+    }
+    Ok(())
 }
 
 /// Refuses while a daemon holds the store: sled keeps an exclusive `flock` on `<store>/db`.
@@ -322,6 +351,7 @@ pub fn queue_compact(config: &Path, dir: Option<&Path>) -> anyhow::Result<ExitCo
         }
     };
     let key = store_key(config, dir)?;
+    refuse_newer(&store_dir, &key)?;
     let rep = compact::compact(&store_dir, cache, &key)
         .with_context(|| format!("cannot compact the queue in {}", store_dir.display()))?;
     #[allow(clippy::cast_precision_loss)]

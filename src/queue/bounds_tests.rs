@@ -176,7 +176,7 @@ async fn a_store_of_an_earlier_version_is_measured_and_its_dedupe_keys_still_ans
     Counters::default().write_to(&mut batch);
     batch.remove(super::bytes::META_BYTES);
     batch.put(keys::META_COUNTERS, b"1".to_vec());
-    batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
+    batch.put(keys::META_LAYOUT, keys::layout_marker());
     store.apply(batch).unwrap();
     let q = Queue::with_store(store.clone(), opts(1 << 30, 1 << 30)).unwrap();
     let s = q.stats().unwrap();

@@ -236,6 +236,19 @@ fn is_hashed_dedupe(key: &[u8]) -> bool {
 }
 
 impl<S: Store> Store for Sealed<S> {
+    /// A sealed value is its plain value and a fixed overhead: its length is known without
+    /// decrypting it (a value of another shape is opened as [`Store::get`] would).
+    fn value_len(&self, key: &[u8]) -> Result<Option<usize>, StoreError> {
+        let pk = self.physical(key);
+        match self.inner.get(&pk)? {
+            Some(v) if v.first() == Some(&VERSION) && v.len() >= OVERHEAD => {
+                Ok(Some(v.len() - OVERHEAD))
+            }
+            Some(v) => self.unseal(&pk, v).map(|p| Some(p.len())),
+            None => Ok(None),
+        }
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let pk = self.physical(key);
         match self.inner.get(&pk)? {
@@ -344,9 +357,27 @@ impl RecordCipher {
     /// `plain` sealed under a fresh random nonce and bound to `aad`.
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
+        self.fill_nonces(&mut nonce)?;
+        seal_sealed(&self.aead, nonce, aad, plain)
+    }
+
+    /// Fills `nonces` (several nonces of [`NONCE_LEN`] bytes, one after the other) from the
+    /// system's generator in one call: a writer that seals many records draws their nonces
+    /// together, then seals each with [`RecordCipher::seal_with`].
+    pub fn fill_nonces(&self, nonces: &mut [u8]) -> Result<(), StoreError> {
         self.rng
-            .fill(&mut nonce)
-            .map_err(|_| StoreError::Io("the system random generator failed".into()))?;
+            .fill(nonces)
+            .map_err(|_| StoreError::Io("the system random generator failed".into()))
+    }
+
+    /// `plain` sealed under `nonce` (fresh random bytes from [`RecordCipher::fill_nonces`],
+    /// never used before) and bound to `aad`.
+    pub fn seal_with(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         seal_sealed(&self.aead, nonce, aad, plain)
     }
 

@@ -19,7 +19,8 @@
 //! 'c' 'u'                     → u64 of them in the quarantine (see `quarantine`)
 //! 'c' 's' sink                → u64 pending ++ u64 dead for that sink
 //! 'm' "counters"              → "1": the 'c' keys are authoritative (else recounted at open)
-//! 'm' "layout"                → "segments": this layout (a store with 'r' keys is from before)
+//! 'm' "layout"                → "segments vN": the layout version N (see below); plain
+//!                               "segments" is version 1 (a store with 'r' keys is from before)
 //! ```
 //! The 0x00 after the sink id keeps `a` and `ab` apart (0x00 sorts before any id byte). A slot
 //! is `[seq, index]`: where the entry's reading is inside its segment.
@@ -48,7 +49,50 @@ pub const DEDUPE: u8 = b'k';
 pub const COUNTER: u8 = b'c';
 pub const META_COUNTERS: &[u8] = b"mcounters";
 pub const META_LAYOUT: &[u8] = b"mlayout";
-pub const LAYOUT: &[u8] = b"segments";
+/// The layout marker's value written by versions before it carried a number: version 1.
+pub const LAYOUT_V1: &[u8] = b"segments";
+/// The layout version this build writes and the newest it opens. Bump it (and only it) when a
+/// change to the stored keys or values makes a store unreadable for the build before; every
+/// earlier version keeps opening (docs/store-format.md, "Layout version and downgrades").
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// The layout marker this build writes: `segments v` and [`LAYOUT_VERSION`] in decimal.
+pub fn layout_marker() -> Vec<u8> {
+    format!("segments v{LAYOUT_VERSION}").into_bytes()
+}
+
+/// The layout a store's marker names, as an error tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLayout {
+    Version(u32),
+    /// A marker of a shape this build does not read (written by a later encoding).
+    Unrecognised,
+}
+
+impl std::fmt::Display for StoreLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLayout::Version(v) => write!(f, "layout version {v}"),
+            StoreLayout::Unrecognised => f.write_str("a layout marker this version cannot read"),
+        }
+    }
+}
+
+/// The layout version a marker value names: `segments` is 1, `segments vN` is N; `None` for a
+/// value of any other shape (a later encoding of the marker, or damage).
+pub fn layout_version(marker: &[u8]) -> Option<u32> {
+    if marker == LAYOUT_V1 {
+        return Some(1);
+    }
+    let digits = marker.strip_prefix(b"segments v")?;
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
 
 /// How long a per-reading dedupe key of an earlier version is remembered.
 pub const DEDUPE_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -245,6 +289,25 @@ mod tests {
         assert!(early < late);
         assert!(due(&s, 1_000, id(1)) < early);
         assert_eq!(parse_due(&late), Some((2_000, id(1))));
+    }
+
+    #[test]
+    fn layout_markers_name_their_version() {
+        assert_eq!(layout_version(LAYOUT_V1), Some(1));
+        assert_eq!(layout_version(&layout_marker()), Some(LAYOUT_VERSION));
+        assert_eq!(layout_version(b"segments v3"), Some(3));
+        assert_eq!(layout_version(b"segments v10"), Some(10));
+        for bad in [
+            &b"segments v"[..],
+            b"segments v03",
+            b"segments v2x",
+            b"segments 2",
+            b"rows",
+            b"",
+            b"segments v9999999999",
+        ] {
+            assert_eq!(layout_version(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

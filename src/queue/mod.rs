@@ -68,7 +68,9 @@
 //! - **Space back online** (`reclaim`): when the store's files exceed twice the live bytes plus
 //!   a slack, the writer rewrites the store and swaps the copy in (docs/store-bounds.md).
 //! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
-//!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it.
+//!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it. A store whose
+//!   layout marker names a version newer than [`LAYOUT_VERSION`] is refused with
+//!   [`QueueError::NewerLayout`] before anything is written (docs/store-format.md).
 //! - **Unknown sinks**: entries of a sink that is no longer configured stay, and show in stats
 //!   and dead-letter listings (`configured: false`).
 
@@ -136,8 +138,9 @@ pub(crate) mod tests;
 pub use audit::Audit;
 pub use contexts::Contexts;
 pub use held::{Held, HeldEntry};
+pub use keys::{StoreLayout, LAYOUT_VERSION};
 pub use memory::MemoryStore;
-pub use open::{marker_missing, NO_MARKER};
+pub use open::{marker_missing, refuse_newer_layout, SledSnapshots, NO_MARKER};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineSummary, Release, ReleaseRequest};
 pub use readings::Queue;
 pub use rejected::{Rejected, RejectedRecord};

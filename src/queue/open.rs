@@ -1,7 +1,8 @@
 //! Opening the store: checks and migrations before the writer starts, then every handle.
 //!
-//! Receives a directory (or any [`Store`]) and [`QueueOptions`]. Promises: a store of an older
-//! layout is refused before anything is written; counters are loaded (or counted once) and
+//! Receives a directory (or any [`Store`]) and [`QueueOptions`]. Promises: a store of the
+//! layout before segments, or of a layout version newer than this build's, is refused before
+//! anything is written; an older layout version's marker is brought to this build's; counters are loaded (or counted once) and
 //! earlier versions' dead-lettered rejected readings and stored audit entries are moved where
 //! this version keeps them, each in synced batches, before the one writer starts.
 
@@ -47,7 +48,7 @@ impl Queue {
                 let mut batch = Batch::new();
                 c.write_to(&mut batch);
                 batch.put(keys::META_COUNTERS, b"1".to_vec());
-                batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
+                batch.put(keys::META_LAYOUT, keys::layout_marker());
                 store.apply(batch)?;
                 store.sync()?;
                 c
@@ -105,29 +106,106 @@ pub fn marker_missing(store: &dyn Store) -> Result<Option<String>, QueueError> {
         .then(|| NO_MARKER.to_string()))
 }
 
-/// Refuses a store written before segments that still holds readings or entries; marks a
-/// drained one (only dedupe keys, audit, contexts and counters left) as this layout.
-fn check_layout(store: &dyn Store) -> Result<(), QueueError> {
+/// sled's snapshot files (`snap.*`) of a store directory, saved before a command opens it:
+/// sled writes a new snapshot at every open whose log went past the last one, so a command
+/// that then refuses the store ([`refuse_newer_layout`]) puts them back with
+/// [`SledSnapshots::restore`] and leaves the directory byte for byte as it found it.
+#[derive(Debug)]
+pub struct SledSnapshots {
+    dir: std::path::PathBuf,
+    files: Vec<(std::ffi::OsString, Vec<u8>)>,
+}
+
+impl SledSnapshots {
+    /// Reads the snapshot files of `dir` (none when it does not exist yet).
+    pub fn save(dir: &Path) -> std::io::Result<Self> {
+        let mut files = Vec::new();
+        if dir.is_dir() {
+            for e in std::fs::read_dir(dir)? {
+                let e = e?;
+                let name = e.file_name();
+                if name.to_string_lossy().starts_with("snap.") && e.file_type()?.is_file() {
+                    files.push((name, std::fs::read(e.path())?));
+                }
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+        })
+    }
+
+    /// Puts the saved snapshot files back and removes the ones written since (the store must
+    /// be closed).
+    pub fn restore(&self) -> std::io::Result<()> {
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with("snap.")
+                && !self.files.iter().any(|(n, _)| *n == name)
+            {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        for (name, bytes) in &self.files {
+            let path = self.dir.join(name);
+            if std::fs::read(&path).ok().as_ref() != Some(bytes) {
+                std::fs::write(&path, bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a store whose layout marker names a version newer than [`keys::LAYOUT_VERSION`] (or
+/// has a shape this build cannot read) with [`QueueError::NewerLayout`]. Reads one key and
+/// writes nothing: every command that opens a store calls it before it changes anything.
+pub fn refuse_newer_layout(store: &dyn Store) -> Result<(), QueueError> {
+    let Some(marker) = store.get(keys::META_LAYOUT)? else {
+        return Ok(());
+    };
+    let found = match keys::layout_version(&marker) {
+        Some(v) if v <= keys::LAYOUT_VERSION => return Ok(()),
+        Some(v) => keys::StoreLayout::Version(v),
+        None => keys::StoreLayout::Unrecognised,
+    };
+    Err(QueueError::NewerLayout {
+        found,
+        known: keys::LAYOUT_VERSION,
+    })
+}
+
+/// Refuses a store of a newer layout version ([`refuse_newer_layout`]) and one written before
+/// segments that still holds readings or entries; marks a drained one of the layout before
+/// segments (only dedupe keys, audit, contexts and counters left), and one of an older layout
+/// version, as this layout version.
+pub(super) fn check_layout(store: &dyn Store) -> Result<(), QueueError> {
+    refuse_newer_layout(store)?;
     if !store.scan_prefix(&[keys::OLD_READING], None, 1)?.is_empty() {
         return Err(QueueError::OldLayout);
     }
-    if store.get(keys::META_LAYOUT)?.is_some() || store.get(keys::META_COUNTERS)?.is_none() {
+    let marker = store.get(keys::META_LAYOUT)?;
+    if marker.as_deref() == Some(keys::layout_marker().as_slice())
+        || (marker.is_none() && store.get(keys::META_COUNTERS)?.is_none())
+    {
         return Ok(());
     }
-    let entry_tags = [
-        keys::PENDING,
-        keys::RETRIED,
-        keys::DUE,
-        keys::DEAD,
-        held::HELD,
-    ];
-    for tag in entry_tags {
-        if !store.scan_prefix(&[tag], None, 1)?.is_empty() {
-            return Err(QueueError::OldLayout);
+    if marker.is_none() {
+        let entry_tags = [
+            keys::PENDING,
+            keys::RETRIED,
+            keys::DUE,
+            keys::DEAD,
+            held::HELD,
+        ];
+        for tag in entry_tags {
+            if !store.scan_prefix(&[tag], None, 1)?.is_empty() {
+                return Err(QueueError::OldLayout);
+            }
         }
     }
     let mut batch = Batch::new();
-    batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
+    batch.put(keys::META_LAYOUT, keys::layout_marker());
     store.apply(batch)?;
     store.sync()?;
     Ok(())
@@ -180,4 +258,157 @@ pub(super) fn sink_list(sinks: Vec<SinkId>) -> Result<Vec<SinkId>, QueueError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::MemoryStore;
+
+    fn everything(store: &dyn Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        store.scan_prefix(&[], None, usize::MAX).unwrap()
+    }
+
+    /// A store a queue was opened on once (counters and marker written), holding one reading,
+    /// whose marker is then set to `marker`.
+    async fn store_marked(marker: &[u8]) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new());
+        let q =
+            Queue::with_store(store.clone(), QueueOptions::new(vec![SinkId::new("ehr")])).unwrap();
+        q.enqueue(vec![crate::queue::tests::reading("cuff", 1)])
+            .await
+            .unwrap();
+        q.close().await.unwrap();
+        let mut b = Batch::new();
+        b.put(keys::META_LAYOUT, marker.to_vec());
+        store.apply(b).unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_store_of_a_newer_layout_version_is_refused_and_left_as_it_was() {
+        for (marker, found) in [
+            (&b"segments v3"[..], keys::StoreLayout::Version(3)),
+            (b"segments v40", keys::StoreLayout::Version(40)),
+            (b"layout=3", keys::StoreLayout::Unrecognised),
+        ] {
+            let store = store_marked(marker).await;
+            let before = everything(&*store);
+            let err = check_layout(&*store).unwrap_err();
+            assert!(
+                matches!(err, QueueError::NewerLayout { found: f, known } if f == found && known == keys::LAYOUT_VERSION),
+                "{err}"
+            );
+            let err = Queue::with_store(store.clone(), QueueOptions::new(vec![SinkId::new("ehr")]))
+                .err()
+                .expect("refused");
+            let text = err.to_string();
+            assert!(text.contains(&found.to_string()), "{text}");
+            assert!(
+                text.contains(&format!("layout version {}", keys::LAYOUT_VERSION)),
+                "{text}"
+            );
+            assert!(text.contains("run the newer vitalsd"), "{text}");
+            assert_eq!(everything(&*store), before, "nothing written");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_of_this_or_an_older_layout_version_opens_and_is_marked_this_version() {
+        for marker in [keys::LAYOUT_V1.to_vec(), keys::layout_marker()] {
+            let store = store_marked(&marker).await;
+            check_layout(&*store).unwrap();
+            assert_eq!(
+                store.get(keys::META_LAYOUT).unwrap(),
+                Some(keys::layout_marker())
+            );
+            let q = Queue::with_store(store.clone(), QueueOptions::new(vec![SinkId::new("ehr")]))
+                .unwrap();
+            assert_eq!(q.stats().unwrap().readings, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_marker_of_this_version_is_not_written_again() {
+        let store = store_marked(&keys::layout_marker()).await;
+        let before = everything(&*store);
+        check_layout(&*store).unwrap();
+        assert_eq!(everything(&*store), before);
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_marker_is_marked_when_drained_and_refused_with_entries() {
+        let fresh = MemoryStore::new();
+        check_layout(&fresh).unwrap();
+        assert!(
+            everything(&fresh).is_empty(),
+            "a new store is marked by the open"
+        );
+        let drained = MemoryStore::new();
+        let mut b = Batch::new();
+        b.put(keys::META_COUNTERS, b"1".to_vec());
+        drained.apply(b).unwrap();
+        check_layout(&drained).unwrap();
+        assert_eq!(
+            drained.get(keys::META_LAYOUT).unwrap(),
+            Some(keys::layout_marker())
+        );
+        let with_entries = store_marked(b"segments").await;
+        let mut b = Batch::new();
+        b.remove(keys::META_LAYOUT.to_vec());
+        with_entries.apply(b).unwrap();
+        let err = check_layout(&*with_entries).unwrap_err();
+        assert!(matches!(err, QueueError::OldLayout), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_entry_of_an_unknown_stored_form_is_dead_lettered_and_the_rest_delivered() {
+        use crate::queue::{segment, tests::far_future, tests::reading, Settle};
+        let store = Arc::new(MemoryStore::new());
+        let ehr = SinkId::new("ehr");
+        let opts = || QueueOptions::new(vec![SinkId::new("ehr")]);
+        let rs: Vec<_> = (0..3).map(|n| reading("cuff", n)).collect();
+        let newer = rs[1].id.unwrap();
+        {
+            let q = Queue::with_store(store.clone(), opts()).unwrap();
+            q.enqueue(rs.clone()).await.unwrap();
+            q.close().await.unwrap();
+        }
+        // A later build's entry form (format byte 2) inside a segment of this layout.
+        for (k, raw) in store
+            .scan_prefix(&[keys::SEGMENT], None, usize::MAX)
+            .unwrap()
+        {
+            let seg = segment::Segment::parse(&raw).unwrap();
+            let mut w = segment::Writer::default();
+            for (_, id, stored) in seg.iter() {
+                let mut e = stored.to_vec();
+                if id == newer {
+                    e[0] = 2;
+                }
+                w.push(id, &e);
+            }
+            let mut b = Batch::new();
+            b.put(k, w.into_bytes());
+            store.apply(b).unwrap();
+        }
+        let q = Queue::with_store(store.clone(), opts()).unwrap();
+        let p = q.pending(&ehr, 10, far_future()).unwrap();
+        let ids: Vec<_> = p.iter().map(|p| p.reading.id).collect();
+        assert_eq!(ids, [rs[0].id, rs[2].id]);
+        let done = ids
+            .iter()
+            .map(|id| (id.unwrap(), Settle::Delivered))
+            .collect();
+        q.settle(&ehr, done).await.unwrap();
+        let s = q.stats().unwrap();
+        assert_eq!((s.sinks[0].pending, s.sinks[0].dead, s.readings), (0, 1, 1));
+        let dead = store.get(&keys::dead(&ehr, newer)).unwrap().expect("dead");
+        let dead: keys::DeadValue = serde_json::from_slice(&dead).unwrap();
+        assert!(
+            dead.reason.contains("format 2 is not known"),
+            "{}",
+            dead.reason
+        );
+    }
 }

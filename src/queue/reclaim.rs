@@ -175,6 +175,9 @@ impl Store for Reclaim {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.store().get(key)
     }
+    fn value_len(&self, key: &[u8]) -> Result<Option<usize>, StoreError> {
+        self.store().value_len(key)
+    }
     fn scan_prefix(
         &self,
         prefix: &[u8],

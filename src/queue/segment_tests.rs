@@ -184,7 +184,7 @@ async fn a_drained_store_from_before_segments_is_taken_over_and_one_with_entries
     let q = Queue::with_store(Arc::clone(&drained), QueueOptions::new(sinks(&["ehr"]))).unwrap();
     assert_eq!(
         drained.get(keys::META_LAYOUT).unwrap().as_deref(),
-        Some(keys::LAYOUT)
+        Some(keys::layout_marker().as_slice())
     );
     q.enqueue(vec![reading("cuff", 1)]).await.unwrap();
     assert_eq!(

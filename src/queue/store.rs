@@ -101,6 +101,12 @@ pub trait Store: Send + Sync {
     fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// How many durable syncs (fdatasync for sled) this store has made since it was opened.
     fn sync_count(&self) -> u64;
+    /// The length of the value [`Store::get`] hands back for `key`. A store that can tell it
+    /// without producing the value (an encrypted store: without decrypting it) says so here;
+    /// the writer's byte counters need only the size of a value a removal replaces.
+    fn value_len(&self, key: &[u8]) -> Result<Option<usize>, StoreError> {
+        Ok(self.get(key)?.map(|v| v.len()))
+    }
 }
 
 /// The smallest key greater than every key that starts with `prefix`, or `None` when `prefix`

@@ -320,6 +320,16 @@ impl<'s> Txn<'s> {
         Ok(v)
     }
 
+    /// The length of what the store holds under `key`: from what the group read, else asked of
+    /// the store without reading the value (a segment removed with its last live reading is
+    /// never decrypted just for its size).
+    fn stored_len(&self, key: &[u8]) -> Result<Option<usize>, StoreError> {
+        if let Some(v) = self.memo.borrow().values.get(key) {
+            return Ok(v.as_ref().map(Vec::len));
+        }
+        self.store.value_len(key)
+    }
+
     /// Records what the store holds under `key` (`None`: nothing), known without reading it:
     /// the due key of a retried entry that was just read (the two are written and removed
     /// together, see `ops::add_pending` and `ops::take_pending`), or a key made unique (a new
@@ -361,8 +371,8 @@ impl<'s> Txn<'s> {
         let mut batch = Batch::new();
         for (k, v) in std::mem::take(&mut self.writes) {
             if super::bytes::class(&k) != super::bytes::Class::Other {
-                // The value it replaces: an unreadable one counts as absent.
-                let old = self.stored(&k).ok().flatten().map(|o| o.len());
+                // The size of the value it replaces: an unreadable one counts as absent.
+                let old = self.stored_len(&k).ok().flatten();
                 self.counters
                     .bytes
                     .change(&k, old, v.as_ref().map(Vec::len));
@@ -406,5 +416,36 @@ impl<'s> Txn<'s> {
         // The batch is about to change the store: what was read of it is stale.
         *self.memo.get_mut() = Memo::default();
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::cipher::{Sealed, StoreKey};
+    use crate::queue::MemoryStore;
+
+    #[test]
+    fn a_sealed_store_tells_the_length_of_a_value_without_opening_it() {
+        let key = StoreKey::from_bytes([3; 32], "test");
+        let s = Sealed::open(MemoryStore::new(), &key).unwrap();
+        let mut b = Batch::new();
+        b.put(keys::segment(1), vec![7u8; 100_000]);
+        b.put(b"mempty".to_vec(), Vec::new());
+        b.put(keys::dedupe("cuff|spo2|97"), vec![1u8; 24]);
+        s.apply(b).unwrap();
+        for k in [
+            keys::segment(1),
+            b"mempty".to_vec(),
+            keys::dedupe("cuff|spo2|97"),
+            keys::segment(2),
+        ] {
+            let len = s.get(&k).unwrap().map(|v| v.len());
+            assert_eq!(s.value_len(&k).unwrap(), len, "{k:?}");
+        }
+        assert_eq!(s.value_len(&keys::segment(1)).unwrap(), Some(100_000));
+        // A segment removed by a group is counted with the size it had, read without `get`.
+        let tx = Txn::with_seq(&s, Counters::default(), 5);
+        assert_eq!(tx.stored_len(&keys::segment(1)).unwrap(), Some(100_000));
     }
 }

@@ -211,4 +211,14 @@ pub enum QueueError {
          drain it with that build, or move the data directory aside"
     )]
     OldLayout,
+    #[error(
+        "the queue store has {found}, newer than this vitalsd's layout version {known}: a newer \
+         vitalsd wrote it, and this one cannot read it. Nothing was written to the store or \
+         moved; run the newer vitalsd again, or restore the data directory from a backup taken \
+         before the upgrade (docs/store-format.md)"
+    )]
+    NewerLayout {
+        found: super::keys::StoreLayout,
+        known: u32,
+    },
 }

@@ -246,7 +246,7 @@ pub fn salvage(src: &dyn Store, dst: &dyn Store, now_ms: u64) -> Result<Outcome,
     let mut batch = Batch::new();
     counters.write_to(&mut batch);
     batch.put(keys::META_COUNTERS, b"1".to_vec());
-    batch.put(keys::META_LAYOUT, keys::LAYOUT.to_vec());
+    batch.put(keys::META_LAYOUT, keys::layout_marker());
     dst.apply(batch)?;
     dst.sync()?;
     Ok(out)

@@ -293,7 +293,7 @@ async fn counters_that_differ_from_a_recount_and_a_missing_layout_marker_are_rep
         ]
     );
     put(&store, keys::counter_readings(), &1u64.to_be_bytes());
-    put(&store, keys::META_LAYOUT.to_vec(), keys::LAYOUT);
+    put(&store, keys::META_LAYOUT.to_vec(), &keys::layout_marker());
     let rep = check(&*store).unwrap();
     assert_eq!(
         reasons(&rep),

@@ -272,7 +272,9 @@ fn counter(k: &[u8], v: &[u8]) -> Result<Item, String> {
 fn meta(k: &[u8], v: &[u8]) -> Result<Item, String> {
     match k {
         keys::META_COUNTERS if v != b"1" => Err("counters flag is not \"1\"".into()),
-        keys::META_LAYOUT if v != keys::LAYOUT => Err("layout marker is not \"segments\"".into()),
+        keys::META_LAYOUT if keys::layout_version(v).is_none() => {
+            Err("layout marker is not \"segments\" or \"segments vN\"".into())
+        }
         b"mrejected" if v.len() != 24 => Err("rejected-log position is not 3 × u64".into()),
         _ => Ok(Item::Other),
     }
