@@ -263,7 +263,7 @@ pub(super) fn read_back_with(
 }
 
 /// Copies the keys of `from` after `after` into `to` in batches of at most [`PAGE`] keys and
-/// about [`BATCH_BYTES`] (each read asks for as many keys as the last batch's average size lets
+/// about [`BATCH_BYTES`] or `budget`, the smaller (each read asks for as many keys as the last batch's average size lets
 /// fit), until at least `budget` bytes were copied (returns false, `after` the last key copied) or every key was (returns true).
 pub(super) fn copy_all(
     from: &dyn Store,
@@ -289,7 +289,8 @@ pub(super) fn copy_all(
             batch.put(k, v);
         }
         to.apply(batch)?;
-        limit = (BATCH_BYTES / (bytes / keys).max(1)).clamp(1, PAGE);
+        let most = BATCH_BYTES.min(usize::try_from(budget).unwrap_or(usize::MAX));
+        limit = (most / (bytes / keys).max(1)).clamp(1, PAGE);
         copied += bytes as u64;
         if copied >= budget {
             return Ok(false);

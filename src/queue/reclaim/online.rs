@@ -240,3 +240,7 @@ fn pause(done: &mut Rewritten, took: Duration) {
     done.pauses += 1;
     done.longest_pause = done.longest_pause.max(took);
 }
+
+#[cfg(test)]
+#[path = "online_tests.rs"]
+mod tests;
