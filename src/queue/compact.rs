@@ -15,6 +15,9 @@
 //! data, so the copy opens with the same store key. The copy gets the owner, group and modes of
 //! the store it replaces before the exchange.
 //!
+//! The online rewrite (`reclaim`) uses the same copy, read-back, check and exchange with the
+//! daemon running, reading the store the queue uses instead of opening it here.
+//!
 //! Memory: the copy and the read-back go through the stores in windows of [`WINDOW_BYTES`],
 //! each through a fresh opening of the stores that is closed at the window's end, so what sled
 //! keeps in memory of the nodes it read or wrote is bounded by a window, not by the store's
