@@ -23,7 +23,9 @@ fn frame(t: OffsetDateTime, i: usize) -> String {
 
 /// The number after `name=` in `line`.
 fn field(line: &str, name: &str) -> u64 {
-    let at = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}"));
+    let at = line
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
     line[at + name.len() + 1..]
         .chars()
         .take_while(char::is_ascii_digit)
@@ -44,7 +46,8 @@ fn readings_flow_and_are_delivered_once_while_the_store_is_rewritten() {
         .daemon("store_reclaim_slack = \"1MiB\"")
         .start();
     let (bridge, outbox) = (d.pty("bridge"), d.outbox().to_path_buf());
-    d.daemon().wait_log("serial port open", Duration::from_secs(10));
+    d.daemon()
+        .wait_log("serial port open", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     // Device times a millisecond apart, in the last minute (a trusted clock); sent in chunks
     // until a rewrite was logged, then as many again so readings arrive after the swap too.
@@ -69,7 +72,10 @@ fn readings_flow_and_are_delivered_once_while_the_store_is_rewritten() {
     let lines = wait_outbox(&outbox, sent, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     let lines = support::outbox_lines(&outbox).len().max(lines.len());
-    assert_eq!(lines, sent, "every reading delivered once ({at} sent before the rewrite was logged)");
+    assert_eq!(
+        lines, sent,
+        "every reading delivered once ({at} sent before the rewrite was logged)"
+    );
     let mut ids: Vec<String> = support::outbox_lines(&outbox)
         .iter()
         .map(|l| l["id"].as_str().unwrap_or("").to_string())
@@ -79,12 +85,22 @@ fn readings_flow_and_are_delivered_once_while_the_store_is_rewritten() {
     assert_eq!(ids.len(), sent, "ids are unique");
     // The files shrank, in every rewrite; none failed.
     let log = d.daemon().plain_log();
-    assert!(!log.contains("rewriting the queue store to give back space failed"), "{log}");
+    assert!(
+        !log.contains("rewriting the queue store to give back space failed"),
+        "{log}"
+    );
     let rewrites: Vec<&str> = log.lines().filter(|l| l.contains(REWRITTEN)).collect();
     for line in &rewrites {
-        let (before, after) = (field(line, "disk_bytes_before"), field(line, "disk_bytes_after"));
+        let (before, after) = (
+            field(line, "disk_bytes_before"),
+            field(line, "disk_bytes_after"),
+        );
         assert!(after < before, "{line}");
         assert!(field(line, "longest_pause_ms") < 1000, "{line}");
     }
-    println!("{} rewrites, {sent} readings:\n{}", rewrites.len(), rewrites.join("\n"));
+    println!(
+        "{} rewrites, {sent} readings:\n{}",
+        rewrites.len(),
+        rewrites.join("\n")
+    );
 }

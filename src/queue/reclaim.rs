@@ -44,7 +44,7 @@ pub struct ReclaimOptions {
     pub key: StoreKey,
     /// Rewrite when the files exceed twice the live bytes by more than this.
     pub slack_bytes: u64,
-    /// Never when the live bytes are above this (the copy would hold ingest too long).
+    /// Never when the live bytes are above this (the copy would take long).
     pub max_live_bytes: u64,
     /// At most once per this interval.
     pub every: Duration,

@@ -152,7 +152,10 @@ async fn ingest_commits_while_a_rewrite_is_held_between_its_windows() {
         stored += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(q.stats().unwrap().reclaims >= 1, "the rewrite did not finish");
+    assert!(
+        q.stats().unwrap().reclaims >= 1,
+        "the rewrite did not finish"
+    );
     // Every reading stored, before, during and after the rewrite, is pending once.
     assert_eq!(drain(&q, &sink).await as i64, stored);
     q.close().await.unwrap();

@@ -98,14 +98,9 @@ impl Reclaim {
         loop {
             let new = self.open_copy(tmp)?;
             // Through `self`: each page is read under the read lock alone.
-            let last = compact::copy_all(
-                self,
-                &new,
-                &mut after,
-                self.opts.window_bytes,
-                &mut tally,
-            )
-            .map_err(|e| io("copying", e))?;
+            let last =
+                compact::copy_all(self, &new, &mut after, self.opts.window_bytes, &mut tally)
+                    .map_err(|e| io("copying", e))?;
             new.sync()?;
             drop(new);
             self.at(Phase::Window(window))?;
@@ -157,7 +152,12 @@ impl Reclaim {
     /// Copies the recorded keys again (outside the lock while many were written, then under
     /// it), reads them back, and exchanges the directories. Returns whether the exchange
     /// happened (`<dir>.compact` then holds the old store).
-    fn swap(&self, tmp: &Path, owner: &Ownership, done: &mut Rewritten) -> Result<bool, StoreError> {
+    fn swap(
+        &self,
+        tmp: &Path,
+        owner: &Ownership,
+        done: &mut Rewritten,
+    ) -> Result<bool, StoreError> {
         let new = self.open_copy(tmp)?;
         for _ in 0..CATCH_UPS {
             let keys = {
@@ -210,7 +210,11 @@ impl Reclaim {
 
 /// Copies the value `from` holds of each of `keys` into `new` (removing the absent ones there),
 /// then reads them back from `new`. Returns how many keys it copied.
-fn copy_keys(from: &dyn Store, keys: BTreeSet<Vec<u8>>, new: &dyn Store) -> Result<u64, StoreError> {
+fn copy_keys(
+    from: &dyn Store,
+    keys: BTreeSet<Vec<u8>>,
+    new: &dyn Store,
+) -> Result<u64, StoreError> {
     let n = keys.len() as u64;
     let keys: Vec<Vec<u8>> = keys.into_iter().collect();
     for part in keys.chunks(CATCH_UP_BATCH) {

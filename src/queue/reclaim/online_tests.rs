@@ -151,10 +151,16 @@ fn writes_made_while_the_copy_runs_are_all_in_the_rewritten_store() {
     }
     gate.release(&Phase::Copied);
     let done = running.join().unwrap().unwrap();
-    assert!(done.pauses >= 5, "a pause after every window but the last, one at the swap: {done:?}");
+    assert!(
+        done.pauses >= 5,
+        "a pause after every window but the last, one at the swap: {done:?}"
+    );
     assert!(done.caught_up >= 3000, "{done:?}");
     assert!(before_pause >= syncs_before);
-    assert!(r.sync_count() > before_pause, "sync_count counts across the reopenings");
+    assert!(
+        r.sync_count() > before_pause,
+        "sync_count counts across the reopenings"
+    );
     assert_eq!(r.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert!(!sibling(&dir).exists());
     assert_eq!(contents(&*r), model);
@@ -239,6 +245,10 @@ fn a_failure_or_a_crash_at_each_phase_leaves_a_whole_store_that_opens() {
         let again = reclaim(&crashed, |_| Ok(()));
         again.run().unwrap();
         assert!(!sibling(&crashed).exists());
-        assert_eq!(contents(&*again), at_crash, "{phase:?}: crash image rewritten");
+        assert_eq!(
+            contents(&*again),
+            at_crash,
+            "{phase:?}: crash image rewritten"
+        );
     }
 }
