@@ -244,72 +244,6 @@ impl Store for HookedStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(store: &HookedStore, key: &[u8]) -> Result<(), StoreError> {
-        let mut b = Batch::new();
-        b.put(key.to_vec(), b"v".to_vec());
-        store.apply(b)
-    }
-
-    #[test]
-    fn calls_reach_the_inner_store_and_scans_are_measured() {
-        let store = HookedStore::over(Box::new(MemoryStore::new())).count_scans(|p| p == b"a");
-        for k in [b"a1", b"a2", b"b1"] {
-            put(&store, k).unwrap();
-        }
-        assert_eq!(store.get(b"a2").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(store.last_key(b"a").unwrap(), Some(b"a2".to_vec()));
-        assert_eq!(store.scan_prefix(b"a", None, 10).unwrap().len(), 2);
-        assert_eq!(store.scan_prefix(b"b", None, 10).unwrap().len(), 1);
-        assert_eq!(store.counted_scans(), 1, "only the scans of prefix `a`");
-        assert_eq!(store.widest_scan(), 2);
-        store.reset_widest_scan();
-        assert_eq!(store.widest_scan(), 0);
-        store.sync().unwrap();
-        assert_eq!(store.sync_count(), 1);
-        assert_eq!(store.sync_times().len(), 1);
-    }
-
-    #[test]
-    fn a_failing_switch_fails_the_call_without_touching_the_inner_store() {
-        let store = HookedStore::new();
-        store.fail_applies(true);
-        assert!(put(&store, b"k").is_err());
-        store.fail_applies(false);
-        assert_eq!(store.get(b"k").unwrap(), None);
-        store.fail_syncs(true);
-        assert!(store.sync().is_err());
-        assert_eq!(store.sync_count(), 0);
-        assert!(store.sync_times().is_empty());
-        store.fail_syncs(false);
-        store.sync().unwrap();
-        assert_eq!(store.sync_count(), 1);
-    }
-
-    #[test]
-    fn a_held_sync_is_entered_and_waits_for_the_release() {
-        let store = std::sync::Arc::new(HookedStore::new());
-        store.hold_syncs();
-        let syncing = store.clone();
-        let sync = std::thread::spawn(move || syncing.sync());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !store.sync_entered() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(store.sync_entered());
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(store.sync_count(), 0, "held at the gate");
-        store.release_syncs();
-        sync.join().unwrap().unwrap();
-        assert_eq!(store.sync_count(), 1);
-        store.forget_sync_entered();
-        assert!(!store.sync_entered());
-    }
-}
-
 /// Points a background job passes ([`Gate::pass`]) where a test can hold it ([`Gate::hold`]):
 /// the job marks each point reached and, while that point is held, waits (at most
 /// [`GATE_MAX`], so a test that never releases it ends) until [`Gate::release`].
@@ -389,5 +323,71 @@ impl<T: PartialEq + Clone> Gate<T> {
     /// Whether the job reached `at` already.
     pub fn reached(&self, at: &T) -> bool {
         self.lock().reached.contains(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &HookedStore, key: &[u8]) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        b.put(key.to_vec(), b"v".to_vec());
+        store.apply(b)
+    }
+
+    #[test]
+    fn calls_reach_the_inner_store_and_scans_are_measured() {
+        let store = HookedStore::over(Box::new(MemoryStore::new())).count_scans(|p| p == b"a");
+        for k in [b"a1", b"a2", b"b1"] {
+            put(&store, k).unwrap();
+        }
+        assert_eq!(store.get(b"a2").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.last_key(b"a").unwrap(), Some(b"a2".to_vec()));
+        assert_eq!(store.scan_prefix(b"a", None, 10).unwrap().len(), 2);
+        assert_eq!(store.scan_prefix(b"b", None, 10).unwrap().len(), 1);
+        assert_eq!(store.counted_scans(), 1, "only the scans of prefix `a`");
+        assert_eq!(store.widest_scan(), 2);
+        store.reset_widest_scan();
+        assert_eq!(store.widest_scan(), 0);
+        store.sync().unwrap();
+        assert_eq!(store.sync_count(), 1);
+        assert_eq!(store.sync_times().len(), 1);
+    }
+
+    #[test]
+    fn a_failing_switch_fails_the_call_without_touching_the_inner_store() {
+        let store = HookedStore::new();
+        store.fail_applies(true);
+        assert!(put(&store, b"k").is_err());
+        store.fail_applies(false);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        store.fail_syncs(true);
+        assert!(store.sync().is_err());
+        assert_eq!(store.sync_count(), 0);
+        assert!(store.sync_times().is_empty());
+        store.fail_syncs(false);
+        store.sync().unwrap();
+        assert_eq!(store.sync_count(), 1);
+    }
+
+    #[test]
+    fn a_held_sync_is_entered_and_waits_for_the_release() {
+        let store = std::sync::Arc::new(HookedStore::new());
+        store.hold_syncs();
+        let syncing = store.clone();
+        let sync = std::thread::spawn(move || syncing.sync());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !store.sync_entered() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(store.sync_entered());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(store.sync_count(), 0, "held at the gate");
+        store.release_syncs();
+        sync.join().unwrap().unwrap();
+        assert_eq!(store.sync_count(), 1);
+        store.forget_sync_entered();
+        assert!(!store.sync_entered());
     }
 }
