@@ -10,7 +10,8 @@
 //!   is due), opened by the queue with the rewrite allowed after `--before-s 10`; one reading
 //!   every `--interval-ms 20` (50/s) is enqueued meanwhile, one call at a time. Prints the
 //!   commit latency (enqueue → durable) of the calls before the rewrite and of the calls while
-//!   it ran, the rewrite's duration and the peak RSS (VmHWM) before and after.
+//!   it ran, the rewrite's duration and the peak RSS (VmHWM) before and after, and the
+//!   rewrite's log line (its pauses, the longest, the swap's, its duration).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -249,6 +250,12 @@ pub fn reclaim_pause(dir: &Path, args: &[String]) {
             t.elapsed().as_secs_f64()
         );
     }
+    // The rewrite's own figures (its pauses, their longest, its duration) are in its log line.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("vitalsd::queue=info"))
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .try_init();
     let rt = runtime();
     // The rewrite's timer starts inside the open (before the counters of the filled store are
     // counted): from here, calls before `before` are surely before it was allowed.

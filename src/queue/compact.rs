@@ -15,6 +15,9 @@
 //! data, so the copy opens with the same store key. The copy gets the owner, group and modes of
 //! the store it replaces before the exchange.
 //!
+//! The online rewrite (`reclaim`) uses the same copy, read-back, check and exchange with the
+//! daemon running, reading the store the queue uses instead of opening it here.
+//!
 //! Memory: the copy and the read-back go through the stores in windows of [`WINDOW_BYTES`],
 //! each through a fresh opening of the stores that is closed at the window's end, so what sled
 //! keeps in memory of the nodes it read or wrote is bounded by a window, not by the store's
@@ -40,7 +43,7 @@ pub struct CompactReport {
 }
 
 /// Keys copied per batch (at most; see [`BATCH_BYTES`]).
-const PAGE: usize = 4096;
+pub(super) const PAGE: usize = 4096;
 
 /// Key and value bytes copied per batch, at most (one key more than this if a single key is
 /// larger).
@@ -103,7 +106,7 @@ pub fn compact(
 }
 
 /// `<dir>.compact`, next to `dir` on the same file system.
-fn sibling(dir: &Path) -> PathBuf {
+pub(super) fn sibling(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(".compact");
     dir.with_file_name(name)
@@ -127,21 +130,21 @@ struct Window {
 /// What a copy wrote, or what a read-back found: the keys, their key and value bytes, and a
 /// SHA-256 over every key and value in order (each preceded by its length).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Copied {
-    keys: u64,
+pub(super) struct Copied {
+    pub(super) keys: u64,
     bytes: u64,
     digest: Vec<u8>,
 }
 
 /// A running [`Copied`].
-struct Tally {
+pub(super) struct Tally {
     keys: u64,
     bytes: u64,
     sha: ring::digest::Context,
 }
 
 impl Tally {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             keys: 0,
             bytes: 0,
@@ -158,7 +161,7 @@ impl Tally {
         }
     }
 
-    fn finish(self) -> Copied {
+    pub(super) fn finish(self) -> Copied {
         Copied {
             keys: self.keys,
             bytes: self.bytes,
@@ -177,7 +180,7 @@ fn copy_and_check(from: &Path, to: &Path, window: Window) -> Result<u64, QueueEr
 
 /// The keys copied if the copy holds exactly what was written (the same keys, bytes and
 /// digest); an error otherwise.
-fn verify(copied: &Copied, found: &Copied) -> Result<u64, QueueError> {
+pub(super) fn verify(copied: &Copied, found: &Copied) -> Result<u64, QueueError> {
     if found == copied {
         return Ok(copied.keys);
     }
@@ -216,15 +219,26 @@ fn copy_windows(from: &Path, to: &Path, window: Window) -> Result<Copied, QueueE
     }
 }
 
-/// Reads the store in `dir` back a window at a time (each through a fresh opening, in pages of
-/// about [`BATCH_BYTES`] like the copy's) and returns
-/// what it holds, to compare with what [`copy_windows`] wrote.
+/// Reads the store in `dir` back a window at a time (see [`read_back_with`]).
 fn read_back(dir: &Path, window: Window) -> Result<Copied, QueueError> {
+    read_back_with(
+        || Ok(Box::new(SledStore::open(dir, window.cache_capacity)?)),
+        window.bytes,
+    )
+}
+
+/// Reads a store back a window of about `window_bytes` at a time, each window through a fresh
+/// store from `open` (closed at the window's end), in pages of about [`BATCH_BYTES`] like the
+/// copy's, and returns what it holds, to compare with what the copy wrote.
+pub(super) fn read_back_with(
+    open: impl Fn() -> Result<Box<dyn Store>, StoreError>,
+    window_bytes: u64,
+) -> Result<Copied, QueueError> {
     let mut tally = Tally::new();
     let mut after: Option<Vec<u8>> = None;
     let mut limit = 64usize;
     loop {
-        let store = SledStore::open(dir, window.cache_capacity)?;
+        let store = open()?;
         let mut read = 0u64;
         let done = loop {
             let page = store.scan_prefix(&[], after.as_deref(), limit)?;
@@ -239,7 +253,7 @@ fn read_back(dir: &Path, window: Window) -> Result<Copied, QueueError> {
             }
             limit = (BATCH_BYTES / (bytes / page.len()).max(1)).clamp(1, PAGE);
             read += bytes as u64;
-            if read >= window.bytes {
+            if read >= window_bytes {
                 break false;
             }
         };
@@ -252,9 +266,9 @@ fn read_back(dir: &Path, window: Window) -> Result<Copied, QueueError> {
 }
 
 /// Copies the keys of `from` after `after` into `to` in batches of at most [`PAGE`] keys and
-/// about [`BATCH_BYTES`] (each read asks for as many keys as the last batch's average size lets
+/// about [`BATCH_BYTES`] or `budget`, the smaller (each read asks for as many keys as the last batch's average size lets
 /// fit), until at least `budget` bytes were copied (returns false, `after` the last key copied) or every key was (returns true).
-fn copy_all(
+pub(super) fn copy_all(
     from: &dyn Store,
     to: &dyn Store,
     after: &mut Option<Vec<u8>>,
@@ -278,7 +292,8 @@ fn copy_all(
             batch.put(k, v);
         }
         to.apply(batch)?;
-        limit = (BATCH_BYTES / (bytes / keys).max(1)).clamp(1, PAGE);
+        let most = BATCH_BYTES.min(usize::try_from(budget).unwrap_or(usize::MAX));
+        limit = (most / (bytes / keys).max(1)).clamp(1, PAGE);
         copied += bytes as u64;
         if copied >= budget {
             return Ok(false);
@@ -287,7 +302,7 @@ fn copy_all(
 }
 
 /// Atomically exchanges the two directories, then makes the rename durable.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+pub(super) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
     renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE)
         .map_err(std::io::Error::from)?;

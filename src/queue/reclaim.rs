@@ -1,24 +1,37 @@
-//! Space comes back while the daemon runs: the store is rewritten and swapped in place.
+//! Space comes back while the daemon runs: the store is rewritten beside ingest and swapped in.
 //!
 //! sled reuses freed space but never shrinks its files, so after a backlog drained the store
 //! keeps its high-water size on disk. Receives a store opened from a directory and how to open
-//! it again; promises a [`Store`] whose calls go to the current store, and [`Reclaim::run`]: with
-//! every reader and the writer held off (a write lock), it syncs and closes the current store,
-//! rewrites it with the offline compaction (`compact`: a whole store at `<dir>` at every
-//! moment, so a crash leaves the old or the new one), and opens the rewritten one. The writer
-//! calls it when the files are much larger than the live data (see [`Reclaim::due`]); ingest
-//! waits for its duration (the copy of the live keys: a fraction of a second for a few MB).
+//! it again; promises a [`Store`] whose calls go to the current store, and a rewrite
+//! ([`Reclaim::start`] on its own thread, or [`Reclaim::run`] on the caller's) that copies the
+//! live keys into a fresh store at `<dir>.compact` while the writer goes on committing:
+//! - every key an `apply` touches from the moment the copy starts is recorded (all writes go
+//!   through this wrapper), so a write the copy missed is copied again at the end;
+//! - the copy reads the current store a window of [`ReclaimOptions::window_bytes`] at a time;
+//!   between windows the current store is synced, closed and opened again under the write lock
+//!   (a short pause for readers and the writer) to free what sled kept of what it read;
+//! - at the end, under the write lock, the recorded keys get the current store's values (or are
+//!   removed) in the copy, are read back, and the two directories are exchanged in one rename:
+//!   `<dir>` is a whole store, the old or the new, at every moment, so a crash or a failure at
+//!   any step leaves a store that opens (a leftover `<dir>.compact` is removed by the next run).
+//!
+//! The writer starts it when the files are much larger than the live data (see
+//! [`Reclaim::due`]); docs/store-bounds.md, "Space comes back while running".
 
+mod online;
+
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::cipher::{Sealed, StoreKey};
 use super::sled_store::SledStore;
-use super::store::{Batch, Entry, Store, StoreError};
+use super::store::{Batch, Entry, Op, Store, StoreError};
 
-/// The live bytes above which the store is not rewritten online (the copy holds ingest):
+/// The live bytes above which the store is not rewritten online (the copy takes longer):
 /// the default `history_max_bytes` stays 64 MiB below it (docs/store-bounds.md).
 pub const MAX_LIVE_BYTES: u64 = 256 << 20;
 
@@ -31,10 +44,16 @@ pub struct ReclaimOptions {
     pub key: StoreKey,
     /// Rewrite when the files exceed twice the live bytes by more than this.
     pub slack_bytes: u64,
-    /// Never when the live bytes are above this (the copy would hold ingest too long).
+    /// Never when the live bytes are above this (the copy would take long).
     pub max_live_bytes: u64,
     /// At most once per this interval.
     pub every: Duration,
+    /// Key and value bytes copied between two pauses (each pause closes and opens the current
+    /// store again, freeing what sled kept of the window it read).
+    pub window_bytes: u64,
+    /// Called at every [`Phase`] of a rewrite (tests only).
+    #[cfg(test)]
+    pub hook: Option<Hook>,
 }
 
 impl std::fmt::Debug for ReclaimOptions {
@@ -53,6 +72,7 @@ impl PartialEq for ReclaimOptions {
             && self.slack_bytes == o.slack_bytes
             && self.max_live_bytes == o.max_live_bytes
             && self.every == o.every
+            && self.window_bytes == o.window_bytes
     }
 }
 
@@ -68,6 +88,9 @@ impl ReclaimOptions {
             slack_bytes: 64 << 20,
             max_live_bytes: MAX_LIVE_BYTES,
             every: Duration::from_secs(600),
+            window_bytes: super::compact::WINDOW_BYTES,
+            #[cfg(test)]
+            hook: None,
         }
     }
 }
@@ -76,11 +99,57 @@ impl ReclaimOptions {
 pub struct Reclaim {
     current: RwLock<Arc<dyn Store>>,
     opts: ReclaimOptions,
-    last: std::sync::Mutex<Instant>,
+    last: Mutex<Instant>,
     /// Syncs of the stores closed so far (`sync_count` goes on counting across swaps).
     syncs_before: AtomicU64,
-    /// Rewrites done since open.
+    /// Rewrites swapped in since open.
     pub runs: AtomicU64,
+    /// The keys written since the running rewrite began its copy (`None`: no copy runs).
+    touched: Mutex<Option<BTreeSet<Vec<u8>>>>,
+    /// Set to make a running rewrite stop at its next window (the queue is closing).
+    stop: AtomicBool,
+    /// The thread of the rewrite started last.
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a rewrite did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Bytes on disk of the store before and after.
+    pub before: u64,
+    pub after: u64,
+    /// Keys the windows copied.
+    pub keys: u64,
+    /// Keys written while the copy ran, copied again at the end.
+    pub caught_up: u64,
+    /// The moments readers and the writer waited: one between every two windows, one at the
+    /// swap.
+    pub pauses: u32,
+    pub longest_pause: Duration,
+    /// The pause of the swap itself.
+    pub swap_pause: Duration,
+    pub took: Duration,
+}
+
+/// Where a rewrite stands, for tests that hold or fail it there (`ReclaimOptions::hook`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Window `n` (from 0) was copied and synced; the pause that follows has not begun.
+    Window(u32),
+    /// The windows were copied and read back; the catch-up and the swap have not begun.
+    Copied,
+    /// Under the write lock: the recorded keys are in the copy; the exchange has not happened.
+    Fixed,
+    /// The exchange happened and the lock is released; the old store is not removed yet.
+    Swapped,
+}
+
+/// A test's hook, called at every [`Phase`]: an error stops the rewrite there.
+#[cfg(test)]
+pub type Hook = Arc<dyn Fn(Phase) -> Result<(), StoreError> + Send + Sync>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Reclaim {
@@ -88,9 +157,12 @@ impl Reclaim {
         Self {
             current: RwLock::new(store),
             opts,
-            last: std::sync::Mutex::new(Instant::now()),
+            last: Mutex::new(Instant::now()),
             syncs_before: AtomicU64::new(0),
             runs: AtomicU64::new(0),
+            touched: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
         }
     }
 
@@ -98,12 +170,13 @@ impl Reclaim {
         self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a rewrite is worth it now: the files take more than twice the live bytes plus
-    /// the slack, the live bytes are small enough to copy quickly, and the last rewrite (or the
-    /// open) is at least `every` ago.
+    /// Whether a rewrite is worth it now: none is running, the files take more than twice the
+    /// live bytes plus the slack, the live bytes are at most `max_live_bytes`, and the last
+    /// rewrite (or the open) is at least `every` ago.
     pub fn due(&self, disk_bytes: u64, live_bytes: u64) -> bool {
-        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-        live_bytes <= self.opts.max_live_bytes
+        let last = *lock(&self.last);
+        !self.running()
+            && live_bytes <= self.opts.max_live_bytes
             && disk_bytes
                 > live_bytes
                     .saturating_mul(2)
@@ -111,43 +184,76 @@ impl Reclaim {
             && last.elapsed() >= self.opts.every
     }
 
-    /// Rewrites the store and swaps the rewritten one in (see the module docs). Returns the
-    /// bytes on disk before and after. On failure the store is opened again as it is.
-    pub fn run(&self) -> Result<(u64, u64), StoreError> {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if Arc::strong_count(&cur) != 1 {
-            return Err(StoreError::Io(
-                "the store is shared outside the queue; not rewritten".into(),
-            ));
-        }
-        cur.sync()?;
-        let before = cur.size_on_disk()?;
-        self.syncs_before
-            .fetch_add(cur.sync_count(), Ordering::Relaxed);
-        // Closed: sled releases the directory's lock from its threads a moment later, which
-        // the compaction's open waits for.
-        *cur = Arc::new(Closed);
-        // The copy reads every key once, in order: a page cache would only hold what was read,
-        // so the two stores it opens get a small one.
-        let rewritten = super::compact::compact(
-            &self.opts.dir,
-            self.opts.cache_capacity.min(COPY_CACHE),
-            &self.opts.key,
-        );
-        // What the copy allocated is free again: give it back (docs/store-bounds.md), on the
-        // trim thread, so ingest does not wait for it too.
-        crate::alloc::Trimmer::global().request();
-        let reopened = self.reopen()?;
-        let after = reopened.size_on_disk()?;
-        *cur = Arc::new(reopened);
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        rewritten.map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok((before, after))
+    /// Whether a rewrite started by [`Reclaim::start`] is still running.
+    pub fn running(&self) -> bool {
+        lock(&self.thread)
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
     }
-}
 
-impl Reclaim {
+    /// Starts a rewrite on its own thread unless one runs; `done` gets its outcome there, after
+    /// the swap (or the failure). Returns whether one was started.
+    pub fn start(
+        self: &Arc<Self>,
+        done: impl FnOnce(Result<Rewritten, StoreError>) + Send + 'static,
+    ) -> bool {
+        let mut slot = lock(&self.thread);
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return false;
+        }
+        if let Some(h) = slot.take() {
+            let _ = h.join();
+        }
+        *lock(&self.last) = Instant::now();
+        self.stop.store(false, Ordering::SeqCst);
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("vitalsd-rewrite".into())
+            .spawn(move || done(me.run()));
+        match spawned {
+            Ok(h) => {
+                *slot = Some(h);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the queue store's rewrite thread; will try again later");
+                false
+            }
+        }
+    }
+
+    /// Makes a running rewrite stop at its next window (or finish its swap) and waits for it.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = lock(&self.thread).take();
+        if let Some(h) = thread {
+            let _ = h.join();
+        }
+    }
+
+    /// Rewrites the store on this thread (see the module docs). On failure the current store
+    /// stays the old one (opened again if a pause had closed it) and `<dir>.compact` is removed.
+    pub fn run(&self) -> Result<Rewritten, StoreError> {
+        let started = Instant::now();
+        *lock(&self.last) = started;
+        let before = self.store().size_on_disk()?;
+        let mut done = Rewritten {
+            before,
+            ..Rewritten::default()
+        };
+        let result = self.rewrite(&mut done);
+        // Whatever happened, the writes are no longer recorded.
+        *lock(&self.touched) = None;
+        // What the copy allocated is free again: give it back (docs/store-bounds.md), on the
+        // trim thread.
+        crate::alloc::Trimmer::global().request();
+        result?;
+        done.after = self.store().size_on_disk()?;
+        done.took = started.elapsed();
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        Ok(done)
+    }
+
     /// Opens the store again, waiting (up to [`REOPEN_WAIT`]) for sled to release the lock
     /// of the handle just closed.
     fn reopen(&self) -> Result<Sealed<SledStore>, StoreError> {
@@ -159,14 +265,22 @@ impl Reclaim {
             match opened {
                 Ok(s) => return Ok(s),
                 Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
     }
-}
 
-/// The page cache of each store the rewrite's copy opens.
-const COPY_CACHE: u64 = 1 << 20;
+    /// Calls the test hook at `phase` (nothing outside tests).
+    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
+    fn at(&self, phase: Phase) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if let Some(hook) = &self.opts.hook {
+            return hook(phase);
+        }
+        let _ = phase;
+        Ok(())
+    }
+}
 
 /// How long [`Reclaim::reopen`] keeps trying.
 const REOPEN_WAIT: Duration = Duration::from_secs(15);
@@ -198,7 +312,26 @@ impl Store for Reclaim {
         self.store().last_key(prefix)
     }
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.store().apply(batch)
+        let cur = self.store();
+        let keys: Option<Vec<Vec<u8>>> = lock(&self.touched).is_some().then(|| {
+            batch
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Put(k, _) | Op::Remove(k) => k.clone(),
+                })
+                .collect()
+        });
+        let applied = cur.apply(batch);
+        // Recorded after the write (and whether it failed or not): a key taken from the set is
+        // read after the write that recorded it (see `online`), and the copy's start and end
+        // hold the write lock, so no apply runs across them.
+        if let Some(keys) = keys {
+            if let Some(t) = lock(&self.touched).as_mut() {
+                t.extend(keys);
+            }
+        }
+        applied
     }
     fn sync(&self) -> Result<(), StoreError> {
         self.store().sync()
@@ -211,8 +344,8 @@ impl Store for Reclaim {
     }
 }
 
-/// The store between closing the old one and opening the rewritten one (never seen by a
-/// caller: the write lock is held meanwhile).
+/// The store between closing one store and opening one (seen by callers only when the opening
+/// failed: the write lock is held meanwhile).
 struct Closed;
 
 impl Store for Closed {

@@ -244,6 +244,88 @@ impl Store for HookedStore {
     }
 }
 
+/// Points a background job passes ([`Gate::pass`]) where a test can hold it ([`Gate::hold`]):
+/// the job marks each point reached and, while that point is held, waits (at most
+/// [`GATE_MAX`], so a test that never releases it ends) until [`Gate::release`].
+pub struct Gate<T> {
+    state: Mutex<GateState<T>>,
+    cv: Condvar,
+}
+
+struct GateState<T> {
+    held: Vec<T>,
+    reached: Vec<T>,
+}
+
+/// How long a held point waits at most, and how long [`Gate::wait_reached`] waits.
+pub const GATE_MAX: Duration = Duration::from_secs(20);
+
+impl<T: PartialEq + Clone> Default for Gate<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(GateState {
+                held: Vec::new(),
+                reached: Vec::new(),
+            }),
+            cv: Condvar::new(),
+        }
+    }
+}
+
+impl<T: PartialEq + Clone> Gate<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on the job waits at `at` until it is released.
+    pub fn hold(&self, at: T) {
+        self.lock().held.push(at);
+    }
+
+    /// Lets the job go on past `at` (and pass it freely later).
+    pub fn release(&self, at: &T) {
+        self.lock().held.retain(|h| h != at);
+        self.cv.notify_all();
+    }
+
+    /// Called by the job at `at`: marks it reached and waits while it is held.
+    pub fn pass(&self, at: T) {
+        let mut s = self.lock();
+        s.reached.push(at.clone());
+        self.cv.notify_all();
+        let until = Instant::now() + GATE_MAX;
+        while s.held.contains(&at) && Instant::now() < until {
+            s = self
+                .cv
+                .wait_timeout(s, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Whether the job reached `at` (waits up to [`GATE_MAX`] for it).
+    pub fn wait_reached(&self, at: &T) -> bool {
+        let until = Instant::now() + GATE_MAX;
+        let mut s = self.lock();
+        while !s.reached.contains(at) {
+            if Instant::now() >= until {
+                return false;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Whether the job reached `at` already.
+    pub fn reached(&self, at: &T) -> bool {
+        self.lock().reached.contains(at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,10 @@ impl Writer {
             }
             drop(sync_tx);
         });
+        // A rewrite still copying stops (it holds the store open).
+        if let Some(r) = &self.shared.reclaim {
+            r.stop();
+        }
     }
 
     fn groups(&mut self, sync: &mpsc::Sender<SyncJob>) {
@@ -391,27 +395,38 @@ impl Writer {
         if !r.due(disk, live) {
             return;
         }
-        let t0 = std::time::Instant::now();
-        let run = r.run();
-        // A store was closed and another opened (or the old one again): cached chunks go.
-        self.shared.dedupe.forget();
-        self.shared.segments.forget();
-        match run {
-            Ok((before, after)) => {
-                self.shared.disk_bytes.store(after, Ordering::Relaxed);
+        // On its own thread: the writer goes on committing while it copies.
+        let shared = Arc::clone(&self.shared);
+        r.start(move |run| match run {
+            Ok(done) => {
+                // The dedupe chunks and segments cached from the old store stay: the new
+                // store held the same keys and values when it was swapped in.
+                shared.disk_bytes.store(done.after, Ordering::Relaxed);
                 tracing::info!(
-                    disk_bytes_before = before,
-                    disk_bytes_after = after,
+                    disk_bytes_before = done.before,
+                    disk_bytes_after = done.after,
                     live_bytes = live,
-                    took_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    keys = done.keys,
+                    keys_written_meanwhile = done.caught_up,
+                    pauses = done.pauses,
+                    longest_pause_ms = ms(done.longest_pause),
+                    swap_pause_ms = ms(done.swap_pause),
+                    took_ms = ms(done.took),
                     "the queue store was rewritten to give back the space of delivered readings"
                 );
             }
             Err(e) => {
+                // The old store stays (opened again if a pause had closed it).
+                shared.dedupe.forget();
+                shared.segments.forget();
                 tracing::warn!(error = %e, "rewriting the queue store to give back space failed; will try again later");
             }
-        }
+        });
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Makes the audit file durable (nothing to do without audit files).
