@@ -145,19 +145,31 @@ fn the_copy_holds_a_bounded_part_of_the_store_in_memory() {
         });
         (peak >> 20, started.elapsed())
     };
+    // Measured (debug build): 143–175 MiB through one opening, 33 MiB in windows of 4 MiB and
+    // 57 MiB in windows of 16 MiB (about 25 of it sled's own per opening of a store). The
+    // bound, three quarters of the live bytes: through one opening (as the copy was before the
+    // windows) sled keeps most of both stores in memory and goes far above it.
+    let bound = live * 3 / 4;
     let (whole, whole_took) = copy("whole", u64::MAX);
-    let (windowed, windowed_took) = copy("windowed", WINDOW_BYTES);
+    // The heap is the process's, and the other tests of this binary run at the same time:
+    // their allocations can only raise a peak, so the windowed copy is measured up to three
+    // times and its lowest peak is the one judged.
+    let (mut windowed, mut windowed_took) = (usize::MAX, Duration::ZERO);
+    for attempt in 0..3 {
+        let (peak, took) = copy(&format!("windowed-{attempt}"), WINDOW_BYTES);
+        if peak < windowed {
+            (windowed, windowed_took) = (peak, took);
+        }
+        if windowed < bound {
+            break;
+        }
+    }
     eprintln!(
         "heap in use above the start while copying and checking {live} MiB: {whole} MiB \
          through one opening of each store ({whole_took:?}), {windowed} MiB through a \
          fresh opening every {} MiB ({windowed_took:?})",
         WINDOW_BYTES >> 20
     );
-    // Measured (debug build): 143–175 MiB through one opening, 33 MiB in windows of 4 MiB and
-    // 57 MiB in windows of 16 MiB (about 25 of it sled's own per opening of a store). The
-    // bound, three quarters of the live bytes: through one opening (as the copy was before the
-    // windows) sled keeps most of both stores in memory and goes far above it.
-    let bound = live * 3 / 4;
     assert!(
         windowed < bound && whole > bound,
         "windows of {} MiB: {windowed} MiB at the peak; one opening: {whole} MiB",
