@@ -66,7 +66,8 @@
 //!   staging, `command`). Audit entries go to the audit files, appended before their batch is
 //!   applied and synced with it (`l` keys only without audit files).
 //! - **Space back online** (`reclaim`): when the store's files exceed twice the live bytes plus
-//!   a slack, the writer rewrites the store and swaps the copy in (docs/store-bounds.md).
+//!   a slack, the writer starts a rewrite on a thread of its own: the copy runs beside ingest,
+//!   and readers and the writer wait only for short pauses and the swap (docs/store-bounds.md).
 //! - **Layout**: a store written before segments (one `r` key per reading) is refused at open
 //!   with [`QueueError::OldLayout`]; it must be drained by the build that wrote it. A store whose
 //!   layout marker names a version newer than [`LAYOUT_VERSION`] is refused with
