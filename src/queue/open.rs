@@ -2,9 +2,10 @@
 //!
 //! Receives a directory (or any [`Store`]) and [`QueueOptions`]. Promises: a store of the
 //! layout before segments, or of a layout version newer than this build's, is refused before
-//! anything is written; an older layout version's marker is brought to this build's; counters are loaded (or counted once) and
-//! earlier versions' dead-lettered rejected readings and stored audit entries are moved where
-//! this version keeps them, each in synced batches, before the one writer starts.
+//! anything is written; an older layout version's marker is brought to this build's; counters
+//! are loaded (or counted once) and earlier versions' dead-lettered rejected readings and
+//! stored audit entries are moved where this version keeps them, each in synced batches,
+//! before the one writer starts.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};

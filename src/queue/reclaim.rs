@@ -222,6 +222,12 @@ impl Reclaim {
         }
     }
 
+    /// Whether [`Reclaim::stop`] was called (a rewrite that ends with an error then stopped
+    /// because the queue is closing, not because something failed).
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
     /// Makes a running rewrite stop at its next window (or finish its swap) and waits for it.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);

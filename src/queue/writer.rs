@@ -419,7 +419,11 @@ impl Writer {
                 // The old store stays (opened again if a pause had closed it).
                 shared.dedupe.forget();
                 shared.segments.forget();
-                tracing::warn!(error = %e, "rewriting the queue store to give back space failed; will try again later");
+                if shared.reclaim.as_ref().is_some_and(|r| r.stopping()) {
+                    tracing::info!("the queue store's rewrite stopped because the queue is closing; the store stays as it was");
+                } else {
+                    tracing::warn!(error = %e, "rewriting the queue store to give back space failed; will try again later");
+                }
             }
         });
     }
