@@ -9,41 +9,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::{mllp_addr, Daemon, DaemonBuilder, Device, Sink};
-use vitalsd::net::hl7::mllp_frame;
 use vitalsd::queue::cipher::{KeySource, Sealed, StoreKey};
 use vitalsd::queue::{Batch, SledStore, Store, LAYOUT_VERSION};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// One ORU with one SpO2, measured `i` seconds after 10:00; waits for its AA.
-fn send(addr: SocketAddr, i: u32) {
-    let t = format!("2024031510{:02}{:02}+0100", i / 60 % 60, i % 60);
-    let id = format!("M{i:05}");
-    let msg = format!(
-        "MSH|^~\\&|MON|WARD|EHR|CLINIC_A|{t}||ORU^R01^ORU_R01|{id}|P|2.6\r\
-         PID|||MRN777^^^CLINIC_A^MR\r\
-         OBR|1|{id}|{id}|182777000^monitoring of patient^SCT|||{t}\r\
-         OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.2.1.1|{}|262688^MDC_DIM_PERCENT^MDC|||||R|||{t}\r",
-        90 + i % 10
-    );
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.write_all(&mllp_frame(msg.as_bytes())).expect("write");
-    let mut got = Vec::new();
-    let mut b = [0u8; 512];
-    while !got.ends_with(&[0x1c, 0x0d]) {
-        let n = s.read(&mut b).expect("an ACK");
-        assert!(n > 0, "closed before the ACK");
-        got.extend_from_slice(&b[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).contains("MSA|AA"), "not AA");
-}
 
 /// Every file under `dir` (recursively) with its bytes.
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -154,7 +127,7 @@ fn a_store_of_a_newer_layout_is_refused_by_every_command_and_left_byte_identical
     d.wait_log("MLLP listener ready", WAIT);
     let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
     for i in 0..3 {
-        send(addr, i);
+        support::send_spo2_oru(addr, i);
     }
     let (st, _) = d.stop();
     assert!(st.success(), "{}", std::fs::read_to_string(&log).unwrap());

@@ -8,14 +8,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
-use vitalsd::net::hl7::mllp_frame;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -53,7 +50,7 @@ impl Site {
         d.wait_log("MLLP listener ready", WAIT);
         let addr = mllp_addr(&d.log()).expect("the MLLP listener's address in the log");
         for i in from..from + n {
-            send(addr, i);
+            support::send_spo2_oru(addr, i);
         }
         let (st, _) = d.stop();
         assert!(
@@ -66,30 +63,6 @@ impl Site {
 
 fn d_log(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
-}
-
-/// One ORU with one SpO2, measured `i` seconds after 10:00; waits for its AA.
-fn send(addr: SocketAddr, i: u32) {
-    let t = format!("2024031510{:02}{:02}+0100", i / 60 % 60, i % 60);
-    let id = format!("M{i:05}");
-    let msg = format!(
-        "MSH|^~\\&|MON|WARD|EHR|CLINIC_A|{t}||ORU^R01^ORU_R01|{id}|P|2.6\r\
-         PID|||MRN777^^^CLINIC_A^MR\r\
-         OBR|1|{id}|{id}|182777000^monitoring of patient^SCT|||{t}\r\
-         OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.2.1.1|{}|262688^MDC_DIM_PERCENT^MDC|||||R|||{t}\r",
-        90 + i % 10
-    );
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.write_all(&mllp_frame(msg.as_bytes())).expect("write");
-    let mut got = Vec::new();
-    let mut b = [0u8; 512];
-    while !got.ends_with(&[0x1c, 0x0d]) {
-        let n = s.read(&mut b).expect("an ACK");
-        assert!(n > 0, "closed before the ACK");
-        got.extend_from_slice(&b[..n]);
-    }
-    assert!(String::from_utf8_lossy(&got).contains("MSA|AA"), "not AA");
 }
 
 fn vitalsd(args: &[&str], config: &Path) -> Output {

@@ -70,6 +70,21 @@ impl std::fmt::Debug for SledStore {
 }
 
 impl SledStore {
+    /// The keys under `prefix` after `after` (from the first when `after` is before the
+    /// prefix or absent), in order.
+    fn keys_from(&self, prefix: &[u8], after: Option<&[u8]>) -> sled::Iter {
+        match after {
+            Some(a) if a >= prefix => {
+                let start = std::ops::Bound::Excluded(a.to_vec());
+                match super::store::prefix_end(prefix) {
+                    Some(end) => self.db.range((start, std::ops::Bound::Excluded(end))),
+                    None => self.db.range((start, std::ops::Bound::Unbounded)),
+                }
+            }
+            _ => self.db.scan_prefix(prefix),
+        }
+    }
+
     /// Opens (creating) the store in `dir` with a page cache of `cache_capacity` bytes. Fails
     /// with [`StoreError::Open`] naming `dir` when it is not writable or another process holds
     /// the store's lock (sled allows one process per store).
@@ -243,16 +258,7 @@ impl Store for SledStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let iter = match after {
-            Some(a) if a >= prefix => {
-                let start = std::ops::Bound::Excluded(a.to_vec());
-                match super::store::prefix_end(prefix) {
-                    Some(end) => self.db.range((start, std::ops::Bound::Excluded(end))),
-                    None => self.db.range((start, std::ops::Bound::Unbounded)),
-                }
-            }
-            _ => self.db.scan_prefix(prefix),
-        };
+        let iter = self.keys_from(prefix, after);
         let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(store_err)?;
@@ -267,16 +273,7 @@ impl Store for SledStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let iter = match after {
-            Some(a) if a >= prefix => {
-                let start = std::ops::Bound::Excluded(a.to_vec());
-                match super::store::prefix_end(prefix) {
-                    Some(end) => self.db.range((start, std::ops::Bound::Excluded(end))),
-                    None => self.db.range((start, std::ops::Bound::Unbounded)),
-                }
-            }
-            _ => self.db.scan_prefix(prefix),
-        };
+        let iter = self.keys_from(prefix, after);
         let mut out = Vec::new();
         for item in iter.keys().take(limit) {
             out.push(item.map_err(store_err)?.to_vec());

@@ -377,3 +377,30 @@ pub fn mllp_addr(log: &str) -> Option<std::net::SocketAddr> {
     let at = line.find("listen=")? + "listen=".len();
     line[at..].split_whitespace().next()?.parse().ok()
 }
+
+/// One ORU with one SpO2, measured `i` seconds after 10:00; waits for its AA.
+pub fn send_spo2_oru(addr: std::net::SocketAddr, i: u32) {
+    let t = format!("2024031510{:02}{:02}+0100", i / 60 % 60, i % 60);
+    let id = format!("M{i:05}");
+    let msg = format!(
+        "MSH|^~\\&|MON|WARD|EHR|CLINIC_A|{t}||ORU^R01^ORU_R01|{id}|P|2.6\r\
+         PID|||MRN777^^^CLINIC_A^MR\r\
+         OBR|1|{id}|{id}|182777000^monitoring of patient^SCT|||{t}\r\
+         OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.2.1.1|{}|262688^MDC_DIM_PERCENT^MDC|||||R|||{t}\r",
+        90 + i % 10
+    );
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(&vitalsd::net::hl7::mllp_frame(msg.as_bytes()))
+        .expect("write");
+    let mut got = Vec::new();
+    let mut b = [0u8; 512];
+    while !got.ends_with(&[0x1c, 0x0d]) {
+        let n = s.read(&mut b).expect("an ACK");
+        assert!(n > 0, "closed before the ACK");
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("MSA|AA"), "not AA");
+}
