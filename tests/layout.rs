@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{mllp_addr, Daemon, DaemonBuilder, Device, Sink};
 use vitalsd::queue::cipher::{KeySource, Sealed, StoreKey};
@@ -79,27 +79,6 @@ fn set_marker(store_dir: &Path, marker: &[u8]) {
     store.sync().expect("sync");
 }
 
-/// Starts the daemon and expects it to exit non-zero without getting ready; returns its log.
-fn refused(config: &Path, log: &Path) -> String {
-    let mut d = Daemon::start(config, log);
-    let until = Instant::now() + WAIT;
-    let st = loop {
-        if let Some(st) = d.child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < until,
-            "the daemon kept running:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = d.plain_log();
-    assert!(!st.success(), "{log}");
-    assert!(!log.contains("vitalsd ready"), "{log}");
-    log
-}
-
 #[track_caller]
 fn says_newer(out: &str) {
     for needle in [
@@ -136,7 +115,7 @@ fn a_store_of_a_newer_layout_is_refused_by_every_command_and_left_byte_identical
     set_marker(&store, b"segments v9");
     let before = snapshot(&data);
 
-    let out = refused(&cfg, &tmp.path().join("run.log"));
+    let out = support::start_refused(&cfg, &tmp.path().join("run.log"));
     says_newer(&out);
     unchanged(&data, &before, "`vitalsd run`");
 

@@ -10,7 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{mllp_addr, wait_outbox, Daemon, DaemonBuilder, Device, Sink};
 
@@ -88,27 +88,6 @@ fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// Starts the daemon and expects it to exit non-zero without getting ready; returns its log.
-fn refused(config: &Path, log: &Path) -> String {
-    let mut d = Daemon::start(config, log);
-    let until = Instant::now() + WAIT;
-    let st = loop {
-        if let Some(st) = d.child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < until,
-            "the daemon kept running:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let log = d.plain_log();
-    assert!(!st.success(), "{log}");
-    assert!(!log.contains("vitalsd ready"), "{log}");
-    log
-}
-
 #[test]
 fn a_store_sled_reports_damaged_is_refused_and_salvage_exports_what_its_log_still_holds() {
     let site = Site::new();
@@ -133,7 +112,7 @@ fn a_store_sled_reports_damaged_is_refused_and_salvage_exports_what_its_log_stil
     db[at..at + 8].copy_from_slice(&[0xff; 8]);
     std::fs::write(store.join("db"), db).expect("damage");
 
-    let log = refused(&cfg, &site.path("refused.log"));
+    let log = support::start_refused(&cfg, &site.path("refused.log"));
     let line = log
         .lines()
         .find(|l| l.starts_with("vitalsd: "))
@@ -215,14 +194,14 @@ fn a_log_cut_to_nothing_is_refused_instead_of_starting_with_an_empty_queue() {
         .and_then(|f| f.set_len(0))
         .expect("truncate");
     // sled replays an empty log as an empty store; the missing marker gives it away.
-    let log = refused(&cfg, &site.path("refused.log"));
+    let log = support::start_refused(&cfg, &site.path("refused.log"));
     assert!(log.contains("counters marker"), "{log}");
     assert!(log.contains("is damaged"), "{log}");
     let v = vitalsd(&["queue", "verify"], &cfg);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
     assert!(text(&v).contains("counters marker"), "{}", text(&v));
     // Still refused: nothing above wrote the marker back.
-    let log = refused(&cfg, &site.path("refused-again.log"));
+    let log = support::start_refused(&cfg, &site.path("refused-again.log"));
     assert!(log.contains("counters marker"), "{log}");
 }
 

@@ -404,3 +404,24 @@ pub fn send_spo2_oru(addr: std::net::SocketAddr, i: u32) {
     }
     assert!(String::from_utf8_lossy(&got).contains("MSA|AA"), "not AA");
 }
+
+/// Starts the daemon and expects it to exit non-zero without getting ready; returns its log.
+pub fn start_refused(config: &std::path::Path, log: &std::path::Path) -> String {
+    let mut d = Daemon::start(config, log);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let st = loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the daemon kept running:\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let log = d.plain_log();
+    assert!(!st.success(), "{log}");
+    assert!(!log.contains("vitalsd ready"), "{log}");
+    log
+}
