@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{wait_outbox, Admin, DaemonBuilder};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Readings sent: the old check (store size on disk against the cap) refused everything after
@@ -18,14 +17,6 @@ use time::OffsetDateTime;
 const READINGS: usize = 20_000;
 /// Frames sent a second time (a gateway replaying what it holds after a reconnect).
 const REPLAYS: usize = 600;
-
-fn frame(t: OffsetDateTime, i: usize) -> String {
-    let at = t.format(&Rfc3339).unwrap();
-    let temp = 36.0 + (i % 20) as f64 / 10.0;
-    format!(
-        r#"{{"kind":"body_temperature","device_time":"{at}","values":[{{"name":"temperature","value":{temp:.1},"unit":"Cel","site":"oral"}}]}}"#
-    )
-}
 
 /// A JSON bridge `bridge` on a pseudo-terminal in `exam-2`, a `reading` outbox, the admin API
 /// with a token, patients by `mode`.
@@ -64,7 +55,7 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
     // Device times a millisecond apart, in the last minute (a trusted clock).
     let base = OffsetDateTime::now_utc() - time::Duration::seconds(60);
     let frames: Vec<String> = (0..READINGS)
-        .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+        .map(|i| support::temperature_frame(base + time::Duration::milliseconds(i as i64), i))
         .collect();
     let started = Instant::now();
     for chunk in frames.chunks(200) {
@@ -80,7 +71,7 @@ fn a_stream_far_past_the_cap_keeps_flowing_and_replays_are_stored_once() {
     }
     // And a few new ones after them: when these are out, the replays were handled.
     let tail: Vec<String> = (READINGS..READINGS + 10)
-        .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+        .map(|i| support::temperature_frame(base + time::Duration::milliseconds(i as i64), i))
         .collect();
     bridge.send(format!("{}\n", tail.join("\n")).as_bytes());
     let lines = wait_outbox(&outbox, READINGS + 10, Duration::from_secs(30));
@@ -187,7 +178,7 @@ fn a_drained_backlog_gives_its_disk_space_back_while_the_daemon_runs() {
     let base = OffsetDateTime::now_utc() - time::Duration::seconds(120);
     let send = |from: usize, n: usize| {
         let frames: Vec<String> = (from..from + n)
-            .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+            .map(|i| support::temperature_frame(base + time::Duration::milliseconds(i as i64), i))
             .collect();
         for chunk in frames.chunks(200) {
             bridge.send(format!("{}\n", chunk.join("\n")).as_bytes());

@@ -8,18 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{wait_outbox, Admin, DaemonBuilder};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 const REWRITTEN: &str = "the queue store was rewritten to give back the space";
-
-fn frame(t: OffsetDateTime, i: usize) -> String {
-    let at = t.format(&Rfc3339).unwrap();
-    let temp = 36.0 + (i % 20) as f64 / 10.0;
-    format!(
-        r#"{{"kind":"body_temperature","device_time":"{at}","values":[{{"name":"temperature","value":{temp:.1},"unit":"Cel","site":"oral"}}]}}"#
-    )
-}
 
 /// The number after `name=` in `line`.
 fn field(line: &str, name: &str) -> u64 {
@@ -56,7 +47,7 @@ fn readings_flow_and_are_delivered_once_while_the_store_is_rewritten() {
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
         let chunk: Vec<String> = (sent..sent + 200)
-            .map(|i| frame(base + time::Duration::milliseconds(i as i64), i))
+            .map(|i| support::temperature_frame(base + time::Duration::milliseconds(i as i64), i))
             .collect();
         bridge.send(format!("{}\n", chunk.join("\n")).as_bytes());
         sent += 200;

@@ -425,3 +425,14 @@ pub fn start_refused(config: &std::path::Path, log: &std::path::Path) -> String 
     assert!(!log.contains("vitalsd ready"), "{log}");
     log
 }
+
+/// A JSON bridge's body-temperature frame measured at `t` (its value varies with `i`).
+pub fn temperature_frame(t: time::OffsetDateTime, i: usize) -> String {
+    let at = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let temp = 36.0 + (i % 20) as f64 / 10.0;
+    format!(
+        r#"{{"kind":"body_temperature","device_time":"{at}","values":[{{"name":"temperature","value":{temp:.1},"unit":"Cel","site":"oral"}}]}}"#
+    )
+}
