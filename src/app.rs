@@ -126,13 +126,9 @@ pub fn open_queue(cfg: &Config) -> anyhow::Result<Queue> {
     };
     // A store of a newer layout is refused before the audit files are opened (their open
     // finishes what a crash left) or anything is written, and left as it was found.
-    if let Err(e) = queue::refuse_newer_layout(&store) {
-        drop(store);
-        snapshots
-            .restore()
-            .with_context(|| format!("cannot put back sled's snapshot in {}", dir.display()))?;
-        return Err(e).with_context(|| format!("cannot open the queue in {}", dir.display()));
-    }
+    let store = snapshots
+        .refuse_newer(store)
+        .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
     let clock = crate::audit::clock::from_env();
     opts.clock = queue::QueueClock(clock.clone());
     let audit = crate::audit::AuditOptions::for_config(cfg, &key, clock);

@@ -79,14 +79,9 @@ fn refuse_newer(store_dir: &Path, key: &StoreKey) -> anyhow::Result<()> {
     let Ok(store) = Sealed::reader(store, key) else {
         return Ok(()); // compact reports another key itself
     };
-    if let Err(e) = crate::queue::refuse_newer_layout(&store) {
-        drop(store);
-        snapshots.restore().with_context(|| {
-            format!("cannot put back sled's snapshot in {}", store_dir.display())
-        })?;
-        return Err(e)
-            .with_context(|| format!("cannot compact the queue in {}", store_dir.display()));
-    }
+    snapshots
+        .refuse_newer(store)
+        .with_context(|| format!("cannot compact the queue in {}", store_dir.display()))?;
     Ok(())
 }
 

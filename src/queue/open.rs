@@ -156,6 +156,23 @@ impl SledSnapshots {
         }
         Ok(())
     }
+
+    /// `store` (opened after [`SledSnapshots::save`]) when its layout is one this build
+    /// reads; else [`refuse_newer_layout`]'s error, with `store` closed and the snapshot files
+    /// put back, so the directory is left as it was found.
+    pub fn refuse_newer<S: Store>(&self, store: S) -> Result<S, QueueError> {
+        let Err(refused) = refuse_newer_layout(&store) else {
+            return Ok(store);
+        };
+        drop(store);
+        self.restore().map_err(|e| {
+            QueueError::Store(super::store::StoreError::Io(format!(
+                "cannot put back sled's snapshot in {}: {e}",
+                self.dir.display()
+            )))
+        })?;
+        Err(refused)
+    }
 }
 
 /// Refuses a store whose layout marker names a version newer than [`keys::LAYOUT_VERSION`] (or
