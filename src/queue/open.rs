@@ -42,6 +42,9 @@ impl Queue {
             None => (store, None),
         };
         check_layout(&*store)?;
+        if let Some(Err(e)) = reclaim.as_ref().map(|r| r.remove_leftover()) {
+            tracing::warn!(error = %e, "the copy an interrupted rewrite of the queue store left behind could not be removed; the next rewrite removes it");
+        }
         let mut counters = match Counters::load(&*store)? {
             Some(c) => c,
             None => {

@@ -13,7 +13,8 @@
 //! - at the end, under the write lock, the recorded keys get the current store's values (or are
 //!   removed) in the copy, are read back, and the two directories are exchanged in one rename:
 //!   `<dir>` is a whole store, the old or the new, at every moment, so a crash or a failure at
-//!   any step leaves a store that opens (a leftover `<dir>.compact` is removed by the next run).
+//!   any step leaves a store that opens (a leftover `<dir>.compact` is removed at the next open,
+//!   [`Reclaim::remove_leftover`], or by the next rewrite).
 //!
 //! The writer starts it when the files are much larger than the live data (see
 //! [`Reclaim::due`]); docs/store-bounds.md, "Space comes back while running".
@@ -164,6 +165,30 @@ impl Reclaim {
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
         }
+    }
+
+    /// Removes what a rewrite interrupted by a crash or a kill left at `<dir>.compact` (a
+    /// partial copy, or the old store after the exchange: `<dir>` is whole either way), so
+    /// its space comes back at the next start and not only at the next rewrite, which may
+    /// never be due. Called at open, before any rewrite can run; returns the bytes freed.
+    pub fn remove_leftover(&self) -> Result<Option<u64>, StoreError> {
+        let tmp = super::compact::sibling(&self.opts.dir);
+        if !tmp.exists() {
+            return Ok(None);
+        }
+        let bytes = super::compact::dir_bytes(&tmp).unwrap_or(0);
+        std::fs::remove_dir_all(&tmp).map_err(|e| {
+            StoreError::Io(format!(
+                "removing the copy an interrupted rewrite left at {}: {e}",
+                tmp.display()
+            ))
+        })?;
+        tracing::info!(
+            path = %tmp.display(),
+            bytes,
+            "removed the copy an interrupted rewrite of the queue store left behind"
+        );
+        Ok(Some(bytes))
     }
 
     fn store(&self) -> std::sync::RwLockReadGuard<'_, Arc<dyn Store>> {
