@@ -120,6 +120,8 @@ mod bounds_tests;
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
+mod due_cursor_tests;
+#[cfg(test)]
 mod handle_tests;
 #[cfg(test)]
 mod reclaim_tests;
@@ -149,6 +151,6 @@ pub use review::{Decision, Review, ReviewEntry};
 pub use sled_store::{restrict_umask, set_modes, Ownership, SledStore, DIR_MODE, FILE_MODE};
 pub use store::{Batch, Entry, Op, Store, StoreError};
 pub use types::{
-    AuditFiles, DeadEntry, EnqueueOutcome, HistoryStats, Pending, QueueClock, QueueError,
-    QueueOptions, QueueStats, Settle, SinkStats,
+    AuditFiles, DeadEntry, DueCursor, EnqueueOutcome, HistoryStats, Pending, QueueClock,
+    QueueError, QueueOptions, QueueStats, Settle, SinkStats,
 };

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::command::Command;
 use super::handle::{async_reads, Core};
 use super::ops;
-use super::types::{DeadEntry, EnqueueOutcome, Pending, QueueError, QueueStats, Settle};
+use super::types::{DeadEntry, DueCursor, EnqueueOutcome, Pending, QueueError, QueueStats, Settle};
 use super::{Audit, Contexts, Held, Quarantine, Rejected, Review};
 use crate::model::audit::{AuditEvent, DeliveryOutcome};
 use crate::reading::{Reading, ReadingId, SinkId};
@@ -124,6 +124,21 @@ impl Queue {
         skip: &HashSet<ReadingId>,
     ) -> Result<Vec<Pending>, QueueError> {
         self.core.pending_excluding(sink, max, now, skip)
+    }
+
+    /// [`Queue::pending_excluding`] for a reader that keeps a [`DueCursor`]: the retried
+    /// entries past `after` are read first (those up to it are the reader's in flight), and
+    /// the ones up to it only when fewer than `max` were found past it. Returns the entries,
+    /// oldest first, and the cursor for the next read.
+    pub fn pending_after(
+        &self,
+        sink: &SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &HashSet<ReadingId>,
+        after: Option<DueCursor>,
+    ) -> Result<(Vec<Pending>, Option<DueCursor>), QueueError> {
+        self.core.pending_after(sink, max, now, skip, after)
     }
 
     /// Earliest not_before among the sink's pending entries (None when nothing is pending).

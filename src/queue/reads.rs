@@ -5,6 +5,7 @@
 //! be read is handed to the writer for the sink's dead-letter instead of blocking the sink.
 //! These block briefly on the store: async callers go through `Queue::read`.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use super::command::Command;
 use super::handle::Core;
 use super::keys::{self, DeadValue, PendingValue};
 use super::segment::{self, Slot};
-use super::types::{DeadEntry, HistoryStats, Pending, QueueError, QueueStats, SinkStats};
+use super::types::{
+    DeadEntry, DueCursor, HistoryStats, Pending, QueueError, QueueStats, SinkStats,
+};
 use super::{ops, txn};
 use crate::reading::{Reading, ReadingId, SinkId};
 
@@ -26,48 +29,42 @@ impl Core {
         sink: &SinkId,
         max: usize,
         now: OffsetDateTime,
-        skip: &std::collections::HashSet<ReadingId>,
+        skip: &HashSet<ReadingId>,
     ) -> Result<Vec<Pending>, QueueError> {
+        Ok(self.pending_after(sink, max, now, skip, None)?.0)
+    }
+
+    /// [`Core::pending_excluding`] reading the retried entries from past `after` first: the
+    /// entries up to it are in flight, and passing over each of them again would cost a key
+    /// read per entry in flight on every read (up to `concurrency × 2` batches of them). When
+    /// fewer than `max` are found past it, the entries up to it are read too (passing over
+    /// those in `skip`), so an entry left behind it is read all the same. Returns the entries,
+    /// oldest first, and the cursor for the next read: the last retried entry returned, or
+    /// `after` when none was.
+    pub(super) fn pending_after(
+        &self,
+        sink: &SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &HashSet<ReadingId>,
+        after: Option<DueCursor>,
+    ) -> Result<(Vec<Pending>, Option<DueCursor>), QueueError> {
         let shared = self.shared()?;
-        let store = &*shared.store;
         let now_ms = ops::to_ms(now);
         // The first `max` of the union are among the first `max + skip` of each list.
         let limit = max.saturating_add(skip.len());
-        let mut due: Vec<(u64, ReadingId, PendingValue)> = Vec::new();
-        let prefix = keys::sink_prefix(keys::DUE, sink);
-        // The due list is in (not_before, id) order: its first `max` entries that are not
-        // skipped are the ones the answer can hold, so it is scanned a page at a time and no
-        // further entry is read and decoded.
-        // The due keys carry nothing in their values: only the keys are read (the entries in
-        // flight that a read passes over cost no value copied or opened).
-        let page_len = max.max(16);
-        let mut after: Option<Vec<u8>> = None;
-        let mut scanned = 0;
-        'scan: while scanned < limit && due.len() < max {
-            let page = store.scan_keys(&prefix, after.as_deref(), page_len.min(limit - scanned))?;
-            let Some(last) = page.last() else {
-                break 'scan;
-            };
-            after = Some(last.clone());
-            let full = page.len() == page_len.min(limit - scanned);
-            for k in page {
-                scanned += 1;
-                let (nb, id) =
-                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
-                if nb > now_ms || due.len() >= max {
-                    break 'scan;
-                }
-                if skip.contains(&id) {
-                    continue;
-                }
-                let qkey = keys::retried(sink, id);
-                if let Some(raw) = store.get(&qkey)? {
-                    due.push((nb, id, ops::decode(&qkey, &raw)?));
-                }
-            }
-            if !full {
-                break 'scan;
-            }
+        let mut due: Vec<(u64, ReadingId, PendingValue, bool)> = Vec::new();
+        let from = after.map(|c| keys::due(sink, c.not_before_ms, c.id));
+        let scan = DueScan {
+            sink,
+            max,
+            limit,
+            now_ms,
+            skip,
+        };
+        self.scan_due(&scan, from.clone(), None, &mut due)?;
+        if from.is_some() && due.len() < max {
+            self.scan_due(&scan, None, from.as_deref(), &mut due)?;
         }
         let mut looked = 0;
         self.fresh_entries(sink, |slot, id| {
@@ -79,15 +76,24 @@ impl Core {
                     not_before_ms: nb,
                     last_error: None,
                 };
-                due.push((nb, id, p));
+                due.push((nb, id, p, false));
             }
             looked += 1;
             looked < limit
         })?;
-        due.sort_by_key(|(nb, id, _)| (*nb, *id));
+        due.sort_by_key(|(nb, id, _, _)| (*nb, *id));
         due.truncate(max);
+        let cursor = due
+            .iter()
+            .filter(|(_, _, _, retried)| *retried)
+            .map(|(nb, id, _, _)| DueCursor {
+                not_before_ms: *nb,
+                id: *id,
+            })
+            .chain(after)
+            .max();
         let mut out = Vec::with_capacity(due.len());
-        for (_, id, p) in due {
+        for (_, id, p, _) in due {
             match self.load_reading(p.slot, id) {
                 Ok(reading) => {
                     shared.hints.insert(id, p.slot);
@@ -102,7 +108,53 @@ impl Core {
                 Err(reason) => self.dead_unreadable(sink, id, p.slot, reason),
             }
         }
-        Ok(out)
+        Ok((out, cursor))
+    }
+
+    /// Adds to `due` the retried entries of `scan.sink` due at `scan.now_ms` and not in
+    /// `scan.skip`, from past the key `from` (the start without it) up to the key `until`
+    /// (inclusive; the end without it), until `due` holds `scan.max` or `scan.limit` keys were
+    /// looked at. The due list is in (not_before, id) order, so it is read a page of keys at
+    /// a time (its values are empty) and no entry past those is read and decoded.
+    fn scan_due(
+        &self,
+        scan: &DueScan<'_>,
+        from: Option<Vec<u8>>,
+        until: Option<&[u8]>,
+        due: &mut Vec<(u64, ReadingId, PendingValue, bool)>,
+    ) -> Result<(), QueueError> {
+        let store = &*self.shared.store;
+        let prefix = keys::sink_prefix(keys::DUE, scan.sink);
+        let page_len = scan.max.max(16);
+        let mut after = from;
+        let mut scanned = 0;
+        while scanned < scan.limit && due.len() < scan.max {
+            let want = page_len.min(scan.limit - scanned);
+            let page = store.scan_keys(&prefix, after.as_deref(), want)?;
+            let full = page.len() == want;
+            for k in page {
+                if until.is_some_and(|u| k.as_slice() > u) {
+                    return Ok(());
+                }
+                scanned += 1;
+                let (nb, id) =
+                    keys::parse_due(&k).ok_or_else(|| txn::corrupt(&k, "bad due key"))?;
+                if nb > scan.now_ms || due.len() >= scan.max {
+                    return Ok(());
+                }
+                if !scan.skip.contains(&id) {
+                    let qkey = keys::retried(scan.sink, id);
+                    if let Some(raw) = store.get(&qkey)? {
+                        due.push((nb, id, ops::decode(&qkey, &raw)?, true));
+                    }
+                }
+                after = Some(k);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Calls `each(slot, id)` for `sink`'s fresh entries in segment order while it returns true.
@@ -336,4 +388,14 @@ impl Core {
         }
         Ok(out)
     }
+}
+
+/// What [`Core::scan_due`] looks for: `max` entries of `sink` due at `now_ms` and not in
+/// `skip`, looking at `limit` keys at most.
+struct DueScan<'a> {
+    sink: &'a SinkId,
+    max: usize,
+    limit: usize,
+    now_ms: u64,
+    skip: &'a HashSet<ReadingId>,
 }

@@ -101,6 +101,17 @@ pub enum EnqueueOutcome {
     Rejected(String),
 }
 
+/// A place in a sink's list of retried entries (ordered by retry time, then id): where the
+/// delivery loop's next read may begin when every entry up to it is in flight. A read that
+/// finds fewer than it may return past the cursor also looks before it, so an entry left there
+/// (a batch let go unsent, a retry time set behind the cursor by a clock stepped back) is
+/// still read, only later. See [`super::Queue::pending_after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueCursor {
+    pub(super) not_before_ms: u64,
+    pub(super) id: ReadingId,
+}
+
 /// One reading due for delivery to a sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {

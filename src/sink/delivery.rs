@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{RetryPolicy, Sink};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{DueCursor, Queue, QueueError};
 use crate::reading::{Reading, ReadingId, SinkId};
 use crate::status::SinkStatus;
 
@@ -59,7 +59,7 @@ mod settle;
 
 use batch::{Flight, Landed, Read, Ready, SettleFuture, Settling, Stamps, Wake};
 use read_ahead::next_read;
-pub use seam::DeliveryQueue;
+pub use seam::{DeliveryQueue, DueRead};
 use settle::{honour_retry_after, plan, record, unsigned, Health};
 // The test module names it through `use super::*`, as it did before `settle.rs` took the
 // code that uses it.
@@ -161,6 +161,7 @@ pub async fn run_delivery_with<Q: DeliveryQueue + ?Sized>(
         reading: None,
         ready: None,
         in_flight: HashSet::new(),
+        cursor: None,
         next_seq: 0,
         hold_until: None,
         drained: false,
@@ -198,6 +199,10 @@ struct Run<'q, Q: ?Sized> {
     ready: Option<Ready>,
     /// Every reading of a batch read and not settled yet: never fetched into a second batch.
     in_flight: HashSet<ReadingId>,
+    /// Where the next queue read may begin: every retried entry up to it is in `in_flight`
+    /// (so the read does not pass over each of them again). Cleared whenever readings leave
+    /// `in_flight` unsettled (a batch let go, a settle that failed, a backoff).
+    cursor: Option<DueCursor>,
     next_seq: u64,
     /// No new batch before this (whole-sink backoff, a queue error).
     hold_until: Option<Instant>,

@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::time::Duration;
 use std::time::Instant as Stamp;
 
-use crate::queue::{Pending, QueueError};
+use super::DueRead;
+use crate::queue::QueueError;
 use crate::reading::{Reading, SinkId};
 use crate::sink::Outcome;
 use crate::sink::Sink;
@@ -77,8 +78,7 @@ pub(super) type SettleFuture<'q> =
     Pin<Box<dyn Future<Output = Result<(), QueueError>> + Send + 'q>>;
 
 /// The answer of a queue read for the next batch.
-pub(super) type ReadFuture<'q> =
-    Pin<Box<dyn Future<Output = Result<Vec<Pending>, QueueError>> + Send + 'q>>;
+pub(super) type ReadFuture<'q> = Pin<Box<dyn Future<Output = DueRead> + Send + 'q>>;
 
 /// The queue read of the next batch, running while the loop waits for other things.
 pub(super) struct Read<'q> {
@@ -106,7 +106,7 @@ pub(super) struct Settling<'q> {
 pub(super) enum Wake {
     Landed(Option<Result<Landed, tokio::task::JoinError>>),
     Settled(Result<(), QueueError>),
-    Read(Result<Vec<Pending>, QueueError>),
+    Read(DueRead),
     Cancelled,
     NewEntries,
     HoldOver,

@@ -5,8 +5,8 @@
 use std::time::Instant as Stamp;
 
 use super::batch::{Read, Ready};
-use super::{DeliveryQueue, Run};
-use crate::queue::{Pending, QueueError};
+use super::{DeliveryQueue, DueRead, Run};
+use crate::queue::QueueError;
 use crate::reading::Reading;
 
 impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
@@ -26,16 +26,17 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         // The readings in flight when the read begins: a batch settled meanwhile is passed
         // over all the same (settled readings are not due again before their retry time).
         let skip = self.in_flight.clone();
+        let after = self.cursor;
         self.reading = Some(Read {
-            answer: Box::pin(async move { queue.pending_excluding(id, max, now, &skip).await }),
+            answer: Box::pin(async move { queue.pending_after(id, max, now, &skip, after).await }),
             began: Stamp::now(),
         });
     }
 
     /// The read under way answered. False: stop the loop (the queue is closed).
-    pub(super) fn read_done(&mut self, read: Result<Vec<Pending>, QueueError>) -> bool {
+    pub(super) fn read_done(&mut self, read: DueRead) -> bool {
         let began = self.reading.take().map_or_else(Stamp::now, |r| r.began);
-        let batch = match read {
+        let (batch, cursor) = match read {
             Ok(b) => b,
             Err(QueueError::Closed) => return false,
             Err(e) => {
@@ -48,6 +49,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         self.health.queue_errors = 0;
         if batch.is_empty() {
             self.drained = true;
+            self.cursor = None;
             return true;
         }
         if self.held_until().is_some() {
@@ -57,6 +59,8 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         }
         let readings: Vec<Reading> = batch.into_iter().map(|p| p.reading).collect();
         self.in_flight.extend(readings.iter().filter_map(|r| r.id));
+        // Every retried entry up to the cursor is in flight now.
+        self.cursor = cursor;
         self.ready = Some(Ready {
             readings,
             read: began,
@@ -65,8 +69,10 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
         true
     }
 
-    /// Lets the batch read ahead go unsent: its readings stay pending in the queue.
+    /// Lets the batch read ahead go unsent: its readings stay pending in the queue, and the
+    /// next read starts from the oldest due entry again.
     pub(super) fn drop_ready(&mut self) {
+        self.cursor = None;
         if let Some(ready) = self.ready.take() {
             for r in &ready.readings {
                 if let Some(rid) = r.id {
@@ -78,7 +84,7 @@ impl<'q, Q: DeliveryQueue + ?Sized> Run<'q, Q> {
 }
 
 /// The answer of the read under way (`reading` is some).
-pub(super) async fn next_read(reading: &mut Option<Read<'_>>) -> Result<Vec<Pending>, QueueError> {
+pub(super) async fn next_read(reading: &mut Option<Read<'_>>) -> DueRead {
     match reading {
         Some(r) => r.answer.as_mut().await,
         None => std::future::pending().await,

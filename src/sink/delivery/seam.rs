@@ -8,8 +8,12 @@ use std::pin::Pin;
 
 use time::OffsetDateTime;
 
-use crate::queue::{Pending, Queue, QueueError, Settle};
+use crate::queue::{DueCursor, Pending, Queue, QueueError, Settle};
 use crate::reading::{ReadingId, SinkId};
+
+/// What a read of due entries answers: the entries, oldest first, and where the next read may
+/// begin.
+pub type DueRead = Result<(Vec<Pending>, Option<DueCursor>), QueueError>;
 
 /// The queue operations the loop needs; [`Queue`] implements it, tests use a fake.
 pub trait DeliveryQueue: Send + Sync {
@@ -38,6 +42,24 @@ pub trait DeliveryQueue: Send + Sync {
             due.retain(|p| p.reading.id.is_none_or(|id| !skip.contains(&id)));
             due.truncate(max);
             Ok(due)
+        })
+    }
+    /// [`DeliveryQueue::pending_excluding`] for a loop that keeps a [`DueCursor`] (see
+    /// [`Queue::pending_after`]); returns the cursor for its next read. The default passes
+    /// over the entries in flight and returns no cursor.
+    fn pending_after<'a>(
+        &'a self,
+        sink: &'a SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &'a HashSet<ReadingId>,
+        after: Option<DueCursor>,
+    ) -> Pin<Box<dyn Future<Output = DueRead> + Send + 'a>> {
+        let _ = after;
+        Box::pin(async move {
+            self.pending_excluding(sink, max, now, skip)
+                .await
+                .map(|due| (due, None))
         })
     }
     /// The earliest time an entry of `sink` is due; reads the store, so [`Queue`] runs it on
@@ -89,6 +111,27 @@ impl DeliveryQueue for Queue {
         let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || queue.pending_excluding(&sink, max, now, &skip))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
+                        "reading pending entries failed: {e}"
+                    ))))
+                })
+        })
+    }
+    fn pending_after<'a>(
+        &'a self,
+        sink: &'a SinkId,
+        max: usize,
+        now: OffsetDateTime,
+        skip: &'a HashSet<ReadingId>,
+        after: Option<DueCursor>,
+    ) -> Pin<Box<dyn Future<Output = DueRead> + Send + 'a>> {
+        // The blocking pool needs owned values: the ids in flight are copied (at most
+        // `concurrency × batch_size` of them).
+        let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || queue.pending_after(&sink, max, now, &skip, after))
                 .await
                 .unwrap_or_else(|e| {
                     Err(QueueError::Store(crate::queue::StoreError::Io(format!(
