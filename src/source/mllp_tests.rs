@@ -240,6 +240,9 @@ async fn whitespace_between_messages_does_not_hold_a_connection_past_the_idle_ti
     })
     .await;
     let mut s = TcpStream::connect(r.addr).await.expect("connect");
+    // Taken before the message goes out: the listener's idle time starts after it, so the
+    // close cannot come sooner than 500 ms after this, however late this task reads the ACK.
+    let sent = Instant::now();
     s.write_all(&mllp_frame(ORU.as_bytes()))
         .await
         .expect("write");
@@ -261,7 +264,11 @@ async fn whitespace_between_messages_does_not_hold_a_connection_past_the_idle_ti
         }
     }
     assert!(closed, "closed for want of a complete message");
-    assert!(answered.elapsed() >= Duration::from_millis(450));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(450),
+        "closed {:?} after the message was sent, before the idle timeout",
+        sent.elapsed()
+    );
     r.cancel.cancel();
     r.done.await.expect("listener stops");
 }

@@ -53,9 +53,8 @@ pub trait DeliveryQueue: Send + Sync {
         max: usize,
         now: OffsetDateTime,
         skip: &'a HashSet<ReadingId>,
-        after: Option<DueCursor>,
+        _after: Option<DueCursor>,
     ) -> Pin<Box<dyn Future<Output = DueRead> + Send + 'a>> {
-        let _ = after;
         Box::pin(async move {
             self.pending_excluding(sink, max, now, skip)
                 .await
