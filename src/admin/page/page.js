@@ -121,8 +121,9 @@
       setSkew(next);
       patch(live(), next);
       tick();
-      await names();
+      // Counted as soon as the page is patched (in the same task), before the name lookup.
       document.documentElement.dataset.refreshed = String(Number(document.documentElement.dataset.refreshed || 0) + 1);
+      await names();
     } catch (e) {
       // Offline for a moment: try again at the next round.
     } finally {
