@@ -12,6 +12,19 @@ use time::OffsetDateTime;
 
 const REWRITTEN: &str = "the queue store was rewritten to give back the space";
 
+/// A daemon with a JSON bridge on a serial port (room exam-2), a file outbox of readings, and
+/// a rewrite of its store allowed every second with 1 MiB of slack.
+fn rewriting(dir: &std::path::Path) -> support::Running {
+    DaemonBuilder::new(dir)
+        .admin(Admin::Token)
+        .patient_mode("location")
+        .serial_device("bridge", "json", "exam-2", "")
+        .outbox("reading")
+        .daemon("store_reclaim_every = \"1s\"")
+        .daemon("store_reclaim_slack = \"1MiB\"")
+        .start()
+}
+
 /// The number after `name=` in `line`.
 fn field(line: &str, name: &str) -> u64 {
     let at = line
@@ -28,14 +41,7 @@ fn field(line: &str, name: &str) -> u64 {
 #[test]
 fn readings_flow_and_are_delivered_once_while_the_store_is_rewritten() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = DaemonBuilder::new(tmp.path())
-        .admin(Admin::Token)
-        .patient_mode("location")
-        .serial_device("bridge", "json", "exam-2", "")
-        .outbox("reading")
-        .daemon("store_reclaim_every = \"1s\"")
-        .daemon("store_reclaim_slack = \"1MiB\"")
-        .start();
+    let d = rewriting(tmp.path());
     let (bridge, outbox) = (d.pty("bridge"), d.outbox().to_path_buf());
     d.daemon()
         .wait_log("serial port open", Duration::from_secs(10));
@@ -119,14 +125,7 @@ fn outbox_count(dir: &std::path::Path) -> usize {
 fn a_sigkill_during_the_rewrite_loses_and_duplicates_nothing() {
     const CHUNK: usize = 100;
     let tmp = tempfile::tempdir().unwrap();
-    let mut d = DaemonBuilder::new(tmp.path())
-        .admin(Admin::Token)
-        .patient_mode("location")
-        .serial_device("bridge", "json", "exam-2", "")
-        .outbox("reading")
-        .daemon("store_reclaim_every = \"1s\"")
-        .daemon("store_reclaim_slack = \"1MiB\"")
-        .start();
+    let mut d = rewriting(tmp.path());
     let outbox = d.outbox().to_path_buf();
     let copy = d.data.join("queue.compact");
     d.daemon()

@@ -105,17 +105,10 @@ impl DeliveryQueue for Queue {
         if skip.is_empty() {
             return DeliveryQueue::pending(self, sink, max, now);
         }
-        // The blocking pool needs owned values: the ids in flight are copied (at most
-        // `concurrency × batch_size` of them).
-        let (queue, sink, skip) = (self.clone(), sink.clone(), skip.clone());
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || queue.pending_excluding(&sink, max, now, &skip))
+            DeliveryQueue::pending_after(self, sink, max, now, skip, None)
                 .await
-                .unwrap_or_else(|e| {
-                    Err(QueueError::Store(crate::queue::StoreError::Io(format!(
-                        "reading pending entries failed: {e}"
-                    ))))
-                })
+                .map(|(due, _)| due)
         })
     }
     fn pending_after<'a>(
